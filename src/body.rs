@@ -1,0 +1,163 @@
+//! The response body moat hands to hyper (stage 7 and every rejection): either a small body
+//! moat wrote itself, or the upstream's body streamed through frame by frame with an idle
+//! timeout. It carries the request's access-log record, which is written when the body is
+//! finished or dropped, so streamed responses are logged with their true duration and a
+//! client that goes away is visible in the log.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::access::Completion;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The upstream sent nothing for `upstream.idle_timeout` in the middle of a body.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no data for {0:?}")]
+pub struct IdleTimeout(Duration);
+
+pin_project! {
+    pub struct ResponseBody {
+        #[pin]
+        inner: Inner,
+        completion: Option<Completion>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner {
+        Full { #[pin] body: Full<Bytes> },
+        Upstream {
+            #[pin] body: Incoming,
+            #[pin] idle: Sleep,
+            timeout: Duration,
+        },
+    }
+}
+
+impl ResponseBody {
+    pub fn full(bytes: Bytes) -> Self {
+        Self::from_inner(Inner::Full {
+            body: Full::new(bytes),
+        })
+    }
+
+    pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    /// Streams `body`, failing the stream if no frame arrives for `idle_timeout`.
+    pub fn upstream(body: Incoming, idle_timeout: Duration) -> Self {
+        Self::from_inner(Inner::Upstream {
+            body,
+            idle: tokio::time::sleep(idle_timeout),
+            timeout: idle_timeout,
+        })
+    }
+
+    fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner,
+            completion: None,
+        }
+    }
+
+    pub fn attach(&mut self, completion: Completion) {
+        self.completion = Some(completion);
+    }
+
+    /// The bytes of a body moat wrote itself (for tests and the admin listener).
+    pub fn into_full_bytes(self) -> Option<Bytes> {
+        match self.inner {
+            Inner::Full { body } => {
+                let mut body = std::pin::pin!(body);
+                let waker = std::task::Waker::noop();
+                let mut cx = Context::from_waker(waker);
+                match body.as_mut().poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+                    Poll::Ready(None) => Some(Bytes::new()),
+                    _ => None,
+                }
+            }
+            Inner::Upstream { .. } => None,
+        }
+    }
+}
+
+impl Inner {
+    fn is_end(&self) -> bool {
+        match self {
+            Inner::Full { body } => body.is_end_stream(),
+            Inner::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let result: Option<Result<Frame<Bytes>, BoxError>> = match inner.as_mut().project() {
+            InnerProj::Full { body } => match ready!(body.poll_frame(cx)) {
+                Some(Ok(frame)) => Some(Ok(frame)),
+                Some(Err(never)) => match never {},
+                None => None,
+            },
+            InnerProj::Upstream {
+                body,
+                mut idle,
+                timeout,
+            } => match body.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    idle.as_mut().reset(Instant::now() + *timeout);
+                    Some(Ok(frame))
+                }
+                Poll::Ready(Some(Err(error))) => Some(Err(error.into())),
+                Poll::Ready(None) => None,
+                Poll::Pending => {
+                    ready!(idle.poll(cx));
+                    Some(Err(IdleTimeout(*timeout).into()))
+                }
+            },
+        };
+        if let Some(completion) = this.completion.as_mut() {
+            match &result {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        completion.bytes_sent += data.len() as u64;
+                    }
+                }
+                Some(Err(error)) => completion.stream_error = Some(error.to_string()),
+                None => {}
+            }
+            completion.finished = result.is_none() || inner.is_end();
+        }
+        Poll::Ready(result)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full { body } => body.size_hint(),
+            Inner::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The command line (design §8): each subcommand parses its arguments here and calls into
+//! the library; exit codes are chosen here and nowhere else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::server::{self, Listeners};
+use crate::snapshot::{Snapshot, State};
+use crate::telemetry;
+
+/// Exit code of `serve` when the configuration cannot be loaded (EX_USAGE).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "moat", version, about = "A security sidecar for model servers")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load the config and serve until SIGTERM or SIGINT.
+    Serve(ConfigArg),
+    /// Load the config, report every problem, and exit 1 if there is one.
+    Check(ConfigArg),
+    /// Exit 0 if moat's /healthz answers (for container HEALTHCHECKs without a shell).
+    Healthcheck {
+        #[arg(long, env = "MOAT_HEALTHCHECK_URL", default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, env = "MOAT_CONFIG", default_value = "config/moat.yaml")]
+    config: PathBuf,
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args.config),
+        Command::Check(args) => check(args.config),
+        Command::Healthcheck { url } => healthcheck(&url),
+    }
+}
+
+fn serve(config_path: PathBuf) -> ExitCode {
+    let _log = telemetry::init();
+    let snapshot = match Snapshot::load(&config_path) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot load the configuration");
+            eprintln!("moat: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if !snapshot.config.upstream.is_loopback() {
+        tracing::warn!(
+            upstream = %snapshot.config.upstream.url,
+            "the upstream is not on loopback: make sure its port is not reachable around moat"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("moat: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let state = Arc::new(State::new(snapshot, config_path));
+        let listeners = match Listeners::bind(&state).await {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot bind the listeners");
+                eprintln!("moat: cannot bind the listeners: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let (Ok(public), Ok(admin)) = (listeners.public_addr(), listeners.admin_addr()) {
+            tracing::info!(listen = %public, admin = %admin, "listening");
+        }
+        server::serve(state, listeners, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop moat with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn check(config_path: PathBuf) -> ExitCode {
+    match Snapshot::load(&config_path) {
+        Ok(snapshot) => {
+            let config = &snapshot.config;
+            println!("{}: ok", config_path.display());
+            println!("  listen        {}", config.listen);
+            println!("  admin_listen  {}", config.admin_listen);
+            println!("  upstream      {}", config.upstream.url);
+            if !config.upstream.is_loopback() {
+                println!("  warning: the upstream is not on loopback");
+            }
+            println!("  routes        every path is forwarded (no OpenAPI document configured)");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let Ok(runtime) = runtime else {
+        return ExitCode::FAILURE;
+    };
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), crate::health::probe(url)).await
+    });
+    match outcome {
+        Ok(Ok(status)) if status.is_success() => ExitCode::SUCCESS,
+        Ok(Ok(status)) => {
+            eprintln!("moat healthcheck: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("moat healthcheck: {url}: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("moat healthcheck: {url} did not answer within 3s");
+            ExitCode::FAILURE
+        }
+    }
+}

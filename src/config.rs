@@ -1,0 +1,501 @@
+//! `config/moat.yaml` → a checked [`Config`] (design §4). Strict: unknown keys, duplicate
+//! keys and bad values are errors naming the file and line. `${VAR}` / `${VAR:-default}` are
+//! expanded from the environment inside YAML scalars (after parsing, so a value can never
+//! change the document's structure), with the `VAR_FILE` secrets convention as fallback.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::{Deserialize, Deserializer};
+
+/// A configuration that failed to load: which file, and every problem found in it.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        match self.problems.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                writeln!(f, "{} problems", many.len())?;
+                for problem in many {
+                    writeln!(f, "  - {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_admin_listen", deserialize_with = "socket_addr")]
+    pub admin_listen: SocketAddr,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// How long a SIGTERM waits for in-flight requests before exiting anyway.
+    #[serde(default = "default_drain_timeout", deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(deserialize_with = "upstream_url")]
+    pub url: Uri,
+    #[serde(default = "secs::<2>", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Until the upstream's response headers arrive.
+    #[serde(default = "secs::<60>", deserialize_with = "duration")]
+    pub response_timeout: Duration,
+    /// Between two chunks of a streamed response body.
+    #[serde(default = "secs::<300>", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Below uvicorn's 5 s keep-alive, so a pooled connection is dropped by moat before the
+    /// model closes it under a request in flight.
+    #[serde(default = "secs::<4>", deserialize_with = "duration")]
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_json_depth: usize,
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_json_depth: 64,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Keep `Authorization` (and API-key headers) on forwarded requests.
+    pub forward_credentials: bool,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); write it like `30s`, `5m` or `250ms`"
+        ))
+    })
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a listen address; write IP:PORT, e.g. `0.0.0.0:8080` or `[::1]:8080`"
+        ))
+    })
+}
+
+fn upstream_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uri, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_upstream_url(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_upstream_url(text: &str) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "upstream `{text}` must be an http:// URL: the model runs beside moat and TLS to it \
+             is not supported"
+        ));
+    }
+    if uri.authority().is_none_or(|a| a.port_u16().is_none() && a.host().is_empty()) {
+        return Err(format!("upstream `{text}` has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("upstream `{text}` must not have a query"));
+    }
+    Ok(uri)
+}
+
+impl UpstreamConfig {
+    /// True when the upstream is on this host, where a sidecar's model belongs: anywhere
+    /// else its port may be reachable around moat.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.url.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl Config {
+    /// Reads, expands and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let error = |problems: Vec<String>| ConfigError {
+            file: path.to_owned(),
+            problems,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(vec![format!("cannot read the file: {e}")]))?;
+        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(error)
+    }
+
+    /// Parses config text, looking variables up with `env`.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+        let properties = resolve_variables(text, env)?;
+        let mut options = serde_saphyr::Options::default().with_properties(properties);
+        // Compose syntax so quoted scalars are expanded too; its "unset means empty" rule
+        // never applies because `resolve_variables` has already refused unset variables.
+        options.property_syntax = serde_saphyr::PropertySyntax::DockerCompose;
+        options.strict_booleans = true;
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+        let config: Config =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| vec![e.to_string()])?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Cross-field rules that serde cannot express; reports all of them at once.
+    fn check(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            problems.push(format!(
+                "`admin_listen` ({}) must differ from `listen`: health and metrics never share \
+                 the public port",
+                self.admin_listen
+            ));
+        }
+        let limits = &self.limits;
+        for (name, value) in [
+            ("limits.max_body_bytes", limits.max_body_bytes),
+            ("limits.max_header_bytes", limits.max_header_bytes as u64),
+            ("limits.max_uri_bytes", limits.max_uri_bytes as u64),
+            ("limits.max_json_depth", limits.max_json_depth as u64),
+            ("limits.max_connections", limits.max_connections as u64),
+            (
+                "limits.h2_max_concurrent_streams",
+                u64::from(limits.h2_max_concurrent_streams),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("`{name}` must be greater than 0"));
+            }
+        }
+        for (name, value) in [
+            ("limits.header_read_timeout", limits.header_read_timeout),
+            ("limits.body_read_timeout", limits.body_read_timeout),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.response_timeout", self.upstream.response_timeout),
+            ("upstream.idle_timeout", self.upstream.idle_timeout),
+            ("upstream.pool_idle_timeout", self.upstream.pool_idle_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("`{name}` must be longer than 0s"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// Finds every `${NAME…}` and `$NAME` in the text and looks each up: the variable itself,
+/// else the file named by `NAME_FILE` (Docker and Kubernetes secrets). A reference without a
+/// default to a variable that is unset is an error naming the line, never an empty string.
+fn resolve_variables(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HashMap<String, String>, Vec<String>> {
+    let mut properties = HashMap::new();
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        for reference in variable_references(line) {
+            if properties.contains_key(reference.name) {
+                continue;
+            }
+            match lookup(reference.name, env) {
+                Ok(Some(value)) => {
+                    properties.insert(reference.name.to_owned(), value);
+                }
+                Ok(None) if reference.has_default => {}
+                Ok(None) => problems.push(format!(
+                    "line {}: environment variable `{}` is not set (nor `{}_FILE`); set it, \
+                     or give a default with `${{{}:-default}}`",
+                    index + 1,
+                    reference.name,
+                    reference.name,
+                    reference.name
+                )),
+                Err(problem) => problems.push(format!("line {}: {problem}", index + 1)),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(properties)
+    } else {
+        Err(problems)
+    }
+}
+
+fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    if let Some(value) = env(name) {
+        return Ok(Some(value));
+    }
+    let file_var = format!("{name}_FILE");
+    let Some(file) = env(&file_var) else {
+        return Ok(None);
+    };
+    let mut value = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read `{file}` named by `{file_var}`: {e}"))?;
+    // Secret files are usually written with a trailing newline that is not part of the value.
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    Ok(Some(value))
+}
+
+struct Reference<'a> {
+    name: &'a str,
+    has_default: bool,
+}
+
+/// The variable references in one line, in Compose syntax (`$$` is a literal `$`).
+fn variable_references(line: &str) -> Vec<Reference<'_>> {
+    let bytes = line.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                let start = i + 2;
+                let end = name_end(bytes, start);
+                if end > start {
+                    found.push(Reference {
+                        name: &line[start..end],
+                        has_default: bytes.get(end) != Some(&b'}'),
+                    });
+                }
+                i = end.max(start);
+            }
+            Some(_) => {
+                let start = i + 1;
+                let end = name_end(bytes, start);
+                if end > start {
+                    found.push(Reference {
+                        name: &line[start..end],
+                        has_default: false,
+                    });
+                }
+                i = end.max(start);
+            }
+            None => i += 1,
+        }
+    }
+    found
+}
+
+fn name_end(bytes: &[u8], start: usize) -> usize {
+    let mut end = start;
+    while end < bytes.len()
+        && (bytes[end] == b'_'
+            || bytes[end].is_ascii_alphabetic()
+            || (end > start && bytes[end].is_ascii_digit()))
+    {
+        end += 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "listen: 127.0.0.1:8080\nupstream:\n  url: http://127.0.0.1:8000\n";
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let config = Config::parse(MINIMAL, &no_env).expect("loads");
+        assert_eq!(config.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(config.upstream.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.upstream.pool_idle_timeout, Duration::from_secs(4));
+        assert_eq!(config.limits.max_body_bytes, 1_048_576);
+        assert_eq!(config.limits.max_header_bytes, 16_384);
+        assert!(!config.policy.forward_credentials);
+        assert!(config.upstream.is_loopback());
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_the_key_and_line() {
+        let text = format!("{MINIMAL}limits:\n  max_body_byte: 10\n");
+        let problems = Config::parse(&text, &no_env).unwrap_err();
+        assert!(problems[0].contains("max_body_byte"), "{problems:?}");
+        assert!(problems[0].contains("line 5"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_an_error() {
+        let text = format!("{MINIMAL}listen: 127.0.0.1:9000\n");
+        let problems = Config::parse(&text, &no_env).unwrap_err();
+        assert!(problems[0].contains("duplicate"), "{problems:?}");
+    }
+
+    #[test]
+    fn durations_are_humantime_and_a_bad_one_says_how_to_write_it() {
+        let text = format!("{MINIMAL}  response_timeout: 90s\n");
+        let config = Config::parse(&text, &no_env).expect("loads");
+        assert_eq!(config.upstream.response_timeout, Duration::from_secs(90));
+        let text = format!("{MINIMAL}  response_timeout: soon\n");
+        let problems = Config::parse(&text, &no_env).unwrap_err();
+        assert!(problems[0].contains("`30s`"), "{problems:?}");
+        assert!(problems[0].contains("line 4"), "{problems:?}");
+    }
+
+    #[test]
+    fn variables_expand_in_plain_and_quoted_scalars_and_numbers() {
+        let text = "listen: ${ADDR}\nupstream:\n  url: \"http://${HOST}:8000\"\nlimits:\n  \
+                    max_body_bytes: ${MAX:-2048}\n";
+        let env = env_of(&[("ADDR", "127.0.0.1:7000"), ("HOST", "localhost")]);
+        let config = Config::parse(text, &env).expect("loads");
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.upstream.url.host(), Some("localhost"));
+        assert_eq!(config.limits.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn a_value_with_yaml_syntax_stays_one_scalar() {
+        let text = "listen: 127.0.0.1:1\nupstream:\n  url: http://127.0.0.1:8000\n  \
+                    connect_timeout: ${T}\n";
+        let env = env_of(&[("T", "1s\nlisten: 0.0.0.0:80")]);
+        let problems = Config::parse(text, &env).unwrap_err();
+        assert!(problems[0].contains("not a duration"), "{problems:?}");
+    }
+
+    #[test]
+    fn an_unset_variable_without_default_is_an_error_naming_it_and_the_line() {
+        let text = format!("{MINIMAL}limits:\n  max_body_bytes: ${{NOPE}}\n");
+        let problems = Config::parse(&text, &no_env).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("line 5:"), "{problems:?}");
+        assert!(problems[0].contains("`NOPE`"), "{problems:?}");
+    }
+
+    #[test]
+    fn var_file_is_read_when_the_variable_is_unset_and_the_variable_wins_when_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("addr");
+        std::fs::write(&file, "127.0.0.1:7001\n").unwrap();
+        let file_name: &'static str = Box::leak(file.display().to_string().into_boxed_str());
+        let text = "listen: ${ADDR}\nupstream:\n  url: http://127.0.0.1:8000\n";
+        let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("ADDR_FILE", file_name)]));
+        let config = Config::parse(text, &env_of(pairs)).expect("loads");
+        assert_eq!(config.listen.port(), 7001);
+        let pairs: &'static [(&str, &str)] =
+            Box::leak(Box::new([("ADDR_FILE", file_name), ("ADDR", "127.0.0.1:7002")]));
+        let config = Config::parse(text, &env_of(pairs)).expect("loads");
+        assert_eq!(config.listen.port(), 7002);
+    }
+
+    #[test]
+    fn double_dollar_is_a_literal_and_comments_are_not_scanned() {
+        let refs = variable_references("a: $${X} ${Y:-1} $Z");
+        let names: Vec<_> = refs.iter().map(|r| (r.name, r.has_default)).collect();
+        assert_eq!(names, vec![("Y", true), ("Z", false)]);
+        let text = format!("# uses ${{UNSET}}\n{MINIMAL}");
+        assert!(Config::parse(&text, &no_env).is_ok());
+    }
+
+    #[test]
+    fn the_upstream_must_be_plain_http_with_a_host() {
+        for bad in ["https://127.0.0.1:8000", "127.0.0.1:8000", "http://x:1/?q=1", "ftp://a"] {
+            let text = format!("listen: 127.0.0.1:1\nupstream:\n  url: \"{bad}\"\n");
+            assert!(Config::parse(&text, &no_env).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn a_remote_upstream_is_not_loopback() {
+        let text = "listen: 127.0.0.1:1\nupstream:\n  url: http://10.1.2.3:8000\n";
+        assert!(!Config::parse(text, &no_env).unwrap().upstream.is_loopback());
+        let text = "listen: 127.0.0.1:1\nupstream:\n  url: http://[::1]:8000\n";
+        assert!(Config::parse(text, &no_env).unwrap().upstream.is_loopback());
+    }
+
+    #[test]
+    fn cross_field_problems_are_all_reported() {
+        let text = "listen: 127.0.0.1:9090\nupstream:\n  url: http://127.0.0.1:8000\n  \
+                    connect_timeout: 0s\nlimits:\n  max_body_bytes: 0\n";
+        let problems = Config::parse(text, &no_env).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+}

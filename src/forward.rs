@@ -1,0 +1,406 @@
+//! Stage 7, forward: a pooled HTTP/1.1 client to the model, header hygiene in both
+//! directions, and the upstream's response streamed back frame by frame. Upstream faults
+//! become 502 (refused, reset) or 504 (timeout) here; nothing else chooses those statuses.
+
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::ResponseBody;
+use crate::config::UpstreamConfig;
+use crate::reject::Rejection;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `keep-alive` and
+/// `proxy-connection`): they describe one connection and never cross a proxy.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// What moat knows about the request that the upstream should be told.
+pub struct ForwardContext<'a> {
+    pub client_ip: IpAddr,
+    pub proto: &'static str,
+    pub request_id: &'a str,
+    pub forward_credentials: bool,
+}
+
+/// The upstream's response, with how long its head took.
+pub struct Forwarded {
+    pub response: Response<ResponseBody>,
+    pub upstream_time: Duration,
+}
+
+/// The model server: its address, timeouts and a connection pool.
+pub struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// Path prefix of `upstream.url` without a trailing '/', often empty.
+    prefix: String,
+    host: HeaderValue,
+    response_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            // hyper would silently resend a request whose pooled connection closed under
+            // it; moat decides itself, and only for idempotent methods.
+            .retry_canceled_requests(false)
+            .build(connector);
+        let url = &config.url;
+        let authority = url
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("upstream `{url}` has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("upstream `{url}` has an invalid host"))?;
+        Ok(Self {
+            client,
+            scheme: url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
+            authority,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+            host,
+            response_timeout: config.response_timeout,
+            idle_timeout: config.idle_timeout,
+        })
+    }
+
+    /// Sends the checked request upstream and returns its streaming response.
+    pub async fn forward(
+        &self,
+        mut parts: Parts,
+        body: Bytes,
+        context: &ForwardContext<'_>,
+    ) -> Result<Forwarded, Rejection> {
+        prepare_request_headers(&mut parts.headers, context, &self.host);
+        let uri = self.upstream_uri(&parts.uri)?;
+        let idempotent = is_idempotent(&parts.method);
+        let started = Instant::now();
+        let mut attempt = self.build(&parts, uri.clone(), body.clone());
+        let mut retried = false;
+        let response = loop {
+            let sent = tokio::time::timeout(self.response_timeout, self.client.request(attempt));
+            match sent.await {
+                Ok(Ok(response)) => break response,
+                Ok(Err(error)) if idempotent && !retried && connection_went_stale(&error) => {
+                    // A pooled connection the model had already closed: safe to resend only
+                    // because the method is idempotent (RFC 9110 §9.2.2).
+                    tracing::debug!(error = %error, "retrying an idempotent request once");
+                    retried = true;
+                    attempt = self.build(&parts, uri.clone(), body.clone());
+                }
+                Ok(Err(error)) => return Err(classify(&error)),
+                Err(_elapsed) => return Err(Rejection::UpstreamTimeout),
+            }
+        };
+        let upstream_time = started.elapsed();
+        let (mut head, incoming) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        Ok(Forwarded {
+            response: Response::from_parts(head, ResponseBody::upstream(incoming, self.idle_timeout)),
+            upstream_time,
+        })
+    }
+
+    fn build(&self, parts: &Parts, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        // The upstream connection is HTTP/1.1 whatever the client spoke.
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = parts.headers.clone();
+        request
+    }
+
+    /// The upstream URL for the client's path and query, forwarded byte for byte.
+    fn upstream_uri(&self, client_uri: &Uri) -> Result<Uri, Rejection> {
+        let original = client_uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path_and_query = if self.prefix.is_empty() {
+            original
+        } else {
+            PathAndQuery::try_from(format!("{}{}", self.prefix, original.as_str()))
+                .map_err(|_| Rejection::Internal)?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| Rejection::Internal)
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The request failed because the pooled connection closed before a response began.
+fn connection_went_stale(error: &hyper_util::client::legacy::Error) -> bool {
+    !error.is_connect()
+        && error
+            .source()
+            .and_then(|source| source.downcast_ref::<hyper::Error>())
+            .is_some_and(|e| e.is_canceled() || e.is_incomplete_message())
+}
+
+fn classify(error: &hyper_util::client::legacy::Error) -> Rejection {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return Rejection::UpstreamTimeout;
+        }
+        source = cause.source();
+    }
+    tracing::warn!(error = %error, connect = error.is_connect(), "upstream request failed");
+    Rejection::UpstreamUnavailable
+}
+
+/// Header hygiene for the request moat sends upstream (design §6). Order matters: every
+/// header the client may not pass on is removed *before* moat adds its own, so a client
+/// naming `X-Moat-Key-Id` in `Connection` can neither smuggle nor strip an identity header.
+pub fn prepare_request_headers(
+    headers: &mut HeaderMap,
+    context: &ForwardContext<'_>,
+    upstream_host: &HeaderValue,
+) {
+    let original_host = headers.get(header::HOST).cloned();
+    strip_hop_by_hop(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_client_controlled_identity(name))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+    // moat sends its own framing and has already answered any `Expect`.
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::EXPECT);
+    headers.remove(header::UPGRADE);
+    if !context.forward_credentials {
+        headers.remove(header::AUTHORIZATION);
+    }
+    headers.insert(header::HOST, upstream_host.clone());
+    if let Ok(ip) = HeaderValue::from_str(&context.client_ip.to_string()) {
+        headers.insert(X_FORWARDED_FOR, ip);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(context.proto),
+    );
+    if let Some(host) = original_host {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    if let Ok(id) = HeaderValue::from_str(context.request_id) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+}
+
+/// Headers only moat may set: identity (`X-Moat-*`), client address and protocol
+/// (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), and the host moat replaces.
+fn is_client_controlled_identity(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == "host"
+        || name == "forwarded"
+        || name == "x-real-ip"
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("x-moat-")
+}
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// A valid client `X-Request-Id` (1–128 of `[A-Za-z0-9._-]`), kept so traces join up.
+pub fn client_request_id(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(&X_REQUEST_ID).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let bytes = value.as_bytes();
+    let valid = (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    valid.then(|| value.to_str().ok()).flatten()
+}
+
+/// A fresh request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(forward_credentials: bool) -> ForwardContext<'static> {
+        ForwardContext {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            proto: "http",
+            request_id: "req-1",
+            forward_credentials,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut map = headers(&[
+            ("connection", "close, x-secret-hop"),
+            ("connection", "X-Other"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-secret-hop", "1"),
+            ("x-other", "1"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        let names: Vec<_> = map.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn a_client_cannot_spoof_identity_or_forwarding_headers() {
+        let mut map = headers(&[
+            ("x-moat-key-id", "admin"),
+            ("x-moat-subject", "root"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("host", "public.example"),
+        ]);
+        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("up:8000"));
+        assert!(map.get("x-moat-key-id").is_none());
+        assert!(map.get("x-moat-subject").is_none());
+        assert!(map.get("forwarded").is_none());
+        assert!(map.get("x-real-ip").is_none());
+        let xff: Vec<_> = map.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, vec!["192.0.2.7"]);
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-forwarded-host"], "public.example");
+        assert_eq!(map["host"], "up:8000");
+        assert_eq!(map["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn connection_cannot_be_used_to_strip_headers_moat_adds() {
+        let mut map = headers(&[("connection", "x-request-id, host, x-forwarded-for")]);
+        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("up:8000"));
+        assert_eq!(map["x-request-id"], "req-1");
+        assert_eq!(map["host"], "up:8000");
+        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+    }
+
+    #[test]
+    fn credentials_are_stripped_unless_forwarding_is_configured() {
+        let pairs = [("authorization", "Bearer abc"), ("proxy-authorization", "Basic x")];
+        let mut map = headers(&pairs);
+        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("u"));
+        assert!(map.get("authorization").is_none());
+        assert!(map.get("proxy-authorization").is_none());
+        let mut map = headers(&pairs);
+        prepare_request_headers(&mut map, &context(true), &HeaderValue::from_static("u"));
+        assert_eq!(map["authorization"], "Bearer abc");
+        assert!(map.get("proxy-authorization").is_none());
+    }
+
+    #[test]
+    fn framing_headers_are_never_reused_upstream() {
+        let mut map = headers(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+            ("expect", "100-continue"),
+            ("upgrade", "websocket"),
+        ]);
+        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("u"));
+        for name in ["content-length", "transfer-encoding", "expect", "upgrade"] {
+            assert!(map.get(name).is_none(), "{name} kept");
+        }
+    }
+
+    #[test]
+    fn a_client_request_id_is_kept_only_when_well_formed_and_single() {
+        let ok = headers(&[("x-request-id", "abc.DEF_123-x")]);
+        assert_eq!(client_request_id(&ok), Some("abc.DEF_123-x"));
+        let long: &'static str = Box::leak("a".repeat(129).into_boxed_str());
+        for bad in [
+            headers(&[("x-request-id", "")]),
+            headers(&[("x-request-id", "has space")]),
+            headers(&[("x-request-id", "semi;colon")]),
+            headers(&[("x-request-id", long)]),
+            headers(&[("x-request-id", "a"), ("x-request-id", "b")]),
+        ] {
+            assert_eq!(client_request_id(&bad), None, "{bad:?}");
+        }
+        assert_eq!(new_request_id().len(), 32);
+        assert_ne!(new_request_id(), new_request_id());
+    }
+
+    #[test]
+    fn only_idempotent_methods_may_be_retried() {
+        assert!(is_idempotent(&Method::GET));
+        assert!(is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST));
+        assert!(!is_idempotent(&Method::PATCH));
+    }
+}

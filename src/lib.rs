@@ -1,0 +1,20 @@
+//! moat: a reverse-proxy security sidecar for machine-learning model servers.
+//!
+//! A request flows one way through [`pipeline::handle`]: [`frame`] → route → authenticate →
+//! authorize → limit → validate → [`forward`]; any stage may refuse with a
+//! [`reject::Rejection`], which is the only place statuses are chosen.
+
+pub mod access;
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod frame;
+pub mod health;
+pub mod metrics;
+pub mod pipeline;
+pub mod reject;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;

@@ -1,0 +1,133 @@
+//! The request pipeline of design §1, read top to bottom in [`handle`]: each stage is a
+//! plain call that either hands its result to the next or refuses with a [`Rejection`].
+//! Stages run cheapest first, and the body is read only after the request has been routed,
+//! authenticated, authorised and rate-limited, so an unauthenticated caller can never make
+//! moat buffer or parse a body.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::access::Completion;
+use crate::body::ResponseBody;
+use crate::config::Limits;
+use crate::forward::{self, ForwardContext, X_REQUEST_ID};
+use crate::frame;
+use crate::metrics::OperationLabel;
+use crate::reject::Rejection;
+use crate::snapshot::{Snapshot, State};
+
+/// The connection a request arrived on.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+}
+
+/// Answers one request. Never fails: every refusal becomes a problem+json response here.
+pub async fn handle(state: &State, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let snapshot = state.snapshot.load_full();
+    let request_id = forward::client_request_id(request.headers())
+        .map(str::to_owned)
+        .unwrap_or_else(forward::new_request_id);
+    let mut completion = Completion::start(
+        state.metrics.clone(),
+        started,
+        request_id,
+        peer.ip,
+        request.method().clone(),
+        request.uri().clone(),
+        unrouted(),
+    );
+    let mut response = match run(&snapshot, request, peer, &mut completion).await {
+        Ok(response) => response,
+        Err(rejection) => {
+            completion.rejected(&rejection);
+            rejection.into_response(&completion.request_id)
+        }
+    };
+    if let Ok(id) = HeaderValue::from_str(&completion.request_id) {
+        response.headers_mut().insert(X_REQUEST_ID, id);
+    }
+    completion.status = response.status();
+    response.body_mut().attach(completion);
+    response
+}
+
+async fn run(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    peer: Peer,
+    completion: &mut Completion,
+) -> Result<Response<ResponseBody>, Rejection> {
+    let config = &snapshot.config;
+    let (parts, body) = request.into_parts();
+
+    // 1. frame: sizes and the one canonical reading of the path.
+    let _path = frame::check(&parts.uri, &parts.headers, &config.limits)?;
+
+    // 2–5. route, authenticate, authorize, limit: every request is forwarded as-is until
+    // the OpenAPI and credentials stages are built; they slot in here, before the body.
+
+    // 6. validate: the body is read only now, within the size and time limits.
+    let body = read_body(body, &parts.headers, &config.limits).await?;
+
+    // 7. forward.
+    let context = ForwardContext {
+        client_ip: peer.ip,
+        proto: peer.proto,
+        request_id: &completion.request_id,
+        forward_credentials: config.policy.forward_credentials,
+    };
+    let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
+    completion.upstream_time = Some(forwarded.upstream_time);
+    Ok(forwarded.response)
+}
+
+fn unrouted() -> OperationLabel {
+    thread_local! {
+        static UNROUTED: OperationLabel = Arc::from("unrouted");
+    }
+    UNROUTED.with(Clone::clone)
+}
+
+/// Buffers the request body: refused from `Content-Length` before reading when it
+/// declares too much, and cut off at the limit when it doesn't say.
+pub async fn read_body(body: Incoming, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, Rejection> {
+    let limit = limits.max_body_bytes;
+    if declared_length(headers).is_some_and(|length| length > limit) {
+        return Err(Rejection::BodyTooLarge { limit });
+    }
+    let max = usize::try_from(limit).unwrap_or(usize::MAX);
+    collect_within(Limited::new(body, max), limits.body_read_timeout, limit).await
+}
+
+async fn collect_within(
+    body: Limited<Incoming>,
+    timeout: Duration,
+    limit: u64,
+) -> Result<Bytes, Rejection> {
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(Rejection::BodyTooLarge { limit })
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "client body unreadable");
+            Err(Rejection::BodyUnreadable)
+        }
+        Err(_elapsed) => Err(Rejection::BodyTimeout),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

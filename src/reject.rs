@@ -1,0 +1,250 @@
+//! Every refusal moat can give, and the one place where each becomes a status code and an
+//! `application/problem+json` body (design §6). Stages return a `Rejection`; only
+//! [`Rejection::into_response`] turns it into bytes on the wire.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::ResponseBody;
+
+/// The pipeline stage that refused a request; the `stage` label of
+/// `moat_rejections_total` and the `stage` field of the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Frame,
+    Route,
+    Authenticate,
+    Authorize,
+    Limit,
+    Validate,
+    Forward,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Frame => "frame",
+            Stage::Route => "route",
+            Stage::Authenticate => "authenticate",
+            Stage::Authorize => "authorize",
+            Stage::Limit => "limit",
+            Stage::Validate => "validate",
+            Stage::Forward => "forward",
+        }
+    }
+}
+
+/// Why a request path was refused at stage 1. The reason is public: it names the rule, never
+/// the offending bytes, so nothing the client sent is echoed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathProblem {
+    NotOriginForm,
+    DotSegment,
+    EmptySegment,
+    Backslash,
+    ControlByte,
+    NonAscii,
+    BadPercentEncoding,
+    EncodedDelimiter,
+    InvalidUtf8,
+    QueryByte,
+}
+
+impl PathProblem {
+    fn detail(self) -> &'static str {
+        match self {
+            PathProblem::NotOriginForm => "the request target must be an absolute path starting with '/'",
+            PathProblem::DotSegment => "the path contains a '.' or '..' segment",
+            PathProblem::EmptySegment => "the path contains an empty segment ('//')",
+            PathProblem::Backslash => "the path contains a backslash",
+            PathProblem::ControlByte => "the path contains a control byte",
+            PathProblem::NonAscii => "the path contains raw non-ASCII bytes; percent-encode them",
+            PathProblem::BadPercentEncoding => "the path contains an invalid percent-encoding",
+            PathProblem::EncodedDelimiter => {
+                "the path contains an encoded '/', '\\', '.', '%' or control byte"
+            }
+            PathProblem::InvalidUtf8 => "the decoded path is not valid UTF-8",
+            PathProblem::QueryByte => {
+                "the query contains a control byte, raw non-ASCII byte or invalid percent-encoding"
+            }
+        }
+    }
+}
+
+/// A refusal. Each variant fixes its status, stable `code` and public detail right here, so
+/// the mapping is exhaustive and pinned by the table test below.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Stage 1: the path or query could be read two ways (design §1 "One interpretation").
+    InvalidPath(PathProblem),
+    UriTooLong { limit: usize },
+    HeadersTooLarge { limit: usize },
+    /// The request declared or sent more body than `limits.max_body_bytes`.
+    BodyTooLarge { limit: u64 },
+    /// The client did not finish sending its body within `limits.body_read_timeout`.
+    BodyTimeout,
+    /// The client's body framing broke off (reset, malformed chunking).
+    BodyUnreadable,
+    /// The upstream refused or reset the connection, or answered with garbage.
+    UpstreamUnavailable,
+    /// The upstream did not connect or answer within its timeout.
+    UpstreamTimeout,
+    /// A fault inside moat; the detail goes to the log, never to the client.
+    Internal,
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::InvalidPath(_) => StatusCode::BAD_REQUEST,
+            Rejection::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Rejection::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable snake_case reason clients and dashboards match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidPath(_) => "invalid_path",
+            Rejection::UriTooLong { .. } => "uri_too_long",
+            Rejection::HeadersTooLarge { .. } => "headers_too_large",
+            Rejection::BodyTooLarge { .. } => "body_too_large",
+            Rejection::BodyTimeout => "body_timeout",
+            Rejection::BodyUnreadable => "body_unreadable",
+            Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::Internal => "internal_error",
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        match self {
+            Rejection::InvalidPath(_)
+            | Rejection::UriTooLong { .. }
+            | Rejection::HeadersTooLarge { .. } => Stage::Frame,
+            Rejection::BodyTooLarge { .. }
+            | Rejection::BodyTimeout
+            | Rejection::BodyUnreadable => Stage::Validate,
+            Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout | Rejection::Internal => {
+                Stage::Forward
+            }
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Rejection::InvalidPath(problem) => problem.detail().to_owned(),
+            Rejection::UriTooLong { limit } => {
+                format!("the request target is longer than {limit} bytes")
+            }
+            Rejection::HeadersTooLarge { limit } => {
+                format!("the request headers are larger than {limit} bytes")
+            }
+            Rejection::BodyTooLarge { limit } => {
+                format!("the request body is larger than {limit} bytes")
+            }
+            Rejection::BodyTimeout => "the request body was not received in time".to_owned(),
+            Rejection::BodyUnreadable => "the request body could not be read".to_owned(),
+            Rejection::UpstreamUnavailable => "the model server is unavailable".to_owned(),
+            Rejection::UpstreamTimeout => "the model server did not answer in time".to_owned(),
+            Rejection::Internal => "internal error".to_owned(),
+        }
+    }
+
+    /// The problem+json response. `request_id` is moat's own validated id, safe to echo.
+    pub fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+        let status = self.status();
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code(),
+            request_id,
+            errors: &[],
+        };
+        // Serialising a struct of strings and integers cannot fail; fall back to an empty
+        // object rather than panic if it ever did.
+        let json = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = Response::new(ResponseBody::full(Bytes::from(json)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+/// One entry of a problem's `errors` list (filled by the validation stage).
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    pub location: &'static str,
+    pub pointer: String,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+    request_id: &'a str,
+    errors: &'a [FieldError],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row per variant: what a client and a dashboard see. Changing a row is an API change.
+    #[test]
+    fn each_rejection_has_a_fixed_status_code_and_stage() {
+        let table: &[(Rejection, u16, &str, &str)] = &[
+            (Rejection::InvalidPath(PathProblem::DotSegment), 400, "invalid_path", "frame"),
+            (Rejection::UriTooLong { limit: 8 }, 414, "uri_too_long", "frame"),
+            (Rejection::HeadersTooLarge { limit: 8 }, 431, "headers_too_large", "frame"),
+            (Rejection::BodyTooLarge { limit: 8 }, 413, "body_too_large", "validate"),
+            (Rejection::BodyTimeout, 408, "body_timeout", "validate"),
+            (Rejection::BodyUnreadable, 400, "body_unreadable", "validate"),
+            (Rejection::UpstreamUnavailable, 502, "upstream_unavailable", "forward"),
+            (Rejection::UpstreamTimeout, 504, "upstream_timeout", "forward"),
+            (Rejection::Internal, 500, "internal_error", "forward"),
+        ];
+        for (rejection, status, code, stage) in table {
+            assert_eq!(rejection.status().as_u16(), *status, "{rejection:?}");
+            assert_eq!(rejection.code(), *code, "{rejection:?}");
+            assert_eq!(rejection.stage().as_str(), *stage, "{rejection:?}");
+        }
+    }
+
+    #[test]
+    fn a_rejection_renders_as_problem_json_with_the_request_id() {
+        let response = Rejection::BodyTooLarge { limit: 10 }.into_response("req-1");
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = response.into_body().into_full_bytes().expect("a full body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(json["type"], "about:blank");
+        assert_eq!(json["title"], "Payload Too Large");
+        assert_eq!(json["status"], 413);
+        assert_eq!(json["code"], "body_too_large");
+        assert_eq!(json["request_id"], "req-1");
+        assert_eq!(json["detail"], "the request body is larger than 10 bytes");
+        assert_eq!(json["errors"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,140 @@
+//! The listeners: public TCP → hyper (HTTP/1.1, or HTTP/2 with prior knowledge) → the
+//! pipeline, and the admin listener beside it. Connection limits, header-read timeouts and
+//! graceful shutdown live here.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::admin;
+use crate::body::BoxError;
+use crate::config::Limits;
+use crate::pipeline::{self, Peer};
+use crate::snapshot::State;
+
+/// Bound listeners, ready to serve.
+pub struct Listeners {
+    public: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(state: &State) -> std::io::Result<Self> {
+        let config = &state.snapshot.load().config;
+        let public = TcpListener::bind(config.listen).await?;
+        let admin = TcpListener::bind(config.admin_listen).await?;
+        Ok(Self { public, admin })
+    }
+
+    pub fn public_addr(&self) -> std::io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+/// finish for up to `drain_timeout`.
+pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let (limits, drain_timeout) = {
+        let snapshot = state.snapshot.load();
+        (snapshot.config.limits.clone(), snapshot.config.drain_timeout)
+    };
+    let builder = connection_builder(&limits);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // Holding a slot before accepting makes a full server leave new connections in the
+        // kernel's backlog instead of accepting and then starving them.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listeners.public.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let connection = serve_connection(&builder, &state, stream, addr);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+
+    drop(listeners.public);
+    state.draining.store(true, Ordering::Relaxed);
+    let in_flight = graceful.count();
+    tracing::info!(connections = in_flight, ?drain_timeout, "shutting down: draining");
+    if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain deadline passed; closing the remaining connections");
+    }
+    admin_task.abort();
+    tracing::info!("stopped");
+}
+
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper needs room for the whole head; moat's own checks then answer 414/431 with a
+    // problem body, and only heads far over the limits meet hyper's bare 431.
+    let head_room = (limits.max_header_bytes + limits.max_uri_bytes + 4096).max(8192);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(head_room);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    state: &Arc<State>,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> impl hyper_util::server::graceful::GracefulConnection<Error = BoxError> + use<> {
+    let _ = stream.set_nodelay(true);
+    let peer = Peer {
+        ip: addr.ip().to_canonical(),
+        proto: "http",
+    };
+    let state = state.clone();
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(&state, request, peer).await) }
+    });
+    builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned()
+}
