@@ -30,7 +30,11 @@ enum Command {
     Check(ConfigArg),
     /// Exit 0 if moat's /healthz answers (for container HEALTHCHECKs without a shell).
     Healthcheck {
-        #[arg(long, env = "MOAT_HEALTHCHECK_URL", default_value = "http://127.0.0.1:9090/healthz")]
+        #[arg(
+            long,
+            env = "MOAT_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9090/healthz"
+        )]
         url: String,
     },
 }
@@ -67,7 +71,10 @@ fn serve(config_path: PathBuf) -> ExitCode {
             "the upstream is not on loopback: make sure its port is not reachable around moat"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("moat: cannot start the runtime: {error}");
@@ -130,7 +137,9 @@ fn check(config_path: PathBuf) -> ExitCode {
 }
 
 fn healthcheck(url: &str) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let Ok(runtime) = runtime else {
         return ExitCode::FAILURE;
     };

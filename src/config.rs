@@ -153,7 +153,10 @@ fn parse_upstream_url(text: &str) -> Result<Uri, String> {
              is not supported"
         ));
     }
-    if uri.authority().is_none_or(|a| a.port_u16().is_none() && a.host().is_empty()) {
+    if uri
+        .authority()
+        .is_none_or(|a| a.port_u16().is_none() && a.host().is_empty())
+    {
         return Err(format!("upstream `{text}` has no host"));
     }
     if uri.query().is_some() {
@@ -232,7 +235,10 @@ impl Config {
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.response_timeout", self.upstream.response_timeout),
             ("upstream.idle_timeout", self.upstream.idle_timeout),
-            ("upstream.pool_idle_timeout", self.upstream.pool_idle_timeout),
+            (
+                "upstream.pool_idle_timeout",
+                self.upstream.pool_idle_timeout,
+            ),
         ] {
             if value.is_zero() {
                 problems.push(format!("`{name}` must be longer than 0s"));
@@ -460,8 +466,10 @@ mod tests {
         let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("ADDR_FILE", file_name)]));
         let config = Config::parse(text, &env_of(pairs)).expect("loads");
         assert_eq!(config.listen.port(), 7001);
-        let pairs: &'static [(&str, &str)] =
-            Box::leak(Box::new([("ADDR_FILE", file_name), ("ADDR", "127.0.0.1:7002")]));
+        let pairs: &'static [(&str, &str)] = Box::leak(Box::new([
+            ("ADDR_FILE", file_name),
+            ("ADDR", "127.0.0.1:7002"),
+        ]));
         let config = Config::parse(text, &env_of(pairs)).expect("loads");
         assert_eq!(config.listen.port(), 7002);
     }
@@ -477,7 +485,12 @@ mod tests {
 
     #[test]
     fn the_upstream_must_be_plain_http_with_a_host() {
-        for bad in ["https://127.0.0.1:8000", "127.0.0.1:8000", "http://x:1/?q=1", "ftp://a"] {
+        for bad in [
+            "https://127.0.0.1:8000",
+            "127.0.0.1:8000",
+            "http://x:1/?q=1",
+            "ftp://a",
+        ] {
             let text = format!("listen: 127.0.0.1:1\nupstream:\n  url: \"{bad}\"\n");
             assert!(Config::parse(&text, &no_env).is_err(), "{bad} accepted");
         }

@@ -127,7 +127,10 @@ impl Upstream {
         let (mut head, incoming) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
         Ok(Forwarded {
-            response: Response::from_parts(head, ResponseBody::upstream(incoming, self.idle_timeout)),
+            response: Response::from_parts(
+                head,
+                ResponseBody::upstream(incoming, self.idle_timeout),
+            ),
             upstream_time,
         })
     }
@@ -222,10 +225,7 @@ pub fn prepare_request_headers(
     if let Ok(ip) = HeaderValue::from_str(&context.client_ip.to_string()) {
         headers.insert(X_FORWARDED_FOR, ip);
     }
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(context.proto),
-    );
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(context.proto));
     if let Some(host) = original_host {
         headers.insert(X_FORWARDED_HOST, host);
     }
@@ -329,7 +329,11 @@ mod tests {
             ("x-real-ip", "10.0.0.1"),
             ("host", "public.example"),
         ]);
-        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("up:8000"));
+        prepare_request_headers(
+            &mut map,
+            &context(false),
+            &HeaderValue::from_static("up:8000"),
+        );
         assert!(map.get("x-moat-key-id").is_none());
         assert!(map.get("x-moat-subject").is_none());
         assert!(map.get("forwarded").is_none());
@@ -345,7 +349,11 @@ mod tests {
     #[test]
     fn connection_cannot_be_used_to_strip_headers_moat_adds() {
         let mut map = headers(&[("connection", "x-request-id, host, x-forwarded-for")]);
-        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("up:8000"));
+        prepare_request_headers(
+            &mut map,
+            &context(false),
+            &HeaderValue::from_static("up:8000"),
+        );
         assert_eq!(map["x-request-id"], "req-1");
         assert_eq!(map["host"], "up:8000");
         assert_eq!(map["x-forwarded-for"], "192.0.2.7");
@@ -353,7 +361,10 @@ mod tests {
 
     #[test]
     fn credentials_are_stripped_unless_forwarding_is_configured() {
-        let pairs = [("authorization", "Bearer abc"), ("proxy-authorization", "Basic x")];
+        let pairs = [
+            ("authorization", "Bearer abc"),
+            ("proxy-authorization", "Basic x"),
+        ];
         let mut map = headers(&pairs);
         prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("u"));
         assert!(map.get("authorization").is_none());

@@ -58,6 +58,10 @@ pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathProblem> {
             b'\\' => return Err(PathProblem::Backslash),
             0..=0x1f | 0x7f => return Err(PathProblem::ControlByte),
             0x80..=0xff => return Err(PathProblem::NonAscii),
+            // RFC 3986 pchar: anything else (space, quotes, braces, `|`, `^`, …) has no
+            // single meaning and well-behaved clients percent-encode it.
+            b'"' | b'<' | b'>' | b'{' | b'}' | b'|' | b'^' | b'`' | b' ' | b'[' | b']' | b'#'
+            | b'?' => return Err(PathProblem::InvalidCharacter),
             b'%' => {
                 let decoded = decode_escape(bytes, i).ok_or(PathProblem::BadPercentEncoding)?;
                 // Each of these decodes to something a router, a file system or a second
@@ -145,7 +149,13 @@ mod tests {
 
     #[test]
     fn ordinary_paths_pass_borrowed() {
-        for path in ["/", "/v1/models", "/v1/models/iris:predict", "/a/b/", "/a-b_c~d"] {
+        for path in [
+            "/",
+            "/v1/models",
+            "/v1/models/iris:predict",
+            "/a/b/",
+            "/a-b_c~d",
+        ] {
             assert!(
                 matches!(canonical_path(path), Ok(Cow::Borrowed(p)) if p == path),
                 "{path}"
@@ -188,6 +198,10 @@ mod tests {
             ("/a%0A", PathProblem::EncodedDelimiter),
             ("/a%C3", PathProblem::InvalidUtf8),
             ("/a%FF", PathProblem::InvalidUtf8),
+            ("/a\"b", PathProblem::InvalidCharacter),
+            ("/a{b}", PathProblem::InvalidCharacter),
+            ("/a|b", PathProblem::InvalidCharacter),
+            ("/a b", PathProblem::InvalidCharacter),
             ("*", PathProblem::NotOriginForm),
             ("", PathProblem::NotOriginForm),
         ];

@@ -116,7 +116,13 @@ mod tests {
             text.contains(r#"moat_rejections_total{stage="frame",code="invalid_path"} 1"#),
             "{text}"
         );
-        assert!(text.contains("moat_request_duration_seconds_bucket"), "{text}");
-        assert!(text.contains("moat_upstream_duration_seconds_count 0"), "{text}");
+        assert!(
+            text.contains("moat_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("moat_upstream_duration_seconds_count 0"),
+            "{text}"
+        );
     }
 }

@@ -32,7 +32,11 @@ pub struct Peer {
 }
 
 /// Answers one request. Never fails: every refusal becomes a problem+json response here.
-pub async fn handle(state: &State, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+pub async fn handle(
+    state: &State,
+    request: Request<Incoming>,
+    peer: Peer,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let snapshot = state.snapshot.load_full();
     let request_id = forward::client_request_id(request.headers())
@@ -101,7 +105,11 @@ fn unrouted() -> OperationLabel {
 
 /// Buffers the request body: refused from `Content-Length` before reading when it
 /// declares too much, and cut off at the limit when it doesn't say.
-pub async fn read_body(body: Incoming, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, Rejection> {
+pub async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<Bytes, Rejection> {
     let limit = limits.max_body_bytes;
     if declared_length(headers).is_some_and(|length| length > limit) {
         return Err(Rejection::BodyTooLarge { limit });

@@ -46,6 +46,7 @@ pub enum PathProblem {
     Backslash,
     ControlByte,
     NonAscii,
+    InvalidCharacter,
     BadPercentEncoding,
     EncodedDelimiter,
     InvalidUtf8,
@@ -55,12 +56,17 @@ pub enum PathProblem {
 impl PathProblem {
     fn detail(self) -> &'static str {
         match self {
-            PathProblem::NotOriginForm => "the request target must be an absolute path starting with '/'",
+            PathProblem::NotOriginForm => {
+                "the request target must be an absolute path starting with '/'"
+            }
             PathProblem::DotSegment => "the path contains a '.' or '..' segment",
             PathProblem::EmptySegment => "the path contains an empty segment ('//')",
             PathProblem::Backslash => "the path contains a backslash",
             PathProblem::ControlByte => "the path contains a control byte",
             PathProblem::NonAscii => "the path contains raw non-ASCII bytes; percent-encode them",
+            PathProblem::InvalidCharacter => {
+                "the path contains a character that must be percent-encoded"
+            }
             PathProblem::BadPercentEncoding => "the path contains an invalid percent-encoding",
             PathProblem::EncodedDelimiter => {
                 "the path contains an encoded '/', '\\', '.', '%' or control byte"
@@ -79,10 +85,16 @@ impl PathProblem {
 pub enum Rejection {
     /// Stage 1: the path or query could be read two ways (design §1 "One interpretation").
     InvalidPath(PathProblem),
-    UriTooLong { limit: usize },
-    HeadersTooLarge { limit: usize },
+    UriTooLong {
+        limit: usize,
+    },
+    HeadersTooLarge {
+        limit: usize,
+    },
     /// The request declared or sent more body than `limits.max_body_bytes`.
-    BodyTooLarge { limit: u64 },
+    BodyTooLarge {
+        limit: u64,
+    },
     /// The client did not finish sending its body within `limits.body_read_timeout`.
     BodyTimeout,
     /// The client's body framing broke off (reset, malformed chunking).
@@ -130,9 +142,9 @@ impl Rejection {
             Rejection::InvalidPath(_)
             | Rejection::UriTooLong { .. }
             | Rejection::HeadersTooLarge { .. } => Stage::Frame,
-            Rejection::BodyTooLarge { .. }
-            | Rejection::BodyTimeout
-            | Rejection::BodyUnreadable => Stage::Validate,
+            Rejection::BodyTooLarge { .. } | Rejection::BodyTimeout | Rejection::BodyUnreadable => {
+                Stage::Validate
+            }
             Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout | Rejection::Internal => {
                 Stage::Forward
             }
@@ -212,14 +224,49 @@ mod tests {
     #[test]
     fn each_rejection_has_a_fixed_status_code_and_stage() {
         let table: &[(Rejection, u16, &str, &str)] = &[
-            (Rejection::InvalidPath(PathProblem::DotSegment), 400, "invalid_path", "frame"),
-            (Rejection::UriTooLong { limit: 8 }, 414, "uri_too_long", "frame"),
-            (Rejection::HeadersTooLarge { limit: 8 }, 431, "headers_too_large", "frame"),
-            (Rejection::BodyTooLarge { limit: 8 }, 413, "body_too_large", "validate"),
+            (
+                Rejection::InvalidPath(PathProblem::DotSegment),
+                400,
+                "invalid_path",
+                "frame",
+            ),
+            (
+                Rejection::UriTooLong { limit: 8 },
+                414,
+                "uri_too_long",
+                "frame",
+            ),
+            (
+                Rejection::HeadersTooLarge { limit: 8 },
+                431,
+                "headers_too_large",
+                "frame",
+            ),
+            (
+                Rejection::BodyTooLarge { limit: 8 },
+                413,
+                "body_too_large",
+                "validate",
+            ),
             (Rejection::BodyTimeout, 408, "body_timeout", "validate"),
-            (Rejection::BodyUnreadable, 400, "body_unreadable", "validate"),
-            (Rejection::UpstreamUnavailable, 502, "upstream_unavailable", "forward"),
-            (Rejection::UpstreamTimeout, 504, "upstream_timeout", "forward"),
+            (
+                Rejection::BodyUnreadable,
+                400,
+                "body_unreadable",
+                "validate",
+            ),
+            (
+                Rejection::UpstreamUnavailable,
+                502,
+                "upstream_unavailable",
+                "forward",
+            ),
+            (
+                Rejection::UpstreamTimeout,
+                504,
+                "upstream_timeout",
+                "forward",
+            ),
             (Rejection::Internal, 500, "internal_error", "forward"),
         ];
         for (rejection, status, code, stage) in table {
@@ -233,10 +280,7 @@ mod tests {
     fn a_rejection_renders_as_problem_json_with_the_request_id() {
         let response = Rejection::BodyTooLarge { limit: 10 }.into_response("req-1");
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            response.headers()[CONTENT_TYPE],
-            "application/problem+json"
-        );
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         let body = response.into_body().into_full_bytes().expect("a full body");
         let json: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
         assert_eq!(json["type"], "about:blank");

@@ -50,7 +50,10 @@ impl Listeners {
 pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let (limits, drain_timeout) = {
         let snapshot = state.snapshot.load();
-        (snapshot.config.limits.clone(), snapshot.config.drain_timeout)
+        (
+            snapshot.config.limits.clone(),
+            snapshot.config.drain_timeout,
+        )
     };
     let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
@@ -92,8 +95,15 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     drop(listeners.public);
     state.draining.store(true, Ordering::Relaxed);
     let in_flight = graceful.count();
-    tracing::info!(connections = in_flight, ?drain_timeout, "shutting down: draining");
-    if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        connections = in_flight,
+        ?drain_timeout,
+        "shutting down: draining"
+    );
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain deadline passed; closing the remaining connections");
     }
     admin_task.abort();

@@ -1,0 +1,461 @@
+//! The proxy core end to end: the real binary between a raw-socket client and a real
+//! upstream server that reports what it received.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{Moat, Upstream, config, eventually, get, raw};
+
+#[test]
+fn the_path_and_query_bytes_reach_the_upstream_exactly_as_sent() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let target = "/v1/models/iris:predict/a%20b/caf%C3%A9?x=1&y=%2F&z&x=2&w=a+b";
+    let response = get(moat.addr, target, &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(upstream.requests()[0].target, target);
+}
+
+#[test]
+fn header_hygiene_strips_spoofs_hop_by_hop_and_credentials() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let response = get(
+        moat.addr,
+        "/echo",
+        &[
+            "Authorization: Bearer secret-token",
+            "Connection: keep-alive, X-Moat-Key-Id, X-Hop",
+            "X-Moat-Key-Id: admin",
+            "X-Moat-Subject: root",
+            "X-Moat-Scopes: admin",
+            "X-Hop: drop-me",
+            "Keep-Alive: timeout=99",
+            "TE: trailers",
+            "X-Forwarded-For: 6.6.6.6",
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-Host: evil.example",
+            "Forwarded: for=6.6.6.6",
+            "X-Real-IP: 6.6.6.6",
+            "X-Custom: kept",
+        ],
+    );
+    assert_eq!(response.status, 200);
+    let seen = &upstream.requests()[0];
+    for gone in [
+        "authorization",
+        "x-moat-key-id",
+        "x-moat-subject",
+        "x-moat-scopes",
+        "x-hop",
+        "keep-alive",
+        "te",
+        "forwarded",
+        "x-real-ip",
+    ] {
+        assert_eq!(seen.header(gone), None, "{gone} reached the upstream");
+    }
+    assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(seen.all("x-forwarded-proto"), vec!["http"]);
+    assert_eq!(seen.all("x-forwarded-host"), vec!["moat.test"]);
+    assert_eq!(
+        seen.header("host"),
+        Some(upstream.addr.to_string().as_str())
+    );
+    assert_eq!(seen.header("x-custom"), Some("kept"));
+    // Hop-by-hop headers of the upstream's response do not reach the client either.
+    assert_eq!(response.header("keep-alive"), None);
+    assert_eq!(response.header("x-upstream"), Some("yes"));
+}
+
+#[test]
+fn forward_credentials_keeps_the_authorization_header() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "policy:\n  forward_credentials: true\n",
+    ));
+    get(moat.addr, "/echo", &["Authorization: Bearer t"]);
+    assert_eq!(
+        upstream.requests()[0].header("authorization"),
+        Some("Bearer t")
+    );
+}
+
+#[test]
+fn a_valid_request_id_is_kept_and_an_invalid_one_replaced() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let kept = get(moat.addr, "/a", &["X-Request-Id: trace-123.abc_D"]);
+    assert_eq!(kept.header("x-request-id"), Some("trace-123.abc_D"));
+    let replaced = get(moat.addr, "/b", &["X-Request-Id: bad id; drop table"]);
+    let new_id = replaced.header("x-request-id").expect("an id").to_owned();
+    assert_eq!(new_id.len(), 32);
+    let seen = upstream.requests();
+    assert_eq!(seen[0].header("x-request-id"), Some("trace-123.abc_D"));
+    assert_eq!(seen[1].header("x-request-id"), Some(new_id.as_str()));
+}
+
+/// Design §1 "One interpretation": each of these could be read two ways, so none reaches
+/// the model.
+#[test]
+fn every_ambiguous_path_is_refused_with_400_and_never_forwarded() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let targets: &[&[u8]] = &[
+        b"/a/../admin",
+        b"/a/./b",
+        b"/..",
+        b"/a//b",
+        b"//a",
+        b"/a%2Fb",
+        b"/a%2fb",
+        b"/a%5Cb",
+        b"/%2e%2e/admin",
+        b"/a%2E",
+        b"/a%25",
+        b"/a%00",
+        b"/a%0d%0a",
+        b"/a%zz",
+        b"/a%4",
+        b"/a%C3",
+        b"/a\\b",
+        b"/caf\xc3\xa9",
+        b"/a\"b",
+        b"/a{b}",
+        b"/a<b>",
+        b"/a?x=\xff",
+        b"/a?x=%g0",
+        b"*",
+    ];
+    for target in targets {
+        let mut request = b"GET ".to_vec();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let response = raw(moat.addr, &request);
+        let shown = String::from_utf8_lossy(target);
+        assert_eq!(response.status, 400, "{shown} got {}", response.status);
+        // Ones hyper's parser already refuses get its bare 400; the rest get moat's problem.
+        if response.header("content-type") == Some("application/problem+json") {
+            assert_eq!(response.json()["code"], "invalid_path", "{shown}");
+        }
+    }
+    assert_eq!(upstream.count(), 0, "{:?}", upstream.requests());
+}
+
+#[test]
+fn a_streamed_event_arrives_before_the_stream_ends() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let mut stream = TcpStream::connect(moat.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"POST /sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("data: event 1") {
+        let n = stream.read(&mut buffer).expect("first event in time");
+        assert!(n > 0, "connection closed before the first event");
+        received.extend_from_slice(&buffer[..n]);
+    }
+    assert!(
+        !upstream
+            .sse_finished
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "the first event was held back until the stream ended"
+    );
+    let text = String::from_utf8_lossy(&received).into_owned();
+    assert!(text.contains("text/event-stream"), "{text}");
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_the_upstream_stream() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let mut stream = TcpStream::connect(moat.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = stream.read(&mut buffer).unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).contains("chunk"));
+    drop(stream);
+    assert!(
+        eventually(|| upstream.cancelled.load(std::sync::atomic::Ordering::SeqCst) == 1),
+        "the upstream kept streaming to nobody"
+    );
+    let log = moat.wait_for_access_lines(1);
+    assert_eq!(log[0]["completed"], false, "{log:?}");
+}
+
+#[test]
+fn a_refused_upstream_is_502() {
+    let dead = support::closed_port();
+    let moat = Moat::start(&config(&format!("http://{dead}"), ""));
+    let response = get(moat.addr, "/x", &[]);
+    assert_eq!(response.status, 502);
+    assert_eq!(response.json()["code"], "upstream_unavailable");
+}
+
+#[test]
+fn a_slow_upstream_is_504() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), "  response_timeout: 300ms\n"));
+    let started = Instant::now();
+    let response = get(moat.addr, "/slow/3000", &[]);
+    assert_eq!(response.status, 504);
+    assert_eq!(response.json()["code"], "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_millis(2900));
+}
+
+#[test]
+fn a_post_is_not_retried_and_bodies_are_sent_with_moats_own_framing() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let response = raw(
+        moat.addr,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+    );
+    assert_eq!(response.status, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(&seen[0].body[..], b"{\"a\":1}");
+    assert_eq!(seen[0].header("content-length"), Some("7"));
+    assert_eq!(seen[0].header("transfer-encoding"), None);
+}
+
+#[test]
+fn bodies_over_the_limit_are_413_whether_declared_or_streamed() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), "limits:\n  max_body_bytes: 16\n"));
+    let declared = raw(
+        moat.addr,
+        b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(declared.status, 413);
+    assert_eq!(declared.json()["code"], "body_too_large");
+    let chunked = raw(
+        moat.addr,
+        b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          11\r\n0123456789abcdefg\r\n0\r\n\r\n",
+    );
+    assert_eq!(chunked.status, 413);
+    let fits = raw(
+        moat.addr,
+        b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\nConnection: close\r\n\r\n0123456789abcdef",
+    );
+    assert_eq!(fits.status, 200);
+    assert_eq!(upstream.count(), 1);
+}
+
+#[test]
+fn oversized_headers_are_431_and_oversized_targets_414() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  max_header_bytes: 1024\n  max_uri_bytes: 256\n",
+    ));
+    let big = format!("X-Big: {}", "a".repeat(2000));
+    let response = get(moat.addr, "/x", &[&big]);
+    assert_eq!(response.status, 431);
+    assert_eq!(response.json()["code"], "headers_too_large");
+    let long = format!("/{}", "a".repeat(300));
+    let response = get(moat.addr, &long, &[]);
+    assert_eq!(response.status, 414);
+    assert_eq!(response.json()["code"], "uri_too_long");
+    let huge = format!("X-Huge: {}", "a".repeat(64 * 1024));
+    let response = get(moat.addr, "/x", &[&huge]);
+    assert_eq!(response.status, 431);
+    assert_eq!(upstream.count(), 0);
+}
+
+#[test]
+fn a_client_that_never_finishes_its_body_gets_408() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  body_read_timeout: 300ms\n",
+    ));
+    let mut stream = TcpStream::connect(moat.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .unwrap();
+    let response = support::read_response(&mut stream);
+    assert_eq!(response.status, 408);
+    assert_eq!(upstream.count(), 0);
+}
+
+#[test]
+fn http2_with_prior_knowledge_is_served_and_forwarded_as_http1() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let request = http::Request::post(moat.url("/h2?q=1"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        let response = client.request(request).await.expect("h2 response");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        status
+    });
+    assert_eq!(status, 200);
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.target, "/h2?q=1");
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(&seen.body[..], b"{}");
+    assert_eq!(
+        seen.header("host"),
+        Some(upstream.addr.to_string().as_str())
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let upstream = Upstream::start();
+    let mut moat = Moat::start(&config(&upstream.url(), "drain_timeout: 10s\n"));
+    let addr = moat.addr;
+    let slow = std::thread::spawn(move || get(addr, "/slow/800", &[]));
+    assert!(eventually(|| upstream.count() == 1));
+    moat.signal("TERM");
+    // New connections are no longer accepted once draining has begun.
+    assert!(eventually(|| TcpStream::connect(addr).is_err()));
+    let response = slow.join().unwrap();
+    assert_eq!(response.status, 200, "the in-flight request was cut off");
+    assert_eq!(moat.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn health_readiness_and_metrics_are_on_the_admin_port() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    assert_eq!(get(moat.admin, "/healthz", &[]).status, 200);
+    assert_eq!(get(moat.admin, "/readyz", &[]).status, 200);
+    // The public port does not serve them: they are forwarded like any path.
+    get(moat.addr, "/healthz", &[]);
+    assert_eq!(upstream.requests()[0].target, "/healthz");
+    get(moat.addr, "/a/../b", &[]);
+    moat.wait_for_access_lines(2);
+    let metrics = get(moat.admin, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for expected in [
+        r#"moat_requests_total{operation="unrouted",status="200"} 1"#,
+        r#"moat_requests_total{operation="unrouted",status="400"} 1"#,
+        r#"moat_rejections_total{stage="frame",code="invalid_path"} 1"#,
+        "moat_request_duration_seconds_count 2",
+        "moat_upstream_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}
+
+#[test]
+fn readiness_fails_while_the_upstream_is_down() {
+    let dead = support::closed_port();
+    let moat = Moat::start(&config(&format!("http://{dead}"), ""));
+    assert_eq!(get(moat.admin, "/healthz", &[]).status, 200);
+    assert_eq!(get(moat.admin, "/readyz", &[]).status, 503);
+}
+
+#[test]
+fn every_request_gives_exactly_one_access_log_line() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let ok = get(moat.addr, "/one", &["X-Request-Id: req-ok"]);
+    let bad = get(moat.addr, "/a//b", &["X-Request-Id: req-bad"]);
+    assert_eq!((ok.status, bad.status), (200, 400));
+    let log = moat.wait_for_access_lines(2);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = if log.len() == 2 {
+        moat.access_log()
+    } else {
+        log
+    };
+    assert_eq!(log.len(), 2, "{log:?}");
+    let ok_line = log
+        .iter()
+        .find(|l| l["request_id"] == "req-ok")
+        .expect("ok line");
+    assert_eq!(ok_line["status"], 200);
+    assert_eq!(ok_line["method"], "GET");
+    assert_eq!(ok_line["client"], "127.0.0.1");
+    assert_eq!(ok_line["completed"], true);
+    assert!(ok_line["duration_ms"].as_f64().is_some());
+    assert!(ok_line["upstream_ms"].as_f64().is_some());
+    assert!(ok_line["timestamp"].is_string());
+    let bad_line = log
+        .iter()
+        .find(|l| l["request_id"] == "req-bad")
+        .expect("bad line");
+    assert_eq!(bad_line["status"], 400);
+    assert_eq!(bad_line["stage"], "frame");
+    assert_eq!(bad_line["code"], "invalid_path");
+}
+
+#[test]
+fn a_bad_config_exits_64_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:1\n  tiemout: 1s\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("tiemout") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+}
+
+#[test]
+fn healthcheck_exits_0_when_moat_is_up_and_1_when_not() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    let up = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{}/healthz", moat.admin),
+        ])
+        .status()
+        .unwrap();
+    assert!(up.success());
+    let dead = support::closed_port();
+    let down = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["healthcheck", "--url", &format!("http://{dead}/healthz")])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+}

@@ -1,0 +1,508 @@
+//! End-to-end harness: the real `moat` binary on ephemeral loopback ports, a real upstream
+//! HTTP server that records what it received, and a raw-bytes HTTP/1.1 client for requests
+//! no well-behaved client library would send.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One request as the upstream saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub version: http::Version,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A real HTTP server standing in for the model. Paths choose its behaviour:
+/// `/slow/<ms>` waits before answering, `/sse` streams three events 300 ms apart,
+/// `/forever` streams a chunk every 50 ms until the connection goes away, anything else
+/// answers 200 with a short JSON body. Every request is recorded.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Streams whose body was dropped before it ended (the peer went away).
+    pub cancelled: Arc<AtomicUsize>,
+    pub sse_finished: Arc<AtomicBool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let sse_finished = Arc::new(AtomicBool::new(false));
+        let shared = (seen.clone(), cancelled.clone(), sse_finished.clone());
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(respond(request, shared).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            cancelled,
+            sse_finished,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+type Shared = (Arc<Mutex<Vec<Seen>>>, Arc<AtomicUsize>, Arc<AtomicBool>);
+type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn respond(request: Request<Incoming>, shared: Shared) -> Response<UpstreamBody> {
+    let (seen, cancelled, sse_finished) = shared;
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_default();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: target.clone(),
+        version: parts.version,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.clone(),
+    });
+    let path = parts.uri.path();
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path == "/sse" {
+        let stream = async_stream(move |tx| async move {
+            for i in 1..=3 {
+                if tx.send(format!("data: event {i}\n\n")).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            sse_finished.store(true, Ordering::SeqCst);
+        });
+        return streaming("text/event-stream", stream, None);
+    }
+    if path == "/forever" {
+        let stream = async_stream(move |tx| async move {
+            for i in 0.. {
+                if tx.send(format!("{{\"chunk\":{i}}}\n")).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        return streaming("application/x-ndjson", stream, Some(cancelled));
+    }
+    let reply = serde_json::json!({"ok": true, "target": target, "bytes": body.len()});
+    let mut response = Response::new(Full::new(Bytes::from(reply.to_string())).boxed());
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    // A hop-by-hop header moat must not pass back to the client.
+    response
+        .headers_mut()
+        .insert("keep-alive", "timeout=5".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("x-upstream", "yes".parse().unwrap());
+    response
+}
+
+/// A channel fed by a producer task; the task stops when the receiver is dropped.
+fn async_stream<F, Fut>(producer: F) -> tokio::sync::mpsc::Receiver<String>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<String>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(producer(tx));
+    rx
+}
+
+/// Counts a stream dropped by hyper: only `/forever` carries one, and it never ends by
+/// itself, so every drop is a peer that went away.
+struct DropFlag(Option<Arc<AtomicUsize>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn streaming(
+    content_type: &'static str,
+    rx: tokio::sync::mpsc::Receiver<String>,
+    cancelled: Option<Arc<AtomicUsize>>,
+) -> Response<UpstreamBody> {
+    let flag = DropFlag(cancelled);
+    let stream = futures_util::stream::unfold((rx, flag), |(mut rx, flag)| async move {
+        let item = rx.recv().await?;
+        Some((
+            Ok::<_, Infallible>(Frame::data(Bytes::from(item))),
+            (rx, flag),
+        ))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    response
+        .headers_mut()
+        .insert("content-type", content_type.parse().unwrap());
+    response
+}
+
+/// A running `moat serve` with its stdout captured line by line.
+pub struct Moat {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// A config for tests: ephemeral ports, the given upstream, and `extra` YAML appended.
+pub fn config(upstream: &str, extra: &str) -> String {
+    format!("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n{extra}")
+}
+
+impl Moat {
+    pub fn start(config_text: &str) -> Moat {
+        Self::start_with_env(config_text, &[])
+    }
+
+    pub fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Moat {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("moat.yaml");
+        std::fs::write(&config_path, config_text).expect("write config");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_moat"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("MOAT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn moat");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let err_sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                err_sink.lock().unwrap().push(format!("stderr: {line}"));
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found = lines.lock().unwrap().iter().find_map(|line| {
+                let json: serde_json::Value = serde_json::from_str(line).ok()?;
+                if json["message"] != "listening" {
+                    return None;
+                }
+                Some((
+                    json["listen"].as_str()?.parse().ok()?,
+                    json["admin"].as_str()?.parse().ok()?,
+                ))
+            });
+            if let Some((addr, admin)) = found {
+                return Moat {
+                    child,
+                    addr,
+                    admin,
+                    lines,
+                    _dir: dir,
+                    config_path,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "moat exited with {status} before listening:\n{}",
+                    lines.lock().unwrap().join("\n")
+                );
+            }
+            assert!(Instant::now() < deadline, "moat did not start in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Access-log records, parsed.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|json| json["target"] == "moat::access")
+            .collect()
+    }
+
+    /// Waits until `count` access-log lines were written.
+    pub fn wait_for_access_lines(&self, count: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.access_log();
+            if log.len() >= count || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Moat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP/1.1 response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends `raw` bytes as they are and reads one response (the connection is closed after).
+pub fn raw(addr: SocketAddr, raw: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(raw).expect("write");
+    read_response(&mut stream)
+}
+
+/// A GET with `Connection: close` and the given extra header lines.
+pub fn get(addr: SocketAddr, target: &str, headers: &[&str]) -> RawResponse {
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: moat.test\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    raw(addr, request.as_bytes())
+}
+
+pub fn read_response(stream: &mut TcpStream) -> RawResponse {
+    let mut buffer = Vec::new();
+    let _ = stream.read_to_end(&mut buffer);
+    parse_response(&buffer)
+}
+
+pub fn parse_response(buffer: &[u8]) -> RawResponse {
+    let split = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buffer)));
+    let head = String::from_utf8_lossy(&buffer[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = buffer[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        data = &data[line_end + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// Waits up to [`WAIT`] for `condition`.
+pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// An address where nothing listens.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+pub fn status_of(response: &Response<Incoming>) -> StatusCode {
+    response.status()
+}
