@@ -104,20 +104,23 @@ impl Upstream {
     ) -> Result<Forwarded, Rejection> {
         prepare_request_headers(&mut parts.headers, context, &self.host);
         let uri = self.upstream_uri(&parts.uri)?;
-        let idempotent = is_idempotent(&parts.method);
+        // Only an idempotent request keeps a copy of itself for the one retry it may get;
+        // a POST moves its headers and body straight into the upstream request.
+        let mut retry = is_idempotent(&parts.method).then(|| (parts.clone(), body.clone()));
         let started = Instant::now();
-        let mut attempt = self.build(&parts, uri.clone(), body.clone());
-        let mut retried = false;
+        let mut attempt = build(parts, uri.clone(), body);
         let response = loop {
             let sent = tokio::time::timeout(self.response_timeout, self.client.request(attempt));
             match sent.await {
                 Ok(Ok(response)) => break response,
-                Ok(Err(error)) if idempotent && !retried && connection_went_stale(&error) => {
+                Ok(Err(error)) if retry.is_some() && connection_went_stale(&error) => {
                     // A pooled connection the model had already closed: safe to resend only
                     // because the method is idempotent (RFC 9110 §9.2.2).
                     tracing::debug!(error = %error, "retrying an idempotent request once");
-                    retried = true;
-                    attempt = self.build(&parts, uri.clone(), body.clone());
+                    let Some((parts, body)) = retry.take() else {
+                        return Err(classify(&error));
+                    };
+                    attempt = build(parts, uri.clone(), body);
                 }
                 Ok(Err(error)) => return Err(classify(&error)),
                 Err(_elapsed) => return Err(Rejection::UpstreamTimeout),
@@ -133,16 +136,6 @@ impl Upstream {
             ),
             upstream_time,
         })
-    }
-
-    fn build(&self, parts: &Parts, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
-        // The upstream connection is HTTP/1.1 whatever the client spoke.
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = parts.headers.clone();
-        request
     }
 
     /// The upstream URL for the client's path and query, forwarded byte for byte.
@@ -164,6 +157,15 @@ impl Upstream {
             .build()
             .map_err(|_| Rejection::Internal)
     }
+}
+
+fn build(mut parts: Parts, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
+    parts.uri = uri;
+    // The upstream connection is HTTP/1.1 whatever the client spoke.
+    parts.version = Version::HTTP_11;
+    // Extensions carry hyper's per-connection state of the client side; none of it applies.
+    parts.extensions.clear();
+    Request::from_parts(parts, Full::new(body))
 }
 
 fn is_idempotent(method: &Method) -> bool {

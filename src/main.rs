@@ -3,3 +3,4 @@
 fn main() -> std::process::ExitCode {
     moat::cli::run()
 }
+

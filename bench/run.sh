@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Proxy throughput: moat vs nginx as a plain reverse proxy, one core each, same upstream,
+# same wrk load. Needs: wrk and nginx (Debian: apt-get install wrk nginx-light).
+# Usage: bench/run.sh [duration=15s] [connections=64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-15s}
+CONNECTIONS=${2:-64}
+PROXY_CPU=${PROXY_CPU:-0}      # the proxy under test
+OTHER_CPU=${OTHER_CPU:-1}      # upstream and wrk share the other core
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
+
+cargo build --release --locked --quiet
+MOAT=target/release/moat
+
+# The upstream: nginx answering a fixed 64-byte JSON body, as fast as a model never is.
+cat > "$WORK/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000;
+  server { listen 127.0.0.1:18000;
+    location / { default_type application/json; return 200 '{"predictions":[{"label":"setosa","class_index":0}]}'; } } }
+CONF
+# nginx as a plain reverse proxy, no checks: the baseline.
+cat > "$WORK/nginx-proxy.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/proxy.pid; error_log $WORK/proxy.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000;
+  upstream model { server 127.0.0.1:18000; keepalive 64; }
+  server { listen 127.0.0.1:18080;
+    location / { proxy_pass http://model; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+cat > "$WORK/moat.yaml" <<CONF
+listen: 127.0.0.1:18081
+admin_listen: 127.0.0.1:19090
+upstream:
+  url: http://127.0.0.1:18000
+CONF
+
+taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
+taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
+taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
+MOAT_PID=$!
+sleep 1
+echo "moat idle RSS: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
+
+cat > "$WORK/predict.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body   = '{"instances":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]],"output":"label"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+run() { # name url
+  echo "== $1"
+  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/predict.lua" "$2" \
+    | tee "$WORK/$1.txt" | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors" || true
+}
+run upstream-direct http://127.0.0.1:18000/v1/models/iris:predict
+run nginx-proxy http://127.0.0.1:18080/v1/models/iris:predict
+run moat-proxy http://127.0.0.1:18081/v1/models/iris:predict
+echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
+
+rps() { grep Requests/sec "$WORK/$1.txt" | awk '{print $2}'; }
+echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
