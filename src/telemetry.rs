@@ -22,7 +22,9 @@ struct SharedStdout(Arc<Mutex<BufWriter<Stdout>>>);
 impl SharedStdout {
     fn lock(&self) -> MutexGuard<'_, BufWriter<Stdout>> {
         // A panic while holding the lock leaves at worst a torn line; keep logging.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

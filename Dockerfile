@@ -1,0 +1,17 @@
+# Build: the same command works outside Docker (`cargo build --release --locked`).
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked
+
+# Run: distroless (glibc, no shell), as the non-root user 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/moat /usr/local/bin/moat
+COPY config /etc/moat
+ENV MOAT_CONFIG=/etc/moat/moat.yaml
+USER nonroot
+EXPOSE 8080 9090
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["/usr/local/bin/moat", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/moat"]
+CMD ["serve"]
