@@ -459,3 +459,76 @@ fn healthcheck_exits_0_when_moat_is_up_and_1_when_not() {
         .unwrap();
     assert_eq!(down.status.code(), Some(1));
 }
+
+#[test]
+fn a_stream_that_stalls_past_idle_timeout_is_cut_off() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), "  idle_timeout: 300ms\n"));
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(moat.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).expect("closed, not timed out");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.contains("first"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "the cut stream looked complete: {text}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let log = moat.wait_for_access_lines(1);
+    assert_eq!(log[0]["completed"], false);
+    assert!(log[0]["stream_error"].is_string(), "{log:?}");
+}
+
+#[test]
+fn a_client_that_sends_its_head_too_slowly_is_disconnected() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  header_read_timeout: 300ms\n",
+    ));
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(moat.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"GET /slowloris HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    assert!(started.elapsed() < Duration::from_secs(4), "the connection was held open");
+    assert_eq!(upstream.count(), 0);
+}
+
+#[test]
+fn connections_beyond_max_connections_wait_until_a_slot_frees() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  max_connections: 1\n",
+    ));
+    // The one slot: an open keep-alive connection with an idle stream.
+    let mut first = TcpStream::connect(moat.addr).unwrap();
+    first.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(eventually(|| upstream.count() == 1));
+    let addr = moat.addr;
+    let second = std::thread::spawn(move || get(addr, "/two", &[]));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(upstream.count(), 1, "a second connection was served beyond the limit");
+    drop(first);
+    assert_eq!(second.join().unwrap().status, 200);
+    assert_eq!(upstream.count(), 2);
+}
+
+#[test]
+fn check_warns_about_an_upstream_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(&path, config("http://192.0.2.10:8000", "")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("not on loopback"), "{stdout}");
+}

@@ -51,7 +51,8 @@ impl Seen {
 
 /// A real HTTP server standing in for the model. Paths choose its behaviour:
 /// `/slow/<ms>` waits before answering, `/sse` streams three events 300 ms apart,
-/// `/forever` streams a chunk every 50 ms until the connection goes away, anything else
+/// `/forever` streams a chunk every 50 ms until the connection goes away, `/stall` sends
+/// one chunk and then nothing for 30 s, anything else
 /// answers 200 with a short JSON body. Every request is recorded.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -172,6 +173,13 @@ async fn respond(request: Request<Incoming>, shared: Shared) -> Response<Upstrea
             sse_finished.store(true, Ordering::SeqCst);
         });
         return streaming("text/event-stream", stream, None);
+    }
+    if path == "/stall" {
+        let stream = async_stream(move |tx| async move {
+            let _ = tx.send("first\n".to_owned()).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        return streaming("text/plain", stream, None);
     }
     if path == "/forever" {
         let stream = async_stream(move |tx| async move {
