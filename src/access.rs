@@ -22,8 +22,12 @@ pub struct Completion {
     method: Method,
     uri: Uri,
     pub operation: OperationLabel,
+    /// The matched path template, once routed.
+    pub route: Option<Arc<str>>,
     pub status: StatusCode,
     rejection: Option<(&'static str, &'static str)>,
+    /// A failure let through in shadow mode (stage, code).
+    shadow: Option<(&'static str, &'static str)>,
     pub upstream_time: Option<Duration>,
     pub bytes_sent: u64,
     /// The body reached its end (false: the client went away or the stream broke).
@@ -49,8 +53,10 @@ impl Completion {
             method,
             uri,
             operation,
+            route: None,
             status: StatusCode::OK,
             rejection: None,
+            shadow: None,
             upstream_time: None,
             bytes_sent: 0,
             finished: false,
@@ -60,6 +66,16 @@ impl Completion {
 
     pub fn rejected(&mut self, rejection: &Rejection) {
         self.rejection = Some((rejection.stage().as_str(), rejection.code()));
+    }
+
+    /// Records a failure that shadow mode let through: counted now, logged with the line.
+    pub fn shadowed(&mut self, rejection: &Rejection) {
+        let labels = RejectionLabels {
+            stage: rejection.stage().as_str(),
+            code: rejection.code(),
+        };
+        self.metrics.shadow_rejections.get_or_create(&labels).inc();
+        self.shadow = Some((labels.stage, labels.code));
     }
 }
 
@@ -107,9 +123,11 @@ impl Completion {
             method: self.method.as_str(),
             path: self.uri.path(),
             operation: &self.operation,
+            route: self.route.as_deref(),
             status: self.status.as_u16(),
             stage,
             code,
+            shadow_code: self.shadow.map(|(_, code)| code),
             duration_ms: duration.as_secs_f64() * 1000.0,
             upstream_ms: self.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             bytes_sent: self.bytes_sent,
@@ -141,11 +159,15 @@ struct AccessLine<'a> {
     method: &'a str,
     path: &'a str,
     operation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     stage: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow_code: Option<&'static str>,
     duration_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_ms: Option<f64>,

@@ -126,7 +126,29 @@ fn check(config_path: PathBuf) -> ExitCode {
             if !config.upstream.is_loopback() {
                 println!("  warning: the upstream is not on loopback");
             }
-            println!("  routes        every path is forwarded (no OpenAPI document configured)");
+            match &snapshot.spec {
+                None => println!(
+                    "  routes        none: every path is forwarded (no `openapi` configured)"
+                ),
+                Some(spec) => {
+                    println!(
+                        "  openapi       {} ({} operations)",
+                        spec.version,
+                        spec.operations.len()
+                    );
+                    for operation in &spec.operations {
+                        println!(
+                            "  {:<7} {:<50} {}",
+                            operation.method.as_str(),
+                            operation.template,
+                            operation.id
+                        );
+                    }
+                    for warning in &spec.warnings {
+                        println!("  warning: {warning}");
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

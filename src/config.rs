@@ -43,6 +43,10 @@ pub struct Config {
     #[serde(default = "default_admin_listen", deserialize_with = "socket_addr")]
     pub admin_listen: SocketAddr,
     pub upstream: UpstreamConfig,
+    /// The model's OpenAPI document. Without it moat routes nothing and forwards every path
+    /// that passes the frame checks (and says so at start-up).
+    #[serde(default)]
+    pub openapi: Option<OpenApiConfig>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -101,11 +105,35 @@ impl Default for Limits {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiConfig {
+    /// A JSON or YAML file (relative paths are relative to the working directory).
+    pub file: Option<PathBuf>,
+    /// Fetched from the model at start, retried until it answers or `fetch_timeout` passes.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub reject_unknown_query: bool,
+    #[serde(default = "secs::<60>", deserialize_with = "duration")]
+    pub fetch_timeout: Duration,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
+    pub mode: Mode,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
+}
+
+/// `shadow`: validation failures are logged and counted but the request is forwarded, for
+/// rolling out a stricter spec. Framing limits and routing are always enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
 }
 
 fn default_admin_listen() -> SocketAddr {
@@ -212,6 +240,21 @@ impl Config {
                  the public port",
                 self.admin_listen
             ));
+        }
+        if let Some(openapi) = &self.openapi {
+            match (&openapi.file, &openapi.url) {
+                (Some(_), None) => {}
+                (None, Some(url)) => {
+                    if !url.starts_with("http://") {
+                        problems.push(format!(
+                            "`openapi.url` ({url}) must be an http:// URL of the model"
+                        ));
+                    }
+                }
+                _ => problems.push(
+                    "`openapi` needs exactly one of `file` and `url`".to_owned(),
+                ),
+            }
         }
         let limits = &self.limits;
         for (name, value) in [
@@ -502,6 +545,19 @@ mod tests {
         assert!(!Config::parse(text, &no_env).unwrap().upstream.is_loopback());
         let text = "listen: 127.0.0.1:1\nupstream:\n  url: http://[::1]:8000\n";
         assert!(Config::parse(text, &no_env).unwrap().upstream.is_loopback());
+    }
+
+    #[test]
+    fn openapi_takes_a_file_or_a_url_but_not_both() {
+        let both = format!("{MINIMAL}openapi:\n  file: a.yaml\n  url: http://127.0.0.1:8000/openapi.json\n");
+        assert!(Config::parse(&both, &no_env).is_err());
+        let neither = format!("{MINIMAL}openapi:\n  reject_unknown_query: true\n");
+        assert!(Config::parse(&neither, &no_env).is_err());
+        let file = format!("{MINIMAL}openapi:\n  file: a.yaml\npolicy:\n  mode: shadow\n");
+        let config = Config::parse(&file, &no_env).expect("loads");
+        assert_eq!(config.policy.mode, Mode::Shadow);
+        let bad_mode = format!("{MINIMAL}policy:\n  mode: audit\n");
+        assert!(Config::parse(&bad_mode, &no_env).is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub rejections: Family<RejectionLabels, Counter>,
+    pub shadow_rejections: Family<RejectionLabels, Counter>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
 }
@@ -38,6 +39,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let rejections = Family::<RejectionLabels, Counter>::default();
+        let shadow_rejections = Family::<RejectionLabels, Counter>::default();
         // 0.5 ms … ~65 s: from a rejected request to a long generation.
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
         let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
@@ -50,6 +52,11 @@ impl Metrics {
             "moat_rejections",
             "Requests refused by moat, by pipeline stage and reason code",
             rejections.clone(),
+        );
+        registry.register(
+            "moat_shadow_rejections",
+            "Validation failures let through by `policy.mode: shadow`, by stage and code",
+            shadow_rejections.clone(),
         );
         registry.register(
             "moat_request_duration_seconds",
@@ -65,6 +72,7 @@ impl Metrics {
             registry,
             requests,
             rejections,
+            shadow_rejections,
             request_duration,
             upstream_duration,
         }

@@ -9,19 +9,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HeaderValue};
-use http::{HeaderMap, Request, Response};
+use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::access::Completion;
 use crate::body::ResponseBody;
-use crate::config::Limits;
+use crate::config::{Limits, Mode};
 use crate::forward::{self, ForwardContext, X_REQUEST_ID};
 use crate::frame;
 use crate::metrics::OperationLabel;
 use crate::reject::Rejection;
+use crate::route::Routed;
 use crate::snapshot::{Snapshot, State};
+use crate::validate;
 
 /// The connection a request arrived on.
 #[derive(Clone, Copy, Debug)]
@@ -76,13 +78,46 @@ async fn run(
     let (parts, body) = request.into_parts();
 
     // 1. frame: sizes and the one canonical reading of the path.
-    let _path = frame::check(&parts.uri, &parts.headers, &config.limits)?;
+    let path = frame::check(&parts.uri, &parts.headers, &config.limits)?;
 
-    // 2–5. route, authenticate, authorize, limit: every request is forwarded as-is until
-    // the OpenAPI and credentials stages are built; they slot in here, before the body.
+    // 2. route: only what the spec declares goes further.
+    let routed = match &snapshot.spec {
+        Some(spec) => Some((spec, spec.router.route(&parts.method, &path)?)),
+        None => None,
+    };
+    let (operation, path_values) = match routed {
+        Some((_, Routed::Options { allow })) => return Ok(options_response(allow)),
+        Some((spec, Routed::Operation { index, template, values })) => {
+            let operation = &spec.operations[index];
+            completion.operation = operation.label();
+            completion.route = Some(template);
+            (Some(operation), values)
+        }
+        None => (None, Vec::new()),
+    };
 
-    // 6. validate: the body is read only now, within the size and time limits.
+    // 3–5. authenticate, authorize, limit: added by the credentials work; they run here,
+    // before anything below reads the body.
+
+    // 6. validate: parameters first, then the body, read only now within its limits.
+    let mode = config.policy.mode;
+    if let Some(operation) = operation {
+        let reject_unknown = config.openapi.as_ref().is_some_and(|o| o.reject_unknown_query);
+        let verdict = validate::parameters(
+            operation,
+            &path_values,
+            parts.uri.query(),
+            &parts.headers,
+            reject_unknown,
+        );
+        enforce(verdict, mode, completion)?;
+    }
     let body = read_body(body, &parts.headers, &config.limits).await?;
+    if let Some(operation) = operation {
+        let verdict =
+            validate::request_body(operation, &parts.headers, &body, config.limits.max_json_depth);
+        enforce(verdict, mode, completion)?;
+    }
 
     // 7. forward.
     let context = ForwardContext {
@@ -94,6 +129,26 @@ async fn run(
     let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);
     Ok(forwarded.response)
+}
+
+/// In shadow mode a validation failure is logged and counted, and the request goes on.
+fn enforce(verdict: Result<(), Rejection>, mode: Mode, completion: &mut Completion) -> Result<(), Rejection> {
+    match (verdict, mode) {
+        (Err(rejection), Mode::Shadow) => {
+            completion.shadowed(&rejection);
+            Ok(())
+        }
+        (verdict, _) => verdict,
+    }
+}
+
+/// `OPTIONS` on a declared path whose spec does not declare OPTIONS: answered here, with
+/// the same `Allow` a 405 would carry, and never forwarded.
+fn options_response(allow: HeaderValue) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(ALLOW, allow);
+    response
 }
 
 fn unrouted() -> OperationLabel {

@@ -3,7 +3,7 @@
 //! [`Rejection::into_response`] turns it into bytes on the wire.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -91,6 +91,22 @@ pub enum Rejection {
     HeadersTooLarge {
         limit: usize,
     },
+    /// Stage 2: the spec declares no such path.
+    RouteNotFound,
+    /// Stage 2: the path exists, the method does not; `allow` lists what does.
+    MethodNotAllowed { allow: HeaderValue },
+    /// Stage 6: path, query, header or cookie parameters failed their schemas.
+    InvalidParameters(Vec<FieldError>),
+    /// Stage 6: the content type is not one the operation lists.
+    UnsupportedMediaType { accepted: String },
+    /// Stage 6: the operation requires a body and none was sent.
+    BodyRequired,
+    /// Stage 6: the operation takes no body and one was sent.
+    UnexpectedBody,
+    /// Stage 6: the body is not JSON every parser would read the same way.
+    InvalidJson(String),
+    /// Stage 6: the body failed its schema.
+    BodySchema(Vec<FieldError>),
     /// The request declared or sent more body than `limits.max_body_bytes`.
     BodyTooLarge {
         limit: u64,
@@ -113,6 +129,14 @@ impl Rejection {
             Rejection::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Rejection::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Rejection::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::RouteNotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::InvalidParameters(_) => StatusCode::BAD_REQUEST,
+            Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::BodyRequired => StatusCode::BAD_REQUEST,
+            Rejection::UnexpectedBody => StatusCode::BAD_REQUEST,
+            Rejection::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Rejection::BodySchema(_) => StatusCode::BAD_REQUEST,
             Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::BodyUnreadable => StatusCode::BAD_REQUEST,
@@ -128,6 +152,14 @@ impl Rejection {
             Rejection::InvalidPath(_) => "invalid_path",
             Rejection::UriTooLong { .. } => "uri_too_long",
             Rejection::HeadersTooLarge { .. } => "headers_too_large",
+            Rejection::RouteNotFound => "route_not_found",
+            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::InvalidParameters(_) => "invalid_parameters",
+            Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Rejection::BodyRequired => "body_required",
+            Rejection::UnexpectedBody => "unexpected_body",
+            Rejection::InvalidJson(_) => "invalid_json",
+            Rejection::BodySchema(_) => "body_schema",
             Rejection::BodyTooLarge { .. } => "body_too_large",
             Rejection::BodyTimeout => "body_timeout",
             Rejection::BodyUnreadable => "body_unreadable",
@@ -142,7 +174,14 @@ impl Rejection {
             Rejection::InvalidPath(_)
             | Rejection::UriTooLong { .. }
             | Rejection::HeadersTooLarge { .. } => Stage::Frame,
-            Rejection::BodyTooLarge { .. } | Rejection::BodyTimeout | Rejection::BodyUnreadable => {
+            Rejection::RouteNotFound | Rejection::MethodNotAllowed { .. } => Stage::Route,
+            Rejection::InvalidParameters(_)
+            | Rejection::UnsupportedMediaType { .. }
+            | Rejection::BodyRequired
+            | Rejection::UnexpectedBody
+            | Rejection::InvalidJson(_)
+            | Rejection::BodySchema(_)
+            | Rejection::BodyTooLarge { .. } | Rejection::BodyTimeout | Rejection::BodyUnreadable => {
                 Stage::Validate
             }
             Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout | Rejection::Internal => {
@@ -160,6 +199,18 @@ impl Rejection {
             Rejection::HeadersTooLarge { limit } => {
                 format!("the request headers are larger than {limit} bytes")
             }
+            Rejection::RouteNotFound => "no operation is declared at this path".to_owned(),
+            Rejection::MethodNotAllowed { .. } => {
+                "the operation at this path does not accept this method".to_owned()
+            }
+            Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
+            Rejection::UnsupportedMediaType { accepted } => {
+                format!("the Content-Type must be one of: {accepted}")
+            }
+            Rejection::BodyRequired => "this operation requires a request body".to_owned(),
+            Rejection::UnexpectedBody => "this operation takes no request body".to_owned(),
+            Rejection::InvalidJson(reason) => format!("the body is not acceptable JSON: {reason}"),
+            Rejection::BodySchema(_) => "the request body does not match its schema".to_owned(),
             Rejection::BodyTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
             }
@@ -168,6 +219,14 @@ impl Rejection {
             Rejection::UpstreamUnavailable => "the model server is unavailable".to_owned(),
             Rejection::UpstreamTimeout => "the model server did not answer in time".to_owned(),
             Rejection::Internal => "internal error".to_owned(),
+        }
+    }
+
+    /// The field-level failures listed in the problem's `errors`.
+    pub fn errors(&self) -> &[FieldError] {
+        match self {
+            Rejection::InvalidParameters(errors) | Rejection::BodySchema(errors) => errors,
+            _ => &[],
         }
     }
 
@@ -181,7 +240,7 @@ impl Rejection {
             detail: self.detail(),
             code: self.code(),
             request_id,
-            errors: &[],
+            errors: self.errors(),
         };
         // Serialising a struct of strings and integers cannot fail; fall back to an empty
         // object rather than panic if it ever did.
@@ -192,12 +251,15 @@ impl Rejection {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Rejection::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert(ALLOW, allow);
+        }
         response
     }
 }
 
 /// One entry of a problem's `errors` list (filled by the validation stage).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub location: &'static str,
     pub pointer: String,

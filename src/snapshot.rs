@@ -8,29 +8,57 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, OpenApiConfig};
+use crate::spec::{self, Spec, source};
 use crate::forward::Upstream;
 use crate::metrics::Metrics;
 
 pub struct Snapshot {
     pub config: Config,
     pub upstream: Upstream,
+    /// The compiled OpenAPI document; `None` when the config names none.
+    pub spec: Option<Spec>,
 }
 
 impl Snapshot {
     /// Loads and compiles the config at `path`; nothing is served from a half-built state.
     pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
         let config = Config::load(path)?;
-        Self::from_config(config).map_err(|problem| ConfigError {
+        Self::from_config(config).map_err(|problems| ConfigError {
             file: path.to_owned(),
-            problems: vec![problem],
+            problems,
         })
     }
 
-    pub fn from_config(config: Config) -> Result<Snapshot, String> {
-        let upstream = Upstream::new(&config.upstream)?;
-        Ok(Snapshot { config, upstream })
+    pub fn from_config(config: Config) -> Result<Snapshot, Vec<String>> {
+        let upstream = Upstream::new(&config.upstream).map_err(|e| vec![e])?;
+        let spec = match &config.openapi {
+            Some(openapi) => Some(load_spec(openapi)?),
+            None => None,
+        };
+        Ok(Snapshot {
+            config,
+            upstream,
+            spec,
+        })
     }
+}
+
+fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
+    let docs = match (&openapi.file, &openapi.url) {
+        (Some(file), _) => source::from_file(file),
+        (None, Some(url)) => {
+            source::fetch(url, openapi.fetch_timeout).and_then(|bytes| source::from_bytes(url, &bytes))
+        }
+        (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
+    };
+    let docs = docs.map_err(|e| vec![format!("openapi: {e}")])?;
+    spec::load(docs).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|problem| format!("openapi: {problem}"))
+            .collect()
+    })
 }
 
 /// Process-wide state shared by every connection.

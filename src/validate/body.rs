@@ -1,0 +1,203 @@
+//! Stage 6, body: the content type must be one the operation lists (else 415), a required
+//! body must be there, and JSON and form bodies must parse strictly and match their schema.
+//! The bytes checked are the bytes forwarded; nothing is re-serialised.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+use serde_json::{Map, Value};
+
+use super::json;
+use super::params::coerce;
+use crate::reject::{FieldError, Rejection};
+use crate::spec::shape::Types;
+use crate::spec::{BodyKind, Media, Operation};
+
+pub fn check(
+    operation: &Operation,
+    headers: &HeaderMap,
+    body: &Bytes,
+    max_depth: usize,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), Rejection> {
+    let Some(declared) = &operation.body else {
+        return if body.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection::UnexpectedBody)
+        };
+    };
+    if body.is_empty() {
+        return if declared.required {
+            Err(Rejection::BodyRequired)
+        } else {
+            Ok(())
+        };
+    }
+    let mut content_types = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(content_type), None) = (content_types.next(), content_types.next()) else {
+        return Err(unsupported(&declared.media));
+    };
+    let content_type = content_type.to_str().map_err(|_| unsupported(&declared.media))?;
+    let Some(media) = select(&declared.media, content_type) else {
+        return Err(unsupported(&declared.media));
+    };
+    match media.kind {
+        BodyKind::Json => {
+            if !charset_is_utf8(content_type) {
+                return Err(unsupported(&declared.media));
+            }
+            let value = json::parse(body, max_depth).map_err(Rejection::InvalidJson)?;
+            if let Some(schema) = &media.schema {
+                schema.check(&value, "body", "", errors);
+            }
+        }
+        BodyKind::Form => {
+            let value = form_object(body, &media.form_shape);
+            if let Some(schema) = &media.schema {
+                schema.check(&value, "body", "", errors);
+            }
+        }
+        BodyKind::Opaque => {}
+    }
+    Ok(())
+}
+
+/// The declared media entry for a request content type: exact match first, then `type/*`,
+/// then `*/*` (RFC 9110 §12.5.1 precedence). Parameters such as `charset` do not take part.
+pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
+    let essence = essence(content_type);
+    let (kind, subtype) = essence.split_once('/')?;
+    if kind.is_empty() || subtype.is_empty() || kind == "*" || subtype == "*" {
+        return None;
+    }
+    let range_of = |m: &Media| essence_owned(&m.range);
+    media
+        .iter()
+        .find(|m| range_of(m) == essence)
+        .or_else(|| {
+            media.iter().find(|m| {
+                let range = range_of(m);
+                // `application/*+json` style suffix ranges.
+                range
+                    .split_once('/')
+                    .is_some_and(|(k, s)| k == kind && s.starts_with("*+") && subtype.ends_with(&s[1..]))
+            })
+        })
+        .or_else(|| media.iter().find(|m| range_of(m) == format!("{kind}/*")))
+        .or_else(|| media.iter().find(|m| range_of(m) == "*/*"))
+}
+
+fn essence(content_type: &str) -> String {
+    essence_owned(content_type)
+}
+
+fn essence_owned(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// JSON is UTF-8 (RFC 8259 §8.1); any other declared charset is refused.
+fn charset_is_utf8(content_type: &str) -> bool {
+    content_type.split(';').skip(1).all(|parameter| {
+        match parameter.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                let value = value.trim().trim_matches('"');
+                value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+            }
+            _ => true,
+        }
+    })
+}
+
+fn unsupported(media: &[Media]) -> Rejection {
+    let accepted: Vec<&str> = media.iter().map(|m| m.range.as_str()).collect();
+    Rejection::UnsupportedMediaType {
+        accepted: accepted.join(", "),
+    }
+}
+
+/// `a=1&b=x&b=y` → an object, values coerced by the schema's property types; a key given
+/// more than once becomes an array.
+fn form_object(body: &[u8], shape: &[(String, Types)]) -> Value {
+    let mut object = Map::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        let types = shape
+            .iter()
+            .find(|(property, _)| *property == name)
+            .map_or(Types::ANY, |(_, types)| *types);
+        let value = if types == Types::ARRAY {
+            coerce(&value, Types::ANY)
+        } else {
+            coerce(&value, types)
+        };
+        match object.get_mut(name.as_ref()) {
+            Some(Value::Array(items)) if types.contains(Types::ARRAY) => items.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            None if types == Types::ARRAY => {
+                object.insert(name.into_owned(), Value::Array(vec![value]));
+            }
+            None => {
+                object.insert(name.into_owned(), value);
+            }
+        }
+    }
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(ranges: &[&str]) -> Vec<Media> {
+        ranges
+            .iter()
+            .map(|range| Media {
+                range: range.to_string(),
+                kind: BodyKind::Opaque,
+                schema: None,
+                form_shape: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_most_specific_declared_range_wins() {
+        let declared = media(&["*/*", "image/*", "application/json", "application/*+json"]);
+        let pick = |ct: &str| select(&declared, ct).map(|m| m.range.clone());
+        assert_eq!(pick("application/json").as_deref(), Some("application/json"));
+        assert_eq!(pick("Application/JSON; charset=utf-8").as_deref(), Some("application/json"));
+        assert_eq!(pick("application/problem+json").as_deref(), Some("application/*+json"));
+        assert_eq!(pick("image/png").as_deref(), Some("image/*"));
+        assert_eq!(pick("text/plain").as_deref(), Some("*/*"));
+        assert_eq!(pick("nonsense"), None);
+        assert_eq!(pick("*/*"), None);
+        let strict = media(&["application/json"]);
+        assert!(select(&strict, "text/plain").is_none());
+        assert!(select(&strict, "application/jsonx").is_none());
+    }
+
+    #[test]
+    fn json_bodies_must_be_utf8() {
+        assert!(charset_is_utf8("application/json"));
+        assert!(charset_is_utf8("application/json; charset=UTF-8"));
+        assert!(charset_is_utf8("application/json;charset=\"utf-8\""));
+        assert!(!charset_is_utf8("application/json; charset=latin1"));
+    }
+
+    #[test]
+    fn form_bodies_become_typed_objects() {
+        let shape = vec![("n".to_owned(), Types::INTEGER), ("tags".to_owned(), Types::ARRAY)];
+        assert_eq!(
+            form_object(b"n=5&name=a+b&tags=x&tags=y", &shape),
+            serde_json::json!({"n": 5, "name": "a b", "tags": ["x", "y"]})
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! Stage 6, validate: parameters, content type, body size, strict JSON and schemas. Each
+//! check is a plain function over what the request carries; the pipeline decides what a
+//! failure means (refuse, or in shadow mode log and forward).
+
+pub mod body;
+pub mod json;
+pub mod params;
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::reject::{FieldError, Rejection};
+use crate::spec::Operation;
+
+/// Checks the parameters (before the body is read).
+pub fn parameters(
+    operation: &Operation,
+    path_values: &[&str],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    reject_unknown_query: bool,
+) -> Result<(), Rejection> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    params::check(operation, path_values, query, headers, reject_unknown_query, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidParameters(errors))
+    }
+}
+
+/// Checks the buffered body against the operation's request body.
+pub fn request_body(
+    operation: &Operation,
+    headers: &HeaderMap,
+    body: &Bytes,
+    max_json_depth: usize,
+) -> Result<(), Rejection> {
+    let mut errors = Vec::new();
+    body::check(operation, headers, body, max_json_depth, &mut errors)?;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::BodySchema(errors))
+    }
+}
