@@ -251,9 +251,7 @@ impl Config {
                         ));
                     }
                 }
-                _ => problems.push(
-                    "`openapi` needs exactly one of `file` and `url`".to_owned(),
-                ),
+                _ => problems.push("`openapi` needs exactly one of `file` and `url`".to_owned()),
             }
         }
         let limits = &self.limits;
@@ -549,7 +547,9 @@ mod tests {
 
     #[test]
     fn openapi_takes_a_file_or_a_url_but_not_both() {
-        let both = format!("{MINIMAL}openapi:\n  file: a.yaml\n  url: http://127.0.0.1:8000/openapi.json\n");
+        let both = format!(
+            "{MINIMAL}openapi:\n  file: a.yaml\n  url: http://127.0.0.1:8000/openapi.json\n"
+        );
         assert!(Config::parse(&both, &no_env).is_err());
         let neither = format!("{MINIMAL}openapi:\n  reject_unknown_query: true\n");
         assert!(Config::parse(&neither, &no_env).is_err());

@@ -87,7 +87,14 @@ async fn run(
     };
     let (operation, path_values) = match routed {
         Some((_, Routed::Options { allow })) => return Ok(options_response(allow)),
-        Some((spec, Routed::Operation { index, template, values })) => {
+        Some((
+            spec,
+            Routed::Operation {
+                index,
+                template,
+                values,
+            },
+        )) => {
             let operation = &spec.operations[index];
             completion.operation = operation.label();
             completion.route = Some(template);
@@ -102,7 +109,10 @@ async fn run(
     // 6. validate: parameters first, then the body, read only now within its limits.
     let mode = config.policy.mode;
     if let Some(operation) = operation {
-        let reject_unknown = config.openapi.as_ref().is_some_and(|o| o.reject_unknown_query);
+        let reject_unknown = config
+            .openapi
+            .as_ref()
+            .is_some_and(|o| o.reject_unknown_query);
         let verdict = validate::parameters(
             operation,
             &path_values,
@@ -114,8 +124,12 @@ async fn run(
     }
     let body = read_body(body, &parts.headers, &config.limits).await?;
     if let Some(operation) = operation {
-        let verdict =
-            validate::request_body(operation, &parts.headers, &body, config.limits.max_json_depth);
+        let verdict = validate::request_body(
+            operation,
+            &parts.headers,
+            &body,
+            config.limits.max_json_depth,
+        );
         enforce(verdict, mode, completion)?;
     }
 
@@ -132,7 +146,11 @@ async fn run(
 }
 
 /// In shadow mode a validation failure is logged and counted, and the request goes on.
-fn enforce(verdict: Result<(), Rejection>, mode: Mode, completion: &mut Completion) -> Result<(), Rejection> {
+fn enforce(
+    verdict: Result<(), Rejection>,
+    mode: Mode,
+    completion: &mut Completion,
+) -> Result<(), Rejection> {
     match (verdict, mode) {
         (Err(rejection), Mode::Shadow) => {
             completion.shadowed(&rejection);

@@ -94,11 +94,15 @@ pub enum Rejection {
     /// Stage 2: the spec declares no such path.
     RouteNotFound,
     /// Stage 2: the path exists, the method does not; `allow` lists what does.
-    MethodNotAllowed { allow: HeaderValue },
+    MethodNotAllowed {
+        allow: HeaderValue,
+    },
     /// Stage 6: path, query, header or cookie parameters failed their schemas.
     InvalidParameters(Vec<FieldError>),
     /// Stage 6: the content type is not one the operation lists.
-    UnsupportedMediaType { accepted: String },
+    UnsupportedMediaType {
+        accepted: String,
+    },
     /// Stage 6: the operation requires a body and none was sent.
     BodyRequired,
     /// Stage 6: the operation takes no body and one was sent.
@@ -181,9 +185,9 @@ impl Rejection {
             | Rejection::UnexpectedBody
             | Rejection::InvalidJson(_)
             | Rejection::BodySchema(_)
-            | Rejection::BodyTooLarge { .. } | Rejection::BodyTimeout | Rejection::BodyUnreadable => {
-                Stage::Validate
-            }
+            | Rejection::BodyTooLarge { .. }
+            | Rejection::BodyTimeout
+            | Rejection::BodyUnreadable => Stage::Validate,
             Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout | Rejection::Internal => {
                 Stage::Forward
             }

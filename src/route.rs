@@ -173,9 +173,18 @@ mod tests {
             ("/v1/models/{name}:predict", Method::POST),
             ("/v1/models/{name}:explain", Method::POST),
         ]);
-        assert_eq!(index(r.route(&Method::POST, "/v1/models/iris:predict")), (1, vec!["iris".into()]));
-        assert_eq!(index(r.route(&Method::POST, "/v1/models/iris:explain")), (2, vec!["iris".into()]));
-        assert_eq!(index(r.route(&Method::GET, "/v1/models/iris")), (0, vec!["iris".into()]));
+        assert_eq!(
+            index(r.route(&Method::POST, "/v1/models/iris:predict")),
+            (1, vec!["iris".into()])
+        );
+        assert_eq!(
+            index(r.route(&Method::POST, "/v1/models/iris:explain")),
+            (2, vec!["iris".into()])
+        );
+        assert_eq!(
+            index(r.route(&Method::GET, "/v1/models/iris")),
+            (0, vec!["iris".into()])
+        );
     }
 
     #[test]
@@ -186,15 +195,24 @@ mod tests {
             ("/items/special", Method::GET),
         ]);
         assert_eq!(index(r.route(&Method::GET, "/items/special")).0, 2);
-        assert_eq!(index(r.route(&Method::GET, "/items/7")), (0, vec!["7".into()]));
+        assert_eq!(
+            index(r.route(&Method::GET, "/items/7")),
+            (0, vec!["7".into()])
+        );
         assert_eq!(index(r.route(&Method::DELETE, "/items/7")).0, 1);
     }
 
     #[test]
     fn unknown_paths_are_404_and_other_methods_405_with_allow() {
         let r = router(&[("/predict", Method::POST), ("/health", Method::GET)]);
-        assert_eq!(r.route(&Method::GET, "/nope"), Err(Rejection::RouteNotFound));
-        assert_eq!(r.route(&Method::GET, "/predict/"), Err(Rejection::RouteNotFound));
+        assert_eq!(
+            r.route(&Method::GET, "/nope"),
+            Err(Rejection::RouteNotFound)
+        );
+        assert_eq!(
+            r.route(&Method::GET, "/predict/"),
+            Err(Rejection::RouteNotFound)
+        );
         assert_eq!(
             r.route(&Method::GET, "/predict"),
             Err(Rejection::MethodNotAllowed {

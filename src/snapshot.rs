@@ -9,9 +9,9 @@ use std::sync::atomic::AtomicBool;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigError, OpenApiConfig};
-use crate::spec::{self, Spec, source};
 use crate::forward::Upstream;
 use crate::metrics::Metrics;
+use crate::spec::{self, Spec, source};
 
 pub struct Snapshot {
     pub config: Config,
@@ -47,9 +47,8 @@ impl Snapshot {
 fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
     let docs = match (&openapi.file, &openapi.url) {
         (Some(file), _) => source::from_file(file),
-        (None, Some(url)) => {
-            source::fetch(url, openapi.fetch_timeout).and_then(|bytes| source::from_bytes(url, &bytes))
-        }
+        (None, Some(url)) => source::fetch(url, openapi.fetch_timeout)
+            .and_then(|bytes| source::from_bytes(url, &bytes)),
         (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
     };
     let docs = docs.map_err(|e| vec![format!("openapi: {e}")])?;

@@ -466,15 +466,22 @@ fn a_stream_that_stalls_past_idle_timeout_is_cut_off() {
     let moat = Moat::start(&config(&upstream.url(), "  idle_timeout: 300ms\n"));
     let started = Instant::now();
     let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream
         .write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut received = Vec::new();
-    stream.read_to_end(&mut received).expect("closed, not timed out");
+    stream
+        .read_to_end(&mut received)
+        .expect("closed, not timed out");
     let text = String::from_utf8_lossy(&received);
     assert!(text.contains("first"), "{text}");
-    assert!(!text.ends_with("0\r\n\r\n"), "the cut stream looked complete: {text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the cut stream looked complete: {text}"
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
     let log = moat.wait_for_access_lines(1);
     assert_eq!(log[0]["completed"], false);
@@ -490,29 +497,39 @@ fn a_client_that_sends_its_head_too_slowly_is_disconnected() {
     ));
     let started = Instant::now();
     let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET /slowloris HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /slowloris HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut received = Vec::new();
     let _ = stream.read_to_end(&mut received);
-    assert!(started.elapsed() < Duration::from_secs(4), "the connection was held open");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the connection was held open"
+    );
     assert_eq!(upstream.count(), 0);
 }
 
 #[test]
 fn connections_beyond_max_connections_wait_until_a_slot_frees() {
     let upstream = Upstream::start();
-    let moat = Moat::start(&config(
-        &upstream.url(),
-        "limits:\n  max_connections: 1\n",
-    ));
+    let moat = Moat::start(&config(&upstream.url(), "limits:\n  max_connections: 1\n"));
     // The one slot: an open keep-alive connection with an idle stream.
     let mut first = TcpStream::connect(moat.addr).unwrap();
-    first.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    first
+        .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert!(eventually(|| upstream.count() == 1));
     let addr = moat.addr;
     let second = std::thread::spawn(move || get(addr, "/two", &[]));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(upstream.count(), 1, "a second connection was served beyond the limit");
+    assert_eq!(
+        upstream.count(),
+        1,
+        "a second connection was served beyond the limit"
+    );
     drop(first);
     assert_eq!(second.join().unwrap().status, 200);
     assert_eq!(upstream.count(), 2);

@@ -24,8 +24,12 @@ fn options() -> ValidationOptions<'static> {
         .should_ignore_unknown_formats(true)
         .with_format("int32", |s: &str| s.parse::<i32>().is_ok())
         .with_format("int64", |s: &str| s.parse::<i64>().is_ok())
-        .with_format("float", |s: &str| s.parse::<f32>().is_ok_and(f32::is_finite))
-        .with_format("double", |s: &str| s.parse::<f64>().is_ok_and(f64::is_finite))
+        .with_format("float", |s: &str| {
+            s.parse::<f32>().is_ok_and(f32::is_finite)
+        })
+        .with_format("double", |s: &str| {
+            s.parse::<f64>().is_ok_and(f64::is_finite)
+        })
         .with_format("byte", is_base64)
 }
 
@@ -65,7 +69,12 @@ impl<'d> Compiler<'d> {
         let validator = options()
             .with_registry(&self.registry)
             .build(&root)
-            .map_err(|e| format!("{uri}#{pointer}: the schema does not compile: {}", e.masked()))?;
+            .map_err(|e| {
+                format!(
+                    "{uri}#{pointer}: the schema does not compile: {}",
+                    e.masked()
+                )
+            })?;
         Ok(Schema { validator })
     }
 
@@ -84,8 +93,27 @@ fn fragment(pointer: &str) -> String {
     let mut out = String::with_capacity(pointer.len());
     for c in pointer.chars() {
         match c {
-            'A'..='Z' | 'a'..='z' | '0'..='9' | '/' | '~' | '-' | '.' | '_' | ':' | '@' | '!'
-            | '$' | '&' | '\'' | '(' | ')' | '*' | '+' | ',' | ';' | '=' => out.push(c),
+            'A'..='Z'
+            | 'a'..='z'
+            | '0'..='9'
+            | '/'
+            | '~'
+            | '-'
+            | '.'
+            | '_'
+            | ':'
+            | '@'
+            | '!'
+            | '$'
+            | '&'
+            | '\''
+            | '('
+            | ')'
+            | '*'
+            | '+'
+            | ','
+            | ';'
+            | '=' => out.push(c),
             other => {
                 let mut buffer = [0u8; 4];
                 for byte in other.encode_utf8(&mut buffer).bytes() {
@@ -163,7 +191,10 @@ mod tests {
             root: "urn:t".into(),
             docs: BTreeMap::from([("urn:t".to_owned(), json!({"s": schema}))]),
         };
-        Compiler::new(&docs).unwrap().compile("urn:t", "/s").unwrap()
+        Compiler::new(&docs)
+            .unwrap()
+            .compile("urn:t", "/s")
+            .unwrap()
     }
 
     #[test]
@@ -233,7 +264,9 @@ mod tests {
             )]),
         };
         let compiler = Compiler::new(&docs).unwrap();
-        let schema = compiler.compile("urn:t", "/paths/~1v1~1{name}:predict/s").unwrap();
+        let schema = compiler
+            .compile("urn:t", "/paths/~1v1~1{name}:predict/s")
+            .unwrap();
         assert!(schema.is_valid(&json!(1)));
         assert!(!schema.is_valid(&json!("1")));
     }

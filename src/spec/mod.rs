@@ -145,7 +145,13 @@ struct RawOperation {
     template: String,
     at: Loc,
     params: Vec<RawParam>,
-    body: Option<(bool, Vec<(String, Option<Loc>)>)>,
+    body: Option<RawBody>,
+}
+
+struct RawBody {
+    required: bool,
+    /// Media range → where its schema is, if it has one.
+    media: Vec<(String, Option<Loc>)>,
 }
 
 /// Compiles loaded documents into a [`Spec`].
@@ -155,126 +161,33 @@ pub fn load(mut docs: Documents) -> Result<Spec, Vec<String>> {
     let version = check_version(docs.root()).map_err(|e| vec![e])?;
     let prefix = server_prefix(docs.root(), &mut warnings);
     let operations = collect_operations(&docs, &mut problems, &mut warnings);
-
-    let mut normalizer = Normalizer::new(&mut docs);
-    for operation in &operations {
-        for param in &operation.params {
-            if let Some(at) = &param.schema {
-                normalizer.schema_at(&at.uri, &at.pointer);
-            }
-        }
-        for (_, schema) in operation.body.iter().flat_map(|(_, media)| media) {
-            if let Some(at) = schema {
-                normalizer.schema_at(&at.uri, &at.pointer);
-            }
-        }
-    }
-    problems.append(&mut normalizer.problems);
-    warnings.append(&mut normalizer.warnings);
+    normalize_request_schemas(&mut docs, &operations, &mut problems, &mut warnings);
     if !problems.is_empty() {
         return Err(problems);
     }
-
-    let compiler = Compiler::new(&docs).map_err(|e| vec![e])?;
-    let mut cache: HashMap<Loc, Arc<Schema>> = HashMap::new();
+    let mut builder = Builder {
+        docs: &docs,
+        compiler: Compiler::new(&docs).map_err(|e| vec![e])?,
+        cache: HashMap::new(),
+        problems,
+        warnings,
+    };
     let mut compiled = Vec::with_capacity(operations.len());
     let mut routes = Vec::with_capacity(operations.len());
-    let mut ids: HashMap<String, usize> = HashMap::new();
     for raw in operations {
-        let id = match &raw.id {
-            Some(id) => {
-                *ids.entry(id.clone()).or_default() += 1;
-                id.clone()
-            }
-            None => format!("{} {}", raw.method, raw.template),
-        };
-        let mut schema = |at: &Option<Loc>, problems: &mut Vec<String>| {
-            let at = at.as_ref()?;
-            if let Some(schema) = cache.get(at) {
-                return Some(schema.clone());
-            }
-            match compiler.compile(&at.uri, &at.pointer) {
-                Ok(schema) => {
-                    let schema = Arc::new(schema);
-                    cache.insert(at.clone(), schema.clone());
-                    Some(schema)
-                }
-                Err(problem) => {
-                    problems.push(problem);
-                    None
-                }
-            }
-        };
-        let mut params = Params::default();
-        for param in &raw.params {
-            let shape = param
-                .schema
-                .as_ref()
-                .and_then(|at| docs.get(&at.uri, &at.pointer).map(|s| (at, s)))
-                .map_or(Shape::Scalar(Types::ANY), |(at, s)| shape::shape_of(&docs, &at.uri, s));
-            let compiled_param = Param {
-                name: param.name.clone(),
-                required: param.required,
-                style: param.style,
-                explode: param.explode,
-                shape,
-                schema: schema(&param.schema, &mut problems),
-                json: param.json,
-            };
-            match param.location.as_str() {
-                "path" => params.path.push(compiled_param),
-                "query" => params.query.push(compiled_param),
-                "header" => params.header.push(compiled_param),
-                _ => params.cookie.push(compiled_param),
-            }
-        }
-        params.path = order_path_params(&raw, params.path, &mut warnings);
-        let body = raw.body.as_ref().map(|(required, media)| RequestBody {
-            required: *required,
-            media: media
-                .iter()
-                .map(|(range, at)| {
-                    let kind = body_kind(range);
-                    let form_shape = match (kind, at) {
-                        (BodyKind::Form, Some(at)) => docs
-                            .get(&at.uri, &at.pointer)
-                            .map(|s| match shape::shape_of(&docs, &at.uri, s) {
-                                Shape::Object(properties) => properties,
-                                _ => Vec::new(),
-                            })
-                            .unwrap_or_default(),
-                        _ => Vec::new(),
-                    };
-                    Media {
-                        range: range.to_ascii_lowercase(),
-                        kind,
-                        schema: if kind == BodyKind::Opaque {
-                            None
-                        } else {
-                            schema(at, &mut problems)
-                        },
-                        form_shape,
-                    }
-                })
-                .collect(),
-        });
-        routes.push((format!("{prefix}{}", route_template(&raw.template)), raw.method.clone(), compiled.len()));
-        compiled.push(Operation {
-            id: Arc::from(id),
-            method: raw.method,
-            template: raw.template,
-            params,
-            body,
-        });
+        routes.push((
+            format!("{prefix}{}", route_template(&raw.template)),
+            raw.method.clone(),
+            compiled.len(),
+        ));
+        compiled.push(builder.operation(raw));
     }
-    for (id, count) in ids {
-        if count > 1 {
-            warnings.push(format!(
-                "operationId `{id}` is used by {count} operations; refer to them in the policy \
-                 as `METHOD /path` instead"
-            ));
-        }
-    }
+    let Builder {
+        mut problems,
+        mut warnings,
+        ..
+    } = builder;
+    warnings.extend(duplicate_ids(&compiled));
     let router = Router::build(&routes).map_err(|mut e| {
         problems.append(&mut e);
         problems.clone()
@@ -290,9 +203,158 @@ pub fn load(mut docs: Documents) -> Result<Spec, Vec<String>> {
     })
 }
 
+/// Normalises every schema a request can meet, in place, before anything is compiled.
+fn normalize_request_schemas(
+    docs: &mut Documents,
+    operations: &[RawOperation],
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    let mut normalizer = Normalizer::new(docs);
+    for operation in operations {
+        let params = operation.params.iter().filter_map(|p| p.schema.as_ref());
+        let bodies = operation
+            .body
+            .iter()
+            .flat_map(|body| &body.media)
+            .filter_map(|(_, at)| at.as_ref());
+        for at in params.chain(bodies) {
+            normalizer.schema_at(&at.uri, &at.pointer);
+        }
+    }
+    problems.append(&mut normalizer.problems);
+    warnings.append(&mut normalizer.warnings);
+}
+
+fn duplicate_ids(operations: &[Operation]) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for operation in operations {
+        if !operation.id.contains(' ') {
+            *counts.entry(&operation.id).or_default() += 1;
+        }
+    }
+    let mut warnings: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(id, count)| {
+            format!(
+                "operationId `{id}` is used by {count} operations; refer to them in the policy \
+                 as `METHOD /path` instead"
+            )
+        })
+        .collect();
+    warnings.sort();
+    warnings
+}
+
+/// Turns raw operations into compiled ones, compiling each schema location once.
+struct Builder<'d> {
+    docs: &'d Documents,
+    compiler: Compiler<'d>,
+    cache: HashMap<Loc, Arc<Schema>>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Builder<'_> {
+    fn operation(&mut self, raw: RawOperation) -> Operation {
+        let id = raw
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", raw.method, raw.template));
+        let mut params = Params::default();
+        for param in &raw.params {
+            let compiled = self.param(param);
+            match param.location.as_str() {
+                "path" => params.path.push(compiled),
+                "query" => params.query.push(compiled),
+                "header" => params.header.push(compiled),
+                _ => params.cookie.push(compiled),
+            }
+        }
+        params.path = order_path_params(&raw, params.path, &mut self.warnings);
+        let body = raw.body.as_ref().map(|body| RequestBody {
+            required: body.required,
+            media: body
+                .media
+                .iter()
+                .map(|(range, at)| self.media(range, at.as_ref()))
+                .collect(),
+        });
+        Operation {
+            id: Arc::from(id),
+            method: raw.method,
+            template: raw.template,
+            params,
+            body,
+        }
+    }
+
+    fn param(&mut self, param: &RawParam) -> Param {
+        Param {
+            name: param.name.clone(),
+            required: param.required,
+            style: param.style,
+            explode: param.explode,
+            shape: self.shape(param.schema.as_ref()),
+            schema: param.schema.as_ref().and_then(|at| self.schema(at)),
+            json: param.json,
+        }
+    }
+
+    fn media(&mut self, range: &str, at: Option<&Loc>) -> Media {
+        let kind = body_kind(range);
+        let form_shape = match (kind, self.shape(at)) {
+            (BodyKind::Form, Shape::Object(properties)) => properties,
+            _ => Vec::new(),
+        };
+        let schema = match kind {
+            BodyKind::Opaque => None,
+            _ => at.and_then(|at| self.schema(at)),
+        };
+        Media {
+            range: range.to_ascii_lowercase(),
+            kind,
+            schema,
+            form_shape,
+        }
+    }
+
+    fn shape(&self, at: Option<&Loc>) -> Shape {
+        at.and_then(|at| Some((at, self.docs.get(&at.uri, &at.pointer)?)))
+            .map_or(Shape::Scalar(Types::ANY), |(at, schema)| {
+                shape::shape_of(self.docs, &at.uri, schema)
+            })
+    }
+
+    fn schema(&mut self, at: &Loc) -> Option<Arc<Schema>> {
+        if let Some(schema) = self.cache.get(at) {
+            return Some(schema.clone());
+        }
+        match self.compiler.compile(&at.uri, &at.pointer) {
+            Ok(schema) => {
+                let schema = Arc::new(schema);
+                self.cache.insert(at.clone(), schema.clone());
+                Some(schema)
+            }
+            Err(problem) => {
+                self.problems.push(problem);
+                None
+            }
+        }
+    }
+}
+
 fn check_version(root: &Value) -> Result<String, String> {
-    let version = root.get("openapi").and_then(Value::as_str).unwrap_or_default();
-    if version.starts_with("3.0.") || version.starts_with("3.1.") || version == "3.0" || version == "3.1" {
+    let version = root
+        .get("openapi")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if version.starts_with("3.0.")
+        || version.starts_with("3.1.")
+        || version == "3.0"
+        || version == "3.1"
+    {
         Ok(version.to_owned())
     } else if root.get("swagger").is_some() {
         Err("this is a Swagger 2.0 document; convert it to OpenAPI 3 first".to_owned())
@@ -308,10 +370,17 @@ fn server_prefix(root: &Value, warnings: &mut Vec<String>) -> String {
     let Some(server) = root.pointer("/servers/0") else {
         return String::new();
     };
-    let mut url = server.get("url").and_then(Value::as_str).unwrap_or("/").to_owned();
+    let mut url = server
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_owned();
     if let Some(Value::Object(variables)) = server.get("variables") {
         for (name, variable) in variables {
-            let default = variable.get("default").and_then(Value::as_str).unwrap_or_default();
+            let default = variable
+                .get("default")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             url = url.replace(&format!("{{{name}}}"), default);
         }
     }
@@ -324,11 +393,15 @@ fn server_prefix(root: &Value, warnings: &mut Vec<String>) -> String {
     };
     let path = path.trim_end_matches('/');
     if path.contains('{') {
-        warnings.push(format!("#/servers/0/url: `{url}` has an undefined variable; no prefix used"));
+        warnings.push(format!(
+            "#/servers/0/url: `{url}` has an undefined variable; no prefix used"
+        ));
         return String::new();
     }
     if !path.is_empty() && !path.starts_with('/') {
-        warnings.push(format!("#/servers/0/url: `{url}` is not a path; no prefix used"));
+        warnings.push(format!(
+            "#/servers/0/url: `{url}` is not a path; no prefix used"
+        ));
         return String::new();
     }
     path.to_owned()
@@ -356,11 +429,17 @@ fn collect_operations(
     };
     for (template, _) in paths {
         if !template.starts_with('/') {
-            problems.push(format!("#/paths/{}: a path template must start with '/'", escape(template)));
+            problems.push(format!(
+                "#/paths/{}: a path template must start with '/'",
+                escape(template)
+            ));
             continue;
         }
         if template.contains("${") {
-            warnings.push(format!("#/paths/{}: `${{NAME}}` read as a `{{NAME}}` parameter", escape(template)));
+            warnings.push(format!(
+                "#/paths/{}: `${{NAME}}` read as a `{{NAME}}` parameter",
+                escape(template)
+            ));
         }
         let item_at = root.child("paths").child(template);
         let Some((item_at, item)) = deref(docs, &item_at, problems) else {
@@ -368,7 +447,9 @@ fn collect_operations(
         };
         let shared = item.get("parameters");
         for (key, method) in &METHODS {
-            let Some(operation) = item.get(*key) else { continue };
+            let Some(operation) = item.get(*key) else {
+                continue;
+            };
             let op_at = item_at.child(key);
             let mut params = Vec::new();
             let mut seen = std::collections::HashSet::new();
@@ -377,9 +458,13 @@ fn collect_operations(
                 (operation.get("parameters"), op_at.child("parameters")),
                 (shared, item_at.child("parameters")),
             ] {
-                let Some(Value::Array(list)) = list else { continue };
+                let Some(Value::Array(list)) = list else {
+                    continue;
+                };
                 for (i, param) in list.iter().enumerate() {
-                    let Some(raw) = raw_param(docs, &list_at.child(&i.to_string()), param, problems) else {
+                    let Some(raw) =
+                        raw_param(docs, &list_at.child(&i.to_string()), param, problems)
+                    else {
                         continue;
                     };
                     if seen.insert((raw.name.clone(), raw.location.clone())) {
@@ -391,7 +476,10 @@ fn collect_operations(
                 .get("requestBody")
                 .and_then(|_| raw_body(docs, &op_at.child("requestBody"), problems));
             operations.push(RawOperation {
-                id: operation.get("operationId").and_then(Value::as_str).map(str::to_owned),
+                id: operation
+                    .get("operationId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 method: method.clone(),
                 template: template.clone(),
                 at: op_at,
@@ -404,7 +492,11 @@ fn collect_operations(
 }
 
 /// Follows a `$ref` (of a parameter, body or path item) to its target.
-fn deref<'d>(docs: &'d Documents, at: &Loc, problems: &mut Vec<String>) -> Option<(Loc, &'d Value)> {
+fn deref<'d>(
+    docs: &'d Documents,
+    at: &Loc,
+    problems: &mut Vec<String>,
+) -> Option<(Loc, &'d Value)> {
     let mut at = at.clone();
     for _ in 0..16 {
         let value = docs.get(&at.uri, &at.pointer)?;
@@ -423,7 +515,12 @@ fn deref<'d>(docs: &'d Documents, at: &Loc, problems: &mut Vec<String>) -> Optio
     None
 }
 
-fn raw_param(docs: &Documents, at: &Loc, _: &Value, problems: &mut Vec<String>) -> Option<RawParam> {
+fn raw_param(
+    docs: &Documents,
+    at: &Loc,
+    _: &Value,
+    problems: &mut Vec<String>,
+) -> Option<RawParam> {
     let (at, param) = deref(docs, at, problems)?;
     let name = param.get("name").and_then(Value::as_str);
     let location = param.get("in").and_then(Value::as_str);
@@ -432,14 +529,19 @@ fn raw_param(docs: &Documents, at: &Loc, _: &Value, problems: &mut Vec<String>) 
         return None;
     };
     if !matches!(location, "path" | "query" | "header" | "cookie") {
-        problems.push(format!("{at}: `in: {location}` is not a parameter location"));
+        problems.push(format!(
+            "{at}: `in: {location}` is not a parameter location"
+        ));
         return None;
     }
     let default_style = match location {
         "query" | "cookie" => "form",
         _ => "simple",
     };
-    let style_name = param.get("style").and_then(Value::as_str).unwrap_or(default_style);
+    let style_name = param
+        .get("style")
+        .and_then(Value::as_str)
+        .unwrap_or(default_style);
     let style = match (style_name, location) {
         ("simple", "path" | "header") => Style::Simple,
         ("form", "query" | "cookie") => Style::Form,
@@ -474,7 +576,11 @@ fn raw_param(docs: &Documents, at: &Loc, _: &Value, problems: &mut Vec<String>) 
     Some(RawParam {
         name: name.to_owned(),
         location: location.to_owned(),
-        required: location == "path" || param.get("required").and_then(Value::as_bool).unwrap_or(false),
+        required: location == "path"
+            || param
+                .get("required")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         style,
         explode,
         schema,
@@ -482,9 +588,12 @@ fn raw_param(docs: &Documents, at: &Loc, _: &Value, problems: &mut Vec<String>) 
     })
 }
 
-fn raw_body(docs: &Documents, at: &Loc, problems: &mut Vec<String>) -> Option<(bool, Vec<(String, Option<Loc>)>)> {
+fn raw_body(docs: &Documents, at: &Loc, problems: &mut Vec<String>) -> Option<RawBody> {
     let (at, body) = deref(docs, at, problems)?;
-    let required = body.get("required").and_then(Value::as_bool).unwrap_or(false);
+    let required = body
+        .get("required")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let Some(Value::Object(content)) = body.get("content") else {
         problems.push(format!("{at}: a requestBody needs `content`"));
         return None;
@@ -492,15 +601,22 @@ fn raw_body(docs: &Documents, at: &Loc, problems: &mut Vec<String>) -> Option<(b
     let media = content
         .iter()
         .map(|(range, media)| {
-            let schema = media.get("schema").map(|_| at.child("content").child(range).child("schema"));
+            let schema = media
+                .get("schema")
+                .map(|_| at.child("content").child(range).child("schema"));
             (range.clone(), schema)
         })
         .collect();
-    Some((required, media))
+    Some(RawBody { required, media })
 }
 
 fn body_kind(range: &str) -> BodyKind {
-    let essence = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = range
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if essence == "application/json" || essence.ends_with("+json") {
         BodyKind::Json
     } else if essence == "application/x-www-form-urlencoded" {
@@ -512,13 +628,19 @@ fn body_kind(range: &str) -> BodyKind {
 
 /// Path parameters in the order their placeholders appear in the template. A placeholder
 /// with no declaration gets an unconstrained string parameter (and a warning).
-fn order_path_params(raw: &RawOperation, declared: Vec<Param>, warnings: &mut Vec<String>) -> Vec<Param> {
+fn order_path_params(
+    raw: &RawOperation,
+    declared: Vec<Param>,
+    warnings: &mut Vec<String>,
+) -> Vec<Param> {
     let mut declared: Vec<Option<Param>> = declared.into_iter().map(Some).collect();
     let mut ordered = Vec::new();
     let template = route_template(&raw.template);
     let mut rest = template.as_str();
     while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else { break };
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
         let name = &rest[open + 1..open + close];
         rest = &rest[open + close + 1..];
         let found = declared
@@ -526,7 +648,10 @@ fn order_path_params(raw: &RawOperation, declared: Vec<Param>, warnings: &mut Ve
             .find(|p| p.as_ref().is_some_and(|p| p.name == name))
             .and_then(Option::take);
         ordered.push(found.unwrap_or_else(|| {
-            warnings.push(format!("{}: path parameter `{name}` is not declared; any value is accepted", raw.at));
+            warnings.push(format!(
+                "{}: path parameter `{name}` is not declared; any value is accepted",
+                raw.at
+            ));
             Param {
                 name: name.to_owned(),
                 required: true,
@@ -539,7 +664,10 @@ fn order_path_params(raw: &RawOperation, declared: Vec<Param>, warnings: &mut Ve
         }));
     }
     for unused in declared.into_iter().flatten() {
-        warnings.push(format!("{}: path parameter `{}` is not in the template", raw.at, unused.name));
+        warnings.push(format!(
+            "{}: path parameter `{}` is not in the template",
+            raw.at, unused.name
+        ));
     }
     ordered
 }

@@ -16,19 +16,76 @@ use super::source::Documents;
 /// Keywords moat knows: validated by the compiler, translated here, or pure annotations.
 const KNOWN: &[&str] = &[
     // draft 2020-12 core, applicator, validation, unevaluated, format, content, meta-data
-    "$schema", "$id", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$vocabulary",
-    "$comment", "$defs", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
-    "dependentSchemas", "prefixItems", "items", "contains", "properties", "patternProperties",
-    "additionalProperties", "propertyNames", "type", "enum", "const", "multipleOf", "maximum",
-    "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern",
-    "maxItems", "minItems", "uniqueItems", "maxContains", "minContains", "maxProperties",
-    "minProperties", "required", "dependentRequired", "unevaluatedItems",
-    "unevaluatedProperties", "format", "contentEncoding", "contentMediaType", "contentSchema",
-    "title", "description", "default", "deprecated", "readOnly", "writeOnly", "examples",
+    "$schema",
+    "$id",
+    "$ref",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$vocabulary",
+    "$comment",
+    "$defs",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "prefixItems",
+    "items",
+    "contains",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "propertyNames",
+    "type",
+    "enum",
+    "const",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxContains",
+    "minContains",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "dependentRequired",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "format",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
+    "title",
+    "description",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "examples",
     // older drafts, translated below or harmless containers
-    "definitions", "$recursiveRef", "$recursiveAnchor", "additionalItems", "dependencies", "id",
+    "definitions",
+    "$recursiveRef",
+    "$recursiveAnchor",
+    "additionalItems",
+    "dependencies",
+    "id",
     // OpenAPI's own schema fields
-    "nullable", "discriminator", "xml", "externalDocs", "example",
+    "nullable",
+    "discriminator",
+    "xml",
+    "externalDocs",
+    "example",
 ];
 
 /// snake_case spellings of validation keywords seen in real specs (OpenAI's writes
@@ -46,7 +103,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("exclusive_maximum", "exclusiveMaximum"),
 ];
 
-const TYPES: &[&str] = &["null", "boolean", "object", "array", "number", "string", "integer"];
+const TYPES: &[&str] = &[
+    "null", "boolean", "object", "array", "number", "string", "integer",
+];
 
 /// Visits schemas in place. Feed it schema locations with [`Normalizer::schema_at`].
 pub struct Normalizer<'d> {
@@ -95,7 +154,9 @@ impl<'d> Normalizer<'d> {
                 .get_mut(&uri)
                 .and_then(|doc| doc.pointer_mut(&pointer))
             else {
-                self.problems.push(format!("{uri}#{pointer}: the referenced schema does not exist"));
+                self.problems.push(format!(
+                    "{uri}#{pointer}: the referenced schema does not exist"
+                ));
                 continue;
             };
             let mut schema = std::mem::take(slot);
@@ -169,11 +230,13 @@ impl<'d> Normalizer<'d> {
     }
 
     fn problem(&mut self, at: &At<'_>, message: &str) {
-        self.problems.push(format!("{}#{}: {message}", at.uri, at.pointer));
+        self.problems
+            .push(format!("{}#{}: {message}", at.uri, at.pointer));
     }
 
     fn warning(&mut self, at: &At<'_>, message: &str) {
-        self.warnings.push(format!("{}#{}: {message}", at.uri, at.pointer));
+        self.warnings
+            .push(format!("{}#{}: {message}", at.uri, at.pointer));
     }
 
     fn unknown_keywords(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {
@@ -280,11 +343,22 @@ impl<'d> Normalizer<'d> {
             }
         }
         if bytes {
-            self.warning(at, "non-standard `type: bytes` is checked as `type: string`");
+            self.warning(
+                at,
+                "non-standard `type: bytes` is checked as `type: string`",
+            );
         }
         let declared = map.get("type").cloned().unwrap_or(Value::Null);
-        let is = |name: &str| declared == name || declared.as_array().is_some_and(|t| t.iter().any(|x| x == name));
-        if map.get("default").is_some_and(Value::is_string) && !is("string") && (is("integer") || is("number") || is("boolean")) {
+        let is = |name: &str| {
+            declared == name
+                || declared
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == name))
+        };
+        if map.get("default").is_some_and(Value::is_string)
+            && !is("string")
+            && (is("integer") || is("number") || is("boolean"))
+        {
             self.warning(at, "`default` is written as a string for a non-string type (ignored: defaults are not validated)");
         }
         for problem in problems {
@@ -343,8 +417,16 @@ impl<'d> Normalizer<'d> {
     fn subschemas(&mut self, map: &mut Map<String, Value>, at: &At<'_>, anchor: Option<String>) {
         for (key, child) in map.iter_mut() {
             match key.as_str() {
-                "additionalProperties" | "items" | "not" | "if" | "then" | "else" | "contains"
-                | "propertyNames" | "unevaluatedItems" | "unevaluatedProperties"
+                "additionalProperties"
+                | "items"
+                | "not"
+                | "if"
+                | "then"
+                | "else"
+                | "contains"
+                | "propertyNames"
+                | "unevaluatedItems"
+                | "unevaluatedProperties"
                 | "contentSchema" => self.child(child, at, &anchor, &[key]),
                 "properties" | "patternProperties" | "dependentSchemas" | "$defs"
                 | "definitions" => {
@@ -383,7 +465,10 @@ impl<'d> Normalizer<'d> {
 
 /// OpenAPI 3.0 boolean `exclusiveMinimum`/`exclusiveMaximum` → 2020-12 numbers.
 fn exclusive_bounds(map: &mut Map<String, Value>) {
-    for (exclusive, inclusive) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+    for (exclusive, inclusive) in [
+        ("exclusiveMinimum", "minimum"),
+        ("exclusiveMaximum", "maximum"),
+    ] {
         match map.get(exclusive) {
             Some(Value::Bool(true)) => {
                 map.remove(exclusive);
@@ -473,7 +558,10 @@ fn nullable(schema: &mut Value) {
         return;
     }
     let inner = std::mem::take(map);
-    map.insert("anyOf".into(), json!([Value::Object(inner), {"type": "null"}]));
+    map.insert(
+        "anyOf".into(),
+        json!([Value::Object(inner), {"type": "null"}]),
+    );
 }
 
 pub fn escape(segment: &str) -> String {
@@ -500,14 +588,16 @@ mod tests {
     fn nullable_with_a_type_adds_null_to_type_and_enum() {
         let (schema, problems, _) =
             normalized(json!({"type": "string", "enum": ["a"], "nullable": true}));
-        assert_eq!(schema, json!({"type": ["string", "null"], "enum": ["a", null]}));
+        assert_eq!(
+            schema,
+            json!({"type": ["string", "null"], "enum": ["a", null]})
+        );
         assert!(problems.is_empty());
     }
 
     #[test]
     fn nullable_without_a_type_wraps_the_schema() {
-        let (schema, _, _) =
-            normalized(json!({"allOf": [{"type": "integer"}], "nullable": true}));
+        let (schema, _, _) = normalized(json!({"allOf": [{"type": "integer"}], "nullable": true}));
         assert_eq!(
             schema,
             json!({"anyOf": [{"allOf": [{"type": "integer"}]}, {"type": "null"}]})
@@ -531,7 +621,10 @@ mod tests {
         let (_, problems, _) =
             normalized(json!({"properties": {"a": {"type": "string", "maxLenght": 3}}}));
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("urn:t#/s/properties/a:"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("urn:t#/s/properties/a:"),
+            "{problems:?}"
+        );
         assert!(problems[0].contains("maxLenght"));
         let (_, problems, _) = normalized(json!({"type": "string", "x-internal": true}));
         assert!(problems.is_empty());
@@ -554,8 +647,9 @@ mod tests {
 
     #[test]
     fn real_spec_oddities_are_warnings() {
-        let (schema, problems, warnings) =
-            normalized(json!({"oneOf": [{"type": "array"}, {"type": "bytes"}], "required": ["a", "a"]}));
+        let (schema, problems, warnings) = normalized(
+            json!({"oneOf": [{"type": "array"}, {"type": "bytes"}], "required": ["a", "a"]}),
+        );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert_eq!(schema["oneOf"][1], json!({"type": "string"}));
@@ -573,7 +667,10 @@ mod tests {
         assert_eq!(schema["prefixItems"], json!([{"type": "string"}]));
         assert_eq!(schema["items"], json!(false));
         assert_eq!(schema["dependentRequired"], json!({"a": ["b"]}));
-        assert_eq!(schema["dependentSchemas"], json!({"c": {"required": ["d"]}}));
+        assert_eq!(
+            schema["dependentSchemas"],
+            json!({"c": {"required": ["d"]}})
+        );
     }
 
     #[test]
@@ -591,7 +688,10 @@ mod tests {
             "properties": {"children": {"items": {"$recursiveRef": "#"}}}
         }));
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(schema["properties"]["children"]["items"], json!({"$ref": "#/s"}));
+        assert_eq!(
+            schema["properties"]["children"]["items"],
+            json!({"$ref": "#/s"})
+        );
     }
 
     #[test]

@@ -101,7 +101,9 @@ pub fn types_of(docs: &Documents, uri: &str, schema: &Value, depth: usize) -> Ty
             Value::Array(names) => names
                 .iter()
                 .filter_map(Value::as_str)
-                .fold(Types::default(), |acc, name| acc.union(Types::of_name(name))),
+                .fold(Types::default(), |acc, name| {
+                    acc.union(Types::of_name(name))
+                }),
             _ => Types::ANY,
         };
     }
@@ -192,7 +194,10 @@ mod tests {
     #[test]
     fn shapes_follow_refs_and_unions() {
         let d = docs(json!({"Limit": {"type": "integer"}}));
-        assert_eq!(shape_of(&d, "urn:t", &json!({"$ref": "#/Limit"})), Shape::Scalar(Types::INTEGER));
+        assert_eq!(
+            shape_of(&d, "urn:t", &json!({"$ref": "#/Limit"})),
+            Shape::Scalar(Types::INTEGER)
+        );
         let optional = json!({"anyOf": [{"type": "integer"}, {"type": "null"}]});
         assert_eq!(
             shape_of(&d, "urn:t", &optional),
@@ -205,7 +210,10 @@ mod tests {
             shape_of(&d, "urn:t", &object),
             Shape::Object(vec![("a".into(), Types::BOOLEAN)])
         );
-        assert_eq!(shape_of(&d, "urn:t", &json!({"enum": ["a", 1]})), Shape::Scalar(Types(Types::STRING.0 | Types::INTEGER.0)));
+        assert_eq!(
+            shape_of(&d, "urn:t", &json!({"enum": ["a", 1]})),
+            Shape::Scalar(Types(Types::STRING.0 | Types::INTEGER.0))
+        );
         assert_eq!(shape_of(&d, "urn:t", &json!({})), Shape::Scalar(Types::ANY));
     }
 }

@@ -30,7 +30,9 @@ impl Documents {
             join_uri(base, file)?
         };
         if !self.docs.contains_key(&uri) {
-            return Err(format!("`$ref: {reference}` points to a document that is not loaded"));
+            return Err(format!(
+                "`$ref: {reference}` points to a document that is not loaded"
+            ));
         }
         Ok((uri, unescape_fragment(pointer)))
     }
@@ -178,11 +180,11 @@ pub fn fetch(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
 
 async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
     use http_body_util::{BodyExt, Empty};
-    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
     let give_up = Instant::now() + deadline;
     let mut delay = Duration::from_millis(100);
     loop {
@@ -193,7 +195,11 @@ async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
         let attempt = async {
             let response = client.request(request).await.map_err(|e| e.to_string())?;
             let status = response.status();
-            let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
             if status.is_success() {
                 Ok(body.to_bytes().to_vec())
             } else {
@@ -237,15 +243,22 @@ mod tests {
             "A:\n  $ref: '../common.json#/B'\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("common.json"), r#"{"B": {"type": "string"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("common.json"),
+            r#"{"B": {"type": "string"}}"#,
+        )
+        .unwrap();
         let docs = from_file(&dir.path().join("api.yaml")).expect("loads");
         assert_eq!(docs.docs.len(), 3);
         let (uri, pointer) = docs.locate(&docs.root, "schemas/a.yaml#/A").unwrap();
         assert!(uri.ends_with("/schemas/a.yaml"), "{uri}");
-        let (uri, pointer) = docs.locate(&uri, "../common.json#/B").map(|(u, p)| {
-            assert_eq!(pointer, "/A");
-            (u, p)
-        }).unwrap();
+        let (uri, pointer) = docs
+            .locate(&uri, "../common.json#/B")
+            .map(|(u, p)| {
+                assert_eq!(pointer, "/A");
+                (u, p)
+            })
+            .unwrap();
         assert_eq!(docs.get(&uri, &pointer).unwrap()["type"], "string");
     }
 
@@ -263,9 +276,12 @@ mod tests {
 
     #[test]
     fn a_fetched_spec_may_not_name_other_documents() {
-        let error = from_bytes("http://127.0.0.1:1/openapi.json", br#"{"a": {"$ref": "b.json#/x"}}"#)
-            .err()
-            .unwrap();
+        let error = from_bytes(
+            "http://127.0.0.1:1/openapi.json",
+            br#"{"a": {"$ref": "b.json#/x"}}"#,
+        )
+        .err()
+        .unwrap();
         assert!(error.contains("openapi.file"), "{error}");
     }
 
@@ -277,6 +293,9 @@ mod tests {
     #[test]
     fn fragments_are_percent_decoded() {
         assert_eq!(unescape_fragment("/paths/~1a%7Bb%7D"), "/paths/~1a{b}");
-        assert_eq!(unescape_fragment("/components/schemas/A"), "/components/schemas/A");
+        assert_eq!(
+            unescape_fragment("/components/schemas/A"),
+            "/components/schemas/A"
+        );
     }
 }

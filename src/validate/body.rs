@@ -38,7 +38,9 @@ pub fn check(
     let (Some(content_type), None) = (content_types.next(), content_types.next()) else {
         return Err(unsupported(&declared.media));
     };
-    let content_type = content_type.to_str().map_err(|_| unsupported(&declared.media))?;
+    let content_type = content_type
+        .to_str()
+        .map_err(|_| unsupported(&declared.media))?;
     let Some(media) = select(&declared.media, content_type) else {
         return Err(unsupported(&declared.media));
     };
@@ -79,9 +81,9 @@ pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
             media.iter().find(|m| {
                 let range = range_of(m);
                 // `application/*+json` style suffix ranges.
-                range
-                    .split_once('/')
-                    .is_some_and(|(k, s)| k == kind && s.starts_with("*+") && subtype.ends_with(&s[1..]))
+                range.split_once('/').is_some_and(|(k, s)| {
+                    k == kind && s.starts_with("*+") && subtype.ends_with(&s[1..])
+                })
             })
         })
         .or_else(|| media.iter().find(|m| range_of(m) == format!("{kind}/*")))
@@ -103,15 +105,16 @@ fn essence_owned(media_type: &str) -> String {
 
 /// JSON is UTF-8 (RFC 8259 §8.1); any other declared charset is refused.
 fn charset_is_utf8(content_type: &str) -> bool {
-    content_type.split(';').skip(1).all(|parameter| {
-        match parameter.split_once('=') {
+    content_type
+        .split(';')
+        .skip(1)
+        .all(|parameter| match parameter.split_once('=') {
             Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
                 let value = value.trim().trim_matches('"');
                 value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
             }
             _ => true,
-        }
-    })
+        })
 }
 
 fn unsupported(media: &[Media]) -> Rejection {
@@ -172,9 +175,18 @@ mod tests {
     fn the_most_specific_declared_range_wins() {
         let declared = media(&["*/*", "image/*", "application/json", "application/*+json"]);
         let pick = |ct: &str| select(&declared, ct).map(|m| m.range.clone());
-        assert_eq!(pick("application/json").as_deref(), Some("application/json"));
-        assert_eq!(pick("Application/JSON; charset=utf-8").as_deref(), Some("application/json"));
-        assert_eq!(pick("application/problem+json").as_deref(), Some("application/*+json"));
+        assert_eq!(
+            pick("application/json").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            pick("Application/JSON; charset=utf-8").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            pick("application/problem+json").as_deref(),
+            Some("application/*+json")
+        );
         assert_eq!(pick("image/png").as_deref(), Some("image/*"));
         assert_eq!(pick("text/plain").as_deref(), Some("*/*"));
         assert_eq!(pick("nonsense"), None);
@@ -194,7 +206,10 @@ mod tests {
 
     #[test]
     fn form_bodies_become_typed_objects() {
-        let shape = vec![("n".to_owned(), Types::INTEGER), ("tags".to_owned(), Types::ARRAY)];
+        let shape = vec![
+            ("n".to_owned(), Types::INTEGER),
+            ("tags".to_owned(), Types::ARRAY),
+        ];
         assert_eq!(
             form_object(b"n=5&name=a+b&tags=x&tags=y", &shape),
             serde_json::json!({"n": 5, "name": "a b", "tags": ["x", "y"]})

@@ -21,7 +21,14 @@ pub fn parameters(
     reject_unknown_query: bool,
 ) -> Result<(), Rejection> {
     let mut errors: Vec<FieldError> = Vec::new();
-    params::check(operation, path_values, query, headers, reject_unknown_query, &mut errors);
+    params::check(
+        operation,
+        path_values,
+        query,
+        headers,
+        reject_unknown_query,
+        &mut errors,
+    );
     if errors.is_empty() {
         Ok(())
     } else {

@@ -28,7 +28,12 @@ pub fn check(
         let value = delimited(param, text, ',');
         validate(param, value, "path", errors);
     }
-    check_query(&operation.params.query, query.unwrap_or(""), reject_unknown_query, errors);
+    check_query(
+        &operation.params.query,
+        query.unwrap_or(""),
+        reject_unknown_query,
+        errors,
+    );
     for param in &operation.params.header {
         if IGNORED_HEADERS.contains(&param.name.to_ascii_lowercase().as_str()) {
             continue;
@@ -71,7 +76,8 @@ fn check_query(params: &[Param], query: &str, reject_unknown: bool, errors: &mut
     if params.is_empty() && !reject_unknown {
         return;
     }
-    let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(query.as_bytes()).collect();
+    let pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+        form_urlencoded::parse(query.as_bytes()).collect();
     let mut used = vec![false; pairs.len()];
     for param in params {
         let value = match (param.style, &param.shape) {
@@ -80,15 +86,19 @@ fn check_query(params: &[Param], query: &str, reject_unknown: bool, errors: &mut
                 exploded_object(properties, &pairs, &mut used)
             }
             _ => {
-                let found: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].0 == param.name).collect();
+                let found: Vec<usize> = (0..pairs.len())
+                    .filter(|&i| pairs[i].0 == param.name)
+                    .collect();
                 for &i in &found {
                     used[i] = true;
                 }
                 match (found.as_slice(), &param.shape) {
                     ([], _) => None,
-                    (many, Shape::Array(items)) if param.explode && param.style == Style::Form => Some(Value::Array(
-                        many.iter().map(|&i| coerce(&pairs[i].1, *items)).collect(),
-                    )),
+                    (many, Shape::Array(items)) if param.explode && param.style == Style::Form => {
+                        Some(Value::Array(
+                            many.iter().map(|&i| coerce(&pairs[i].1, *items)).collect(),
+                        ))
+                    }
                     ([one], _) => {
                         let separator = match param.style {
                             Style::SpaceDelimited => ' ',
@@ -182,14 +192,19 @@ fn delimited(param: &Param, text: &str, separator: char) -> Option<Value> {
         Shape::Array(items) => Value::Array(if text.is_empty() {
             Vec::new()
         } else {
-            text.split(separator).map(|part| coerce(part, *items)).collect()
+            text.split(separator)
+                .map(|part| coerce(part, *items))
+                .collect()
         }),
         Shape::Object(properties) => {
             let mut object = Map::new();
             if param.explode {
                 for pair in text.split(separator) {
                     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    object.insert(key.to_owned(), coerce(value, property_types(&param.shape, key)));
+                    object.insert(
+                        key.to_owned(),
+                        coerce(value, property_types(&param.shape, key)),
+                    );
                 }
             } else {
                 let parts: Vec<&str> = text.split(separator).collect();
@@ -236,11 +251,21 @@ pub fn coerce(text: &str, types: Types) -> Value {
     Value::String(text.to_owned())
 }
 
-fn validate(param: &Param, value: Option<Value>, location: &'static str, errors: &mut Vec<FieldError>) {
+fn validate(
+    param: &Param,
+    value: Option<Value>,
+    location: &'static str,
+    errors: &mut Vec<FieldError>,
+) {
     let (Some(value), Some(schema)) = (value, &param.schema) else {
         return;
     };
-    schema.check(&value, location, &format!("/{}", pointer_segment(&param.name)), errors);
+    schema.check(
+        &value,
+        location,
+        &format!("/{}", pointer_segment(&param.name)),
+        errors,
+    );
 }
 
 fn missing(param: &Param, location: &'static str, errors: &mut Vec<FieldError>) {
@@ -248,7 +273,10 @@ fn missing(param: &Param, location: &'static str, errors: &mut Vec<FieldError>) 
         errors.push(FieldError {
             location,
             pointer: format!("/{}", pointer_segment(&param.name)),
-            message: format!("the required {location} parameter `{}` is missing", param.name),
+            message: format!(
+                "the required {location} parameter `{}` is missing",
+                param.name
+            ),
         });
     }
 }

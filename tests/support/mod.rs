@@ -514,3 +514,37 @@ pub fn closed_port() -> SocketAddr {
 pub fn status_of(response: &Response<Incoming>) -> StatusCode {
     response.status()
 }
+
+/// Any request, with `Connection: close`; `Content-Length` is added for a non-empty body.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> RawResponse {
+    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: moat.test\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes)
+}
+
+/// A JSON POST.
+pub fn post_json(addr: SocketAddr, target: &str, headers: &[&str], body: &str) -> RawResponse {
+    let mut all = vec!["Content-Type: application/json"];
+    all.extend_from_slice(headers);
+    send(addr, "POST", target, &all, body.as_bytes())
+}
+
+/// The path of a file under `tests/fixtures/`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
