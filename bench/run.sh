@@ -37,11 +37,22 @@ admin_listen: 127.0.0.1:19090
 upstream:
   url: http://127.0.0.1:18000
 CONF
+# The same with the FastAPI iris server's OpenAPI document: routing, path-parameter
+# pattern, strict JSON and the predict body schema checked on every request.
+cat > "$WORK/moat-checks.yaml" <<CONF
+listen: 127.0.0.1:18082
+admin_listen: 127.0.0.1:19091
+upstream:
+  url: http://127.0.0.1:18000
+openapi:
+  file: $PWD/tests/fixtures/specs/fastapi-iris.json
+CONF
 
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
 MOAT_PID=$!
+taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$WORK/moat-checks.log" &
 sleep 1
 echo "moat idle RSS: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
@@ -59,7 +70,9 @@ run() { # name url
 run upstream-direct http://127.0.0.1:18000/v1/models/iris:predict
 run nginx-proxy http://127.0.0.1:18080/v1/models/iris:predict
 run moat-proxy http://127.0.0.1:18081/v1/models/iris:predict
+run moat-checks http://127.0.0.1:18082/v1/models/iris:predict
 echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
 rps() { grep Requests/sec "$WORK/$1.txt" | awk '{print $2}'; }
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
+echo "ratio moat with checks/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"

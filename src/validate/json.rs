@@ -140,15 +140,20 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                let mut shown: String = key.chars().take(64).collect();
-                if shown.len() < key.len() {
-                    shown.push('…');
-                }
-                return Err(de::Error::custom(format!("duplicate key `{shown}`")));
-            }
             let value = map.next_value_seed(Strict)?;
-            object.insert(key, value);
+            match object.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    let key = slot.key();
+                    let mut shown: String = key.chars().take(64).collect();
+                    if shown.len() < key.len() {
+                        shown.push('…');
+                    }
+                    return Err(de::Error::custom(format!("duplicate key `{shown}`")));
+                }
+            }
         }
         Ok(Value::Object(object))
     }
