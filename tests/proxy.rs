@@ -150,13 +150,10 @@ fn every_ambiguous_path_is_refused_with_400_and_never_forwarded() {
 fn a_streamed_event_arrives_before_the_stream_ends() {
     let upstream = Upstream::start();
     let moat = Moat::start(&config(&upstream.url(), ""));
-    let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"POST /sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-        .unwrap();
+    let mut stream = support::open(
+        moat.addr,
+        b"POST /sse HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    );
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
     while !String::from_utf8_lossy(&received).contains("data: event 1") {
@@ -178,13 +175,7 @@ fn a_streamed_event_arrives_before_the_stream_ends() {
 fn a_client_that_disconnects_cancels_the_upstream_stream() {
     let upstream = Upstream::start();
     let moat = Moat::start(&config(&upstream.url(), ""));
-    let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut stream = support::open(moat.addr, b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut buffer = [0u8; 4096];
     let n = stream.read(&mut buffer).unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).contains("chunk"));
@@ -286,13 +277,10 @@ fn a_client_that_never_finishes_its_body_gets_408() {
         &upstream.url(),
         "limits:\n  body_read_timeout: 300ms\n",
     ));
-    let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
-        .unwrap();
+    let mut stream = support::open(
+        moat.addr,
+        b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345",
+    );
     let response = support::read_response(&mut stream);
     assert_eq!(response.status, 408);
     assert_eq!(upstream.count(), 0);
@@ -465,13 +453,7 @@ fn a_stream_that_stalls_past_idle_timeout_is_cut_off() {
     let upstream = Upstream::start();
     let moat = Moat::start(&config(&upstream.url(), "  idle_timeout: 300ms\n"));
     let started = Instant::now();
-    let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut stream = support::open(moat.addr, b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut received = Vec::new();
     stream
         .read_to_end(&mut received)
@@ -496,13 +478,7 @@ fn a_client_that_sends_its_head_too_slowly_is_disconnected() {
         "limits:\n  header_read_timeout: 300ms\n",
     ));
     let started = Instant::now();
-    let mut stream = TcpStream::connect(moat.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET /slowloris HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
+    let mut stream = support::open(moat.addr, b"GET /slowloris HTTP/1.1\r\nHost: x\r\n");
     let mut received = Vec::new();
     let _ = stream.read_to_end(&mut received);
     assert!(

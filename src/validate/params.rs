@@ -43,14 +43,7 @@ pub fn check(
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        match values.as_slice() {
-            [] => missing(param, "header", errors),
-            [one] => {
-                let value = delimited(param, one, ',');
-                validate(param, value, "header", errors);
-            }
-            _ => repeated(param, "header", errors),
-        }
+        single(param, &values, "header", errors);
     }
     if !operation.params.cookie.is_empty() {
         let cookies = cookies(headers);
@@ -60,15 +53,17 @@ pub fn check(
                 .filter(|(name, _)| *name == param.name)
                 .map(|(_, value)| *value)
                 .collect();
-            match values.as_slice() {
-                [] => missing(param, "cookie", errors),
-                [one] => {
-                    let value = delimited(param, one, ',');
-                    validate(param, value, "cookie", errors);
-                }
-                _ => repeated(param, "cookie", errors),
-            }
+            single(param, &values, "cookie", errors);
         }
+    }
+}
+
+/// A header or cookie parameter: present at most once, comma-delimited when an array.
+fn single(param: &Param, values: &[&str], location: &'static str, errors: &mut Vec<FieldError>) {
+    match values {
+        [] => missing(param, location, errors),
+        [one] => validate(param, delimited(param, one, ','), location, errors),
+        _ => repeated(param, location, errors),
     }
 }
 

@@ -421,6 +421,16 @@ impl RawResponse {
     }
 }
 
+/// Connects and sends `request` as it is, leaving the connection open for reading.
+pub fn open(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).expect("write");
+    stream
+}
+
 /// Sends `raw` bytes as they are and reads one response (the connection is closed after).
 pub fn raw(addr: SocketAddr, raw: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
