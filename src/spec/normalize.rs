@@ -224,6 +224,7 @@ impl<'d> Normalizer<'d> {
         self.required(map, at);
         self.patterns(map, at);
         numeric_format_bounds(map);
+        discriminator(map);
         self.subschemas(map, at, recursive_anchor);
         // Last: wrapping for `nullable` moves the whole schema one level down.
         nullable(schema);
@@ -506,6 +507,62 @@ fn dependencies(map: &mut Map<String, Value>) {
     }
 }
 
+/// OpenAPI's `discriminator` as constraints: its property is required (OAS 3.x: "MUST be
+/// required"), and each explicit `mapping` entry selects its schema — a payload naming
+/// `cat` must be a `Cat`, even where it would also pass as a `Dog`. Without an explicit
+/// mapping, the `oneOf`/`anyOf` alone decides: implicit mapping by schema name is not what
+/// real specs mean (OpenAI's filters discriminate on enum values, not schema names). When
+/// the mapping covers every `oneOf` branch, the mapping replaces the `oneOf`, so branches
+/// that overlap (each admitting the other's payload) still select exactly one schema.
+fn discriminator(map: &mut Map<String, Value>) {
+    let Some(Value::Object(discriminator)) = map.get("discriminator") else {
+        return;
+    };
+    let Some(property) = discriminator.get("propertyName").and_then(Value::as_str) else {
+        return;
+    };
+    let property = property.to_owned();
+    let mut constraints = vec![json!({"required": [property]})];
+    let mut mapped = Vec::new();
+    if let Some(Value::Object(mapping)) = discriminator.get("mapping") {
+        for (value, target) in mapping {
+            let Some(target) = target.as_str() else {
+                continue;
+            };
+            let reference = if target.contains('#') || target.contains('/') {
+                target.to_owned()
+            } else {
+                format!("#/components/schemas/{}", escape(target))
+            };
+            constraints.push(json!({
+                "if": {"properties": {&property: {"const": value}}, "required": [&property]},
+                "then": {"$ref": &reference}
+            }));
+            mapped.push((value.clone(), reference));
+        }
+    }
+    let covers_one_of = match map.get("oneOf") {
+        Some(Value::Array(branches)) if !mapped.is_empty() => branches.iter().all(|branch| {
+            branch
+                .get("$ref")
+                .and_then(Value::as_str)
+                .is_some_and(|r| mapped.iter().any(|(_, m)| m == r))
+        }),
+        _ => false,
+    };
+    if covers_one_of {
+        map.remove("oneOf");
+        let values: Vec<&String> = mapped.iter().map(|(value, _)| value).collect();
+        constraints.push(json!({"properties": {&property: {"enum": values}}}));
+    }
+    match map.get_mut("allOf") {
+        Some(Value::Array(all)) => all.extend(constraints),
+        _ => {
+            map.insert("allOf".into(), Value::Array(constraints));
+        }
+    }
+}
+
 /// OpenAPI's integer and float formats as bounds the validator enforces on numbers (the
 /// string forms are checked as formats).
 fn numeric_format_bounds(map: &mut Map<String, Value>) {
@@ -679,6 +736,40 @@ mod tests {
         assert_eq!(schema["allOf"][0]["maximum"], json!(i32::MAX));
         let (schema, _, _) = normalized(json!({"type": "string", "format": "int32"}));
         assert!(schema.get("allOf").is_none());
+    }
+
+    #[test]
+    fn a_discriminator_requires_its_property_and_its_mapping_selects_the_schema() {
+        use crate::spec::compile::Compiler;
+        let mut docs = Documents {
+            root: "urn:t".into(),
+            docs: BTreeMap::from([(
+                "urn:t".to_owned(),
+                json!({"components": {"schemas": {
+                    "Pet": {
+                        "oneOf": [{"$ref": "#/components/schemas/Cat"}, {"$ref": "#/components/schemas/Dog"}],
+                        "discriminator": {"propertyName": "kind", "mapping": {"cat": "Cat", "dog": "#/components/schemas/Dog"}}
+                    },
+                    "Cat": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}, "purrs": {"type": "boolean"}}, "additionalProperties": false},
+                    "Dog": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}, "barks": {"type": "boolean"}}}
+                }}}),
+            )]),
+        };
+        let mut normalizer = Normalizer::new(&mut docs);
+        normalizer.schema_at("urn:t", "/components/schemas/Pet");
+        assert!(normalizer.problems.is_empty(), "{:?}", normalizer.problems);
+        let pet = Compiler::new(&docs)
+            .unwrap()
+            .compile("urn:t", "/components/schemas/Pet")
+            .unwrap();
+        assert!(pet.is_valid(&json!({"kind": "cat", "purrs": true})));
+        assert!(pet.is_valid(&json!({"kind": "dog", "barks": true})));
+        // Valid as a Dog (which allows anything else), but it says it is a cat.
+        assert!(!pet.is_valid(&json!({"kind": "cat", "barks": true})));
+        assert!(
+            !pet.is_valid(&json!({"barks": true})),
+            "the discriminator property is required"
+        );
     }
 
     #[test]
