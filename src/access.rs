@@ -24,6 +24,8 @@ pub struct Completion {
     pub operation: OperationLabel,
     /// The matched path template, once routed.
     pub route: Option<Arc<str>>,
+    /// The authenticated subject, if any.
+    pub subject: Option<String>,
     pub status: StatusCode,
     rejection: Option<(&'static str, &'static str)>,
     /// A failure let through in shadow mode (stage, code).
@@ -54,6 +56,7 @@ impl Completion {
             uri,
             operation,
             route: None,
+            subject: None,
             status: StatusCode::OK,
             rejection: None,
             shadow: None,
@@ -124,6 +127,7 @@ impl Completion {
             path: self.uri.path(),
             operation: &self.operation,
             route: self.route.as_deref(),
+            subject: self.subject.as_deref(),
             status: self.status.as_u16(),
             stage,
             code,
@@ -161,6 +165,8 @@ struct AccessLine<'a> {
     operation: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     stage: Option<&'static str>,

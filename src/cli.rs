@@ -128,7 +128,8 @@ fn check(config_path: PathBuf) -> ExitCode {
             }
             match &snapshot.spec {
                 None => println!(
-                    "  routes        none: every path is forwarded (no `openapi` configured)"
+                    "  routes        none: every path is forwarded (no `openapi` configured), {}",
+                    describe(&snapshot.auth.unrouted)
                 ),
                 Some(spec) => {
                     println!(
@@ -136,12 +137,13 @@ fn check(config_path: PathBuf) -> ExitCode {
                         spec.version,
                         spec.operations.len()
                     );
-                    for operation in &spec.operations {
+                    for (index, operation) in spec.operations.iter().enumerate() {
                         println!(
-                            "  {:<7} {:<50} {}",
+                            "  {:<7} {:<50} {:<40} {}",
                             operation.method.as_str(),
                             operation.template,
-                            operation.id
+                            operation.id,
+                            describe(&snapshot.auth.requirements[index])
                         );
                     }
                     for warning in &spec.warnings {
@@ -156,6 +158,25 @@ fn check(config_path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A requirement as `moat check` prints it: `public`, or alternatives joined by `OR`, each
+/// scheme with its scopes (`bearer[predict] AND api_key[]`).
+fn describe(requirement: &crate::auth::Requirement) -> String {
+    if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
+        return "public".to_owned();
+    }
+    requirement
+        .iter()
+        .map(|alternative| {
+            alternative
+                .iter()
+                .map(|(scheme, scopes)| format!("{scheme}[{}]", scopes.join(" ")))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 fn healthcheck(url: &str) -> ExitCode {

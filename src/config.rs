@@ -3,7 +3,7 @@
 //! expanded from the environment inside YAML scalars (after parsing, so a value can never
 //! change the document's structure), with the `VAR_FILE` secrets convention as fallback.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -49,6 +49,8 @@ pub struct Config {
     pub openapi: Option<OpenApiConfig>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub auth: AuthConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
@@ -118,10 +120,116 @@ pub struct OpenApiConfig {
     pub fetch_timeout: Duration,
 }
 
+/// A security requirement alternative: scheme name → required scopes (all must pass).
+pub type Alternative = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Verifiers by the names the spec's `security` and the policy use.
+    #[serde(default)]
+    pub schemes: BTreeMap<String, SchemeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SchemeConfig {
+    Jwt(JwtConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The only accepted `iss` (a string, compared exactly).
+    pub issuer: String,
+    /// `aud` must be, or contain, one of these.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// The allowlist; the token's `alg` is never trusted beyond it.
+    pub algorithms: Vec<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
+    /// HS* only; at least 32 bytes.
+    pub secret: Option<Secret>,
+    #[serde(default = "secs::<30>", deserialize_with = "duration")]
+    pub leeway: Duration,
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+}
+
+fn default_scope_claim() -> String {
+    "scope".to_owned()
+}
+
+/// A secret value from the config: never printed, not even by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// `policy.operations` values: a requirement, or the long form with a per-operation mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OperationPolicy {
+    Short(Vec<Alternative>),
+    Long(OperationPolicyLong),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationPolicyLong {
+    pub security: Vec<Alternative>,
+    pub mode: Option<Mode>,
+}
+
+impl OperationPolicy {
+    pub fn security(&self) -> &[Alternative] {
+        match self {
+            OperationPolicy::Short(security) => security,
+            OperationPolicy::Long(long) => &long.security,
+        }
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        match self {
+            OperationPolicy::Short(_) => None,
+            OperationPolicy::Long(long) => long.mode,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub mode: Mode,
+    /// The requirement where the spec declares none (and for every request without a spec).
+    pub default: Option<Vec<Alternative>>,
+    /// By operationId or `"METHOD /path/template"`.
+    pub operations: BTreeMap<String, OperationPolicy>,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
 }

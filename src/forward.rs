@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::auth::Principal;
 use crate::body::ResponseBody;
 use crate::config::UpstreamConfig;
 use crate::reject::Rejection;
@@ -24,6 +25,9 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_MOAT_SUBJECT: HeaderName = HeaderName::from_static("x-moat-subject");
+const X_MOAT_KEY_ID: HeaderName = HeaderName::from_static("x-moat-key-id");
+const X_MOAT_SCOPES: HeaderName = HeaderName::from_static("x-moat-scopes");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `keep-alive` and
 /// `proxy-connection`): they describe one connection and never cross a proxy.
@@ -44,6 +48,8 @@ pub struct ForwardContext<'a> {
     pub proto: &'static str,
     pub request_id: &'a str,
     pub forward_credentials: bool,
+    /// Who the request is, set by stages 3–4; forwarded as `X-Moat-*`.
+    pub principal: Option<&'a Principal>,
 }
 
 /// The upstream's response, with how long its head took.
@@ -234,6 +240,20 @@ pub fn prepare_request_headers(
     if let Ok(id) = HeaderValue::from_str(context.request_id) {
         headers.insert(X_REQUEST_ID, id);
     }
+    if let Some(principal) = context.principal {
+        let identity = [
+            (X_MOAT_SUBJECT, principal.subject.as_deref()),
+            (X_MOAT_KEY_ID, principal.key_id.as_deref()),
+        ];
+        for (name, value) in identity {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+        if let Ok(scopes) = HeaderValue::from_str(&principal.scopes.join(" ")) {
+            headers.insert(X_MOAT_SCOPES, scopes);
+        }
+    }
 }
 
 /// Headers only moat may set: identity (`X-Moat-*`), client address and protocol
@@ -291,6 +311,7 @@ mod tests {
             proto: "http",
             request_id: "req-1",
             forward_credentials,
+            principal: None,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;

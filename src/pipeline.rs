@@ -85,7 +85,7 @@ async fn run(
         Some(spec) => Some((spec, spec.router.route(&parts.method, &path)?)),
         None => None,
     };
-    let (operation, path_values) = match routed {
+    let (operation, path_values, requirement, mode) = match routed {
         Some((_, Routed::Options { allow })) => return Ok(options_response(allow)),
         Some((
             spec,
@@ -98,16 +98,31 @@ async fn run(
             let operation = &spec.operations[index];
             completion.operation = operation.label();
             completion.route = Some(template);
-            (Some(operation), values)
+            let mode = snapshot.auth.modes[index].unwrap_or(config.policy.mode);
+            (
+                Some(operation),
+                values,
+                &snapshot.auth.requirements[index],
+                mode,
+            )
         }
-        None => (None, Vec::new()),
+        None => (
+            None,
+            Vec::new(),
+            &snapshot.auth.unrouted,
+            config.policy.mode,
+        ),
     };
 
-    // 3–5. authenticate, authorize, limit: added by the credentials work; they run here,
-    // before anything below reads the body.
+    // 3–4. authenticate and authorize: bearer tokens, then scopes.
+    let principal = snapshot.auth.check(requirement, &parts.headers)?;
+    if let Some(principal) = &principal {
+        completion.subject = principal.subject.clone();
+    }
+
+    // 5. limit: rate limits are added with the API-key work.
 
     // 6. validate: parameters first, then the body, read only now within its limits.
-    let mode = config.policy.mode;
     if let Some(operation) = operation {
         let reject_unknown = config
             .openapi
@@ -139,6 +154,7 @@ async fn run(
         proto: peer.proto,
         request_id: &completion.request_id,
         forward_credentials: config.policy.forward_credentials,
+        principal: principal.as_ref(),
     };
     let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);

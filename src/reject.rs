@@ -3,7 +3,7 @@
 //! [`Rejection::into_response`] turns it into bytes on the wire.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -97,6 +97,16 @@ pub enum Rejection {
     MethodNotAllowed {
         allow: HeaderValue,
     },
+    /// Stage 3: the operation needs a credential and none of its alternatives' was sent.
+    CredentialsMissing,
+    /// Stage 3: a bearer token was sent and failed verification (final, never a fallback).
+    InvalidToken,
+    /// Stage 3: a bearer token was sent and has expired.
+    TokenExpired,
+    /// Stage 4: the credential is valid but lacks scopes the operation needs.
+    InsufficientScope {
+        scope: String,
+    },
     /// Stage 6: path, query, header or cookie parameters failed their schemas.
     InvalidParameters(Vec<FieldError>),
     /// Stage 6: the content type is not one the operation lists.
@@ -135,6 +145,10 @@ impl Rejection {
             Rejection::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::RouteNotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::CredentialsMissing | Rejection::InvalidToken | Rejection::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Rejection::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Rejection::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BodyRequired => StatusCode::BAD_REQUEST,
@@ -158,6 +172,10 @@ impl Rejection {
             Rejection::HeadersTooLarge { .. } => "headers_too_large",
             Rejection::RouteNotFound => "route_not_found",
             Rejection::MethodNotAllowed { .. } => "method_not_allowed",
+            Rejection::CredentialsMissing => "credentials_missing",
+            Rejection::InvalidToken => "invalid_token",
+            Rejection::TokenExpired => "token_expired",
+            Rejection::InsufficientScope { .. } => "insufficient_scope",
             Rejection::InvalidParameters(_) => "invalid_parameters",
             Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
             Rejection::BodyRequired => "body_required",
@@ -179,6 +197,10 @@ impl Rejection {
             | Rejection::UriTooLong { .. }
             | Rejection::HeadersTooLarge { .. } => Stage::Frame,
             Rejection::RouteNotFound | Rejection::MethodNotAllowed { .. } => Stage::Route,
+            Rejection::CredentialsMissing | Rejection::InvalidToken | Rejection::TokenExpired => {
+                Stage::Authenticate
+            }
+            Rejection::InsufficientScope { .. } => Stage::Authorize,
             Rejection::InvalidParameters(_)
             | Rejection::UnsupportedMediaType { .. }
             | Rejection::BodyRequired
@@ -207,6 +229,12 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => {
                 "the operation at this path does not accept this method".to_owned()
             }
+            Rejection::CredentialsMissing => "this operation requires credentials".to_owned(),
+            Rejection::InvalidToken => "the bearer token is not valid".to_owned(),
+            Rejection::TokenExpired => "the bearer token has expired".to_owned(),
+            Rejection::InsufficientScope { scope } => {
+                format!("the credential lacks a required scope: {scope}")
+            }
             Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
             Rejection::UnsupportedMediaType { accepted } => {
                 format!("the Content-Type must be one of: {accepted}")
@@ -224,6 +252,23 @@ impl Rejection {
             Rejection::UpstreamTimeout => "the model server did not answer in time".to_owned(),
             Rejection::Internal => "internal error".to_owned(),
         }
+    }
+
+    /// The RFC 6750 `WWW-Authenticate` challenge of a 401 or 403.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let challenge = match self {
+            Rejection::CredentialsMissing => r#"Bearer realm="moat""#.to_owned(),
+            Rejection::InvalidToken => r#"Bearer realm="moat", error="invalid_token""#.to_owned(),
+            Rejection::TokenExpired => {
+                r#"Bearer realm="moat", error="invalid_token", error_description="the token has expired""#
+                    .to_owned()
+            }
+            Rejection::InsufficientScope { scope } => {
+                format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
+            }
+            _ => return None,
+        };
+        HeaderValue::from_str(&challenge).ok()
     }
 
     /// The field-level failures listed in the problem's `errors`.
@@ -255,6 +300,9 @@ impl Rejection {
             CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+        }
         if let Rejection::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(ALLOW, allow);
         }

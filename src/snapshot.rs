@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Auth;
 use crate::config::{Config, ConfigError, OpenApiConfig};
 use crate::forward::Upstream;
 use crate::metrics::Metrics;
@@ -18,6 +19,7 @@ pub struct Snapshot {
     pub upstream: Upstream,
     /// The compiled OpenAPI document; `None` when the config names none.
     pub spec: Option<Spec>,
+    pub auth: Auth,
 }
 
 impl Snapshot {
@@ -36,10 +38,12 @@ impl Snapshot {
             Some(openapi) => Some(load_spec(openapi)?),
             None => None,
         };
+        let auth = Auth::load(&config.auth, &config.policy, spec.as_ref())?;
         Ok(Snapshot {
             config,
             upstream,
             spec,
+            auth,
         })
     }
 }

@@ -18,6 +18,7 @@ use self::compile::{Compiler, Schema};
 use self::normalize::{Normalizer, escape};
 use self::shape::{Shape, Types};
 use self::source::Documents;
+use crate::config::Alternative;
 use crate::metrics::OperationLabel;
 use crate::route::Router;
 
@@ -37,6 +38,9 @@ pub struct Operation {
     pub template: String,
     pub params: Params,
     pub body: Option<RequestBody>,
+    /// The spec's `security` for this operation (its own, else the document's); `None`
+    /// when the spec declares none, so the policy's default applies.
+    pub security: Option<Vec<Alternative>>,
 }
 
 impl Operation {
@@ -140,6 +144,7 @@ struct RawParam {
 }
 
 struct RawOperation {
+    security: Option<Vec<Alternative>>,
     id: Option<String>,
     method: Method,
     template: String,
@@ -287,6 +292,7 @@ impl Builder<'_> {
             template: raw.template,
             params,
             body,
+            security: raw.security,
         }
     }
 
@@ -475,7 +481,19 @@ fn collect_operations(
             let body = operation
                 .get("requestBody")
                 .and_then(|_| raw_body(docs, &op_at.child("requestBody"), problems));
+            let security = operation
+                .get("security")
+                .or_else(|| docs.root().get("security"));
+            let security = match security.map(parse_security) {
+                Some(Ok(security)) => Some(security),
+                Some(Err(problem)) => {
+                    problems.push(format!("{op_at}/security: {problem}"));
+                    None
+                }
+                None => None,
+            };
             operations.push(RawOperation {
+                security,
                 id: operation
                     .get("operationId")
                     .and_then(Value::as_str)
@@ -489,6 +507,12 @@ fn collect_operations(
         }
     }
     operations
+}
+
+/// `security: [{scheme: [scopes]}]`.
+fn parse_security(value: &Value) -> Result<Vec<Alternative>, String> {
+    serde_json::from_value(value.clone())
+        .map_err(|_| "must be a list of {scheme: [scopes]} objects".to_owned())
 }
 
 /// Follows a `$ref` (of a parameter, body or path item) to its target.

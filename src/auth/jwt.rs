@@ -1,0 +1,285 @@
+//! Stage 3, bearer JWTs (design §3). The library's lax defaults are overridden: algorithms
+//! come only from the configured allowlist, `exp`, `sub`, `iss` and `aud` are required,
+//! `nbf` is checked, an `iat` in the future is refused, a `crit` header is refused, keys are
+//! never taken from the token (`jwk`, `jku`, `x5u`, `x5c` are ignored; `kid` only selects
+//! among configured keys), and tokens over 8 KiB are refused unread. Verified tokens are
+//! cached by SHA-256 digest until they expire, so signatures are not re-checked per request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::JwtConfig;
+
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Why a token was refused: for the log only; the client learns `invalid_token` or
+/// `token_expired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtError {
+    TooLarge,
+    Malformed,
+    AlgorithmNotAllowed,
+    CriticalHeader,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    BadClaims,
+}
+
+impl JwtError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            JwtError::TooLarge => "token larger than 8 KiB",
+            JwtError::Malformed => "malformed token",
+            JwtError::AlgorithmNotAllowed => "algorithm not allowed",
+            JwtError::CriticalHeader => "crit header",
+            JwtError::UnknownKey => "unknown key",
+            JwtError::BadSignature => "bad signature",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not yet valid",
+            JwtError::IssuedInFuture => "issued in the future",
+            JwtError::BadClaims => "missing or invalid claims",
+        }
+    }
+}
+
+/// A verified token's identity.
+#[derive(Debug)]
+pub struct Verified {
+    pub subject: String,
+    pub scopes: Vec<String>,
+    expires: u64,
+}
+
+enum Keys {
+    /// One key (`public_key_file` or `secret`): every allowed algorithm of its family.
+    Single(DecodingKey),
+    /// A JWKS: a token's `kid` picks the key.
+    ByKid(HashMap<String, DecodingKey>),
+}
+
+pub struct JwtVerifier {
+    validation: Validation,
+    keys: Keys,
+    scope_claim: String,
+    leeway: u64,
+    cache: moka::sync::Cache<[u8; 32], Arc<Verified>>,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier").finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    pub fn new(config: &JwtConfig) -> Result<Self, String> {
+        let algorithms = config
+            .algorithms
+            .iter()
+            .map(|name| {
+                name.parse::<Algorithm>()
+                    .map_err(|_| format!("`{name}` is not a JWT algorithm moat supports"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(&first) = algorithms.first() else {
+            return Err("`algorithms` must list at least one algorithm".to_owned());
+        };
+        let keys = load_keys(config, &algorithms)?;
+        let mut validation = Validation::new(first);
+        validation.algorithms = algorithms;
+        validation.leeway = config.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&config.audience);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        Ok(Self {
+            validation,
+            keys,
+            scope_claim: config.scope_claim.clone(),
+            leeway: config.leeway.as_secs(),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+        })
+    }
+
+    /// Verifies `token` (the part after `Bearer `).
+    pub fn verify(&self, token: &str) -> Result<Arc<Verified>, JwtError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::TooLarge);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = now();
+        if let Some(verified) = self.cache.get(&digest) {
+            if verified.expires + self.leeway > now {
+                return Ok(verified);
+            }
+            self.cache.invalidate(&digest);
+            return Err(JwtError::Expired);
+        }
+        let verified = Arc::new(self.verify_uncached(token, now)?);
+        self.cache.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(JwtError::CriticalHeader);
+        }
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(JwtError::AlgorithmNotAllowed);
+        }
+        let key = match &self.keys {
+            Keys::Single(key) => key,
+            Keys::ByKid(keys) => header
+                .kid
+                .as_deref()
+                .and_then(|kid| keys.get(kid))
+                .ok_or(JwtError::UnknownKey)?,
+        };
+        let data = jsonwebtoken::decode::<Value>(token, key, &self.validation).map_err(classify)?;
+        let claims = data.claims;
+        // `iss` must be a string equal to the issuer (the library also accepts other shapes).
+        if !claims.get("iss").is_some_and(Value::is_string) {
+            return Err(JwtError::BadClaims);
+        }
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            // It is forwarded as `X-Moat-Subject`: it must fit a header.
+            .filter(|s| !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control))
+            .ok_or(JwtError::BadClaims)?
+            .to_owned();
+        if let Some(iat) = claims.get("iat") {
+            let iat = iat.as_u64().ok_or(JwtError::BadClaims)?;
+            if iat > now + self.leeway {
+                return Err(JwtError::IssuedInFuture);
+            }
+        }
+        let expires = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(JwtError::BadClaims)?;
+        Ok(Verified {
+            subject,
+            scopes: scopes(&claims, &self.scope_claim)?,
+            expires,
+        })
+    }
+
+    /// Drops every cached verification (keys changed).
+    pub fn clear_cache(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+/// Scopes from the configured claim, space-separated (`scope`) or an array (`scp`).
+fn scopes(claims: &Value, claim: &str) -> Result<Vec<String>, JwtError> {
+    let value = claims.get(claim).or_else(|| claims.get("scp"));
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::String(text)) => Ok(text.split_whitespace().map(str::to_owned).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or(JwtError::BadClaims))
+            .collect(),
+        Some(_) => Err(JwtError::BadClaims),
+    }
+}
+
+fn classify(error: jsonwebtoken::errors::Error) -> JwtError {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => JwtError::Expired,
+        ErrorKind::ImmatureSignature => JwtError::NotYetValid,
+        ErrorKind::InvalidSignature => JwtError::BadSignature,
+        ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAllowed,
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => JwtError::Malformed,
+        _ => JwtError::BadClaims,
+    }
+}
+
+fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, String> {
+    let hmac = algorithms
+        .iter()
+        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let sources = [
+        config.secret.is_some(),
+        config.public_key_file.is_some(),
+        config.jwks_file.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err("give exactly one of `secret`, `public_key_file` and `jwks_file`".to_owned());
+    }
+    if let Some(secret) = &config.secret {
+        if algorithms
+            .iter()
+            .any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err("`secret` keys only verify HS256/HS384/HS512; list only those".to_owned());
+        }
+        if secret.expose().len() < 32 {
+            return Err("`secret` must be at least 32 bytes".to_owned());
+        }
+        return DecodingKey::from_secret(secret.expose().as_bytes())
+            .map(Keys::Single)
+            .map_err(|e| format!("`secret`: {e}"));
+    }
+    if hmac {
+        // An HMAC algorithm next to a public key is the classic confusion attack.
+        return Err("HS* algorithms need `secret`; do not mix them with public keys".to_owned());
+    }
+    if let Some(path) = &config.public_key_file {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let family = algorithms[0];
+        let key = match family {
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+            _ => DecodingKey::from_rsa_pem(&pem),
+        };
+        return key.map(Keys::Single).map_err(|e| {
+            format!(
+                "{}: not a {family:?} public key in PEM: {e}",
+                path.display()
+            )
+        });
+    }
+    let path = config.jwks_file.as_ref().ok_or("no key source")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let set: JwkSet =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", path.display()))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            return Err(format!("{}: every key needs a `kid`", path.display()));
+        };
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| format!("{}: key `{kid}`: {e}", path.display()))?;
+        keys.insert(kid, key);
+    }
+    if keys.is_empty() {
+        return Err(format!("{}: the key set is empty", path.display()));
+    }
+    Ok(Keys::ByKid(keys))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
