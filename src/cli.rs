@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
 use crate::snapshot::{Snapshot, State};
 use crate::telemetry;
@@ -28,6 +29,11 @@ enum Command {
     Serve(ConfigArg),
     /// Load the config, report every problem, and exit 1 if there is one.
     Check(ConfigArg),
+    /// Manage API keys in the key store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Exit 0 if moat's /healthz answers (for container HEALTHCHECKs without a shell).
     Healthcheck {
         #[arg(
@@ -37,6 +43,61 @@ enum Command {
         )]
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Mint a key: prints it once on stdout and stores only its hash.
+    New {
+        #[arg(long)]
+        id: String,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// RFC 3339 expiry, e.g. 2027-06-01T00:00:00Z.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Read a key on stdin, print its argon2id PHC hash.
+    Hash,
+    /// List the keys (never their hashes in full).
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Disable a key.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Mint a replacement with the same scopes and restrictions; the old key expires after
+    /// the grace period.
+    Rotate {
+        id: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// The new key's id (default: ID-r2, ID-r3, ...).
+        #[arg(long)]
+        new_id: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct StoreArg {
+    /// The key store file.
+    #[arg(
+        long = "store",
+        env = "MOAT_KEY_STORE",
+        default_value = "config/keys.yaml"
+    )]
+    path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -51,13 +112,68 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args.config),
         Command::Check(args) => check(args.config),
+        Command::Keys { command } => keys(command),
         Command::Healthcheck { url } => healthcheck(&url),
+    }
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    let outcome = match command {
+        KeysCommand::New {
+            id,
+            scopes,
+            expires,
+            owner,
+            store,
+        } => crate::keys::new(
+            &store.path,
+            &id,
+            &scopes,
+            expires.as_deref(),
+            owner.as_deref(),
+        )
+        .map(|key| {
+            println!("{key}");
+            eprintln!(
+                "stored key `{id}` in {}; the key above is shown only once",
+                store.path.display()
+            );
+        }),
+        KeysCommand::Hash => crate::keys::hash_stdin().map(|hash| println!("{hash}")),
+        KeysCommand::List { store } => {
+            crate::keys::list(&store.path).map(|table| print!("{table}"))
+        }
+        KeysCommand::Revoke { id, store } => crate::keys::revoke(&store.path, &id).map(|()| {
+            eprintln!("revoked `{id}`; a running moat refuses it once it reloads the store");
+        }),
+        KeysCommand::Rotate {
+            id,
+            grace,
+            new_id,
+            store,
+        } => {
+            crate::keys::rotate(&store.path, &id, grace, new_id.as_deref()).map(|(new_id, key)| {
+                println!("{key}");
+                eprintln!(
+                    "stored `{new_id}`; `{id}` expires in {}",
+                    humantime::format_duration(grace)
+                );
+            })
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat keys: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn serve(config_path: PathBuf) -> ExitCode {
     let _log = telemetry::init();
-    let snapshot = match Snapshot::load(&config_path) {
+    let metrics = Arc::new(Metrics::new());
+    let snapshot = match Snapshot::load(&config_path, &metrics) {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::error!(error = %error, "cannot load the configuration");
@@ -82,7 +198,7 @@ fn serve(config_path: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let state = Arc::new(State::new(snapshot, config_path));
+        let state = Arc::new(State::new(snapshot, config_path, metrics));
         let listeners = match Listeners::bind(&state).await {
             Ok(listeners) => listeners,
             Err(error) => {
@@ -116,7 +232,7 @@ async fn shutdown_signal() {
 }
 
 fn check(config_path: PathBuf) -> ExitCode {
-    match Snapshot::load(&config_path) {
+    match Snapshot::load(&config_path, &Arc::new(Metrics::new())) {
         Ok(snapshot) => {
             let config = &snapshot.config;
             println!("{}: ok", config_path.display());

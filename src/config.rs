@@ -135,6 +135,25 @@ pub struct AuthConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SchemeConfig {
     Jwt(JwtConfig),
+    ApiKey(ApiKeyConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    #[serde(default = "default_key_header")]
+    pub header: String,
+    /// The key store file (see `moat keys`).
+    pub store: PathBuf,
+    /// How long a verified key is trusted without re-hashing (dropped on store change).
+    #[serde(default = "secs::<300>", deserialize_with = "duration")]
+    pub cache_ttl: Duration,
+    /// Mixed into every hash as argon2's secret input; an empty value means none.
+    pub pepper: Option<Secret>,
+}
+
+fn default_key_header() -> String {
+    "X-API-Key".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +188,12 @@ pub struct Secret(String);
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
     }
 }
 

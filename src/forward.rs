@@ -50,6 +50,8 @@ pub struct ForwardContext<'a> {
     pub forward_credentials: bool,
     /// Who the request is, set by stages 3–4; forwarded as `X-Moat-*`.
     pub principal: Option<&'a Principal>,
+    /// Headers carrying credentials besides `Authorization` (API keys).
+    pub credential_headers: &'a [HeaderName],
 }
 
 /// The upstream's response, with how long its head took.
@@ -228,6 +230,9 @@ pub fn prepare_request_headers(
     headers.remove(header::UPGRADE);
     if !context.forward_credentials {
         headers.remove(header::AUTHORIZATION);
+        for name in context.credential_headers {
+            headers.remove(name);
+        }
     }
     headers.insert(header::HOST, upstream_host.clone());
     if let Ok(ip) = HeaderValue::from_str(&context.client_ip.to_string()) {
@@ -312,6 +317,7 @@ mod tests {
             request_id: "req-1",
             forward_credentials,
             principal: None,
+            credential_headers: &[],
         }
     }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod forward;
 pub mod frame;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod reject;

@@ -25,11 +25,18 @@ pub struct RejectionLabels {
     pub code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyVerificationLabels {
+    pub result: &'static str,
+    pub cache: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub rejections: Family<RejectionLabels, Counter>,
     pub shadow_rejections: Family<RejectionLabels, Counter>,
+    pub key_verifications: Family<KeyVerificationLabels, Counter>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
 }
@@ -40,6 +47,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let rejections = Family::<RejectionLabels, Counter>::default();
         let shadow_rejections = Family::<RejectionLabels, Counter>::default();
+        let key_verifications = Family::<KeyVerificationLabels, Counter>::default();
         // 0.5 ms … ~65 s: from a rejected request to a long generation.
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
         let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
@@ -59,6 +67,12 @@ impl Metrics {
             shadow_rejections.clone(),
         );
         registry.register(
+            "moat_key_verifications",
+            "API-key checks by result (valid, invalid, unknown, malformed, overloaded) and \
+             whether the verification cache answered (hit, miss, none: no hash needed)",
+            key_verifications.clone(),
+        );
+        registry.register(
             "moat_request_duration_seconds",
             "Time from request head to the end of the response",
             request_duration.clone(),
@@ -73,6 +87,7 @@ impl Metrics {
             requests,
             rejections,
             shadow_rejections,
+            key_verifications,
             request_duration,
             upstream_duration,
         }

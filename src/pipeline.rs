@@ -115,7 +115,10 @@ async fn run(
     };
 
     // 3–4. authenticate and authorize: bearer tokens, then scopes.
-    let principal = snapshot.auth.check(requirement, &parts.headers)?;
+    let principal = snapshot
+        .auth
+        .check(requirement, &parts.headers, peer.ip, operation)
+        .await?;
     if let Some(principal) = &principal {
         completion.subject = principal.subject.clone();
     }
@@ -155,6 +158,7 @@ async fn run(
         request_id: &completion.request_id,
         forward_credentials: config.policy.forward_credentials,
         principal: principal.as_ref(),
+        credential_headers: &snapshot.auth.credential_headers,
     };
     let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);

@@ -3,7 +3,7 @@
 //! [`Rejection::into_response`] turns it into bytes on the wire.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -103,6 +103,13 @@ pub enum Rejection {
     InvalidToken,
     /// Stage 3: a bearer token was sent and has expired.
     TokenExpired,
+    /// Stage 3: an API key was sent and is not valid now (any reason: the client is told
+    /// nothing more, the log says which).
+    InvalidApiKey,
+    /// Stage 3: the key-verification queue is full.
+    Overloaded,
+    /// Stage 4: the API key's `operations` allowlist does not include this operation.
+    OperationNotAllowed,
     /// Stage 4: the credential is valid but lacks scopes the operation needs.
     InsufficientScope {
         scope: String,
@@ -149,6 +156,9 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             Rejection::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Rejection::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Rejection::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::OperationNotAllowed => StatusCode::FORBIDDEN,
             Rejection::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BodyRequired => StatusCode::BAD_REQUEST,
@@ -176,6 +186,9 @@ impl Rejection {
             Rejection::InvalidToken => "invalid_token",
             Rejection::TokenExpired => "token_expired",
             Rejection::InsufficientScope { .. } => "insufficient_scope",
+            Rejection::InvalidApiKey => "invalid_api_key",
+            Rejection::Overloaded => "overloaded",
+            Rejection::OperationNotAllowed => "operation_not_allowed",
             Rejection::InvalidParameters(_) => "invalid_parameters",
             Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
             Rejection::BodyRequired => "body_required",
@@ -200,7 +213,10 @@ impl Rejection {
             Rejection::CredentialsMissing | Rejection::InvalidToken | Rejection::TokenExpired => {
                 Stage::Authenticate
             }
-            Rejection::InsufficientScope { .. } => Stage::Authorize,
+            Rejection::InsufficientScope { .. } | Rejection::OperationNotAllowed => {
+                Stage::Authorize
+            }
+            Rejection::InvalidApiKey | Rejection::Overloaded => Stage::Authenticate,
             Rejection::InvalidParameters(_)
             | Rejection::UnsupportedMediaType { .. }
             | Rejection::BodyRequired
@@ -235,6 +251,11 @@ impl Rejection {
             Rejection::InsufficientScope { scope } => {
                 format!("the credential lacks a required scope: {scope}")
             }
+            Rejection::InvalidApiKey => "the API key is not valid".to_owned(),
+            Rejection::Overloaded => {
+                "too many credential checks in progress; retry shortly".to_owned()
+            }
+            Rejection::OperationNotAllowed => "this API key may not call this operation".to_owned(),
             Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
             Rejection::UnsupportedMediaType { accepted } => {
                 format!("the Content-Type must be one of: {accepted}")
@@ -266,6 +287,7 @@ impl Rejection {
             Rejection::InsufficientScope { scope } => {
                 format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
             }
+            Rejection::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),
             _ => return None,
         };
         HeaderValue::from_str(&challenge).ok()
@@ -302,6 +324,11 @@ impl Rejection {
         );
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+        }
+        if matches!(self, Rejection::Overloaded) {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Rejection::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(ALLOW, allow);

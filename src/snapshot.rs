@@ -24,21 +24,21 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Loads and compiles the config at `path`; nothing is served from a half-built state.
-    pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    pub fn load(path: &Path, metrics: &Arc<Metrics>) -> Result<Snapshot, ConfigError> {
         let config = Config::load(path)?;
-        Self::from_config(config).map_err(|problems| ConfigError {
+        Self::from_config(config, metrics).map_err(|problems| ConfigError {
             file: path.to_owned(),
             problems,
         })
     }
 
-    pub fn from_config(config: Config) -> Result<Snapshot, Vec<String>> {
+    pub fn from_config(config: Config, metrics: &Arc<Metrics>) -> Result<Snapshot, Vec<String>> {
         let upstream = Upstream::new(&config.upstream).map_err(|e| vec![e])?;
         let spec = match &config.openapi {
             Some(openapi) => Some(load_spec(openapi)?),
             None => None,
         };
-        let auth = Auth::load(&config.auth, &config.policy, spec.as_ref())?;
+        let auth = Auth::load(&config.auth, &config.policy, spec.as_ref(), metrics)?;
         Ok(Snapshot {
             config,
             upstream,
@@ -74,10 +74,10 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(snapshot: Snapshot, config_path: PathBuf) -> Self {
+    pub fn new(snapshot: Snapshot, config_path: PathBuf, metrics: Arc<Metrics>) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             config_path,
             draining: AtomicBool::new(false),
         }

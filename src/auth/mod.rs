@@ -6,18 +6,37 @@
 //! but fails verification ends the request with 401. Identities are never merged across
 //! alternatives, and each scheme's scopes are checked against its own credential.
 
+pub mod api_key;
 pub mod jwt;
+pub mod keystore;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use self::api_key::{ApiKeyVerifier, KeyError};
 use self::jwt::{JwtError, JwtVerifier};
+use self::keystore::KeyStore;
 use crate::config::{Alternative, AuthConfig, Mode, PolicyConfig, SchemeConfig};
+use crate::metrics::Metrics;
 use crate::reject::Rejection;
-use crate::spec::Spec;
+use crate::spec::{Operation, Spec};
+
+/// A bound scheme.
+#[derive(Debug)]
+pub enum Verifier {
+    Jwt(JwtVerifier),
+    ApiKey(ApiKeyVerifier),
+}
+
+impl Verifier {
+    fn is_bearer(&self) -> bool {
+        matches!(self, Verifier::Jwt(_))
+    }
+}
 
 /// Alternatives (OR), each a list of (scheme, required scopes) that must all pass (AND).
 pub type Requirement = Vec<Vec<(Arc<str>, Vec<String>)>>;
@@ -33,13 +52,15 @@ pub struct Principal {
 /// The verifiers and every operation's resolved requirement.
 #[derive(Debug, Default)]
 pub struct Auth {
-    verifiers: BTreeMap<Arc<str>, JwtVerifier>,
+    verifiers: BTreeMap<Arc<str>, Verifier>,
     /// By operation index.
     pub requirements: Vec<Requirement>,
     /// By operation index: the long-form policy's `mode`, overriding `policy.mode`.
     pub modes: Vec<Option<Mode>>,
     /// For requests when no spec is configured.
     pub unrouted: Requirement,
+    /// API-key headers, stripped from forwarded requests with `Authorization`.
+    pub credential_headers: Vec<http::HeaderName>,
 }
 
 impl Auth {
@@ -48,25 +69,38 @@ impl Auth {
         auth: &AuthConfig,
         policy: &PolicyConfig,
         spec: Option<&Spec>,
+        metrics: &Arc<Metrics>,
     ) -> Result<Auth, Vec<String>> {
         let mut problems = Vec::new();
         let mut verifiers = BTreeMap::new();
         for (name, scheme) in &auth.schemes {
-            match scheme {
-                SchemeConfig::Jwt(config) => match JwtVerifier::new(config) {
-                    Ok(verifier) => {
-                        verifiers.insert(Arc::from(name.as_str()), verifier);
-                    }
-                    Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
-                },
+            let verifier = match scheme {
+                SchemeConfig::Jwt(config) => JwtVerifier::new(config).map(Verifier::Jwt),
+                SchemeConfig::ApiKey(config) => KeyStore::load(&config.store)
+                    .map_err(|p| p.join("; "))
+                    .and_then(|store| ApiKeyVerifier::new(config, store))
+                    .map(|v| Verifier::ApiKey(v.with_metrics(metrics.clone()))),
+            };
+            match verifier {
+                Ok(verifier) => {
+                    verifiers.insert(Arc::from(name.as_str()), verifier);
+                }
+                Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
             }
         }
         let mut compile = |security: &[Alternative], context: &str| -> Requirement {
             security
                 .iter()
                 .map(|alternative| {
-                    alternative
-                        .iter()
+                    // Bearer schemes first: a request without a valid token never costs a hash.
+                    let mut ordered: Vec<_> = alternative.iter().collect();
+                    ordered.sort_by_key(|(scheme, _)| {
+                        !verifiers
+                            .get(scheme.as_str())
+                            .is_some_and(|v: &Verifier| v.is_bearer())
+                    });
+                    ordered
+                        .into_iter()
                         .filter_map(|(scheme, scopes)| {
                             match verifiers.get_key_value(scheme.as_str()) {
                                 Some((name, _)) => Some((name.clone(), scopes.clone())),
@@ -132,7 +166,15 @@ impl Auth {
             );
         }
         if problems.is_empty() {
+            let credential_headers = verifiers
+                .values()
+                .filter_map(|v| match v {
+                    Verifier::ApiKey(verifier) => Some(verifier.header.clone()),
+                    Verifier::Jwt(_) => None,
+                })
+                .collect();
             Ok(Auth {
+                credential_headers,
                 verifiers,
                 requirements,
                 modes,
@@ -145,10 +187,12 @@ impl Auth {
 
     /// Stages 3 and 4: the first alternative whose credentials are all present, valid and
     /// carry the required scopes. `Ok(None)` for a public operation.
-    pub fn check(
+    pub async fn check(
         &self,
         requirement: &Requirement,
         headers: &HeaderMap,
+        client: IpAddr,
+        operation: Option<&Operation>,
     ) -> Result<Option<Principal>, Rejection> {
         if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
             return Ok(None);
@@ -158,30 +202,67 @@ impl Auth {
         'alternatives: for alternative in requirement {
             let mut principal = Principal::default();
             for (scheme, required) in alternative {
-                let Some(verifier) = self.verifiers.get(scheme) else {
-                    return Err(Rejection::Internal);
-                };
-                let Some(token) = bearer else {
-                    continue 'alternatives;
-                };
-                let verified = verifier.verify(token).map_err(|error| {
-                    tracing::info!(
-                        scheme = &**scheme,
-                        reason = error.reason(),
-                        "bearer token refused"
-                    );
-                    match error {
-                        JwtError::Expired => Rejection::TokenExpired,
-                        _ => Rejection::InvalidToken,
+                let credential = match self.verifiers.get(scheme) {
+                    Some(Verifier::Jwt(verifier)) => {
+                        let Some(token) = bearer else {
+                            continue 'alternatives;
+                        };
+                        let verified = verifier.verify(token).map_err(|error| {
+                            tracing::info!(
+                                scheme = &**scheme,
+                                reason = error.reason(),
+                                "bearer token refused"
+                            );
+                            match error {
+                                JwtError::Expired => Rejection::TokenExpired,
+                                _ => Rejection::InvalidToken,
+                            }
+                        })?;
+                        principal.subject = Some(verified.subject.clone());
+                        verified.scopes.clone()
                     }
-                })?;
-                if let Some(missing) = required.iter().find(|s| !verified.scopes.contains(s)) {
-                    tracing::debug!(scheme = &**scheme, missing = %missing, "insufficient scope");
+                    Some(Verifier::ApiKey(verifier)) => {
+                        let Some(key) = api_key(headers, &verifier.header)? else {
+                            continue 'alternatives;
+                        };
+                        let record = verifier.verify(key, client).await.map_err(|error| {
+                            tracing::info!(
+                                scheme = &**scheme,
+                                reason = error.reason(),
+                                "API key refused"
+                            );
+                            match error {
+                                KeyError::Overloaded => Rejection::Overloaded,
+                                _ => Rejection::InvalidApiKey,
+                            }
+                        })?;
+                        if let (Some(allowed), Some(operation)) = (&record.operations, operation) {
+                            let long_name = format!("{} {}", operation.method, operation.template);
+                            if !allowed
+                                .iter()
+                                .any(|o| **o == *operation.id || *o == long_name)
+                            {
+                                tracing::info!(key_id = %record.id, "operation not in the key's allowlist");
+                                return Err(Rejection::OperationNotAllowed);
+                            }
+                        }
+                        principal.key_id = Some(record.id.clone());
+                        if principal.subject.is_none() {
+                            principal.subject = record.owner.clone();
+                        }
+                        record.scopes.clone()
+                    }
+                    None => return Err(Rejection::Internal),
+                };
+                if required.iter().any(|s| !credential.contains(s)) {
                     missing_scopes.get_or_insert_with(|| required.clone());
                     continue 'alternatives;
                 }
-                principal.subject = Some(verified.subject.clone());
-                principal.scopes = verified.scopes.clone();
+                for scope in credential {
+                    if !principal.scopes.contains(&scope) {
+                        principal.scopes.push(scope);
+                    }
+                }
             }
             return Ok(Some(principal));
         }
@@ -192,6 +273,24 @@ impl Auth {
             None => Rejection::CredentialsMissing,
         })
     }
+}
+
+/// The API key from `header`: exactly one value, or refused.
+fn api_key<'h>(
+    headers: &'h HeaderMap,
+    header: &http::HeaderName,
+) -> Result<Option<&'h str>, Rejection> {
+    let mut values = headers.get_all(header).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::InvalidApiKey);
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| Rejection::InvalidApiKey)
 }
 
 /// The bearer token, if the request carries one: exactly one `Authorization` header, scheme

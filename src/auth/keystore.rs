@@ -1,0 +1,410 @@
+//! The API-key store (`config/keys.yaml`, design §3): argon2id PHC hashes of whole keys with
+//! their scopes and restrictions, loaded into an immutable map by id. Also the key format
+//! (`moat_<id>_<secret>`) and the atomic, comment-preserving writes `moat keys` makes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// One key's record. The hash is never logged or printed in full.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    pub id: String,
+    pub hash: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default, deserialize_with = "timestamp")]
+    pub expires_at: Option<SystemTime>,
+    #[serde(default, deserialize_with = "timestamp")]
+    pub not_before: Option<SystemTime>,
+    #[serde(default)]
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    /// Allowlist of operationIds (or `METHOD /template`).
+    #[serde(default)]
+    pub operations: Option<Vec<String>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Why a key record does not admit a request now (for the log; the client sees one 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    Disabled,
+    Expired,
+    NotYetValid,
+    Address,
+}
+
+impl KeyRecord {
+    /// Checks the record's time, state and address restrictions.
+    pub fn admits(&self, client: IpAddr, now: SystemTime) -> Result<(), Restriction> {
+        if self.disabled {
+            return Err(Restriction::Disabled);
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return Err(Restriction::Expired);
+        }
+        if self.not_before.is_some_and(|at| now < at) {
+            return Err(Restriction::NotYetValid);
+        }
+        if let Some(cidrs) = &self.allowed_cidrs
+            && !cidrs.iter().any(|net| net.contains(&client))
+        {
+            return Err(Restriction::Address);
+        }
+        Ok(())
+    }
+}
+
+impl KeyRecord {
+    /// The record's state regardless of client address, for `moat keys list`.
+    pub fn admits_any_address(&self, now: SystemTime) -> Result<(), &'static str> {
+        if self.disabled {
+            Err("disabled")
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            Err("expired")
+        } else if self.not_before.is_some_and(|at| now < at) {
+            Err("pending")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    #[serde(default)]
+    keys: Vec<KeyRecord>,
+}
+
+/// The loaded store: records by id.
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    pub records: HashMap<String, Arc<KeyRecord>>,
+}
+
+impl KeyStore {
+    pub fn load(path: &Path) -> Result<KeyStore, Vec<String>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![format!(
+                "{}: cannot read the key store: {e}",
+                path.display()
+            )]
+        })?;
+        Self::parse(&text).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect()
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<KeyStore, Vec<String>> {
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+        let file: StoreFile =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| vec![e.to_string()])?;
+        let mut problems = Vec::new();
+        let mut records = HashMap::new();
+        for record in file.keys {
+            if !valid_id(&record.id) {
+                problems.push(format!(
+                    "key id `{}` must be 1–63 of [a-z0-9-], starting with a letter or digit",
+                    record.id
+                ));
+            }
+            if !record.hash.starts_with("$argon2id$")
+                || argon2::password_hash::phc::PasswordHash::new(&record.hash).is_err()
+            {
+                problems.push(format!(
+                    "key `{}`: `hash` must be an argon2id PHC string (make one with `moat keys hash`)",
+                    record.id
+                ));
+            }
+            let id = record.id.clone();
+            if records.insert(id.clone(), Arc::new(record)).is_some() {
+                problems.push(format!("key id `{id}` appears twice"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(KeyStore { records })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn timestamp<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_rfc3339_weak(&text).map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
+        ))
+    })
+}
+
+/// `[a-z0-9][a-z0-9-]{0,62}`.
+pub fn valid_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+/// Splits `moat_<id>_<secret>` into the id, checking the whole shape: the secret is 32
+/// bytes of base64url without padding (43 characters).
+pub fn parse_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("moat_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let well_formed = valid_id(id)
+        && secret.len() == 43
+        && URL_SAFE_NO_PAD
+            .decode(secret)
+            .is_ok_and(|bytes| bytes.len() == 32);
+    well_formed.then_some(id)
+}
+
+/// A new key for `id`: 32 random bytes.
+pub fn new_key(id: &str) -> String {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    format!("moat_{id}_{}", URL_SAFE_NO_PAD.encode(secret))
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, mode 0600,
+/// renamed over the old one, so a reader never sees half a store.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("keys.yaml");
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
+    std::fs::rename(&temporary, path)
+}
+
+/// A new record to append, written as YAML by [`append_record`].
+pub struct NewRecord<'a> {
+    pub id: &'a str,
+    pub hash: &'a str,
+    pub scopes: &'a [String],
+    pub owner: Option<&'a str>,
+    pub expires_at: Option<&'a str>,
+    /// Restrictions copied verbatim from another record (rotation), as YAML lines.
+    pub extra: Vec<String>,
+}
+
+/// Appends a record to the store's text, keeping everything else (comments included).
+pub fn append_record(text: &str, record: &NewRecord<'_>) -> String {
+    let mut out = if text.trim().is_empty() || text.trim() == "keys: []" {
+        "keys:\n".to_owned()
+    } else {
+        text.to_owned()
+    };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "  - id: {}\n    hash: \"{}\"\n",
+        record.id, record.hash
+    ));
+    out.push_str(&format!("    scopes: {}\n", yaml_list(record.scopes)));
+    if let Some(owner) = record.owner {
+        out.push_str(&format!("    owner: {}\n", serde_json::Value::from(owner)));
+    }
+    if let Some(expires) = record.expires_at {
+        out.push_str(&format!("    expires_at: {expires}\n"));
+    }
+    for line in &record.extra {
+        out.push_str(&format!("    {line}\n"));
+    }
+    out
+}
+
+fn yaml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|i| serde_json::Value::from(i.as_str()).to_string())
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Sets `field: value` in the record `id`, replacing the field's line or adding one after
+/// the `id` line; the rest of the text is untouched.
+pub fn set_field(text: &str, id: &str, field: &str, value: &str) -> Result<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| {
+            let trimmed = line.trim_start().trim_start_matches("- ").trim();
+            trimmed
+                .strip_prefix("id:")
+                .map(|v| v.trim().trim_matches('"').trim_matches('\''))
+                == Some(id)
+        })
+        .ok_or_else(|| format!("no key with id `{id}`"))?;
+    let item_indent = lines[start].len() - lines[start].trim_start().len();
+    let field_indent = item_indent + 2;
+    let end = lines[start + 1..]
+        .iter()
+        .position(|line| {
+            let indent = line.len() - line.trim_start().len();
+            !line.trim().is_empty() && indent <= item_indent
+        })
+        .map_or(lines.len(), |offset| start + 1 + offset);
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    let new_line = format!("{}{field}: {value}", " ".repeat(field_indent));
+    match (start + 1..end).find(|&i| lines[i].trim_start().starts_with(&format!("{field}:"))) {
+        Some(i) => out[i] = new_line,
+        None => out.insert(start + 1, new_line),
+    }
+    let mut joined = out.join("\n");
+    joined.push('\n');
+    Ok(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$WJrzZDMvBKXnSS3ZaKm7JYNwA4fSoVdhdX0ykbdZwQ8";
+
+    #[test]
+    fn appending_and_editing_keep_comments_and_other_records() {
+        let text = format!(
+            "# production keys\nkeys:\n  # the batch job\n  - id: batch\n    hash: \"{HASH}\"\n    scopes: [predict]\n"
+        );
+        let record = NewRecord {
+            id: "web",
+            hash: HASH,
+            scopes: &["predict".into(), "models:read".into()],
+            owner: Some("team \"web\""),
+            expires_at: Some("2027-01-01T00:00:00Z"),
+            extra: vec![],
+        };
+        let appended = append_record(&text, &record);
+        assert!(appended.starts_with(&text));
+        let store = KeyStore::parse(&appended).expect("still a valid store");
+        assert_eq!(store.records["web"].scopes, vec!["predict", "models:read"]);
+        assert_eq!(store.records["web"].owner.as_deref(), Some("team \"web\""));
+        let revoked = set_field(&appended, "batch", "disabled", "true").unwrap();
+        assert!(revoked.contains("# the batch job"));
+        let store = KeyStore::parse(&revoked).unwrap();
+        assert!(store.records["batch"].disabled);
+        assert!(!store.records["web"].disabled);
+        let again = set_field(&revoked, "batch", "disabled", "false").unwrap();
+        assert!(!KeyStore::parse(&again).unwrap().records["batch"].disabled);
+        assert!(set_field(&again, "nobody", "disabled", "true").is_err());
+        let empty = append_record("keys: []\n", &record);
+        assert!(KeyStore::parse(&empty).is_ok(), "{empty}");
+    }
+
+    #[test]
+    fn keys_have_one_shape() {
+        let key = new_key("batch-scorer");
+        assert_eq!(parse_key(&key), Some("batch-scorer"));
+        assert_eq!(key.len(), "moat_batch-scorer_".len() + 43);
+        for bad in [
+            "moat_batch-scorer_short",
+            "moat_Batch_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "moat__aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "mote_x_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "moat_x_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=",
+            "",
+        ] {
+            assert_eq!(parse_key(bad), None, "{bad}");
+        }
+        // base64url secrets may contain '_': the id ends at the first one.
+        let secret = URL_SAFE_NO_PAD.encode([0xff; 32]);
+        assert!(secret.starts_with("__"));
+        assert_eq!(parse_key(&format!("moat_k1_{secret}")), Some("k1"));
+    }
+
+    #[test]
+    fn a_store_with_problems_reports_them_all() {
+        let text = "keys:\n  - id: Bad_Id\n    hash: plain\n  - id: ok\n    hash: plain\n";
+        let problems = KeyStore::parse(text).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(KeyStore::parse("keys:\n  - id: a\n    hash: x\n    colour: red\n").is_err());
+    }
+
+    #[test]
+    fn restrictions_are_checked() {
+        let text = "keys:\n  - id: a\n    hash: \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$WJrzZDMvBKXnSS3ZaKm7JYNwA4fSoVdhdX0ykbdZwQ8\"\n    expires_at: 2030-01-01T00:00:00Z\n    not_before: 2020-01-01T00:00:00Z\n    allowed_cidrs: [10.0.0.0/8, \"::1/128\"]\n";
+        let store = KeyStore::parse(text).expect("loads");
+        let record = &store.records["a"];
+        let at = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(record.admits("10.1.2.3".parse().unwrap(), at), Ok(()));
+        assert_eq!(record.admits("::1".parse().unwrap(), at), Ok(()));
+        assert_eq!(
+            record.admits("192.0.2.1".parse().unwrap(), at),
+            Err(Restriction::Address)
+        );
+        let later = humantime::parse_rfc3339("2031-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            record.admits("10.0.0.1".parse().unwrap(), later),
+            Err(Restriction::Expired)
+        );
+        let earlier = humantime::parse_rfc3339("2019-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            record.admits("10.0.0.1".parse().unwrap(), earlier),
+            Err(Restriction::NotYetValid)
+        );
+        assert!(
+            !format!("{record:?}").contains("argon2"),
+            "Debug shows the hash"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! API keys end to end: real argon2id hashes, keys minted by `moat keys`, every refusal the
+//! same 401, no hash for malformed keys or unknown ids, bearer before key, and a flood of
+//! wrong secrets that must not starve a cached valid key.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use moat::auth::api_key::hash_key;
+use moat::auth::keystore::new_key;
+use serde_json::Value;
+use support::{Moat, Upstream, config, fixture, get, post_json};
+
+const PREDICT: &str = "/v1/models/iris:predict";
+const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+
+struct Keys {
+    dir: tempfile::TempDir,
+    valid: String,
+    others: Vec<(&'static str, String)>,
+}
+
+/// A store with one good key and one key per restriction, each hashed for real.
+fn keys() -> Keys {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let minted = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args([
+            "keys",
+            "new",
+            "--id",
+            "good",
+            "--scopes",
+            "predict,models:read",
+            "--owner",
+            "team-risk",
+            "--store",
+        ])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let valid = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let mut text = std::fs::read_to_string(&store).unwrap();
+    let mut others = Vec::new();
+    for (id, extra) in [
+        ("expired", "    expires_at: 2020-01-01T00:00:00Z\n"),
+        ("pending", "    not_before: 2099-01-01T00:00:00Z\n"),
+        ("disabled", "    disabled: true\n"),
+        ("far-away", "    allowed_cidrs: [10.0.0.0/8]\n"),
+        ("list-only", "    operations: [list_models]\n"),
+        ("no-scope", ""),
+    ] {
+        let key = new_key(id);
+        let scopes = if id == "no-scope" {
+            "[models:read]"
+        } else {
+            "[predict, models:read]"
+        };
+        text.push_str(&format!(
+            "  - id: {id}\n    hash: \"{}\"\n    scopes: {scopes}\n{extra}",
+            hash_key(&key, None).unwrap()
+        ));
+        others.push((id, key));
+    }
+    std::fs::write(&store, text).unwrap();
+    Keys { dir, valid, others }
+}
+
+fn moat(upstream: &Upstream, keys: &Keys, requirement: &str) -> Moat {
+    let extra = format!(
+        "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key:\n      type: api_key\n      store: {}\n    bearer:\n      type: jwt\n      issuer: https://login.example.com/\n      audience: model-api\n      algorithms: [HS256]\n      secret: 0123456789abcdef0123456789abcdef-hmac\npolicy:\n  default: [{{api_key: []}}]\n  operations:\n    predict: {requirement}\n",
+        fixture("model.yaml"),
+        keys.dir.path().join("keys.yaml").display()
+    );
+    Moat::start(&config(&upstream.url(), &extra))
+}
+
+fn predict(moat: &Moat, key: &str) -> support::RawResponse {
+    post_json(
+        moat.addr,
+        PREDICT,
+        &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
+        BODY,
+    )
+}
+
+fn metric(moat: &Moat, line_start: &str) -> u64 {
+    let text = String::from_utf8_lossy(&get(moat.admin, "/metrics", &[]).body).into_owned();
+    text.lines()
+        .find(|line| line.starts_with(line_start))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_valid_key_is_forwarded_with_its_identity_and_without_the_key() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    let response = predict(&moat, &keys.valid);
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let seen = &upstream.requests()[0];
+    assert_eq!(seen.header("x-moat-key-id"), Some("good"));
+    assert_eq!(seen.header("x-moat-subject"), Some("team-risk"));
+    assert_eq!(seen.header("x-moat-scopes"), Some("predict models:read"));
+    assert_eq!(seen.header("x-api-key"), None, "the key was forwarded");
+    // The second use is answered from the verification cache.
+    assert_eq!(predict(&moat, &keys.valid).status, 200);
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="valid",cache="hit"}"#
+        ),
+        1
+    );
+    assert!(
+        !moat.lines().join("\n").contains(&keys.valid),
+        "the key reached the log"
+    );
+}
+
+#[test]
+fn every_key_failure_gets_the_same_401() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    // Well-formed, existing id, wrong secret.
+    let wrong_secret = new_key("good");
+    let mut cases: Vec<(&str, String)> = vec![
+        ("malformed", "not-a-key".to_owned()),
+        ("unknown id", new_key("nobody")),
+        ("wrong secret", wrong_secret),
+    ];
+    for (id, key) in &keys.others {
+        if matches!(*id, "expired" | "pending" | "disabled" | "far-away") {
+            cases.push((id, key.clone()));
+        }
+    }
+    let mut bodies = Vec::new();
+    for (case, key) in &cases {
+        let response = predict(&moat, key);
+        assert_eq!(response.status, 401, "{case}");
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some(r#"ApiKey realm="moat""#),
+            "{case}"
+        );
+        let mut problem: Value = response.json();
+        problem.as_object_mut().unwrap().remove("request_id");
+        bodies.push(problem);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "401 bodies differ: {bodies:?}"
+    );
+    assert_eq!(bodies[0]["code"], "invalid_api_key");
+    assert_eq!(upstream.count(), 0);
+    // Malformed keys and unknown ids never cost a hash.
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="malformed",cache="none"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="unknown",cache="none"}"#
+        ),
+        1
+    );
+}
+
+#[test]
+fn scopes_and_the_operations_allowlist_are_403() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    let key_of = |id: &str| {
+        keys.others
+            .iter()
+            .find(|(i, _)| *i == id)
+            .unwrap()
+            .1
+            .clone()
+    };
+    let no_scope = predict(&moat, &key_of("no-scope"));
+    assert_eq!(no_scope.status, 403);
+    assert_eq!(no_scope.json()["code"], "insufficient_scope");
+    let list_only = key_of("list-only");
+    let refused = predict(&moat, &list_only);
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["code"], "operation_not_allowed");
+    let allowed = get(
+        moat.addr,
+        "/v1/models",
+        &[&format!("X-API-Key: {list_only}")],
+    );
+    assert_eq!(allowed.status, 200);
+    assert_eq!(upstream.count(), 1);
+}
+
+#[test]
+fn a_missing_or_invalid_bearer_token_means_no_key_is_ever_hashed() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    // Both credentials are required; the bearer is checked first.
+    let moat = moat(&upstream, &keys, "[{api_key: [], bearer: []}]");
+    let no_token = predict(&moat, &keys.valid);
+    assert_eq!(no_token.status, 401);
+    assert_eq!(no_token.json()["code"], "credentials_missing");
+    let bad_token = post_json(
+        moat.addr,
+        PREDICT,
+        &[
+            &format!("X-API-Key: {}", keys.valid),
+            "Authorization: Bearer not.a.token",
+            "X-Tenant: t-1",
+        ],
+        BODY,
+    );
+    assert_eq!(bad_token.status, 401);
+    assert_eq!(bad_token.json()["code"], "invalid_token");
+    let hashed = metric(
+        &moat,
+        r#"moat_key_verifications_total{result="valid",cache="miss"}"#,
+    ) + metric(
+        &moat,
+        r#"moat_key_verifications_total{result="invalid",cache="miss"}"#,
+    );
+    assert_eq!(
+        hashed, 0,
+        "a key was hashed for a request without a valid token"
+    );
+}
+
+#[test]
+fn a_flood_of_wrong_secrets_does_not_starve_a_cached_valid_key() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    assert_eq!(predict(&moat, &keys.valid).status, 200);
+    let addr = moat.addr;
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for _ in 0..20 {
+                    let wrong = new_key("good");
+                    let response = post_json(
+                        addr,
+                        PREDICT,
+                        &[&format!("X-API-Key: {wrong}"), "X-Tenant: t-1"],
+                        BODY,
+                    );
+                    statuses.push(response.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let flood_started = Instant::now();
+    while flood_started.elapsed() < Duration::from_secs(2) {
+        let started = Instant::now();
+        assert_eq!(predict(&moat, &keys.valid).status, 200);
+        latencies.push(started.elapsed());
+    }
+    let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    println!(
+        "valid key under a flood of {} wrong secrets: {} requests, p50 {:?}, p99 {:?}, max {:?}; flood answers: {} x 401, {} x 503",
+        statuses.len(),
+        latencies.len(),
+        percentile(0.5),
+        percentile(0.99),
+        latencies[latencies.len() - 1],
+        statuses.iter().filter(|s| **s == 401).count(),
+        statuses.iter().filter(|s| **s == 503).count(),
+    );
+}
