@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Uri;
+
+pub use crate::auth::keystore::RateLimit;
 use serde::{Deserialize, Deserializer};
 
 /// A configuration that failed to load: which file, and every problem found in it.
@@ -255,6 +257,8 @@ pub struct PolicyConfig {
     pub default: Option<Vec<Alternative>>,
     /// By operationId or `"METHOD /path/template"`.
     pub operations: BTreeMap<String, OperationPolicy>,
+    /// Per client address, taken before credentials are checked.
+    pub client_rate_limit: Option<RateLimit>,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
 }

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod frame;
 pub mod health;
 pub mod keys;
+pub mod limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod reject;

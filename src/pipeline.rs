@@ -114,7 +114,11 @@ async fn run(
         ),
     };
 
-    // 3–4. authenticate and authorize: bearer tokens, then scopes.
+    // 5 (first half). The per-client limit is taken before credentials are checked, so it
+    // also bounds failed attempts.
+    enforce(snapshot.auth.limits.check_client(peer.ip), mode, completion)?;
+
+    // 3–4. authenticate and authorize: credentials, then scopes.
     let principal = snapshot
         .auth
         .check(requirement, &parts.headers, peer.ip, operation)
@@ -123,7 +127,10 @@ async fn run(
         completion.subject = principal.subject.clone();
     }
 
-    // 5. limit: rate limits are added with the API-key work.
+    // 5. limit: the key's own rate limit.
+    if let Some(key_id) = principal.as_ref().and_then(|p| p.key_id.as_deref()) {
+        enforce(snapshot.auth.limits.check_key(key_id), mode, completion)?;
+    }
 
     // 6. validate: parameters first, then the body, read only now within its limits.
     if let Some(operation) = operation {

@@ -114,6 +114,10 @@ pub enum Rejection {
     InsufficientScope {
         scope: String,
     },
+    /// Stage 5: over a rate limit; `retry_after` seconds until the next request may pass.
+    RateLimited {
+        retry_after: u64,
+    },
     /// Stage 6: path, query, header or cookie parameters failed their schemas.
     InvalidParameters(Vec<FieldError>),
     /// Stage 6: the content type is not one the operation lists.
@@ -159,6 +163,7 @@ impl Rejection {
             Rejection::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Rejection::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::OperationNotAllowed => StatusCode::FORBIDDEN,
+            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::BodyRequired => StatusCode::BAD_REQUEST,
@@ -189,6 +194,7 @@ impl Rejection {
             Rejection::InvalidApiKey => "invalid_api_key",
             Rejection::Overloaded => "overloaded",
             Rejection::OperationNotAllowed => "operation_not_allowed",
+            Rejection::RateLimited { .. } => "rate_limited",
             Rejection::InvalidParameters(_) => "invalid_parameters",
             Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
             Rejection::BodyRequired => "body_required",
@@ -217,6 +223,7 @@ impl Rejection {
                 Stage::Authorize
             }
             Rejection::InvalidApiKey | Rejection::Overloaded => Stage::Authenticate,
+            Rejection::RateLimited { .. } => Stage::Limit,
             Rejection::InvalidParameters(_)
             | Rejection::UnsupportedMediaType { .. }
             | Rejection::BodyRequired
@@ -256,6 +263,9 @@ impl Rejection {
                 "too many credential checks in progress; retry shortly".to_owned()
             }
             Rejection::OperationNotAllowed => "this API key may not call this operation".to_owned(),
+            Rejection::RateLimited { retry_after } => {
+                format!("rate limit exceeded; retry in {retry_after}s")
+            }
             Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
             Rejection::UnsupportedMediaType { accepted } => {
                 format!("the Content-Type must be one of: {accepted}")
@@ -325,10 +335,18 @@ impl Rejection {
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
         }
-        if matches!(self, Rejection::Overloaded) {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Rejection::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Rejection::RateLimited { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         if let Rejection::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(ALLOW, allow);

@@ -59,6 +59,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
+    let housekeeping = tokio::spawn(forget_idle_clients(state.clone()));
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -107,7 +108,17 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
         tracing::warn!("drain deadline passed; closing the remaining connections");
     }
     admin_task.abort();
+    housekeeping.abort();
     tracing::info!("stopped");
+}
+
+/// Keyed rate limiters grow with every client address seen; prune them every minute.
+async fn forget_idle_clients(state: Arc<State>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.snapshot.load().auth.limits.retain_recent();
+    }
 }
 
 fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

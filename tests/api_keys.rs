@@ -304,3 +304,45 @@ fn a_flood_of_wrong_secrets_does_not_starve_a_cached_valid_key() {
         statuses.iter().filter(|s| **s == 503).count(),
     );
 }
+
+#[test]
+fn rate_limits_apply_per_key_and_per_client_including_failed_attempts() {
+    let keys = keys();
+    let store = keys.dir.path().join("keys.yaml");
+    let limited = new_key("limited");
+    let mut text = std::fs::read_to_string(&store).unwrap();
+    text.push_str(&format!(
+        "  - id: limited\n    hash: \"{}\"\n    scopes: [predict]\n    rate_limit: {{per_second: 1, burst: 2}}\n",
+        hash_key(&limited, None).unwrap()
+    ));
+    std::fs::write(&store, text).unwrap();
+    let upstream = Upstream::start();
+    let by_key = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    assert_eq!(predict(&by_key, &limited).status, 200);
+    assert_eq!(predict(&by_key, &limited).status, 200);
+    let refused = predict(&by_key, &limited);
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["code"], "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Another key is not affected.
+    assert_eq!(predict(&by_key, &keys.valid).status, 200);
+
+    let extra = format!(
+        "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key:\n      type: api_key\n      store: {}\npolicy:\n  default: [{{api_key: []}}]\n  client_rate_limit: {{per_second: 1, burst: 3}}\n",
+        fixture("model.yaml"),
+        store.display()
+    );
+    let by_client = Moat::start(&config(&upstream.url(), &extra));
+    for _ in 0..3 {
+        assert_eq!(
+            predict(&by_client, &new_key("good")).status,
+            401,
+            "wrong keys count too"
+        );
+    }
+    let after_failures = predict(&by_client, &keys.valid);
+    assert_eq!(
+        after_failures.status, 429,
+        "a client that spent its budget on wrong keys"
+    );
+}

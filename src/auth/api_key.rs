@@ -105,6 +105,15 @@ impl ApiKeyVerifier {
         })
     }
 
+    /// Every key that has its own `rate_limit`.
+    pub fn rate_limits(&self) -> Vec<(String, super::keystore::RateLimit)> {
+        self.store
+            .records
+            .values()
+            .filter_map(|r| Some((r.id.clone(), r.rate_limit?)))
+            .collect()
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self

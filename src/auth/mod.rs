@@ -21,6 +21,7 @@ use self::api_key::{ApiKeyVerifier, KeyError};
 use self::jwt::{JwtError, JwtVerifier};
 use self::keystore::KeyStore;
 use crate::config::{Alternative, AuthConfig, Mode, PolicyConfig, SchemeConfig};
+use crate::limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::reject::Rejection;
 use crate::spec::{Operation, Spec};
@@ -50,7 +51,7 @@ pub struct Principal {
 }
 
 /// The verifiers and every operation's resolved requirement.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Auth {
     verifiers: BTreeMap<Arc<str>, Verifier>,
     /// By operation index.
@@ -61,6 +62,8 @@ pub struct Auth {
     pub unrouted: Requirement,
     /// API-key headers, stripped from forwarded requests with `Authorization`.
     pub credential_headers: Vec<http::HeaderName>,
+    /// Stage 5: per-client and per-key rate limits.
+    pub limits: RateLimits,
 }
 
 impl Auth {
@@ -166,6 +169,14 @@ impl Auth {
             );
         }
         if problems.is_empty() {
+            let key_limits: Vec<_> = verifiers
+                .values()
+                .flat_map(|v| match v {
+                    Verifier::ApiKey(verifier) => verifier.rate_limits(),
+                    Verifier::Jwt(_) => Vec::new(),
+                })
+                .collect();
+            let limits = RateLimits::new(policy.client_rate_limit.as_ref(), &key_limits)?;
             let credential_headers = verifiers
                 .values()
                 .filter_map(|v| match v {
@@ -174,6 +185,7 @@ impl Auth {
                 })
                 .collect();
             Ok(Auth {
+                limits,
                 credential_headers,
                 verifiers,
                 requirements,
