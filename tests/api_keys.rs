@@ -346,3 +346,83 @@ fn rate_limits_apply_per_key_and_per_client_including_failed_attempts() {
         "a client that spent its budget on wrong keys"
     );
 }
+
+fn check(config_text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(&path, config_text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn spec_schemes_must_match_their_binding_and_keys_in_query_are_refused() {
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let store = keys.dir.path().join("keys.yaml");
+    let write_spec = |location: &str, name: &str| {
+        std::fs::write(
+            &spec,
+            format!(
+                "openapi: 3.1.0\ninfo: {{title: t, version: '1'}}\nsecurity: [{{key: []}}]\npaths:\n  /p:\n    get:\n      operationId: p\n      responses: {{}}\ncomponents:\n  securitySchemes:\n    key: {{type: apiKey, in: {location}, name: {name}}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let moat_config = format!(
+        "listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:1\nopenapi:\n  file: {}\nauth:\n  schemes:\n    key: {{type: api_key, store: {}}}\n",
+        spec.display(),
+        store.display()
+    );
+    write_spec("header", "X-API-Key");
+    let (ok, output) = check(&moat_config);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("key[]"),
+        "check prints the requirement: {output}"
+    );
+    write_spec("query", "api_key");
+    let (ok, output) = check(&moat_config);
+    assert!(!ok && output.contains("only in a header"), "{output}");
+    write_spec("header", "X-Other-Key");
+    let (ok, output) = check(&moat_config);
+    assert!(
+        !ok && output.contains("set `header: X-Other-Key`"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_long_policy_form_names_an_operation_by_method_and_template() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let extra = format!(
+        "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n  operations:\n    \"GET /v1/models\": {{security: [], mode: shadow}}\n",
+        fixture("model.yaml"),
+        keys.dir.path().join("keys.yaml").display()
+    );
+    let moat = Moat::start(&config(&upstream.url(), &extra));
+    // Public, and in shadow mode: an invalid parameter is logged and forwarded.
+    assert_eq!(get(moat.addr, "/v1/models?limit=0", &[]).status, 200);
+    assert_eq!(get(moat.addr, "/v1/models/iris", &[]).status, 401);
+    let (ok, output) = check(&format!(
+        "listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:1\nopenapi:\n  file: {}\npolicy:\n  operations:\n    nosuchop: []\n",
+        fixture("model.yaml")
+    ));
+    assert!(
+        !ok && output.contains("policy.operations.nosuchop"),
+        "{output}"
+    );
+}

@@ -91,6 +91,10 @@ impl Auth {
                 Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
             }
         }
+        if let Some(spec) = spec {
+            check_bindings(&spec.security_schemes, &verifiers, &mut problems);
+        }
+        let mut unbound: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut compile = |security: &[Alternative], context: &str| -> Requirement {
             security
                 .iter()
@@ -108,10 +112,10 @@ impl Auth {
                             match verifiers.get_key_value(scheme.as_str()) {
                                 Some((name, _)) => Some((name.clone(), scopes.clone())),
                                 None => {
-                                    problems.push(format!(
-                                        "{context}: security scheme `{scheme}` is not bound in \
-                                     `auth.schemes`; add a verifier for it"
-                                    ));
+                                    unbound
+                                        .entry(scheme.clone())
+                                        .or_default()
+                                        .push(context.to_owned());
                                     None
                                 }
                             }
@@ -167,6 +171,20 @@ impl Auth {
             problems.push(
                 "policy.operations needs an `openapi` document to name operations".to_owned(),
             );
+        }
+        // An unbound scheme is dropped from its alternative above; the load must then fail,
+        // or the alternative would read as public.
+        for (scheme, users) in unbound {
+            let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
+            let more = match users.len() {
+                0..=3 => String::new(),
+                n => format!(" and {} more", n - 3),
+            };
+            problems.push(format!(
+                "security scheme `{scheme}` is not bound in `auth.schemes` (used by {}{more}); \
+                 add a verifier for it",
+                shown.join(", ")
+            ));
         }
         if problems.is_empty() {
             let key_limits: Vec<_> = verifiers
@@ -284,6 +302,69 @@ impl Auth {
             },
             None => Rejection::CredentialsMissing,
         })
+    }
+}
+
+/// A scheme the spec declares must be bound to a verifier that reads the credential where
+/// the spec says clients send it; anything else would refuse every well-behaved client or,
+/// worse, check something other than what the spec promises.
+fn check_bindings(
+    declared: &serde_json::Map<String, serde_json::Value>,
+    verifiers: &BTreeMap<Arc<str>, Verifier>,
+    problems: &mut Vec<String>,
+) {
+    for (name, verifier) in verifiers {
+        let Some(scheme) = declared.get(name.as_ref()) else {
+            continue;
+        };
+        let kind = scheme
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        let http_scheme = scheme
+            .get("scheme")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        match verifier {
+            Verifier::Jwt(_) => {
+                let bearer = (kind == "http" && http_scheme.eq_ignore_ascii_case("bearer"))
+                    || kind == "oauth2"
+                    || kind == "openIdConnect";
+                if !bearer {
+                    problems.push(format!(
+                        "auth.schemes.{name}: the spec declares `{name}` as `{kind}`, which a JWT \
+                         verifier cannot check; bind it to `type: api_key` or fix the spec"
+                    ));
+                }
+            }
+            Verifier::ApiKey(key) => {
+                let location = scheme
+                    .get("in")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default();
+                let param = scheme
+                    .get("name")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default();
+                if kind != "apiKey" {
+                    problems.push(format!(
+                        "auth.schemes.{name}: the spec declares `{name}` as `{kind}`, not `apiKey`"
+                    ));
+                } else if location != "header" {
+                    problems.push(format!(
+                        "auth.schemes.{name}: the spec sends this key in the {location}; moat \
+                         accepts API keys only in a header (keys in URLs and cookies leak into \
+                         logs and caches, and stripping them would change the bytes forwarded)"
+                    ));
+                } else if !param.eq_ignore_ascii_case(key.header.as_str()) {
+                    problems.push(format!(
+                        "auth.schemes.{name}: the spec names the header `{param}`, the config \
+                         `{}`; set `header: {param}`",
+                        key.header
+                    ));
+                }
+            }
+        }
     }
 }
 

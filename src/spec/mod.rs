@@ -28,6 +28,8 @@ pub struct Spec {
     pub operations: Vec<Operation>,
     pub router: Router,
     pub warnings: Vec<String>,
+    /// `components.securitySchemes`, raw, for checking the bindings in `auth.schemes`.
+    pub security_schemes: serde_json::Map<String, Value>,
 }
 
 pub struct Operation {
@@ -165,6 +167,10 @@ pub fn load(mut docs: Documents) -> Result<Spec, Vec<String>> {
     let mut warnings = Vec::new();
     let version = check_version(docs.root()).map_err(|e| vec![e])?;
     let prefix = server_prefix(docs.root(), &mut warnings);
+    let security_schemes = match docs.root().pointer("/components/securitySchemes") {
+        Some(Value::Object(schemes)) => schemes.clone(),
+        _ => serde_json::Map::new(),
+    };
     let operations = collect_operations(&docs, &mut problems, &mut warnings);
     normalize_request_schemas(&mut docs, &operations, &mut problems, &mut warnings);
     if !problems.is_empty() {
@@ -205,6 +211,7 @@ pub fn load(mut docs: Documents) -> Result<Spec, Vec<String>> {
         operations: compiled,
         router,
         warnings,
+        security_schemes,
     })
 }
 
