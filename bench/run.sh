@@ -48,11 +48,41 @@ openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 CONF
 
+# Every check on: bearer JWT (HS256) AND API key (argon2id, cached after the first use),
+# scopes, routing and predict-body validation.
+"$MOAT" keys new --id bench --scopes predict --store "$WORK/keys.yaml" > "$WORK/key.txt" 2>/dev/null
+SECRET=bench-secret-bench-secret-bench-secret
+TOKEN=$(python3 - "$SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+claims = b64(json.dumps({"iss": "https://login.example.com/", "aud": "model-api", "sub": "bench",
+                         "exp": int(time.time()) + 3600, "scope": "predict"}).encode())
+signature = hmac.new(sys.argv[1].encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+print(f"{header}.{claims}.{b64(signature)}")
+PY
+)
+cat > "$WORK/moat-full.yaml" <<CONF
+listen: 127.0.0.1:18083
+admin_listen: 127.0.0.1:19092
+upstream:
+  url: http://127.0.0.1:18000
+openapi:
+  file: $PWD/tests/fixtures/specs/fastapi-iris.json
+auth:
+  schemes:
+    bearer: {type: jwt, issuer: "https://login.example.com/", audience: model-api, algorithms: [HS256], secret: $SECRET}
+    api_key: {type: api_key, store: $WORK/keys.yaml}
+policy:
+  default: [{bearer: [predict], api_key: [predict]}]
+CONF
+
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
 MOAT_PID=$!
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$WORK/moat-checks.log" &
+taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-full.yaml" > "$WORK/moat-full.log" &
 sleep 1
 echo "moat idle RSS: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
@@ -61,18 +91,25 @@ wrk.method = "POST"
 wrk.body   = '{"instances":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]],"output":"label"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+sed -e "s|^LUA_END||" "$WORK/predict.lua" > "$WORK/predict-auth.lua"
+cat >> "$WORK/predict-auth.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+wrk.headers["X-API-Key"] = "$(cat "$WORK/key.txt")"
+LUA
 
-run() { # name url
+run() { # name url [script]
   echo "== $1"
-  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/predict.lua" "$2" \
+  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "${3:-$WORK/predict.lua}" "$2" \
     | tee "$WORK/$1.txt" | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors" || true
 }
 run upstream-direct http://127.0.0.1:18000/v1/models/iris:predict
 run nginx-proxy http://127.0.0.1:18080/v1/models/iris:predict
 run moat-proxy http://127.0.0.1:18081/v1/models/iris:predict
 run moat-checks http://127.0.0.1:18082/v1/models/iris:predict
+run moat-full http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
 echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
 rps() { grep Requests/sec "$WORK/$1.txt" | awk '{print $2}'; }
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
-echo "ratio moat with checks/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
+echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
+echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"

@@ -1,6 +1,8 @@
 //! The command line (design §8): each subcommand parses its arguments here and calls into
 //! the library; exit codes are chosen here and nowhere else.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -234,27 +236,33 @@ async fn shutdown_signal() {
 fn check(config_path: PathBuf) -> ExitCode {
     match Snapshot::load(&config_path, &Arc::new(Metrics::new())) {
         Ok(snapshot) => {
+            let mut out = String::new();
             let config = &snapshot.config;
-            println!("{}: ok", config_path.display());
-            println!("  listen        {}", config.listen);
-            println!("  admin_listen  {}", config.admin_listen);
-            println!("  upstream      {}", config.upstream.url);
+            let _ = writeln!(out, "{}: ok", config_path.display());
+            let _ = writeln!(out, "  listen        {}", config.listen);
+            let _ = writeln!(out, "  admin_listen  {}", config.admin_listen);
+            let _ = writeln!(out, "  upstream      {}", config.upstream.url);
             if !config.upstream.is_loopback() {
-                println!("  warning: the upstream is not on loopback");
+                let _ = writeln!(out, "  warning: the upstream is not on loopback");
             }
             match &snapshot.spec {
-                None => println!(
-                    "  routes        none: every path is forwarded (no `openapi` configured), {}",
-                    describe(&snapshot.auth.unrouted)
-                ),
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  routes        none: every path is forwarded (no `openapi` configured), {}",
+                        describe(&snapshot.auth.unrouted)
+                    );
+                }
                 Some(spec) => {
-                    println!(
+                    let _ = writeln!(
+                        out,
                         "  openapi       {} ({} operations)",
                         spec.version,
                         spec.operations.len()
                     );
                     for (index, operation) in spec.operations.iter().enumerate() {
-                        println!(
+                        let _ = writeln!(
+                            out,
                             "  {:<7} {:<50} {:<40} {}",
                             operation.method.as_str(),
                             operation.template,
@@ -263,10 +271,12 @@ fn check(config_path: PathBuf) -> ExitCode {
                         );
                     }
                     for warning in &spec.warnings {
-                        println!("  warning: {warning}");
+                        let _ = writeln!(out, "  warning: {warning}");
                     }
                 }
             }
+            // Stdout may be a closed pipe (`moat check | head`): not an error worth a panic.
+            let _ = std::io::stdout().write_all(out.as_bytes());
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -426,3 +426,34 @@ fn the_long_policy_form_names_an_operation_by_method_and_template() {
         "{output}"
     );
 }
+
+#[test]
+fn concurrent_first_uses_of_one_key_share_a_single_hash() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    let addr = moat.addr;
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            let key = keys.valid.clone();
+            std::thread::spawn(move || {
+                post_json(
+                    addr,
+                    PREDICT,
+                    &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
+                    BODY,
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
+        ),
+        1
+    );
+}

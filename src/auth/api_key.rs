@@ -56,7 +56,8 @@ pub struct ApiKeyVerifier {
     store: Arc<KeyStore>,
     pepper: Option<Secret>,
     digest_key: [u8; 32],
-    verified: moka::sync::Cache<[u8; 32], Arc<KeyRecord>>,
+    /// Async, so concurrent first uses of one key wait for a single hash (`try_get_with`).
+    verified: moka::future::Cache<[u8; 32], Arc<KeyRecord>>,
     refused: moka::sync::Cache<[u8; 32], ()>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -90,7 +91,7 @@ impl ApiKeyVerifier {
             store: Arc::new(store),
             pepper: config.pepper.clone().filter(|p| !p.expose().is_empty()),
             digest_key,
-            verified: moka::sync::Cache::builder()
+            verified: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.cache_ttl)
                 .build(),
@@ -130,7 +131,7 @@ impl ApiKeyVerifier {
             return Err(KeyError::UnknownId);
         };
         let digest = self.digest(key);
-        if let Some(record) = self.verified.get(&digest) {
+        if let Some(record) = self.verified.get(&digest).await {
             self.count("valid", "hit");
             return admit(record, client);
         }
@@ -138,15 +139,31 @@ impl ApiKeyVerifier {
             self.count("invalid", "hit");
             return Err(KeyError::WrongSecret);
         }
-        let valid = self.hash_check(key, &record).await?;
-        if valid {
-            self.count("valid", "miss");
-            self.verified.insert(digest, record.clone());
-            admit(record, client)
-        } else {
-            self.count("invalid", "miss");
-            self.refused.insert(digest, ());
-            Err(KeyError::WrongSecret)
+        // Concurrent requests with the same key share this one verification.
+        let verified = self
+            .verified
+            .try_get_with(digest, async {
+                match self.hash_check(key, &record).await {
+                    Ok(true) => {
+                        self.count("valid", "miss");
+                        Ok(record.clone())
+                    }
+                    Ok(false) => {
+                        self.count("invalid", "miss");
+                        Err(KeyError::WrongSecret)
+                    }
+                    Err(error) => Err(error),
+                }
+            })
+            .await;
+        match verified {
+            Ok(record) => admit(record, client),
+            Err(error) => {
+                if *error == KeyError::WrongSecret {
+                    self.refused.insert(digest, ());
+                }
+                Err(*error)
+            }
         }
     }
 
