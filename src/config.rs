@@ -169,6 +169,15 @@ pub struct JwtConfig {
     /// The allowlist; the token's `alg` is never trusted beyond it.
     pub algorithms: Vec<String>,
     pub jwks_file: Option<PathBuf>,
+    /// Fetched at start (retried up to 30 s), refreshed every `jwks_refresh`, and when a
+    /// token names an unknown `kid` (at most every `jwks_min_refresh`); the last good set is
+    /// kept when a fetch fails.
+    pub jwks_url: Option<String>,
+    #[serde(default = "secs::<300>", deserialize_with = "duration")]
+    pub jwks_refresh: Duration,
+    /// The least time between two fetches, however many unknown `kid`s arrive.
+    #[serde(default = "secs::<30>", deserialize_with = "duration")]
+    pub jwks_min_refresh: Duration,
     pub public_key_file: Option<PathBuf>,
     /// HS* only; at least 32 bytes.
     pub secret: Option<Secret>,

@@ -59,7 +59,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
-    let housekeeping = tokio::spawn(forget_idle_clients(state.clone()));
+    let chores = tokio::spawn(housekeeping(state.clone()));
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -108,16 +108,19 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
         tracing::warn!("drain deadline passed; closing the remaining connections");
     }
     admin_task.abort();
-    housekeeping.abort();
+    chores.abort();
     tracing::info!("stopped");
 }
 
-/// Keyed rate limiters grow with every client address seen; prune them every minute.
-async fn forget_idle_clients(state: Arc<State>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+/// Every 30 s: prune rate limiters of clients not seen lately (keyed limiters grow with
+/// every address) and refresh `jwks_url` key sets that are due.
+async fn housekeeping(state: Arc<State>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tick.tick().await;
-        state.snapshot.load().auth.limits.retain_recent();
+        let snapshot = state.snapshot.load_full();
+        snapshot.auth.limits.retain_recent();
+        snapshot.auth.refresh_key_sets().await;
     }
 }
 

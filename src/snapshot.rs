@@ -51,7 +51,7 @@ impl Snapshot {
 fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
     let docs = match (&openapi.file, &openapi.url) {
         (Some(file), _) => source::from_file(file),
-        (None, Some(url)) => source::fetch(url, openapi.fetch_timeout)
+        (None, Some(url)) => crate::fetch::fetch(url, openapi.fetch_timeout)
             .and_then(|bytes| source::from_bytes(url, &bytes)),
         (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
     };

@@ -387,3 +387,122 @@ fn a_scheme_used_but_not_bound_fails_the_load() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`oauth` is not bound"), "{stderr}");
 }
+
+/// A tiny identity-provider stand-in serving a JWKS that the test can change or break.
+struct JwksServer {
+    addr: std::net::SocketAddr,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl JwksServer {
+    fn start(body: String) -> JwksServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = JwksServer {
+            addr: listener.local_addr().unwrap(),
+            body: std::sync::Arc::new(std::sync::Mutex::new(body)),
+            fetches: Default::default(),
+            broken: Default::default(),
+        };
+        let (body, fetches, broken) = (
+            server.body.clone(),
+            server.fetches.clone(),
+            server.broken.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let response = if broken.load(Ordering::SeqCst) {
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                } else {
+                    let body = body.lock().unwrap().clone();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        server
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn ec_key(kid: &str) -> (EncodingKey, Value) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let signing = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let mut jwk = serde_json::to_value(
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&signing, Algorithm::ES256).unwrap(),
+    )
+    .unwrap();
+    jwk["kid"] = json!(kid);
+    (signing, jwk)
+}
+
+fn es256(signing: &EncodingKey, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.into());
+    encode(&header, &claims("predict"), signing).unwrap()
+}
+
+#[test]
+fn a_jwks_url_is_fetched_refreshed_for_a_new_kid_at_most_once_and_kept_when_the_provider_fails() {
+    let (first, first_jwk) = ec_key("key-1");
+    let (second, second_jwk) = ec_key("key-2");
+    let provider = JwksServer::start(json!({"keys": [first_jwk.clone()]}).to_string());
+    let upstream = Upstream::start();
+    let scheme = format!(
+        "      type: jwt\n      issuer: \"{ISSUER}\"\n      audience: {AUDIENCE}\n      algorithms: [ES256]\n      jwks_url: http://{}/jwks.json\n      jwks_min_refresh: 500ms\n",
+        provider.addr
+    );
+    let moat = moat(&upstream, &scheme);
+    assert_eq!(provider.fetches(), 1, "fetched once at start");
+    assert_eq!(
+        predict_with(&moat, &format!("Bearer {}", es256(&first, "key-1"))).status,
+        200
+    );
+
+    // The provider rotates a key in; a token naming it makes moat refresh, once.
+    *provider.body.lock().unwrap() = json!({"keys": [first_jwk, second_jwk]}).to_string();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let rotated = es256(&second, "key-2");
+    assert_eq!(
+        predict_with(&moat, &format!("Bearer {rotated}")).status,
+        200
+    );
+    assert_eq!(provider.fetches(), 2);
+    // Forged kids right after cannot make moat hammer the provider.
+    for i in 0..5 {
+        let forged = es256(&second, &format!("forged-{i}"));
+        assert_eq!(predict_with(&moat, &format!("Bearer {forged}")).status, 401);
+    }
+    assert_eq!(
+        provider.fetches(),
+        2,
+        "refreshed within the minimum interval"
+    );
+
+    // The provider fails: the last good set keeps working.
+    provider
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let forged = es256(&second, "forged-again");
+    assert_eq!(predict_with(&moat, &format!("Bearer {forged}")).status, 401);
+    assert_eq!(provider.fetches(), 3);
+    assert_eq!(
+        predict_with(&moat, &format!("Bearer {}", es256(&second, "key-2"))).status,
+        200
+    );
+    assert_eq!(upstream.count(), 3);
+}

@@ -6,8 +6,10 @@
 //! cached by SHA-256 digest until they expire, so signatures are not re-checked per request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -62,13 +64,25 @@ pub struct Verified {
 enum Keys {
     /// One key (`public_key_file` or `secret`): every allowed algorithm of its family.
     Single(DecodingKey),
-    /// A JWKS: a token's `kid` picks the key.
-    ByKid(HashMap<String, DecodingKey>),
+    /// A JWKS: a token's `kid` picks the key. Swapped whole when a `jwks_url` refreshes.
+    ByKid(ArcSwap<HashMap<String, DecodingKey>>),
+}
+
+/// Where a fetched key set comes from, and when it was last tried and loaded.
+struct JwksSource {
+    url: String,
+    refresh_every: Duration,
+    /// An unknown `kid` triggers at most one fetch per this interval, so a stream of forged
+    /// `kid`s cannot turn moat into a load generator against the identity provider.
+    min_interval: Duration,
+    last_attempt: Mutex<Instant>,
+    last_loaded: Mutex<Instant>,
 }
 
 pub struct JwtVerifier {
     validation: Validation,
     keys: Keys,
+    jwks: Option<JwksSource>,
     scope_claim: String,
     leeway: u64,
     cache: moka::sync::Cache<[u8; 32], Arc<Verified>>,
@@ -94,6 +108,13 @@ impl JwtVerifier {
             return Err("`algorithms` must list at least one algorithm".to_owned());
         };
         let keys = load_keys(config, &algorithms)?;
+        let jwks = config.jwks_url.as_ref().map(|url| JwksSource {
+            url: url.clone(),
+            refresh_every: config.jwks_refresh,
+            min_interval: config.jwks_min_refresh,
+            last_attempt: Mutex::new(Instant::now()),
+            last_loaded: Mutex::new(Instant::now()),
+        });
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;
         validation.leeway = config.leeway.as_secs();
@@ -105,6 +126,7 @@ impl JwtVerifier {
         Ok(Self {
             validation,
             keys,
+            jwks,
             scope_claim: config.scope_claim.clone(),
             leeway: config.leeway.as_secs(),
             cache: moka::sync::Cache::builder()
@@ -141,13 +163,17 @@ impl JwtVerifier {
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(JwtError::AlgorithmNotAllowed);
         }
+        let key_set;
         let key = match &self.keys {
             Keys::Single(key) => key,
-            Keys::ByKid(keys) => header
-                .kid
-                .as_deref()
-                .and_then(|kid| keys.get(kid))
-                .ok_or(JwtError::UnknownKey)?,
+            Keys::ByKid(keys) => {
+                key_set = keys.load();
+                header
+                    .kid
+                    .as_deref()
+                    .and_then(|kid| key_set.get(kid))
+                    .ok_or(JwtError::UnknownKey)?
+            }
         };
         let data = jsonwebtoken::decode::<Value>(token, key, &self.validation).map_err(classify)?;
         let claims = data.claims;
@@ -183,6 +209,56 @@ impl JwtVerifier {
     pub fn clear_cache(&self) {
         self.cache.invalidate_all();
     }
+
+    /// True when a `jwks_url` set is older than `jwks_refresh`.
+    pub fn refresh_due(&self) -> bool {
+        self.jwks
+            .as_ref()
+            .is_some_and(|source| lock(&source.last_loaded).elapsed() >= source.refresh_every)
+    }
+
+    /// Fetches the `jwks_url` set again, at most once per `jwks_min_refresh`; keeps the last
+    /// good set when the fetch or the set is bad. True when new keys were loaded.
+    pub async fn refresh(&self) -> bool {
+        let (Some(source), Keys::ByKid(keys)) = (&self.jwks, &self.keys) else {
+            return false;
+        };
+        {
+            let mut last = lock(&source.last_attempt);
+            if last.elapsed() < source.min_interval {
+                return false;
+            }
+            *last = Instant::now();
+        }
+        // One attempt, briefly: this may run on a request's path (an unknown `kid`).
+        let attempt = crate::fetch::fetch_async(&source.url, Duration::ZERO);
+        let fetched = tokio::time::timeout(Duration::from_secs(3), attempt)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 3s".to_owned()));
+        let parsed = fetched.and_then(|bytes| {
+            let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+            parse_jwks(&text, &source.url)
+        });
+        match parsed {
+            Ok(set) => {
+                keys.store(Arc::new(set));
+                *lock(&source.last_loaded) = Instant::now();
+                self.clear_cache();
+                tracing::info!(url = %source.url, "JWKS refreshed");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(url = %source.url, error = %error, "JWKS refresh failed; keeping the last good set");
+                false
+            }
+        }
+    }
+}
+
+fn lock(mutex: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Scopes from the configured claim, space-separated (`scope`) or an array (`scp`).
@@ -222,9 +298,13 @@ fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, Strin
         config.secret.is_some(),
         config.public_key_file.is_some(),
         config.jwks_file.is_some(),
+        config.jwks_url.is_some(),
     ];
     if sources.iter().filter(|s| **s).count() != 1 {
-        return Err("give exactly one of `secret`, `public_key_file` and `jwks_file`".to_owned());
+        return Err(
+            "give exactly one of `secret`, `public_key_file`, `jwks_file` and `jwks_url`"
+                .to_owned(),
+        );
     }
     if let Some(secret) = &config.secret {
         if algorithms
@@ -259,23 +339,38 @@ fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, Strin
             )
         });
     }
+    if let Some(url) = &config.jwks_url {
+        if !url.starts_with("http://") {
+            return Err(format!(
+                "`jwks_url` ({url}) must be http:// (a sidecar neighbour)"
+            ));
+        }
+        let bytes = crate::fetch::fetch(url, Duration::from_secs(30))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("{url}: not UTF-8"))?;
+        return parse_jwks(&text, url).map(|set| Keys::ByKid(ArcSwap::from_pointee(set)));
+    }
     let path = config.jwks_file.as_ref().ok_or("no key source")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_jwks(&text, &path.display().to_string())
+        .map(|set| Keys::ByKid(ArcSwap::from_pointee(set)))
+}
+
+/// A JWKS document → keys by `kid` (every key needs one).
+fn parse_jwks(text: &str, origin: &str) -> Result<HashMap<String, DecodingKey>, String> {
     let set: JwkSet =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", path.display()))?;
+        serde_json::from_str(text).map_err(|e| format!("{origin}: not a JWKS: {e}"))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
         let Some(kid) = jwk.common.key_id.clone() else {
-            return Err(format!("{}: every key needs a `kid`", path.display()));
+            return Err(format!("{origin}: every key needs a `kid`"));
         };
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| format!("{}: key `{kid}`: {e}", path.display()))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{origin}: key `{kid}`: {e}"))?;
         keys.insert(kid, key);
     }
     if keys.is_empty() {
-        return Err(format!("{}: the key set is empty", path.display()));
+        return Err(format!("{origin}: the key set is empty"));
     }
-    Ok(Keys::ByKid(keys))
+    Ok(keys)
 }
 
 fn now() -> u64 {

@@ -237,7 +237,14 @@ impl Auth {
                         let Some(token) = bearer else {
                             continue 'alternatives;
                         };
-                        let verified = verifier.verify(token).map_err(|error| {
+                        let mut verified = verifier.verify(token);
+                        // An unknown `kid` may be a key the provider just rotated in.
+                        if verified.as_ref().is_err_and(|e| *e == JwtError::UnknownKey)
+                            && verifier.refresh().await
+                        {
+                            verified = verifier.verify(token);
+                        }
+                        let verified = verified.map_err(|error| {
                             tracing::info!(
                                 scheme = &**scheme,
                                 reason = error.reason(),
@@ -363,6 +370,19 @@ fn check_bindings(
                         key.header
                     ));
                 }
+            }
+        }
+    }
+}
+
+impl Auth {
+    /// Refreshes every `jwks_url` key set that is due (called periodically).
+    pub async fn refresh_key_sets(&self) {
+        for verifier in self.verifiers.values() {
+            if let Verifier::Jwt(jwt) = verifier
+                && jwt.refresh_due()
+            {
+                jwt.refresh().await;
             }
         }
     }

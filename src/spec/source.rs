@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -166,63 +165,6 @@ fn unescape_fragment(fragment: &str) -> String {
         .map(|(key, _)| key.into_owned().into_bytes())
         .unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_else(|_| fragment.to_owned())
-}
-
-/// Fetches the spec from the model, retrying with backoff until it answers 200 or
-/// `deadline` passes (the model may still be starting).
-pub fn fetch(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime to fetch {url}: {e}"))?;
-    runtime.block_on(fetch_async(url, deadline))
-}
-
-async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
-    use http_body_util::{BodyExt, Empty};
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes::Bytes>>();
-    let give_up = Instant::now() + deadline;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let request = http::Request::get(uri.clone())
-            .header(http::header::ACCEPT, "application/json, application/yaml")
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let attempt = async {
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?;
-            if status.is_success() {
-                Ok(body.to_bytes().to_vec())
-            } else {
-                Err(format!("answered {status}"))
-            }
-        };
-        let outcome = tokio::time::timeout(Duration::from_secs(10), attempt)
-            .await
-            .unwrap_or_else(|_| Err("no answer within 10s".to_owned()));
-        match outcome {
-            Ok(bytes) => return Ok(bytes),
-            Err(error) if Instant::now() + delay < give_up => {
-                tracing::info!(url, error = %error, retry_in = ?delay, "the OpenAPI document is not available yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(error) => {
-                return Err(format!(
-                    "cannot fetch the OpenAPI document from {url} within {deadline:?}: {error}"
-                ));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
