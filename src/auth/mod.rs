@@ -227,75 +227,24 @@ impl Auth {
         if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
             return Ok(None);
         }
-        let bearer = bearer_token(headers)?;
+        let request = Request {
+            headers,
+            bearer: bearer_token(headers)?,
+            client,
+            operation,
+        };
         let mut missing_scopes: Option<Vec<String>> = None;
         'alternatives: for alternative in requirement {
             let mut principal = Principal::default();
             for (scheme, required) in alternative {
-                let credential = match self.verifiers.get(scheme) {
-                    Some(Verifier::Jwt(verifier)) => {
-                        let Some(token) = bearer else {
-                            continue 'alternatives;
-                        };
-                        let mut verified = verifier.verify(token);
-                        // An unknown `kid` may be a key the provider just rotated in.
-                        if verified.as_ref().is_err_and(|e| *e == JwtError::UnknownKey)
-                            && verifier.refresh().await
-                        {
-                            verified = verifier.verify(token);
-                        }
-                        let verified = verified.map_err(|error| {
-                            tracing::info!(
-                                scheme = &**scheme,
-                                reason = error.reason(),
-                                "bearer token refused"
-                            );
-                            match error {
-                                JwtError::Expired => Rejection::TokenExpired,
-                                _ => Rejection::InvalidToken,
-                            }
-                        })?;
-                        principal.subject = Some(verified.subject.clone());
-                        verified.scopes.clone()
-                    }
-                    Some(Verifier::ApiKey(verifier)) => {
-                        let Some(key) = api_key(headers, &verifier.header)? else {
-                            continue 'alternatives;
-                        };
-                        let record = verifier.verify(key, client).await.map_err(|error| {
-                            tracing::info!(
-                                scheme = &**scheme,
-                                reason = error.reason(),
-                                "API key refused"
-                            );
-                            match error {
-                                KeyError::Overloaded => Rejection::Overloaded,
-                                _ => Rejection::InvalidApiKey,
-                            }
-                        })?;
-                        if let (Some(allowed), Some(operation)) = (&record.operations, operation) {
-                            let long_name = format!("{} {}", operation.method, operation.template);
-                            if !allowed
-                                .iter()
-                                .any(|o| **o == *operation.id || *o == long_name)
-                            {
-                                tracing::info!(key_id = %record.id, "operation not in the key's allowlist");
-                                return Err(Rejection::OperationNotAllowed);
-                            }
-                        }
-                        principal.key_id = Some(record.id.clone());
-                        if principal.subject.is_none() {
-                            principal.subject = record.owner.clone();
-                        }
-                        record.scopes.clone()
-                    }
-                    None => return Err(Rejection::Internal),
+                let Some(granted) = self.credential(scheme, &request, &mut principal).await? else {
+                    continue 'alternatives;
                 };
-                if required.iter().any(|s| !credential.contains(s)) {
+                if required.iter().any(|s| !granted.contains(s)) {
                     missing_scopes.get_or_insert_with(|| required.clone());
                     continue 'alternatives;
                 }
-                for scope in credential {
+                for scope in granted {
                     if !principal.scopes.contains(&scope) {
                         principal.scopes.push(scope);
                     }
@@ -310,6 +259,91 @@ impl Auth {
             None => Rejection::CredentialsMissing,
         })
     }
+
+    /// One scheme's credential: `Ok(None)` when the request carries none (try the next
+    /// alternative), its scopes when valid, a final rejection when present but invalid.
+    async fn credential(
+        &self,
+        scheme: &Arc<str>,
+        request: &Request<'_>,
+        principal: &mut Principal,
+    ) -> Result<Option<Vec<String>>, Rejection> {
+        match self.verifiers.get(scheme) {
+            Some(Verifier::Jwt(verifier)) => {
+                let Some(token) = request.bearer else {
+                    return Ok(None);
+                };
+                let mut verified = verifier.verify(token);
+                // An unknown `kid` may be a key the provider just rotated in.
+                if verified.as_ref().is_err_and(|e| *e == JwtError::UnknownKey)
+                    && verifier.refresh().await
+                {
+                    verified = verifier.verify(token);
+                }
+                let verified = verified.map_err(|error| {
+                    tracing::info!(
+                        scheme = &**scheme,
+                        reason = error.reason(),
+                        "bearer token refused"
+                    );
+                    match error {
+                        JwtError::Expired => Rejection::TokenExpired,
+                        _ => Rejection::InvalidToken,
+                    }
+                })?;
+                principal.subject = Some(verified.subject.clone());
+                Ok(Some(verified.scopes.clone()))
+            }
+            Some(Verifier::ApiKey(verifier)) => {
+                let Some(key) = api_key(request.headers, &verifier.header)? else {
+                    return Ok(None);
+                };
+                let record = verifier
+                    .verify(key, request.client)
+                    .await
+                    .map_err(|error| {
+                        tracing::info!(
+                            scheme = &**scheme,
+                            reason = error.reason(),
+                            "API key refused"
+                        );
+                        match error {
+                            KeyError::Overloaded => Rejection::Overloaded,
+                            _ => Rejection::InvalidApiKey,
+                        }
+                    })?;
+                if !allows(&record, request.operation) {
+                    tracing::info!(key_id = %record.id, "operation not in the key's allowlist");
+                    return Err(Rejection::OperationNotAllowed);
+                }
+                principal.key_id = Some(record.id.clone());
+                if principal.subject.is_none() {
+                    principal.subject = record.owner.clone();
+                }
+                Ok(Some(record.scopes.clone()))
+            }
+            None => Err(Rejection::Internal),
+        }
+    }
+}
+
+/// What stages 3–4 read from a request.
+struct Request<'r> {
+    headers: &'r HeaderMap,
+    bearer: Option<&'r str>,
+    client: IpAddr,
+    operation: Option<&'r Operation>,
+}
+
+/// A key's `operations` allowlist admits the operation (by operationId or `METHOD /template`).
+fn allows(record: &keystore::KeyRecord, operation: Option<&Operation>) -> bool {
+    let (Some(allowed), Some(operation)) = (&record.operations, operation) else {
+        return true;
+    };
+    let long_name = format!("{} {}", operation.method, operation.template);
+    allowed
+        .iter()
+        .any(|o| **o == *operation.id || *o == long_name)
 }
 
 /// A scheme the spec declares must be bound to a verifier that reads the credential where
