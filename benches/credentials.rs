@@ -78,6 +78,8 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     let config = ApiKeyConfig {
         header: "X-API-Key".into(),
+        query: None,
+        cookie: None,
         store: dir.path().join("unused"),
         cache_ttl: Duration::from_secs(300),
         pepper: None,

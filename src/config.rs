@@ -145,6 +145,11 @@ pub enum SchemeConfig {
 pub struct ApiKeyConfig {
     #[serde(default = "default_key_header")]
     pub header: String,
+    /// Read the key from this query parameter instead of the header (needs
+    /// `policy.allow_api_key_in_query_or_cookie`).
+    pub query: Option<String>,
+    /// Read the key from this cookie instead of the header (same condition).
+    pub cookie: Option<String>,
     /// The key store file (see `moat keys`).
     pub store: PathBuf,
     /// How long a verified key is trusted without re-hashing (dropped on store change).
@@ -268,6 +273,9 @@ pub struct PolicyConfig {
     pub operations: BTreeMap<String, OperationPolicy>,
     /// Per client address, taken before credentials are checked.
     pub client_rate_limit: Option<RateLimit>,
+    /// Accept API keys in a query parameter or cookie, where they leak into access logs,
+    /// proxies and browser history. Off: such schemes fail the load.
+    pub allow_api_key_in_query_or_cookie: bool,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
 }

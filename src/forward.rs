@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::auth::Principal;
+use crate::auth::{KeyLocation, Principal};
 use crate::body::ResponseBody;
 use crate::config::UpstreamConfig;
 use crate::reject::Rejection;
@@ -50,8 +50,8 @@ pub struct ForwardContext<'a> {
     pub forward_credentials: bool,
     /// Who the request is, set by stages 3–4; forwarded as `X-Moat-*`.
     pub principal: Option<&'a Principal>,
-    /// Headers carrying credentials besides `Authorization` (API keys).
-    pub credential_headers: &'a [HeaderName],
+    /// Where API keys travel besides `Authorization`.
+    pub credentials: &'a [KeyLocation],
 }
 
 /// The upstream's response, with how long its head took.
@@ -230,8 +230,14 @@ pub fn prepare_request_headers(
     headers.remove(header::UPGRADE);
     if !context.forward_credentials {
         headers.remove(header::AUTHORIZATION);
-        for name in context.credential_headers {
-            headers.remove(name);
+        for location in context.credentials {
+            match location {
+                KeyLocation::Header(name) => {
+                    headers.remove(name);
+                }
+                KeyLocation::Cookie(name) => strip_cookie(headers, name),
+                KeyLocation::Query(_) => {}
+            }
         }
     }
     headers.insert(header::HOST, upstream_host.clone());
@@ -270,6 +276,64 @@ fn is_client_controlled_identity(name: &HeaderName) -> bool {
         || name == "x-real-ip"
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-moat-")
+}
+
+/// Removes the cookie `name` from every `Cookie` header, keeping the others as sent.
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .filter(|pair| pair.trim().split('=').next().map(str::trim) != Some(name))
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .filter(|value| !value.trim().is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        if let Ok(value) = HeaderValue::from_str(value.trim_start()) {
+            headers.append(header::COOKIE, value);
+        }
+    }
+}
+
+/// The URI without query parameters that carry API keys (every other byte of the query
+/// stays), or `None` when there is nothing to remove.
+pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Option<Uri> {
+    let names: Vec<&str> = credentials
+        .iter()
+        .filter_map(|location| match location {
+            KeyLocation::Query(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let query = uri.query().filter(|_| !names.is_empty())?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let raw_name = pair.split('=').next().unwrap_or_default();
+            let decoded: String = form_urlencoded::parse(raw_name.as_bytes())
+                .next()
+                .map(|(name, _)| name.into_owned())
+                .unwrap_or_default();
+            !names.contains(&decoded.as_str())
+        })
+        .collect();
+    if kept.len() == query.split('&').count() {
+        return None;
+    }
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
@@ -317,7 +381,7 @@ mod tests {
             request_id: "req-1",
             forward_credentials,
             principal: None,
-            credential_headers: &[],
+            credentials: &[],
         }
     }
 
@@ -416,6 +480,32 @@ mod tests {
         for name in ["content-length", "transfer-encoding", "expect", "upgrade"] {
             assert!(map.get(name).is_none(), "{name} kept");
         }
+    }
+
+    #[test]
+    fn credentials_in_query_and_cookie_are_stripped_and_the_rest_kept() {
+        let credentials = [
+            KeyLocation::Query("api_key".into()),
+            KeyLocation::Cookie("k".into()),
+        ];
+        let uri: Uri = "/v1/models?limit=5&api_key=secret&x=a%20b".parse().unwrap();
+        let stripped = without_query_credentials(&uri, &credentials).unwrap();
+        assert_eq!(
+            stripped.path_and_query().unwrap().as_str(),
+            "/v1/models?limit=5&x=a%20b"
+        );
+        let only: Uri = "/p?api%5Fkey=secret".parse().unwrap();
+        let stripped = without_query_credentials(&only, &credentials).unwrap();
+        assert_eq!(stripped.path_and_query().unwrap().as_str(), "/p");
+        let none: Uri = "/p?a=1".parse().unwrap();
+        assert!(without_query_credentials(&none, &credentials).is_none());
+        let mut map = headers(&[("cookie", "session=1; k=secret; theme=dark")]);
+        let context = ForwardContext {
+            credentials: &credentials,
+            ..context(false)
+        };
+        prepare_request_headers(&mut map, &context, &HeaderValue::from_static("u"));
+        assert_eq!(map["cookie"], "session=1; theme=dark");
     }
 
     #[test]

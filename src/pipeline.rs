@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -75,7 +75,7 @@ async fn run(
     completion: &mut Completion,
 ) -> Result<Response<ResponseBody>, Rejection> {
     let config = &snapshot.config;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
 
     // 1. frame: sizes and the one canonical reading of the path.
     let path = frame::check(&parts.uri, &parts.headers, &config.limits)?;
@@ -121,11 +121,24 @@ async fn run(
     // 3–4. authenticate and authorize: credentials, then scopes.
     let principal = snapshot
         .auth
-        .check(requirement, &parts.headers, peer.ip, operation)
+        .check(
+            requirement,
+            &parts.headers,
+            parts.uri.query(),
+            peer.ip,
+            operation,
+        )
         .await?;
     if let Some(principal) = &principal {
         completion.subject = principal.subject.clone();
     }
+    // A key carried in the query leaves it now: neither validation nor the model sees it.
+    let stripped_uri = (!config.policy.forward_credentials)
+        .then(|| {
+            forward::without_query_credentials(&parts.uri, &snapshot.auth.credential_locations)
+        })
+        .flatten();
+    let query = stripped_uri.as_ref().map_or(parts.uri.query(), Uri::query);
 
     // 5. limit: the key's own rate limit.
     if let Some(key_id) = principal.as_ref().and_then(|p| p.key_id.as_deref()) {
@@ -141,7 +154,7 @@ async fn run(
         let verdict = validate::parameters(
             operation,
             &path_values,
-            parts.uri.query(),
+            query,
             &parts.headers,
             reject_unknown,
         );
@@ -159,13 +172,16 @@ async fn run(
     }
 
     // 7. forward.
+    if let Some(uri) = stripped_uri {
+        parts.uri = uri;
+    }
     let context = ForwardContext {
         client_ip: peer.ip,
         proto: peer.proto,
         request_id: &completion.request_id,
         forward_credentials: config.policy.forward_credentials,
         principal: principal.as_ref(),
-        credential_headers: &snapshot.auth.credential_headers,
+        credentials: &snapshot.auth.credential_locations,
     };
     let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);

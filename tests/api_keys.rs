@@ -395,13 +395,57 @@ fn spec_schemes_must_match_their_binding_and_keys_in_query_are_refused() {
     );
     write_spec("query", "api_key");
     let (ok, output) = check(&moat_config);
-    assert!(!ok && output.contains("only in a header"), "{output}");
+    assert!(!ok && output.contains("set `query: api_key`"), "{output}");
+    let in_query = moat_config.replace("store:", "query: api_key, store:");
+    let (ok, output) = check(&in_query);
+    assert!(
+        !ok && output.contains("allow_api_key_in_query_or_cookie"),
+        "{output}"
+    );
+    let (ok, output) = check(&format!(
+        "{in_query}policy:\n  allow_api_key_in_query_or_cookie: true\n"
+    ));
+    assert!(ok, "{output}");
     write_spec("header", "X-Other-Key");
     let (ok, output) = check(&moat_config);
     assert!(
         !ok && output.contains("set `header: X-Other-Key`"),
         "{output}"
     );
+}
+
+#[test]
+fn keys_in_the_query_or_a_cookie_work_when_allowed_and_never_reach_the_model() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let store = keys.dir.path().join("keys.yaml");
+    let extra = format!(
+        "openapi:\n  file: {}\n  reject_unknown_query: true\nauth:\n  schemes:\n    q: {{type: api_key, query: api_key, store: {store}}}\n    c: {{type: api_key, cookie: moat_key, store: {store}}}\npolicy:\n  allow_api_key_in_query_or_cookie: true\n  default: [{{q: []}}, {{c: []}}]\n",
+        fixture("model.yaml"),
+        store = store.display()
+    );
+    let moat = Moat::start(&config(&upstream.url(), &extra));
+    let by_query = get(
+        moat.addr,
+        &format!("/v1/models?limit=5&api_key={}", keys.valid),
+        &[],
+    );
+    assert_eq!(
+        by_query.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&by_query.body)
+    );
+    let by_cookie = get(
+        moat.addr,
+        "/v1/models?limit=5",
+        &[&format!("Cookie: theme=dark; moat_key={}", keys.valid)],
+    );
+    assert_eq!(by_cookie.status, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen[0].target, "/v1/models?limit=5");
+    assert_eq!(seen[1].header("cookie"), Some("theme=dark"));
+    assert_eq!(get(moat.addr, "/v1/models?api_key=wrong", &[]).status, 401);
 }
 
 #[test]

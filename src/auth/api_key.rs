@@ -51,8 +51,27 @@ impl KeyError {
     }
 }
 
+/// Where a request carries its API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLocation {
+    Header(HeaderName),
+    Query(String),
+    Cookie(String),
+}
+
+impl KeyLocation {
+    /// As OpenAPI's `in` and `name` say it.
+    pub fn spec_terms(&self) -> (&'static str, &str) {
+        match self {
+            KeyLocation::Header(name) => ("header", name.as_str()),
+            KeyLocation::Query(name) => ("query", name),
+            KeyLocation::Cookie(name) => ("cookie", name),
+        }
+    }
+}
+
 pub struct ApiKeyVerifier {
-    pub header: HeaderName,
+    pub location: KeyLocation,
     store: Arc<KeyStore>,
     pepper: Option<Secret>,
     digest_key: [u8; 32],
@@ -68,7 +87,7 @@ pub struct ApiKeyVerifier {
 impl std::fmt::Debug for ApiKeyVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiKeyVerifier")
-            .field("header", &self.header)
+            .field("location", &self.location)
             .field("keys", &self.store.records.len())
             .finish_non_exhaustive()
     }
@@ -76,8 +95,15 @@ impl std::fmt::Debug for ApiKeyVerifier {
 
 impl ApiKeyVerifier {
     pub fn new(config: &ApiKeyConfig, store: KeyStore) -> Result<Self, String> {
-        let header = HeaderName::from_bytes(config.header.as_bytes())
-            .map_err(|_| format!("`header: {}` is not a header name", config.header))?;
+        let location = match (&config.query, &config.cookie) {
+            (Some(_), Some(_)) => return Err("give `query` or `cookie`, not both".to_owned()),
+            (Some(name), None) => KeyLocation::Query(name.clone()),
+            (None, Some(name)) => KeyLocation::Cookie(name.clone()),
+            (None, None) => KeyLocation::Header(
+                HeaderName::from_bytes(config.header.as_bytes())
+                    .map_err(|_| format!("`header: {}` is not a header name", config.header))?,
+            ),
+        };
         if let Some(pepper) = &config.pepper
             && pepper.expose().len() > 64
         {
@@ -87,7 +113,7 @@ impl ApiKeyVerifier {
         let mut digest_key = [0u8; 32];
         rand::fill(&mut digest_key);
         Ok(Self {
-            header,
+            location,
             store: Arc::new(store),
             pepper: config.pepper.clone().filter(|p| !p.expose().is_empty()),
             digest_key,

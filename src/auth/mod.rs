@@ -10,6 +10,7 @@ pub mod api_key;
 pub mod jwt;
 pub mod keystore;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+pub use self::api_key::KeyLocation;
 use self::api_key::{ApiKeyVerifier, KeyError};
 use self::jwt::{JwtError, JwtVerifier};
 use self::keystore::KeyStore;
@@ -60,8 +62,9 @@ pub struct Auth {
     pub modes: Vec<Option<Mode>>,
     /// For requests when no spec is configured.
     pub unrouted: Requirement,
-    /// API-key headers, stripped from forwarded requests with `Authorization`.
-    pub credential_headers: Vec<http::HeaderName>,
+    /// Where API keys travel; each is stripped from forwarded requests (with
+    /// `Authorization`) unless `forward_credentials`.
+    pub credential_locations: Vec<KeyLocation>,
     /// Stage 5: per-client and per-key rate limits.
     pub limits: RateLimits,
 }
@@ -89,6 +92,19 @@ impl Auth {
                     verifiers.insert(Arc::from(name.as_str()), verifier);
                 }
                 Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
+            }
+        }
+        for (name, verifier) in &verifiers {
+            if let Verifier::ApiKey(key) = verifier
+                && !matches!(key.location, KeyLocation::Header(_))
+                && !policy.allow_api_key_in_query_or_cookie
+            {
+                let (place, _) = key.location.spec_terms();
+                problems.push(format!(
+                    "auth.schemes.{name}: API keys in the {place} leak into access logs, proxies \
+                     and browser history; read them from a header, or set \
+                     `policy.allow_api_key_in_query_or_cookie: true` to accept that"
+                ));
             }
         }
         if let Some(spec) = spec {
@@ -195,16 +211,16 @@ impl Auth {
                 })
                 .collect();
             let limits = RateLimits::new(policy.client_rate_limit.as_ref(), &key_limits)?;
-            let credential_headers = verifiers
+            let credential_locations = verifiers
                 .values()
                 .filter_map(|v| match v {
-                    Verifier::ApiKey(verifier) => Some(verifier.header.clone()),
+                    Verifier::ApiKey(verifier) => Some(verifier.location.clone()),
                     Verifier::Jwt(_) => None,
                 })
                 .collect();
             Ok(Auth {
                 limits,
-                credential_headers,
+                credential_locations,
                 verifiers,
                 requirements,
                 modes,
@@ -221,6 +237,7 @@ impl Auth {
         &self,
         requirement: &Requirement,
         headers: &HeaderMap,
+        query: Option<&str>,
         client: IpAddr,
         operation: Option<&Operation>,
     ) -> Result<Option<Principal>, Rejection> {
@@ -229,6 +246,7 @@ impl Auth {
         }
         let request = Request {
             headers,
+            query,
             bearer: bearer_token(headers)?,
             client,
             operation,
@@ -295,11 +313,11 @@ impl Auth {
                 Ok(Some(verified.scopes.clone()))
             }
             Some(Verifier::ApiKey(verifier)) => {
-                let Some(key) = api_key(request.headers, &verifier.header)? else {
+                let Some(key) = api_key(request, &verifier.location)? else {
                     return Ok(None);
                 };
                 let record = verifier
-                    .verify(key, request.client)
+                    .verify(&key, request.client)
                     .await
                     .map_err(|error| {
                         tracing::info!(
@@ -330,6 +348,7 @@ impl Auth {
 /// What stages 3–4 read from a request.
 struct Request<'r> {
     headers: &'r HeaderMap,
+    query: Option<&'r str>,
     bearer: Option<&'r str>,
     client: IpAddr,
     operation: Option<&'r Operation>,
@@ -387,21 +406,20 @@ fn check_bindings(
                     .get("name")
                     .and_then(|t| t.as_str())
                     .unwrap_or_default();
+                let (place, configured) = key.location.spec_terms();
+                let same_name = if place == "header" {
+                    param.eq_ignore_ascii_case(configured)
+                } else {
+                    param == configured
+                };
                 if kind != "apiKey" {
                     problems.push(format!(
                         "auth.schemes.{name}: the spec declares `{name}` as `{kind}`, not `apiKey`"
                     ));
-                } else if location != "header" {
+                } else if location != place || !same_name {
                     problems.push(format!(
-                        "auth.schemes.{name}: the spec sends this key in the {location}; moat \
-                         accepts API keys only in a header (keys in URLs and cookies leak into \
-                         logs and caches, and stripping them would change the bytes forwarded)"
-                    ));
-                } else if !param.eq_ignore_ascii_case(key.header.as_str()) {
-                    problems.push(format!(
-                        "auth.schemes.{name}: the spec names the header `{param}`, the config \
-                         `{}`; set `header: {param}`",
-                        key.header
+                        "auth.schemes.{name}: the spec sends this key in {location} `{param}`, \
+                         the config reads {place} `{configured}`; set `{location}: {param}`"
                     ));
                 }
             }
@@ -422,22 +440,37 @@ impl Auth {
     }
 }
 
-/// The API key from `header`: exactly one value, or refused.
-fn api_key<'h>(
-    headers: &'h HeaderMap,
-    header: &http::HeaderName,
-) -> Result<Option<&'h str>, Rejection> {
-    let mut values = headers.get_all(header).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
+/// The API key where `location` says: exactly one value, or refused.
+fn api_key<'r>(
+    request: &Request<'r>,
+    location: &KeyLocation,
+) -> Result<Option<Cow<'r, str>>, Rejection> {
+    let values: Vec<Cow<'r, str>> = match location {
+        KeyLocation::Header(name) => request
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .map(Cow::Borrowed)
+                    .map_err(|_| Rejection::InvalidApiKey)
+            })
+            .collect::<Result<_, _>>()?,
+        KeyLocation::Query(name) => form_urlencoded::parse(request.query.unwrap_or("").as_bytes())
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| Cow::Owned(value.into_owned()))
+            .collect(),
+        KeyLocation::Cookie(name) => crate::validate::params::cookies(request.headers)
+            .into_iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| Cow::Borrowed(value))
+            .collect(),
     };
-    if values.next().is_some() {
-        return Err(Rejection::InvalidApiKey);
+    match values.len() {
+        0 => Ok(None),
+        1 => Ok(values.into_iter().next()),
+        _ => Err(Rejection::InvalidApiKey),
     }
-    value
-        .to_str()
-        .map(Some)
-        .map_err(|_| Rejection::InvalidApiKey)
 }
 
 /// The bearer token, if the request carries one: exactly one `Authorization` header, scheme

@@ -288,7 +288,7 @@ fn repeated(param: &Param, location: &'static str, errors: &mut Vec<FieldError>)
 }
 
 /// `Cookie: a=1; b=2` → pairs.
-fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
+pub fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
