@@ -501,3 +501,121 @@ fn concurrent_first_uses_of_one_key_share_a_single_hash() {
         1
     );
 }
+
+#[test]
+fn a_full_verification_queue_answers_503_with_retry_after() {
+    let keys = keys();
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    let addr = moat.addr;
+    // Far more distinct wrong keys at once than the pool's queue holds (16 per core).
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(120));
+    let threads: Vec<_> = (0..120)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let wrong = new_key("good");
+                barrier.wait();
+                let response = post_json(
+                    addr,
+                    PREDICT,
+                    &[&format!("X-API-Key: {wrong}"), "X-Tenant: t-1"],
+                    BODY,
+                );
+                (
+                    response.status,
+                    response.header("retry-after").map(str::to_owned),
+                )
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Option<String>)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        answers.iter().all(|(s, _)| *s == 401 || *s == 503),
+        "{answers:?}"
+    );
+    let overloaded: Vec<_> = answers.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(
+        !overloaded.is_empty(),
+        "the queue never filled: {answers:?}"
+    );
+    assert!(
+        overloaded
+            .iter()
+            .all(|(_, retry)| retry.as_deref() == Some("1"))
+    );
+    // The valid key still gets through afterwards.
+    assert_eq!(predict(&moat, &keys.valid).status, 200);
+}
+
+#[test]
+fn revoke_and_rotate_through_the_cli_take_effect_on_the_next_start() {
+    let keys = keys();
+    let store = keys.dir.path().join("keys.yaml");
+    let moat_keys = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .arg("keys")
+            .args(args)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let rotated = moat_keys(&["rotate", "good", "--grace", "1h"]);
+    assert!(
+        rotated.starts_with("moat_good-r2_"),
+        "the new key is printed once"
+    );
+    let far_away = keys
+        .others
+        .iter()
+        .find(|(id, _)| *id == "far-away")
+        .unwrap()
+        .1
+        .clone();
+    moat_keys(&["revoke", "far-away"]);
+    let listing = moat_keys(&["list"]);
+    assert!(
+        listing.contains("good-r2") && listing.contains("disabled"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&rotated), "list shows a key");
+    let store_text = std::fs::read_to_string(&store).unwrap();
+    let full_hash = store_text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("hash: \""))
+        .map(|hash| hash.trim_end_matches('"').to_owned())
+        .unwrap();
+    assert!(!listing.contains(&full_hash), "list shows a full hash");
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    assert_eq!(
+        predict(&moat, &rotated).status,
+        200,
+        "the rotated key works"
+    );
+    assert_eq!(
+        predict(&moat, &keys.valid).status,
+        200,
+        "the old key works during the grace period"
+    );
+    assert_eq!(
+        predict(&moat, &far_away).status,
+        401,
+        "a revoked key is refused"
+    );
+    let seen = upstream.requests();
+    assert_eq!(seen[0].header("x-moat-key-id"), Some("good-r2"));
+    assert_eq!(
+        seen[0].header("x-moat-subject"),
+        Some("team-risk"),
+        "the owner carries over"
+    );
+}

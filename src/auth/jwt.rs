@@ -378,3 +378,31 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scopes_come_from_a_space_separated_claim_or_an_scp_array() {
+        assert_eq!(
+            scopes(&json!({"scope": "a  b"}), "scope").unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            scopes(&json!({"scp": ["a", "b"]}), "scope").unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(scopes(&json!({"perms": "x"}), "perms").unwrap(), vec!["x"]);
+        assert!(scopes(&json!({}), "scope").unwrap().is_empty());
+        assert_eq!(
+            scopes(&json!({"scope": 5}), "scope"),
+            Err(JwtError::BadClaims)
+        );
+        assert_eq!(
+            scopes(&json!({"scp": ["a", 1]}), "scope"),
+            Err(JwtError::BadClaims)
+        );
+    }
+}
