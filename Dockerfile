@@ -3,13 +3,15 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-RUN cargo build --release --locked
+COPY benches ./benches
+RUN cargo build --release --locked --bin moat
 
-# Run: distroless (glibc, no shell), as the non-root user 65532.
+# Run: distroless (glibc, no shell), as the non-root user 65532. Paths in config/moat.yaml
+# are relative to /srv/moat; mount your own config/ over it.
 FROM gcr.io/distroless/cc-debian12:nonroot
+WORKDIR /srv/moat
 COPY --from=build /src/target/release/moat /usr/local/bin/moat
-COPY config /etc/moat
-ENV MOAT_CONFIG=/etc/moat/moat.yaml
+COPY config ./config
 USER nonroot
 EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["/usr/local/bin/moat", "healthcheck"]
