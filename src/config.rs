@@ -55,6 +55,9 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Reload when a watched file changes (SIGHUP always reloads).
+    #[serde(default = "yes")]
+    pub watch_files: bool,
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(default = "default_drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,
@@ -288,6 +291,10 @@ pub enum Mode {
     #[default]
     Enforce,
     Shadow,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_admin_listen() -> SocketAddr {

@@ -19,6 +19,7 @@ pub mod limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod reject;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod snapshot;

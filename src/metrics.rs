@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -31,12 +32,20 @@ pub struct KeyVerificationLabels {
     pub cache: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub rejections: Family<RejectionLabels, Counter>,
     pub shadow_rejections: Family<RejectionLabels, Counter>,
     pub key_verifications: Family<KeyVerificationLabels, Counter>,
+    pub config_reloads: Family<ReloadLabels, Counter>,
+    /// Increments with every configuration swapped in (the first load is generation 0).
+    pub config_generation: Gauge,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
 }
@@ -48,6 +57,8 @@ impl Metrics {
         let rejections = Family::<RejectionLabels, Counter>::default();
         let shadow_rejections = Family::<RejectionLabels, Counter>::default();
         let key_verifications = Family::<KeyVerificationLabels, Counter>::default();
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        let config_generation = Gauge::default();
         // 0.5 ms … ~65 s: from a rejected request to a long generation.
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
         let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
@@ -73,6 +84,16 @@ impl Metrics {
             key_verifications.clone(),
         );
         registry.register(
+            "moat_config_reloads",
+            "Configuration reloads by result (success, failure: the old one kept serving)",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "moat_config_generation",
+            "How many configurations have been swapped in since start",
+            config_generation.clone(),
+        );
+        registry.register(
             "moat_request_duration_seconds",
             "Time from request head to the end of the response",
             request_duration.clone(),
@@ -88,6 +109,8 @@ impl Metrics {
             rejections,
             shadow_rejections,
             key_verifications,
+            config_reloads,
+            config_generation,
             request_duration,
             upstream_duration,
         }

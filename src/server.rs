@@ -60,6 +60,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
     let chores = tokio::spawn(housekeeping(state.clone()));
+    let reloads = tokio::spawn(crate::reload::run(state.clone()));
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -109,6 +110,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     }
     admin_task.abort();
     chores.abort();
+    reloads.abort();
     tracing::info!("stopped");
 }
 
