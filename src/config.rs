@@ -54,6 +54,8 @@ pub struct Config {
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
+    pub env: EnvConfig,
+    #[serde(default)]
     pub policy: PolicyConfig,
     /// Reload when a watched file changes (SIGHUP always reloads).
     #[serde(default = "yes")]
@@ -123,6 +125,26 @@ pub struct OpenApiConfig {
     pub reject_unknown_query: bool,
     #[serde(default = "secs::<60>", deserialize_with = "duration")]
     pub fetch_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// A `.env` file whose variables fill `${VAR}`s the environment does not set (the real
+    /// environment wins). Read literally: it cannot itself use `${VAR}`.
+    pub dotenv: Option<PathBuf>,
+}
+
+/// Just `env.dotenv`, read before variables are expanded (they may come from it).
+#[derive(Deserialize)]
+struct EnvPrelude {
+    #[serde(default)]
+    env: Option<EnvPreludeSection>,
+}
+
+#[derive(Deserialize)]
+struct EnvPreludeSection {
+    dotenv: Option<PathBuf>,
 }
 
 /// A security requirement alternative: scheme name → required scopes (all must pass).
@@ -374,7 +396,13 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| error(vec![format!("cannot read the file: {e}")]))?;
-        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(error)
+        let dotenv = read_dotenv(&text).map_err(|problem| error(vec![problem]))?;
+        let lookup = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        };
+        Self::parse(&text, &lookup).map_err(error)
     }
 
     /// Parses config text, looking variables up with `env`.
@@ -452,6 +480,19 @@ impl Config {
             Err(problems)
         }
     }
+}
+
+/// The variables of `env.dotenv`, if the config names one.
+fn read_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
+    let prelude: EnvPrelude = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let Some(path) = prelude.env.and_then(|env| env.dotenv) else {
+        return Ok(HashMap::new());
+    };
+    let entries = dotenvy::from_path_iter(&path)
+        .map_err(|e| format!("env.dotenv: {}: {e}", path.display()))?;
+    entries
+        .map(|entry| entry.map_err(|e| format!("env.dotenv: {}: {e}", path.display())))
+        .collect()
 }
 
 /// Finds every `${NAME…}` and `$NAME` in the text and looks each up: the variable itself,
@@ -719,6 +760,33 @@ mod tests {
         assert_eq!(config.policy.mode, Mode::Shadow);
         let bad_mode = format!("{MINIMAL}policy:\n  mode: audit\n");
         assert!(Config::parse(&bad_mode, &no_env).is_err());
+    }
+
+    #[test]
+    fn a_dotenv_file_fills_variables_the_environment_does_not_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            "MOAT_TEST_DOTENV_ADDR=127.0.0.1:7100\nMOAT_TEST_DOTENV_BODY=77\n",
+        )
+        .unwrap();
+        let config = dir.path().join("moat.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: ${{MOAT_TEST_DOTENV_ADDR}}\nupstream:\n  url: http://127.0.0.1:8000\nlimits:\n  max_body_bytes: ${{MOAT_TEST_DOTENV_BODY}}\nenv:\n  dotenv: {}\n",
+                dotenv.display()
+            ),
+        )
+        .unwrap();
+        let loaded = Config::load(&config).expect("loads");
+        assert_eq!(loaded.listen.port(), 7100);
+        assert_eq!(loaded.limits.max_body_bytes, 77);
+        let missing = config.with_file_name("missing.yaml");
+        std::fs::write(&missing, "listen: 127.0.0.1:1\nupstream:\n  url: http://127.0.0.1:8000\nenv:\n  dotenv: /nonexistent/.env\n").unwrap();
+        let problem = Config::load(&missing).unwrap_err().to_string();
+        assert!(problem.contains("env.dotenv"), "{problem}");
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub struct KeyStore {
 
 impl KeyStore {
     pub fn load(path: &Path) -> Result<KeyStore, Vec<String>> {
+        check_permissions(path).map_err(|problem| vec![problem])?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![format!(
                 "{}: cannot read the key store: {e}",
@@ -164,6 +165,31 @@ impl KeyStore {
             Err(problems)
         }
     }
+}
+
+/// Anyone able to write the store can mint keys: world-writable is refused. Readable by
+/// others is only a warning, since Kubernetes mounts secrets 0644 by default.
+fn check_permissions(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(()); // reading it will report the real problem
+    };
+    let mode = metadata.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "{}: the key store is world-writable (mode {:o}); run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            store = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the key store is readable by other users; 0600 is safer"
+        );
+    }
+    Ok(())
 }
 
 fn timestamp<'de, D: serde::Deserializer<'de>>(
@@ -378,6 +404,22 @@ mod tests {
         let problems = KeyStore::parse(text).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(KeyStore::parse("keys:\n  - id: a\n    hash: x\n    colour: red\n").is_err());
+    }
+
+    #[test]
+    fn a_world_writable_store_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.yaml");
+        std::fs::write(&path, "keys: []\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let problems = KeyStore::load(&path).unwrap_err();
+        assert!(problems[0].contains("world-writable"), "{problems:?}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            KeyStore::load(&path).is_ok(),
+            "0644 is a warning, not a refusal"
+        );
     }
 
     #[test]
