@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use moat::auth::api_key::hash_key;
 use moat::auth::keystore::new_key;
 use serde_json::Value;
-use support::{Moat, Upstream, config, fixture, get, post_json};
+use support::{Moat, Upstream, config, fixture, get, metric, post_json};
 
 const PREDICT: &str = "/v1/models/iris:predict";
 const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
@@ -88,15 +88,6 @@ fn predict(moat: &Moat, key: &str) -> support::RawResponse {
         &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
         BODY,
     )
-}
-
-fn metric(moat: &Moat, line_start: &str) -> u64 {
-    let text = String::from_utf8_lossy(&get(moat.admin, "/metrics", &[]).body).into_owned();
-    text.lines()
-        .find(|line| line.starts_with(line_start))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

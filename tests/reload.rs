@@ -7,16 +7,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Moat, Upstream, config, eventually, fixture, get};
-
-fn metric(moat: &Moat, line_start: &str) -> u64 {
-    let text = String::from_utf8_lossy(&get(moat.admin, "/metrics", &[]).body).into_owned();
-    text.lines()
-        .find(|line| line.starts_with(line_start))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
+use support::{Moat, Upstream, config, eventually, fixture, get, metric};
 
 fn mint(store: &std::path::Path, id: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_moat"))

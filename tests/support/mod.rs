@@ -503,6 +503,16 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The value of the first metric line on the admin port that starts with `line_start`.
+pub fn metric(moat: &Moat, line_start: &str) -> u64 {
+    let text = String::from_utf8_lossy(&get(moat.admin, "/metrics", &[]).body).into_owned();
+    text.lines()
+        .find(|line| line.starts_with(line_start))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Waits up to [`WAIT`] for `condition`.
 pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
