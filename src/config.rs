@@ -536,6 +536,12 @@ fn resolve_variables(
     }
 }
 
+/// `name` from the process environment, else the file named by `name_FILE` — the rule
+/// `${VAR}` expansion follows, for other readers of secrets (`moat keys`' pepper) to share.
+pub fn env_or_file(name: &str) -> Result<Option<String>, String> {
+    lookup(name, &|name| std::env::var(name).ok())
+}
+
 fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
     if let Some(value) = env(name) {
         return Ok(Some(value));

@@ -13,18 +13,10 @@ use crate::auth::keystore::{self, KeyStore, NewRecord, valid_id};
 use crate::config::Secret;
 
 /// The pepper from the environment, if set and not empty.
+/// Read exactly as `serve` expands `${MOAT_KEY_PEPPER}`, so both hash with the same pepper.
 pub fn pepper() -> Result<Option<Secret>, String> {
-    if let Ok(value) = std::env::var("MOAT_KEY_PEPPER") {
-        return Ok((!value.is_empty()).then(|| Secret::from(value)));
-    }
-    match std::env::var("MOAT_KEY_PEPPER_FILE") {
-        Ok(file) => {
-            let value = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
-            let value = value.trim_end_matches(['\n', '\r']).to_owned();
-            Ok((!value.is_empty()).then(|| Secret::from(value)))
-        }
-        Err(_) => Ok(None),
-    }
+    let value = crate::config::env_or_file("MOAT_KEY_PEPPER")?;
+    Ok(value.filter(|v| !v.is_empty()).map(Secret::from))
 }
 
 fn read_store(path: &Path) -> Result<(String, KeyStore), String> {

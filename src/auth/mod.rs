@@ -147,7 +147,7 @@ impl Auth {
         let mut used = std::collections::HashSet::new();
         if let Some(spec) = spec {
             for operation in &spec.operations {
-                let long_name = format!("{} {}", operation.method, operation.template);
+                let long_name = operation.long_name();
                 let overlay = policy
                     .operations
                     .get(operation.id.as_ref())
@@ -359,7 +359,7 @@ fn allows(record: &keystore::KeyRecord, operation: Option<&Operation>) -> bool {
     let (Some(allowed), Some(operation)) = (&record.operations, operation) else {
         return true;
     };
-    let long_name = format!("{} {}", operation.method, operation.template);
+    let long_name = operation.long_name();
     allowed
         .iter()
         .any(|o| **o == *operation.id || *o == long_name)

@@ -49,6 +49,12 @@ impl Operation {
     pub fn label(&self) -> OperationLabel {
         self.id.clone()
     }
+
+    /// `METHOD /template`: how the policy and key allowlists name an operation without an
+    /// operationId (or whose operationId is ambiguous).
+    pub fn long_name(&self) -> String {
+        format!("{} {}", self.method, self.template)
+    }
 }
 
 #[derive(Default)]
