@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use moat::auth::api_key::hash_key;
 use moat::auth::keystore::new_key;
 use serde_json::Value;
-use support::{Moat, Upstream, config, fixture, get, metric, post_json};
+use support::{Moat, Upstream, config, fixture, get, metric, moat_keys, post_json};
 
 const PREDICT: &str = "/v1/models/iris:predict";
 const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
@@ -25,9 +25,9 @@ struct Keys {
 fn keys() -> Keys {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
-    let minted = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args([
-            "keys",
+    let valid = moat_keys(
+        &store,
+        &[
             "new",
             "--id",
             "good",
@@ -35,17 +35,8 @@ fn keys() -> Keys {
             "predict,models:read",
             "--owner",
             "team-risk",
-            "--store",
-        ])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert!(
-        minted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&minted.stderr)
+        ],
     );
-    let valid = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
     let mut text = std::fs::read_to_string(&store).unwrap();
     let mut others = Vec::new();
     for (id, extra) in [
@@ -544,21 +535,7 @@ fn a_full_verification_queue_answers_503_with_retry_after() {
 fn revoke_and_rotate_through_the_cli_take_effect_on_the_next_start() {
     let keys = keys();
     let store = keys.dir.path().join("keys.yaml");
-    let moat_keys = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .arg("keys")
-            .args(args)
-            .arg("--store")
-            .arg(&store)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
+    let moat_keys = |args: &[&str]| moat_keys(&store, args);
     let rotated = moat_keys(&["rotate", "good", "--grace", "1h"]);
     assert!(
         rotated.starts_with("moat_good-r2_"),

@@ -7,20 +7,10 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Moat, Upstream, config, eventually, fixture, get, metric};
+use support::{Moat, Upstream, config, eventually, fixture, get, metric, moat_keys};
 
 fn mint(store: &std::path::Path, id: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["keys", "new", "--id", id, "--scopes", "predict", "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    moat_keys(store, &["new", "--id", id, "--scopes", "predict"])
 }
 
 fn keyed_config(upstream: &Upstream, store: &std::path::Path) -> String {

@@ -503,6 +503,23 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Runs `moat keys ARGS --store STORE`, asserts it succeeded, and returns its stdout.
+pub fn moat_keys(store: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("keys")
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .expect("run moat keys");
+    assert!(
+        output.status.success(),
+        "moat keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// The value of the first metric line on the admin port that starts with `line_start`.
 pub fn metric(moat: &Moat, line_start: &str) -> u64 {
     let text = String::from_utf8_lossy(&get(moat.admin, "/metrics", &[]).body).into_owned();
