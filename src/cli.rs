@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Age-encrypted dotenv files for `env.encrypted_dotenv`.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
     /// Exit 0 if moat's /healthz answers (for container HEALTHCHECKs without a shell).
     Healthcheck {
         #[arg(
@@ -91,6 +96,27 @@ enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum EnvCommand {
+    /// Make an age identity: its text goes to OUT (mode 0600) or stdout, its public key to
+    /// stderr.
+    Keygen {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Encrypt a dotenv file (IN, or stdin) to one or more `age1…` recipients, ASCII-armored.
+    Encrypt {
+        #[arg(short, long = "recipient", required = true)]
+        recipients: Vec<String>,
+        input: Option<PathBuf>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Decrypt an encrypted dotenv file to stdout (for inspection), with the identity in
+    /// MOAT_AGE_IDENTITY or MOAT_AGE_IDENTITY_FILE.
+    Decrypt { input: PathBuf },
+}
+
 #[derive(Debug, Args)]
 struct StoreArg {
     /// The key store file.
@@ -115,6 +141,7 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve(args.config),
         Command::Check(args) => check(args.config),
         Command::Keys { command } => keys(command),
+        Command::Env { command } => env(command),
         Command::Healthcheck { url } => healthcheck(&url),
     }
 }
@@ -170,6 +197,96 @@ fn keys(command: KeysCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "age")]
+fn env(command: EnvCommand) -> ExitCode {
+    use crate::secrets;
+    let outcome = match command {
+        EnvCommand::Keygen { output } => {
+            let (identity, public) = secrets::keygen();
+            match output {
+                Some(path) => write_new_private(&path, identity.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => std::io::stdout()
+                    .write_all(identity.as_bytes())
+                    .map_err(|e| e.to_string()),
+            }
+            .map(|()| eprintln!("public key: {public}"))
+        }
+        EnvCommand::Encrypt {
+            recipients,
+            input,
+            output,
+        } => read_input(input.as_deref()).and_then(|plaintext| {
+            let origin = input
+                .as_deref()
+                .map_or("stdin".into(), |p| p.display().to_string());
+            // Refuse now what `serve` would refuse later, while the plaintext is at hand.
+            secrets::parse_dotenv(&plaintext, &origin)?;
+            let armored = secrets::encrypt(&recipients, &plaintext)?;
+            match output {
+                Some(path) => crate::auth::keystore::write_atomically(&path, &armored)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => std::io::stdout()
+                    .write_all(armored.as_bytes())
+                    .map_err(|e| e.to_string()),
+            }
+        }),
+        EnvCommand::Decrypt { input } => secrets::decrypt_file(&input)
+            .map_err(|e| format!("{}: {e}", input.display()))
+            .and_then(|plaintext| {
+                std::io::stdout()
+                    .write_all(&plaintext)
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat env: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "age"))]
+fn env(_: EnvCommand) -> ExitCode {
+    eprintln!("moat env: this moat was built without the `age` feature");
+    ExitCode::FAILURE
+}
+
+/// A file's bytes, or stdin's when no file is named; wiped when dropped.
+#[cfg(feature = "age")]
+fn read_input(path: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    match path {
+        Some(path) => {
+            *bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read stdin: {e}"))?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Creates `path` with mode 0600; an existing file is never overwritten (it may be the only
+/// copy of an identity).
+#[cfg(feature = "age")]
+fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn serve(config_path: PathBuf) -> ExitCode {

@@ -133,9 +133,12 @@ pub struct EnvConfig {
     /// A `.env` file whose variables fill `${VAR}`s the environment does not set (the real
     /// environment wins). Read literally: it cannot itself use `${VAR}`.
     pub dotenv: Option<PathBuf>,
+    /// An age-encrypted dotenv file, decrypted in memory with the identity in
+    /// `MOAT_AGE_IDENTITY` or `MOAT_AGE_IDENTITY_FILE`.
+    pub encrypted_dotenv: Option<PathBuf>,
 }
 
-/// Just `env.dotenv`, read before variables are expanded (they may come from it).
+/// Just the `env` section, read before variables are expanded (they may come from it).
 #[derive(Deserialize)]
 struct EnvPrelude {
     #[serde(default)]
@@ -145,6 +148,7 @@ struct EnvPrelude {
 #[derive(Deserialize)]
 struct EnvPreludeSection {
     dotenv: Option<PathBuf>,
+    encrypted_dotenv: Option<PathBuf>,
 }
 
 /// A security requirement alternative: scheme name → required scopes (all must pass).
@@ -221,20 +225,21 @@ fn default_scope_claim() -> String {
     "scope".to_owned()
 }
 
-/// A secret value from the config: never printed, not even by `Debug`.
+/// A secret value from the config: never printed, not even by `Debug`, and wiped from
+/// memory when dropped.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
 
 impl From<String> for Secret {
     fn from(value: String) -> Self {
-        Secret(value)
+        Secret(value.into())
     }
 }
 
@@ -396,7 +401,7 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| error(vec![format!("cannot read the file: {e}")]))?;
-        let dotenv = read_dotenv(&text).map_err(|problem| error(vec![problem]))?;
+        let dotenv = read_env_files(&text).map_err(|problem| error(vec![problem]))?;
         let lookup = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -482,17 +487,33 @@ impl Config {
     }
 }
 
-/// The variables of `env.dotenv`, if the config names one.
-fn read_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
+/// The variables of `env.dotenv` and `env.encrypted_dotenv`, if the config names them. A
+/// variable set by both is an error: which one was meant is not for moat to guess.
+fn read_env_files(text: &str) -> Result<HashMap<String, String>, String> {
     let prelude: EnvPrelude = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    let Some(path) = prelude.env.and_then(|env| env.dotenv) else {
+    let Some(env) = prelude.env else {
         return Ok(HashMap::new());
     };
-    let entries = dotenvy::from_path_iter(&path)
-        .map_err(|e| format!("env.dotenv: {}: {e}", path.display()))?;
-    entries
-        .map(|entry| entry.map_err(|e| format!("env.dotenv: {}: {e}", path.display())))
-        .collect()
+    let mut variables = match &env.dotenv {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .map_err(|e| format!("env.dotenv: cannot read {}: {e}", path.display()))?;
+            crate::secrets::parse_dotenv(&text, &format!("env.dotenv ({})", path.display()))?
+        }
+        None => HashMap::new(),
+    };
+    if let Some(path) = &env.encrypted_dotenv {
+        for (name, value) in crate::secrets::read_encrypted_dotenv(path)? {
+            if variables.contains_key(&name) {
+                return Err(format!(
+                    "`{name}` is set by both env.dotenv and env.encrypted_dotenv ({}); keep it in one",
+                    path.display()
+                ));
+            }
+            variables.insert(name, value);
+        }
+    }
+    Ok(variables)
 }
 
 /// Finds every `${NAME…}` and `$NAME` in the text and looks each up: the variable itself,

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod reject;
 pub mod reload;
 pub mod route;
+pub mod secrets;
 pub mod server;
 pub mod snapshot;
 pub mod spec;

@@ -116,7 +116,7 @@ pub struct KeyStore {
 
 impl KeyStore {
     pub fn load(path: &Path) -> Result<KeyStore, Vec<String>> {
-        check_permissions(path).map_err(|problem| vec![problem])?;
+        crate::secrets::check_permissions(path, "key store").map_err(|problem| vec![problem])?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![format!(
                 "{}: cannot read the key store: {e}",
@@ -165,31 +165,6 @@ impl KeyStore {
             Err(problems)
         }
     }
-}
-
-/// Anyone able to write the store can mint keys: world-writable is refused. Readable by
-/// others is only a warning, since Kubernetes mounts secrets 0644 by default.
-fn check_permissions(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(metadata) = std::fs::metadata(path) else {
-        return Ok(()); // reading it will report the real problem
-    };
-    let mode = metadata.permissions().mode();
-    if mode & 0o002 != 0 {
-        return Err(format!(
-            "{}: the key store is world-writable (mode {:o}); run `chmod 600` on it",
-            path.display(),
-            mode & 0o777
-        ));
-    }
-    if mode & 0o044 != 0 {
-        tracing::warn!(
-            store = %path.display(),
-            mode = format!("{:o}", mode & 0o777),
-            "the key store is readable by other users; 0600 is safer"
-        );
-    }
-    Ok(())
 }
 
 fn timestamp<'de, D: serde::Deserializer<'de>>(
