@@ -4,7 +4,7 @@
 //! requests finish on the snapshot they loaded. A snapshot that fails to load is logged
 //! with every problem and counted, and the old one keeps serving.
 //!
-//! The directories of the config, spec, key stores and key files are watched (not the
+//! The directories of the config, dotenv files, spec, key stores and key files are watched (not the
 //! files), so editors' rename-writes and Kubernetes' `..data` symlink swaps are seen; only
 //! create, modify and remove events count (reading a file must not trigger a reload), and
 //! bursts are debounced.
@@ -26,8 +26,8 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 /// Runs until the process ends: reloads on SIGHUP and on changes under the watched paths.
 pub async fn run(state: Arc<State>) {
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let _watcher = if state.snapshot.load().config.watch_files {
-        watch(&state, tx.clone())
+    let mut watch = if state.snapshot.load().config.watch_files {
+        Watch::new(tx.clone())
             .inspect_err(|error| {
                 tracing::warn!(error = %error, "cannot watch the config files; reload with SIGHUP");
             })
@@ -35,12 +35,61 @@ pub async fn run(state: Arc<State>) {
     } else {
         None
     };
+    if let Some(watch) = &mut watch {
+        watch.follow(&state);
+    }
     tokio::spawn(hangups(tx));
     while rx.recv().await.is_some() {
         // Let a burst of events (an editor's save, a secret volume update) settle.
         tokio::time::sleep(DEBOUNCE).await;
         while rx.try_recv().is_ok() {}
         reload(&state).await;
+        // The new config may name other files.
+        if let Some(watch) = &mut watch {
+            watch.follow(&state);
+        }
+    }
+}
+
+/// A notify watcher and the directories it watches.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    directories: BTreeSet<PathBuf>,
+}
+
+impl Watch {
+    fn new(tx: mpsc::Sender<()>) -> notify::Result<Watch> {
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = event.is_ok_and(|event| {
+                matches!(
+                    event.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                )
+            });
+            if relevant {
+                let _ = tx.try_send(());
+            }
+        })?;
+        Ok(Watch {
+            watcher,
+            directories: BTreeSet::new(),
+        })
+    }
+
+    /// Watches the directories the current snapshot was built from, and only those.
+    fn follow(&mut self, state: &State) {
+        let mut wanted = watched_directories(&state.config_path, &state.snapshot.load().config);
+        for gone in self.directories.difference(&wanted) {
+            let _ = self.watcher.unwatch(gone);
+        }
+        let new: Vec<PathBuf> = wanted.difference(&self.directories).cloned().collect();
+        for directory in new {
+            if let Err(error) = self.watcher.watch(&directory, RecursiveMode::NonRecursive) {
+                tracing::warn!(directory = %directory.display(), error = %error, "cannot watch; reload with SIGHUP");
+                wanted.remove(&directory); // tried again after the next reload
+            }
+        }
+        self.directories = wanted;
     }
 }
 
@@ -97,27 +146,11 @@ pub async fn reload(state: &Arc<State>) {
         .inc();
 }
 
-fn watch(state: &State, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = event.is_ok_and(|event| {
-            matches!(
-                event.kind,
-                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-            )
-        });
-        if relevant {
-            let _ = tx.try_send(());
-        }
-    })?;
-    for directory in watched_directories(&state.config_path, &state.snapshot.load().config) {
-        watcher.watch(&directory, RecursiveMode::NonRecursive)?;
-    }
-    Ok(watcher)
-}
-
 /// The directories holding every file a snapshot is built from.
 pub fn watched_directories(config_path: &Path, config: &Config) -> BTreeSet<PathBuf> {
     let mut files: Vec<&Path> = vec![config_path];
+    files.extend(config.env.dotenv.as_deref());
+    files.extend(config.env.encrypted_dotenv.as_deref());
     if let Some(file) = config.openapi.as_ref().and_then(|o| o.file.as_deref()) {
         files.push(file);
     }

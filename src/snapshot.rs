@@ -32,19 +32,29 @@ impl Snapshot {
         })
     }
 
+    /// Builds every part and reports the problems of all of them at once (`moat check`
+    /// promises every problem, not the first): schemes are still checked when the spec
+    /// they bind to failed.
     pub fn from_config(config: Config, metrics: &Arc<Metrics>) -> Result<Snapshot, Vec<String>> {
-        let upstream = Upstream::new(&config.upstream).map_err(|e| vec![e])?;
-        let spec = match &config.openapi {
-            Some(openapi) => Some(load_spec(openapi)?),
-            None => None,
+        let upstream = Upstream::new(&config.upstream).map_err(|e| vec![e]);
+        let spec = config.openapi.as_ref().map(load_spec).transpose();
+        let auth = match &spec {
+            Ok(spec) => Auth::load(&config.auth, &config.policy, spec.as_ref(), metrics),
+            Err(_) => Err(Auth::check_schemes(&config.auth, metrics)),
         };
-        let auth = Auth::load(&config.auth, &config.policy, spec.as_ref(), metrics)?;
-        Ok(Snapshot {
-            config,
-            upstream,
-            spec,
-            auth,
-        })
+        match (upstream, spec, auth) {
+            (Ok(upstream), Ok(spec), Ok(auth)) => Ok(Snapshot {
+                config,
+                upstream,
+                spec,
+                auth,
+            }),
+            (upstream, spec, auth) => Err([upstream.err(), spec.err(), auth.err()]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect()),
+        }
     }
 }
 

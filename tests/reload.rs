@@ -58,26 +58,104 @@ fn a_broken_config_is_counted_and_the_old_one_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
     let key = mint(&store, "ops");
+    let good_store = std::fs::read_to_string(&store).unwrap();
     let upstream = Upstream::start();
-    let moat = Moat::start(&keyed_config(&upstream, &store));
+    let good_config = keyed_config(&upstream, &store);
+    let moat = Moat::start(&good_config);
+    let failures = || metric(&moat, r#"moat_config_reloads_total{result="failure"}"#);
+    let successes = || metric(&moat, r#"moat_config_reloads_total{result="success"}"#);
+
     std::fs::write(&moat.config_path, "listen: [this is: not valid\n").unwrap();
-    assert!(eventually(|| metric(
-        &moat,
-        r#"moat_config_reloads_total{result="failure"}"#
-    ) >= 1));
+    assert!(eventually(|| failures() >= 1));
     assert_eq!(
         list(&moat, &key),
         200,
         "the old configuration stopped serving"
     );
+    std::fs::write(&moat.config_path, &good_config).unwrap();
+    assert!(eventually(|| successes() >= 1));
+
     std::fs::write(&store, "keys: [{id: broken}]\n").unwrap();
-    assert!(eventually(|| metric(
-        &moat,
-        r#"moat_config_reloads_total{result="failure"}"#
-    ) >= 2));
+    assert!(eventually(|| failures() >= 2));
     assert_eq!(list(&moat, &key), 200);
-    let log = moat.lines().join("\n");
-    assert!(log.contains("reload failed"), "{log}");
+    std::fs::write(&store, &good_store).unwrap();
+    assert!(eventually(|| successes() >= 2));
+
+    // A spec that no longer compiles: the same.
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(&spec, "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      parameters: [{name: q, in: query, schema: {type: strin}}]\n      responses: {}\n").unwrap();
+    std::fs::write(
+        &moat.config_path,
+        good_config.replace(&fixture("model.yaml"), spec.to_str().unwrap()),
+    )
+    .unwrap();
+    assert!(eventually(|| failures() >= 3));
+    assert_eq!(list(&moat, &key), 200);
+    // The log is flushed in batches: wait for the line.
+    let pointer = "spec.yaml#/paths/~1a/get/parameters/0/schema";
+    assert!(
+        eventually(|| moat.lines().join("\n").contains(pointer)),
+        "{}",
+        moat.lines().join("\n")
+    );
+}
+
+/// Kubernetes updates a mounted Secret or ConfigMap by writing a new timestamped directory
+/// and renaming a `..data` symlink over the old one; the files are symlinks through it.
+#[test]
+fn a_kubernetes_style_symlink_swap_of_the_key_store_is_seen() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("secret");
+    std::fs::create_dir(&mount).unwrap();
+    let first = mount.join("..2026_11_29_10_00_00.1");
+    std::fs::create_dir(&first).unwrap();
+    let key = mint(&first.join("keys.yaml"), "ops");
+    symlink("..2026_11_29_10_00_00.1", mount.join("..data")).unwrap();
+    symlink("..data/keys.yaml", mount.join("keys.yaml")).unwrap();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&keyed_config(&upstream, &mount.join("keys.yaml")));
+    assert_eq!(list(&moat, &key), 200);
+
+    // The update: a new directory whose store no longer has `ops`, swapped in atomically.
+    let second = mount.join("..2026_11_29_10_05_00.2");
+    std::fs::create_dir(&second).unwrap();
+    let other = mint(&second.join("keys.yaml"), "ops-next");
+    symlink("..2026_11_29_10_05_00.2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+    assert!(
+        eventually(|| list(&moat, &key) == 401),
+        "the swapped-out key still works"
+    );
+    assert_eq!(list(&moat, &other), 200);
+}
+
+/// After a reload that points the config at a store in another directory, that
+/// directory is watched too.
+#[test]
+fn files_named_by_a_reloaded_config_are_watched() {
+    let upstream = Upstream::start();
+    let first_dir = tempfile::tempdir().unwrap();
+    let first_store = first_dir.path().join("keys.yaml");
+    let old_key = mint(&first_store, "old");
+    let moat = Moat::start(&keyed_config(&upstream, &first_store));
+    let second_dir = tempfile::tempdir().unwrap();
+    let second_store = second_dir.path().join("keys.yaml");
+    let new_key = mint(&second_store, "new");
+    std::fs::write(&moat.config_path, keyed_config(&upstream, &second_store)).unwrap();
+    assert!(eventually(|| list(&moat, &new_key) == 200));
+    assert_eq!(list(&moat, &old_key), 401);
+    let revoked = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["keys", "revoke", "new", "--store"])
+        .arg(&second_store)
+        .status()
+        .unwrap();
+    assert!(revoked.success());
+    assert!(
+        eventually(|| list(&moat, &new_key) == 401),
+        "a change in the newly named directory was not seen"
+    );
 }
 
 #[test]

@@ -5,37 +5,17 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::{Moat, Upstream, config, fixture, get, moat_keys, post_json};
+use support::{Moat, Upstream, config, fixture, get, moat_keys, post_json, run_moat as moat, text};
 
 const PREDICT: &str = "/v1/models/iris:predict";
 const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
 const HMAC: &str = "hmac-4f0c2a7d9e3b18c65a0f7e2d4b9c1a83";
 const PEPPER: &str = "pepper-7d1e93c04b2f68a5";
-
-fn moat(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_moat"));
-    command
-        .args(args)
-        .env_remove("MOAT_AGE_IDENTITY")
-        .env_remove("MOAT_AGE_IDENTITY_FILE");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("run moat")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// `moat env keygen -o PATH`; returns the public key it reported.
 fn keygen(path: &Path) -> String {
@@ -178,6 +158,32 @@ fn an_encrypted_dotenv_round_trips_through_the_cli_and_serve() {
     );
     let response = post_json(server.addr, PREDICT, &[&forged, "X-Tenant: t-1"], BODY);
     assert_eq!(response.status, 401);
+    // A variable in both the plain and the encrypted dotenv is ambiguous: refused.
+    let plain = setup.dir.path().join(".env");
+    std::fs::write(
+        &plain,
+        "MOAT_TEST_HMAC=something-else-entirely-0123456789\n",
+    )
+    .unwrap();
+    let both = setup.dir.path().join("both.yaml");
+    std::fs::write(
+        &both,
+        config_text.replace("env:\n", &format!("env:\n  dotenv: {}\n", plain.display())),
+    )
+    .unwrap();
+    let check = moat(
+        &["check", "--config", both.to_str().unwrap()],
+        &[
+            ("MOAT_AGE_IDENTITY_FILE", &setup.identity_file),
+            ("MOAT_TEST_PEPPER", PEPPER),
+        ],
+    );
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        text(&check).contains("`MOAT_TEST_HMAC` is set by both"),
+        "{}",
+        text(&check)
+    );
 }
 
 #[test]

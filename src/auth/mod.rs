@@ -71,29 +71,19 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the verifiers and resolves every requirement; reports all problems at once.
+    /// The problems of the schemes alone (key stores, key files, JWKS): what can still be
+    /// checked when the spec they would be bound to failed to load.
+    pub fn check_schemes(auth: &AuthConfig, metrics: &Arc<Metrics>) -> Vec<String> {
+        verifiers(auth, metrics).1
+    }
+
     pub fn load(
         auth: &AuthConfig,
         policy: &PolicyConfig,
         spec: Option<&Spec>,
         metrics: &Arc<Metrics>,
     ) -> Result<Auth, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut verifiers = BTreeMap::new();
-        for (name, scheme) in &auth.schemes {
-            let verifier = match scheme {
-                SchemeConfig::Jwt(config) => JwtVerifier::new(config).map(Verifier::Jwt),
-                SchemeConfig::ApiKey(config) => KeyStore::load(&config.store)
-                    .map_err(|p| p.join("; "))
-                    .and_then(|store| ApiKeyVerifier::new(config, store))
-                    .map(|v| Verifier::ApiKey(v.with_metrics(metrics.clone()))),
-            };
-            match verifier {
-                Ok(verifier) => {
-                    verifiers.insert(Arc::from(name.as_str()), verifier);
-                }
-                Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
-            }
-        }
+        let (verifiers, mut problems) = verifiers(auth, metrics);
         for (name, verifier) in &verifiers {
             if let Verifier::ApiKey(key) = verifier
                 && !matches!(key.location, KeyLocation::Header(_))
@@ -190,6 +180,8 @@ impl Auth {
         }
         // An unbound scheme is dropped from its alternative above; the load must then fail,
         // or the alternative would read as public.
+        // A configured scheme that failed to build has its own problem above.
+        unbound.retain(|scheme, _| !auth.schemes.contains_key(scheme));
         for (scheme, users) in unbound {
             let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
             let more = match users.len() {
@@ -363,6 +355,31 @@ fn allows(record: &keystore::KeyRecord, operation: Option<&Operation>) -> bool {
     allowed
         .iter()
         .any(|o| **o == *operation.id || *o == long_name)
+}
+
+/// A verifier per configured scheme, and a problem for each that cannot be built.
+fn verifiers(
+    auth: &AuthConfig,
+    metrics: &Arc<Metrics>,
+) -> (BTreeMap<Arc<str>, Verifier>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut verifiers = BTreeMap::new();
+    for (name, scheme) in &auth.schemes {
+        let verifier = match scheme {
+            SchemeConfig::Jwt(config) => JwtVerifier::new(config).map(Verifier::Jwt),
+            SchemeConfig::ApiKey(config) => KeyStore::load(&config.store)
+                .map_err(|p| p.join("; "))
+                .and_then(|store| ApiKeyVerifier::new(config, store))
+                .map(|v| Verifier::ApiKey(v.with_metrics(metrics.clone()))),
+        };
+        match verifier {
+            Ok(verifier) => {
+                verifiers.insert(Arc::from(name.as_str()), verifier);
+            }
+            Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
+        }
+    }
+    (verifiers, problems)
 }
 
 /// A scheme the spec declares must be bound to a verifier that reads the credential where

@@ -503,6 +503,28 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Runs the moat binary with `args` and extra environment (no age identity inherited).
+pub fn run_moat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_moat"));
+    command
+        .args(args)
+        .env_remove("MOAT_AGE_IDENTITY")
+        .env_remove("MOAT_AGE_IDENTITY_FILE");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run moat")
+}
+
+/// Stdout then stderr of a finished command, as text.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Runs `moat keys ARGS --store STORE`, asserts it succeeded, and returns its stdout.
 pub fn moat_keys(store: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_moat"))
