@@ -44,6 +44,9 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default = "default_admin_listen", deserialize_with = "socket_addr")]
     pub admin_listen: SocketAddr,
+    /// TLS on the public listener; absent: plain HTTP (and h2c with prior knowledge).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     /// The model's OpenAPI document. Without it moat routes nothing and forwards every path
     /// that passes the frame checks (and says so at start-up).
@@ -63,6 +66,17 @@ pub struct Config {
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(default = "default_drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, every client must present a certificate they signed.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -28,6 +28,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_MOAT_SUBJECT: HeaderName = HeaderName::from_static("x-moat-subject");
 const X_MOAT_KEY_ID: HeaderName = HeaderName::from_static("x-moat-key-id");
 const X_MOAT_SCOPES: HeaderName = HeaderName::from_static("x-moat-scopes");
+const X_MOAT_CLIENT_CERT_SUBJECT: HeaderName =
+    HeaderName::from_static("x-moat-client-cert-subject");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `keep-alive` and
 /// `proxy-connection`): they describe one connection and never cross a proxy.
@@ -46,6 +48,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub struct ForwardContext<'a> {
     pub client_ip: IpAddr,
     pub proto: &'static str,
+    /// The verified client certificate's subject, when mTLS is on.
+    pub client_cert: Option<&'a HeaderValue>,
     pub request_id: &'a str,
     pub forward_credentials: bool,
     /// Who the request is, set by stages 3–4; forwarded as `X-Moat-*`.
@@ -251,6 +255,9 @@ pub fn prepare_request_headers(
     if let Ok(id) = HeaderValue::from_str(context.request_id) {
         headers.insert(X_REQUEST_ID, id);
     }
+    if let Some(subject) = context.client_cert {
+        headers.insert(X_MOAT_CLIENT_CERT_SUBJECT, subject.clone());
+    }
     if let Some(principal) = context.principal {
         let identity = [
             (X_MOAT_SUBJECT, principal.subject.as_deref()),
@@ -378,6 +385,7 @@ mod tests {
         ForwardContext {
             client_ip: "192.0.2.7".parse().unwrap(),
             proto: "http",
+            client_cert: None,
             request_id: "req-1",
             forward_credentials,
             principal: None,

@@ -26,4 +26,5 @@ pub mod server;
 pub mod snapshot;
 pub mod spec;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;

@@ -26,11 +26,13 @@ use crate::snapshot::{Snapshot, State};
 use crate::validate;
 
 /// The connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub ip: IpAddr,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// The verified client certificate's subject (mTLS), for `X-Moat-Client-Cert-Subject`.
+    pub client_cert: Option<http::HeaderValue>,
 }
 
 /// Answers one request. Never fails: every refusal becomes a problem+json response here.
@@ -53,7 +55,7 @@ pub async fn handle(
         request.uri().clone(),
         unrouted(),
     );
-    let mut response = match run(&snapshot, request, peer, &mut completion).await {
+    let mut response = match run(&snapshot, request, &peer, &mut completion).await {
         Ok(response) => response,
         Err(rejection) => {
             completion.rejected(&rejection);
@@ -71,7 +73,7 @@ pub async fn handle(
 async fn run(
     snapshot: &Snapshot,
     request: Request<Incoming>,
-    peer: Peer,
+    peer: &Peer,
     completion: &mut Completion,
 ) -> Result<Response<ResponseBody>, Rejection> {
     let config = &snapshot.config;
@@ -178,6 +180,7 @@ async fn run(
     let context = ForwardContext {
         client_ip: peer.ip,
         proto: peer.proto,
+        client_cert: peer.client_cert.as_ref(),
         request_id: &completion.request_id,
         forward_credentials: config.policy.forward_credentials,
         principal: principal.as_ref(),

@@ -4,7 +4,8 @@
 //! requests finish on the snapshot they loaded. A snapshot that fails to load is logged
 //! with every problem and counted, and the old one keeps serving.
 //!
-//! The directories of the config, dotenv files, spec, key stores and key files are watched (not the
+//! The directories of the config, dotenv files, spec, key stores, key files and TLS files are
+//! watched (not the
 //! files), so editors' rename-writes and Kubernetes' `..data` symlink swaps are seen; only
 //! create, modify and remove events count (reading a file must not trigger a reload), and
 //! bursts are debounced.
@@ -111,6 +112,12 @@ pub async fn reload(state: &Arc<State>) {
     let metrics = state.metrics.clone();
     let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path, &metrics)).await;
     let result = match loaded {
+        Ok(Ok(snapshot)) if snapshot.tls.is_some() != state.snapshot.load().tls.is_some() => {
+            tracing::error!(
+                "reload refused: turning TLS on or off needs a restart; the previous configuration keeps serving"
+            );
+            "failure"
+        }
         Ok(Ok(snapshot)) => {
             let current = state.snapshot.load();
             for (name, old, new) in [
@@ -151,6 +158,10 @@ pub fn watched_directories(config_path: &Path, config: &Config) -> BTreeSet<Path
     let mut files: Vec<&Path> = vec![config_path];
     files.extend(config.env.dotenv.as_deref());
     files.extend(config.env.encrypted_dotenv.as_deref());
+    if let Some(tls) = &config.tls {
+        files.extend([tls.cert_file.as_path(), tls.key_file.as_path()]);
+        files.extend(tls.client_ca_file.as_deref());
+    }
     if let Some(file) = config.openapi.as_ref().and_then(|o| o.file.as_deref()) {
         files.push(file);
     }

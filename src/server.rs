@@ -1,6 +1,6 @@
-//! The listeners: public TCP → hyper (HTTP/1.1, or HTTP/2 with prior knowledge) → the
-//! pipeline, and the admin listener beside it. Connection limits, header-read timeouts and
-//! graceful shutdown live here.
+//! The listeners: public TCP → (TLS) → hyper (HTTP/1.1, or HTTP/2 by ALPN or prior
+//! knowledge) → the pipeline, and the admin listener beside it. Connection limits,
+//! handshake and header-read timeouts and graceful shutdown live here.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +15,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::admin;
 use crate::body::BoxError;
@@ -57,6 +59,8 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     };
     let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
+    // Fixed at start: a reload that would turn TLS on or off is refused (see reload.rs).
+    let tls = state.snapshot.load().tls.is_some();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
     let chores = tokio::spawn(housekeeping(state.clone()));
@@ -84,14 +88,35 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 continue;
             }
         };
-        let connection = serve_connection(&builder, &state, stream, addr);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-            drop(slot);
-        });
+        let _ = stream.set_nodelay(true);
+        let peer = Peer {
+            ip: addr.ip().to_canonical(),
+            proto: if tls { "https" } else { "http" },
+            client_cert: None,
+        };
+        if tls {
+            let (builder, state, watcher) = (builder.clone(), state.clone(), graceful.watcher());
+            let handshake_timeout = limits.header_read_timeout;
+            tokio::spawn(async move {
+                if let Some((stream, peer)) =
+                    handshake(&state, stream, peer, handshake_timeout).await
+                {
+                    let connection = serve_connection(&builder, &state, stream, peer);
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
+                }
+                drop(slot);
+            });
+        } else {
+            let connection = graceful.watch(serve_connection(&builder, &state, stream, peer));
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+                drop(slot);
+            });
+        }
     }
 
     drop(listeners.public);
@@ -144,20 +169,46 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-fn serve_connection(
+/// The TLS handshake with the current snapshot's certificates, bounded by the header-read
+/// timeout so a silent client cannot hold a slot. A failed handshake is only a debug line:
+/// scanners make many.
+async fn handshake(
+    state: &State,
+    stream: TcpStream,
+    mut peer: Peer,
+    timeout: Duration,
+) -> Option<(TlsStream<TcpStream>, Peer)> {
+    let config = state.snapshot.load().tls.clone()?;
+    let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(stream)).await;
+    match accepted {
+        Ok(Ok(stream)) => {
+            peer.client_cert = crate::tls::client_subject(stream.get_ref().1);
+            Some((stream, peer))
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(client = %peer.ip, error = %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer.ip, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     state: &Arc<State>,
-    stream: TcpStream,
-    addr: SocketAddr,
-) -> impl hyper_util::server::graceful::GracefulConnection<Error = BoxError> + use<> {
-    let _ = stream.set_nodelay(true);
-    let peer = Peer {
-        ip: addr.ip().to_canonical(),
-        proto: "http",
-    };
+    stream: I,
+    peer: Peer,
+) -> impl hyper_util::server::graceful::GracefulConnection<Error = BoxError> + use<I>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let state = state.clone();
     let service = service_fn(move |request| {
         let state = state.clone();
+        let peer = peer.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(&state, request, peer).await) }
     });
     builder

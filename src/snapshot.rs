@@ -20,6 +20,9 @@ pub struct Snapshot {
     /// The compiled OpenAPI document; `None` when the config names none.
     pub spec: Option<Spec>,
     pub auth: Auth,
+    /// The public listener's TLS config, rebuilt with each snapshot so new certificates
+    /// reach new connections.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Snapshot {
@@ -42,14 +45,20 @@ impl Snapshot {
             Ok(spec) => Auth::load(&config.auth, &config.policy, spec.as_ref(), metrics),
             Err(_) => Err(Auth::check_schemes(&config.auth, metrics)),
         };
-        match (upstream, spec, auth) {
-            (Ok(upstream), Ok(spec), Ok(auth)) => Ok(Snapshot {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose();
+        match (upstream, spec, auth, tls) {
+            (Ok(upstream), Ok(spec), Ok(auth), Ok(tls)) => Ok(Snapshot {
                 config,
                 upstream,
                 spec,
                 auth,
+                tls,
             }),
-            (upstream, spec, auth) => Err([upstream.err(), spec.err(), auth.err()]
+            (upstream, spec, auth, tls) => Err([upstream.err(), spec.err(), auth.err(), tls.err()]
                 .into_iter()
                 .flatten()
                 .flatten()

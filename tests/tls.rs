@@ -1,0 +1,360 @@
+//! TLS end to end, with a CA, server and client certificates generated here: HTTP/1.1 and
+//! HTTP/2 chosen by ALPN, mTLS accepted and refused with the subject forwarded, a
+//! certificate swapped while serving, and an HTTP/2 stream reset that reaches the upstream.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::{Moat, Upstream, config, eventually};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+/// A leaf signed by `ca`: (certificate PEM, key PEM, certificate DER).
+fn leaf(ca: &Ca, common_name: &str, names: &[&str]) -> (String, String, Vec<u8>) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Moat Tests");
+    let key = KeyPair::generate().unwrap();
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    server_der: Vec<u8>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca("Moat Test CA");
+        let (cert, key, server_der) = leaf(&ca, "localhost", &["localhost", "127.0.0.1"]);
+        std::fs::write(dir.path().join("server.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("server.key"), key).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), &ca.pem).unwrap();
+        Pki {
+            dir,
+            ca,
+            server_der,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn tls_config(&self, mtls: bool) -> String {
+        let mut text = format!(
+            "tls:\n  cert_file: {}\n  key_file: {}\n",
+            self.path("server.crt"),
+            self.path("server.key")
+        );
+        if mtls {
+            text.push_str(&format!("  client_ca_file: {}\n", self.path("ca.crt")));
+        }
+        text
+    }
+}
+
+fn client_config(
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    identity: Option<(&str, &str)>,
+) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+use rustls::pki_types::pem::PemObject;
+
+async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// One GET over an established TLS stream, by HTTP/1.1 or HTTP/2 as ALPN chose.
+async fn get(
+    stream: TlsStream<TcpStream>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, hyper::Version), hyper::Error> {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let mut request = Request::get(format!("https://localhost{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::<Bytes>::new()).unwrap();
+    let io = TokioIo::new(stream);
+    let response = if h2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(connection);
+        sender.send_request(request).await?
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(connection);
+        let mut request = request;
+        request
+            .headers_mut()
+            .insert("host", "localhost".parse().unwrap());
+        sender.send_request(request).await?
+    };
+    let status = response.status().as_u16();
+    let version = response.version();
+    response.into_body().collect().await?;
+    Ok((status, version))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn http1_and_http2_are_served_over_tls_by_alpn() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(false)));
+    runtime().block_on(async {
+        for (alpn, version) in [
+            (&b"http/1.1"[..], hyper::Version::HTTP_11),
+            (&b"h2"[..], hyper::Version::HTTP_2),
+        ] {
+            let stream = connect(moat.addr, client_config(&pki.ca.pem, &[alpn], None))
+                .await
+                .unwrap();
+            assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
+            let presented = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+            assert_eq!(presented, pki.server_der);
+            let (status, seen_version) = get(stream, "/x", &[]).await.unwrap();
+            assert_eq!((status, seen_version), (200, version));
+        }
+        // Plain HTTP on the TLS port gets no HTTP answer.
+        let plain = tokio::time::timeout(Duration::from_secs(5), async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tcp = TcpStream::connect(moat.addr).await.unwrap();
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buffer = Vec::new();
+            let _ = tcp.read_to_end(&mut buffer).await;
+            buffer
+        })
+        .await
+        .unwrap();
+        assert!(!plain.starts_with(b"HTTP/"), "answered plain HTTP on TLS");
+    });
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(request.header("x-forwarded-proto"), Some("https"));
+        assert_eq!(request.header("x-moat-client-cert-subject"), None);
+    }
+}
+
+#[test]
+fn mtls_forwards_the_verified_subject_and_refuses_other_clients() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(true)));
+    let (client_cert, client_key, _) = leaf(&pki.ca, "scoring-job", &["scoring-job"]);
+    let stranger_ca = ca("Someone Else");
+    let (stranger_cert, stranger_key, _) = leaf(&stranger_ca, "intruder", &["intruder"]);
+    runtime().block_on(async {
+        let identity = Some((client_cert.as_str(), client_key.as_str()));
+        let stream = connect(moat.addr, client_config(&pki.ca.pem, &[b"h2"], identity))
+            .await
+            .unwrap();
+        let forged = [("x-moat-client-cert-subject", "CN=admin")];
+        assert_eq!(get(stream, "/a", &forged).await.unwrap().0, 200);
+
+        // No certificate, or one from another CA: the TLS 1.3 client learns it on first use.
+        let stranger = Some((stranger_cert.as_str(), stranger_key.as_str()));
+        for identity in [None, stranger] {
+            let config = client_config(&pki.ca.pem, &[b"http/1.1"], identity);
+            let refused = match connect(moat.addr, config).await {
+                Err(_) => true,
+                Ok(stream) => get(stream, "/b", &[]).await.is_err(),
+            };
+            assert!(refused, "a client without a valid certificate was served");
+        }
+    });
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "a refused client reached the upstream");
+    let subject = seen[0].header("x-moat-client-cert-subject").unwrap();
+    assert!(subject.contains("CN=scoring-job"), "{subject}");
+    assert!(subject.contains("O=Moat Tests"), "{subject}");
+    assert!(!subject.contains("admin"));
+}
+
+#[test]
+fn a_renewed_certificate_is_served_to_new_connections_while_old_ones_continue() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(false)));
+    runtime().block_on(async {
+        let config = client_config(&pki.ca.pem, &[b"h2"], None);
+        let old = connect(moat.addr, config.clone()).await.unwrap();
+        let io = TokioIo::new(old);
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let first = Request::get("https://localhost/one")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(sender.send_request(first).await.unwrap().status(), 200);
+
+        // Renewal: write the new pair beside the old and rename over it, as cert tools do.
+        let (cert, key, renewed_der) = leaf(&pki.ca, "localhost", &["localhost"]);
+        replace(pki.dir.path(), "server.key", &key);
+        replace(pki.dir.path(), "server.crt", &cert);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let stream = connect(moat.addr, config.clone()).await.unwrap();
+            if stream.get_ref().1.peer_certificates().unwrap()[0].as_ref() == renewed_der {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the renewed certificate never appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The connection opened before the renewal still serves requests.
+        let second = Request::get("https://localhost/two")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(sender.send_request(second).await.unwrap().status(), 200);
+    });
+    assert!(support::metric(&moat, r#"moat_config_reloads_total{result="success"}"#) >= 1);
+}
+
+fn replace(dir: &Path, name: &str, text: &str) {
+    let temporary = dir.join(format!(".{name}.new"));
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, dir.join(name)).unwrap();
+}
+
+#[test]
+fn an_http2_stream_reset_by_the_client_cancels_the_upstream_request() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(false)));
+    runtime().block_on(async {
+        let stream = connect(moat.addr, client_config(&pki.ca.pem, &[b"h2"], None))
+            .await
+            .unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get("https://localhost/forever")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.is_data());
+        // Dropping the body resets the stream; the connection stays open.
+        drop(body);
+        let again = Request::get("https://localhost/ok")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(sender.send_request(again).await.unwrap().status(), 200);
+    });
+    assert!(
+        eventually(|| upstream.cancelled.load(Ordering::SeqCst) == 1),
+        "the upstream kept streaming for a reset stream"
+    );
+}
+
+#[test]
+fn bad_tls_files_are_reported_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.crt");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let path = dir.path().join("moat.yaml");
+    let tls = format!(
+        "tls:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {}\n",
+        cert.display(),
+        dir.path().join("missing.key").display(),
+        cert.display()
+    );
+    std::fs::write(&path, config("http://127.0.0.1:1", &tls)).unwrap();
+    let output = support::run_moat(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = support::text(&output);
+    for expected in [
+        "tls.cert_file",
+        "tls.key_file",
+        "tls.client_ca_file",
+        "3 problems",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing:\n{report}");
+    }
+}
