@@ -31,6 +31,25 @@ enum Command {
     Serve(ConfigArg),
     /// Load the config, report every problem, and exit 1 if there is one.
     Check(ConfigArg),
+    /// Run one request through stages 1-6 without forwarding; print each stage's verdict.
+    /// Exit 0 if it would be forwarded, 1 if refused, 2 if the request or config is unusable.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// GET, POST, ...
+        method: String,
+        /// `/path?query` or a full URL (only its path and query are used).
+        url: String,
+        /// A request header, `Name: value`; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The request body, or @FILE to read it from a file.
+        #[arg(short, long)]
+        data: Option<String>,
+        /// The client address the request comes from (for allowed_cidrs).
+        #[arg(long, default_value = "127.0.0.1")]
+        client: std::net::IpAddr,
+    },
     /// Manage API keys in the key store.
     Keys {
         #[command(subcommand)]
@@ -140,6 +159,14 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args.config),
         Command::Check(args) => check(args.config),
+        Command::Explain {
+            config,
+            method,
+            url,
+            headers,
+            data,
+            client,
+        } => explain(config.config, method, url, headers, data, client),
         Command::Keys { command } => keys(command),
         Command::Env { command } => env(command),
         Command::Healthcheck { url } => healthcheck(&url),
@@ -403,6 +430,62 @@ fn check(config_path: PathBuf) -> ExitCode {
     }
 }
 
+fn explain(
+    config_path: PathBuf,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    data: Option<String>,
+    client: std::net::IpAddr,
+) -> ExitCode {
+    const UNUSABLE: u8 = 2;
+    let body = match data.as_deref().map(|d| match d.strip_prefix('@') {
+        Some(file) => std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}")),
+        None => Ok(d.as_bytes().to_vec()),
+    }) {
+        Some(Err(error)) => {
+            eprintln!("moat explain: {error}");
+            return ExitCode::from(UNUSABLE);
+        }
+        Some(Ok(body)) => Some(body),
+        None => None,
+    };
+    let snapshot = match Snapshot::load(&config_path, &Arc::new(Metrics::new())) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    let input = crate::explain::Input {
+        method,
+        url,
+        headers,
+        body,
+        client,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        return ExitCode::from(UNUSABLE);
+    };
+    match runtime.block_on(crate::explain::explain(&snapshot, &input)) {
+        Ok(report) => {
+            let _ = std::io::stdout().write_all(report.text.as_bytes());
+            if report.forwarded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("moat explain: {error}");
+            ExitCode::from(UNUSABLE)
+        }
+    }
+}
+
 /// A requirement as `moat check` prints it: `public`, or alternatives joined by `OR`, each
 /// scheme with its scopes (`bearer[predict] AND api_key[]`).
 fn describe(requirement: &crate::auth::Requirement) -> String {
@@ -411,13 +494,7 @@ fn describe(requirement: &crate::auth::Requirement) -> String {
     }
     requirement
         .iter()
-        .map(|alternative| {
-            alternative
-                .iter()
-                .map(|(scheme, scopes)| format!("{scheme}[{}]", scopes.join(" ")))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        })
+        .map(|alternative| crate::auth::describe_alternative(alternative))
         .collect::<Vec<_>>()
         .join(" OR ")
 }

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::access::Completion;
+use crate::auth::Trace;
 use crate::body::ResponseBody;
 use crate::config::{Limits, Mode};
 use crate::forward::{self, ForwardContext, X_REQUEST_ID};
@@ -129,6 +130,7 @@ async fn run(
             parts.uri.query(),
             peer.ip,
             operation,
+            &mut Trace::off(),
         )
         .await?;
     if let Some(principal) = &principal {

@@ -239,7 +239,7 @@ impl Rejection {
         }
     }
 
-    fn detail(&self) -> String {
+    pub fn detail(&self) -> String {
         match self {
             Rejection::InvalidPath(problem) => problem.detail().to_owned(),
             Rejection::UriTooLong { limit } => {

@@ -59,3 +59,184 @@ fn check_reports_every_unset_variable() {
         "{report}"
     );
 }
+
+/// `moat explain` against the model spec, with a bearer (HS256) and an API key scheme.
+struct Explain {
+    dir: tempfile::TempDir,
+    key: String,
+}
+
+const HMAC: &str = "explain-secret-0123456789abcdef0123456789";
+
+impl Explain {
+    fn new() -> Explain {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("keys.yaml");
+        let key = support::moat_keys(&store, &["new", "--id", "ops", "--scopes", "models:read"]);
+        let extra = format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    bearer: {{type: jwt, issuer: iss, audience: aud, algorithms: [HS256], secret: {HMAC}}}\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{bearer: []}}, {{api_key: []}}]\n  operations:\n    predict: [{{bearer: [predict]}}, {{api_key: [predict]}}]\n    health: []\n",
+            support::fixture("model.yaml"),
+            store.display()
+        );
+        // Nothing listens upstream: explain must never need it.
+        let upstream = format!("http://{}", support::closed_port());
+        std::fs::write(dir.path().join("moat.yaml"), config(&upstream, &extra)).unwrap();
+        Explain { dir, key }
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let config = self.dir.path().join("moat.yaml");
+        let mut all = vec!["explain", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let output = run_moat(&all, &[]);
+        (output.status.code(), text(&output))
+    }
+}
+
+fn token(scope: &str) -> String {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": "iss", "aud": "aud", "sub": "alice", "exp": now + 600, "scope": scope});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(HMAC.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+const PREDICT: &str = "/v1/models/iris:predict";
+const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+
+#[test]
+fn explain_walks_every_stage_of_an_accepted_request() {
+    let explain = Explain::new();
+    let bearer = format!("Authorization: Bearer {}", token("predict"));
+    let (code, report) = explain.run(&[
+        "POST",
+        PREDICT,
+        "-H",
+        &bearer,
+        "-H",
+        "X-Tenant: t-1",
+        "--data",
+        BODY,
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    for expected in [
+        "1 frame          pass  canonical path /v1/models/iris:predict",
+        "2 route          pass  operation `predict`",
+        "bearer: valid token, subject `alice`, scopes [predict]",
+        "6 validate       pass",
+        "would be forwarded",
+    ] {
+        assert!(report.contains(expected), "`{expected}` missing:\n{report}");
+    }
+    assert!(
+        !report.contains(&token("predict")[20..]),
+        "the token was echoed"
+    );
+    let (code, report) = explain.run(&["GET", "/health"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("public: no credentials required"),
+        "{report}"
+    );
+}
+
+#[test]
+fn explain_says_why_each_kind_of_request_is_refused() {
+    let explain = Explain::new();
+    let wrong_key = format!("X-API-Key: moat_ops_{}", "A".repeat(43));
+    let good_key = format!("X-API-Key: {}", explain.key);
+    let no_scope = format!("Authorization: Bearer {}", token("models:read"));
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["GET", "/v1/../v1/models"],
+            &["1 frame          FAIL  400 invalid_path"],
+        ),
+        (
+            vec!["GET", "/docs"],
+            &["2 route          FAIL  404 route_not_found"],
+        ),
+        (
+            vec!["POST", PREDICT, "--data", BODY],
+            &[
+                "3 authenticate   FAIL  401 credentials_missing",
+                "bearer: no bearer token; next alternative",
+                "api_key: no API key; next alternative",
+            ],
+        ),
+        (
+            vec!["POST", PREDICT, "-H", &wrong_key, "--data", BODY],
+            &[
+                "3 authenticate   FAIL  401 invalid_api_key",
+                "api_key: key refused: wrong secret",
+            ],
+        ),
+        (
+            vec!["POST", PREDICT, "-H", &good_key, "--data", BODY],
+            &[
+                "4 authorize      FAIL  403 insufficient_scope",
+                "api_key: missing scopes [predict]",
+            ],
+        ),
+        (
+            vec!["POST", PREDICT, "-H", &no_scope, "--data", BODY],
+            &[
+                "4 authorize      FAIL  403 insufficient_scope",
+                "bearer: missing scopes [predict]",
+            ],
+        ),
+        (
+            vec![
+                "POST",
+                PREDICT,
+                "-H",
+                "Authorization: Bearer not.a.token",
+                "--data",
+                BODY,
+            ],
+            &[
+                "3 authenticate   FAIL  401 invalid_token",
+                "bearer: token refused",
+            ],
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, report) = explain.run(&args);
+        assert_eq!(code, Some(1), "{args:?}\n{report}");
+        for line in expected {
+            assert!(
+                report.contains(line),
+                "{args:?}: `{line}` missing:\n{report}"
+            );
+        }
+        assert!(report.contains("verdict: refused"), "{report}");
+        assert!(!report.contains(&"A".repeat(43)) && !report.contains(&explain.key));
+    }
+    // Validation failures each with their JSON pointer.
+    let bearer = format!("Authorization: Bearer {}", token("predict"));
+    let (code, report) = explain.run(&[
+        "POST",
+        PREDICT,
+        "-H",
+        &bearer,
+        "-H",
+        "X-Tenant: t-1",
+        "--data",
+        r#"{"instances": [[5.1, 3.5, 1.4]], "surprise": true}"#,
+    ]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("6 validate       FAIL  400 body_schema"),
+        "{report}"
+    );
+    assert!(report.contains("body /instances/0:"), "{report}");
+    // A request explain cannot even build is a usage error.
+    let (code, _) = explain.run(&["GET", "/x", "-H", "no colon"]);
+    assert_eq!(code, Some(2));
+}

@@ -232,8 +232,10 @@ impl Auth {
         query: Option<&str>,
         client: IpAddr,
         operation: Option<&Operation>,
+        trace: &mut Trace,
     ) -> Result<Option<Principal>, Rejection> {
         if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
+            trace.note(|| "public: no credentials required".to_owned());
             return Ok(None);
         }
         let request = Request {
@@ -244,13 +246,31 @@ impl Auth {
             operation,
         };
         let mut missing_scopes: Option<Vec<String>> = None;
-        'alternatives: for alternative in requirement {
+        'alternatives: for (number, alternative) in requirement.iter().enumerate() {
+            trace.note(|| {
+                format!(
+                    "alternative {}: {}",
+                    number + 1,
+                    describe_alternative(alternative)
+                )
+            });
             let mut principal = Principal::default();
             for (scheme, required) in alternative {
-                let Some(granted) = self.credential(scheme, &request, &mut principal).await? else {
+                let Some(granted) = self
+                    .credential(scheme, &request, &mut principal, trace)
+                    .await?
+                else {
                     continue 'alternatives;
                 };
                 if required.iter().any(|s| !granted.contains(s)) {
+                    trace.note(|| {
+                        let missing: Vec<&str> = required
+                            .iter()
+                            .filter(|s| !granted.contains(s))
+                            .map(String::as_str)
+                            .collect();
+                        format!("  {scheme}: missing scopes [{}]", missing.join(" "))
+                    });
                     missing_scopes.get_or_insert_with(|| required.clone());
                     continue 'alternatives;
                 }
@@ -277,10 +297,12 @@ impl Auth {
         scheme: &Arc<str>,
         request: &Request<'_>,
         principal: &mut Principal,
+        trace: &mut Trace,
     ) -> Result<Option<Vec<String>>, Rejection> {
         match self.verifiers.get(scheme) {
             Some(Verifier::Jwt(verifier)) => {
                 let Some(token) = request.bearer else {
+                    trace.note(|| format!("  {scheme}: no bearer token; next alternative"));
                     return Ok(None);
                 };
                 let mut verified = verifier.verify(token);
@@ -291,6 +313,7 @@ impl Auth {
                     verified = verifier.verify(token);
                 }
                 let verified = verified.map_err(|error| {
+                    trace.note(|| format!("  {scheme}: token refused: {}", error.reason()));
                     tracing::info!(
                         scheme = &**scheme,
                         reason = error.reason(),
@@ -302,16 +325,25 @@ impl Auth {
                     }
                 })?;
                 principal.subject = Some(verified.subject.clone());
+                trace.note(|| {
+                    format!(
+                        "  {scheme}: valid token, subject `{}`, scopes [{}]",
+                        verified.subject,
+                        verified.scopes.join(" ")
+                    )
+                });
                 Ok(Some(verified.scopes.clone()))
             }
             Some(Verifier::ApiKey(verifier)) => {
                 let Some(key) = api_key(request, &verifier.location)? else {
+                    trace.note(|| format!("  {scheme}: no API key; next alternative"));
                     return Ok(None);
                 };
                 let record = verifier
                     .verify(&key, request.client)
                     .await
                     .map_err(|error| {
+                        trace.note(|| format!("  {scheme}: key refused: {}", error.reason()));
                         tracing::info!(
                             scheme = &**scheme,
                             reason = error.reason(),
@@ -323,9 +355,22 @@ impl Auth {
                         }
                     })?;
                 if !allows(&record, request.operation) {
+                    trace.note(|| {
+                        format!(
+                            "  {scheme}: key `{}` may not call this operation",
+                            record.id
+                        )
+                    });
                     tracing::info!(key_id = %record.id, "operation not in the key's allowlist");
                     return Err(Rejection::OperationNotAllowed);
                 }
+                trace.note(|| {
+                    format!(
+                        "  {scheme}: valid key `{}`, scopes [{}]",
+                        record.id,
+                        record.scopes.join(" ")
+                    )
+                });
                 principal.key_id = Some(record.id.clone());
                 if principal.subject.is_none() {
                     principal.subject = record.owner.clone();
@@ -335,6 +380,41 @@ impl Auth {
             None => Err(Rejection::Internal),
         }
     }
+}
+
+/// How stages 3–4 reached their verdict, for `moat explain`. Off on the hot path, where a
+/// note costs one branch and its text is never built.
+#[derive(Debug, Default)]
+pub struct Trace(Option<Vec<String>>);
+
+impl Trace {
+    pub fn off() -> Trace {
+        Trace(None)
+    }
+
+    pub fn on() -> Trace {
+        Trace(Some(Vec::new()))
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if let Some(notes) = &mut self.0 {
+            notes.push(text());
+        }
+    }
+
+    pub fn into_notes(self) -> Vec<String> {
+        self.0.unwrap_or_default()
+    }
+}
+
+/// `bearer[predict] AND api_key[]`: one alternative as `moat check` and `moat explain`
+/// print it.
+pub fn describe_alternative(alternative: &[(Arc<str>, Vec<String>)]) -> String {
+    alternative
+        .iter()
+        .map(|(scheme, scopes)| format!("{scheme}[{}]", scopes.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// What stages 3–4 read from a request.
