@@ -12,7 +12,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 WORKDIR /srv/moat
 COPY --from=build /src/target/release/moat /usr/local/bin/moat
 COPY config ./config
-USER nonroot
+# Numeric, so Kubernetes runAsNonRoot can verify it (65532 is distroless `nonroot`).
+USER 65532:65532
 EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["/usr/local/bin/moat", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/moat"]

@@ -29,6 +29,14 @@ pub struct Cli {
 enum Command {
     /// Load the config and serve until SIGTERM or SIGINT.
     Serve(ConfigArg),
+    /// A sample model behind moat on the shipped config, with a fresh key and token, and
+    /// curl lines to try; until Ctrl-C.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: std::net::SocketAddr,
+    },
     /// Load the config, report every problem, and exit 1 if there is one.
     Check(ConfigArg),
     /// Run one request through stages 1-6 without forwarding; print each stage's verdict.
@@ -159,6 +167,10 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args.config),
         Command::Check(args) => check(args.config),
+        Command::Demo {
+            listen,
+            admin_listen,
+        } => demo(listen, admin_listen),
         Command::Explain {
             config,
             method,
@@ -359,6 +371,27 @@ fn serve(config_path: PathBuf) -> ExitCode {
         server::serve(state, listeners, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+fn demo(listen: std::net::SocketAddr, admin_listen: std::net::SocketAddr) -> ExitCode {
+    let _log = telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("moat: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::demo::run(listen, admin_listen, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
