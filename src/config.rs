@@ -66,6 +66,10 @@ pub struct Config {
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(default = "default_drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// The `VAR_FILE` files `${VAR}`s were read from: watched like the other inputs, so a
+    /// rotated Docker or Kubernetes secret is picked up.
+    #[serde(skip)]
+    pub secret_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -421,7 +425,16 @@ impl Config {
                 .ok()
                 .or_else(|| dotenv.get(name).cloned())
         };
-        Self::parse(&text, &lookup).map_err(error)
+        let mut config = Self::parse(&text, &lookup).map_err(error)?;
+        config.secret_files = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .flat_map(variable_references)
+            .filter(|reference| lookup(reference.name).is_none())
+            .filter_map(|reference| lookup(&format!("{}_FILE", reference.name)))
+            .map(PathBuf::from)
+            .collect();
+        Ok(config)
     }
 
     /// Parses config text, looking variables up with `env`.

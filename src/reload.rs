@@ -4,8 +4,8 @@
 //! requests finish on the snapshot they loaded. A snapshot that fails to load is logged
 //! with every problem and counted, and the old one keeps serving.
 //!
-//! The directories of the config, dotenv files, spec, key stores, key files and TLS files are
-//! watched (not the
+//! The directories of the config, dotenv and `VAR_FILE` files, spec, key stores, key files and
+//! TLS files are watched (not the
 //! files), so editors' rename-writes and Kubernetes' `..data` symlink swaps are seen; only
 //! create, modify and remove events count (reading a file must not trigger a reload), and
 //! bursts are debounced.
@@ -158,6 +158,7 @@ pub fn watched_directories(config_path: &Path, config: &Config) -> BTreeSet<Path
     let mut files: Vec<&Path> = vec![config_path];
     files.extend(config.env.dotenv.as_deref());
     files.extend(config.env.encrypted_dotenv.as_deref());
+    files.extend(config.secret_files.iter().map(PathBuf::as_path));
     if let Some(tls) = &config.tls {
         files.extend([tls.cert_file.as_path(), tls.key_file.as_path()]);
         files.extend(tls.client_ca_file.as_deref());

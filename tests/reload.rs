@@ -201,3 +201,50 @@ fn sighup_reloads_and_a_request_in_flight_during_the_swap_completes() {
     );
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// A `${VAR}` read from `VAR_FILE` (a Docker or Kubernetes secret) is re-read when the file
+/// changes: rotating the HMAC secret takes effect without a restart.
+#[test]
+fn a_rotated_secret_file_is_picked_up() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("jwt_secret");
+    let old_secret = "old-secret-0123456789abcdef0123456789ab";
+    let new_secret = "new-secret-0123456789abcdef0123456789ab";
+    std::fs::write(&secret_file, format!("{old_secret}\n")).unwrap();
+    let upstream = Upstream::start();
+    let moat = Moat::start_with_env(
+        &config(
+            &upstream.url(),
+            "auth:\n  schemes:\n    bearer: {type: jwt, issuer: iss, audience: aud, algorithms: [HS256], secret: \"${MOAT_T_JWT}\"}\npolicy:\n  default: [{bearer: []}]\n",
+        ),
+        &[("MOAT_T_JWT_FILE", secret_file.to_str().unwrap())],
+    );
+    let call = |secret: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = serde_json::json!({"iss": "iss", "aud": "aud", "sub": "s", "exp": now + 600});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        get(
+            moat.addr,
+            "/x",
+            &[&format!("Authorization: Bearer {token}")],
+        )
+        .status
+    };
+    assert_eq!(call(old_secret), 200);
+    let temporary = secrets.path().join(".jwt_secret.new");
+    std::fs::write(&temporary, format!("{new_secret}\n")).unwrap();
+    std::fs::rename(&temporary, &secret_file).unwrap();
+    assert!(
+        eventually(|| call(new_secret) == 200),
+        "the new secret was not picked up"
+    );
+    assert_eq!(call(old_secret), 401);
+}
