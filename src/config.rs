@@ -149,7 +149,7 @@ pub struct OpenApiConfig {
 #[serde(deny_unknown_fields)]
 pub struct EnvConfig {
     /// A `.env` file whose variables fill `${VAR}`s the environment does not set (the real
-    /// environment wins). Read literally: it cannot itself use `${VAR}`.
+    /// environment wins). A `$` in a value must be single-quoted: substitution is refused.
     pub dotenv: Option<PathBuf>,
     /// An age-encrypted dotenv file, decrypted in memory with the identity in
     /// `MOAT_AGE_IDENTITY` or `MOAT_AGE_IDENTITY_FILE`.

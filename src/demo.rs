@@ -91,7 +91,7 @@ pub async fn run(
     )?;
     let limited_key = crate::keys::new(&store, "demo-limited", &["predict".into()], None, None)?;
     let mut text = std::fs::read_to_string(&store).map_err(|e| e.to_string())?;
-    text.push_str("    rate_limit: {per_second: 1, burst: 3}\n");
+    text.push_str("    rate_limit: {per_second: 1, burst: 2}\n");
     std::fs::write(&store, text).map_err(|e| e.to_string())?;
 
     let metrics = Arc::new(Metrics::new());
@@ -240,10 +240,10 @@ fn banner(s: &Session) -> String {
         ),
         (
             429,
-            "the rate-limited key (1/s, burst 3): the fifth call in a row",
+            "a key limited to 1/s with a burst of 2, called six times in a row",
             format!(
-                "for i in 1 2 3 4; do curl -s -o /dev/null {base}/v1/models -H 'X-API-Key: {}'; done; curl -s {base}/v1/models -H 'X-API-Key: {}'",
-                s.limited_key, s.limited_key
+                "for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' {base}/v1/models -H 'X-API-Key: {}'; done; echo",
+                s.limited_key
             ),
         ),
     ];
@@ -283,6 +283,8 @@ fn banner(s: &Session) -> String {
 async fn serve_model(listener: tokio::net::TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         tokio::spawn(async move {

@@ -48,10 +48,14 @@ fn build(input: &Input) -> Result<(Method, Uri, HeaderMap, Bytes, Vec<String>), 
         .parse()
         .map_err(|e| format!("the URL does not parse: {e}"))?;
     let mut headers = HeaderMap::new();
-    for line in &input.headers {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("header `{line}` needs the form `Name: value`"))?;
+    for (number, line) in input.headers.iter().enumerate() {
+        // Never quoted back: a malformed line may still hold a credential.
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            format!(
+                "header {} (of the -H options) needs the form `Name: value`",
+                number + 1
+            )
+        })?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| format!("`{}` is not a header name", name.trim()))?;
         let value = HeaderValue::from_str(value.trim())
@@ -209,14 +213,18 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
     };
     out.pass("5 limit", &limits);
 
-    // 6. validate
-    if body.len() as u64 > config.limits.max_body_bytes {
-        let rejection = Rejection::BodyTooLarge {
+    // 6. validate, in serve's order: parameters, body size, body.
+    let stripped = crate::pipeline::without_query_credentials(&uri, snapshot);
+    let query = stripped.as_ref().map_or(uri.query(), Uri::query);
+    let too_large = || {
+        (body.len() as u64 > config.limits.max_body_bytes).then_some(Rejection::BodyTooLarge {
             limit: config.limits.max_body_bytes,
-        };
-        return Ok(out.refused("6 validate", &rejection));
-    }
+        })
+    };
     let Some(operation) = operation else {
+        if let Some(rejection) = too_large() {
+            return Ok(out.refused("6 validate", &rejection));
+        }
         out.pass("6 validate", "nothing to validate without an operation");
         return Ok(out.forward(&method, &uri));
     };
@@ -224,18 +232,19 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
         .openapi
         .as_ref()
         .is_some_and(|o| o.reject_unknown_query);
-    let checks = [
-        validate::parameters(operation, &values, uri.query(), &headers, reject_unknown),
-        validate::request_body(operation, &headers, &body, config.limits.max_json_depth),
-    ];
     let mut valid = Vec::new();
     let mut shadowed = Vec::new();
-    for (what, verdict) in ["parameters", "body"].into_iter().zip(checks) {
-        match verdict {
-            Ok(()) => valid.push(format!("{what}: valid")),
-            Err(rejection) if matches!(mode, Mode::Shadow) => shadowed.push(rejection),
-            Err(rejection) => return Ok(out.refused("6 validate", &rejection)),
-        }
+    let parameters = validate::parameters(operation, &values, query, &headers, reject_unknown);
+    if let Err(rejection) = triage(parameters, "parameters", mode, &mut valid, &mut shadowed) {
+        return Ok(out.refused("6 validate", &rejection));
+    }
+    // Size is never shadowed: serve cannot forward what it did not read.
+    if let Some(rejection) = too_large() {
+        return Ok(out.refused("6 validate", &rejection));
+    }
+    let verdict = validate::request_body(operation, &headers, &body, config.limits.max_json_depth);
+    if let Err(rejection) = triage(verdict, "body", mode, &mut valid, &mut shadowed) {
+        return Ok(out.refused("6 validate", &rejection));
     }
     if shadowed.is_empty() {
         out.pass("6 validate", &format!("body {} bytes", body.len()));
@@ -248,6 +257,22 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
         out.note(&line);
     }
     Ok(out.forward(&method, &uri))
+}
+
+/// Files a validation verdict: valid, shadowed (shadow mode), or the refusal it is.
+fn triage(
+    verdict: Result<(), Rejection>,
+    what: &str,
+    mode: Mode,
+    valid: &mut Vec<String>,
+    shadowed: &mut Vec<Rejection>,
+) -> Result<(), Rejection> {
+    match verdict {
+        Ok(()) => valid.push(format!("{what}: valid")),
+        Err(rejection) if matches!(mode, Mode::Shadow) => shadowed.push(rejection),
+        Err(rejection) => return Err(rejection),
+    }
+    Ok(())
 }
 
 fn mode_name(mode: Mode) -> &'static str {

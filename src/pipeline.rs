@@ -136,12 +136,7 @@ async fn run(
     if let Some(principal) = &principal {
         completion.subject = principal.subject.clone();
     }
-    // A key carried in the query leaves it now: neither validation nor the model sees it.
-    let stripped_uri = (!config.policy.forward_credentials)
-        .then(|| {
-            forward::without_query_credentials(&parts.uri, &snapshot.auth.credential_locations)
-        })
-        .flatten();
+    let stripped_uri = without_query_credentials(&parts.uri, snapshot);
     let query = stripped_uri.as_ref().map_or(parts.uri.query(), Uri::query);
 
     // 5. limit: the key's own rate limit.
@@ -191,6 +186,15 @@ async fn run(
     let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);
     Ok(forwarded.response)
+}
+
+/// A key carried in the query leaves it right after stage 3, so neither validation nor the
+/// model sees it (unless `forward_credentials`); `None` when nothing was removed.
+pub fn without_query_credentials(uri: &Uri, snapshot: &Snapshot) -> Option<Uri> {
+    if snapshot.config.policy.forward_credentials {
+        return None;
+    }
+    forward::without_query_credentials(uri, &snapshot.auth.credential_locations)
 }
 
 /// In shadow mode a validation failure is logged and counted, and the request goes on.

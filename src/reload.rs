@@ -37,17 +37,32 @@ pub async fn run(state: Arc<State>) {
         None
     };
     if let Some(watch) = &mut watch {
-        watch.follow(&state);
+        watch.follow(watched_directories(
+            &state.config_path,
+            &state.snapshot.load().config,
+        ));
     }
-    tokio::spawn(hangups(tx));
+    tokio::spawn(hangups(tx.clone()));
     while rx.recv().await.is_some() {
         // Let a burst of events (an editor's save, a secret volume update) settle.
         tokio::time::sleep(DEBOUNCE).await;
         while rx.try_recv().is_ok() {}
-        reload(&state).await;
-        // The new config may name other files.
-        if let Some(watch) = &mut watch {
-            watch.follow(&state);
+        let loaded = reload(&state).await;
+        let Some(watch) = &mut watch else { continue };
+        // The new config may name other files; after a failure, so may the config that
+        // failed (its key store may not exist yet): watch those too, so fixing them is seen.
+        let mut wanted = watched_directories(&state.config_path, &state.snapshot.load().config);
+        if !loaded {
+            let path = state.config_path.clone();
+            if let Ok(Ok(candidate)) =
+                tokio::task::spawn_blocking(move || Config::load(&path)).await
+            {
+                wanted.extend(watched_directories(&state.config_path, &candidate));
+            }
+        }
+        // A change made in a new directory before it was watched would be missed: look again.
+        if watch.follow(wanted) {
+            let _ = tx.try_send(());
         }
     }
 }
@@ -77,20 +92,23 @@ impl Watch {
         })
     }
 
-    /// Watches the directories the current snapshot was built from, and only those.
-    fn follow(&mut self, state: &State) {
-        let mut wanted = watched_directories(&state.config_path, &state.snapshot.load().config);
+    /// Watches exactly `wanted`; true when a directory was added.
+    fn follow(&mut self, mut wanted: BTreeSet<PathBuf>) -> bool {
         for gone in self.directories.difference(&wanted) {
             let _ = self.watcher.unwatch(gone);
         }
         let new: Vec<PathBuf> = wanted.difference(&self.directories).cloned().collect();
+        let mut added = false;
         for directory in new {
             if let Err(error) = self.watcher.watch(&directory, RecursiveMode::NonRecursive) {
                 tracing::warn!(directory = %directory.display(), error = %error, "cannot watch; reload with SIGHUP");
                 wanted.remove(&directory); // tried again after the next reload
+            } else {
+                added = true;
             }
         }
         self.directories = wanted;
+        added
     }
 }
 
@@ -106,8 +124,9 @@ async fn hangups(tx: mpsc::Sender<()>) {
     }
 }
 
-/// Builds a snapshot from the config path and swaps it in, or keeps the old one.
-pub async fn reload(state: &Arc<State>) {
+/// Builds a snapshot from the config path and swaps it in, or keeps the old one; true when
+/// the new one was swapped in.
+pub async fn reload(state: &Arc<State>) -> bool {
     let path = state.config_path.clone();
     let metrics = state.metrics.clone();
     let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path, &metrics)).await;
@@ -151,6 +170,7 @@ pub async fn reload(state: &Arc<State>) {
         .config_reloads
         .get_or_create(&ReloadLabels { result })
         .inc();
+    result == "success"
 }
 
 /// The directories holding every file a snapshot is built from.

@@ -9,22 +9,13 @@ use std::path::Path;
 pub const IDENTITY_VAR: &str = "MOAT_AGE_IDENTITY";
 pub const IDENTITY_FILE_VAR: &str = "MOAT_AGE_IDENTITY_FILE";
 
-/// Anyone able to write a secret file can replace it (mint keys, swap the identity):
-/// world-writable is refused. Readable by others is only a warning, since Kubernetes mounts
-/// secrets 0644 by default.
+/// Anyone able to write a secret file can replace it (mint keys, swap the identity, trust
+/// another CA): world-writable is refused. Readable by others is only a warning, since
+/// Kubernetes mounts secrets 0644 by default.
 pub fn check_permissions(path: &Path, what: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(metadata) = std::fs::metadata(path) else {
-        return Ok(()); // reading it will report the real problem
+    let Some(mode) = refuse_world_writable(path, what)? else {
+        return Ok(());
     };
-    let mode = metadata.permissions().mode();
-    if mode & 0o002 != 0 {
-        return Err(format!(
-            "{}: the {what} is world-writable (mode {:o}); run `chmod 600` on it",
-            path.display(),
-            mode & 0o777
-        ));
-    }
     if mode & 0o044 != 0 {
         tracing::warn!(
             file = %path.display(),
@@ -35,11 +26,56 @@ pub fn check_permissions(path: &Path, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The check for files that are public but must not be replaceable (certificates, CAs);
+/// returns the mode when the file exists.
+pub fn refuse_world_writable(path: &Path, what: &str) -> Result<Option<u32>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(None); // reading it will report the real problem
+    };
+    let mode = metadata.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "{}: the {what} is world-writable (mode {:o}); remove write access for others (`chmod o-w`, or 600 for secrets)",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(Some(mode))
+}
+
 /// The variables of a dotenv text, each failure naming `origin`.
 pub fn parse_dotenv(text: &[u8], origin: &str) -> Result<HashMap<String, String>, String> {
+    refuse_substitution(text, origin)?;
     dotenvy::from_read_iter(text)
         .map(|entry| entry.map_err(|e| format!("{origin}: {}", dotenv_error(&e))))
         .collect()
+}
+
+/// dotenvy expands `$NAME` inside unquoted and double-quoted values, so a generated secret
+/// containing `$` would silently lose part of itself or take another variable's value.
+/// Such values are refused; single quotes keep a value literal.
+fn refuse_substitution(text: &[u8], origin: &str) -> Result<(), String> {
+    for (index, line) in String::from_utf8_lossy(text).lines().enumerate() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        if !value.starts_with('\'') && value.contains('$') {
+            return Err(format!(
+                "{origin}: line {}: the value of `{}` contains `$`, which dotenv files \
+                 substitute; put the value in single quotes to keep it literal",
+                index + 1,
+                name.trim()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// dotenvy's parse errors quote the offending line, which in a secrets file is a secret:
@@ -197,6 +233,19 @@ mod age_files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dollar_outside_single_quotes_is_refused_not_substituted() {
+        let error = parse_dotenv(b"A=1\nSECRET=ab$cd\n", "x.env").unwrap_err();
+        assert!(
+            error.contains("line 2") && error.contains("`SECRET`"),
+            "{error}"
+        );
+        assert!(!error.contains("ab$cd"), "{error}");
+        assert!(parse_dotenv(b"SECRET=\"x$y\"\n", "x.env").is_err());
+        let literal = parse_dotenv(b"SECRET='ab$cd'\n# c $ d\n", "x.env").unwrap();
+        assert_eq!(literal["SECRET"], "ab$cd");
+    }
 
     #[test]
     fn dotenv_errors_do_not_quote_the_line() {

@@ -58,6 +58,9 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
         )
     };
     let builder = connection_builder(&limits);
+    // On TLS, ALPN has already chosen the protocol: no preface sniffing, so hyper's own
+    // header-read timeout governs from the first byte.
+    let (http1_only, http2_only) = (builder.clone().http1_only(), builder.clone().http2_only());
     let graceful = GracefulShutdown::new();
     // Fixed at start: a reload that would turn TLS on or off is refused (see reload.rs).
     let tls = state.snapshot.load().tls.is_some();
@@ -94,14 +97,18 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
             proto: if tls { "https" } else { "http" },
             client_cert: None,
         };
+        let state = state.clone();
+        let watcher = graceful.watcher();
+        let first_byte_timeout = limits.header_read_timeout;
         if tls {
-            let (builder, state, watcher) = (builder.clone(), state.clone(), graceful.watcher());
-            let handshake_timeout = limits.header_read_timeout;
+            let (http1_only, http2_only) = (http1_only.clone(), http2_only.clone());
             tokio::spawn(async move {
                 if let Some((stream, peer)) =
-                    handshake(&state, stream, peer, handshake_timeout).await
+                    handshake(&state, stream, peer, first_byte_timeout).await
                 {
-                    let connection = serve_connection(&builder, &state, stream, peer);
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let builder = if h2 { &http2_only } else { &http1_only };
+                    let connection = serve_connection(builder, &state, stream, peer);
                     if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(error = %error, "connection ended with an error");
                     }
@@ -109,10 +116,18 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 drop(slot);
             });
         } else {
-            let connection = graceful.watch(serve_connection(&builder, &state, stream, peer));
+            let builder = builder.clone();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(error = %error, "connection ended with an error");
+                // The auto builder sniffs for the HTTP/2 preface before any of hyper's
+                // timeouts start: a client that sends nothing must not hold a slot.
+                let mut first = [0u8; 1];
+                let peeked =
+                    tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await;
+                if matches!(peeked, Ok(Ok(1))) {
+                    let connection = serve_connection(&builder, &state, stream, peer);
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
                 }
                 drop(slot);
             });
@@ -165,6 +180,9 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        // Pings find peers that vanished without closing (a NAT dropped them, a host died).
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }

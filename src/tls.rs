@@ -23,6 +23,20 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Reads the PEM files and builds the server config; every problem names its file.
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, Vec<String>> {
     let mut problems = Vec::new();
+    // Whoever can write these can impersonate moat or, for the CA file, any client.
+    let permissions = [
+        crate::secrets::check_permissions(&tls.key_file, "TLS private key (tls.key_file)"),
+        crate::secrets::refuse_world_writable(&tls.cert_file, "certificate (tls.cert_file)")
+            .map(drop),
+    ];
+    let ca_permission = tls.client_ca_file.as_deref().map(|path| {
+        crate::secrets::refuse_world_writable(path, "client CA file (tls.client_ca_file)").map(drop)
+    });
+    for result in permissions.into_iter().chain(ca_permission) {
+        if let Err(problem) = result {
+            problems.push(problem);
+        }
+    }
     let certs = read_certs(&tls.cert_file, "tls.cert_file").map_err(|e| problems.push(e));
     if let Ok(certs) = &certs
         && certs.is_empty()
@@ -86,13 +100,44 @@ fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, St
         .map_err(|e| format!("{key} ({}): {e}", path.display()))
 }
 
-/// The verified client certificate's subject (RFC 4514 order as x509-parser prints it),
-/// as a header value: bytes outside visible ASCII are percent-encoded so a UTF-8 name
-/// survives and nothing can break the header.
+/// The verified client certificate's subject as an RFC 4514 string (`CN=job,O=Example`,
+/// last RDN first), for `X-Moat-Client-Cert-Subject`. Written here rather than with
+/// x509-parser's `Display`, which does not escape: a CN of `alice,O=admins` must not read
+/// as two attributes. Values that are not strings use RFC 4514's `#hex` form; bytes outside
+/// printable ASCII are percent-encoded so a UTF-8 name survives in a header.
 pub fn client_subject(connection: &rustls::ServerConnection) -> Option<HeaderValue> {
     let leaf = connection.peer_certificates()?.first()?;
     let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let subject = certificate.subject().to_string();
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = certificate
+        .subject()
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|attribute| {
+                    let oid = attribute.attr_type();
+                    let name = x509_parser::objects::oid2abbrev(oid, registry)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| oid.to_id_string());
+                    let value = match attribute.as_str() {
+                        Ok(text) => escape_rfc4514(text),
+                        Err(_) => {
+                            let hex: String = attribute
+                                .attr_value()
+                                .data
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect();
+                            format!("#{hex}")
+                        }
+                    };
+                    format!("{name}={value}")
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    let subject = rdns.into_iter().rev().collect::<Vec<_>>().join(",");
     let mut encoded = String::with_capacity(subject.len());
     for byte in subject.bytes() {
         if (0x20..0x7f).contains(&byte) && byte != b'%' {
@@ -102,4 +147,36 @@ pub fn client_subject(connection: &rustls::ServerConnection) -> Option<HeaderVal
         }
     }
     HeaderValue::from_str(&encoded).ok()
+}
+
+/// RFC 4514 §2.4: escape `"+,;<>\`, a leading `#` or space, a trailing space, and NUL.
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (index, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if index == 0 => out.push_str("\\#"),
+            ' ' if index == 0 || index == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4514_escaping_keeps_one_attribute_one_attribute() {
+        assert_eq!(escape_rfc4514("alice, O=admins"), "alice\\, O=admins");
+        assert_eq!(escape_rfc4514("#x y "), "\\#x y\\ ");
+        assert_eq!(escape_rfc4514("a+b\\c\"d;<e>"), "a\\+b\\\\c\\\"d\\;\\<e\\>");
+        assert_eq!(escape_rfc4514("plain"), "plain");
+    }
 }

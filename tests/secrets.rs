@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
@@ -343,7 +343,12 @@ fn known_secrets_never_appear_in_any_output() {
         ],
     );
     assert!(check_ok.status.success(), "{}", text(&check_ok));
-    std::thread::sleep(Duration::from_millis(300)); // let the access log flush
+    // The log is flushed in batches: wait until every request and the failed reload are in.
+    server.wait_for_access_lines(statuses.len());
+    assert!(support::eventually(|| server
+        .lines()
+        .join("\n")
+        .contains("reload failed")));
 
     let printed = format!(
         "{}\n{listed}\n{}\n{}",

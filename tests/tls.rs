@@ -188,7 +188,8 @@ fn http1_and_http2_are_served_over_tls_by_alpn() {
             assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
             let presented = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
             assert_eq!(presented, pki.server_der);
-            let (status, seen_version) = get(stream, "/x", &[]).await.unwrap();
+            let forged = [("x-moat-client-cert-subject", "CN=admin")];
+            let (status, seen_version) = get(stream, "/x", &forged).await.unwrap();
             assert_eq!((status, seen_version), (200, version));
         }
         // Plain HTTP on the TLS port gets no HTTP answer.
@@ -219,7 +220,8 @@ fn mtls_forwards_the_verified_subject_and_refuses_other_clients() {
     let pki = Pki::new();
     let upstream = Upstream::start();
     let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(true)));
-    let (client_cert, client_key, _) = leaf(&pki.ca, "scoring-job", &["scoring-job"]);
+    // A common name that tries to smuggle a second attribute.
+    let (client_cert, client_key, _) = leaf(&pki.ca, "scoring-job, O=admins", &["scoring-job"]);
     let stranger_ca = ca("Someone Else");
     let (stranger_cert, stranger_key, _) = leaf(&stranger_ca, "intruder", &["intruder"]);
     runtime().block_on(async {
@@ -244,9 +246,8 @@ fn mtls_forwards_the_verified_subject_and_refuses_other_clients() {
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1, "a refused client reached the upstream");
     let subject = seen[0].header("x-moat-client-cert-subject").unwrap();
-    assert!(subject.contains("CN=scoring-job"), "{subject}");
-    assert!(subject.contains("O=Moat Tests"), "{subject}");
-    assert!(!subject.contains("admin"));
+    // RFC 4514: last RDN first, the comma inside the common name escaped.
+    assert_eq!(subject, r"O=Moat Tests,CN=scoring-job\, O=admins");
 }
 
 #[test]
@@ -357,4 +358,70 @@ fn bad_tls_files_are_reported_by_check() {
     ] {
         assert!(report.contains(expected), "`{expected}` missing:\n{report}");
     }
+}
+
+/// With one connection slot, a client that connects and sends nothing — before or after
+/// the TLS handshake, or on plain HTTP — is cut off by `header_read_timeout` and the next
+/// client is served.
+#[test]
+fn silent_clients_do_not_hold_connection_slots() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let limits = "limits:\n  max_connections: 1\n  header_read_timeout: 1s\n";
+    let tls_moat = Moat::start(&config(
+        &upstream.url(),
+        &format!("{}{limits}", pki.tls_config(false)),
+    ));
+    let plain_moat = Moat::start(&config(&upstream.url(), limits));
+    runtime().block_on(async {
+        let client = client_config(&pki.ca.pem, &[b"http/1.1"], None);
+        let served = |addr: SocketAddr| {
+            let client = client.clone();
+            async move {
+                let stream = connect(addr, client).await.unwrap();
+                get(stream, "/next", &[]).await.unwrap().0
+            }
+        };
+        // Silent before the handshake.
+        let _silent = TcpStream::connect(tls_moat.addr).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(8), served(tls_moat.addr)).await;
+        assert_eq!(next.expect("the silent TCP client kept the slot"), 200);
+        // Silent after the handshake.
+        let _idle = connect(tls_moat.addr, client.clone()).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(8), served(tls_moat.addr)).await;
+        assert_eq!(next.expect("the idle TLS client kept the slot"), 200);
+        // Silent on plain HTTP.
+        let _silent = TcpStream::connect(plain_moat.addr).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(8), async {
+            tokio::task::spawn_blocking(move || support::get(plain_moat.addr, "/next", &[]).status)
+                .await
+                .unwrap()
+        })
+        .await;
+        assert_eq!(next.expect("the silent plain client kept the slot"), 200);
+    });
+}
+
+/// TLS cannot be switched on or off by a reload: it is refused, counted, and the old
+/// listener keeps serving TLS.
+#[test]
+fn a_reload_that_turns_tls_off_is_refused() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(false)));
+    std::fs::write(&moat.config_path, config(&upstream.url(), "")).unwrap();
+    assert!(eventually(|| support::metric(
+        &moat,
+        r#"moat_config_reloads_total{result="failure"}"#
+    ) >= 1));
+    runtime().block_on(async {
+        let stream = connect(moat.addr, client_config(&pki.ca.pem, &[b"h2"], None))
+            .await
+            .unwrap();
+        assert_eq!(get(stream, "/still-tls", &[]).await.unwrap().0, 200);
+    });
+    assert!(eventually(|| moat
+        .lines()
+        .join("\n")
+        .contains("turning TLS on or off needs a restart")));
 }

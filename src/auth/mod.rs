@@ -70,13 +70,13 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Builds the verifiers and resolves every requirement; reports all problems at once.
     /// The problems of the schemes alone (key stores, key files, JWKS): what can still be
     /// checked when the spec they would be bound to failed to load.
     pub fn check_schemes(auth: &AuthConfig, metrics: &Arc<Metrics>) -> Vec<String> {
         verifiers(auth, metrics).1
     }
 
+    /// Builds the verifiers and resolves every requirement; reports all problems at once.
     pub fn load(
         auth: &AuthConfig,
         policy: &PolicyConfig,

@@ -503,17 +503,47 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Runs the moat binary with `args` and extra environment (no age identity inherited).
+/// Runs the moat binary with `args` and extra environment (no age identity inherited),
+/// killing it if it runs past [`WAIT`] (a `serve` that should have refused to start).
 pub fn run_moat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_moat"));
     command
         .args(args)
         .env_remove("MOAT_AGE_IDENTITY")
-        .env_remove("MOAT_AGE_IDENTITY_FILE");
+        .env_remove("MOAT_AGE_IDENTITY_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (name, value) in env {
         command.env(name, value);
     }
-    command.output().expect("run moat")
+    let mut child = command.spawn().expect("run moat");
+    let pipe = |mut reader: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = reader.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = pipe(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = pipe(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("moat {args:?} did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
 }
 
 /// Stdout then stderr of a finished command, as text.
