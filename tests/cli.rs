@@ -240,3 +240,53 @@ fn explain_says_why_each_kind_of_request_is_refused() {
     let (code, _) = explain.run(&["GET", "/x", "-H", "no colon"]);
     assert_eq!(code, Some(2));
 }
+
+/// A key in the query is removed before validation, in explain as in serve: with
+/// `reject_unknown_query` it must not count as an unknown parameter.
+#[test]
+fn explain_strips_a_query_key_before_validating_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = support::moat_keys(&store, &["new", "--id", "ops"]);
+    let extra = format!(
+        "openapi:\n  file: {}\n  reject_unknown_query: true\nauth:\n  schemes:\n    api_key: {{type: api_key, query: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n  allow_api_key_in_query_or_cookie: true\n",
+        support::fixture("model.yaml"),
+        store.display()
+    );
+    let path = dir.path().join("moat.yaml");
+    let upstream = format!("http://{}", support::closed_port());
+    std::fs::write(&path, config(&upstream, &extra)).unwrap();
+    let target = format!("/v1/models?api_key={key}");
+    let output = run_moat(
+        &[
+            "explain",
+            "--config",
+            path.to_str().unwrap(),
+            "GET",
+            &target,
+        ],
+        &[],
+    );
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert!(report.contains("api_key: valid key `ops`"), "{report}");
+    assert!(!report.contains(&key), "the key was echoed:\n{report}");
+    let (code, report) = {
+        let output = run_moat(
+            &[
+                "explain",
+                "--config",
+                path.to_str().unwrap(),
+                "GET",
+                &format!("{target}&surprise=1"),
+            ],
+            &[],
+        );
+        (output.status.code(), text(&output))
+    };
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("query /surprise") || report.contains("surprise"),
+        "{report}"
+    );
+}

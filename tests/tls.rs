@@ -425,3 +425,20 @@ fn a_reload_that_turns_tls_off_is_refused() {
         .join("\n")
         .contains("turning TLS on or off needs a restart")));
 }
+
+/// Whoever can write the client CA file can let any client in: world-writable is refused.
+#[test]
+fn a_world_writable_client_ca_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::new();
+    std::fs::set_permissions(pki.path("ca.crt"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let path = pki.dir.path().join("moat.yaml");
+    std::fs::write(&path, config("http://127.0.0.1:1", &pki.tls_config(true))).unwrap();
+    let output = support::run_moat(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = support::text(&output);
+    assert!(
+        report.contains("client CA file (tls.client_ca_file) is world-writable"),
+        "{report}"
+    );
+}
