@@ -4,11 +4,10 @@
 //! requests finish on the snapshot they loaded. A snapshot that fails to load is logged
 //! with every problem and counted, and the old one keeps serving.
 //!
-//! The directories of the config, dotenv and `VAR_FILE` files, spec, key stores, key files and
-//! TLS files are watched (not the
-//! files), so editors' rename-writes and Kubernetes' `..data` symlink swaps are seen; only
-//! create, modify and remove events count (reading a file must not trigger a reload), and
-//! bursts are debounced.
+//! The directories of the config, dotenv and `VAR_FILE` files, spec, key stores, key files
+//! and TLS files are watched (not the files), so editors' rename-writes and Kubernetes'
+//! `..data` symlink swaps are seen; only create, modify and remove events count (reading a
+//! file must not trigger a reload), and bursts are debounced. The set follows each reload.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
