@@ -35,6 +35,8 @@ pub struct Completion {
     /// The body reached its end (false: the client went away or the stream broke).
     pub finished: bool,
     pub stream_error: Option<String>,
+    /// Keeps the connection counted as busy until the response is done (see `idle`).
+    pub stream: Option<crate::idle::StreamGuard>,
 }
 
 impl Completion {
@@ -64,6 +66,7 @@ impl Completion {
             bytes_sent: 0,
             finished: false,
             stream_error: None,
+            stream: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod forward;
 pub mod frame;
 pub mod health;
+pub mod idle;
 pub mod keys;
 pub mod limit;
 pub mod metrics;

@@ -21,6 +21,7 @@ use tokio_rustls::server::TlsStream;
 use crate::admin;
 use crate::body::BoxError;
 use crate::config::Limits;
+use crate::idle::{IdleIo, Streams};
 use crate::pipeline::{self, Peer};
 use crate::snapshot::State;
 
@@ -96,6 +97,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
             ip: addr.ip().to_canonical(),
             proto: if tls { "https" } else { "http" },
             client_cert: None,
+            streams: Streams::new(),
         };
         let state = state.clone();
         let watcher = graceful.watcher();
@@ -108,6 +110,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let builder = if h2 { &http2_only } else { &http1_only };
+                    let stream = IdleIo::new(stream, peer.streams.clone(), first_byte_timeout);
                     let connection = serve_connection(builder, &state, stream, peer);
                     if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(error = %error, "connection ended with an error");
@@ -124,6 +127,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 let peeked =
                     tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await;
                 if matches!(peeked, Ok(Ok(1))) {
+                    let stream = IdleIo::new(stream, peer.streams.clone(), first_byte_timeout);
                     let connection = serve_connection(&builder, &state, stream, peer);
                     if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(error = %error, "connection ended with an error");

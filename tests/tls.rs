@@ -361,8 +361,8 @@ fn bad_tls_files_are_reported_by_check() {
 }
 
 /// With one connection slot, a client that connects and sends nothing — before or after
-/// the TLS handshake, or on plain HTTP — is cut off by `header_read_timeout` and the next
-/// client is served.
+/// the TLS handshake, after the HTTP/2 preface, or on plain HTTP — is cut off by
+/// `header_read_timeout` and the next client is served; a slow request is not idle.
 #[test]
 fn silent_clients_do_not_hold_connection_slots() {
     let pki = Pki::new();
@@ -390,6 +390,26 @@ fn silent_clients_do_not_hold_connection_slots() {
         let _idle = connect(tls_moat.addr, client.clone()).await.unwrap();
         let next = tokio::time::timeout(Duration::from_secs(8), served(tls_moat.addr)).await;
         assert_eq!(next.expect("the idle TLS client kept the slot"), 200);
+        // HTTP/2 preface and settings, then nothing: hyper has no idle timer for h2.
+        let h2_client = client_config(&pki.ca.pem, &[b"h2"], None);
+        let stream = connect(tls_moat.addr, h2_client.clone()).await.unwrap();
+        let (_sender, connection) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
+            TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let idle_h2 = tokio::spawn(connection);
+        let next = tokio::time::timeout(Duration::from_secs(8), served(tls_moat.addr)).await;
+        assert_eq!(next.expect("the idle HTTP/2 client kept the slot"), 200);
+        assert!(
+            idle_h2.is_finished(),
+            "the idle HTTP/2 connection is still open"
+        );
+        // A request slower than the idle limit on HTTP/2 is not cut off: it is not idle.
+        let stream = connect(tls_moat.addr, h2_client).await.unwrap();
+        let (status, _) = get(stream, "/slow/1800", &[]).await.unwrap();
+        assert_eq!(status, 200);
         // Silent on plain HTTP.
         let _silent = TcpStream::connect(plain_moat.addr).await.unwrap();
         let next = tokio::time::timeout(Duration::from_secs(8), async {
