@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
@@ -22,6 +23,9 @@ use tokio::time::Sleep;
 #[derive(Debug)]
 pub struct Streams {
     open: AtomicUsize,
+    /// The connection's reader, parked while requests are open; woken when the last one
+    /// ends, so it can start the idle timer. The timer is never polled on a busy connection.
+    reader: AtomicWaker,
     epoch: Instant,
     /// Milliseconds after `epoch` when the last request ended (or the connection began).
     idle_since: AtomicU64,
@@ -31,6 +35,7 @@ impl Streams {
     pub fn new() -> Arc<Streams> {
         Arc::new(Streams {
             open: AtomicUsize::new(0),
+            reader: AtomicWaker::new(),
             epoch: Instant::now(),
             idle_since: AtomicU64::new(0),
         })
@@ -60,7 +65,9 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         let now = u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.idle_since.store(now, Ordering::Release);
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -97,7 +104,15 @@ impl<I: AsyncRead> AsyncRead for IdleIo<I> {
         if let Poll::Ready(result) = this.inner.poll_read(cx, buf) {
             return Poll::Ready(result);
         }
-        // Nothing to read: check idleness whenever the timer fires, and re-arm it.
+        // Nothing to read. While a request is open, only ask to be woken when the last one
+        // ends (registered before the second look, so that end cannot be missed).
+        if this.streams.open.load(Ordering::Acquire) > 0 {
+            this.streams.reader.register(cx.waker());
+            if this.streams.open.load(Ordering::Acquire) > 0 {
+                return Poll::Pending;
+            }
+        }
+        // Idle: check whenever the timer fires, and re-arm it.
         while this.timer.as_mut().poll(cx).is_ready() {
             let wait = match this.streams.idle_for() {
                 Some(idle) if idle >= *this.limit => return Poll::Ready(Ok(())), // EOF
