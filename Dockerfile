@@ -4,6 +4,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# `moat demo` embeds the shipped config and spec at build time.
+COPY config ./config
 RUN cargo build --release --locked --bin moat
 
 # Run: distroless (glibc, no shell), as the non-root user 65532. Paths in config/moat.yaml

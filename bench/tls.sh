@@ -10,8 +10,11 @@ CONNECTIONS=${2:-64}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
 
-cargo build --release --locked --quiet
-MOAT=target/release/moat
+# MOAT=path/to/moat compares another build (A/B); by default this tree's release build.
+if [ -z "${MOAT:-}" ]; then
+  cargo build --release --locked --quiet
+  MOAT=target/release/moat
+fi
 cat > "$WORK/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
 events { worker_connections 4096; }
