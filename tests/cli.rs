@@ -94,18 +94,8 @@ impl Explain {
 }
 
 fn token(scope: &str) -> String {
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({"iss": "iss", "aud": "aud", "sub": "alice", "exp": now + 600, "scope": scope});
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(HMAC.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    let claims = serde_json::json!({"iss": "iss", "aud": "aud", "sub": "alice", "exp": support::now() + 600, "scope": scope});
+    support::hs256(HMAC, &claims)
 }
 
 const PREDICT: &str = "/v1/models/iris:predict";

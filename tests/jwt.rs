@@ -4,36 +4,22 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use support::{Moat, Upstream, config, fixture, get, post_json};
+use support::{Moat, Upstream, config, fixture, get, now, post_json};
 
 const ISSUER: &str = "https://login.example.com/";
 const AUDIENCE: &str = "model-api";
 const SECRET: &str = "0123456789abcdef0123456789abcdef-hmac";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn claims(scope: &str) -> Value {
     json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "exp": now() + 600, "iat": now(), "scope": scope})
 }
 
 fn hs256(claims: &Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    support::hs256(SECRET, claims)
 }
 
 /// moat in front of the model spec, with `predict` needing scope `predict`, `/health`

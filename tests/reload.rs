@@ -226,17 +226,8 @@ fn a_rotated_secret_file_is_picked_up() {
         &[("MOAT_T_JWT_FILE", secret_file.to_str().unwrap())],
     );
     let call = |secret: &str| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let claims = serde_json::json!({"iss": "iss", "aud": "aud", "sub": "s", "exp": now + 600});
-        let token = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-        )
-        .unwrap();
+        let claims = serde_json::json!({"iss": "iss", "aud": "aud", "sub": "s", "exp": support::now() + 600});
+        let token = support::hs256(secret, &claims);
         get(
             moat.addr,
             "/x",

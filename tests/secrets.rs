@@ -4,12 +4,9 @@
 
 mod support;
 
+use serde_json::json;
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use serde_json::json;
 use support::{Moat, Upstream, config, fixture, get, moat_keys, post_json, run_moat as moat, text};
 
 const PREDICT: &str = "/v1/models/iris:predict";
@@ -30,18 +27,10 @@ fn keygen(path: &Path) -> String {
 }
 
 fn token(secret: &str, scope: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = support::now();
     let claims = json!({"iss": "https://login.example.com/", "aud": "model-api", "sub": "alice",
         "exp": now + 600, "iat": now, "scope": scope});
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
-    )
-    .unwrap()
+    support::hs256(secret, &claims)
 }
 
 /// A config whose bearer secret comes from the encrypted dotenv and whose key pepper comes

@@ -582,6 +582,24 @@ pub fn metric(moat: &Moat, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds since the Unix epoch, for token claims.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A JWT of `claims` signed with HS256 and `secret`.
+pub fn hs256(secret: &str, claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("HMAC key"),
+    )
+    .expect("sign")
+}
+
 /// Waits up to [`WAIT`] for `condition`.
 pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
