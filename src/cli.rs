@@ -345,15 +345,8 @@ fn serve(config_path: PathBuf) -> ExitCode {
             "the upstream is not on loopback: make sure its port is not reachable around moat"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("moat: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = multi_thread_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let state = Arc::new(State::new(snapshot, config_path, metrics));
@@ -375,15 +368,8 @@ fn serve(config_path: PathBuf) -> ExitCode {
 
 fn demo(listen: std::net::SocketAddr, admin_listen: std::net::SocketAddr) -> ExitCode {
     let _log = telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("moat: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = multi_thread_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::demo::run(listen, admin_listen, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
@@ -392,6 +378,15 @@ fn demo(listen: std::net::SocketAddr, admin_listen: std::net::SocketAddr) -> Exi
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime `serve` and `demo` run on; `None` (said on stderr) when it cannot start.
+fn multi_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|error| eprintln!("moat: cannot start the runtime: {error}"))
+        .ok()
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
