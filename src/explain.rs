@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use crate::auth::Trace;
 use crate::config::Mode;
 use crate::frame;
+use crate::pipeline::{Routing, Target};
 use crate::reject::Rejection;
-use crate::route::Routed;
 use crate::snapshot::Snapshot;
 use crate::validate;
 
@@ -40,13 +40,11 @@ fn build(input: &Input) -> Result<(Method, Uri, HeaderMap, Bytes, Vec<String>), 
         .url
         .parse()
         .map_err(|e| format!("the URL does not parse: {e}"))?;
-    let target = uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let uri: Uri = target
-        .parse()
-        .map_err(|e| format!("the URL does not parse: {e}"))?;
+    let uri = Uri::from(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
     let mut headers = HeaderMap::new();
     for (number, line) in input.headers.iter().enumerate() {
         // Never quoted back: a malformed line may still hold a credential.
@@ -99,55 +97,41 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
     out.pass("1 frame", &format!("canonical path {path}"));
 
     // 2. route
-    let (operation, values, requirement, mode) = match &snapshot.spec {
-        None => {
+    let target = match crate::pipeline::route(snapshot, &method, &path) {
+        Err(rejection) => return Ok(out.refused("2 route", &rejection)),
+        Ok(Routing::Options(allow)) => {
+            let allow = allow.to_str().unwrap_or_default().to_owned();
             out.pass(
                 "2 route",
-                "no `openapi` configured: every path is forwarded",
+                &format!("OPTIONS answered by moat: 204, Allow: {allow}"),
             );
-            (
-                None,
-                Vec::new(),
-                &snapshot.auth.unrouted,
-                config.policy.mode,
-            )
+            out.line("verdict: answered by moat (204), not forwarded");
+            return Ok(out);
         }
-        Some(spec) => match spec.router.route(&method, &path) {
-            Err(rejection) => return Ok(out.refused("2 route", &rejection)),
-            Ok(Routed::Options { allow }) => {
-                let allow = allow.to_str().unwrap_or_default().to_owned();
-                out.pass(
-                    "2 route",
-                    &format!("OPTIONS answered by moat: 204, Allow: {allow}"),
-                );
-                out.line("verdict: answered by moat (204), not forwarded");
-                return Ok(out);
-            }
-            Ok(Routed::Operation {
-                index,
-                template,
-                values,
-            }) => {
-                let operation = &spec.operations[index];
-                let mode = snapshot.auth.modes[index].unwrap_or(config.policy.mode);
-                out.pass(
-                    "2 route",
-                    &format!(
-                        "operation `{}` ({} {template}), mode {}",
-                        operation.id,
-                        operation.method,
-                        mode_name(mode)
-                    ),
-                );
-                (
-                    Some(operation),
-                    values,
-                    &snapshot.auth.requirements[index],
-                    mode,
-                )
-            }
-        },
+        Ok(Routing::Target(target)) => target,
     };
+    let Target {
+        operation,
+        template,
+        path_values: values,
+        requirement,
+        mode,
+    } = target;
+    match (operation, template) {
+        (Some(operation), Some(template)) => out.pass(
+            "2 route",
+            &format!(
+                "operation `{}` ({} {template}), mode {}",
+                operation.id,
+                operation.method,
+                mode_name(mode)
+            ),
+        ),
+        _ => out.pass(
+            "2 route",
+            "no `openapi` configured: every path is forwarded",
+        ),
+    }
 
     // 3–4. credentials and scopes
     let mut trace = Trace::on();

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::access::Completion;
+use crate::auth::Requirement;
 use crate::auth::Trace;
 use crate::body::ResponseBody;
 use crate::config::{Limits, Mode};
@@ -24,6 +25,7 @@ use crate::metrics::OperationLabel;
 use crate::reject::Rejection;
 use crate::route::Routed;
 use crate::snapshot::{Snapshot, State};
+use crate::spec::Operation;
 use crate::validate;
 
 /// The connection a request arrived on.
@@ -87,38 +89,20 @@ async fn run(
     let path = frame::check(&parts.uri, &parts.headers, &config.limits)?;
 
     // 2. route: only what the spec declares goes further.
-    let routed = match &snapshot.spec {
-        Some(spec) => Some((spec, spec.router.route(&parts.method, &path)?)),
-        None => None,
+    let Target {
+        operation,
+        template,
+        path_values,
+        requirement,
+        mode,
+    } = match route(snapshot, &parts.method, &path)? {
+        Routing::Options(allow) => return Ok(options_response(allow)),
+        Routing::Target(target) => target,
     };
-    let (operation, path_values, requirement, mode) = match routed {
-        Some((_, Routed::Options { allow })) => return Ok(options_response(allow)),
-        Some((
-            spec,
-            Routed::Operation {
-                index,
-                template,
-                values,
-            },
-        )) => {
-            let operation = &spec.operations[index];
-            completion.operation = operation.label();
-            completion.route = Some(template);
-            let mode = snapshot.auth.modes[index].unwrap_or(config.policy.mode);
-            (
-                Some(operation),
-                values,
-                &snapshot.auth.requirements[index],
-                mode,
-            )
-        }
-        None => (
-            None,
-            Vec::new(),
-            &snapshot.auth.unrouted,
-            config.policy.mode,
-        ),
-    };
+    if let Some(operation) = operation {
+        completion.operation = operation.label();
+    }
+    completion.route = template;
 
     // 5 (first half). The per-client limit is taken before credentials are checked, so it
     // also bounds failed attempts.
@@ -189,6 +173,56 @@ async fn run(
     let forwarded = snapshot.upstream.forward(parts, body, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);
     Ok(forwarded.response)
+}
+
+/// What stage 2 decided.
+pub enum Routing<'s, 'p> {
+    /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
+    Options(HeaderValue),
+    Target(Target<'s, 'p>),
+}
+
+/// The operation a request goes on to, with what stages 3–6 need of it.
+pub struct Target<'s, 'p> {
+    /// `None` when no spec is configured: every path is forwarded.
+    pub operation: Option<&'s Operation>,
+    pub template: Option<Arc<str>>,
+    pub path_values: Vec<&'p str>,
+    pub requirement: &'s Requirement,
+    pub mode: Mode,
+}
+
+/// Stage 2: the operation at `path` and its security requirement and mode (the
+/// operation's own mode, else the policy's). `serve` and `moat explain` share it.
+pub fn route<'s, 'p>(
+    snapshot: &'s Snapshot,
+    method: &Method,
+    path: &'p str,
+) -> Result<Routing<'s, 'p>, Rejection> {
+    let policy_mode = snapshot.config.policy.mode;
+    let Some(spec) = &snapshot.spec else {
+        return Ok(Routing::Target(Target {
+            operation: None,
+            template: None,
+            path_values: Vec::new(),
+            requirement: &snapshot.auth.unrouted,
+            mode: policy_mode,
+        }));
+    };
+    Ok(match spec.router.route(method, path)? {
+        Routed::Options { allow } => Routing::Options(allow),
+        Routed::Operation {
+            index,
+            template,
+            values,
+        } => Routing::Target(Target {
+            operation: Some(&spec.operations[index]),
+            template: Some(template),
+            path_values: values,
+            requirement: &snapshot.auth.requirements[index],
+            mode: snapshot.auth.modes[index].unwrap_or(policy_mode),
+        }),
+    })
 }
 
 /// A key carried in the query leaves it right after stage 3, so neither validation nor the
