@@ -12,14 +12,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::admin;
-use crate::body::BoxError;
 use crate::config::Limits;
 use crate::idle::{IdleIo, Streams};
 use crate::pipeline::{self, Peer};
@@ -110,11 +109,8 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let builder = if h2 { &http2_only } else { &http1_only };
-                    let stream = IdleIo::new(stream, peer.streams.clone(), first_byte_timeout);
-                    let connection = serve_connection(builder, &state, stream, peer);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(error = %error, "connection ended with an error");
-                    }
+                    serve_connection(builder, &state, stream, peer, first_byte_timeout, watcher)
+                        .await;
                 }
                 drop(slot);
             });
@@ -127,11 +123,8 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 let peeked =
                     tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await;
                 if matches!(peeked, Ok(Ok(1))) {
-                    let stream = IdleIo::new(stream, peer.streams.clone(), first_byte_timeout);
-                    let connection = serve_connection(&builder, &state, stream, peer);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(error = %error, "connection ended with an error");
-                    }
+                    serve_connection(&builder, &state, stream, peer, first_byte_timeout, watcher)
+                        .await;
                 }
                 drop(slot);
             });
@@ -218,22 +211,29 @@ async fn handshake(
     }
 }
 
-fn serve_connection<I>(
+/// Serves one connection to its end: I/O that reads as closed once idle for `idle_limit`,
+/// hyper, and the graceful-shutdown watcher.
+async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     state: &Arc<State>,
     stream: I,
     peer: Peer,
-) -> impl hyper_util::server::graceful::GracefulConnection<Error = BoxError> + use<I>
-where
+    idle_limit: Duration,
+    watcher: Watcher,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stream = IdleIo::new(stream, peer.streams.clone(), idle_limit);
     let state = state.clone();
     let service = service_fn(move |request| {
         let state = state.clone();
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(&state, request, peer).await) }
     });
-    builder
+    let connection = builder
         .serve_connection(TokioIo::new(stream), service)
-        .into_owned()
+        .into_owned();
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(error = %error, "connection ended with an error");
+    }
 }
