@@ -425,30 +425,25 @@ impl Config {
                 .ok()
                 .or_else(|| dotenv.get(name).cloned())
         };
-        let mut config = Self::parse(&text, &lookup).map_err(error)?;
-        config.secret_files = text
-            .lines()
-            .filter(|line| !line.trim_start().starts_with('#'))
-            .flat_map(variable_references)
-            .filter(|reference| lookup(reference.name).is_none())
-            .filter_map(|reference| lookup(&format!("{}_FILE", reference.name)))
-            .map(PathBuf::from)
-            .collect();
-        Ok(config)
+        Self::parse(&text, &lookup).map_err(error)
     }
 
     /// Parses config text, looking variables up with `env`.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
-        let properties = resolve_variables(text, env)?;
+        let Variables {
+            properties,
+            secret_files,
+        } = resolve_variables(text, env)?;
         let mut options = serde_saphyr::Options::default().with_properties(properties);
         // Compose syntax so quoted scalars are expanded too; its "unset means empty" rule
         // never applies because `resolve_variables` has already refused unset variables.
         options.property_syntax = serde_saphyr::PropertySyntax::DockerCompose;
         options.strict_booleans = true;
         options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-        let config: Config =
+        let mut config: Config =
             serde_saphyr::from_str_with_options(text, options).map_err(|e| vec![e.to_string()])?;
         config.check()?;
+        config.secret_files = secret_files;
         Ok(config)
     }
 
@@ -549,8 +544,9 @@ fn read_env_files(text: &str) -> Result<HashMap<String, String>, String> {
 fn resolve_variables(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<HashMap<String, String>, Vec<String>> {
+) -> Result<Variables, Vec<String>> {
     let mut properties = HashMap::new();
+    let mut secret_files = Vec::new();
     let mut problems = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim_start().starts_with('#') {
@@ -563,6 +559,10 @@ fn resolve_variables(
             match lookup(reference.name, env) {
                 Ok(Some(value)) => {
                     properties.insert(reference.name.to_owned(), value);
+                    if env(reference.name).is_none() {
+                        secret_files
+                            .extend(env(&format!("{}_FILE", reference.name)).map(PathBuf::from));
+                    }
                 }
                 Ok(None) if reference.has_default => {}
                 Ok(None) => problems.push(format!(
@@ -578,10 +578,19 @@ fn resolve_variables(
         }
     }
     if problems.is_empty() {
-        Ok(properties)
+        Ok(Variables {
+            properties,
+            secret_files,
+        })
     } else {
         Err(problems)
     }
+}
+
+/// What `${VAR}` references resolved to, and the `VAR_FILE` files that were read.
+struct Variables {
+    properties: HashMap<String, String>,
+    secret_files: Vec<PathBuf>,
 }
 
 /// `name` from the process environment, else the file named by `name_FILE` — the rule
