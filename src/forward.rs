@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::auth::{KeyLocation, Principal};
 use crate::body::ResponseBody;
 use crate::config::UpstreamConfig;
-use crate::reject::Rejection;
+use crate::reject::{Rejection, Stage};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -160,14 +160,14 @@ impl Upstream {
             original
         } else {
             PathAndQuery::try_from(format!("{}{}", self.prefix, original.as_str()))
-                .map_err(|_| Rejection::Internal)?
+                .map_err(|_| Rejection::Internal(Stage::Forward))?
         };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
-            .map_err(|_| Rejection::Internal)
+            .map_err(|_| Rejection::Internal(Stage::Forward))
     }
 }
 

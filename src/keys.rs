@@ -1,7 +1,7 @@
 //! `moat keys`: mint, hash, list, revoke and rotate API keys in the key store. A new key is
 //! printed once, to stdout, and nothing else secret is printed anywhere; the store keeps
 //! only its argon2id hash. Writes are atomic (temporary file + rename, mode 0600) and keep
-//! the rest of the file, comments included. The pepper, when used, comes from
+//! the rest of the file, comments included, where its layout allows (see `store_edit`). The pepper, when used, comes from
 //! `MOAT_KEY_PEPPER` (or the file named by `MOAT_KEY_PEPPER_FILE`), as `serve` reads it.
 
 use std::io::Read;
@@ -9,7 +9,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::auth::api_key::hash_key;
-use crate::auth::keystore::{self, KeyStore, NewRecord, valid_id};
+use serde_json::{Map, Value};
+
+use crate::auth::keystore::{self, KeyStore, valid_id};
+use crate::auth::store_edit::StoreText;
 use crate::config::Secret;
 
 /// The pepper from the environment, if set and not empty.
@@ -19,31 +22,59 @@ pub fn pepper() -> Result<Option<Secret>, String> {
     Ok(value.filter(|v| !v.is_empty()).map(Secret::from))
 }
 
-fn read_store(path: &Path) -> Result<(String, KeyStore), String> {
+/// The store at `path` as `serve` would load it, and its text ready for editing. A missing
+/// file is an empty store (the first `moat keys new` creates it).
+fn read_store(path: &Path) -> Result<(StoreText, KeyStore), String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(error) => return Err(format!("{}: {error}", path.display())),
     };
-    let store = if text.trim().is_empty() {
-        KeyStore::default()
-    } else {
-        KeyStore::parse(&text).map_err(|p| format!("{}: {}", path.display(), p.join("; ")))?
-    };
-    Ok((text, store))
+    let store =
+        KeyStore::parse(&text).map_err(|p| format!("{}: {}", path.display(), p.join("; ")))?;
+    let editable = StoreText::parse(text).map_err(|p| format!("{}: {p}", path.display()))?;
+    Ok((editable, store))
 }
 
-/// Checks the edited text still loads, then writes it atomically.
-fn write_store(path: &Path, text: &str) -> Result<KeyStore, String> {
-    let store = KeyStore::parse(text).map_err(|p| {
+/// Checks the edited store still loads, then writes it atomically (mode 0600).
+fn write_store(path: &Path, edited: StoreText) -> Result<KeyStore, String> {
+    let (text, rewritten) = edited.into_text();
+    let store = KeyStore::parse(&text).map_err(|p| {
         format!(
             "{}: the edit would break the store ({}); nothing written",
             path.display(),
             p.join("; ")
         )
     })?;
-    keystore::write_atomically(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    keystore::write_atomically(path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if rewritten {
+        eprintln!(
+            "{}: rewritten as block YAML (its layout allowed no line edit; comments in it are gone)",
+            path.display()
+        );
+    }
     Ok(store)
+}
+
+/// A new record: the fields `moat keys new` sets, in JSON form for the store's text.
+fn new_record(
+    id: &str,
+    hash: &str,
+    scopes: &[String],
+    owner: Option<&str>,
+    expires_at: Option<&str>,
+) -> Map<String, Value> {
+    let mut record = Map::new();
+    record.insert("id".to_owned(), Value::from(id));
+    record.insert("hash".to_owned(), Value::from(hash));
+    record.insert("scopes".to_owned(), Value::from(scopes.to_vec()));
+    if let Some(owner) = owner {
+        record.insert("owner".to_owned(), Value::from(owner));
+    }
+    if let Some(expires_at) = expires_at {
+        record.insert("expires_at".to_owned(), Value::from(expires_at));
+    }
+    record
 }
 
 /// `moat keys new`: returns the key, to be printed once.
@@ -64,7 +95,7 @@ pub fn new(
             format!("`{expires}` is not an RFC 3339 time like 2027-06-01T00:00:00Z")
         })?;
     }
-    let (text, store) = read_store(path)?;
+    let (mut text, store) = read_store(path)?;
     if store.records.contains_key(id) {
         return Err(format!(
             "key id `{id}` already exists in {}",
@@ -73,15 +104,8 @@ pub fn new(
     }
     let key = keystore::new_key(id);
     let hash = hash_key(&key, pepper()?.as_ref())?;
-    let record = NewRecord {
-        id,
-        hash: &hash,
-        scopes,
-        owner,
-        expires_at: expires,
-        extra: Vec::new(),
-    };
-    write_store(path, &keystore::append_record(&text, &record))?;
+    text.append(new_record(id, &hash, scopes, owner, expires));
+    write_store(path, text)?;
     Ok(key)
 }
 
@@ -133,9 +157,9 @@ pub fn list(path: &Path) -> Result<String, String> {
 
 /// `moat keys revoke ID`: `disabled: true`.
 pub fn revoke(path: &Path, id: &str) -> Result<(), String> {
-    let (text, _) = read_store(path)?;
-    let edited = keystore::set_field(&text, id, "disabled", "true")?;
-    write_store(path, &edited).map(drop)
+    let (mut text, _) = read_store(path)?;
+    text.set(id, "disabled", Value::Bool(true))?;
+    write_store(path, text).map(drop)
 }
 
 /// `moat keys rotate ID --grace D`: a new key (new id) with the old record's scopes,
@@ -146,11 +170,10 @@ pub fn rotate(
     grace: Duration,
     new_id: Option<&str>,
 ) -> Result<(String, String), String> {
-    let (text, store) = read_store(path)?;
-    let old = store
-        .records
-        .get(id)
-        .ok_or_else(|| format!("no key with id `{id}`"))?;
+    let (mut text, store) = read_store(path)?;
+    if !store.records.contains_key(id) {
+        return Err(format!("no key with id `{id}`"));
+    }
     let new_id = match new_id {
         Some(new_id) => new_id.to_owned(),
         None => next_id(id, &store),
@@ -160,39 +183,26 @@ pub fn rotate(
     }
     let key = keystore::new_key(&new_id);
     let hash = hash_key(&key, pepper()?.as_ref())?;
-    let mut extra = Vec::new();
-    if let Some(cidrs) = &old.allowed_cidrs {
-        let cidrs: Vec<String> = cidrs.iter().map(|c| format!("\"{c}\"")).collect();
-        extra.push(format!("allowed_cidrs: [{}]", cidrs.join(", ")));
-    }
-    if let Some(operations) = &old.operations {
-        let operations: Vec<String> = operations
-            .iter()
-            .map(|o| serde_json::Value::from(o.as_str()).to_string())
-            .collect();
-        extra.push(format!("operations: [{}]", operations.join(", ")));
-    }
-    if let Some(limit) = old.rate_limit {
-        extra.push(format!(
-            "rate_limit: {{per_second: {}, burst: {}}}",
-            limit.per_second, limit.burst
-        ));
-    }
-    let expires = old
+    // Everything the old record says (scopes, owner, restrictions, limits, expiry) carries
+    // over as written; only the id and hash are new, and the new key starts enabled.
+    let mut record = text
+        .record(id)
+        .cloned()
+        .ok_or_else(|| format!("no key with id `{id}`"))?;
+    record.insert("id".to_owned(), Value::from(new_id.as_str()));
+    record.insert("hash".to_owned(), Value::from(hash));
+    record.remove("disabled");
+    text.append(record);
+    // The grace period can shorten the old key's life, never extend it.
+    let end_of_grace = SystemTime::now() + grace;
+    if store.records[id]
         .expires_at
-        .map(|t| humantime::format_rfc3339_seconds(t).to_string());
-    let record = NewRecord {
-        id: &new_id,
-        hash: &hash,
-        scopes: &old.scopes,
-        owner: old.owner.as_deref(),
-        expires_at: expires.as_deref(),
-        extra,
-    };
-    let appended = keystore::append_record(&text, &record);
-    let end_of_grace = humantime::format_rfc3339_seconds(SystemTime::now() + grace).to_string();
-    let edited = keystore::set_field(&appended, id, "expires_at", &end_of_grace)?;
-    write_store(path, &edited)?;
+        .is_none_or(|expires| expires > end_of_grace)
+    {
+        let end_of_grace = humantime::format_rfc3339_seconds(end_of_grace).to_string();
+        text.set(id, "expires_at", Value::from(end_of_grace))?;
+    }
+    write_store(path, text)?;
     Ok((new_id, key))
 }
 

@@ -144,8 +144,9 @@ pub enum Rejection {
     UpstreamUnavailable,
     /// The upstream did not connect or answer within its timeout.
     UpstreamTimeout,
-    /// A fault inside moat; the detail goes to the log, never to the client.
-    Internal,
+    /// A fault inside moat at `stage` (a verification task that panicked, say); the detail
+    /// goes to the log, never to the client.
+    Internal(Stage),
 }
 
 impl Rejection {
@@ -175,7 +176,7 @@ impl Rejection {
             Rejection::BodyUnreadable => StatusCode::BAD_REQUEST,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Rejection::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -206,7 +207,7 @@ impl Rejection {
             Rejection::BodyUnreadable => "body_unreadable",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
-            Rejection::Internal => "internal_error",
+            Rejection::Internal(_) => "internal_error",
         }
     }
 
@@ -233,9 +234,8 @@ impl Rejection {
             | Rejection::BodyTooLarge { .. }
             | Rejection::BodyTimeout
             | Rejection::BodyUnreadable => Stage::Validate,
-            Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout | Rejection::Internal => {
-                Stage::Forward
-            }
+            Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout => Stage::Forward,
+            Rejection::Internal(stage) => *stage,
         }
     }
 
@@ -281,7 +281,7 @@ impl Rejection {
             Rejection::BodyUnreadable => "the request body could not be read".to_owned(),
             Rejection::UpstreamUnavailable => "the model server is unavailable".to_owned(),
             Rejection::UpstreamTimeout => "the model server did not answer in time".to_owned(),
-            Rejection::Internal => "internal error".to_owned(),
+            Rejection::Internal(_) => "internal error".to_owned(),
         }
     }
 
@@ -426,7 +426,18 @@ mod tests {
                 "upstream_timeout",
                 "forward",
             ),
-            (Rejection::Internal, 500, "internal_error", "forward"),
+            (
+                Rejection::Internal(Stage::Forward),
+                500,
+                "internal_error",
+                "forward",
+            ),
+            (
+                Rejection::Internal(Stage::Authenticate),
+                500,
+                "internal_error",
+                "authenticate",
+            ),
         ];
         for (rejection, status, code, stage) in table {
             assert_eq!(rejection.status().as_u16(), *status, "{rejection:?}");

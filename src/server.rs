@@ -172,7 +172,12 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(head_room);
+        .max_buf_size(head_room)
+        // A client that sends its request and then shuts down its write side (`nc -N`,
+        // HTTP/1.0 tools) still gets its answer. The cost: an HTTP/1 client that closes
+        // while its request is in flight is noticed at the first write of the response,
+        // not at its FIN — the two look the same until then.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -34,6 +34,9 @@ pub enum KeyError {
     Restricted(Restriction),
     /// The verification queue is full: 503, try again.
     Overloaded,
+    /// The verification itself failed (its task panicked or was cancelled): a fault, 500,
+    /// never cached as a verdict on the key.
+    Fault,
 }
 
 impl KeyError {
@@ -47,6 +50,7 @@ impl KeyError {
             KeyError::Restricted(Restriction::NotYetValid) => "key not yet valid",
             KeyError::Restricted(Restriction::Address) => "client address not allowed",
             KeyError::Overloaded => "verification queue full",
+            KeyError::Fault => "verification failed inside moat",
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct ApiKeyVerifier {
     waiting: AtomicUsize,
     queue_limit: usize,
     metrics: Option<Arc<Metrics>>,
+    /// [`verify_hash`]; a test puts a failing one here to see faults handled as faults.
+    hash_verifier: fn(&str, &str, Option<&Secret>) -> bool,
 }
 
 impl std::fmt::Debug for ApiKeyVerifier {
@@ -129,6 +135,7 @@ impl ApiKeyVerifier {
             waiting: AtomicUsize::new(0),
             queue_limit: slots * QUEUE_PER_SLOT,
             metrics: None,
+            hash_verifier: verify_hash,
         })
     }
 
@@ -203,17 +210,23 @@ impl ApiKeyVerifier {
         let permit = self.slots.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         let Ok(permit) = permit else {
-            return Err(KeyError::Overloaded);
+            return Err(KeyError::Fault);
         };
         let key = key.to_owned();
         let hash = record.hash.clone();
         let pepper = self.pepper.clone();
+        let verify = self.hash_verifier;
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            verify_hash(&key, &hash, pepper.as_ref())
+            verify(&key, &hash, pepper.as_ref())
         })
         .await;
-        Ok(result.unwrap_or(false))
+        result.map_err(|error| {
+            // A panic inside argon2 or a runtime shutting down: no verdict on the key.
+            tracing::error!(key_id = %record.id, error = %error, "API-key verification task failed");
+            self.count("error", "miss");
+            KeyError::Fault
+        })
     }
 
     fn digest(&self, key: &str) -> [u8; 32] {

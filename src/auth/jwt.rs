@@ -58,7 +58,8 @@ impl JwtError {
 pub struct Verified {
     pub subject: String,
     pub scopes: Vec<String>,
-    expires: u64,
+    /// `exp` as seconds since the epoch; fractional, as RFC 7519 §2 allows.
+    expires: f64,
 }
 
 enum Keys {
@@ -84,7 +85,7 @@ pub struct JwtVerifier {
     keys: Keys,
     jwks: Option<JwksSource>,
     scope_claim: String,
-    leeway: u64,
+    leeway: f64,
     cache: moka::sync::Cache<[u8; 32], Arc<Verified>>,
 }
 
@@ -117,8 +118,10 @@ impl JwtVerifier {
         });
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;
-        validation.leeway = config.leeway.as_secs();
-        validation.validate_nbf = true;
+        // `exp`, `nbf` and `iat` are compared here, as the NumericDates RFC 7519 §2 defines
+        // (fractional seconds included); the library would round them to whole seconds.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = true;
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&config.audience);
@@ -128,7 +131,7 @@ impl JwtVerifier {
             keys,
             jwks,
             scope_claim: config.scope_claim.clone(),
-            leeway: config.leeway.as_secs(),
+            leeway: config.leeway.as_secs_f64(),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(3600))
@@ -144,7 +147,7 @@ impl JwtVerifier {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = now();
         if let Some(verified) = self.cache.get(&digest) {
-            if verified.expires + self.leeway > now {
+            if now < verified.expires + self.leeway {
                 return Ok(verified);
             }
             self.cache.invalidate(&digest);
@@ -155,7 +158,7 @@ impl JwtVerifier {
         Ok(verified)
     }
 
-    fn verify_uncached(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
+    fn verify_uncached(&self, token: &str, now: f64) -> Result<Verified, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if header.crit.is_some() {
             return Err(JwtError::CriticalHeader);
@@ -188,16 +191,14 @@ impl JwtVerifier {
             .filter(|s| !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control))
             .ok_or(JwtError::BadClaims)?
             .to_owned();
-        if let Some(iat) = claims.get("iat") {
-            let iat = iat.as_u64().ok_or(JwtError::BadClaims)?;
-            if iat > now + self.leeway {
-                return Err(JwtError::IssuedInFuture);
-            }
-        }
-        let expires = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(JwtError::BadClaims)?;
+        let expires = numeric_date(&claims, "exp")?.ok_or(JwtError::BadClaims)?;
+        check_times(
+            expires,
+            numeric_date(&claims, "nbf")?,
+            numeric_date(&claims, "iat")?,
+            now,
+            self.leeway,
+        )?;
         Ok(Verified {
             subject,
             scopes: scopes(&claims, &self.scope_claim)?,
@@ -373,16 +374,93 @@ fn parse_jwks(text: &str, origin: &str) -> Result<HashMap<String, DecodingKey>, 
     Ok(keys)
 }
 
-fn now() -> u64 {
+fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A NumericDate claim (RFC 7519 §2: seconds since the epoch, any JSON number): `None` when
+/// absent; refused when it is not a finite number in `0..2^64`.
+fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, JwtError> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    // serde_json has no infinities or NaN, but a huge literal can still overflow to one.
+    let seconds = value.as_f64().ok_or(JwtError::BadClaims)?;
+    if !seconds.is_finite() || seconds < 0.0 || seconds >= u64::MAX as f64 {
+        return Err(JwtError::BadClaims);
+    }
+    Ok(Some(seconds))
+}
+
+/// The time rules: valid while `now < exp + leeway`, from `nbf - leeway` on, and not
+/// issued more than `leeway` in the future.
+fn check_times(
+    expires: f64,
+    not_before: Option<f64>,
+    issued_at: Option<f64>,
+    now: f64,
+    leeway: f64,
+) -> Result<(), JwtError> {
+    if now >= expires + leeway {
+        return Err(JwtError::Expired);
+    }
+    if not_before.is_some_and(|nbf| now < nbf - leeway) {
+        return Err(JwtError::NotYetValid);
+    }
+    if issued_at.is_some_and(|iat| iat > now + leeway) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn numeric_dates_may_be_fractional_but_must_be_finite_non_negative_and_fit_u64() {
+        let date = |value: Value| numeric_date(&json!({ "exp": value }), "exp");
+        assert_eq!(date(json!(1767225600)), Ok(Some(1767225600.0)));
+        assert_eq!(date(json!(1767225600.5)), Ok(Some(1767225600.5)));
+        assert_eq!(numeric_date(&json!({}), "exp"), Ok(None));
+        for bad in [
+            json!(-1),
+            json!(-0.5),
+            json!(1.0e20),
+            json!(18446744073709551615u64),
+            json!("1767225600"),
+            json!(null),
+            json!(true),
+        ] {
+            assert_eq!(date(bad.clone()), Err(JwtError::BadClaims), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_rules_compare_fractions_of_a_second() {
+        let now = 1000.25;
+        assert_eq!(check_times(1000.5, None, None, now, 0.0), Ok(()));
+        assert_eq!(
+            check_times(1000.25, None, None, now, 0.0),
+            Err(JwtError::Expired),
+            "exp is the first instant the token is no longer valid"
+        );
+        assert_eq!(check_times(999.0, None, None, now, 30.0), Ok(()), "leeway");
+        assert_eq!(check_times(1e9, Some(1000.0), None, now, 0.0), Ok(()));
+        assert_eq!(
+            check_times(1e9, Some(1000.5), None, now, 0.0),
+            Err(JwtError::NotYetValid)
+        );
+        assert_eq!(check_times(1e9, Some(1000.5), None, now, 1.0), Ok(()));
+        assert_eq!(
+            check_times(1e9, None, Some(1000.5), now, 0.0),
+            Err(JwtError::IssuedInFuture)
+        );
+        assert_eq!(check_times(1e9, None, Some(1000.0), now, 0.0), Ok(()));
+    }
 
     #[test]
     fn scopes_come_from_a_space_separated_claim_or_an_scp_array() {

@@ -1,6 +1,6 @@
 //! The API-key store (`config/keys.yaml`, design §3): argon2id PHC hashes of whole keys with
 //! their scopes and restrictions, loaded into an immutable map by id. Also the key format
-//! (`moat_<id>_<secret>`) and the atomic, comment-preserving writes `moat keys` makes.
+//! (`moat_<id>_<secret>`) and the atomic writes `moat keys` makes (its edits: `store_edit`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -104,8 +104,15 @@ impl KeyRecord {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreFile {
-    #[serde(default)]
+    /// `keys:` with nothing after it is an empty list, as an empty file is an empty store.
+    #[serde(default, deserialize_with = "null_is_empty")]
     keys: Vec<KeyRecord>,
+}
+
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<KeyRecord>, D::Error> {
+    Ok(Option::<Vec<KeyRecord>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// The loaded store: records by id.
@@ -135,8 +142,10 @@ impl KeyStore {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
         options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-        let file: StoreFile =
+        // An empty or comment-only file is an empty store (a fresh `keys.yaml`).
+        let file: Option<StoreFile> =
             serde_saphyr::from_str_with_options(text, options).map_err(|e| vec![e.to_string()])?;
+        let file = file.unwrap_or(StoreFile { keys: Vec::new() });
         let mut problems = Vec::new();
         let mut records = HashMap::new();
         for record in file.keys {
@@ -236,120 +245,24 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// A new record to append, written as YAML by [`append_record`].
-pub struct NewRecord<'a> {
-    pub id: &'a str,
-    pub hash: &'a str,
-    pub scopes: &'a [String],
-    pub owner: Option<&'a str>,
-    pub expires_at: Option<&'a str>,
-    /// Restrictions copied verbatim from another record (rotation), as YAML lines.
-    pub extra: Vec<String>,
-}
-
-/// Appends a record to the store's text, keeping everything else (comments included).
-pub fn append_record(text: &str, record: &NewRecord<'_>) -> String {
-    let mut out = if text.trim().is_empty() || text.trim() == "keys: []" {
-        "keys:\n".to_owned()
-    } else {
-        text.to_owned()
-    };
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "  - id: {}\n    hash: \"{}\"\n",
-        record.id, record.hash
-    ));
-    out.push_str(&format!("    scopes: {}\n", yaml_list(record.scopes)));
-    if let Some(owner) = record.owner {
-        out.push_str(&format!("    owner: {}\n", serde_json::Value::from(owner)));
-    }
-    if let Some(expires) = record.expires_at {
-        out.push_str(&format!("    expires_at: {expires}\n"));
-    }
-    for line in &record.extra {
-        out.push_str(&format!("    {line}\n"));
-    }
-    out
-}
-
-fn yaml_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|i| serde_json::Value::from(i.as_str()).to_string())
-        .collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// Sets `field: value` in the record `id`, replacing the field's line or adding one after
-/// the `id` line; the rest of the text is untouched.
-pub fn set_field(text: &str, id: &str, field: &str, value: &str) -> Result<String, String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines
-        .iter()
-        .position(|line| {
-            let trimmed = line.trim_start().trim_start_matches("- ").trim();
-            trimmed
-                .strip_prefix("id:")
-                .map(|v| v.trim().trim_matches('"').trim_matches('\''))
-                == Some(id)
-        })
-        .ok_or_else(|| format!("no key with id `{id}`"))?;
-    let item_indent = lines[start].len() - lines[start].trim_start().len();
-    let field_indent = item_indent + 2;
-    let end = lines[start + 1..]
-        .iter()
-        .position(|line| {
-            let indent = line.len() - line.trim_start().len();
-            !line.trim().is_empty() && indent <= item_indent
-        })
-        .map_or(lines.len(), |offset| start + 1 + offset);
-    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
-    let new_line = format!("{}{field}: {value}", " ".repeat(field_indent));
-    match (start + 1..end).find(|&i| lines[i].trim_start().starts_with(&format!("{field}:"))) {
-        Some(i) => out[i] = new_line,
-        None => out.insert(start + 1, new_line),
-    }
-    let mut joined = out.join("\n");
-    joined.push('\n');
-    Ok(joined)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$WJrzZDMvBKXnSS3ZaKm7JYNwA4fSoVdhdX0ykbdZwQ8";
-
     #[test]
-    fn appending_and_editing_keep_comments_and_other_records() {
-        let text = format!(
-            "# production keys\nkeys:\n  # the batch job\n  - id: batch\n    hash: \"{HASH}\"\n    scopes: [predict]\n"
-        );
-        let record = NewRecord {
-            id: "web",
-            hash: HASH,
-            scopes: &["predict".into(), "models:read".into()],
-            owner: Some("team \"web\""),
-            expires_at: Some("2027-01-01T00:00:00Z"),
-            extra: vec![],
-        };
-        let appended = append_record(&text, &record);
-        assert!(appended.starts_with(&text));
-        let store = KeyStore::parse(&appended).expect("still a valid store");
-        assert_eq!(store.records["web"].scopes, vec!["predict", "models:read"]);
-        assert_eq!(store.records["web"].owner.as_deref(), Some("team \"web\""));
-        let revoked = set_field(&appended, "batch", "disabled", "true").unwrap();
-        assert!(revoked.contains("# the batch job"));
-        let store = KeyStore::parse(&revoked).unwrap();
-        assert!(store.records["batch"].disabled);
-        assert!(!store.records["web"].disabled);
-        let again = set_field(&revoked, "batch", "disabled", "false").unwrap();
-        assert!(!KeyStore::parse(&again).unwrap().records["batch"].disabled);
-        assert!(set_field(&again, "nobody", "disabled", "true").is_err());
-        let empty = append_record("keys: []\n", &record);
-        assert!(KeyStore::parse(&empty).is_ok(), "{empty}");
+    fn an_empty_file_a_comment_and_a_bare_keys_line_are_empty_stores() {
+        for text in [
+            "",
+            "\n",
+            "# no keys yet\n",
+            "keys:\n",
+            "keys: []\n",
+            "keys: [] # none\n",
+        ] {
+            let store = KeyStore::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+            assert!(store.records.is_empty(), "{text:?}");
+        }
+        assert!(KeyStore::parse("[]\n").is_err(), "a list is not a store");
     }
 
     #[test]

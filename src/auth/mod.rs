@@ -9,6 +9,7 @@
 pub mod api_key;
 pub mod jwt;
 pub mod keystore;
+pub mod store_edit;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use self::keystore::KeyStore;
 use crate::config::{Alternative, AuthConfig, Mode, PolicyConfig, SchemeConfig};
 use crate::limit::RateLimits;
 use crate::metrics::Metrics;
-use crate::reject::Rejection;
+use crate::reject::{Rejection, Stage};
 use crate::spec::{Operation, Spec};
 
 /// A bound scheme.
@@ -351,6 +352,7 @@ impl Auth {
                         );
                         match error {
                             KeyError::Overloaded => Rejection::Overloaded,
+                            KeyError::Fault => Rejection::Internal(Stage::Authenticate),
                             _ => Rejection::InvalidApiKey,
                         }
                     })?;
@@ -377,7 +379,7 @@ impl Auth {
                 }
                 Ok(Some(record.scopes.clone()))
             }
-            None => Err(Rejection::Internal),
+            None => Err(Rejection::Internal(Stage::Authenticate)),
         }
     }
 }
