@@ -331,7 +331,7 @@ fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
 fn serve(config_path: PathBuf) -> ExitCode {
     let _log = telemetry::init();
     let metrics = Arc::new(Metrics::new());
-    let snapshot = match Snapshot::load(&config_path, &metrics) {
+    let snapshot = match Snapshot::load(&config_path, &metrics, None) {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::error!(error = %error, "cannot load the configuration");
@@ -406,7 +406,7 @@ async fn shutdown_signal() {
 }
 
 fn check(config_path: PathBuf) -> ExitCode {
-    match Snapshot::load(&config_path, &Arc::new(Metrics::new())) {
+    match Snapshot::load(&config_path, &Arc::new(Metrics::new()), None) {
         Ok(snapshot) => {
             let mut out = String::new();
             let config = &snapshot.config;
@@ -478,7 +478,7 @@ fn explain(
         Some(Ok(body)) => Some(body),
         None => None,
     };
-    let snapshot = match Snapshot::load(&config_path, &Arc::new(Metrics::new())) {
+    let snapshot = match Snapshot::load(&config_path, &Arc::new(Metrics::new()), None) {
         Ok(snapshot) => snapshot,
         Err(error) => {
             eprintln!("{error}");

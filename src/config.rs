@@ -83,7 +83,7 @@ pub struct TlsConfig {
     pub client_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     #[serde(deserialize_with = "upstream_url")]
@@ -187,7 +187,7 @@ pub enum SchemeConfig {
     ApiKey(ApiKeyConfig),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     #[serde(default = "default_key_header")]
@@ -210,7 +210,7 @@ fn default_key_header() -> String {
     "X-API-Key".to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// The only accepted `iss` (a string, compared exactly).
@@ -258,6 +258,17 @@ impl Secret {
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Secret(value.into())
+    }
+}
+
+/// Constant-time, so comparing configs across a reload says nothing through timing.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 

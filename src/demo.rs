@@ -95,7 +95,7 @@ pub async fn run(
     std::fs::write(&store, text).map_err(|e| e.to_string())?;
 
     let metrics = Arc::new(Metrics::new());
-    let snapshot = Snapshot::from_config(config, &metrics)
+    let snapshot = Snapshot::from_config(config, &metrics, None)
         .map_err(|problems| format!("the embedded config: {}", problems.join("; ")))?;
     let state = Arc::new(State::new(snapshot, config_path, metrics));
     let listeners = Listeners::bind(&state).await.map_err(|e| {

@@ -31,3 +31,4 @@ pub mod spec;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod watch;

@@ -2,10 +2,14 @@
 //! `rate_limit`) and per client address (`policy.client_rate_limit`). The per-client limit
 //! is taken before credentials are checked, so it also bounds failed attempts: one client
 //! cannot keep the argon2 pool busy with wrong keys.
+//!
+//! A reload keeps the buckets of every limit whose definition it did not change: the
+//! limiters are shared with the previous snapshot, so an exhausted client stays limited.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
@@ -14,8 +18,25 @@ use crate::auth::keystore::RateLimit;
 use crate::reject::Rejection;
 
 pub struct RateLimits {
-    client: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    keys: HashMap<String, DefaultDirectRateLimiter>,
+    client: Option<Limiter<DefaultKeyedRateLimiter<IpAddr>>>,
+    keys: HashMap<String, Limiter<DefaultDirectRateLimiter>>,
+}
+
+/// A limiter and the definition it enforces (what a reload compares).
+struct Limiter<L> {
+    limit: RateLimit,
+    buckets: Arc<L>,
+}
+
+impl<L> Limiter<L> {
+    /// The previous limiter when it enforced the same definition, else a fresh one.
+    fn reuse_or(limit: RateLimit, previous: Option<&Limiter<L>>, new: impl FnOnce() -> L) -> Self {
+        let buckets = match previous {
+            Some(previous) if previous.limit == limit => previous.buckets.clone(),
+            _ => Arc::new(new()),
+        };
+        Limiter { limit, buckets }
+    }
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -34,15 +55,21 @@ pub fn quota(limit: &RateLimit) -> Result<Quota, String> {
 }
 
 impl RateLimits {
-    /// `keys`: (key id, its limit) for every key record that has one.
+    /// `keys`: (key id, its limit) for every key record that has one. Limits defined as in
+    /// `previous` keep its buckets.
     pub fn new(
         client: Option<&RateLimit>,
         keys: &[(String, RateLimit)],
+        previous: Option<&RateLimits>,
     ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
-        let client = match client.map(quota) {
-            Some(Ok(quota)) => Some(DefaultKeyedRateLimiter::keyed(quota)),
-            Some(Err(problem)) => {
+        let client = match client.map(|limit| (limit, quota(limit))) {
+            Some((limit, Ok(quota))) => Some(Limiter::reuse_or(
+                *limit,
+                previous.and_then(|p| p.client.as_ref()),
+                || DefaultKeyedRateLimiter::keyed(quota),
+            )),
+            Some((_, Err(problem))) => {
                 problems.push(format!("policy.client_rate_limit: {problem}"));
                 None
             }
@@ -52,7 +79,11 @@ impl RateLimits {
         for (id, limit) in keys {
             match quota(limit) {
                 Ok(quota) => {
-                    limiters.insert(id.clone(), DefaultDirectRateLimiter::direct(quota));
+                    let before = previous.and_then(|p| p.keys.get(id));
+                    let limiter = Limiter::reuse_or(*limit, before, || {
+                        DefaultDirectRateLimiter::direct(quota)
+                    });
+                    limiters.insert(id.clone(), limiter);
                 }
                 Err(problem) => problems.push(format!("key `{id}`: rate_limit: {problem}")),
             }
@@ -70,7 +101,7 @@ impl RateLimits {
     /// One request from `client`.
     pub fn check_client(&self, client: IpAddr) -> Result<(), Rejection> {
         match &self.client {
-            Some(limiter) => limiter.check_key(&client).map_err(|not_until| {
+            Some(limiter) => limiter.buckets.check_key(&client).map_err(|not_until| {
                 rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
             }),
             None => Ok(()),
@@ -80,7 +111,7 @@ impl RateLimits {
     /// One request made with API key `id`.
     pub fn check_key(&self, id: &str) -> Result<(), Rejection> {
         match self.keys.get(id) {
-            Some(limiter) => limiter.check().map_err(|not_until| {
+            Some(limiter) => limiter.buckets.check().map_err(|not_until| {
                 rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
             }),
             None => Ok(()),
@@ -90,8 +121,8 @@ impl RateLimits {
     /// Forgets clients that have not been seen for a while (call periodically).
     pub fn retain_recent(&self) {
         if let Some(limiter) = &self.client {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+            limiter.buckets.retain_recent();
+            limiter.buckets.shrink_to_fit();
         }
     }
 }
@@ -112,7 +143,7 @@ mod tests {
             per_second: 1,
             burst: 3,
         };
-        let limits = RateLimits::new(Some(&limit), &[("k".into(), limit)]).unwrap();
+        let limits = RateLimits::new(Some(&limit), &[("k".into(), limit)], None).unwrap();
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
             assert_eq!(limits.check_client(client), Ok(()));
@@ -131,6 +162,49 @@ mod tests {
     }
 
     #[test]
+    fn a_rebuild_keeps_the_buckets_of_unchanged_limits_only() {
+        let limit = RateLimit {
+            per_second: 1,
+            burst: 2,
+        };
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let keys = [("a".to_owned(), limit), ("b".to_owned(), limit)];
+        let before = RateLimits::new(Some(&limit), &keys, None).unwrap();
+        for _ in 0..2 {
+            assert_eq!(before.check_client(client), Ok(()));
+            assert_eq!(before.check_key("a"), Ok(()));
+            assert_eq!(before.check_key("b"), Ok(()));
+        }
+        let raised = RateLimit {
+            per_second: 1,
+            burst: 5,
+        };
+        let keys = [("a".to_owned(), limit), ("b".to_owned(), raised)];
+        let after = RateLimits::new(Some(&limit), &keys, Some(&before)).unwrap();
+        assert!(
+            after.check_client(client).is_err(),
+            "an exhausted client got a fresh burst"
+        );
+        assert!(
+            after.check_key("a").is_err(),
+            "an exhausted key got a fresh burst"
+        );
+        assert_eq!(
+            after.check_key("b"),
+            Ok(()),
+            "a changed limit starts afresh"
+        );
+        // The buckets are shared: the old snapshot's in-flight requests count too.
+        assert!(before.check_key("a").is_err());
+        let tighter = RateLimit {
+            per_second: 1,
+            burst: 1,
+        };
+        let reset = RateLimits::new(Some(&tighter), &[], Some(&after)).unwrap();
+        assert_eq!(reset.check_client(client), Ok(()));
+    }
+
+    #[test]
     fn zero_is_not_a_limit() {
         assert!(
             RateLimits::new(
@@ -138,7 +212,8 @@ mod tests {
                     per_second: 0,
                     burst: 1
                 }),
-                &[]
+                &[],
+                None
             )
             .is_err()
         );

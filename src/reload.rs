@@ -1,33 +1,30 @@
-//! Live reload (design §4): on SIGHUP, or when a watched file changes, a whole new
-//! [`Snapshot`] is built and checked off to the side — on the blocking pool, since loading
-//! hashes nothing but parses a spec and may fetch — then swapped in atomically. In-flight
-//! requests finish on the snapshot they loaded. A snapshot that fails to load is logged
-//! with every problem and counted, and the old one keeps serving.
-//!
-//! The directories of the config, dotenv and `VAR_FILE` files, spec, key stores, key files
-//! and TLS files are watched (not the files), so editors' rename-writes and Kubernetes'
-//! `..data` symlink swaps are seen; only create, modify and remove events count (reading a
-//! file must not trigger a reload), and bursts are debounced. The set follows each reload.
+//! Live reload (design §4): on SIGHUP, or when a file moat reads changed (see `watch`), a
+//! whole new [`Snapshot`] is built and checked off to the side — on the blocking pool, since
+//! loading parses a spec and may fetch — then swapped in atomically. In-flight requests
+//! finish on the snapshot they loaded. The new snapshot takes over the state of every part
+//! whose definition did not change (rate-limit buckets, verified keys and tokens, the
+//! upstream pool; see `Snapshot::load`). A snapshot that fails to load is logged with every
+//! problem and counted, and the old one keeps serving.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::config::{Config, SchemeConfig};
+use crate::config::Config;
 use crate::metrics::ReloadLabels;
 use crate::snapshot::{Snapshot, State};
+use crate::watch::{Fingerprints, Inputs, Watcher};
 
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Runs until the process ends: reloads on SIGHUP and on changes under the watched paths.
+/// Runs until the process ends: reloads on SIGHUP, and when an input file's content changed.
 pub async fn run(state: Arc<State>) {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let mut watch = if state.snapshot.load().config.watch_files {
-        Watch::new(tx.clone())
+    let (files_tx, mut files) = mpsc::channel::<()>(1);
+    let (hangup_tx, mut hangups) = mpsc::channel::<()>(1);
+    tokio::spawn(listen_for_hangups(hangup_tx));
+    let mut watcher = if state.snapshot.load().config.watch_files {
+        Watcher::new(files_tx.clone())
             .inspect_err(|error| {
                 tracing::warn!(error = %error, "cannot watch the config files; reload with SIGHUP");
             })
@@ -35,83 +32,61 @@ pub async fn run(state: Arc<State>) {
     } else {
         None
     };
-    if let Some(watch) = &mut watch {
-        watch.follow(watched_directories(
-            &state.config_path,
-            &state.snapshot.load().config,
-        ));
+    let mut inputs = Inputs::of(&state.config_path, &state.snapshot.load().config);
+    let mut seen = fingerprints(&inputs).await;
+    if let Some(watcher) = &mut watcher {
+        watcher.follow(&inputs, &seen);
     }
-    tokio::spawn(hangups(tx.clone()));
-    while rx.recv().await.is_some() {
+    loop {
+        let hangup = tokio::select! {
+            Some(()) = hangups.recv() => true,
+            Some(()) = files.recv() => false,
+            else => return,
+        };
         // Let a burst of events (an editor's save, a secret volume update) settle.
         tokio::time::sleep(DEBOUNCE).await;
-        while rx.try_recv().is_ok() {}
-        let loaded = reload(&state).await;
-        let Some(watch) = &mut watch else { continue };
-        // The new config may name other files; after a failure, so may the config that
-        // failed (its key store may not exist yet): watch those too, so fixing them is seen.
-        let mut wanted = watched_directories(&state.config_path, &state.snapshot.load().config);
-        if !loaded {
-            let path = state.config_path.clone();
-            if let Ok(Ok(candidate)) =
-                tokio::task::spawn_blocking(move || Config::load(&path)).await
-            {
-                wanted.extend(watched_directories(&state.config_path, &candidate));
+        let hangup = hangup | hangups.try_recv().is_ok();
+        while files.try_recv().is_ok() {}
+        let now = fingerprints(&inputs).await;
+        if hangup || now.changed_since(&seen) {
+            let loaded = reload(&state).await;
+            inputs = next_inputs(&state, loaded).await;
+            // Taken before the load, so a change made while loading is seen next time.
+            seen = now.carried_to(&inputs);
+            if seen.has_unknown() {
+                let _ = files_tx.try_send(());
             }
+        } else {
+            seen = now;
         }
-        // A change made in a new directory before it was watched would be missed: look again.
-        if watch.follow(wanted) {
-            let _ = tx.try_send(());
+        // Kubernetes' swaps move the resolved files to new directories: follow them.
+        if let Some(watcher) = &mut watcher {
+            watcher.follow(&inputs, &seen);
         }
     }
 }
 
-/// A notify watcher and the directories it watches.
-struct Watch {
-    watcher: notify::RecommendedWatcher,
-    directories: BTreeSet<PathBuf>,
+/// The inputs to watch after a reload: the serving config's, and after a failure also
+/// those of the config that failed (its key store may not exist yet), so fixing them is seen.
+async fn next_inputs(state: &Arc<State>, loaded: bool) -> Inputs {
+    let mut inputs = Inputs::of(&state.config_path, &state.snapshot.load().config);
+    if !loaded {
+        let path = state.config_path.clone();
+        if let Ok(Ok(candidate)) = tokio::task::spawn_blocking(move || Config::load(&path)).await {
+            inputs.extend(Inputs::of(&state.config_path, &candidate));
+        }
+    }
+    inputs
 }
 
-impl Watch {
-    fn new(tx: mpsc::Sender<()>) -> notify::Result<Watch> {
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let relevant = event.is_ok_and(|event| {
-                matches!(
-                    event.kind,
-                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-                )
-            });
-            if relevant {
-                let _ = tx.try_send(());
-            }
-        })?;
-        Ok(Watch {
-            watcher,
-            directories: BTreeSet::new(),
-        })
-    }
-
-    /// Watches exactly `wanted`; true when a directory was added.
-    fn follow(&mut self, mut wanted: BTreeSet<PathBuf>) -> bool {
-        for gone in self.directories.difference(&wanted) {
-            let _ = self.watcher.unwatch(gone);
-        }
-        let new: Vec<PathBuf> = wanted.difference(&self.directories).cloned().collect();
-        let mut added = false;
-        for directory in new {
-            if let Err(error) = self.watcher.watch(&directory, RecursiveMode::NonRecursive) {
-                tracing::warn!(directory = %directory.display(), error = %error, "cannot watch; reload with SIGHUP");
-                wanted.remove(&directory); // tried again after the next reload
-            } else {
-                added = true;
-            }
-        }
-        self.directories = wanted;
-        added
-    }
+async fn fingerprints(inputs: &Inputs) -> Fingerprints {
+    let inputs = inputs.clone();
+    tokio::task::spawn_blocking(move || Fingerprints::take(&inputs))
+        .await
+        .unwrap_or_default()
 }
 
-async fn hangups(tx: mpsc::Sender<()>) {
+async fn listen_for_hangups(tx: mpsc::Sender<()>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP");
@@ -128,7 +103,10 @@ async fn hangups(tx: mpsc::Sender<()>) {
 pub async fn reload(state: &Arc<State>) -> bool {
     let path = state.config_path.clone();
     let metrics = state.metrics.clone();
-    let loaded = tokio::task::spawn_blocking(move || Snapshot::load(&path, &metrics)).await;
+    let previous = state.snapshot.load_full();
+    let loaded =
+        tokio::task::spawn_blocking(move || Snapshot::load(&path, &metrics, Some(&*previous)))
+            .await;
     let result = match loaded {
         Ok(Ok(snapshot)) if snapshot.tls.is_some() != state.snapshot.load().tls.is_some() => {
             tracing::error!(
@@ -170,35 +148,4 @@ pub async fn reload(state: &Arc<State>) -> bool {
         .get_or_create(&ReloadLabels { result })
         .inc();
     result == "success"
-}
-
-/// The directories holding every file a snapshot is built from.
-pub fn watched_directories(config_path: &Path, config: &Config) -> BTreeSet<PathBuf> {
-    let mut files: Vec<&Path> = vec![config_path];
-    files.extend(config.env.dotenv.as_deref());
-    files.extend(config.env.encrypted_dotenv.as_deref());
-    files.extend(config.secret_files.iter().map(PathBuf::as_path));
-    if let Some(tls) = &config.tls {
-        files.extend([tls.cert_file.as_path(), tls.key_file.as_path()]);
-        files.extend(tls.client_ca_file.as_deref());
-    }
-    if let Some(file) = config.openapi.as_ref().and_then(|o| o.file.as_deref()) {
-        files.push(file);
-    }
-    for scheme in config.auth.schemes.values() {
-        match scheme {
-            SchemeConfig::ApiKey(key) => files.push(&key.store),
-            SchemeConfig::Jwt(jwt) => {
-                files.extend(jwt.jwks_file.as_deref());
-                files.extend(jwt.public_key_file.as_deref());
-            }
-        }
-    }
-    files
-        .into_iter()
-        .filter_map(|file| {
-            let absolute = std::path::absolute(file).ok()?;
-            absolute.parent().map(Path::to_path_buf)
-        })
-        .collect()
 }

@@ -16,7 +16,9 @@ use crate::spec::{self, Spec, source};
 
 pub struct Snapshot {
     pub config: Config,
-    pub upstream: Upstream,
+    /// Shared with the previous snapshot while `upstream` is unchanged: a reload keeps the
+    /// pooled connections.
+    pub upstream: Arc<Upstream>,
     /// The compiled OpenAPI document; `None` when the config names none.
     pub spec: Option<Spec>,
     pub auth: Auth,
@@ -27,9 +29,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Loads and compiles the config at `path`; nothing is served from a half-built state.
-    pub fn load(path: &Path, metrics: &Arc<Metrics>) -> Result<Snapshot, ConfigError> {
+    /// On a reload, `previous` is the serving snapshot, whose state carries over where the
+    /// new config defines the same thing: the upstream pool, verified keys and tokens,
+    /// rate-limit buckets.
+    pub fn load(
+        path: &Path,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
         let config = Config::load(path)?;
-        Self::from_config(config, metrics).map_err(|problems| ConfigError {
+        Self::from_config(config, metrics, previous).map_err(|problems| ConfigError {
             file: path.to_owned(),
             problems,
         })
@@ -38,11 +47,28 @@ impl Snapshot {
     /// Builds every part and reports the problems of all of them at once (`moat check`
     /// promises every problem, not the first): schemes are still checked when the spec
     /// they bind to failed.
-    pub fn from_config(config: Config, metrics: &Arc<Metrics>) -> Result<Snapshot, Vec<String>> {
-        let upstream = Upstream::new(&config.upstream).map_err(|e| vec![e]);
+    pub fn from_config(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, Vec<String>> {
+        let upstream = match previous {
+            Some(previous) if previous.config.upstream == config.upstream => {
+                Ok(previous.upstream.clone())
+            }
+            _ => Upstream::new(&config.upstream)
+                .map(Arc::new)
+                .map_err(|e| vec![e]),
+        };
         let spec = config.openapi.as_ref().map(load_spec).transpose();
         let auth = match &spec {
-            Ok(spec) => Auth::load(&config.auth, &config.policy, spec.as_ref(), metrics),
+            Ok(spec) => Auth::load(
+                &config.auth,
+                &config.policy,
+                spec.as_ref(),
+                metrics,
+                previous.map(|p| &p.auth),
+            ),
             Err(_) => Err(Auth::check_schemes(&config.auth, metrics)),
         };
         let tls = config

@@ -4,11 +4,15 @@
 //! queue is 503, never an unbounded wait — and its result is cached under an HMAC of the key
 //! with a per-process random key, so the plaintext is never held: successes for
 //! `cache_ttl`, failures briefly. Every failure gives the client the same 401.
+//!
+//! A reload with an unchanged scheme config inherits the previous verifier's successes:
+//! a key whose record is exactly as it was is not hashed again, while a record that was
+//! revoked, removed or edited in any way misses the inherited entry and is checked afresh.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
 use hmac::{KeyInit, Mac};
@@ -74,13 +78,26 @@ impl KeyLocation {
     }
 }
 
+/// A successful verification: the record it admitted, and when (for `cache_ttl`).
+#[derive(Clone)]
+struct Verified {
+    record: Arc<KeyRecord>,
+    at: Instant,
+}
+
 pub struct ApiKeyVerifier {
     pub location: KeyLocation,
+    /// What this verifier was built from: a reload inherits its cache only when unchanged.
+    config: ApiKeyConfig,
     store: Arc<KeyStore>,
     pepper: Option<Secret>,
     digest_key: [u8; 32],
     /// Async, so concurrent first uses of one key wait for a single hash (`try_get_with`).
-    verified: moka::future::Cache<[u8; 32], Arc<KeyRecord>>,
+    verified: moka::future::Cache<[u8; 32], Verified>,
+    /// The previous snapshot's successes (same config, same digest key), read through on a
+    /// miss and taken over only for records that did not change.
+    inherited: Option<moka::future::Cache<[u8; 32], Verified>>,
+    cache_ttl: Duration,
     refused: moka::sync::Cache<[u8; 32], ()>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -120,6 +137,7 @@ impl ApiKeyVerifier {
         rand::fill(&mut digest_key);
         Ok(Self {
             location,
+            config: config.clone(),
             store: Arc::new(store),
             pepper: config.pepper.clone().filter(|p| !p.expose().is_empty()),
             digest_key,
@@ -127,6 +145,8 @@ impl ApiKeyVerifier {
                 .max_capacity(100_000)
                 .time_to_live(config.cache_ttl)
                 .build(),
+            inherited: None,
+            cache_ttl: config.cache_ttl,
             refused: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(NEGATIVE_TTL)
@@ -153,6 +173,16 @@ impl ApiKeyVerifier {
         self
     }
 
+    /// Inherits `previous`'s verified keys when both were built from the same config (same
+    /// pepper, location and TTL); only its own entries, so reloads never chain caches.
+    pub fn inherit(mut self, previous: &ApiKeyVerifier) -> Self {
+        if self.config == previous.config {
+            self.digest_key = previous.digest_key;
+            self.inherited = Some(previous.verified.clone());
+        }
+        self
+    }
+
     /// Verifies `key` for a request from `client`; returns the key's record.
     pub async fn verify(&self, key: &str, client: IpAddr) -> Result<Arc<KeyRecord>, KeyError> {
         let Some(id) = parse_key(key) else {
@@ -164,9 +194,9 @@ impl ApiKeyVerifier {
             return Err(KeyError::UnknownId);
         };
         let digest = self.digest(key);
-        if let Some(record) = self.verified.get(&digest).await {
+        if let Some(verified) = self.cached(&digest, &record).await {
             self.count("valid", "hit");
-            return admit(record, client);
+            return admit(verified.record, client);
         }
         if self.refused.contains_key(&digest) {
             self.count("invalid", "hit");
@@ -179,7 +209,10 @@ impl ApiKeyVerifier {
                 match self.hash_check(key, &record).await {
                     Ok(true) => {
                         self.count("valid", "miss");
-                        Ok(record.clone())
+                        Ok(Verified {
+                            record: record.clone(),
+                            at: Instant::now(),
+                        })
                     }
                     Ok(false) => {
                         self.count("invalid", "miss");
@@ -190,7 +223,7 @@ impl ApiKeyVerifier {
             })
             .await;
         match verified {
-            Ok(record) => admit(record, client),
+            Ok(verified) => admit(verified.record, client),
             Err(error) => {
                 if *error == KeyError::WrongSecret {
                     self.refused.insert(digest, ());
@@ -198,6 +231,25 @@ impl ApiKeyVerifier {
                 Err(*error)
             }
         }
+    }
+
+    /// A success still within `cache_ttl` of its hash, for this very record: from this
+    /// verifier's cache, or inherited from the previous snapshot's if the record is unchanged.
+    async fn cached(&self, digest: &[u8; 32], record: &Arc<KeyRecord>) -> Option<Verified> {
+        let fresh = |verified: &Verified| verified.at.elapsed() < self.cache_ttl;
+        if let Some(verified) = self.verified.get(digest).await {
+            return fresh(&verified).then_some(verified);
+        }
+        let inherited = self.inherited.as_ref()?.get(digest).await?;
+        if !fresh(&inherited) || *inherited.record != **record {
+            return None;
+        }
+        let verified = Verified {
+            record: record.clone(),
+            at: inherited.at,
+        };
+        self.verified.insert(*digest, verified.clone()).await;
+        Some(verified)
     }
 
     /// The argon2 verification, off the async runtime, within the bounded pool.
@@ -289,6 +341,102 @@ fn hasher(pepper: Option<&Secret>) -> Result<Argon2<'_>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keystore::new_key;
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn config(pepper: Option<&str>) -> ApiKeyConfig {
+        ApiKeyConfig {
+            header: "X-API-Key".to_owned(),
+            query: None,
+            cookie: None,
+            store: "keys.yaml".into(),
+            cache_ttl: Duration::from_secs(300),
+            pepper: pepper.map(|p| Secret::from(p.to_owned())),
+        }
+    }
+
+    /// A store with one record per `(id, hash, extra YAML)`.
+    fn store(records: &[(&str, &str, &str)]) -> KeyStore {
+        let mut text = "keys:\n".to_owned();
+        for (id, hash, extra) in records {
+            text.push_str(&format!("  - id: {id}\n    hash: \"{hash}\"\n{extra}"));
+        }
+        KeyStore::parse(&text).expect("a valid store")
+    }
+
+    fn no_hashing(_: &str, _: &str, _: Option<&Secret>) -> bool {
+        panic!("this verification was expected to be served from the cache")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_verification_is_a_fault_and_not_remembered_as_a_wrong_key() {
+        let key = new_key("k1");
+        let hash = hash_key(&key, None).unwrap();
+        let mut verifier = ApiKeyVerifier::new(&config(None), store(&[("k1", &hash, "")])).unwrap();
+        verifier.hash_verifier = no_hashing;
+        assert_eq!(
+            verifier.verify(&key, CLIENT).await.err(),
+            Some(KeyError::Fault)
+        );
+        verifier.hash_verifier = verify_hash;
+        assert!(
+            verifier.verify(&key, CLIENT).await.is_ok(),
+            "the fault was cached as a refusal"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reload_inherits_verified_keys_whose_records_did_not_change() {
+        let (kept, revoked) = (new_key("kept"), new_key("revoked"));
+        let (kept_hash, revoked_hash) = (
+            hash_key(&kept, None).unwrap(),
+            hash_key(&revoked, None).unwrap(),
+        );
+        let before = ApiKeyVerifier::new(
+            &config(None),
+            store(&[("kept", &kept_hash, ""), ("revoked", &revoked_hash, "")]),
+        )
+        .unwrap();
+        assert!(before.verify(&kept, CLIENT).await.is_ok());
+        assert!(before.verify(&revoked, CLIENT).await.is_ok());
+
+        let edited = store(&[
+            ("kept", &kept_hash, ""),
+            ("revoked", &revoked_hash, "    disabled: true\n"),
+        ]);
+        let mut after = ApiKeyVerifier::new(&config(None), edited)
+            .unwrap()
+            .inherit(&before);
+        after.hash_verifier = no_hashing;
+        assert!(
+            after.verify(&kept, CLIENT).await.is_ok(),
+            "an unchanged key was hashed again"
+        );
+        assert_eq!(
+            after.verify(&revoked, CLIENT).await.err(),
+            Some(KeyError::Fault),
+            "an edited record must be verified afresh, not served from the old cache"
+        );
+        after.hash_verifier = verify_hash;
+        assert_eq!(
+            after.verify(&revoked, CLIENT).await.err(),
+            Some(KeyError::Restricted(Restriction::Disabled))
+        );
+
+        // Another pepper is another scheme: nothing is inherited.
+        let mut peppered = ApiKeyVerifier::new(
+            &config(Some("pepper-pepper")),
+            store(&[("kept", &kept_hash, "")]),
+        )
+        .unwrap()
+        .inherit(&before);
+        peppered.hash_verifier = no_hashing;
+        assert_eq!(
+            peppered.verify(&kept, CLIENT).await.err(),
+            Some(KeyError::Fault)
+        );
+    }
 
     #[test]
     fn a_hash_verifies_its_key_only_and_the_pepper_is_part_of_it() {

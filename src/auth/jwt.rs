@@ -81,6 +81,10 @@ struct JwksSource {
 }
 
 pub struct JwtVerifier {
+    /// What this verifier was built from, and a digest of the key file it read: a reload
+    /// keeps the verifier (and its cache of verified tokens) while both are unchanged.
+    config: JwtConfig,
+    material: [u8; 32],
     validation: Validation,
     keys: Keys,
     jwks: Option<JwksSource>,
@@ -108,7 +112,7 @@ impl JwtVerifier {
         let Some(&first) = algorithms.first() else {
             return Err("`algorithms` must list at least one algorithm".to_owned());
         };
-        let keys = load_keys(config, &algorithms)?;
+        let (keys, material) = load_keys(config, &algorithms)?;
         let jwks = config.jwks_url.as_ref().map(|url| JwksSource {
             url: url.clone(),
             refresh_every: config.jwks_refresh,
@@ -127,6 +131,8 @@ impl JwtVerifier {
         validation.set_audience(&config.audience);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         Ok(Self {
+            config: config.clone(),
+            material,
             validation,
             keys,
             jwks,
@@ -144,7 +150,7 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::TooLarge);
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let digest = digest(token.as_bytes());
         let now = now();
         if let Some(verified) = self.cache.get(&digest) {
             if now < verified.expires + self.leeway {
@@ -204,6 +210,24 @@ impl JwtVerifier {
             scopes: scopes(&claims, &self.scope_claim)?,
             expires,
         })
+    }
+
+    /// What a reload keeps: `previous` itself when it was built from the same config and
+    /// the same key bytes — its token cache and fetched key set stay warm — else `self`.
+    /// A `jwks_url` verifier with an unchanged config is kept without fetching (see
+    /// [`JwtVerifier::unchanged_remote`]); it refreshes on its own schedule.
+    pub fn or_previous(self, previous: &Arc<JwtVerifier>) -> Arc<JwtVerifier> {
+        if self.config == previous.config && self.material == previous.material {
+            previous.clone()
+        } else {
+            Arc::new(self)
+        }
+    }
+
+    /// True when `config` is this `jwks_url` verifier's own: rebuilding it would only fetch
+    /// the key set it already holds and keeps fresh.
+    pub fn unchanged_remote(&self, config: &JwtConfig) -> bool {
+        config.jwks_url.is_some() && self.config == *config
     }
 
     /// Drops every cached verification (keys changed).
@@ -291,7 +315,9 @@ fn classify(error: jsonwebtoken::errors::Error) -> JwtError {
     }
 }
 
-fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, String> {
+/// The configured keys, and a digest of the bytes they were read from (zero for `secret`,
+/// which the config comparison already covers).
+fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<(Keys, [u8; 32]), String> {
     let hmac = algorithms
         .iter()
         .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
@@ -318,7 +344,7 @@ fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, Strin
             return Err("`secret` must be at least 32 bytes".to_owned());
         }
         return DecodingKey::from_secret(secret.expose().as_bytes())
-            .map(Keys::Single)
+            .map(|key| (Keys::Single(key), [0; 32]))
             .map_err(|e| format!("`secret`: {e}"));
     }
     if hmac {
@@ -333,12 +359,14 @@ fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, Strin
             Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
             _ => DecodingKey::from_rsa_pem(&pem),
         };
-        return key.map(Keys::Single).map_err(|e| {
-            format!(
-                "{}: not a {family:?} public key in PEM: {e}",
-                path.display()
-            )
-        });
+        return key
+            .map(|key| (Keys::Single(key), digest(&pem)))
+            .map_err(|e| {
+                format!(
+                    "{}: not a {family:?} public key in PEM: {e}",
+                    path.display()
+                )
+            });
     }
     if let Some(url) = &config.jwks_url {
         if !url.starts_with("http://") {
@@ -348,12 +376,25 @@ fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<Keys, Strin
         }
         let bytes = crate::fetch::fetch(url, Duration::from_secs(30))?;
         let text = String::from_utf8(bytes).map_err(|_| format!("{url}: not UTF-8"))?;
-        return parse_jwks(&text, url).map(|set| Keys::ByKid(ArcSwap::from_pointee(set)));
+        return parse_jwks(&text, url).map(|set| {
+            (
+                Keys::ByKid(ArcSwap::from_pointee(set)),
+                digest(text.as_bytes()),
+            )
+        });
     }
     let path = config.jwks_file.as_ref().ok_or("no key source")?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_jwks(&text, &path.display().to_string())
-        .map(|set| Keys::ByKid(ArcSwap::from_pointee(set)))
+    parse_jwks(&text, &path.display().to_string()).map(|set| {
+        (
+            Keys::ByKid(ArcSwap::from_pointee(set)),
+            digest(text.as_bytes()),
+        )
+    })
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 /// A JWKS document → keys by `kid` (every key needs one).
@@ -418,7 +459,71 @@ fn check_times(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
     use serde_json::json;
+
+    fn config(algorithm: &str) -> JwtConfig {
+        JwtConfig {
+            issuer: "https://issuer.example/".to_owned(),
+            audience: vec!["model".to_owned()],
+            algorithms: vec![algorithm.to_owned()],
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: Duration::from_secs(300),
+            jwks_min_refresh: Duration::from_secs(30),
+            public_key_file: None,
+            secret: None,
+            leeway: Duration::from_secs(30),
+            scope_claim: "scope".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_verifier_while_its_config_and_key_bytes_are_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("jwt.pem");
+        let write_key = || {
+            let pair = rcgen::KeyPair::generate().unwrap();
+            std::fs::write(&pem, pair.public_key_pem()).unwrap();
+        };
+        write_key();
+        let mut es256 = config("ES256");
+        es256.public_key_file = Some(pem.clone());
+        let serving = Arc::new(JwtVerifier::new(&es256).unwrap());
+        let same = JwtVerifier::new(&es256).unwrap().or_previous(&serving);
+        assert!(
+            Arc::ptr_eq(&same, &serving),
+            "an unchanged verifier was rebuilt"
+        );
+
+        let mut stricter = es256.clone();
+        stricter.leeway = Duration::from_secs(5);
+        let rebuilt = JwtVerifier::new(&stricter).unwrap().or_previous(&serving);
+        assert!(
+            !Arc::ptr_eq(&rebuilt, &serving),
+            "a changed rule kept the old cache"
+        );
+
+        write_key();
+        let rotated = JwtVerifier::new(&es256).unwrap().or_previous(&serving);
+        assert!(
+            !Arc::ptr_eq(&rotated, &serving),
+            "a new key file kept the old cache"
+        );
+
+        let mut hs256 = config("HS256");
+        hs256.secret = Some(Secret::from("s".repeat(32)));
+        let serving = Arc::new(JwtVerifier::new(&hs256).unwrap());
+        let mut other_secret = hs256.clone();
+        other_secret.secret = Some(Secret::from("t".repeat(32)));
+        let rebuilt = JwtVerifier::new(&other_secret)
+            .unwrap()
+            .or_previous(&serving);
+        assert!(
+            !Arc::ptr_eq(&rebuilt, &serving),
+            "a new secret kept the old cache"
+        );
+    }
 
     #[test]
     fn numeric_dates_may_be_fractional_but_must_be_finite_non_negative_and_fit_u64() {

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 /// One key's record. The hash is never logged or printed in full.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     pub id: String,
@@ -49,7 +49,7 @@ impl std::fmt::Debug for KeyRecord {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub per_second: u32,

@@ -32,8 +32,9 @@ use crate::spec::{Operation, Spec};
 /// A bound scheme.
 #[derive(Debug)]
 pub enum Verifier {
-    Jwt(JwtVerifier),
-    ApiKey(ApiKeyVerifier),
+    /// Shared with the previous snapshot when a reload changed nothing it was built from.
+    Jwt(Arc<JwtVerifier>),
+    ApiKey(Box<ApiKeyVerifier>),
 }
 
 impl Verifier {
@@ -74,17 +75,20 @@ impl Auth {
     /// The problems of the schemes alone (key stores, key files, JWKS): what can still be
     /// checked when the spec they would be bound to failed to load.
     pub fn check_schemes(auth: &AuthConfig, metrics: &Arc<Metrics>) -> Vec<String> {
-        verifiers(auth, metrics).1
+        verifiers(auth, metrics, None).1
     }
 
     /// Builds the verifiers and resolves every requirement; reports all problems at once.
+    /// What `previous` (the serving snapshot's) built from unchanged definitions is carried
+    /// over: verified keys and tokens, rate-limit buckets.
     pub fn load(
         auth: &AuthConfig,
         policy: &PolicyConfig,
         spec: Option<&Spec>,
         metrics: &Arc<Metrics>,
+        previous: Option<&Auth>,
     ) -> Result<Auth, Vec<String>> {
-        let (verifiers, mut problems) = verifiers(auth, metrics);
+        let (verifiers, mut problems) = verifiers(auth, metrics, previous);
         for (name, verifier) in &verifiers {
             if let Verifier::ApiKey(key) = verifier
                 && !matches!(key.location, KeyLocation::Header(_))
@@ -203,7 +207,11 @@ impl Auth {
                     Verifier::Jwt(_) => Vec::new(),
                 })
                 .collect();
-            let limits = RateLimits::new(policy.client_rate_limit.as_ref(), &key_limits)?;
+            let limits = RateLimits::new(
+                policy.client_rate_limit.as_ref(),
+                &key_limits,
+                previous.map(|p| &p.limits),
+            )?;
             let credential_locations = verifiers
                 .values()
                 .filter_map(|v| match v {
@@ -439,20 +447,39 @@ fn allows(record: &keystore::KeyRecord, operation: Option<&Operation>) -> bool {
         .any(|o| **o == *operation.id || *o == long_name)
 }
 
-/// A verifier per configured scheme, and a problem for each that cannot be built.
+/// A verifier per configured scheme, and a problem for each that cannot be built. Each
+/// takes over what `previous`'s verifier of the same name holds, where still valid.
 fn verifiers(
     auth: &AuthConfig,
     metrics: &Arc<Metrics>,
+    previous: Option<&Auth>,
 ) -> (BTreeMap<Arc<str>, Verifier>, Vec<String>) {
     let mut problems = Vec::new();
     let mut verifiers = BTreeMap::new();
     for (name, scheme) in &auth.schemes {
-        let verifier = match scheme {
-            SchemeConfig::Jwt(config) => JwtVerifier::new(config).map(Verifier::Jwt),
-            SchemeConfig::ApiKey(config) => KeyStore::load(&config.store)
+        let before = previous.and_then(|p| p.verifiers.get(name.as_str()));
+        let verifier = match (scheme, before) {
+            (SchemeConfig::Jwt(config), Some(Verifier::Jwt(old)))
+                if old.unchanged_remote(config) =>
+            {
+                Ok(Verifier::Jwt(old.clone()))
+            }
+            (SchemeConfig::Jwt(config), before) => JwtVerifier::new(config).map(|new| {
+                Verifier::Jwt(match before {
+                    Some(Verifier::Jwt(old)) => new.or_previous(old),
+                    _ => Arc::new(new),
+                })
+            }),
+            (SchemeConfig::ApiKey(config), before) => KeyStore::load(&config.store)
                 .map_err(|p| p.join("; "))
                 .and_then(|store| ApiKeyVerifier::new(config, store))
-                .map(|v| Verifier::ApiKey(v.with_metrics(metrics.clone()))),
+                .map(|new| {
+                    let new = new.with_metrics(metrics.clone());
+                    Verifier::ApiKey(Box::new(match before {
+                        Some(Verifier::ApiKey(old)) => new.inherit(old),
+                        _ => new,
+                    }))
+                }),
         };
         match verifier {
             Ok(verifier) => {

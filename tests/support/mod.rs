@@ -192,6 +192,13 @@ async fn respond(request: Request<Incoming>, shared: Shared) -> Response<Upstrea
         });
         return streaming("application/x-ndjson", stream, Some(cancelled));
     }
+    if path == "/openapi.json" {
+        // A model that publishes its spec, for `openapi.url`: every fetch is recorded.
+        let spec = serde_json::json!({"openapi": "3.1.0", "info": {"title": "recorder", "version": "1"},
+            "paths": {"/x": {"get": {"responses": {"200": {"description": "ok"}}}},
+                      "/v1/models": {"get": {"responses": {"200": {"description": "ok"}}}}}});
+        return Response::new(Full::new(Bytes::from(spec.to_string())).boxed());
+    }
     let reply = serde_json::json!({"ok": true, "target": target, "bytes": body.len()});
     let mut response = Response::new(Full::new(Bytes::from(reply.to_string())).boxed());
     response
@@ -256,7 +263,7 @@ pub struct Moat {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     pub config_path: PathBuf,
 }
 
@@ -274,6 +281,14 @@ impl Moat {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("moat.yaml");
         std::fs::write(&config_path, config_text).expect("write config");
+        let mut moat = Self::start_at(&config_path, env);
+        moat._dir = Some(dir);
+        moat
+    }
+
+    /// `moat serve --config config_path`, the file already written by the caller.
+    pub fn start_at(config_path: &std::path::Path, env: &[(&str, &str)]) -> Moat {
+        let config_path = config_path.to_owned();
         let mut command = Command::new(env!("CARGO_BIN_EXE_moat"));
         command
             .arg("serve")
@@ -322,7 +337,7 @@ impl Moat {
                     addr,
                     admin,
                     lines,
-                    _dir: dir,
+                    _dir: None,
                     config_path,
                 };
             }
