@@ -128,3 +128,26 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(text: &str, previous: Option<&Snapshot>) -> Snapshot {
+        let config = Config::parse(text, &|_| None).expect("a valid config");
+        Snapshot::from_config(config, &Arc::new(Metrics::new()), previous).expect("loads")
+    }
+
+    #[test]
+    fn a_reload_keeps_the_upstream_pool_while_upstream_is_unchanged() {
+        let base = "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:8000\n";
+        let serving = snapshot(base, None);
+        let policy_edit = snapshot(&format!("{base}drain_timeout: 5s\n"), Some(&serving));
+        assert!(Arc::ptr_eq(&policy_edit.upstream, &serving.upstream));
+        let new_timeout = snapshot(
+            &base.replace("8000\n", "8000\n  response_timeout: 5s\n"),
+            Some(&policy_edit),
+        );
+        assert!(!Arc::ptr_eq(&new_timeout.upstream, &serving.upstream));
+    }
+}

@@ -587,3 +587,74 @@ fn revoke_and_rotate_through_the_cli_take_effect_on_the_next_start() {
         "the owner carries over"
     );
 }
+
+/// A store written as JSON (or flow-style YAML) loads, so `moat keys` must edit it too: what
+/// `list` shows, `revoke` and `rotate` find. Such a store is rewritten as block YAML, and the
+/// tool says so.
+#[test]
+fn revoke_and_rotate_work_on_a_json_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let (batch, web) = (new_key("batch"), new_key("web"));
+    let json = serde_json::json!({"keys": [
+        {"id": "batch", "hash": hash_key(&batch, None).unwrap(), "scopes": ["predict"],
+         "owner": "team-risk", "rate_limit": {"per_second": 5, "burst": 10}},
+        {"id": "web", "hash": hash_key(&web, None).unwrap(), "scopes": ["predict", "models:read"]},
+    ]});
+    std::fs::write(&store, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let listing = moat_keys(&store, &["list"]);
+    assert!(
+        listing.contains("batch") && listing.contains("web"),
+        "{listing}"
+    );
+
+    let revoke = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["keys", "revoke", "web", "--store"])
+        .arg(&store)
+        .env_remove("MOAT_KEY_PEPPER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&revoke.stderr);
+    assert!(revoke.status.success(), "{stderr}");
+    assert!(stderr.contains("rewritten as block YAML"), "{stderr}");
+    let rotated = moat_keys(&store, &["rotate", "batch", "--grace", "1h"]);
+    assert!(rotated.starts_with("moat_batch-r2_"), "{rotated}");
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the store's mode after an edit");
+    let listing = moat_keys(&store, &["list"]);
+    assert!(
+        listing.contains("batch-r2") && listing.contains("disabled"),
+        "{listing}"
+    );
+
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
+            fixture("model.yaml"),
+            store.display()
+        ),
+    ));
+    assert_eq!(predict(&moat, &rotated).status, 200, "the rotated key");
+    assert_eq!(
+        predict(&moat, &batch).status,
+        200,
+        "the old key, in its grace period"
+    );
+    assert_eq!(predict(&moat, &web).status, 401, "the revoked key");
+    let seen = upstream.requests();
+    assert_eq!(
+        seen[0].header("x-moat-subject"),
+        Some("team-risk"),
+        "owner carried over"
+    );
+    let text = std::fs::read_to_string(&store).unwrap();
+    assert_eq!(
+        text.matches("rate_limit:").count(),
+        2,
+        "the rate limit carried over to the new key:\n{text}"
+    );
+}

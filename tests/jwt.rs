@@ -46,6 +46,28 @@ fn predict_with(moat: &Moat, authorization: &str) -> support::RawResponse {
     post_json(moat.addr, PREDICT, &[&header, "X-Tenant: t-1"], BODY)
 }
 
+/// RFC 7519 §2: a NumericDate is any JSON number of seconds, fractions included.
+#[test]
+fn fractional_numeric_dates_are_accepted() {
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &hmac_scheme());
+    let mut fractional = claims("predict");
+    fractional["exp"] = json!(now() as f64 + 600.5);
+    fractional["iat"] = json!(now() as f64 - 0.25);
+    fractional["nbf"] = json!(now() as f64 - 1.75);
+    let response = predict_with(&moat, &format!("Bearer {}", hs256(&fractional)));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let mut integral_float = claims("predict");
+    integral_float["exp"] = json!(1.0 * (now() + 600) as f64);
+    let response = predict_with(&moat, &format!("Bearer {}", hs256(&integral_float)));
+    assert_eq!(response.status, 200);
+}
+
 #[test]
 fn a_valid_token_with_the_scope_is_forwarded_with_the_identity_and_without_the_token() {
     let upstream = Upstream::start();
@@ -224,6 +246,22 @@ fn every_token_attack_is_401_and_never_forwarded() {
             with(&|c| c["pad"] = json!("x".repeat(9000))),
         ),
         ("not a JWT", "not-a-token".to_owned()),
+        ("negative exp", with(&|c| c["exp"] = json!(-1))),
+        (
+            "fractional exp in the past",
+            with(&|c| c["exp"] = json!(now() as f64 - 60.5)),
+        ),
+        ("exp beyond u64", with(&|c| c["exp"] = json!(1.0e20))),
+        (
+            "exp as a string",
+            with(&|c| c["exp"] = json!((now() + 600).to_string())),
+        ),
+        ("negative nbf", with(&|c| c["nbf"] = json!(-5.5))),
+        (
+            "fractional nbf in the future",
+            with(&|c| c["nbf"] = json!(now() as f64 + 3600.5)),
+        ),
+        ("iat beyond u64", with(&|c| c["iat"] = json!(1.0e20))),
     ];
     for (case, token) in &cases {
         let response = predict_with(&moat, &format!("Bearer {token}"));

@@ -188,6 +188,41 @@ fn a_client_that_disconnects_cancels_the_upstream_stream() {
     assert_eq!(log[0]["completed"], false, "{log:?}");
 }
 
+/// `nc -N`, `shutdown(SHUT_WR)` and some HTTP/1.0 tools close their write side once the
+/// request is sent: the answer must still come back, for a slow model too.
+#[test]
+fn a_half_closed_client_gets_its_answer() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), ""));
+    for (request, target) in [
+        (
+            "POST /slow/300 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            "/slow/300",
+        ),
+        ("GET /ten HTTP/1.0\r\n\r\n", "/ten"),
+    ] {
+        let mut stream = support::open(moat.addr, request.as_bytes());
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        let response = support::parse_response(&received);
+        assert_eq!(
+            response.status,
+            200,
+            "{request:?}: {}",
+            String::from_utf8_lossy(&received)
+        );
+        assert_eq!(response.json()["target"], target);
+    }
+    assert_eq!(upstream.count(), 2);
+    // The slow-client protections still hold: a half-sent head is not waited for forever.
+    let mut partial = support::open(moat.addr, b"GET /x HTTP/1.1\r\nHost:");
+    partial.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut received = Vec::new();
+    let _ = partial.read_to_end(&mut received);
+    assert_eq!(upstream.count(), 2, "a half-sent request reached the model");
+}
+
 #[test]
 fn a_refused_upstream_is_502() {
     let dead = support::closed_port();

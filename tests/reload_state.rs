@@ -56,7 +56,11 @@ fn writes_to_other_files_beside_the_config_reload_nothing_and_fetch_no_spec() {
     std::fs::write(&moat.config_path, &text).unwrap();
     settle();
     assert_eq!(generation(&moat), 0, "an unrelated write reloaded moat");
-    assert_eq!(spec_fetches(&upstream), 1, "an unrelated write fetched the spec");
+    assert_eq!(
+        spec_fetches(&upstream),
+        1,
+        "an unrelated write fetched the spec"
+    );
     assert!(
         !moat.lines().join("\n").contains("reload"),
         "{}",
@@ -129,7 +133,10 @@ fn a_kubernetes_swap_and_a_rename_over_save_each_reload_exactly_once() {
     moat_keys(&store_path, &["revoke", "ops"]);
     let revoked = std::fs::read_to_string(&store_path).unwrap();
     mount.update(&[("moat.yaml", &text), ("keys.yaml", &revoked)]);
-    assert!(eventually(|| call(&key) == 401), "the revoke did not arrive");
+    assert!(
+        eventually(|| call(&key) == 401),
+        "the revoke did not arrive"
+    );
     settle();
     assert_eq!(generation(&moat), 1, "one swap, several reloads");
 
@@ -140,11 +147,7 @@ fn a_kubernetes_swap_and_a_rename_over_save_each_reload_exactly_once() {
     std::fs::write(&config_path, config(&upstream.url(), "")).unwrap();
     let edited = Moat::start_at(&config_path, &[]);
     let temporary = plain.path().join(".moat.yaml.tmp");
-    std::fs::write(
-        &temporary,
-        config(&upstream.url(), "drain_timeout: 31s\n"),
-    )
-    .unwrap();
+    std::fs::write(&temporary, config(&upstream.url(), "drain_timeout: 31s\n")).unwrap();
     std::fs::rename(&temporary, &config_path).unwrap();
     assert!(eventually(|| generation(&edited) == 1));
     settle();
@@ -157,8 +160,8 @@ fn a_reload_keeps_exhausted_buckets_and_verified_keys_and_a_revoke_still_bites()
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
     let key = moat_keys(&store, &["new", "--id", "ops", "--scopes", "predict"]);
-    let limited = std::fs::read_to_string(&store).unwrap()
-        + "    rate_limit: {per_second: 1, burst: 10}\n";
+    let limited =
+        std::fs::read_to_string(&store).unwrap() + "    rate_limit: {per_second: 1, burst: 10}\n";
     std::fs::write(&store, limited).unwrap();
     let text = config(
         &upstream.url(),
@@ -173,13 +176,19 @@ fn a_reload_keeps_exhausted_buckets_and_verified_keys_and_a_revoke_still_bites()
     let statuses: Vec<u16> = (0..11).map(|_| call()).collect();
     assert_eq!(statuses[..10], [200; 10], "{statuses:?}");
     assert_eq!(statuses[10], 429, "{statuses:?}");
-    let hashed = metric(&moat, r#"moat_key_verifications_total{result="valid",cache="miss"}"#);
+    let hashed = metric(
+        &moat,
+        r#"moat_key_verifications_total{result="valid",cache="miss"}"#,
+    );
     assert_eq!(hashed, 1);
 
     // An unrelated policy edit: a public health route.
     std::fs::write(
         &moat.config_path,
-        text.replace("policy:\n", "policy:\n  operations:\n    \"GET /health\": []\n"),
+        text.replace(
+            "policy:\n",
+            "policy:\n  operations:\n    \"GET /health\": []\n",
+        ),
     )
     .unwrap();
     assert!(eventually(|| generation(&moat) == 1));
@@ -190,7 +199,10 @@ fn a_reload_keeps_exhausted_buckets_and_verified_keys_and_a_revoke_still_bites()
         "the reload gave an exhausted key a fresh burst: {after:?}"
     );
     assert_eq!(
-        metric(&moat, r#"moat_key_verifications_total{result="valid",cache="miss"}"#),
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
+        ),
         hashed,
         "the reload made a cached key pay argon2 again"
     );
