@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 
-use crate::metrics::{Metrics, OperationLabel, RejectionLabels, RequestLabels};
+use crate::metrics::{Metrics, OperationLabel, PhaseLabels, RejectionLabels, RequestLabels};
 use crate::reject::Rejection;
 use crate::telemetry;
 
@@ -35,8 +35,9 @@ pub struct Completion {
     /// The body reached its end (false: the client went away or the stream broke).
     pub finished: bool,
     pub stream_error: Option<String>,
-    /// Keeps the connection counted as busy until the response is done (see `idle`).
-    pub stream: Option<crate::idle::StreamGuard>,
+    /// Keeps the connection counted as busy until the response is done (see `idle`), and
+    /// tells it whether the client reset this request (see `connection`).
+    pub stream: Option<crate::connection::RequestGuard>,
 }
 
 impl Completion {
@@ -59,7 +60,9 @@ impl Completion {
             operation,
             route: None,
             subject: None,
-            status: StatusCode::OK,
+            // Until a response exists: a request dropped before then was cancelled by its
+            // client (nginx's 499 "client closed request").
+            status: CLIENT_CLOSED_REQUEST,
             rejection: None,
             shadow: None,
             upstream_time: None,
@@ -85,10 +88,32 @@ impl Completion {
     }
 }
 
+/// nginx's non-standard status for a request whose client went away before any response.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 impl Drop for Completion {
     fn drop(&mut self) {
         let duration = self.started.elapsed();
+        // The client went away before the response ended (not a stream the upstream broke).
+        let client_reset = !self.finished && self.stream_error.is_none();
+        if let Some(guard) = &mut self.stream {
+            guard.client_reset = client_reset;
+        }
         let metrics = &self.metrics;
+        if client_reset {
+            let phase = if self.status == CLIENT_CLOSED_REQUEST {
+                "before_response"
+            } else {
+                "during_response"
+            };
+            metrics
+                .cancelled
+                .get_or_create(&PhaseLabels { phase })
+                .inc();
+        }
         metrics
             .requests
             .get_or_create(&RequestLabels {

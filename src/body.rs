@@ -71,7 +71,10 @@ impl ResponseBody {
         }
     }
 
-    pub fn attach(&mut self, completion: Completion) {
+    pub fn attach(&mut self, mut completion: Completion) {
+        // hyper never polls a body that is already at its end (204, HEAD): it is complete
+        // as soon as it is handed over.
+        completion.finished = self.inner.is_end();
         self.completion = Some(completion);
     }
 

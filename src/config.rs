@@ -115,6 +115,9 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     pub max_connections: usize,
     pub h2_max_concurrent_streams: u32,
+    /// Requests (HTTP/1) or streams (HTTP/2) one connection may carry before moat closes
+    /// it gracefully, as nginx's `keepalive_requests`.
+    pub max_requests_per_connection: u64,
 }
 
 impl Default for Limits {
@@ -128,6 +131,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             h2_max_concurrent_streams: 100,
+            max_requests_per_connection: 1000,
         }
     }
 }
@@ -488,6 +492,10 @@ impl Config {
             ("limits.max_uri_bytes", limits.max_uri_bytes as u64),
             ("limits.max_json_depth", limits.max_json_depth as u64),
             ("limits.max_connections", limits.max_connections as u64),
+            (
+                "limits.max_requests_per_connection",
+                limits.max_requests_per_connection,
+            ),
             (
                 "limits.h2_max_concurrent_streams",
                 u64::from(limits.h2_max_concurrent_streams),

@@ -32,8 +32,9 @@ const X_MOAT_CLIENT_CERT_SUBJECT: HeaderName =
     HeaderName::from_static("x-moat-client-cert-subject");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the de-facto `keep-alive` and
-/// `proxy-connection`): they describe one connection and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `proxy-connection`): they describe one connection and never cross a proxy. `Upgrade`
+/// among them: moat relays no protocol switch (no 101), so it is dropped both ways.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -42,6 +43,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// What moat knows about the request that the upstream should be told.
@@ -119,6 +121,7 @@ impl Upstream {
         // Only an idempotent request keeps a copy of itself for the one retry it may get;
         // a POST moves its headers and body straight into the upstream request.
         let mut retry = is_idempotent(&parts.method).then(|| (parts.clone(), body.clone()));
+        let head_request = parts.method == Method::HEAD;
         let started = Instant::now();
         let mut attempt = build(parts, uri.clone(), body);
         let response = loop {
@@ -140,6 +143,13 @@ impl Upstream {
         };
         let upstream_time = started.elapsed();
         let (mut head, incoming) = response.into_parts();
+        if !head_request {
+            drop_unframed_length(
+                &mut head.headers,
+                head.status,
+                http_body::Body::size_hint(&incoming).exact(),
+            );
+        }
         strip_hop_by_hop(&mut head.headers);
         Ok(Forwarded {
             response: Response::from_parts(
@@ -343,6 +353,31 @@ pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Opti
     Uri::from_parts(parts).ok()
 }
 
+/// The upstream's `Content-Length` is passed on only when it is the framing its body
+/// actually arrived in. With `Transfer-Encoding` as well (RFC 9112 §6.3: chunked wins) or
+/// any other disagreement, it is removed and the body is re-framed to the client as it
+/// streams; passing it on would send a complete-looking, silently truncated response.
+/// `exact`: the body's length as hyper decoded its framing, if known. Not for responses to
+/// HEAD, whose `Content-Length` describes a body that is not sent.
+fn drop_unframed_length(headers: &mut HeaderMap, status: http::StatusCode, exact: Option<u64>) {
+    let Some(declared) = headers.get(header::CONTENT_LENGTH) else {
+        return;
+    };
+    // 204 and 304 carry no body whatever their headers say; hyper sends none.
+    if status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED {
+        return;
+    }
+    let declared = declared.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+    let conflicting = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers.get_all(header::CONTENT_LENGTH).iter().count() > 1
+        || declared.is_none()
+        || declared != exact;
+    if conflicting {
+        tracing::debug!("upstream Content-Length disagrees with its framing; dropped");
+        headers.remove(header::CONTENT_LENGTH);
+    }
+}
+
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -532,6 +567,46 @@ mod tests {
         }
         assert_eq!(new_request_id().len(), 32);
         assert_ne!(new_request_id(), new_request_id());
+    }
+
+    #[test]
+    fn an_upstream_content_length_survives_only_when_it_is_the_framing_used() {
+        let framed = |pairs: &[(&'static str, &'static str)], exact: Option<u64>| {
+            let mut map = headers(pairs);
+            drop_unframed_length(&mut map, http::StatusCode::OK, exact);
+            map.get(header::CONTENT_LENGTH)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            framed(&[("content-length", "3")], Some(3)).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            framed(
+                &[("content-length", "3"), ("transfer-encoding", "chunked")],
+                None
+            ),
+            None,
+            "chunked wins; the length must go"
+        );
+        assert_eq!(framed(&[("content-length", "3")], Some(18)), None);
+        assert_eq!(framed(&[("content-length", "3")], None), None);
+        assert_eq!(framed(&[("content-length", "x")], Some(3)), None);
+        let mut not_modified = headers(&[("content-length", "40")]);
+        drop_unframed_length(&mut not_modified, http::StatusCode::NOT_MODIFIED, Some(0));
+        assert!(not_modified.contains_key(header::CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn upgrade_is_hop_by_hop() {
+        let mut map = headers(&[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert!(!map.contains_key(header::UPGRADE));
+        assert!(map.contains_key("x-kept"));
     }
 
     #[test]

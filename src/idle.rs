@@ -1,7 +1,7 @@
 //! Idle connections give their slot back. HTTP/1 keep-alive connections are closed by
 //! hyper's header-read timeout, but HTTP/2 has no such timer: a client could open
 //! `max_connections` h2 connections, send the preface and nothing else, and starve everyone.
-//! So every public connection counts its open requests ([`Streams`]), and its I/O
+//! So every public connection counts its open requests ([`Connection`]), and its I/O
 //! ([`IdleIo`]) reports end-of-stream once no request has been open for the limit — safe to
 //! do abruptly, since there is nothing in flight to lose. Hand-written: hyper exposes no
 //! idle timeout for HTTP/2 servers.
@@ -10,66 +10,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// The open requests of one connection, and since when it has had none.
-#[derive(Debug)]
-pub struct Streams {
-    open: AtomicUsize,
-    /// The connection's reader, parked while requests are open; woken when the last one
-    /// ends, so it can start the idle timer. The timer is never polled on a busy connection.
-    reader: AtomicWaker,
-    epoch: Instant,
-    /// Milliseconds after `epoch` when the last request ended (or the connection began).
-    idle_since: AtomicU64,
-}
-
-impl Streams {
-    pub fn new() -> Arc<Streams> {
-        Arc::new(Streams {
-            open: AtomicUsize::new(0),
-            reader: AtomicWaker::new(),
-            epoch: Instant::now(),
-            idle_since: AtomicU64::new(0),
-        })
-    }
-
-    /// Counts a request as open until the guard drops (with its response body).
-    pub fn open(self: &Arc<Self>) -> StreamGuard {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        StreamGuard(self.clone())
-    }
-
-    /// How long the connection has had no open request; `None` while one is open.
-    fn idle_for(&self) -> Option<Duration> {
-        if self.open.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let since = Duration::from_millis(self.idle_since.load(Ordering::Acquire));
-        Some(self.epoch.elapsed().saturating_sub(since))
-    }
-}
-
-/// One open request; dropped when its response has been sent or abandoned.
-#[derive(Debug)]
-pub struct StreamGuard(Arc<Streams>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let now = u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.idle_since.store(now, Ordering::Release);
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.reader.wake();
-        }
-    }
-}
+use crate::connection::Connection;
 
 pin_project! {
     /// A connection's I/O that reads as closed once it has been idle for `limit`.
@@ -78,17 +26,17 @@ pin_project! {
         inner: I,
         // Boxed so the I/O stays `Unpin`, as hyper's connections want it.
         timer: Pin<Box<Sleep>>,
-        streams: Arc<Streams>,
+        connection: Arc<Connection>,
         limit: Duration,
     }
 }
 
 impl<I> IdleIo<I> {
-    pub fn new(inner: I, streams: Arc<Streams>, limit: Duration) -> IdleIo<I> {
+    pub fn new(inner: I, connection: Arc<Connection>, limit: Duration) -> IdleIo<I> {
         IdleIo {
             inner,
             timer: Box::pin(tokio::time::sleep(limit)),
-            streams,
+            connection,
             limit,
         }
     }
@@ -106,15 +54,15 @@ impl<I: AsyncRead> AsyncRead for IdleIo<I> {
         }
         // Nothing to read. While a request is open, only ask to be woken when the last one
         // ends (registered before the second look, so that end cannot be missed).
-        if this.streams.open.load(Ordering::Acquire) > 0 {
-            this.streams.reader.register(cx.waker());
-            if this.streams.open.load(Ordering::Acquire) > 0 {
+        if this.connection.is_busy() {
+            this.connection.reader.register(cx.waker());
+            if this.connection.is_busy() {
                 return Poll::Pending;
             }
         }
         // Idle: check whenever the timer fires, and re-arm it.
         while this.timer.as_mut().poll(cx).is_ready() {
-            let wait = match this.streams.idle_for() {
+            let wait = match this.connection.idle_for() {
                 Some(idle) if idle >= *this.limit => return Poll::Ready(Ok(())), // EOF
                 Some(idle) => *this.limit - idle,
                 None => *this.limit,
@@ -154,27 +102,5 @@ impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_is_idle_only_without_open_requests() {
-        let streams = Streams::new();
-        assert!(streams.idle_for().is_some());
-        let first = streams.open();
-        let second = streams.open();
-        assert_eq!(streams.idle_for(), None);
-        drop(first);
-        assert_eq!(streams.idle_for(), None);
-        drop(second);
-        assert!(
-            streams
-                .idle_for()
-                .is_some_and(|idle| idle < Duration::from_secs(5))
-        );
     }
 }

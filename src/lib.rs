@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod explain;
 pub mod fetch;

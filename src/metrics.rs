@@ -37,6 +37,16 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -44,6 +54,10 @@ pub struct Metrics {
     pub shadow_rejections: Family<RejectionLabels, Counter>,
     pub key_verifications: Family<KeyVerificationLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
+    /// Connections moat closed on its own (`max_requests`, `client_resets`).
+    pub connections_closed: Family<ReasonLabels, Counter>,
+    /// Requests their client abandoned (`before_response`: logged as 499; `during_response`).
+    pub cancelled: Family<PhaseLabels, Counter>,
     /// Increments with every configuration swapped in (the first load is generation 0).
     pub config_generation: Gauge,
     pub request_duration: Histogram,
@@ -58,6 +72,8 @@ impl Metrics {
         let shadow_rejections = Family::<RejectionLabels, Counter>::default();
         let key_verifications = Family::<KeyVerificationLabels, Counter>::default();
         let config_reloads = Family::<ReloadLabels, Counter>::default();
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        let cancelled = Family::<PhaseLabels, Counter>::default();
         let config_generation = Gauge::default();
         // 0.5 ms … ~65 s: from a rejected request to a long generation.
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
@@ -79,7 +95,7 @@ impl Metrics {
         );
         registry.register(
             "moat_key_verifications",
-            "API-key checks by result (valid, invalid, unknown, malformed, overloaded) and \
+            "API-key checks by result (valid, invalid, unknown, malformed, overloaded, error) and \
              whether the verification cache answered (hit, miss, none: no hash needed)",
             key_verifications.clone(),
         );
@@ -87,6 +103,18 @@ impl Metrics {
             "moat_config_reloads",
             "Configuration reloads by result (success, failure: the old one kept serving)",
             config_reloads.clone(),
+        );
+        registry.register(
+            "moat_connections_closed",
+            "Client connections moat closed on its own, by reason (max_requests: \
+             limits.max_requests_per_connection; client_resets: the reset budget)",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "moat_client_cancelled_requests",
+            "Requests the client reset or abandoned, by phase (before_response: logged as 499; \
+             during_response: a response body cut short)",
+            cancelled.clone(),
         );
         registry.register(
             "moat_config_generation",
@@ -110,6 +138,8 @@ impl Metrics {
             shadow_rejections,
             key_verifications,
             config_reloads,
+            connections_closed,
+            cancelled,
             config_generation,
             request_duration,
             upstream_duration,

@@ -36,8 +36,9 @@ pub struct Peer {
     pub proto: &'static str,
     /// The verified client certificate's subject (mTLS), for `X-Moat-Client-Cert-Subject`.
     pub client_cert: Option<http::HeaderValue>,
-    /// The connection's open requests, so an idle connection can be closed.
-    pub streams: Arc<crate::idle::Streams>,
+    /// The connection's bookkeeping: open requests (idle connections are closed),
+    /// requests carried, client resets (see `connection`).
+    pub connection: Arc<crate::connection::Connection>,
 }
 
 /// Answers one request. Never fails: every refusal becomes a problem+json response here.
@@ -60,7 +61,7 @@ pub async fn handle(
         request.uri().clone(),
         unrouted(),
     );
-    completion.stream = Some(peer.streams.open());
+    completion.stream = Some(peer.connection.open());
     let mut response = match run(&snapshot, request, &peer, &mut completion).await {
         Ok(response) => response,
         Err(rejection) => {

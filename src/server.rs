@@ -1,6 +1,7 @@
 //! The listeners: public TCP → (TLS) → hyper (HTTP/1.1, or HTTP/2 by ALPN or prior
 //! knowledge) → the pipeline, and the admin listener beside it. Connection limits,
-//! handshake and header-read timeouts and graceful shutdown live here.
+//! handshake and header-read timeouts, closing connections moat gave up on (see
+//! `connection`) and graceful shutdown live here.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,15 +13,16 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::admin;
 use crate::config::Limits;
-use crate::idle::{IdleIo, Streams};
+use crate::connection::{Close, Connection};
+use crate::idle::IdleIo;
+use crate::metrics::ReasonLabels;
 use crate::pipeline::{self, Peer};
 use crate::snapshot::State;
 
@@ -61,7 +63,9 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     // On TLS, ALPN has already chosen the protocol: no preface sniffing, so hyper's own
     // header-read timeout governs from the first byte.
     let (http1_only, http2_only) = (builder.clone().http1_only(), builder.clone().http2_only());
-    let graceful = GracefulShutdown::new();
+    // Connections watch this to start their graceful close; each holds a slot until it ends,
+    // so draining is waiting for every slot to come back.
+    let (stop, stopping) = watch::channel(false);
     // Fixed at start: a reload that would turn TLS on or off is refused (see reload.rs).
     let tls = state.snapshot.load().tls.is_some();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -96,10 +100,10 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
             ip: addr.ip().to_canonical(),
             proto: if tls { "https" } else { "http" },
             client_cert: None,
-            streams: Streams::new(),
+            connection: Connection::new(limits.max_requests_per_connection),
         };
         let state = state.clone();
-        let watcher = graceful.watcher();
+        let stopping = stopping.clone();
         let first_byte_timeout = limits.header_read_timeout;
         if tls {
             let (http1_only, http2_only) = (http1_only.clone(), http2_only.clone());
@@ -109,7 +113,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let builder = if h2 { &http2_only } else { &http1_only };
-                    serve_connection(builder, &state, stream, peer, first_byte_timeout, watcher)
+                    serve_connection(builder, &state, stream, peer, first_byte_timeout, stopping)
                         .await;
                 }
                 drop(slot);
@@ -123,7 +127,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 let peeked =
                     tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await;
                 if matches!(peeked, Ok(Ok(1))) {
-                    serve_connection(&builder, &state, stream, peer, first_byte_timeout, watcher)
+                    serve_connection(&builder, &state, stream, peer, first_byte_timeout, stopping)
                         .await;
                 }
                 drop(slot);
@@ -133,13 +137,17 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
 
     drop(listeners.public);
     state.draining.store(true, Ordering::Relaxed);
-    let in_flight = graceful.count();
+    let _ = stop.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let in_flight = limits
+        .max_connections
+        .saturating_sub(slots.available_permits());
     tracing::info!(
         connections = in_flight,
         ?drain_timeout,
         "shutting down: draining"
     );
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+    if tokio::time::timeout(drain_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -216,29 +224,82 @@ async fn handshake(
     }
 }
 
+/// How long a connection closed for resetting too many streams gets to wind down after
+/// its GOAWAY: enough for a response in its last packets, not for new work.
+const RESET_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves one connection to its end: I/O that reads as closed once idle for `idle_limit`,
-/// hyper, and the graceful-shutdown watcher.
+/// hyper, and a graceful close when the server stops or moat gives up on the connection
+/// (its request limit or reset budget; logged once and counted).
 async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     state: &Arc<State>,
     stream: I,
     peer: Peer,
     idle_limit: Duration,
-    watcher: Watcher,
+    mut stopping: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let stream = IdleIo::new(stream, peer.streams.clone(), idle_limit);
-    let state = state.clone();
+    let connection = peer.connection.clone();
+    let client = peer.ip;
+    let stream = IdleIo::new(stream, connection.clone(), idle_limit);
+    let service_state = state.clone();
     let service = service_fn(move |request| {
-        let state = state.clone();
+        let state = service_state.clone();
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(pipeline::handle(&state, request, peer).await) }
     });
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(error = %error, "connection ended with an error");
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    let mut served = std::pin::pin!(served);
+    let mut closing = false;
+    let mut deadline = std::pin::pin!(tokio::time::sleep(Duration::MAX));
+    let mut deadline_set = false;
+    loop {
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stopping.wait_for(|stop| *stop), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            reason = connection.closing(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+                give_up(state, client, &connection, reason);
+                if reason == Close::ClientResets {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + RESET_GRACE);
+                    deadline_set = true;
+                }
+            }
+            () = deadline.as_mut(), if deadline_set => return,
+        }
+    }
+}
+
+/// The one log line and count of a connection moat closes on its own.
+fn give_up(state: &State, client: std::net::IpAddr, connection: &Connection, reason: Close) {
+    state
+        .metrics
+        .connections_closed
+        .get_or_create(&ReasonLabels {
+            reason: reason.as_str(),
+        })
+        .inc();
+    match reason {
+        Close::MaxRequests => tracing::info!(
+            %client,
+            requests = connection.carried(),
+            "connection reached limits.max_requests_per_connection; closing it gracefully"
+        ),
+        Close::ClientResets => tracing::warn!(
+            %client,
+            requests = connection.carried(),
+            "client reset most of its streams before their responses ended; closing the connection"
+        ),
     }
 }
