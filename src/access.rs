@@ -26,6 +26,8 @@ pub struct Completion {
     pub route: Option<Arc<str>>,
     /// The authenticated subject, if any.
     pub subject: Option<String>,
+    /// The verified API key's id, if one was used.
+    pub key_id: Option<String>,
     pub status: StatusCode,
     rejection: Option<(&'static str, &'static str)>,
     /// A failure let through in shadow mode (stage, code).
@@ -60,6 +62,7 @@ impl Completion {
             operation,
             route: None,
             subject: None,
+            key_id: None,
             // Until a response exists: a request dropped before then was cancelled by its
             // client (nginx's 499 "client closed request").
             status: CLIENT_CLOSED_REQUEST,
@@ -156,6 +159,7 @@ impl Completion {
             operation: &self.operation,
             route: self.route.as_deref(),
             subject: self.subject.as_deref(),
+            key_id: self.key_id.as_deref(),
             status: self.status.as_u16(),
             stage,
             code,
@@ -195,6 +199,8 @@ struct AccessLine<'a> {
     route: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     stage: Option<&'static str>,

@@ -3,13 +3,14 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{Config, mentions_placeholder};
 use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
 use crate::snapshot::{Snapshot, State};
@@ -406,7 +407,17 @@ async fn shutdown_signal() {
 }
 
 fn check(config_path: PathBuf) -> ExitCode {
-    match Snapshot::load(&config_path, &Arc::new(Metrics::new()), None) {
+    // serve's warnings (a group-readable key store, say) belong in the report too.
+    let warnings = tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .compact()
+        .finish();
+    let _warnings = tracing::subscriber::set_default(warnings);
+    match load_for_check(&config_path) {
         Ok(snapshot) => {
             let mut out = String::new();
             let config = &snapshot.config;
@@ -433,12 +444,14 @@ fn check(config_path: PathBuf) -> ExitCode {
                         spec.operations.len()
                     );
                     for (index, operation) in spec.operations.iter().enumerate() {
+                        let mode = snapshot.auth.modes[index].unwrap_or(config.policy.mode);
                         let _ = writeln!(
                             out,
-                            "  {:<7} {:<50} {:<40} {}",
+                            "  {:<7} {:<50} {:<40} {:<8} {}",
                             operation.method.as_str(),
                             operation.template,
                             operation.id,
+                            mode.as_str(),
                             describe(&snapshot.auth.requirements[index])
                         );
                     }
@@ -455,6 +468,29 @@ fn check(config_path: PathBuf) -> ExitCode {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Loads as `serve` does, but on a problem goes on as far as it can, so every problem of
+/// every file is reported at once (an unset variable does not hide a broken key store).
+fn load_for_check(config_path: &Path) -> Result<Snapshot, crate::config::ConfigError> {
+    let (config, mut problems) = Config::load_leniently(config_path);
+    let snapshot = config.and_then(|config| {
+        match Snapshot::from_config(config, &Arc::new(Metrics::new()), None) {
+            Ok(snapshot) => Some(snapshot),
+            Err(more) => {
+                let more = more.into_iter().filter(|p| !mentions_placeholder(p));
+                problems.extend(more);
+                None
+            }
+        }
+    });
+    match snapshot {
+        Some(snapshot) if problems.is_empty() => Ok(snapshot),
+        _ => Err(crate::config::ConfigError {
+            file: config_path.to_owned(),
+            problems,
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::auth::Trace;
+use crate::auth::{Caller, Trace};
 use crate::config::Mode;
 use crate::frame;
 use crate::pipeline::{Routing, Target};
@@ -139,10 +139,13 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
         .auth
         .check(
             requirement,
-            &headers,
-            uri.query(),
-            input.client,
-            operation,
+            &Caller {
+                headers: &headers,
+                query: uri.query(),
+                client: input.client,
+                operation,
+                request_id: "explain",
+            },
             &mut trace,
         )
         .await;

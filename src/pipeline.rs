@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 
 use crate::access::Completion;
 use crate::auth::Requirement;
-use crate::auth::Trace;
+use crate::auth::{Caller, Trace};
 use crate::body::ResponseBody;
 use crate::config::{Limits, Mode};
 use crate::forward::{self, ForwardContext, X_REQUEST_ID};
@@ -114,15 +114,19 @@ async fn run(
         .auth
         .check(
             requirement,
-            &parts.headers,
-            parts.uri.query(),
-            peer.ip,
-            operation,
+            &Caller {
+                headers: &parts.headers,
+                query: parts.uri.query(),
+                client: peer.ip,
+                operation,
+                request_id: &completion.request_id,
+            },
             &mut Trace::off(),
         )
         .await?;
     if let Some(principal) = &principal {
         completion.subject = principal.subject.clone();
+        completion.key_id = principal.key_id.clone();
     }
     let stripped_uri = without_query_credentials(&parts.uri, snapshot);
     let query = stripped_uri.as_ref().map_or(parts.uri.query(), Uri::query);

@@ -113,6 +113,9 @@ pub enum Rejection {
     /// Stage 4: the credential is valid but lacks scopes the operation needs.
     InsufficientScope {
         scope: String,
+        /// The credential lacking it was a bearer token: only then is the RFC 6750
+        /// challenge the right answer (an API key is not a Bearer credential).
+        bearer: bool,
     },
     /// Stage 5: over a rate limit; `retry_after` seconds until the next request may pass.
     RateLimited {
@@ -255,7 +258,7 @@ impl Rejection {
             Rejection::CredentialsMissing => "this operation requires credentials".to_owned(),
             Rejection::InvalidToken => "the bearer token is not valid".to_owned(),
             Rejection::TokenExpired => "the bearer token has expired".to_owned(),
-            Rejection::InsufficientScope { scope } => {
+            Rejection::InsufficientScope { scope, .. } => {
                 format!("the credential lacks a required scope: {scope}")
             }
             Rejection::InvalidApiKey => "the API key is not valid".to_owned(),
@@ -294,7 +297,7 @@ impl Rejection {
                 r#"Bearer realm="moat", error="invalid_token", error_description="the token has expired""#
                     .to_owned()
             }
-            Rejection::InsufficientScope { scope } => {
+            Rejection::InsufficientScope { scope, bearer: true } => {
                 format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
             }
             Rejection::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),

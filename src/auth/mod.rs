@@ -172,9 +172,10 @@ impl Auth {
             }
             for key in policy.operations.keys() {
                 if !used.contains(key) {
-                    problems.push(format!(
-                        "policy.operations.{key}: no operation has this operationId or \
-                         `METHOD /template`"
+                    problems.push(unknown_operation(
+                        key,
+                        policy.operation_lines.get(key),
+                        spec,
                     ));
                 }
             }
@@ -237,10 +238,7 @@ impl Auth {
     pub async fn check(
         &self,
         requirement: &Requirement,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        client: IpAddr,
-        operation: Option<&Operation>,
+        caller: &Caller<'_>,
         trace: &mut Trace,
     ) -> Result<Option<Principal>, Rejection> {
         if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
@@ -248,13 +246,10 @@ impl Auth {
             return Ok(None);
         }
         let request = Request {
-            headers,
-            query,
-            bearer: bearer_token(headers)?,
-            client,
-            operation,
+            caller,
+            bearer: bearer_token(caller.headers)?,
         };
-        let mut missing_scopes: Option<Vec<String>> = None;
+        let mut missing_scopes: Option<(Vec<String>, bool)> = None;
         'alternatives: for (number, alternative) in requirement.iter().enumerate() {
             trace.note(|| {
                 format!(
@@ -280,7 +275,8 @@ impl Auth {
                             .collect();
                         format!("  {scheme}: missing scopes [{}]", missing.join(" "))
                     });
-                    missing_scopes.get_or_insert_with(|| required.clone());
+                    let bearer = self.verifiers.get(scheme).is_some_and(Verifier::is_bearer);
+                    missing_scopes.get_or_insert_with(|| (required.clone(), bearer));
                     continue 'alternatives;
                 }
                 for scope in granted {
@@ -292,8 +288,9 @@ impl Auth {
             return Ok(Some(principal));
         }
         Err(match missing_scopes {
-            Some(scopes) => Rejection::InsufficientScope {
+            Some((scopes, bearer)) => Rejection::InsufficientScope {
                 scope: scopes.join(" "),
+                bearer,
             },
             None => Rejection::CredentialsMissing,
         })
@@ -324,6 +321,7 @@ impl Auth {
                 let verified = verified.map_err(|error| {
                     trace.note(|| format!("  {scheme}: token refused: {}", error.reason()));
                     tracing::info!(
+                        request_id = request.caller.request_id,
                         scheme = &**scheme,
                         reason = error.reason(),
                         "bearer token refused"
@@ -348,30 +346,38 @@ impl Auth {
                     trace.note(|| format!("  {scheme}: no API key; next alternative"));
                     return Ok(None);
                 };
-                let record = verifier
-                    .verify(&key, request.client)
-                    .await
-                    .map_err(|error| {
-                        trace.note(|| format!("  {scheme}: key refused: {}", error.reason()));
-                        tracing::info!(
-                            scheme = &**scheme,
-                            reason = error.reason(),
-                            "API key refused"
-                        );
-                        match error {
-                            KeyError::Overloaded => Rejection::Overloaded,
-                            KeyError::Fault => Rejection::Internal(Stage::Authenticate),
-                            _ => Rejection::InvalidApiKey,
-                        }
-                    })?;
-                if !allows(&record, request.operation) {
+                let record =
+                    verifier
+                        .verify(&key, request.caller.client)
+                        .await
+                        .map_err(|error| {
+                            trace.note(|| format!("  {scheme}: key refused: {}", error.reason()));
+                            // The id of a well-formed key is not a secret; the rest of it is.
+                            tracing::info!(
+                                request_id = request.caller.request_id,
+                                key_id = keystore::parse_key(&key).unwrap_or("-"),
+                                scheme = &**scheme,
+                                reason = error.reason(),
+                                "API key refused"
+                            );
+                            match error {
+                                KeyError::Overloaded => Rejection::Overloaded,
+                                KeyError::Fault => Rejection::Internal(Stage::Authenticate),
+                                _ => Rejection::InvalidApiKey,
+                            }
+                        })?;
+                if !allows(&record, request.caller.operation) {
                     trace.note(|| {
                         format!(
                             "  {scheme}: key `{}` may not call this operation",
                             record.id
                         )
                     });
-                    tracing::info!(key_id = %record.id, "operation not in the key's allowlist");
+                    tracing::info!(
+                        request_id = request.caller.request_id,
+                        key_id = %record.id,
+                        "operation not in the key's allowlist"
+                    );
                     return Err(Rejection::OperationNotAllowed);
                 }
                 trace.note(|| {
@@ -427,13 +433,76 @@ pub fn describe_alternative(alternative: &[(Arc<str>, Vec<String>)]) -> String {
         .join(" AND ")
 }
 
-/// What stages 3–4 read from a request.
+/// What stages 3–4 read from a request, and the request id their log lines carry.
+pub struct Caller<'r> {
+    pub headers: &'r HeaderMap,
+    pub query: Option<&'r str>,
+    pub client: IpAddr,
+    pub operation: Option<&'r Operation>,
+    pub request_id: &'r str,
+}
+
+/// A caller and its bearer token, read once.
 struct Request<'r> {
-    headers: &'r HeaderMap,
-    query: Option<&'r str>,
+    caller: &'r Caller<'r>,
     bearer: Option<&'r str>,
-    client: IpAddr,
-    operation: Option<&'r Operation>,
+}
+
+/// A `policy.operations` key that names no operation: where it is, what it may have meant
+/// (a near operationId, or the spec's template when only parameter names differ), and the
+/// operations there are.
+fn unknown_operation(key: &str, line: Option<&usize>, spec: &Spec) -> String {
+    let at = line
+        .map(|line| format!(" (line {line})"))
+        .unwrap_or_default();
+    let shape = |name: &str| {
+        let mut out = String::new();
+        let mut in_param = false;
+        for c in name.chars() {
+            match c {
+                '{' => in_param = true,
+                '}' => {
+                    in_param = false;
+                    out.push_str("{}");
+                }
+                _ if !in_param => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let same_shape = spec
+        .operations
+        .iter()
+        .map(Operation::long_name)
+        .find(|long| shape(long) == shape(key));
+    let hint = match same_shape {
+        Some(long) => format!(
+            "; the spec names this path's parameters differently: write `\"{long}\"` (the \
+             template must use the spec's own parameter names)"
+        ),
+        None => spec
+            .operations
+            .iter()
+            .flat_map(|o| [o.id.to_string(), o.long_name()])
+            .map(|name| (strsim::damerau_levenshtein(key, &name), name))
+            .filter(|(distance, name)| *distance <= 3.max(name.len() / 4))
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, name)| format!("; did you mean `{name}`?"))
+            .unwrap_or_default(),
+    };
+    let ids: Vec<&str> = spec.operations.iter().map(|o| &*o.id).take(12).collect();
+    let more = spec.operations.len().saturating_sub(ids.len());
+    let more = if more > 0 {
+        format!(" and {more} more (`moat check` lists them)")
+    } else {
+        String::new()
+    };
+    format!(
+        "policy.operations.{key}{at}: no operation has this operationId or `METHOD /template`{hint} \
+         (the spec's operationIds: {}{more})",
+        ids.join(", ")
+    )
 }
 
 /// A key's `operations` allowlist admits the operation (by operationId or `METHOD /template`).
@@ -573,6 +642,7 @@ fn api_key<'r>(
 ) -> Result<Option<Cow<'r, str>>, Rejection> {
     let values: Vec<Cow<'r, str>> = match location {
         KeyLocation::Header(name) => request
+            .caller
             .headers
             .get_all(name)
             .iter()
@@ -582,11 +652,13 @@ fn api_key<'r>(
                     .map_err(|_| Rejection::InvalidApiKey)
             })
             .collect::<Result<_, _>>()?,
-        KeyLocation::Query(name) => form_urlencoded::parse(request.query.unwrap_or("").as_bytes())
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| Cow::Owned(value.into_owned()))
-            .collect(),
-        KeyLocation::Cookie(name) => crate::validate::params::cookies(request.headers)
+        KeyLocation::Query(name) => {
+            form_urlencoded::parse(request.caller.query.unwrap_or("").as_bytes())
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| Cow::Owned(value.into_owned()))
+                .collect()
+        }
+        KeyLocation::Cookie(name) => crate::validate::params::cookies(request.caller.headers)
             .into_iter()
             .filter(|(key, _)| key == name)
             .map(|(_, value)| Cow::Borrowed(value))

@@ -3,6 +3,8 @@
 //! expanded from the environment inside YAML scalars (after parsing, so a value can never
 //! change the document's structure), with the `VAR_FILE` secrets convention as fallback.
 
+mod typos;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -341,6 +343,9 @@ pub struct PolicyConfig {
     pub allow_api_key_in_query_or_cookie: bool,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
+    /// The config line of each `operations` key, for problems that name one.
+    #[serde(skip)]
+    pub operation_lines: BTreeMap<String, usize>,
 }
 
 /// `shadow`: validation failures are logged and counted but the request is forwarded, for
@@ -351,6 +356,15 @@ pub enum Mode {
     #[default]
     Enforce,
     Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -428,38 +442,86 @@ impl UpstreamConfig {
 impl Config {
     /// Reads, expands and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let error = |problems: Vec<String>| ConfigError {
-            file: path.to_owned(),
-            problems,
+        match Self::load_leniently(path) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(ConfigError {
+                file: path.to_owned(),
+                problems,
+            }),
+        }
+    }
+
+    /// [`Config::load`] for `moat check`: see [`Config::parse_leniently`].
+    pub fn load_leniently(path: &Path) -> (Option<Config>, Vec<String>) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => return (None, vec![format!("cannot read the file: {error}")]),
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error(vec![format!("cannot read the file: {e}")]))?;
-        let dotenv = read_env_files(&text).map_err(|problem| error(vec![problem]))?;
+        let header = format!("--> {}:", path.display());
+        let dotenv = match read_env_files(&text) {
+            Ok(dotenv) => dotenv,
+            Err(problem) => return (None, vec![problem]),
+        };
         let lookup = |name: &str| {
             std::env::var(name)
                 .ok()
                 .or_else(|| dotenv.get(name).cloned())
         };
-        Self::parse(&text, &lookup).map_err(error)
+        let (config, problems) = Self::parse_leniently(&text, &lookup);
+        let problems = problems
+            .into_iter()
+            .map(|p| p.replace("--> <input>:", &header))
+            .collect();
+        (config, problems)
     }
 
     /// Parses config text, looking variables up with `env`.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+        match Self::parse_leniently(text, env) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// For `moat check`, which promises every problem at once: unset variables are reported
+    /// and stand in as placeholders, so the rest of the config (and the files it names) can
+    /// still be checked. The config is `None` when the text does not parse even so; a parse
+    /// error that may come from a placeholder is then left out (the unset variable explains it).
+    pub fn parse_leniently(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> (Option<Config>, Vec<String>) {
         let Variables {
             properties,
             secret_files,
-        } = resolve_variables(text, env)?;
+            mut problems,
+        } = resolve_variables(text, env);
+        let unresolved = !problems.is_empty();
         let mut options = serde_saphyr::Options::default().with_properties(properties);
         // Compose syntax so quoted scalars are expanded too; its "unset means empty" rule
-        // never applies because `resolve_variables` has already refused unset variables.
+        // never applies because every reference without a default has a value or a problem.
         options.property_syntax = serde_saphyr::PropertySyntax::DockerCompose;
         options.strict_booleans = true;
         options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-        let mut config: Config =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| vec![e.to_string()])?;
-        config.check()?;
+        let mut config: Config = match serde_saphyr::from_str_with_options(text, options) {
+            Ok(config) => config,
+            Err(_) if unresolved => return (None, problems),
+            Err(error) => {
+                let message = error.to_string();
+                problems.push(
+                    typos::explain(&message, text)
+                        .or_else(|| typos::suggest(&message))
+                        .unwrap_or(message),
+                );
+                return (None, problems);
+            }
+        };
+        if let Err(more) = config.check() {
+            problems.extend(more.into_iter().filter(|p| !mentions_placeholder(p)));
+        }
         config.secret_files = secret_files;
-        Ok(config)
+        config.policy.operation_lines = operation_lines(text);
+        (Some(config), problems)
     }
 
     /// Cross-field rules that serde cannot express; reports all of them at once.
@@ -560,10 +622,7 @@ fn read_env_files(text: &str) -> Result<HashMap<String, String>, String> {
 /// Finds every `${NAME…}` and `$NAME` in the text and looks each up: the variable itself,
 /// else the file named by `NAME_FILE` (Docker and Kubernetes secrets). A reference without a
 /// default to a variable that is unset is an error naming the line, never an empty string.
-fn resolve_variables(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Variables, Vec<String>> {
+fn resolve_variables(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Variables {
     let mut properties = HashMap::new();
     let mut secret_files = Vec::new();
     let mut problems = Vec::new();
@@ -572,6 +631,14 @@ fn resolve_variables(
             continue;
         }
         for reference in variable_references(line) {
+            if reference.unclosed {
+                problems.push(format!(
+                    "line {}: `${{{}` is missing its closing `}}`",
+                    index + 1,
+                    reference.name
+                ));
+                continue;
+            }
             if properties.contains_key(reference.name) {
                 continue;
             }
@@ -584,32 +651,105 @@ fn resolve_variables(
                     }
                 }
                 Ok(None) if reference.has_default => {}
-                Ok(None) => problems.push(format!(
-                    "line {}: environment variable `{}` is not set (nor `{}_FILE`); set it, \
-                     or give a default with `${{{}:-default}}`",
-                    index + 1,
-                    reference.name,
-                    reference.name,
-                    reference.name
-                )),
-                Err(problem) => problems.push(format!("line {}: {problem}", index + 1)),
+                Ok(None) => {
+                    problems.push(unset_variable(index + 1, reference.name));
+                    properties.insert(reference.name.to_owned(), placeholder(reference.name));
+                }
+                Err(problem) => {
+                    problems.push(format!("line {}: {problem}", index + 1));
+                    properties.insert(reference.name.to_owned(), placeholder(reference.name));
+                }
             }
         }
     }
-    if problems.is_empty() {
-        Ok(Variables {
-            properties,
-            secret_files,
-        })
-    } else {
-        Err(problems)
+    Variables {
+        properties,
+        secret_files,
+        problems,
     }
 }
 
-/// What `${VAR}` references resolved to, and the `VAR_FILE` files that were read.
+/// Marks a value `moat check` made up for an unset variable, so it can go on checking the
+/// other files; problems that mention it are about the made-up value and are dropped.
+const PLACEHOLDER: &str = "moat-check-unset-";
+
+/// The line of each key under `policy:` → `operations:` (block style; flow style gets none).
+fn operation_lines(text: &str) -> BTreeMap<String, usize> {
+    let mut lines = BTreeMap::new();
+    let mut in_policy = false;
+    let mut operations_indent = None;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent == 0 {
+            in_policy = trimmed.starts_with("policy:");
+            operations_indent = None;
+            continue;
+        }
+        match operations_indent {
+            Some(parent) if indent > parent => {
+                let key = match trimmed.chars().next() {
+                    Some(quote @ ('"' | '\'')) => trimmed[1..].split(quote).next(),
+                    _ => trimmed.split(':').next(),
+                };
+                if let Some(key) = key {
+                    lines.entry(key.trim().to_owned()).or_insert(index + 1);
+                }
+            }
+            _ => {
+                operations_indent =
+                    (in_policy && trimmed.starts_with("operations:")).then_some(indent);
+            }
+        }
+    }
+    lines
+}
+
+/// True for a problem about a value `moat check` made up.
+pub fn mentions_placeholder(problem: &str) -> bool {
+    problem.contains(PLACEHOLDER)
+}
+
+/// Long enough to pass length rules (a 32-byte `secret`), never a usable value.
+fn placeholder(name: &str) -> String {
+    format!("{PLACEHOLDER}{name}-{}", "x".repeat(32))
+}
+
+/// The problem of an unset `${NAME}`: where values come from, and — only for names that do
+/// not look like secrets — the default syntax; a secret must never end up as a literal.
+fn unset_variable(line: usize, name: &str) -> String {
+    let secret = [
+        "SECRET",
+        "PASSWORD",
+        "TOKEN",
+        "KEY",
+        "PEPPER",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|word| name.to_ascii_uppercase().contains(word));
+    let default = if secret {
+        String::new()
+    } else {
+        format!(", or give a default with `${{{name}:-default}}`")
+    };
+    format!(
+        "line {line}: environment variable `{name}` is not set (nor `{name}_FILE`); set it in \
+         the environment or in the file `env.dotenv` / `env.encrypted_dotenv` names, or set \
+         `{name}_FILE` to a file holding it (a Docker or Kubernetes secret){default}"
+    )
+}
+
+/// What `${VAR}` references resolved to (placeholders for the unresolved ones), the
+/// `VAR_FILE` files that were read, and every reference that could not be resolved.
 struct Variables {
     properties: HashMap<String, String>,
     secret_files: Vec<PathBuf>,
+    problems: Vec<String>,
 }
 
 /// `name` from the process environment, else the file named by `name_FILE` — the rule
@@ -641,6 +781,8 @@ fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Str
 struct Reference<'a> {
     name: &'a str,
     has_default: bool,
+    /// `${NAME` with no `}` after it on the line.
+    unclosed: bool,
 }
 
 /// The variable references in one line, in Compose syntax (`$$` is a literal `$`).
@@ -662,6 +804,7 @@ fn variable_references(line: &str) -> Vec<Reference<'_>> {
                     found.push(Reference {
                         name: &line[start..end],
                         has_default: bytes.get(end) != Some(&b'}'),
+                        unclosed: !line[end..].contains('}'),
                     });
                 }
                 i = end.max(start);
@@ -673,6 +816,7 @@ fn variable_references(line: &str) -> Vec<Reference<'_>> {
                     found.push(Reference {
                         name: &line[start..end],
                         has_default: false,
+                        unclosed: false,
                     });
                 }
                 i = end.max(start);
