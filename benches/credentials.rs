@@ -84,7 +84,7 @@ fn benches(c: &mut Criterion) {
         cache_ttl: Duration::from_secs(300),
         pepper: None,
     };
-    let verifier = ApiKeyVerifier::new(&config, store).unwrap();
+    let verifier = ApiKeyVerifier::new(&config, store, None).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -64,6 +64,23 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print a test JWT signed with the configured HMAC secret (HS* schemes only).
+    Token {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The jwt scheme, when the config binds several.
+        #[arg(long)]
+        scheme: Option<String>,
+        /// The token's subject (`sub`).
+        #[arg(long, default_value = "test-user")]
+        sub: String,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
     /// Age-encrypted dotenv files for `env.encrypted_dotenv`.
     Env {
         #[command(subcommand)]
@@ -92,26 +109,42 @@ enum KeysCommand {
         /// RFC 3339 expiry, e.g. 2027-06-01T00:00:00Z.
         #[arg(long)]
         expires: Option<String>,
+        /// RFC 3339 time before which the key is refused.
+        #[arg(long)]
+        not_before: Option<String>,
+        /// Free text, logged and forwarded as the subject when no token names one.
         #[arg(long)]
         owner: Option<String>,
+        /// Comma-separated operationIds (or `METHOD /template`) the key may call.
+        #[arg(long, value_delimiter = ',')]
+        operations: Vec<String>,
+        /// Comma-separated CIDRs (or addresses) the client must come from.
+        #[arg(long, value_delimiter = ',')]
+        allowed_cidrs: Vec<String>,
+        /// PER_SECOND/BURST, e.g. 50/100.
+        #[arg(long)]
+        rate_limit: Option<String>,
         #[command(flatten)]
-        store: StoreArg,
+        target: KeyTarget,
     },
-    /// Read a key on stdin, print its argon2id PHC hash.
-    Hash,
-    /// List the keys (never their hashes in full).
+    /// Read a key on stdin, print its argon2id PHC hash (with the configured pepper).
+    Hash {
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// List the keys with their state and restrictions (never their hashes in full).
     List {
         #[command(flatten)]
-        store: StoreArg,
+        target: KeyTarget,
     },
     /// Disable a key.
     Revoke {
         id: String,
         #[command(flatten)]
-        store: StoreArg,
+        target: KeyTarget,
     },
     /// Mint a replacement with the same scopes and restrictions; the old key expires after
-    /// the grace period.
+    /// the grace period (never later than it already would).
     Rotate {
         id: String,
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -119,9 +152,38 @@ enum KeysCommand {
         /// The new key's id (default: ID-r2, ID-r3, ...).
         #[arg(long)]
         new_id: Option<String>,
+        /// RFC 3339 expiry of the new key (default: none).
+        #[arg(long)]
+        expires: Option<String>,
         #[command(flatten)]
-        store: StoreArg,
+        target: KeyTarget,
     },
+}
+
+/// Which store `moat keys` edits: the config's `api_key` scheme, as `serve` reads it.
+#[derive(Debug, Args)]
+struct KeyTarget {
+    /// The config whose api_key scheme names the store and pepper (default: $MOAT_CONFIG,
+    /// else config/moat.yaml when it exists).
+    #[arg(long, short, env = "MOAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The api_key scheme, when the config binds several.
+    #[arg(long)]
+    scheme: Option<String>,
+    /// Edit this store file instead of the config's (its pepper still comes from the
+    /// config when a scheme names this store).
+    #[arg(long = "store", env = "MOAT_KEY_STORE")]
+    store: Option<PathBuf>,
+}
+
+impl KeyTarget {
+    fn resolve(&self) -> Result<crate::keys::Target, String> {
+        crate::keys::Target::resolve(&crate::keys::Choice {
+            config: self.config.as_deref(),
+            scheme: self.scheme.as_deref(),
+            store: self.store.as_deref(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,17 +205,6 @@ enum EnvCommand {
     /// Decrypt an encrypted dotenv file to stdout (for inspection), with the identity in
     /// MOAT_AGE_IDENTITY or MOAT_AGE_IDENTITY_FILE.
     Decrypt { input: PathBuf },
-}
-
-#[derive(Debug, Args)]
-struct StoreArg {
-    /// The key store file.
-    #[arg(
-        long = "store",
-        env = "MOAT_KEY_STORE",
-        default_value = "config/keys.yaml"
-    )]
-    path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +232,29 @@ pub fn run() -> ExitCode {
             client,
         } => explain(config.config, method, url, headers, data, client),
         Command::Keys { command } => keys(command),
+        Command::Token {
+            config,
+            scheme,
+            sub,
+            scopes,
+            ttl,
+        } => {
+            let claims = crate::token::Claims {
+                subject: &sub,
+                scopes: &scopes,
+                ttl,
+            };
+            match crate::token::mint(&config.config, scheme.as_deref(), &claims) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("moat token: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Env { command } => env(command),
         Command::Healthcheck { url } => healthcheck(&url),
     }
@@ -192,43 +266,61 @@ fn keys(command: KeysCommand) -> ExitCode {
             id,
             scopes,
             expires,
+            not_before,
             owner,
-            store,
-        } => crate::keys::new(
-            &store.path,
-            &id,
-            &scopes,
-            expires.as_deref(),
-            owner.as_deref(),
-        )
-        .map(|key| {
-            println!("{key}");
-            eprintln!(
-                "stored key `{id}` in {}; the key above is shown only once",
-                store.path.display()
-            );
+            operations,
+            allowed_cidrs,
+            rate_limit,
+            target,
+        } => target.resolve().and_then(|target| {
+            let key = crate::keys::NewKey {
+                scopes: &scopes,
+                owner: owner.as_deref(),
+                expires: expires.as_deref(),
+                not_before: not_before.as_deref(),
+                operations: &operations,
+                allowed_cidrs: &allowed_cidrs,
+                rate_limit: rate_limit.as_deref(),
+            };
+            crate::keys::new(&target, &id, &key).map(|key| {
+                println!("{key}");
+                eprintln!(
+                    "stored key `{id}` in {}; the key above is shown only once",
+                    target.store.display()
+                );
+            })
         }),
-        KeysCommand::Hash => crate::keys::hash_stdin().map(|hash| println!("{hash}")),
-        KeysCommand::List { store } => {
-            crate::keys::list(&store.path).map(|table| print!("{table}"))
-        }
-        KeysCommand::Revoke { id, store } => crate::keys::revoke(&store.path, &id).map(|()| {
-            eprintln!("revoked `{id}`; a running moat refuses it once it reloads the store");
-        }),
+        KeysCommand::Hash { target } => target
+            .resolve()
+            .and_then(|target| crate::keys::hash_stdin(&target))
+            .map(|hash| println!("{hash}")),
+        KeysCommand::List { target } => target
+            .resolve()
+            .and_then(|target| crate::keys::list(&target.store))
+            .map(|table| print!("{table}")),
+        KeysCommand::Revoke { id, target } => target
+            .resolve()
+            .and_then(|target| crate::keys::revoke(&target.store, &id))
+            .map(|()| {
+                eprintln!("revoked `{id}`; a running moat refuses it once it reloads the store");
+            }),
         KeysCommand::Rotate {
             id,
             grace,
             new_id,
-            store,
-        } => {
-            crate::keys::rotate(&store.path, &id, grace, new_id.as_deref()).map(|(new_id, key)| {
-                println!("{key}");
-                eprintln!(
-                    "stored `{new_id}`; `{id}` expires in {}",
-                    humantime::format_duration(grace)
-                );
-            })
-        }
+            expires,
+            target,
+        } => target.resolve().and_then(|target| {
+            crate::keys::rotate(&target, &id, grace, new_id.as_deref(), expires.as_deref()).map(
+                |(new_id, key)| {
+                    println!("{key}");
+                    eprintln!(
+                        "stored `{new_id}`; `{id}` expires in {} at the latest",
+                        humantime::format_duration(grace)
+                    );
+                },
+            )
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

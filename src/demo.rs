@@ -82,17 +82,34 @@ pub async fn run(
         _ => return Err("the embedded config has no `bearer` JWT scheme".to_owned()),
     };
 
+    let target = crate::keys::Target {
+        store: store.clone(),
+        pepper: match config.auth.schemes.get("api_key") {
+            Some(SchemeConfig::ApiKey(key)) => {
+                key.pepper.clone().filter(|p| !p.expose().is_empty())
+            }
+            _ => None,
+        },
+    };
+    let all = ["predict".to_owned(), "generate".to_owned()];
     let key = crate::keys::new(
-        &store,
+        &target,
         "demo",
-        &["predict".into(), "generate".into()],
-        None,
-        Some("demo-user"),
+        &crate::keys::NewKey {
+            scopes: &all,
+            owner: Some("demo-user"),
+            ..Default::default()
+        },
     )?;
-    let limited_key = crate::keys::new(&store, "demo-limited", &["predict".into()], None, None)?;
-    let mut text = std::fs::read_to_string(&store).map_err(|e| e.to_string())?;
-    text.push_str("    rate_limit: {per_second: 1, burst: 2}\n");
-    std::fs::write(&store, text).map_err(|e| e.to_string())?;
+    let limited_key = crate::keys::new(
+        &target,
+        "demo-limited",
+        &crate::keys::NewKey {
+            scopes: &all[..1],
+            rate_limit: Some("1/2"),
+            ..Default::default()
+        },
+    )?;
 
     let metrics = Arc::new(Metrics::new());
     let snapshot = Snapshot::from_config(config, &metrics, None)

@@ -42,9 +42,13 @@ pub async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, Strin
                 Err(format!("answered {status}"))
             }
         };
-        let outcome = tokio::time::timeout(Duration::from_secs(10), attempt)
+        // One attempt never outlasts the whole deadline (`fetch_timeout`).
+        let left = give_up
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let outcome = tokio::time::timeout(left, attempt)
             .await
-            .unwrap_or_else(|_| Err("no answer within 10s".to_owned()));
+            .unwrap_or_else(|_| Err(format!("no answer within {:.1}s", left.as_secs_f64())));
         match outcome {
             Ok(bytes) => return Ok(bytes),
             Err(error) if Instant::now() + delay < give_up => {
@@ -53,7 +57,10 @@ pub async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, Strin
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(error) => {
-                return Err(format!("cannot fetch {url} within {deadline:?}: {error}"));
+                return Err(format!(
+                    "cannot fetch {url} within {} (`fetch_timeout`): {error}",
+                    humantime::format_duration(deadline)
+                ));
             }
         }
     }

@@ -31,5 +31,6 @@ pub mod snapshot;
 pub mod spec;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 pub mod validate;
 pub mod watch;

@@ -48,7 +48,7 @@ pub fn refuse_world_writable(path: &Path, what: &str) -> Result<Option<u32>, Str
 pub fn parse_dotenv(text: &[u8], origin: &str) -> Result<HashMap<String, String>, String> {
     refuse_substitution(text, origin)?;
     dotenvy::from_read_iter(text)
-        .map(|entry| entry.map_err(|e| format!("{origin}: {}", dotenv_error(&e))))
+        .map(|entry| entry.map_err(|e| format!("{origin}: {}", dotenv_error(&e, text))))
         .collect()
 }
 
@@ -79,11 +79,19 @@ fn refuse_substitution(text: &[u8], origin: &str) -> Result<(), String> {
 }
 
 /// dotenvy's parse errors quote the offending line, which in a secrets file is a secret:
-/// keep only where it is.
-fn dotenv_error(error: &dotenvy::Error) -> String {
+/// keep only where it is (the line number, found by matching the quoted text back).
+fn dotenv_error(error: &dotenvy::Error, text: &[u8]) -> String {
     match error {
-        dotenvy::Error::LineParse(_, index) => {
-            format!("cannot parse the line at byte {index}; expected NAME=value")
+        dotenvy::Error::LineParse(quoted, index) => {
+            let text = String::from_utf8_lossy(text);
+            let quoted = quoted.trim();
+            match text.lines().position(|line| line.trim() == quoted) {
+                Some(line) => format!(
+                    "line {}: cannot parse it (at character {index}); expected NAME=value",
+                    line + 1
+                ),
+                None => format!("cannot parse a line (at character {index}); expected NAME=value"),
+            }
         }
         other => other.to_string(),
     }

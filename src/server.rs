@@ -35,8 +35,13 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(state: &State) -> std::io::Result<Self> {
         let config = &state.snapshot.load().config;
-        let public = TcpListener::bind(config.listen).await?;
-        let admin = TcpListener::bind(config.admin_listen).await?;
+        let bind = |name: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|error| {
+                std::io::Error::new(error.kind(), format!("`{name}` {addr}: {error}"))
+            })
+        };
+        let public = bind("listen", config.listen).await?;
+        let admin = bind("admin_listen", config.admin_listen).await?;
         Ok(Self { public, admin })
     }
 
@@ -108,8 +113,8 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
         if tls {
             let (http1_only, http2_only) = (http1_only.clone(), http2_only.clone());
             tokio::spawn(async move {
-                if let Some((stream, peer)) =
-                    handshake(&state, stream, peer, first_byte_timeout).await
+                let handshake = handshake(&state, stream, peer, first_byte_timeout);
+                if let Some(Some((stream, peer))) = until_stopped(handshake, stopping.clone()).await
                 {
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let builder = if h2 { &http2_only } else { &http1_only };
@@ -124,9 +129,9 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
                 // The auto builder sniffs for the HTTP/2 preface before any of hyper's
                 // timeouts start: a client that sends nothing must not hold a slot.
                 let mut first = [0u8; 1];
-                let peeked =
-                    tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await;
-                if matches!(peeked, Ok(Ok(1))) {
+                let peek = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first));
+                let peeked = until_stopped(peek, stopping.clone()).await;
+                if matches!(peeked, Some(Ok(Ok(1)))) {
                     serve_connection(&builder, &state, stream, peer, first_byte_timeout, stopping)
                         .await;
                 }
@@ -157,6 +162,18 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     chores.abort();
     reloads.abort();
     tracing::info!("stopped");
+}
+
+/// `work`, unless the server starts stopping first: a connection that has not sent a byte
+/// or finished its handshake has nothing in flight to drain.
+async fn until_stopped<T>(
+    work: impl Future<Output = T>,
+    mut stopping: watch::Receiver<bool>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = stopping.wait_for(|stop| *stop) => None,
+    }
 }
 
 /// Every 30 s: prune rate limiters of clients not seen lately (keyed limiters grow with

@@ -62,14 +62,8 @@ impl Snapshot {
         };
         let spec = config.openapi.as_ref().map(load_spec).transpose();
         let auth = match &spec {
-            Ok(spec) => Auth::load(
-                &config.auth,
-                &config.policy,
-                spec.as_ref(),
-                metrics,
-                previous.map(|p| &p.auth),
-            ),
-            Err(_) => Err(Auth::check_schemes(&config.auth, metrics)),
+            Ok(spec) => Auth::load(&config, spec.as_ref(), metrics, previous.map(|p| &p.auth)),
+            Err(_) => Err(Auth::check_schemes(&config, metrics)),
         };
         let tls = config
             .tls

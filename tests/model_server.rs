@@ -26,18 +26,7 @@ impl Drop for ModelServer {
 /// Starts uvicorn without waiting for it: moat must wait for the model itself.
 fn model_server() -> Option<ModelServer> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("MOAT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
-    if !python.exists() {
-        assert!(
-            std::env::var_os("MOAT_REQUIRE_MODEL_SERVER").is_none(),
-            "no Python with FastAPI at {}: run scripts/test",
-            python.display()
-        );
-        eprintln!("skipped: no model-server virtualenv (scripts/test creates it)");
-        return None;
-    }
+    let python = support::model_python()?;
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

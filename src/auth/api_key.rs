@@ -117,7 +117,12 @@ impl std::fmt::Debug for ApiKeyVerifier {
 }
 
 impl ApiKeyVerifier {
-    pub fn new(config: &ApiKeyConfig, store: KeyStore) -> Result<Self, String> {
+    /// `workers`: concurrent hashes (`limits.hash_workers`); `None`: one per core.
+    pub fn new(
+        config: &ApiKeyConfig,
+        store: KeyStore,
+        workers: Option<usize>,
+    ) -> Result<Self, String> {
         let location = match (&config.query, &config.cookie) {
             (Some(_), Some(_)) => return Err("give `query` or `cookie`, not both".to_owned()),
             (Some(name), None) => KeyLocation::Query(name.clone()),
@@ -132,7 +137,9 @@ impl ApiKeyVerifier {
         {
             return Err("`pepper` must be at most 64 bytes".to_owned());
         }
-        let slots = std::thread::available_parallelism().map_or(1, usize::from);
+        let slots = workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1);
         let mut digest_key = [0u8; 32];
         rand::fill(&mut digest_key);
         Ok(Self {
@@ -373,7 +380,8 @@ mod tests {
     async fn a_panicking_verification_is_a_fault_and_not_remembered_as_a_wrong_key() {
         let key = new_key("k1");
         let hash = hash_key(&key, None).unwrap();
-        let mut verifier = ApiKeyVerifier::new(&config(None), store(&[("k1", &hash, "")])).unwrap();
+        let mut verifier =
+            ApiKeyVerifier::new(&config(None), store(&[("k1", &hash, "")]), None).unwrap();
         verifier.hash_verifier = no_hashing;
         assert_eq!(
             verifier.verify(&key, CLIENT).await.err(),
@@ -396,6 +404,7 @@ mod tests {
         let before = ApiKeyVerifier::new(
             &config(None),
             store(&[("kept", &kept_hash, ""), ("revoked", &revoked_hash, "")]),
+            None,
         )
         .unwrap();
         assert!(before.verify(&kept, CLIENT).await.is_ok());
@@ -405,7 +414,7 @@ mod tests {
             ("kept", &kept_hash, ""),
             ("revoked", &revoked_hash, "    disabled: true\n"),
         ]);
-        let mut after = ApiKeyVerifier::new(&config(None), edited)
+        let mut after = ApiKeyVerifier::new(&config(None), edited, None)
             .unwrap()
             .inherit(&before);
         after.hash_verifier = no_hashing;
@@ -428,6 +437,7 @@ mod tests {
         let mut peppered = ApiKeyVerifier::new(
             &config(Some("pepper-pepper")),
             store(&[("kept", &kept_hash, "")]),
+            None,
         )
         .unwrap()
         .inherit(&before);

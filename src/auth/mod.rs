@@ -23,7 +23,7 @@ pub use self::api_key::KeyLocation;
 use self::api_key::{ApiKeyVerifier, KeyError};
 use self::jwt::{JwtError, JwtVerifier};
 use self::keystore::KeyStore;
-use crate::config::{Alternative, AuthConfig, Mode, PolicyConfig, SchemeConfig};
+use crate::config::{Alternative, Config, Mode, SchemeConfig};
 use crate::limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::reject::{Rejection, Stage};
@@ -74,21 +74,21 @@ pub struct Auth {
 impl Auth {
     /// The problems of the schemes alone (key stores, key files, JWKS): what can still be
     /// checked when the spec they would be bound to failed to load.
-    pub fn check_schemes(auth: &AuthConfig, metrics: &Arc<Metrics>) -> Vec<String> {
-        verifiers(auth, metrics, None).1
+    pub fn check_schemes(config: &Config, metrics: &Arc<Metrics>) -> Vec<String> {
+        verifiers(config, metrics, None).1
     }
 
     /// Builds the verifiers and resolves every requirement; reports all problems at once.
     /// What `previous` (the serving snapshot's) built from unchanged definitions is carried
     /// over: verified keys and tokens, rate-limit buckets.
     pub fn load(
-        auth: &AuthConfig,
-        policy: &PolicyConfig,
+        config: &Config,
         spec: Option<&Spec>,
         metrics: &Arc<Metrics>,
         previous: Option<&Auth>,
     ) -> Result<Auth, Vec<String>> {
-        let (verifiers, mut problems) = verifiers(auth, metrics, previous);
+        let (auth, policy) = (&config.auth, &config.policy);
+        let (verifiers, mut problems) = verifiers(config, metrics, previous);
         for (name, verifier) in &verifiers {
             if let Verifier::ApiKey(key) = verifier
                 && !matches!(key.location, KeyLocation::Header(_))
@@ -519,13 +519,14 @@ fn allows(record: &keystore::KeyRecord, operation: Option<&Operation>) -> bool {
 /// A verifier per configured scheme, and a problem for each that cannot be built. Each
 /// takes over what `previous`'s verifier of the same name holds, where still valid.
 fn verifiers(
-    auth: &AuthConfig,
+    config: &Config,
     metrics: &Arc<Metrics>,
     previous: Option<&Auth>,
 ) -> (BTreeMap<Arc<str>, Verifier>, Vec<String>) {
     let mut problems = Vec::new();
     let mut verifiers = BTreeMap::new();
-    for (name, scheme) in &auth.schemes {
+    let workers = config.limits.hash_workers;
+    for (name, scheme) in &config.auth.schemes {
         let before = previous.and_then(|p| p.verifiers.get(name.as_str()));
         let verifier = match (scheme, before) {
             (SchemeConfig::Jwt(config), Some(Verifier::Jwt(old)))
@@ -541,7 +542,7 @@ fn verifiers(
             }),
             (SchemeConfig::ApiKey(config), before) => KeyStore::load(&config.store)
                 .map_err(|p| p.join("; "))
-                .and_then(|store| ApiKeyVerifier::new(config, store))
+                .and_then(|store| ApiKeyVerifier::new(config, store, workers))
                 .map(|new| {
                     let new = new.with_metrics(metrics.clone());
                     Verifier::ApiKey(Box::new(match before {

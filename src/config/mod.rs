@@ -120,6 +120,9 @@ pub struct Limits {
     /// Requests (HTTP/1) or streams (HTTP/2) one connection may carry before moat closes
     /// it gracefully, as nginx's `keepalive_requests`.
     pub max_requests_per_connection: u64,
+    /// Concurrent argon2id verifications (19 MiB each); default: one per core moat sees.
+    /// Set it from the container's CPU and memory limits.
+    pub hash_workers: Option<usize>,
 }
 
 impl Default for Limits {
@@ -134,6 +137,7 @@ impl Default for Limits {
             max_connections: 10_000,
             h2_max_concurrent_streams: 100,
             max_requests_per_connection: 1000,
+            hash_workers: None,
         }
     }
 }
@@ -468,6 +472,21 @@ impl Config {
                 .or_else(|| dotenv.get(name).cloned())
         };
         let (config, problems) = Self::parse_leniently(&text, &lookup);
+        if let Some(config) = &config
+            && config.env.encrypted_dotenv.is_none()
+        {
+            for var in [
+                crate::secrets::IDENTITY_VAR,
+                crate::secrets::IDENTITY_FILE_VAR,
+            ] {
+                if std::env::var_os(var).is_some() {
+                    tracing::warn!(
+                        "{var} is set, but `env.encrypted_dotenv` names no file: the identity \
+                         decrypts nothing (add `env: {{encrypted_dotenv: .env.age}}`)"
+                    );
+                }
+            }
+        }
         let problems = problems
             .into_iter()
             .map(|p| p.replace("--> <input>:", &header))
@@ -557,6 +576,10 @@ impl Config {
             (
                 "limits.max_requests_per_connection",
                 limits.max_requests_per_connection,
+            ),
+            (
+                "limits.hash_workers",
+                limits.hash_workers.map_or(1, |n| n as u64),
             ),
             (
                 "limits.h2_max_concurrent_streams",

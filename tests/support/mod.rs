@@ -518,6 +518,26 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The Python of the model-server virtualenv (`scripts/test` makes `.venv`), or
+/// `MOAT_TEST_PYTHON`; `None` (the test says it skipped) when there is none, unless CI's
+/// `MOAT_REQUIRE_MODEL_SERVER` makes that a failure.
+pub fn model_python() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("MOAT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("MOAT_REQUIRE_MODEL_SERVER").is_none(),
+        "no Python with FastAPI at {}: run scripts/test",
+        python.display()
+    );
+    eprintln!("skipped: no model-server virtualenv (scripts/test creates it)");
+    None
+}
+
 /// Runs the moat binary with `args` and extra environment (no age identity inherited),
 /// killing it if it runs past [`WAIT`] (a `serve` that should have refused to start).
 pub fn run_moat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
