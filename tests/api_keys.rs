@@ -189,6 +189,11 @@ fn scopes_and_the_operations_allowlist_are_403() {
     let no_scope = predict(&moat, &key_of("no-scope"));
     assert_eq!(no_scope.status, 403);
     assert_eq!(no_scope.json()["code"], "insufficient_scope");
+    assert_eq!(
+        no_scope.header("www-authenticate"),
+        None,
+        "an API key's 403 carries no Bearer challenge"
+    );
     let list_only = key_of("list-only");
     let refused = predict(&moat, &list_only);
     assert_eq!(refused.status, 403);
