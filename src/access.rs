@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::metrics::{Metrics, OperationLabel, PhaseLabels, RejectionLabels, RequestLabels};
 use crate::reject::Rejection;
 use crate::telemetry;
+use crate::trail::Trail;
 
 pub struct Completion {
     metrics: Arc<Metrics>,
@@ -21,17 +22,12 @@ pub struct Completion {
     client_ip: IpAddr,
     method: Method,
     uri: Uri,
-    pub operation: OperationLabel,
-    /// The matched path template, once routed.
-    pub route: Option<Arc<str>>,
-    /// The authenticated subject, if any.
-    pub subject: Option<String>,
-    /// The verified API key's id, if one was used.
-    pub key_id: Option<String>,
+    /// `unrouted` until the trail names an operation.
+    unrouted: OperationLabel,
+    /// What the admission stages decided: operation, route, caller, shadowed failures.
+    pub trail: Trail,
     pub status: StatusCode,
     rejection: Option<(&'static str, &'static str)>,
-    /// A failure let through in shadow mode (stage, code).
-    shadow: Option<(&'static str, &'static str)>,
     pub upstream_time: Option<Duration>,
     pub bytes_sent: u64,
     /// The body reached its end (false: the client went away or the stream broke).
@@ -59,15 +55,12 @@ impl Completion {
             client_ip,
             method,
             uri,
-            operation,
-            route: None,
-            subject: None,
-            key_id: None,
+            unrouted: operation,
+            trail: Trail::default(),
             // Until a response exists: a request dropped before then was cancelled by its
             // client (nginx's 499 "client closed request").
             status: CLIENT_CLOSED_REQUEST,
             rejection: None,
-            shadow: None,
             upstream_time: None,
             bytes_sent: 0,
             finished: false,
@@ -78,16 +71,6 @@ impl Completion {
 
     pub fn rejected(&mut self, rejection: &Rejection) {
         self.rejection = Some((rejection.stage().as_str(), rejection.code()));
-    }
-
-    /// Records a failure that shadow mode let through: counted now, logged with the line.
-    pub fn shadowed(&mut self, rejection: &Rejection) {
-        let labels = RejectionLabels {
-            stage: rejection.stage().as_str(),
-            code: rejection.code(),
-        };
-        self.metrics.shadow_rejections.get_or_create(&labels).inc();
-        self.shadow = Some((labels.stage, labels.code));
     }
 }
 
@@ -120,7 +103,7 @@ impl Drop for Completion {
         metrics
             .requests
             .get_or_create(&RequestLabels {
-                operation: self.operation.clone(),
+                operation: self.operation().clone(),
                 status: self.status.as_u16(),
             })
             .inc();
@@ -134,6 +117,13 @@ impl Drop for Completion {
                 .get_or_create(&RejectionLabels { stage, code })
                 .inc();
         }
+        for shadowed in &self.trail.shadowed {
+            let labels = RejectionLabels {
+                stage: shadowed.stage().as_str(),
+                code: shadowed.code(),
+            };
+            metrics.shadow_rejections.get_or_create(&labels).inc();
+        }
         if tracing::enabled!(target: "moat::access", tracing::Level::INFO) {
             self.write_line(duration);
         }
@@ -141,6 +131,11 @@ impl Drop for Completion {
 }
 
 impl Completion {
+    /// The `operation` label: the trail's, or `unrouted`.
+    fn operation(&self) -> &OperationLabel {
+        self.trail.operation.as_ref().unwrap_or(&self.unrouted)
+    }
+
     /// Writes the access-log line. Serialised with serde straight into the log buffer rather
     /// than through `tracing`'s field visitors: on the hot path that measured at 17% of
     /// throughput against ~5% this way. The layout matches moat's other JSON log lines, and
@@ -156,14 +151,14 @@ impl Completion {
             client: self.client_ip,
             method: self.method.as_str(),
             path: self.uri.path(),
-            operation: &self.operation,
-            route: self.route.as_deref(),
-            subject: self.subject.as_deref(),
-            key_id: self.key_id.as_deref(),
+            operation: self.operation(),
+            route: self.trail.route.as_deref(),
+            subject: self.trail.subject.as_deref(),
+            key_id: self.trail.key_id.as_deref(),
             status: self.status.as_u16(),
             stage,
             code,
-            shadow_code: self.shadow.map(|(_, code)| code),
+            shadow_code: self.trail.shadowed.first().map(Rejection::code),
             duration_ms: duration.as_secs_f64() * 1000.0,
             upstream_ms: self.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             bytes_sent: self.bytes_sent,

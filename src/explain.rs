@@ -1,5 +1,5 @@
-//! `moat explain`: one request through stages 1–6 with the same functions `serve` uses,
-//! without forwarding, and a verdict per stage with its reason. The report never echoes
+//! `moat explain`: one request through stages 1–6 — `serve`'s own `admit`, on an in-memory
+//! body — without forwarding, and a verdict per stage with its reason from the trail. The report never echoes
 //! header values, the query or the body: they may hold credentials.
 
 use std::fmt::Write as _;
@@ -8,13 +8,12 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::auth::{Caller, Trace};
-use crate::config::Mode;
-use crate::frame;
-use crate::pipeline::{Routing, Target};
-use crate::reject::Rejection;
+use http_body_util::Full;
+
+use crate::admit::{Verdict, admit};
+use crate::reject::{Rejection, Stage};
 use crate::snapshot::Snapshot;
-use crate::validate;
+use crate::trail::Trail;
 
 /// The request to explain, as the command line gave it.
 pub struct Input {
@@ -77,9 +76,17 @@ fn build(input: &Input) -> Result<(Method, Uri, HeaderMap, Bytes, Vec<String>), 
     Ok((method, uri, headers, body, notes))
 }
 
-/// Runs stages 1–6 on `input` against `snapshot`.
+/// Runs stages 1–6 on `input` against `snapshot` — `admit` itself, on an in-memory body —
+/// and renders what each stage decided.
 pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, String> {
     let (method, uri, headers, body, notes) = build(input)?;
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    let (parts, body) = request.into_parts();
+    let mut trail = Trail::explaining();
+    let verdict = admit(snapshot, parts, body, input.client, "explain", &mut trail).await;
     let mut out = Report {
         text: String::new(),
         forwarded: false,
@@ -87,189 +94,79 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
     for note in notes {
         out.note(&note);
     }
-    let config = &snapshot.config;
-
-    // 1. frame
-    let path = match frame::check(&uri, &headers, &config.limits) {
-        Ok(path) => path,
-        Err(rejection) => return Ok(out.refused("1 frame", &rejection)),
-    };
-    out.pass("1 frame", &format!("canonical path {path}"));
-
-    // 2. route
-    let target = match crate::pipeline::route(snapshot, &method, &path) {
-        Err(rejection) => return Ok(out.refused("2 route", &rejection)),
-        Ok(Routing::Options(allow)) => {
-            let allow = allow.to_str().unwrap_or_default().to_owned();
-            out.pass(
-                "2 route",
-                &format!("OPTIONS answered by moat: 204, Allow: {allow}"),
-            );
-            out.line("verdict: answered by moat (204), not forwarded");
-            return Ok(out);
-        }
-        Ok(Routing::Target(target)) => target,
-    };
-    let Target {
-        operation,
-        template,
-        path_values: values,
-        requirement,
-        mode,
-    } = target;
-    match (operation, template) {
-        (Some(operation), Some(template)) => out.pass(
-            "2 route",
-            &format!(
-                "operation `{}` ({} {template}), mode {}",
-                operation.id,
-                operation.method,
-                mode_name(mode)
-            ),
-        ),
-        _ => out.pass(
-            "2 route",
-            "no `openapi` configured: every path is forwarded",
-        ),
-    }
-
-    // 3–4. credentials and scopes
-    let mut trace = Trace::on();
-    let principal = snapshot
-        .auth
-        .check(
-            requirement,
-            &Caller {
-                headers: &headers,
-                query: uri.query(),
-                client: input.client,
-                operation,
-                request_id: "explain",
-            },
-            &mut trace,
-        )
-        .await;
-    let notes = trace.into_notes();
-    let principal = match principal {
-        Ok(principal) => principal,
-        Err(rejection) => {
-            let stage = if rejection.status() == http::StatusCode::FORBIDDEN {
-                "4 authorize"
-            } else {
-                "3 authenticate"
-            };
-            out.fail(stage, &rejection, "FAIL");
-            for note in &notes {
-                out.note(note);
-            }
-            return Ok(out.verdict_refused(&rejection));
-        }
-    };
-    let who = match &principal {
-        None => "no credentials needed".to_owned(),
-        Some(p) => format!(
-            "subject {}, key {}, scopes [{}]",
-            p.subject.as_deref().unwrap_or("-"),
-            p.key_id.as_deref().unwrap_or("-"),
-            p.scopes.join(" ")
-        ),
-    };
-    out.pass("3-4 auth", &who);
-    for note in &notes {
-        out.note(note);
-    }
-
-    // 5. limits: a fresh process has full buckets, so this says what applies.
-    let mut limits = Vec::new();
-    if let Some(limit) = &config.policy.client_rate_limit {
-        limits.push(format!(
-            "per client {}/s burst {}",
-            limit.per_second, limit.burst
-        ));
-    }
-    if principal.as_ref().is_some_and(|p| p.key_id.is_some()) {
-        limits.push("the key's own rate_limit, if its record sets one".to_owned());
-    }
-    let limits = if limits.is_empty() {
-        "no rate limit applies".to_owned()
-    } else {
-        format!(
-            "{} (a single request passes; limits count per running process)",
-            limits.join("; ")
-        )
-    };
-    out.pass("5 limit", &limits);
-
-    // 6. validate, in serve's order: parameters, body size, body.
-    let stripped = crate::pipeline::without_query_credentials(&uri, snapshot);
-    let query = stripped.as_ref().map_or(uri.query(), Uri::query);
-    let too_large = || {
-        (body.len() as u64 > config.limits.max_body_bytes).then_some(Rejection::BodyTooLarge {
-            limit: config.limits.max_body_bytes,
-        })
-    };
-    let Some(operation) = operation else {
-        if let Some(rejection) = too_large() {
-            return Ok(out.refused("6 validate", &rejection));
-        }
-        out.pass("6 validate", "nothing to validate without an operation");
-        return Ok(out.forward(&method, &uri));
-    };
-    let reject_unknown = config
-        .openapi
-        .as_ref()
-        .is_some_and(|o| o.reject_unknown_query);
-    let mut valid = Vec::new();
-    let mut shadowed = Vec::new();
-    let parameters = validate::parameters(operation, &values, query, &headers, reject_unknown);
-    if let Err(rejection) = triage(parameters, "parameters", mode, &mut valid, &mut shadowed) {
-        return Ok(out.refused("6 validate", &rejection));
-    }
-    // Size is never shadowed: serve cannot forward what it did not read.
-    if let Some(rejection) = too_large() {
-        return Ok(out.refused("6 validate", &rejection));
-    }
-    let verdict = validate::request_body(operation, &headers, &body, config.limits.max_json_depth);
-    if let Err(rejection) = triage(verdict, "body", mode, &mut valid, &mut shadowed) {
-        return Ok(out.refused("6 validate", &rejection));
-    }
-    if shadowed.is_empty() {
-        out.pass("6 validate", &format!("body {} bytes", body.len()));
-    }
-    for rejection in &shadowed {
-        out.fail("6 validate", rejection, "SHADOW");
-        out.note("shadow mode: logged and counted, forwarded anyway");
-    }
-    for line in valid {
-        out.note(&line);
-    }
-    Ok(out.forward(&method, &uri))
+    Ok(out.render(&trail, verdict))
 }
 
-/// Files a validation verdict: valid, shadowed (shadow mode), or the refusal it is.
-fn triage(
-    verdict: Result<(), Rejection>,
-    what: &str,
-    mode: Mode,
-    valid: &mut Vec<String>,
-    shadowed: &mut Vec<Rejection>,
-) -> Result<(), Rejection> {
-    match verdict {
-        Ok(()) => valid.push(format!("{what}: valid")),
-        Err(rejection) if matches!(mode, Mode::Shadow) => shadowed.push(rejection),
-        Err(rejection) => return Err(rejection),
+/// The stages as the report groups them: authorize shares authenticate's lines.
+const GROUPS: [(Stage, &str); 5] = [
+    (Stage::Frame, "1 frame"),
+    (Stage::Route, "2 route"),
+    (Stage::Authenticate, "3-4 auth"),
+    (Stage::Limit, "5 limit"),
+    (Stage::Validate, "6 validate"),
+];
+
+fn group(stage: Stage) -> Stage {
+    match stage {
+        Stage::Authorize => Stage::Authenticate,
+        other => other,
     }
-    Ok(())
 }
 
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Enforce => "enforce",
-        Mode::Shadow => "shadow",
+fn fail_label(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Frame => "1 frame",
+        Stage::Route => "2 route",
+        Stage::Authenticate => "3 authenticate",
+        Stage::Authorize => "4 authorize",
+        Stage::Limit => "5 limit",
+        Stage::Validate | Stage::Forward => "6 validate",
     }
 }
 
 impl Report {
+    /// Each stage's verdict and details from the trail, in stage order, up to the one that
+    /// refused; then the verdict.
+    fn render(mut self, trail: &Trail, verdict: Result<Verdict, Rejection>) -> Report {
+        let failed = verdict.as_ref().err();
+        for (stage, label) in GROUPS {
+            let notes: Vec<_> = trail
+                .notes()
+                .iter()
+                .filter(|n| group(n.stage) == stage)
+                .collect();
+            if let Some(rejection) = failed.filter(|r| group(r.stage()) == stage) {
+                self.fail(fail_label(rejection.stage()), rejection, "FAIL");
+                for note in notes.iter().filter(|n| !n.verdict) {
+                    self.note(&note.text);
+                }
+                return self.verdict_refused(rejection);
+            }
+            let shadowed = stage == Stage::Validate && !trail.shadowed.is_empty();
+            for note in notes.iter().filter(|n| n.verdict && !shadowed) {
+                self.pass(label, &note.text);
+            }
+            if stage == Stage::Validate {
+                for rejection in &trail.shadowed {
+                    self.fail(fail_label(rejection.stage()), rejection, "SHADOW");
+                    self.note("shadow mode: logged and counted, forwarded anyway");
+                }
+            }
+            for note in notes.iter().filter(|n| !n.verdict) {
+                self.note(&note.text);
+            }
+        }
+        match verdict {
+            Ok(Verdict::Forward(admitted)) => self.forward(admitted.method(), admitted.uri()),
+            Ok(Verdict::Options(_)) => {
+                self.line("verdict: answered by moat (204), not forwarded");
+                self
+            }
+            // A refusal at a stage the report does not group was rendered above.
+            Err(rejection) => self.verdict_refused(&rejection),
+        }
+    }
+
     fn line(&mut self, text: &str) {
         let _ = writeln!(self.text, "{text}");
     }
@@ -299,11 +196,6 @@ impl Report {
             };
             self.note(&format!("{} {pointer}: {}", error.location, error.message));
         }
-    }
-
-    fn refused(mut self, stage: &str, rejection: &Rejection) -> Report {
-        self.fail(stage, rejection, "FAIL");
-        self.verdict_refused(rejection)
     }
 
     fn verdict_refused(mut self, rejection: &Rejection) -> Report {

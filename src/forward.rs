@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::admit::Admitted;
 use crate::auth::{KeyLocation, Principal};
 use crate::body::ResponseBody;
 use crate::config::UpstreamConfig;
@@ -54,8 +55,6 @@ pub struct ForwardContext<'a> {
     pub client_cert: Option<&'a HeaderValue>,
     pub request_id: &'a str,
     pub forward_credentials: bool,
-    /// Who the request is, set by stages 3–4; forwarded as `X-Moat-*`.
-    pub principal: Option<&'a Principal>,
     /// Where API keys travel besides `Authorization`.
     pub credentials: &'a [KeyLocation],
 }
@@ -109,14 +108,15 @@ impl Upstream {
         })
     }
 
-    /// Sends the checked request upstream and returns its streaming response.
+    /// Stage 7: sends what [`admit`](crate::admit::admit) let through — only an
+    /// [`Admitted`] request can be forwarded — and returns the streaming response.
     pub async fn forward(
         &self,
-        mut parts: Parts,
-        body: Bytes,
+        admitted: Admitted,
         context: &ForwardContext<'_>,
     ) -> Result<Forwarded, Rejection> {
-        prepare_request_headers(&mut parts.headers, context, &self.host);
+        let (mut parts, body, principal) = admitted.into_parts();
+        prepare_request_headers(&mut parts.headers, context, principal.as_ref(), &self.host);
         let uri = self.upstream_uri(&parts.uri)?;
         // Only an idempotent request keeps a copy of itself for the one retry it may get;
         // a POST moves its headers and body straight into the upstream request.
@@ -226,6 +226,7 @@ fn classify(error: &hyper_util::client::legacy::Error) -> Rejection {
 pub fn prepare_request_headers(
     headers: &mut HeaderMap,
     context: &ForwardContext<'_>,
+    principal: Option<&Principal>,
     upstream_host: &HeaderValue,
 ) {
     let original_host = headers.get(header::HOST).cloned();
@@ -268,7 +269,7 @@ pub fn prepare_request_headers(
     if let Some(subject) = context.client_cert {
         headers.insert(X_MOAT_CLIENT_CERT_SUBJECT, subject.clone());
     }
-    if let Some(principal) = context.principal {
+    if let Some(principal) = principal {
         let identity = [
             (X_MOAT_SUBJECT, principal.subject.as_deref()),
             (X_MOAT_KEY_ID, principal.key_id.as_deref()),
@@ -423,7 +424,6 @@ mod tests {
             client_cert: None,
             request_id: "req-1",
             forward_credentials,
-            principal: None,
             credentials: &[],
         }
     }
@@ -468,6 +468,7 @@ mod tests {
         prepare_request_headers(
             &mut map,
             &context(false),
+            None,
             &HeaderValue::from_static("up:8000"),
         );
         assert!(map.get("x-moat-key-id").is_none());
@@ -488,6 +489,7 @@ mod tests {
         prepare_request_headers(
             &mut map,
             &context(false),
+            None,
             &HeaderValue::from_static("up:8000"),
         );
         assert_eq!(map["x-request-id"], "req-1");
@@ -502,11 +504,21 @@ mod tests {
             ("proxy-authorization", "Basic x"),
         ];
         let mut map = headers(&pairs);
-        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("u"));
+        prepare_request_headers(
+            &mut map,
+            &context(false),
+            None,
+            &HeaderValue::from_static("u"),
+        );
         assert!(map.get("authorization").is_none());
         assert!(map.get("proxy-authorization").is_none());
         let mut map = headers(&pairs);
-        prepare_request_headers(&mut map, &context(true), &HeaderValue::from_static("u"));
+        prepare_request_headers(
+            &mut map,
+            &context(true),
+            None,
+            &HeaderValue::from_static("u"),
+        );
         assert_eq!(map["authorization"], "Bearer abc");
         assert!(map.get("proxy-authorization").is_none());
     }
@@ -519,7 +531,12 @@ mod tests {
             ("expect", "100-continue"),
             ("upgrade", "websocket"),
         ]);
-        prepare_request_headers(&mut map, &context(false), &HeaderValue::from_static("u"));
+        prepare_request_headers(
+            &mut map,
+            &context(false),
+            None,
+            &HeaderValue::from_static("u"),
+        );
         for name in ["content-length", "transfer-encoding", "expect", "upgrade"] {
             assert!(map.get(name).is_none(), "{name} kept");
         }
@@ -547,7 +564,7 @@ mod tests {
             credentials: &credentials,
             ..context(false)
         };
-        prepare_request_headers(&mut map, &context, &HeaderValue::from_static("u"));
+        prepare_request_headers(&mut map, &context, None, &HeaderValue::from_static("u"));
         assert_eq!(map["cookie"], "session=1; theme=dark");
     }
 

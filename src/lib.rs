@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admit;
 pub mod auth;
 pub mod body;
 pub mod cli;
@@ -32,5 +33,6 @@ pub mod spec;
 pub mod telemetry;
 pub mod tls;
 pub mod token;
+pub mod trail;
 pub mod validate;
 pub mod watch;

@@ -153,93 +153,61 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn status(&self) -> StatusCode {
+    /// Status, stable code and stage of each refusal: the one table, one exhaustive match
+    /// (a new variant does not compile until it has its row here and in the test below).
+    fn row(&self) -> (StatusCode, &'static str, Stage) {
+        use Stage::{Authenticate, Authorize, Forward, Frame, Limit, Route, Validate};
+        use StatusCode as S;
         match self {
-            Rejection::InvalidPath(_) => StatusCode::BAD_REQUEST,
-            Rejection::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            Rejection::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Rejection::RouteNotFound => StatusCode::NOT_FOUND,
-            Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Rejection::CredentialsMissing | Rejection::InvalidToken | Rejection::TokenExpired => {
-                StatusCode::UNAUTHORIZED
+            Rejection::InvalidPath(_) => (S::BAD_REQUEST, "invalid_path", Frame),
+            Rejection::UriTooLong { .. } => (S::URI_TOO_LONG, "uri_too_long", Frame),
+            Rejection::HeadersTooLarge { .. } => (
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                Frame,
+            ),
+            Rejection::RouteNotFound => (S::NOT_FOUND, "route_not_found", Route),
+            Rejection::MethodNotAllowed { .. } => {
+                (S::METHOD_NOT_ALLOWED, "method_not_allowed", Route)
             }
-            Rejection::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            Rejection::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Rejection::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::OperationNotAllowed => StatusCode::FORBIDDEN,
-            Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Rejection::InvalidParameters(_) => StatusCode::BAD_REQUEST,
-            Rejection::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Rejection::BodyRequired => StatusCode::BAD_REQUEST,
-            Rejection::UnexpectedBody => StatusCode::BAD_REQUEST,
-            Rejection::InvalidJson(_) => StatusCode::BAD_REQUEST,
-            Rejection::BodySchema(_) => StatusCode::BAD_REQUEST,
-            Rejection::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Rejection::BodyUnreadable => StatusCode::BAD_REQUEST,
-            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Rejection::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Rejection::CredentialsMissing => (S::UNAUTHORIZED, "credentials_missing", Authenticate),
+            Rejection::InvalidToken => (S::UNAUTHORIZED, "invalid_token", Authenticate),
+            Rejection::TokenExpired => (S::UNAUTHORIZED, "token_expired", Authenticate),
+            Rejection::InvalidApiKey => (S::UNAUTHORIZED, "invalid_api_key", Authenticate),
+            Rejection::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", Authenticate),
+            Rejection::OperationNotAllowed => (S::FORBIDDEN, "operation_not_allowed", Authorize),
+            Rejection::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", Authorize),
+            Rejection::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", Limit),
+            Rejection::InvalidParameters(_) => (S::BAD_REQUEST, "invalid_parameters", Validate),
+            Rejection::UnsupportedMediaType { .. } => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                Validate,
+            ),
+            Rejection::BodyRequired => (S::BAD_REQUEST, "body_required", Validate),
+            Rejection::UnexpectedBody => (S::BAD_REQUEST, "unexpected_body", Validate),
+            Rejection::InvalidJson(_) => (S::BAD_REQUEST, "invalid_json", Validate),
+            Rejection::BodySchema(_) => (S::BAD_REQUEST, "body_schema", Validate),
+            Rejection::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large", Validate),
+            Rejection::BodyTimeout => (S::REQUEST_TIMEOUT, "body_timeout", Validate),
+            Rejection::BodyUnreadable => (S::BAD_REQUEST, "body_unreadable", Validate),
+            Rejection::UpstreamUnavailable => (S::BAD_GATEWAY, "upstream_unavailable", Forward),
+            Rejection::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_timeout", Forward),
+            Rejection::Internal(stage) => (S::INTERNAL_SERVER_ERROR, "internal_error", *stage),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.row().0
     }
 
     /// The stable snake_case reason clients and dashboards match on.
     pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::InvalidPath(_) => "invalid_path",
-            Rejection::UriTooLong { .. } => "uri_too_long",
-            Rejection::HeadersTooLarge { .. } => "headers_too_large",
-            Rejection::RouteNotFound => "route_not_found",
-            Rejection::MethodNotAllowed { .. } => "method_not_allowed",
-            Rejection::CredentialsMissing => "credentials_missing",
-            Rejection::InvalidToken => "invalid_token",
-            Rejection::TokenExpired => "token_expired",
-            Rejection::InsufficientScope { .. } => "insufficient_scope",
-            Rejection::InvalidApiKey => "invalid_api_key",
-            Rejection::Overloaded => "overloaded",
-            Rejection::OperationNotAllowed => "operation_not_allowed",
-            Rejection::RateLimited { .. } => "rate_limited",
-            Rejection::InvalidParameters(_) => "invalid_parameters",
-            Rejection::UnsupportedMediaType { .. } => "unsupported_media_type",
-            Rejection::BodyRequired => "body_required",
-            Rejection::UnexpectedBody => "unexpected_body",
-            Rejection::InvalidJson(_) => "invalid_json",
-            Rejection::BodySchema(_) => "body_schema",
-            Rejection::BodyTooLarge { .. } => "body_too_large",
-            Rejection::BodyTimeout => "body_timeout",
-            Rejection::BodyUnreadable => "body_unreadable",
-            Rejection::UpstreamUnavailable => "upstream_unavailable",
-            Rejection::UpstreamTimeout => "upstream_timeout",
-            Rejection::Internal(_) => "internal_error",
-        }
+        self.row().1
     }
 
     pub fn stage(&self) -> Stage {
-        match self {
-            Rejection::InvalidPath(_)
-            | Rejection::UriTooLong { .. }
-            | Rejection::HeadersTooLarge { .. } => Stage::Frame,
-            Rejection::RouteNotFound | Rejection::MethodNotAllowed { .. } => Stage::Route,
-            Rejection::CredentialsMissing | Rejection::InvalidToken | Rejection::TokenExpired => {
-                Stage::Authenticate
-            }
-            Rejection::InsufficientScope { .. } | Rejection::OperationNotAllowed => {
-                Stage::Authorize
-            }
-            Rejection::InvalidApiKey | Rejection::Overloaded => Stage::Authenticate,
-            Rejection::RateLimited { .. } => Stage::Limit,
-            Rejection::InvalidParameters(_)
-            | Rejection::UnsupportedMediaType { .. }
-            | Rejection::BodyRequired
-            | Rejection::UnexpectedBody
-            | Rejection::InvalidJson(_)
-            | Rejection::BodySchema(_)
-            | Rejection::BodyTooLarge { .. }
-            | Rejection::BodyTimeout
-            | Rejection::BodyUnreadable => Stage::Validate,
-            Rejection::UpstreamUnavailable | Rejection::UpstreamTimeout => Stage::Forward,
-            Rejection::Internal(stage) => *stage,
-        }
+        self.row().2
     }
 
     pub fn detail(&self) -> String {
@@ -301,7 +269,28 @@ impl Rejection {
                 format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
             }
             Rejection::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),
-            _ => return None,
+            // Listed, not `_`: a new 401 or 403 must decide its challenge.
+            Rejection::InsufficientScope { bearer: false, .. }
+            | Rejection::InvalidPath(_)
+            | Rejection::UriTooLong { .. }
+            | Rejection::HeadersTooLarge { .. }
+            | Rejection::RouteNotFound
+            | Rejection::MethodNotAllowed { .. }
+            | Rejection::Overloaded
+            | Rejection::OperationNotAllowed
+            | Rejection::RateLimited { .. }
+            | Rejection::InvalidParameters(_)
+            | Rejection::UnsupportedMediaType { .. }
+            | Rejection::BodyRequired
+            | Rejection::UnexpectedBody
+            | Rejection::InvalidJson(_)
+            | Rejection::BodySchema(_)
+            | Rejection::BodyTooLarge { .. }
+            | Rejection::BodyTimeout
+            | Rejection::BodyUnreadable
+            | Rejection::UpstreamUnavailable
+            | Rejection::UpstreamTimeout
+            | Rejection::Internal(_) => return None,
         };
         HeaderValue::from_str(&challenge).ok()
     }
@@ -382,71 +371,258 @@ struct Problem<'a> {
 mod tests {
     use super::*;
 
-    /// One row per variant: what a client and a dashboard see. Changing a row is an API change.
+    /// One of each variant. `ordinal` is an exhaustive match, so a new variant does not
+    /// compile until it is numbered, and the test then fails until it has an example row.
+    fn ordinal(rejection: &Rejection) -> usize {
+        match rejection {
+            Rejection::InvalidPath(_) => 0,
+            Rejection::UriTooLong { .. } => 1,
+            Rejection::HeadersTooLarge { .. } => 2,
+            Rejection::RouteNotFound => 3,
+            Rejection::MethodNotAllowed { .. } => 4,
+            Rejection::CredentialsMissing => 5,
+            Rejection::InvalidToken => 6,
+            Rejection::TokenExpired => 7,
+            Rejection::InvalidApiKey => 8,
+            Rejection::Overloaded => 9,
+            Rejection::OperationNotAllowed => 10,
+            Rejection::InsufficientScope { .. } => 11,
+            Rejection::RateLimited { .. } => 12,
+            Rejection::InvalidParameters(_) => 13,
+            Rejection::UnsupportedMediaType { .. } => 14,
+            Rejection::BodyRequired => 15,
+            Rejection::UnexpectedBody => 16,
+            Rejection::InvalidJson(_) => 17,
+            Rejection::BodySchema(_) => 18,
+            Rejection::BodyTooLarge { .. } => 19,
+            Rejection::BodyTimeout => 20,
+            Rejection::BodyUnreadable => 21,
+            Rejection::UpstreamUnavailable => 22,
+            Rejection::UpstreamTimeout => 23,
+            Rejection::Internal(_) => 24,
+        }
+    }
+    const VARIANTS: usize = 25;
+
+    /// What a client and a dashboard see, per variant; the challenge a 401/403 carries.
+    /// Changing a row is an API change.
     #[test]
-    fn each_rejection_has_a_fixed_status_code_and_stage() {
-        let table: &[(Rejection, u16, &str, &str)] = &[
+    fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
+        let scope = || "predict".to_owned();
+        let table: Vec<(Rejection, u16, &str, &str, Option<&str>)> = vec![
             (
                 Rejection::InvalidPath(PathProblem::DotSegment),
                 400,
                 "invalid_path",
                 "frame",
+                None,
             ),
             (
                 Rejection::UriTooLong { limit: 8 },
                 414,
                 "uri_too_long",
                 "frame",
+                None,
             ),
             (
                 Rejection::HeadersTooLarge { limit: 8 },
                 431,
                 "headers_too_large",
                 "frame",
+                None,
+            ),
+            (
+                Rejection::RouteNotFound,
+                404,
+                "route_not_found",
+                "route",
+                None,
+            ),
+            (
+                Rejection::MethodNotAllowed {
+                    allow: HeaderValue::from_static("GET"),
+                },
+                405,
+                "method_not_allowed",
+                "route",
+                None,
+            ),
+            (
+                Rejection::CredentialsMissing,
+                401,
+                "credentials_missing",
+                "authenticate",
+                Some("Bearer realm"),
+            ),
+            (
+                Rejection::InvalidToken,
+                401,
+                "invalid_token",
+                "authenticate",
+                Some("invalid_token"),
+            ),
+            (
+                Rejection::TokenExpired,
+                401,
+                "token_expired",
+                "authenticate",
+                Some("has expired"),
+            ),
+            (
+                Rejection::InvalidApiKey,
+                401,
+                "invalid_api_key",
+                "authenticate",
+                Some("ApiKey realm"),
+            ),
+            (
+                Rejection::Overloaded,
+                503,
+                "overloaded",
+                "authenticate",
+                None,
+            ),
+            (
+                Rejection::OperationNotAllowed,
+                403,
+                "operation_not_allowed",
+                "authorize",
+                None,
+            ),
+            (
+                Rejection::InsufficientScope {
+                    scope: scope(),
+                    bearer: true,
+                },
+                403,
+                "insufficient_scope",
+                "authorize",
+                Some("insufficient_scope"),
+            ),
+            (
+                Rejection::RateLimited { retry_after: 2 },
+                429,
+                "rate_limited",
+                "limit",
+                None,
+            ),
+            (
+                Rejection::InvalidParameters(vec![]),
+                400,
+                "invalid_parameters",
+                "validate",
+                None,
+            ),
+            (
+                Rejection::UnsupportedMediaType {
+                    accepted: "application/json".into(),
+                },
+                415,
+                "unsupported_media_type",
+                "validate",
+                None,
+            ),
+            (
+                Rejection::BodyRequired,
+                400,
+                "body_required",
+                "validate",
+                None,
+            ),
+            (
+                Rejection::UnexpectedBody,
+                400,
+                "unexpected_body",
+                "validate",
+                None,
+            ),
+            (
+                Rejection::InvalidJson("x".into()),
+                400,
+                "invalid_json",
+                "validate",
+                None,
+            ),
+            (
+                Rejection::BodySchema(vec![]),
+                400,
+                "body_schema",
+                "validate",
+                None,
             ),
             (
                 Rejection::BodyTooLarge { limit: 8 },
                 413,
                 "body_too_large",
                 "validate",
+                None,
             ),
-            (Rejection::BodyTimeout, 408, "body_timeout", "validate"),
+            (
+                Rejection::BodyTimeout,
+                408,
+                "body_timeout",
+                "validate",
+                None,
+            ),
             (
                 Rejection::BodyUnreadable,
                 400,
                 "body_unreadable",
                 "validate",
+                None,
             ),
             (
                 Rejection::UpstreamUnavailable,
                 502,
                 "upstream_unavailable",
                 "forward",
+                None,
             ),
             (
                 Rejection::UpstreamTimeout,
                 504,
                 "upstream_timeout",
                 "forward",
+                None,
             ),
             (
                 Rejection::Internal(Stage::Forward),
                 500,
                 "internal_error",
                 "forward",
-            ),
-            (
-                Rejection::Internal(Stage::Authenticate),
-                500,
-                "internal_error",
-                "authenticate",
+                None,
             ),
         ];
-        for (rejection, status, code, stage) in table {
-            assert_eq!(rejection.status().as_u16(), *status, "{rejection:?}");
-            assert_eq!(rejection.code(), *code, "{rejection:?}");
-            assert_eq!(rejection.stage().as_str(), *stage, "{rejection:?}");
+        let mut covered = [false; VARIANTS];
+        for (rejection, status, code, stage, challenge) in table {
+            covered[ordinal(&rejection)] = true;
+            assert_eq!(rejection.status().as_u16(), status, "{rejection:?}");
+            assert_eq!(rejection.code(), code, "{rejection:?}");
+            assert_eq!(rejection.stage().as_str(), stage, "{rejection:?}");
+            let header = rejection.challenge();
+            match challenge {
+                Some(part) => assert!(
+                    header
+                        .as_ref()
+                        .is_some_and(|h| h.to_str().unwrap().contains(part)),
+                    "{rejection:?}: {header:?}"
+                ),
+                None => assert_eq!(header, None, "{rejection:?}"),
+            }
         }
+        let missing: Vec<usize> = (0..VARIANTS).filter(|&n| !covered[n]).collect();
+        assert!(missing.is_empty(), "variants without a row: {missing:?}");
+        // The stage of an internal fault is where it happened.
+        assert_eq!(
+            Rejection::Internal(Stage::Authenticate).stage(),
+            Stage::Authenticate
+        );
+        // An API key lacking a scope is no Bearer credential: no challenge.
+        let key = Rejection::InsufficientScope {
+            scope: scope(),
+            bearer: false,
+        };
+        assert_eq!(key.challenge(), None);
     }
 
     #[test]

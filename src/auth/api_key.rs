@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use super::keystore::{KeyRecord, KeyStore, Restriction, parse_key};
 use crate::config::{ApiKeyConfig, Secret};
 use crate::metrics::{KeyVerificationLabels, Metrics};
+use crate::reject::{Rejection, Stage};
 
 /// Failed keys are remembered this long, so a retry storm of one wrong key costs one hash.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
@@ -55,6 +56,21 @@ impl KeyError {
             KeyError::Restricted(Restriction::Address) => "client address not allowed",
             KeyError::Overloaded => "verification queue full",
             KeyError::Fault => "verification failed inside moat",
+        }
+    }
+}
+
+/// Every key failure is the same 401 to the client (the log says which); a full queue is
+/// 503 and a fault 500, never a verdict on the key.
+impl From<KeyError> for Rejection {
+    fn from(error: KeyError) -> Rejection {
+        match error {
+            KeyError::Overloaded => Rejection::Overloaded,
+            KeyError::Fault => Rejection::Internal(Stage::Authenticate),
+            KeyError::Malformed
+            | KeyError::UnknownId
+            | KeyError::WrongSecret
+            | KeyError::Restricted(_) => Rejection::InvalidApiKey,
         }
     }
 }

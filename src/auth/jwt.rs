@@ -17,6 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::JwtConfig;
+use crate::reject::Rejection;
 
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -49,6 +50,24 @@ impl JwtError {
             JwtError::NotYetValid => "not yet valid",
             JwtError::IssuedInFuture => "issued in the future",
             JwtError::BadClaims => "missing or invalid claims",
+        }
+    }
+}
+
+/// The client learns only "invalid" or "expired"; the reason goes to the log.
+impl From<JwtError> for Rejection {
+    fn from(error: JwtError) -> Rejection {
+        match error {
+            JwtError::Expired => Rejection::TokenExpired,
+            JwtError::TooLarge
+            | JwtError::Malformed
+            | JwtError::AlgorithmNotAllowed
+            | JwtError::CriticalHeader
+            | JwtError::UnknownKey
+            | JwtError::BadSignature
+            | JwtError::NotYetValid
+            | JwtError::IssuedInFuture
+            | JwtError::BadClaims => Rejection::InvalidToken,
         }
     }
 }
@@ -311,6 +330,7 @@ fn classify(error: jsonwebtoken::errors::Error) -> JwtError {
         | ErrorKind::Base64(_)
         | ErrorKind::Json(_)
         | ErrorKind::Utf8(_) => JwtError::Malformed,
+        // The library's kind is `#[non_exhaustive]`; anything else is a claim it refused.
         _ => JwtError::BadClaims,
     }
 }

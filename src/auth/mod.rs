@@ -28,6 +28,7 @@ use crate::limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::reject::{Rejection, Stage};
 use crate::spec::{Operation, Spec};
+use crate::trail::Trail;
 
 /// A bound scheme.
 #[derive(Debug)]
@@ -239,10 +240,12 @@ impl Auth {
         &self,
         requirement: &Requirement,
         caller: &Caller<'_>,
-        trace: &mut Trace,
+        trail: &mut Trail,
     ) -> Result<Option<Principal>, Rejection> {
         if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
-            trace.note(|| "public: no credentials required".to_owned());
+            trail.note(Stage::Authenticate, || {
+                "public: no credentials required".to_owned()
+            });
             return Ok(None);
         }
         let request = Request {
@@ -251,7 +254,7 @@ impl Auth {
         };
         let mut missing_scopes: Option<(Vec<String>, bool)> = None;
         'alternatives: for (number, alternative) in requirement.iter().enumerate() {
-            trace.note(|| {
+            trail.note(Stage::Authenticate, || {
                 format!(
                     "alternative {}: {}",
                     number + 1,
@@ -261,13 +264,13 @@ impl Auth {
             let mut principal = Principal::default();
             for (scheme, required) in alternative {
                 let Some(granted) = self
-                    .credential(scheme, &request, &mut principal, trace)
+                    .credential(scheme, &request, &mut principal, trail)
                     .await?
                 else {
                     continue 'alternatives;
                 };
                 if required.iter().any(|s| !granted.contains(s)) {
-                    trace.note(|| {
+                    trail.note(Stage::Authenticate, || {
                         let missing: Vec<&str> = required
                             .iter()
                             .filter(|s| !granted.contains(s))
@@ -303,12 +306,14 @@ impl Auth {
         scheme: &Arc<str>,
         request: &Request<'_>,
         principal: &mut Principal,
-        trace: &mut Trace,
+        trail: &mut Trail,
     ) -> Result<Option<Vec<String>>, Rejection> {
         match self.verifiers.get(scheme) {
             Some(Verifier::Jwt(verifier)) => {
                 let Some(token) = request.bearer else {
-                    trace.note(|| format!("  {scheme}: no bearer token; next alternative"));
+                    trail.note(Stage::Authenticate, || {
+                        format!("  {scheme}: no bearer token; next alternative")
+                    });
                     return Ok(None);
                 };
                 let mut verified = verifier.verify(token);
@@ -319,20 +324,19 @@ impl Auth {
                     verified = verifier.verify(token);
                 }
                 let verified = verified.map_err(|error| {
-                    trace.note(|| format!("  {scheme}: token refused: {}", error.reason()));
+                    trail.note(Stage::Authenticate, || {
+                        format!("  {scheme}: token refused: {}", error.reason())
+                    });
                     tracing::info!(
                         request_id = request.caller.request_id,
                         scheme = &**scheme,
                         reason = error.reason(),
                         "bearer token refused"
                     );
-                    match error {
-                        JwtError::Expired => Rejection::TokenExpired,
-                        _ => Rejection::InvalidToken,
-                    }
+                    Rejection::from(error)
                 })?;
                 principal.subject = Some(verified.subject.clone());
-                trace.note(|| {
+                trail.note(Stage::Authenticate, || {
                     format!(
                         "  {scheme}: valid token, subject `{}`, scopes [{}]",
                         verified.subject,
@@ -343,7 +347,9 @@ impl Auth {
             }
             Some(Verifier::ApiKey(verifier)) => {
                 let Some(key) = api_key(request, &verifier.location)? else {
-                    trace.note(|| format!("  {scheme}: no API key; next alternative"));
+                    trail.note(Stage::Authenticate, || {
+                        format!("  {scheme}: no API key; next alternative")
+                    });
                     return Ok(None);
                 };
                 let record =
@@ -351,7 +357,9 @@ impl Auth {
                         .verify(&key, request.caller.client)
                         .await
                         .map_err(|error| {
-                            trace.note(|| format!("  {scheme}: key refused: {}", error.reason()));
+                            trail.note(Stage::Authenticate, || {
+                                format!("  {scheme}: key refused: {}", error.reason())
+                            });
                             // The id of a well-formed key is not a secret; the rest of it is.
                             tracing::info!(
                                 request_id = request.caller.request_id,
@@ -367,7 +375,7 @@ impl Auth {
                             }
                         })?;
                 if !allows(&record, request.caller.operation) {
-                    trace.note(|| {
+                    trail.note(Stage::Authenticate, || {
                         format!(
                             "  {scheme}: key `{}` may not call this operation",
                             record.id
@@ -380,7 +388,7 @@ impl Auth {
                     );
                     return Err(Rejection::OperationNotAllowed);
                 }
-                trace.note(|| {
+                trail.note(Stage::Authenticate, || {
                     format!(
                         "  {scheme}: valid key `{}`, scopes [{}]",
                         record.id,
@@ -395,31 +403,6 @@ impl Auth {
             }
             None => Err(Rejection::Internal(Stage::Authenticate)),
         }
-    }
-}
-
-/// How stages 3–4 reached their verdict, for `moat explain`. Off on the hot path, where a
-/// note costs one branch and its text is never built.
-#[derive(Debug, Default)]
-pub struct Trace(Option<Vec<String>>);
-
-impl Trace {
-    pub fn off() -> Trace {
-        Trace(None)
-    }
-
-    pub fn on() -> Trace {
-        Trace(Some(Vec::new()))
-    }
-
-    fn note(&mut self, text: impl FnOnce() -> String) {
-        if let Some(notes) = &mut self.0 {
-            notes.push(text());
-        }
-    }
-
-    pub fn into_notes(self) -> Vec<String> {
-        self.0.unwrap_or_default()
     }
 }
 
