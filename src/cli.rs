@@ -525,7 +525,7 @@ fn check(config_path: PathBuf) -> ExitCode {
                     let _ = writeln!(
                         out,
                         "  routes        none: every path is forwarded (no `openapi` configured), {}",
-                        describe(&snapshot.auth.unrouted)
+                        snapshot.routes.unrouted().requirement
                     );
                 }
                 Some(spec) => {
@@ -536,15 +536,15 @@ fn check(config_path: PathBuf) -> ExitCode {
                         spec.operations.len()
                     );
                     for (index, operation) in spec.operations.iter().enumerate() {
-                        let mode = snapshot.auth.modes[index].unwrap_or(config.policy.mode);
+                        let route = snapshot.routes.operation(index);
                         let _ = writeln!(
                             out,
                             "  {:<7} {:<50} {:<40} {:<8} {}",
                             operation.method.as_str(),
                             operation.template,
                             operation.id,
-                            mode.as_str(),
-                            describe(&snapshot.auth.requirements[index])
+                            route.mode.as_str(),
+                            route.requirement
                         );
                     }
                     for warning in &spec.warnings {
@@ -644,17 +644,6 @@ fn explain(
 
 /// A requirement as `moat check` prints it: `public`, or alternatives joined by `OR`, each
 /// scheme with its scopes (`bearer[predict] AND api_key[]`).
-fn describe(requirement: &crate::auth::Requirement) -> String {
-    if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
-        return "public".to_owned();
-    }
-    requirement
-        .iter()
-        .map(|alternative| crate::auth::describe_alternative(alternative))
-        .collect::<Vec<_>>()
-        .join(" OR ")
-}
-
 fn healthcheck(url: &str) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod limit;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod reject;
 pub mod reload;
 pub mod route;

@@ -95,7 +95,7 @@ async fn run(
         client_cert: peer.client_cert.as_ref(),
         request_id,
         forward_credentials: snapshot.config.policy.forward_credentials,
-        credentials: &snapshot.auth.credential_locations,
+        credentials: &snapshot.credentials,
     };
     let forwarded = snapshot.upstream.forward(admitted, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);

@@ -183,7 +183,7 @@ async fn housekeeping(state: Arc<State>) {
     loop {
         tick.tick().await;
         let snapshot = state.snapshot.load_full();
-        snapshot.auth.limits.retain_recent();
+        snapshot.limits.retain_recent();
         snapshot.auth.refresh_key_sets().await;
     }
 }

@@ -8,10 +8,12 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, KeyLocation};
 use crate::config::{Config, ConfigError, OpenApiConfig};
 use crate::forward::Upstream;
+use crate::limit::RateLimits;
 use crate::metrics::Metrics;
+use crate::policy::Routes;
 use crate::spec::{self, Spec, source};
 
 pub struct Snapshot {
@@ -22,6 +24,13 @@ pub struct Snapshot {
     /// The compiled OpenAPI document; `None` when the config names none.
     pub spec: Option<Spec>,
     pub auth: Auth,
+    /// Each operation's requirement and mode (and the one without a spec).
+    pub routes: Routes,
+    /// Stage 5: per-client and per-key rate limits, shared with the previous snapshot for
+    /// every limit whose definition is unchanged.
+    pub limits: RateLimits,
+    /// Where API keys travel, to strip them before forwarding.
+    pub credentials: Vec<KeyLocation>,
     /// The public listener's TLS config, rebuilt with each snapshot so new certificates
     /// reach new connections.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -65,24 +74,47 @@ impl Snapshot {
             Ok(spec) => Auth::load(&config, spec.as_ref(), metrics, previous.map(|p| &p.auth)),
             Err(_) => Err(Auth::check_schemes(&config, metrics)),
         };
+        // Policy problems (a stale operation name) are reported even when a scheme failed.
+        let routes = match &spec {
+            Ok(spec) => Routes::resolve(&config, spec.as_ref()),
+            Err(_) => Err(Vec::new()),
+        };
+        let limits = match &auth {
+            Ok(auth) => RateLimits::new(
+                config.policy.client_rate_limit.as_ref(),
+                &auth.key_rate_limits(),
+                previous.map(|p| &p.limits),
+            ),
+            Err(_) => Err(Vec::new()),
+        };
         let tls = config
             .tls
             .as_ref()
             .map(crate::tls::server_config)
             .transpose();
-        match (upstream, spec, auth, tls) {
-            (Ok(upstream), Ok(spec), Ok(auth), Ok(tls)) => Ok(Snapshot {
+        match (upstream, spec, auth, routes, limits, tls) {
+            (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), Ok(limits), Ok(tls)) => Ok(Snapshot {
+                credentials: auth.credential_locations(),
                 config,
                 upstream,
                 spec,
                 auth,
+                routes,
+                limits,
                 tls,
             }),
-            (upstream, spec, auth, tls) => Err([upstream.err(), spec.err(), auth.err(), tls.err()]
-                .into_iter()
-                .flatten()
-                .flatten()
-                .collect()),
+            (upstream, spec, auth, routes, limits, tls) => Err([
+                upstream.err(),
+                spec.err(),
+                auth.err(),
+                routes.err(),
+                limits.err(),
+                tls.err(),
+            ]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()),
         }
     }
 }

@@ -499,12 +499,10 @@ fn auth_log_lines_say_which_request_and_which_key() {
             store.display()
         ),
     ));
-    let wrong = format!("{}A", &key[..key.len() - 1]);
-    let wrong = if wrong == key {
-        format!("{}B", &key[..key.len() - 1])
-    } else {
-        wrong
-    };
+    // Another secret of the right shape: one character in the middle changed.
+    let at = "moat_ops_".len() + 10;
+    let swapped = if &key[at..=at] == "A" { "B" } else { "A" };
+    let wrong = format!("{}{swapped}{}", &key[..at], &key[at + 1..]);
     assert_eq!(
         get(
             moat.addr,

@@ -16,9 +16,10 @@ use http::{HeaderMap, Method, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 
-use crate::auth::{Caller, Principal, Requirement};
+use crate::auth::{Caller, Principal};
 use crate::config::{Limits, Mode};
 use crate::frame;
+use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
 use crate::route::Routed;
 use crate::snapshot::Snapshot;
@@ -101,7 +102,7 @@ where
 
     // 5 (first half). The per-client limit is taken before credentials are checked, so it
     // also bounds failed attempts.
-    enforce(snapshot.auth.limits.check_client(client), mode, trail)?;
+    enforce(snapshot.limits.check_client(client), mode, trail)?;
 
     // 3–4. authenticate and authorize: credentials, then scopes.
     let caller = Caller {
@@ -129,7 +130,7 @@ where
 
     // 5. limit: the key's own rate limit.
     if let Some(key_id) = principal.as_ref().and_then(|p| p.key_id.as_deref()) {
-        enforce(snapshot.auth.limits.check_key(key_id), mode, trail)?;
+        enforce(snapshot.limits.check_key(key_id), mode, trail)?;
     }
     trail.pass(Stage::Limit, || {
         describe_limits(snapshot, principal.as_ref())
@@ -202,14 +203,14 @@ pub fn route<'s, 'p>(
     method: &Method,
     path: &'p str,
 ) -> Result<Routing<'s, 'p>, Rejection> {
-    let policy_mode = snapshot.config.policy.mode;
     let Some(spec) = &snapshot.spec else {
+        let route = snapshot.routes.unrouted();
         return Ok(Routing::Target(Target {
             operation: None,
             template: None,
             path_values: Vec::new(),
-            requirement: &snapshot.auth.unrouted,
-            mode: policy_mode,
+            requirement: &route.requirement,
+            mode: route.mode,
         }));
     };
     Ok(match spec.router.route(method, path)? {
@@ -218,13 +219,16 @@ pub fn route<'s, 'p>(
             index,
             template,
             values,
-        } => Routing::Target(Target {
-            operation: Some(&spec.operations[index]),
-            template: Some(template),
-            path_values: values,
-            requirement: &snapshot.auth.requirements[index],
-            mode: snapshot.auth.modes[index].unwrap_or(policy_mode),
-        }),
+        } => {
+            let route = snapshot.routes.operation(index);
+            Routing::Target(Target {
+                operation: Some(&spec.operations[index]),
+                template: Some(template),
+                path_values: values,
+                requirement: &route.requirement,
+                mode: route.mode,
+            })
+        }
     })
 }
 
@@ -233,7 +237,7 @@ fn without_query_credentials(uri: &Uri, snapshot: &Snapshot) -> Option<Uri> {
     if snapshot.config.policy.forward_credentials {
         return None;
     }
-    crate::forward::without_query_credentials(uri, &snapshot.auth.credential_locations)
+    crate::forward::without_query_credentials(uri, &snapshot.credentials)
 }
 
 /// In shadow mode a limit or validation failure is kept on the trail (logged and counted)

@@ -1,7 +1,7 @@
-//! Stages 3 and 4, authenticate and authorize (design §1–§3). Each operation's security
-//! requirement is resolved once at load — `policy.operations`, else the spec's own
-//! `security`, else `policy.default`, else public — and every scheme it names must be bound
-//! to a verifier, or the load fails. Per request, alternatives are tried in order: a
+//! Stages 3 and 4, authenticate and authorize (design §1–§3), against the requirement
+//! `policy` resolved for the operation. Each scheme is bound to a verifier here, and a bound
+//! scheme must read the credential where the spec says clients send it. Per request,
+//! alternatives are tried in order: a
 //! credential that is absent moves on to the next alternative, a credential that is present
 //! but fails verification ends the request with 401. Identities are never merged across
 //! alternatives, and each scheme's scopes are checked against its own credential.
@@ -23,9 +23,9 @@ pub use self::api_key::KeyLocation;
 use self::api_key::{ApiKeyVerifier, KeyError};
 use self::jwt::{JwtError, JwtVerifier};
 use self::keystore::KeyStore;
-use crate::config::{Alternative, Config, Mode, SchemeConfig};
-use crate::limit::RateLimits;
+use crate::config::{Config, RateLimit, SchemeConfig};
 use crate::metrics::Metrics;
+use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
 use crate::spec::{Operation, Spec};
 use crate::trail::Trail;
@@ -44,9 +44,6 @@ impl Verifier {
     }
 }
 
-/// Alternatives (OR), each a list of (scheme, required scopes) that must all pass (AND).
-pub type Requirement = Vec<Vec<(Arc<str>, Vec<String>)>>;
-
 /// Who the request is, once authenticated and authorised.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -55,21 +52,10 @@ pub struct Principal {
     pub scopes: Vec<String>,
 }
 
-/// The verifiers and every operation's resolved requirement.
+/// The verifier bound to each scheme name.
 #[derive(Debug)]
 pub struct Auth {
     verifiers: BTreeMap<Arc<str>, Verifier>,
-    /// By operation index.
-    pub requirements: Vec<Requirement>,
-    /// By operation index: the long-form policy's `mode`, overriding `policy.mode`.
-    pub modes: Vec<Option<Mode>>,
-    /// For requests when no spec is configured.
-    pub unrouted: Requirement,
-    /// Where API keys travel; each is stripped from forwarded requests (with
-    /// `Authorization`) unless `forward_credentials`.
-    pub credential_locations: Vec<KeyLocation>,
-    /// Stage 5: per-client and per-key rate limits.
-    pub limits: RateLimits,
 }
 
 impl Auth {
@@ -79,16 +65,16 @@ impl Auth {
         verifiers(config, metrics, None).1
     }
 
-    /// Builds the verifiers and resolves every requirement; reports all problems at once.
-    /// What `previous` (the serving snapshot's) built from unchanged definitions is carried
-    /// over: verified keys and tokens, rate-limit buckets.
+    /// Builds the verifiers and checks how they bind to the spec's schemes; reports all
+    /// problems at once. What `previous` (the serving snapshot's) built from unchanged
+    /// definitions is carried over: verified keys and tokens.
     pub fn load(
         config: &Config,
         spec: Option<&Spec>,
         metrics: &Arc<Metrics>,
         previous: Option<&Auth>,
     ) -> Result<Auth, Vec<String>> {
-        let (auth, policy) = (&config.auth, &config.policy);
+        let policy = &config.policy;
         let (verifiers, mut problems) = verifiers(config, metrics, previous);
         for (name, verifier) in &verifiers {
             if let Verifier::ApiKey(key) = verifier
@@ -106,132 +92,34 @@ impl Auth {
         if let Some(spec) = spec {
             check_bindings(&spec.security_schemes, &verifiers, &mut problems);
         }
-        let mut unbound: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut compile = |security: &[Alternative], context: &str| -> Requirement {
-            security
-                .iter()
-                .map(|alternative| {
-                    // Bearer schemes first: a request without a valid token never costs a hash.
-                    let mut ordered: Vec<_> = alternative.iter().collect();
-                    ordered.sort_by_key(|(scheme, _)| {
-                        !verifiers
-                            .get(scheme.as_str())
-                            .is_some_and(|v: &Verifier| v.is_bearer())
-                    });
-                    ordered
-                        .into_iter()
-                        .filter_map(|(scheme, scopes)| {
-                            match verifiers.get_key_value(scheme.as_str()) {
-                                Some((name, _)) => Some((name.clone(), scopes.clone())),
-                                None => {
-                                    unbound
-                                        .entry(scheme.clone())
-                                        .or_default()
-                                        .push(context.to_owned());
-                                    None
-                                }
-                            }
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        let default = policy.default.clone().unwrap_or_default();
-        let unrouted = compile(&default, "policy.default");
-        let mut requirements = Vec::new();
-        let mut modes = Vec::new();
-        let mut used = std::collections::HashSet::new();
-        if let Some(spec) = spec {
-            for operation in &spec.operations {
-                let long_name = operation.long_name();
-                let overlay = policy
-                    .operations
-                    .get(operation.id.as_ref())
-                    .map(|p| (operation.id.to_string(), p))
-                    .or_else(|| {
-                        policy
-                            .operations
-                            .get(&long_name)
-                            .map(|p| (long_name.clone(), p))
-                    });
-                let (security, context) = match (&overlay, &operation.security) {
-                    (Some((key, policy)), _) => {
-                        used.insert(key.clone());
-                        (
-                            policy.security().to_vec(),
-                            format!("policy.operations.{key}"),
-                        )
-                    }
-                    (None, Some(security)) => (
-                        security.clone(),
-                        format!("spec security of `{}`", operation.id),
-                    ),
-                    (None, None) => (default.clone(), "policy.default".to_owned()),
-                };
-                requirements.push(compile(&security, &context));
-                modes.push(overlay.and_then(|(_, policy)| policy.mode()));
-            }
-            for key in policy.operations.keys() {
-                if !used.contains(key) {
-                    problems.push(unknown_operation(
-                        key,
-                        policy.operation_lines.get(key),
-                        spec,
-                    ));
-                }
-            }
-        } else if !policy.operations.is_empty() {
-            problems.push(
-                "policy.operations needs an `openapi` document to name operations".to_owned(),
-            );
-        }
-        // An unbound scheme is dropped from its alternative above; the load must then fail,
-        // or the alternative would read as public.
-        // A configured scheme that failed to build has its own problem above.
-        unbound.retain(|scheme, _| !auth.schemes.contains_key(scheme));
-        for (scheme, users) in unbound {
-            let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
-            let more = match users.len() {
-                0..=3 => String::new(),
-                n => format!(" and {} more", n - 3),
-            };
-            problems.push(format!(
-                "security scheme `{scheme}` is not bound in `auth.schemes` (used by {}{more}); \
-                 add a verifier for it",
-                shown.join(", ")
-            ));
-        }
         if problems.is_empty() {
-            let key_limits: Vec<_> = verifiers
-                .values()
-                .flat_map(|v| match v {
-                    Verifier::ApiKey(verifier) => verifier.rate_limits(),
-                    Verifier::Jwt(_) => Vec::new(),
-                })
-                .collect();
-            let limits = RateLimits::new(
-                policy.client_rate_limit.as_ref(),
-                &key_limits,
-                previous.map(|p| &p.limits),
-            )?;
-            let credential_locations = verifiers
-                .values()
-                .filter_map(|v| match v {
-                    Verifier::ApiKey(verifier) => Some(verifier.location.clone()),
-                    Verifier::Jwt(_) => None,
-                })
-                .collect();
-            Ok(Auth {
-                limits,
-                credential_locations,
-                verifiers,
-                requirements,
-                modes,
-                unrouted,
-            })
+            Ok(Auth { verifiers })
         } else {
             Err(problems)
         }
+    }
+
+    /// Every key that has its own `rate_limit`: (key id, limit).
+    pub fn key_rate_limits(&self) -> Vec<(String, RateLimit)> {
+        self.verifiers
+            .values()
+            .flat_map(|v| match v {
+                Verifier::ApiKey(verifier) => verifier.rate_limits(),
+                Verifier::Jwt(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Where API keys travel; each is stripped from forwarded requests (with
+    /// `Authorization`) unless `forward_credentials`.
+    pub fn credential_locations(&self) -> Vec<KeyLocation> {
+        self.verifiers
+            .values()
+            .filter_map(|v| match v {
+                Verifier::ApiKey(verifier) => Some(verifier.location.clone()),
+                Verifier::Jwt(_) => None,
+            })
+            .collect()
     }
 
     /// Stages 3 and 4: the first alternative whose credentials are all present, valid and
@@ -242,7 +130,7 @@ impl Auth {
         caller: &Caller<'_>,
         trail: &mut Trail,
     ) -> Result<Option<Principal>, Rejection> {
-        if requirement.is_empty() || requirement.iter().any(Vec::is_empty) {
+        if requirement.is_public() {
             trail.note(Stage::Authenticate, || {
                 "public: no credentials required".to_owned()
             });
@@ -253,12 +141,12 @@ impl Auth {
             bearer: bearer_token(caller.headers)?,
         };
         let mut missing_scopes: Option<(Vec<String>, bool)> = None;
-        'alternatives: for (number, alternative) in requirement.iter().enumerate() {
+        'alternatives: for (number, alternative) in requirement.alternatives().iter().enumerate() {
             trail.note(Stage::Authenticate, || {
                 format!(
                     "alternative {}: {}",
                     number + 1,
-                    describe_alternative(alternative)
+                    crate::policy::describe_alternative(alternative)
                 )
             });
             let mut principal = Principal::default();
@@ -406,16 +294,6 @@ impl Auth {
     }
 }
 
-/// `bearer[predict] AND api_key[]`: one alternative as `moat check` and `moat explain`
-/// print it.
-pub fn describe_alternative(alternative: &[(Arc<str>, Vec<String>)]) -> String {
-    alternative
-        .iter()
-        .map(|(scheme, scopes)| format!("{scheme}[{}]", scopes.join(" ")))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
 /// What stages 3–4 read from a request, and the request id their log lines carry.
 pub struct Caller<'r> {
     pub headers: &'r HeaderMap,
@@ -429,63 +307,6 @@ pub struct Caller<'r> {
 struct Request<'r> {
     caller: &'r Caller<'r>,
     bearer: Option<&'r str>,
-}
-
-/// A `policy.operations` key that names no operation: where it is, what it may have meant
-/// (a near operationId, or the spec's template when only parameter names differ), and the
-/// operations there are.
-fn unknown_operation(key: &str, line: Option<&usize>, spec: &Spec) -> String {
-    let at = line
-        .map(|line| format!(" (line {line})"))
-        .unwrap_or_default();
-    let shape = |name: &str| {
-        let mut out = String::new();
-        let mut in_param = false;
-        for c in name.chars() {
-            match c {
-                '{' => in_param = true,
-                '}' => {
-                    in_param = false;
-                    out.push_str("{}");
-                }
-                _ if !in_param => out.push(c),
-                _ => {}
-            }
-        }
-        out
-    };
-    let same_shape = spec
-        .operations
-        .iter()
-        .map(Operation::long_name)
-        .find(|long| shape(long) == shape(key));
-    let hint = match same_shape {
-        Some(long) => format!(
-            "; the spec names this path's parameters differently: write `\"{long}\"` (the \
-             template must use the spec's own parameter names)"
-        ),
-        None => spec
-            .operations
-            .iter()
-            .flat_map(|o| [o.id.to_string(), o.long_name()])
-            .map(|name| (strsim::damerau_levenshtein(key, &name), name))
-            .filter(|(distance, name)| *distance <= 3.max(name.len() / 4))
-            .min_by_key(|(distance, _)| *distance)
-            .map(|(_, name)| format!("; did you mean `{name}`?"))
-            .unwrap_or_default(),
-    };
-    let ids: Vec<&str> = spec.operations.iter().map(|o| &*o.id).take(12).collect();
-    let more = spec.operations.len().saturating_sub(ids.len());
-    let more = if more > 0 {
-        format!(" and {more} more (`moat check` lists them)")
-    } else {
-        String::new()
-    };
-    format!(
-        "policy.operations.{key}{at}: no operation has this operationId or `METHOD /template`{hint} \
-         (the spec's operationIds: {}{more})",
-        ids.join(", ")
-    )
 }
 
 /// A key's `operations` allowlist admits the operation (by operationId or `METHOD /template`).
