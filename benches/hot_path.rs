@@ -2,6 +2,7 @@
 //! 288-operation OpenAI spec, strict JSON + schema validation of a ~1 KiB predict body, and
 //! (once per start) loading the 3 MB OpenAI spec.
 //! Run: `cargo bench --bench hot_path`.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::hint::black_box;
 use std::path::Path;

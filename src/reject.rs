@@ -407,6 +407,7 @@ mod tests {
     /// What a client and a dashboard see, per variant; the challenge a 401/403 carries.
     /// Changing a row is an API change.
     #[test]
+    #[allow(clippy::too_many_lines)] // one row per variant
     fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
         let scope = || "predict".to_owned();
         let table: Vec<(Rejection, u16, &str, &str, Option<&str>)> = vec![

@@ -126,6 +126,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 const TENANT: (&str, &str) = ("x-tenant", "t-1");
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one row per case
 async fn each_stage_refuses_what_it_must_and_admits_the_rest() {
     let world = world("");
     let bearer = |scope: &str, exp: i64| format!("Bearer {}", token(scope, exp));

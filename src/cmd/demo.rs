@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,8 +22,8 @@ use crate::metrics::Metrics;
 use crate::server::{self, Listeners};
 use crate::snapshot::{Snapshot, State};
 
-const CONFIG: &str = include_str!("../config/moat.yaml");
-const SPEC: &str = include_str!("../config/openapi.json");
+const CONFIG: &str = include_str!("../../config/moat.yaml");
+const SPEC: &str = include_str!("../../config/openapi.json");
 
 /// Everything the demo printed banner needs, known once the listeners are bound.
 struct Session {
@@ -82,7 +83,7 @@ pub async fn run(
         _ => return Err("the embedded config has no `bearer` JWT scheme".to_owned()),
     };
 
-    let target = crate::keys::Target {
+    let target = crate::cmd::keys::store::Target {
         store: store.clone(),
         pepper: match config.auth.schemes.get("api_key") {
             Some(SchemeConfig::ApiKey(key)) => {
@@ -92,19 +93,19 @@ pub async fn run(
         },
     };
     let all = ["predict".to_owned(), "generate".to_owned()];
-    let key = crate::keys::new(
+    let key = crate::cmd::keys::store::new(
         &target,
         "demo",
-        &crate::keys::NewKey {
+        &crate::cmd::keys::store::NewKey {
             scopes: &all,
             owner: Some("demo-user"),
             ..Default::default()
         },
     )?;
-    let limited_key = crate::keys::new(
+    let limited_key = crate::cmd::keys::store::new(
         &target,
         "demo-limited",
-        &crate::keys::NewKey {
+        &crate::cmd::keys::store::NewKey {
             scopes: &all[..1],
             rate_limit: Some("1/2"),
             ..Default::default()
@@ -164,6 +165,7 @@ fn token(secret: &str, issuer: &str, scope: &str) -> Result<String, String> {
 
 /// The printed guide: each example is a `# expect NNN: what` line, then one curl command
 /// (the end-to-end test runs them and checks the status).
+#[allow(clippy::too_many_lines)] // a table of examples, one row each
 fn banner(s: &Session) -> String {
     let base = format!("http://{}", s.public);
     let predict = format!("{base}/v1/models/iris:predict");
@@ -413,6 +415,20 @@ fn stream(body: &[u8]) -> Response<ModelBody> {
         http::HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+pub fn main(listen: std::net::SocketAddr, admin_listen: std::net::SocketAddr) -> ExitCode {
+    let _log = crate::telemetry::init();
+    let Some(runtime) = super::serve::multi_thread_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(run(listen, admin_listen, super::serve::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,12 @@
 //! body — without forwarding, and a verdict per stage with its reason from the trail. The report never echoes
 //! header values, the query or the body: they may hold credentials.
 
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -216,5 +222,61 @@ impl Report {
         );
         self.forwarded = true;
         self
+    }
+}
+
+pub fn main(
+    config_path: PathBuf,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    data: Option<String>,
+    client: std::net::IpAddr,
+) -> ExitCode {
+    const UNUSABLE: u8 = 2;
+    let body = match data.as_deref().map(|d| match d.strip_prefix('@') {
+        Some(file) => std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}")),
+        None => Ok(d.as_bytes().to_vec()),
+    }) {
+        Some(Err(error)) => {
+            eprintln!("moat explain: {error}");
+            return ExitCode::from(UNUSABLE);
+        }
+        Some(Ok(body)) => Some(body),
+        None => None,
+    };
+    let snapshot = match Snapshot::load(&config_path, &Arc::new(Metrics::new()), None) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    let input = Input {
+        method,
+        url,
+        headers,
+        body,
+        client,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        return ExitCode::from(UNUSABLE);
+    };
+    match runtime.block_on(explain(&snapshot, &input)) {
+        Ok(report) => {
+            let _ = std::io::stdout().write_all(report.text.as_bytes());
+            if report.forwarded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("moat explain: {error}");
+            ExitCode::from(UNUSABLE)
+        }
     }
 }

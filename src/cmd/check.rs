@@ -1,0 +1,100 @@
+//! `moat check`: load everything exactly as `serve` does and report every problem of every
+//! file at once, or list each operation with its mode and requirement.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::config::{Config, mentions_placeholder};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+pub fn main(config_path: PathBuf) -> ExitCode {
+    // serve's warnings (a group-readable key store, say) belong in the report too.
+    let warnings = tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .compact()
+        .finish();
+    let _warnings = tracing::subscriber::set_default(warnings);
+    match load_for_check(&config_path) {
+        Ok(snapshot) => {
+            let mut out = String::new();
+            let config = &snapshot.config;
+            let _ = writeln!(out, "{}: ok", config_path.display());
+            let _ = writeln!(out, "  listen        {}", config.listen);
+            let _ = writeln!(out, "  admin_listen  {}", config.admin_listen);
+            let _ = writeln!(out, "  upstream      {}", config.upstream.url);
+            if !config.upstream.is_loopback() {
+                let _ = writeln!(out, "  warning: the upstream is not on loopback");
+            }
+            match &snapshot.spec {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  routes        none: every path is forwarded (no `openapi` configured), {}",
+                        snapshot.routes.unrouted().requirement
+                    );
+                }
+                Some(spec) => {
+                    let _ = writeln!(
+                        out,
+                        "  openapi       {} ({} operations)",
+                        spec.version,
+                        spec.operations.len()
+                    );
+                    for (index, operation) in spec.operations.iter().enumerate() {
+                        let route = snapshot.routes.operation(index);
+                        let _ = writeln!(
+                            out,
+                            "  {:<7} {:<50} {:<40} {:<8} {}",
+                            operation.method.as_str(),
+                            operation.template,
+                            operation.id,
+                            route.mode.as_str(),
+                            route.requirement
+                        );
+                    }
+                    for warning in &spec.warnings {
+                        let _ = writeln!(out, "  warning: {warning}");
+                    }
+                }
+            }
+            // Stdout may be a closed pipe (`moat check | head`): not an error worth a panic.
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads as `serve` does, but on a problem goes on as far as it can, so every problem of
+/// every file is reported at once (an unset variable does not hide a broken key store).
+fn load_for_check(config_path: &Path) -> Result<Snapshot, crate::config::ConfigError> {
+    let (config, mut problems) = Config::load_leniently(config_path);
+    let snapshot = config.and_then(|config| {
+        match Snapshot::from_config(config, &Arc::new(Metrics::new()), None) {
+            Ok(snapshot) => Some(snapshot),
+            Err(more) => {
+                let more = more.into_iter().filter(|p| !mentions_placeholder(p));
+                problems.extend(more);
+                None
+            }
+        }
+    });
+    match snapshot {
+        Some(snapshot) if problems.is_empty() => Ok(snapshot),
+        _ => Err(crate::config::ConfigError {
+            file: config_path.to_owned(),
+            problems,
+        }),
+    }
+}

@@ -1,0 +1,170 @@
+//! `moat keys`: the command line of the key store — its arguments and exit codes; the
+//! store edits themselves are in `store`.
+
+pub mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Mint a key: prints it once on stdout and stores only its hash.
+    New {
+        #[arg(long)]
+        id: String,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// RFC 3339 expiry, e.g. 2027-06-01T00:00:00Z.
+        #[arg(long)]
+        expires: Option<String>,
+        /// RFC 3339 time before which the key is refused.
+        #[arg(long)]
+        not_before: Option<String>,
+        /// Free text, logged and forwarded as the subject when no token names one.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Comma-separated operationIds (or `METHOD /template`) the key may call.
+        #[arg(long, value_delimiter = ',')]
+        operations: Vec<String>,
+        /// Comma-separated CIDRs (or addresses) the client must come from.
+        #[arg(long, value_delimiter = ',')]
+        allowed_cidrs: Vec<String>,
+        /// PER_SECOND/BURST, e.g. 50/100.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// Read a key on stdin, print its argon2id PHC hash (with the configured pepper).
+    Hash {
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// List the keys with their state and restrictions (never their hashes in full).
+    List {
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// Disable a key.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// Mint a replacement with the same scopes and restrictions; the old key expires after
+    /// the grace period (never later than it already would).
+    Rotate {
+        id: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// The new key's id (default: ID-r2, ID-r3, ...).
+        #[arg(long)]
+        new_id: Option<String>,
+        /// RFC 3339 expiry of the new key (default: none).
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+}
+
+/// Which store `moat keys` edits: the config's `api_key` scheme, as `serve` reads it.
+#[derive(Debug, Args)]
+pub struct KeyTarget {
+    /// The config whose api_key scheme names the store and pepper (default: $MOAT_CONFIG,
+    /// else config/moat.yaml when it exists).
+    #[arg(long, short, env = "MOAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The api_key scheme, when the config binds several.
+    #[arg(long)]
+    scheme: Option<String>,
+    /// Edit this store file instead of the config's (its pepper still comes from the
+    /// config when a scheme names this store).
+    #[arg(long = "store", env = "MOAT_KEY_STORE")]
+    store: Option<PathBuf>,
+}
+
+impl KeyTarget {
+    fn resolve(&self) -> Result<store::Target, String> {
+        store::Target::resolve(&store::Choice {
+            config: self.config.as_deref(),
+            scheme: self.scheme.as_deref(),
+            store: self.store.as_deref(),
+        })
+    }
+}
+
+pub fn main(command: KeysCommand) -> ExitCode {
+    let outcome = match command {
+        KeysCommand::New {
+            id,
+            scopes,
+            expires,
+            not_before,
+            owner,
+            operations,
+            allowed_cidrs,
+            rate_limit,
+            target,
+        } => target.resolve().and_then(|target| {
+            let key = store::NewKey {
+                scopes: &scopes,
+                owner: owner.as_deref(),
+                expires: expires.as_deref(),
+                not_before: not_before.as_deref(),
+                operations: &operations,
+                allowed_cidrs: &allowed_cidrs,
+                rate_limit: rate_limit.as_deref(),
+            };
+            store::new(&target, &id, &key).map(|key| {
+                println!("{key}");
+                eprintln!(
+                    "stored key `{id}` in {}; the key above is shown only once",
+                    target.store.display()
+                );
+            })
+        }),
+        KeysCommand::Hash { target } => target
+            .resolve()
+            .and_then(|target| store::hash_stdin(&target))
+            .map(|hash| println!("{hash}")),
+        KeysCommand::List { target } => target
+            .resolve()
+            .and_then(|target| store::list(&target.store))
+            .map(|table| print!("{table}")),
+        KeysCommand::Revoke { id, target } => target
+            .resolve()
+            .and_then(|target| store::revoke(&target.store, &id))
+            .map(|()| {
+                eprintln!("revoked `{id}`; a running moat refuses it once it reloads the store");
+            }),
+        KeysCommand::Rotate {
+            id,
+            grace,
+            new_id,
+            expires,
+            target,
+        } => target.resolve().and_then(|target| {
+            store::rotate(&target, &id, grace, new_id.as_deref(), expires.as_deref()).map(
+                |(new_id, key)| {
+                    println!("{key}");
+                    eprintln!(
+                        "stored `{new_id}`; `{id}` expires in {} at the latest",
+                        humantime::format_duration(grace)
+                    );
+                },
+            )
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat keys: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

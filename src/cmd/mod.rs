@@ -1,0 +1,11 @@
+//! The subcommands besides the pipeline itself: each parses nothing (see `cli`) and returns
+//! the exit code its outcome calls for.
+
+pub mod check;
+pub mod demo;
+pub mod env;
+pub mod explain;
+pub mod healthcheck;
+pub mod keys;
+pub mod serve;
+pub mod token;

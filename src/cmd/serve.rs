@@ -1,0 +1,76 @@
+//! `moat serve`: load the configuration, bind, serve until SIGTERM or SIGINT, drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+use crate::server::{self, Listeners};
+use crate::snapshot::{Snapshot, State};
+use crate::telemetry;
+
+/// Exit code of `serve` when the configuration cannot be loaded (EX_USAGE).
+pub const EXIT_BAD_CONFIG: u8 = 64;
+
+pub fn main(config_path: PathBuf) -> ExitCode {
+    let _log = telemetry::init();
+    let metrics = Arc::new(Metrics::new());
+    let snapshot = match Snapshot::load(&config_path, &metrics, None) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot load the configuration");
+            eprintln!("moat: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if !snapshot.config.upstream.is_loopback() {
+        tracing::warn!(
+            upstream = %snapshot.config.upstream.url,
+            "the upstream is not on loopback: make sure its port is not reachable around moat"
+        );
+    }
+    let Some(runtime) = multi_thread_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let state = Arc::new(State::new(snapshot, config_path, metrics));
+        let listeners = match Listeners::bind(&state).await {
+            Ok(listeners) => listeners,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot bind the listeners");
+                eprintln!("moat: cannot bind the listeners: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let (Ok(public), Ok(admin)) = (listeners.public_addr(), listeners.admin_addr()) {
+            tracing::info!(listen = %public, admin = %admin, "listening");
+        }
+        server::serve(state, listeners, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// The runtime `serve` and `demo` run on; `None` (said on stderr) when it cannot start.
+pub fn multi_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|error| eprintln!("moat: cannot start the runtime: {error}"))
+        .ok()
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop moat with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
