@@ -7,23 +7,24 @@
 //! alternatives, and each scheme's scopes are checked against its own credential.
 
 pub mod api_key;
+mod authorize;
+mod bind;
+mod extract;
 pub mod jwt;
 pub mod keystore;
 pub mod store_edit;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
 
+use self::api_key::ApiKeyVerifier;
 pub use self::api_key::KeyLocation;
-use self::api_key::{ApiKeyVerifier, KeyError};
+use self::authorize::{Denied, authorize};
 use self::jwt::{JwtError, JwtVerifier};
-use self::keystore::KeyStore;
-use crate::config::{Config, RateLimit, SchemeConfig};
+use crate::config::{Config, RateLimit};
 use crate::metrics::Metrics;
 use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
@@ -36,12 +37,6 @@ pub enum Verifier {
     /// Shared with the previous snapshot when a reload changed nothing it was built from.
     Jwt(Arc<JwtVerifier>),
     ApiKey(Box<ApiKeyVerifier>),
-}
-
-impl Verifier {
-    fn is_bearer(&self) -> bool {
-        matches!(self, Verifier::Jwt(_))
-    }
 }
 
 /// Who the request is, once authenticated and authorised.
@@ -62,7 +57,7 @@ impl Auth {
     /// The problems of the schemes alone (key stores, key files, JWKS): what can still be
     /// checked when the spec they would be bound to failed to load.
     pub fn check_schemes(config: &Config, metrics: &Arc<Metrics>) -> Vec<String> {
-        verifiers(config, metrics, None).1
+        bind::verifiers(config, metrics, None).1
     }
 
     /// Builds the verifiers and checks how they bind to the spec's schemes; reports all
@@ -75,7 +70,7 @@ impl Auth {
         previous: Option<&Auth>,
     ) -> Result<Auth, Vec<String>> {
         let policy = &config.policy;
-        let (verifiers, mut problems) = verifiers(config, metrics, previous);
+        let (verifiers, mut problems) = bind::verifiers(config, metrics, previous);
         for (name, verifier) in &verifiers {
             if let Verifier::ApiKey(key) = verifier
                 && !matches!(key.location, KeyLocation::Header(_))
@@ -90,7 +85,7 @@ impl Auth {
             }
         }
         if let Some(spec) = spec {
-            check_bindings(&spec.security_schemes, &verifiers, &mut problems);
+            bind::check_bindings(&spec.security_schemes, &verifiers, &mut problems);
         }
         if problems.is_empty() {
             Ok(Auth { verifiers })
@@ -123,7 +118,10 @@ impl Auth {
     }
 
     /// Stages 3 and 4: the first alternative whose credentials are all present, valid and
-    /// carry the required scopes. `Ok(None)` for a public operation.
+    /// allowed. An absent credential moves on to the next alternative; a present one that
+    /// fails verification is final (401), as is a key whose allowlist lacks the operation
+    /// (403); missing scopes try the next alternative and end in 403 if none passes.
+    /// `Ok(None)` for a public operation.
     pub async fn check(
         &self,
         requirement: &Requirement,
@@ -138,7 +136,8 @@ impl Auth {
         }
         let request = Request {
             caller,
-            bearer: bearer_token(caller.headers)?,
+            bearer: extract::bearer_token(caller.headers)?,
+            refusal: std::sync::OnceLock::new(),
         };
         let mut missing_scopes: Option<(Vec<String>, bool)> = None;
         'alternatives: for (number, alternative) in requirement.alternatives().iter().enumerate() {
@@ -149,30 +148,34 @@ impl Auth {
                     crate::policy::describe_alternative(alternative)
                 )
             });
+            // Identities are joined only within one alternative (its schemes are ANDed).
             let mut principal = Principal::default();
             for (scheme, required) in alternative {
-                let Some(granted) = self
-                    .credential(scheme, &request, &mut principal, trail)
-                    .await?
-                else {
-                    continue 'alternatives;
+                let identity = match self.authenticate(scheme, &request, trail).await {
+                    Outcome::Absent => continue 'alternatives,
+                    Outcome::Refused(rejection) => return Err(rejection),
+                    Outcome::Valid(identity) => identity,
                 };
-                if required.iter().any(|s| !granted.contains(s)) {
-                    trail.note(Stage::Authenticate, || {
-                        let missing: Vec<&str> = required
-                            .iter()
-                            .filter(|s| !granted.contains(s))
-                            .map(String::as_str)
-                            .collect();
-                        format!("  {scheme}: missing scopes [{}]", missing.join(" "))
-                    });
-                    let bearer = self.verifiers.get(scheme).is_some_and(Verifier::is_bearer);
-                    missing_scopes.get_or_insert_with(|| (required.clone(), bearer));
-                    continue 'alternatives;
-                }
-                for scope in granted {
-                    if !principal.scopes.contains(&scope) {
-                        principal.scopes.push(scope);
+                match authorize(&identity, required, caller.operation) {
+                    Ok(()) => principal.absorb(identity),
+                    Err(Denied::OperationNotAllowed) => {
+                        let key = identity.key_id.as_deref().unwrap_or("-");
+                        trail.note(Stage::Authorize, || {
+                            format!("  {scheme}: key `{key}` may not call this operation")
+                        });
+                        tracing::info!(
+                            request_id = caller.request_id,
+                            key_id = key,
+                            "operation not in the key's allowlist"
+                        );
+                        return Err(Rejection::OperationNotAllowed);
+                    }
+                    Err(Denied::MissingScopes(missing)) => {
+                        trail.note(Stage::Authorize, || {
+                            format!("  {scheme}: missing scopes [{}]", missing.join(" "))
+                        });
+                        missing_scopes.get_or_insert_with(|| (required.clone(), identity.bearer));
+                        continue 'alternatives;
                     }
                 }
             }
@@ -187,109 +190,141 @@ impl Auth {
         })
     }
 
-    /// One scheme's credential: `Ok(None)` when the request carries none (try the next
-    /// alternative), its scopes when valid, a final rejection when present but invalid.
-    async fn credential(
+    /// One scheme's verdict on the request, in Oathkeeper's terms.
+    async fn authenticate(
         &self,
         scheme: &Arc<str>,
         request: &Request<'_>,
-        principal: &mut Principal,
         trail: &mut Trail,
-    ) -> Result<Option<Vec<String>>, Rejection> {
-        match self.verifiers.get(scheme) {
-            Some(Verifier::Jwt(verifier)) => {
-                let Some(token) = request.bearer else {
-                    trail.note(Stage::Authenticate, || {
-                        format!("  {scheme}: no bearer token; next alternative")
-                    });
-                    return Ok(None);
-                };
-                let mut verified = verifier.verify(token);
-                // An unknown `kid` may be a key the provider just rotated in.
-                if verified.as_ref().is_err_and(|e| *e == JwtError::UnknownKey)
-                    && verifier.refresh().await
-                {
-                    verified = verifier.verify(token);
+    ) -> Outcome {
+        let outcome = match self.verifiers.get(scheme) {
+            Some(Verifier::Jwt(verifier)) => bearer(verifier, request).await,
+            Some(Verifier::ApiKey(verifier)) => key(verifier, request).await,
+            None => Outcome::Refused(Rejection::Internal(Stage::Authenticate)),
+        };
+        trail.note(Stage::Authenticate, || match &outcome {
+            Outcome::Absent => format!(
+                "  {scheme}: no {}; next alternative",
+                match self.verifiers.get(scheme) {
+                    Some(Verifier::Jwt(_)) => "bearer token",
+                    _ => "API key",
                 }
-                let verified = verified.map_err(|error| {
-                    trail.note(Stage::Authenticate, || {
-                        format!("  {scheme}: token refused: {}", error.reason())
-                    });
-                    tracing::info!(
-                        request_id = request.caller.request_id,
-                        scheme = &**scheme,
-                        reason = error.reason(),
-                        "bearer token refused"
-                    );
-                    Rejection::from(error)
-                })?;
-                principal.subject = Some(verified.subject.clone());
-                trail.note(Stage::Authenticate, || {
-                    format!(
-                        "  {scheme}: valid token, subject `{}`, scopes [{}]",
-                        verified.subject,
-                        verified.scopes.join(" ")
-                    )
-                });
-                Ok(Some(verified.scopes.clone()))
+            ),
+            Outcome::Refused(rejection) => format!(
+                "  {scheme}: {}",
+                request
+                    .refusal
+                    .get()
+                    .map_or(rejection.code(), String::as_str)
+            ),
+            Outcome::Valid(identity) => match &identity.key_id {
+                Some(id) => format!(
+                    "  {scheme}: valid key `{id}`, scopes [{}]",
+                    identity.scopes.join(" ")
+                ),
+                None => format!(
+                    "  {scheme}: valid token, subject `{}`, scopes [{}]",
+                    identity.subject.as_deref().unwrap_or("-"),
+                    identity.scopes.join(" ")
+                ),
+            },
+        });
+        outcome
+    }
+}
+
+/// What one scheme made of a request.
+#[derive(Debug)]
+enum Outcome {
+    /// The request carries no credential for this scheme: try the next alternative.
+    Absent,
+    Valid(Identity),
+    /// The credential is present and failed: final, never a fall-through.
+    Refused(Rejection),
+}
+
+/// A verified credential: who, and what it may do.
+#[derive(Debug, Default)]
+pub struct Identity {
+    pub subject: Option<String>,
+    pub key_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// A key's `operations` allowlist.
+    pub allowed_operations: Option<Vec<String>>,
+    /// A bearer token (whose 403 carries an RFC 6750 challenge), not an API key.
+    pub bearer: bool,
+}
+
+impl Principal {
+    /// Joins a credential of the same alternative: the token's subject wins over a key's
+    /// owner, scopes are the union.
+    fn absorb(&mut self, identity: Identity) {
+        if identity.bearer || self.subject.is_none() {
+            self.subject = identity.subject.or(self.subject.take());
+        }
+        if identity.key_id.is_some() {
+            self.key_id = identity.key_id;
+        }
+        for scope in identity.scopes {
+            if !self.scopes.contains(&scope) {
+                self.scopes.push(scope);
             }
-            Some(Verifier::ApiKey(verifier)) => {
-                let Some(key) = api_key(request, &verifier.location)? else {
-                    trail.note(Stage::Authenticate, || {
-                        format!("  {scheme}: no API key; next alternative")
-                    });
-                    return Ok(None);
-                };
-                let record =
-                    verifier
-                        .verify(&key, request.caller.client)
-                        .await
-                        .map_err(|error| {
-                            trail.note(Stage::Authenticate, || {
-                                format!("  {scheme}: key refused: {}", error.reason())
-                            });
-                            // The id of a well-formed key is not a secret; the rest of it is.
-                            tracing::info!(
-                                request_id = request.caller.request_id,
-                                key_id = keystore::parse_key(&key).unwrap_or("-"),
-                                scheme = &**scheme,
-                                reason = error.reason(),
-                                "API key refused"
-                            );
-                            match error {
-                                KeyError::Overloaded => Rejection::Overloaded,
-                                KeyError::Fault => Rejection::Internal(Stage::Authenticate),
-                                _ => Rejection::InvalidApiKey,
-                            }
-                        })?;
-                if !allows(&record, request.caller.operation) {
-                    trail.note(Stage::Authenticate, || {
-                        format!(
-                            "  {scheme}: key `{}` may not call this operation",
-                            record.id
-                        )
-                    });
-                    tracing::info!(
-                        request_id = request.caller.request_id,
-                        key_id = %record.id,
-                        "operation not in the key's allowlist"
-                    );
-                    return Err(Rejection::OperationNotAllowed);
-                }
-                trail.note(Stage::Authenticate, || {
-                    format!(
-                        "  {scheme}: valid key `{}`, scopes [{}]",
-                        record.id,
-                        record.scopes.join(" ")
-                    )
-                });
-                principal.key_id = Some(record.id.clone());
-                if principal.subject.is_none() {
-                    principal.subject = record.owner.clone();
-                }
-                Ok(Some(record.scopes.clone()))
-            }
-            None => Err(Rejection::Internal(Stage::Authenticate)),
+        }
+    }
+}
+
+async fn bearer(verifier: &JwtVerifier, request: &Request<'_>) -> Outcome {
+    let Some(token) = request.bearer else {
+        return Outcome::Absent;
+    };
+    let mut verified = verifier.verify(token);
+    // An unknown `kid` may be a key the provider just rotated in.
+    if verified.as_ref().is_err_and(|e| *e == JwtError::UnknownKey) && verifier.refresh().await {
+        verified = verifier.verify(token);
+    }
+    match verified {
+        Ok(verified) => Outcome::Valid(Identity {
+            subject: Some(verified.subject.clone()),
+            scopes: verified.scopes.clone(),
+            bearer: true,
+            ..Identity::default()
+        }),
+        Err(error) => {
+            request.refused(format!("token refused: {}", error.reason()));
+            tracing::info!(
+                request_id = request.caller.request_id,
+                reason = error.reason(),
+                "bearer token refused"
+            );
+            Outcome::Refused(Rejection::from(error))
+        }
+    }
+}
+
+async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
+    let key = match extract::api_key(request.caller, &verifier.location) {
+        Ok(Some(key)) => key,
+        Ok(None) => return Outcome::Absent,
+        Err(rejection) => return Outcome::Refused(rejection),
+    };
+    match verifier.verify(&key, request.caller.client).await {
+        Ok(record) => Outcome::Valid(Identity {
+            subject: record.owner.clone(),
+            key_id: Some(record.id.clone()),
+            scopes: record.scopes.clone(),
+            allowed_operations: record.operations.clone(),
+            bearer: false,
+        }),
+        Err(error) => {
+            request.refused(format!("key refused: {}", error.reason()));
+            // The id of a well-formed key is not a secret; the rest of it is.
+            tracing::info!(
+                request_id = request.caller.request_id,
+                key_id = keystore::parse_key(&key).unwrap_or("-"),
+                reason = error.reason(),
+                "API key refused"
+            );
+            Outcome::Refused(Rejection::from(error))
         }
     }
 }
@@ -303,127 +338,17 @@ pub struct Caller<'r> {
     pub request_id: &'r str,
 }
 
-/// A caller and its bearer token, read once.
+/// A caller and its bearer token, read once; the reason a credential was refused, for the
+/// explain trail (set at most once: a refusal ends the request).
 struct Request<'r> {
     caller: &'r Caller<'r>,
     bearer: Option<&'r str>,
+    refusal: std::sync::OnceLock<String>,
 }
 
-/// A key's `operations` allowlist admits the operation (by operationId or `METHOD /template`).
-fn allows(record: &keystore::KeyRecord, operation: Option<&Operation>) -> bool {
-    let (Some(allowed), Some(operation)) = (&record.operations, operation) else {
-        return true;
-    };
-    let long_name = operation.long_name();
-    allowed
-        .iter()
-        .any(|o| **o == *operation.id || *o == long_name)
-}
-
-/// A verifier per configured scheme, and a problem for each that cannot be built. Each
-/// takes over what `previous`'s verifier of the same name holds, where still valid.
-fn verifiers(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    previous: Option<&Auth>,
-) -> (BTreeMap<Arc<str>, Verifier>, Vec<String>) {
-    let mut problems = Vec::new();
-    let mut verifiers = BTreeMap::new();
-    let workers = config.limits.hash_workers;
-    for (name, scheme) in &config.auth.schemes {
-        let before = previous.and_then(|p| p.verifiers.get(name.as_str()));
-        let verifier = match (scheme, before) {
-            (SchemeConfig::Jwt(config), Some(Verifier::Jwt(old)))
-                if old.unchanged_remote(config) =>
-            {
-                Ok(Verifier::Jwt(old.clone()))
-            }
-            (SchemeConfig::Jwt(config), before) => JwtVerifier::new(config).map(|new| {
-                Verifier::Jwt(match before {
-                    Some(Verifier::Jwt(old)) => new.or_previous(old),
-                    _ => Arc::new(new),
-                })
-            }),
-            (SchemeConfig::ApiKey(config), before) => KeyStore::load(&config.store)
-                .map_err(|p| p.join("; "))
-                .and_then(|store| ApiKeyVerifier::new(config, store, workers))
-                .map(|new| {
-                    let new = new.with_metrics(metrics.clone());
-                    Verifier::ApiKey(Box::new(match before {
-                        Some(Verifier::ApiKey(old)) => new.inherit(old),
-                        _ => new,
-                    }))
-                }),
-        };
-        match verifier {
-            Ok(verifier) => {
-                verifiers.insert(Arc::from(name.as_str()), verifier);
-            }
-            Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
-        }
-    }
-    (verifiers, problems)
-}
-
-/// A scheme the spec declares must be bound to a verifier that reads the credential where
-/// the spec says clients send it; anything else would refuse every well-behaved client or,
-/// worse, check something other than what the spec promises.
-fn check_bindings(
-    declared: &serde_json::Map<String, serde_json::Value>,
-    verifiers: &BTreeMap<Arc<str>, Verifier>,
-    problems: &mut Vec<String>,
-) {
-    for (name, verifier) in verifiers {
-        let Some(scheme) = declared.get(name.as_ref()) else {
-            continue;
-        };
-        let kind = scheme
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default();
-        let http_scheme = scheme
-            .get("scheme")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default();
-        match verifier {
-            Verifier::Jwt(_) => {
-                let bearer = (kind == "http" && http_scheme.eq_ignore_ascii_case("bearer"))
-                    || kind == "oauth2"
-                    || kind == "openIdConnect";
-                if !bearer {
-                    problems.push(format!(
-                        "auth.schemes.{name}: the spec declares `{name}` as `{kind}`, which a JWT \
-                         verifier cannot check; bind it to `type: api_key` or fix the spec"
-                    ));
-                }
-            }
-            Verifier::ApiKey(key) => {
-                let location = scheme
-                    .get("in")
-                    .and_then(|t| t.as_str())
-                    .unwrap_or_default();
-                let param = scheme
-                    .get("name")
-                    .and_then(|t| t.as_str())
-                    .unwrap_or_default();
-                let (place, configured) = key.location.spec_terms();
-                let same_name = if place == "header" {
-                    param.eq_ignore_ascii_case(configured)
-                } else {
-                    param == configured
-                };
-                if kind != "apiKey" {
-                    problems.push(format!(
-                        "auth.schemes.{name}: the spec declares `{name}` as `{kind}`, not `apiKey`"
-                    ));
-                } else if location != place || !same_name {
-                    problems.push(format!(
-                        "auth.schemes.{name}: the spec sends this key in {location} `{param}`, \
-                         the config reads {place} `{configured}`; set `{location}: {param}`"
-                    ));
-                }
-            }
-        }
+impl Request<'_> {
+    fn refused(&self, reason: String) {
+        let _ = self.refusal.set(reason);
     }
 }
 
@@ -440,63 +365,5 @@ impl Auth {
     }
 }
 
-/// The API key where `location` says: exactly one value, or refused.
-fn api_key<'r>(
-    request: &Request<'r>,
-    location: &KeyLocation,
-) -> Result<Option<Cow<'r, str>>, Rejection> {
-    let values: Vec<Cow<'r, str>> = match location {
-        KeyLocation::Header(name) => request
-            .caller
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| {
-                v.to_str()
-                    .map(Cow::Borrowed)
-                    .map_err(|_| Rejection::InvalidApiKey)
-            })
-            .collect::<Result<_, _>>()?,
-        KeyLocation::Query(name) => {
-            form_urlencoded::parse(request.caller.query.unwrap_or("").as_bytes())
-                .filter(|(key, _)| key == name)
-                .map(|(_, value)| Cow::Owned(value.into_owned()))
-                .collect()
-        }
-        KeyLocation::Cookie(name) => crate::validate::params::cookies(request.caller.headers)
-            .into_iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| Cow::Borrowed(value))
-            .collect(),
-    };
-    match values.len() {
-        0 => Ok(None),
-        1 => Ok(values.into_iter().next()),
-        _ => Err(Rejection::InvalidApiKey),
-    }
-}
-
-/// The bearer token, if the request carries one: exactly one `Authorization` header, scheme
-/// `Bearer` in any case. Another scheme (Basic) counts as no bearer token; two headers are
-/// refused outright, since proxies and servers disagree on which one counts.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(Rejection::InvalidToken);
-    }
-    let value = value.to_str().map_err(|_| Rejection::InvalidToken)?;
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(Rejection::InvalidToken);
-    }
-    Ok(Some(token))
-}
+#[cfg(test)]
+mod tests;

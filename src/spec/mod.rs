@@ -55,6 +55,19 @@ impl Operation {
     pub fn long_name(&self) -> String {
         format!("{} {}", self.method, self.template)
     }
+
+    /// An operation with no parameters, body or security, for unit tests elsewhere.
+    #[cfg(test)]
+    pub fn for_tests(id: &str, method: &str, template: &str) -> Operation {
+        Operation {
+            id: Arc::from(id),
+            method: method.parse().unwrap_or(Method::GET),
+            template: template.to_owned(),
+            params: Params::default(),
+            body: None,
+            security: None,
+        }
+    }
 }
 
 #[derive(Default)]
