@@ -1,5 +1,6 @@
 //! Unit tests of `config`.
 
+use super::vars::variable_references;
 use super::*;
 
 const MINIMAL: &str = "listen: 127.0.0.1:8080\nupstream:\n  url: http://127.0.0.1:8000\n";
