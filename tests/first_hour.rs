@@ -13,20 +13,7 @@ use support::{Moat, Upstream, config, fixture, get, run_moat, text};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-first-hour";
 
-/// A copy of the shipped config/ in a fresh directory; moat runs with it as working dir.
-fn shipped() -> tempfile::TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("config")).unwrap();
-    for file in ["moat.yaml", "keys.yaml", "openapi.json"] {
-        std::fs::copy(
-            root.join("config").join(file),
-            dir.path().join("config").join(file),
-        )
-        .unwrap();
-    }
-    dir
-}
+use support::shipped_config as shipped;
 
 /// `moat ARGS` in `dir` with `env`; the real environment's moat variables left out.
 fn moat_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {

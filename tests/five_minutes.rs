@@ -25,15 +25,7 @@ fn the_five_minute_guide_works_as_written() {
         return;
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir(work.path().join("config")).unwrap();
-    for file in ["moat.yaml", "keys.yaml", "openapi.json"] {
-        std::fs::copy(
-            root.join("config").join(file),
-            work.path().join("config").join(file),
-        )
-        .unwrap();
-    }
+    let work = support::shipped_config();
     let bin = Path::new(env!("CARGO_BIN_EXE_moat")).parent().unwrap();
     let path = format!(
         "{}:{}",

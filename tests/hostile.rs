@@ -15,13 +15,7 @@ use bytes::Bytes;
 use http::Request;
 use support::{Moat, Upstream, config, eventually, get, metric};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::runtime;
 
 /// An HTTP/2 (prior knowledge) client connection to moat, driven in the background.
 async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {

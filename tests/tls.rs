@@ -165,13 +165,7 @@ async fn get(
     Ok((status, version))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use support::runtime;
 
 #[test]
 fn http1_and_http2_are_served_over_tls_by_alpn() {

@@ -691,3 +691,28 @@ pub fn post_json(addr: SocketAddr, target: &str, headers: &[&str], body: &str) -
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A copy of the shipped `config/` (moat.yaml, keys.yaml, openapi.json) in a fresh
+/// directory, to run moat in as its working directory.
+pub fn shipped_config() -> tempfile::TempDir {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("config")).expect("config dir");
+    for file in ["moat.yaml", "keys.yaml", "openapi.json"] {
+        std::fs::copy(
+            root.join("config").join(file),
+            dir.path().join("config").join(file),
+        )
+        .expect("copy the shipped config");
+    }
+    dir
+}
+
+/// A two-thread runtime for tests that drive async clients (h2, hyper) themselves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
