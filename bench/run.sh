@@ -36,6 +36,7 @@ listen: 127.0.0.1:18081
 admin_listen: 127.0.0.1:19090
 upstream:
   url: http://127.0.0.1:18000
+limits: {max_requests_per_connection: 100000}   # as the nginx configs' keepalive_requests
 CONF
 # The same with the FastAPI iris server's OpenAPI document: routing, path-parameter
 # pattern, strict JSON and the predict body schema checked on every request.
@@ -44,6 +45,7 @@ listen: 127.0.0.1:18082
 admin_listen: 127.0.0.1:19091
 upstream:
   url: http://127.0.0.1:18000
+limits: {max_requests_per_connection: 100000}
 openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 CONF
@@ -67,6 +69,7 @@ listen: 127.0.0.1:18083
 admin_listen: 127.0.0.1:19092
 upstream:
   url: http://127.0.0.1:18000
+limits: {max_requests_per_connection: 100000}
 openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 auth:
