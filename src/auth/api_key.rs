@@ -113,7 +113,6 @@ pub struct ApiKeyVerifier {
     /// The previous snapshot's successes (same config, same digest key), read through on a
     /// miss and taken over only for records that did not change.
     inherited: Option<moka::future::Cache<[u8; 32], Verified>>,
-    cache_ttl: Duration,
     refused: moka::sync::Cache<[u8; 32], ()>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -169,7 +168,6 @@ impl ApiKeyVerifier {
                 .time_to_live(config.cache_ttl)
                 .build(),
             inherited: None,
-            cache_ttl: config.cache_ttl,
             refused: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(NEGATIVE_TTL)
@@ -259,7 +257,7 @@ impl ApiKeyVerifier {
     /// A success still within `cache_ttl` of its hash, for this very record: from this
     /// verifier's cache, or inherited from the previous snapshot's if the record is unchanged.
     async fn cached(&self, digest: &[u8; 32], record: &Arc<KeyRecord>) -> Option<Verified> {
-        let fresh = |verified: &Verified| verified.at.elapsed() < self.cache_ttl;
+        let fresh = |verified: &Verified| verified.at.elapsed() < self.config.cache_ttl;
         if let Some(verified) = self.verified.get(digest).await {
             return fresh(&verified).then_some(verified);
         }

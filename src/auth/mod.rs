@@ -1,10 +1,10 @@
 //! Stages 3 and 4, authenticate and authorize (design §1–§3), against the requirement
 //! `policy` resolved for the operation. Each scheme is bound to a verifier here, and a bound
 //! scheme must read the credential where the spec says clients send it. Per request,
-//! alternatives are tried in order: a
-//! credential that is absent moves on to the next alternative, a credential that is present
-//! but fails verification ends the request with 401. Identities are never merged across
-//! alternatives, and each scheme's scopes are checked against its own credential.
+//! alternatives are tried in order: a credential that is absent moves on to the next
+//! alternative, a credential that is present but fails verification ends the request with
+//! 401. Identities are never merged across alternatives, and each scheme's scopes are
+//! checked against its own credential.
 
 pub mod api_key;
 mod authorize;
@@ -137,7 +137,6 @@ impl Auth {
         let request = Request {
             caller,
             bearer: extract::bearer_token(caller.headers)?,
-            refusal: std::sync::OnceLock::new(),
         };
         let mut missing_scopes: Option<(Vec<String>, bool)> = None;
         'alternatives: for (number, alternative) in requirement.alternatives().iter().enumerate() {
@@ -153,7 +152,7 @@ impl Auth {
             for (scheme, required) in alternative {
                 let identity = match self.authenticate(scheme, &request, trail).await {
                     Outcome::Absent => continue 'alternatives,
-                    Outcome::Refused(rejection) => return Err(rejection),
+                    Outcome::Refused { rejection, .. } => return Err(rejection),
                     Outcome::Valid(identity) => identity,
                 };
                 match authorize(&identity, required, caller.operation) {
@@ -200,7 +199,11 @@ impl Auth {
         let outcome = match self.verifiers.get(scheme) {
             Some(Verifier::Jwt(verifier)) => bearer(verifier, request).await,
             Some(Verifier::ApiKey(verifier)) => key(verifier, request).await,
-            None => Outcome::Refused(Rejection::Internal(Stage::Authenticate)),
+            None => Outcome::Refused {
+                rejection: Rejection::Internal(Stage::Authenticate),
+                credential: "scheme",
+                reason: "not bound",
+            },
         };
         trail.note(Stage::Authenticate, || match &outcome {
             Outcome::Absent => format!(
@@ -210,13 +213,9 @@ impl Auth {
                     _ => "API key",
                 }
             ),
-            Outcome::Refused(rejection) => format!(
-                "  {scheme}: {}",
-                request
-                    .refusal
-                    .get()
-                    .map_or(rejection.code(), String::as_str)
-            ),
+            Outcome::Refused {
+                credential, reason, ..
+            } => format!("  {scheme}: {credential} refused: {reason}"),
             Outcome::Valid(identity) => match &identity.key_id {
                 Some(id) => format!(
                     "  {scheme}: valid key `{id}`, scopes [{}]",
@@ -239,8 +238,13 @@ enum Outcome {
     /// The request carries no credential for this scheme: try the next alternative.
     Absent,
     Valid(Identity),
-    /// The credential is present and failed: final, never a fall-through.
-    Refused(Rejection),
+    /// The credential is present and failed: final, never a fall-through. `reason` is for
+    /// the log and `moat explain`; the client sees only the rejection.
+    Refused {
+        rejection: Rejection,
+        credential: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// A verified credential: who, and what it may do.
@@ -290,13 +294,16 @@ async fn bearer(verifier: &JwtVerifier, request: &Request<'_>) -> Outcome {
             ..Identity::default()
         }),
         Err(error) => {
-            request.refused(format!("token refused: {}", error.reason()));
             tracing::info!(
                 request_id = request.caller.request_id,
                 reason = error.reason(),
                 "bearer token refused"
             );
-            Outcome::Refused(Rejection::from(error))
+            Outcome::Refused {
+                rejection: Rejection::from(error),
+                credential: "token",
+                reason: error.reason(),
+            }
         }
     }
 }
@@ -305,7 +312,13 @@ async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
     let key = match extract::api_key(request.caller, &verifier.location) {
         Ok(Some(key)) => key,
         Ok(None) => return Outcome::Absent,
-        Err(rejection) => return Outcome::Refused(rejection),
+        Err(rejection) => {
+            return Outcome::Refused {
+                rejection,
+                credential: "key",
+                reason: "unreadable, or sent more than once",
+            };
+        }
     };
     match verifier.verify(&key, request.caller.client).await {
         Ok(record) => Outcome::Valid(Identity {
@@ -316,7 +329,6 @@ async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
             bearer: false,
         }),
         Err(error) => {
-            request.refused(format!("key refused: {}", error.reason()));
             // The id of a well-formed key is not a secret; the rest of it is.
             tracing::info!(
                 request_id = request.caller.request_id,
@@ -324,7 +336,11 @@ async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
                 reason = error.reason(),
                 "API key refused"
             );
-            Outcome::Refused(Rejection::from(error))
+            Outcome::Refused {
+                rejection: Rejection::from(error),
+                credential: "key",
+                reason: error.reason(),
+            }
         }
     }
 }
@@ -338,18 +354,10 @@ pub struct Caller<'r> {
     pub request_id: &'r str,
 }
 
-/// A caller and its bearer token, read once; the reason a credential was refused, for the
-/// explain trail (set at most once: a refusal ends the request).
+/// A caller and its bearer token, read once.
 struct Request<'r> {
     caller: &'r Caller<'r>,
     bearer: Option<&'r str>,
-    refusal: std::sync::OnceLock<String>,
-}
-
-impl Request<'_> {
-    fn refused(&self, reason: String) {
-        let _ = self.refusal.set(reason);
-    }
 }
 
 impl Auth {
