@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -78,8 +78,11 @@ pub async fn run(
         .map_err(|problems| format!("the embedded config: {}", problems.join("; ")))?;
     // The demo's values live in this process only: a reload from the file could not see them.
     config.watch_files = false;
-    let issuer = match config.auth.schemes.get("bearer") {
-        Some(SchemeConfig::Jwt(jwt)) => jwt.issuer.clone(),
+    let (token, read_only_token) = match config.auth.schemes.get("bearer") {
+        Some(SchemeConfig::Jwt(jwt)) => (
+            session_token(jwt, &["predict", "generate", "models:read"])?,
+            session_token(jwt, &["models:read"])?,
+        ),
         _ => return Err("the embedded config has no `bearer` JWT scheme".to_owned()),
     };
 
@@ -122,8 +125,8 @@ pub async fn run(
     let session = Session {
         public: listeners.public_addr().map_err(|e| e.to_string())?,
         admin: listeners.admin_addr().map_err(|e| e.to_string())?,
-        token: token(&secret, &issuer, "predict generate models:read")?,
-        read_only_token: token(&secret, &issuer, "models:read")?,
+        token,
+        read_only_token,
         key,
         limited_key,
     };
@@ -149,18 +152,19 @@ fn tempfile_dir() -> Result<std::path::PathBuf, String> {
     Ok(dir)
 }
 
-fn token(secret: &str, issuer: &str, scope: &str) -> Result<String, String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    let claims = serde_json::json!({
-        "iss": issuer, "aud": "model-api", "sub": "demo-user",
-        "iat": now, "exp": now + 3600, "scope": scope,
-    });
-    let key =
-        jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).map_err(|e| e.to_string())
+/// An hour's token for the demo user, signed as `moat token` signs, with the session secret.
+fn session_token(jwt: &crate::config::JwtConfig, scopes: &[&str]) -> Result<String, String> {
+    let secret = jwt
+        .secret
+        .as_ref()
+        .ok_or("the demo's bearer scheme has no secret")?;
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let claims = crate::cmd::token::Claims {
+        subject: "demo-user",
+        scopes: &scopes,
+        ttl: Duration::from_secs(3600),
+    };
+    crate::cmd::token::sign(jwt, secret, &claims)
 }
 
 /// The printed guide: each example is a `# expect NNN: what` line, then one curl command

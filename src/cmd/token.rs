@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use crate::config::{Config, JwtConfig, SchemeConfig, mentions_placeholder};
+use crate::config::{Config, JwtConfig, SchemeConfig, Secret, choose_scheme, mentions_placeholder};
 
 /// What goes into the token.
 #[derive(Debug)]
@@ -26,41 +26,11 @@ pub fn mint(
     let (config, problems) = Config::load_leniently(config_path);
     let config =
         config.ok_or_else(|| format!("{}: {}", config_path.display(), problems.join("; ")))?;
-    let jwt_schemes: Vec<(&String, &JwtConfig)> = config
-        .auth
-        .schemes
-        .iter()
-        .filter_map(|(name, s)| match s {
-            SchemeConfig::Jwt(jwt) => Some((name, jwt)),
-            SchemeConfig::ApiKey(_) => None,
-        })
-        .collect();
-    let names = || {
-        jwt_schemes
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (name, jwt) = match (scheme, jwt_schemes.as_slice()) {
-        (Some(wanted), _) => *jwt_schemes
-            .iter()
-            .find(|(name, _)| name.as_str() == wanted)
-            .ok_or_else(|| {
-                format!(
-                    "no `type: jwt` scheme `{wanted}` (jwt schemes: {})",
-                    names()
-                )
-            })?,
-        (None, [one]) => *one,
-        (None, []) => return Err("the config binds no `type: jwt` scheme".to_owned()),
-        (None, _) => {
-            return Err(format!(
-                "several jwt schemes ({}); choose one with --scheme NAME",
-                names()
-            ));
-        }
-    };
+    let schemes = config.auth.schemes_of(|s| match s {
+        SchemeConfig::Jwt(jwt) => Some(jwt),
+        SchemeConfig::ApiKey(_) => None,
+    });
+    let (name, jwt) = choose_scheme(&schemes, scheme, "jwt")?;
     let Some(secret) = &jwt.secret else {
         return Err(format!(
             "auth.schemes.{name} verifies with public keys: `moat token` signs only with an \
@@ -73,12 +43,18 @@ pub fn mint(
             problems.join("; ")
         ));
     }
+    sign(jwt, secret, claims).map_err(|e| format!("auth.schemes.{name}: {e}"))
+}
+
+/// A token `jwt` accepts, signed with its HMAC `secret`: `iss` and the first `aud` from the
+/// scheme, the scopes in its `scope_claim`, with the first HS* algorithm it allows.
+pub fn sign(jwt: &JwtConfig, secret: &Secret, claims: &Claims<'_>) -> Result<String, String> {
     let algorithm = jwt
         .algorithms
         .iter()
         .filter_map(|a| a.parse::<Algorithm>().ok())
         .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        .ok_or_else(|| format!("auth.schemes.{name} allows no HS* algorithm"))?;
+        .ok_or("the scheme allows no HS* algorithm")?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -92,7 +68,6 @@ pub fn mint(
     if !claims.scopes.is_empty() {
         body[&jwt.scope_claim] = serde_json::Value::from(claims.scopes.join(" "));
     }
-    let key = EncodingKey::from_secret(secret.expose().as_bytes())
-        .map_err(|e| format!("auth.schemes.{name}: {e}"))?;
+    let key = EncodingKey::from_secret(secret.expose().as_bytes()).map_err(|e| e.to_string())?;
     jsonwebtoken::encode(&Header::new(algorithm), &body, &key).map_err(|e| e.to_string())
 }

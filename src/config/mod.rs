@@ -181,6 +181,50 @@ pub struct AuthConfig {
     pub schemes: BTreeMap<String, SchemeConfig>,
 }
 
+impl AuthConfig {
+    /// The schemes of one kind (`of_kind` picks `type: jwt` or `type: api_key` ones).
+    pub fn schemes_of<'a, T>(
+        &'a self,
+        of_kind: impl Fn(&'a SchemeConfig) -> Option<&'a T>,
+    ) -> Vec<(&'a str, &'a T)> {
+        self.schemes
+            .iter()
+            .filter_map(|(name, scheme)| of_kind(scheme).map(|s| (name.as_str(), s)))
+            .collect()
+    }
+}
+
+/// The scheme a command works on (`moat keys`, `moat token`): `wanted` by name, else the
+/// only one of its kind; the errors name the schemes there are.
+pub fn choose_scheme<'a, T>(
+    schemes: &[(&'a str, &'a T)],
+    wanted: Option<&str>,
+    kind: &str,
+) -> Result<(&'a str, &'a T), String> {
+    let names = || {
+        let names: Vec<&str> = schemes.iter().map(|(name, _)| *name).collect();
+        names.join(", ")
+    };
+    match (wanted, schemes) {
+        (Some(wanted), _) => schemes
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "no `type: {kind}` scheme `{wanted}` ({kind} schemes: {})",
+                    names()
+                )
+            }),
+        (None, [one]) => Ok(*one),
+        (None, []) => Err(format!("the config binds no `type: {kind}` scheme")),
+        (None, _) => Err(format!(
+            "several {kind} schemes ({}); choose one with --scheme NAME",
+            names()
+        )),
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SchemeConfig {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::auth::api_key::hash_key;
 use crate::auth::keystore::{self, KeyRecord, KeyStore, valid_id};
 use crate::auth::store_edit::StoreText;
-use crate::config::{Config, SchemeConfig, Secret, mentions_placeholder};
+use crate::config::{Config, SchemeConfig, Secret, choose_scheme, mentions_placeholder};
 
 /// The store `moat keys` works on, and the pepper its hashes take.
 #[derive(Debug)]
@@ -75,52 +75,22 @@ impl Target {
                 problems.join("; ")
             ));
         };
-        let schemes: Vec<(&String, &crate::config::ApiKeyConfig)> = config
-            .auth
-            .schemes
-            .iter()
-            .filter_map(|(name, scheme)| match scheme {
-                SchemeConfig::ApiKey(key) => Some((name, key)),
-                SchemeConfig::Jwt(_) => None,
-            })
-            .collect();
-        let names = || {
-            schemes
-                .iter()
-                .map(|(name, _)| name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let schemes = config.auth.schemes_of(|scheme| match scheme {
+            SchemeConfig::ApiKey(key) => Some(key),
+            SchemeConfig::Jwt(_) => None,
+        });
         let chosen = match (choice.scheme, choice.store) {
-            (Some(wanted), _) => Some(
-                schemes
-                    .iter()
-                    .find(|(name, _)| name.as_str() == wanted)
-                    .ok_or_else(|| {
-                        format!(
-                            "{}: no api_key scheme `{wanted}` (api_key schemes: {})",
-                            config_path.display(),
-                            names()
-                        )
-                    })?,
-            ),
-            (None, Some(store)) => schemes.iter().find(|(_, key)| same_file(&key.store, store)),
-            (None, None) => match schemes.as_slice() {
-                [one] => Some(one),
-                [] => {
-                    return Err(format!(
-                        "{}: binds no `type: api_key` scheme; add one, or give --store PATH",
-                        config_path.display()
-                    ));
-                }
-                _ => {
-                    return Err(format!(
-                        "{}: several api_key schemes ({}); choose one with --scheme NAME",
-                        config_path.display(),
-                        names()
-                    ));
-                }
-            },
+            // A store named by path: the scheme that reads it, if any, gives the pepper.
+            (None, Some(store)) => schemes
+                .iter()
+                .find(|(_, key)| same_file(&key.store, store))
+                .copied(),
+            (wanted, _) => Some(choose_scheme(&schemes, wanted, "api_key").map_err(|e| {
+                format!(
+                    "{}: {e} (or give --store PATH to edit a store directly)",
+                    config_path.display()
+                )
+            })?),
         };
         let Some((name, scheme)) = chosen else {
             // A store the config does not name: the pepper can only come from the environment.
