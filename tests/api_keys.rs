@@ -636,14 +636,7 @@ fn revoke_and_rotate_work_on_a_json_store() {
     );
 
     let upstream = Upstream::start();
-    let moat = Moat::start(&config(
-        &upstream.url(),
-        &format!(
-            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
-            fixture("model.yaml"),
-            store.display()
-        ),
-    ));
+    let moat = Moat::start(&support::keyed_config(&upstream, &store));
     assert_eq!(predict(&moat, &rotated).status, 200, "the rotated key");
     assert_eq!(
         predict(&moat, &batch).status,

@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{Moat, Upstream, config, fixture, get, run_moat, text};
+use support::{Moat, Upstream, get, run_moat, text};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-first-hour";
 
@@ -479,14 +479,7 @@ fn auth_log_lines_say_which_request_and_which_key() {
     let store = dir.path().join("keys.yaml");
     let key = support::moat_keys(&store, &["new", "--id", "ops", "--scopes", "predict"]);
     let upstream = Upstream::start();
-    let moat = Moat::start(&config(
-        &upstream.url(),
-        &format!(
-            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
-            fixture("model.yaml"),
-            store.display()
-        ),
-    ));
+    let moat = Moat::start(&support::keyed_config(&upstream, &store));
     // Another secret of the right shape: one character in the middle changed.
     let at = "moat_ops_".len() + 10;
     let swapped = if &key[at..=at] == "A" { "B" } else { "A" };

@@ -8,21 +8,10 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Moat, Upstream, config, eventually, fixture, get, metric, moat_keys};
+use support::{Moat, Upstream, config, eventually, fixture, get, keyed_config, metric, moat_keys};
 
 fn mint(store: &std::path::Path, id: &str) -> String {
     moat_keys(store, &["new", "--id", id, "--scopes", "predict"])
-}
-
-fn keyed_config(upstream: &Upstream, store: &std::path::Path) -> String {
-    config(
-        &upstream.url(),
-        &format!(
-            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
-            fixture("model.yaml"),
-            store.display()
-        ),
-    )
 }
 
 fn list(moat: &Moat, key: &str) -> u16 {

@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Moat, Upstream, config, eventually, fixture, get, metric, moat_keys};
+use support::{Moat, Upstream, config, eventually, get, metric, moat_keys};
 
 fn generation(moat: &Moat) -> u64 {
     metric(moat, "moat_config_generation")
@@ -164,14 +164,7 @@ fn a_reload_keeps_exhausted_buckets_and_verified_keys_and_a_revoke_still_bites()
     let limited =
         std::fs::read_to_string(&store).unwrap() + "    rate_limit: {per_second: 1, burst: 10}\n";
     std::fs::write(&store, limited).unwrap();
-    let text = config(
-        &upstream.url(),
-        &format!(
-            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
-            fixture("model.yaml"),
-            store.display()
-        ),
-    );
+    let text = support::keyed_config(&upstream, &store);
     let moat = Moat::start(&text);
     let call = || get(moat.addr, "/v1/models", &[&format!("X-API-Key: {key}")]).status;
     let statuses: Vec<u16> = (0..11).map(|_| call()).collect();

@@ -716,3 +716,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a runtime")
 }
+
+/// A config in front of `upstream` with the model fixture spec and every operation needing
+/// an API key from `store`.
+pub fn keyed_config(upstream: &Upstream, store: &std::path::Path) -> String {
+    config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
+            fixture("model.yaml"),
+            store.display()
+        ),
+    )
+}
