@@ -1,0 +1,78 @@
+//! `policy`: the requirement where the spec declares none, per-operation overrides and
+//! the mode they are enforced in.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Alternative, RateLimit};
+
+/// `policy.operations` values: a requirement, or the long form with a per-operation mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OperationPolicy {
+    Short(Vec<Alternative>),
+    Long(OperationPolicyLong),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationPolicyLong {
+    pub security: Vec<Alternative>,
+    pub mode: Option<Mode>,
+}
+
+impl OperationPolicy {
+    pub fn security(&self) -> &[Alternative] {
+        match self {
+            OperationPolicy::Short(security) => security,
+            OperationPolicy::Long(long) => &long.security,
+        }
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        match self {
+            OperationPolicy::Short(_) => None,
+            OperationPolicy::Long(long) => long.mode,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    /// The requirement where the spec declares none (and for every request without a spec).
+    pub default: Option<Vec<Alternative>>,
+    /// By operationId or `"METHOD /path/template"`.
+    pub operations: BTreeMap<String, OperationPolicy>,
+    /// Per client address, taken before credentials are checked.
+    pub client_rate_limit: Option<RateLimit>,
+    /// Accept API keys in a query parameter or cookie, where they leak into access logs,
+    /// proxies and browser history. Off: such schemes fail the load.
+    pub allow_api_key_in_query_or_cookie: bool,
+    /// Keep `Authorization` (and API-key headers) on forwarded requests.
+    pub forward_credentials: bool,
+    /// The config line of each `operations` key, for problems that name one.
+    #[serde(skip)]
+    pub operation_lines: BTreeMap<String, usize>,
+}
+
+/// `shadow`: validation failures are logged and counted but the request is forwarded, for
+/// rolling out a stricter spec. Framing limits and routing are always enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+}

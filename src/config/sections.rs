@@ -1,0 +1,113 @@
+//! The listener, upstream, limits, spec and env sections of the config.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use super::de::{duration, secs, upstream_url};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, every client must present a certificate they signed.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(deserialize_with = "upstream_url")]
+    pub url: Uri,
+    #[serde(default = "secs::<2>", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Until the upstream's response headers arrive.
+    #[serde(default = "secs::<60>", deserialize_with = "duration")]
+    pub response_timeout: Duration,
+    /// Between two chunks of a streamed response body.
+    #[serde(default = "secs::<300>", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Below uvicorn's 5 s keep-alive, so a pooled connection is dropped by moat before the
+    /// model closes it under a request in flight.
+    #[serde(default = "secs::<4>", deserialize_with = "duration")]
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_json_depth: usize,
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    pub h2_max_concurrent_streams: u32,
+    /// Requests (HTTP/1) or streams (HTTP/2) one connection may carry before moat closes
+    /// it gracefully, as nginx's `keepalive_requests`.
+    pub max_requests_per_connection: u64,
+    /// Concurrent argon2id verifications (19 MiB each); default: one per core moat sees.
+    /// Set it from the container's CPU and memory limits.
+    pub hash_workers: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_json_depth: 64,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 100,
+            max_requests_per_connection: 1000,
+            hash_workers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiConfig {
+    /// A JSON or YAML file (relative paths are relative to the working directory).
+    pub file: Option<PathBuf>,
+    /// Fetched from the model at start, retried until it answers or `fetch_timeout` passes.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub reject_unknown_query: bool,
+    #[serde(default = "secs::<60>", deserialize_with = "duration")]
+    pub fetch_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// A `.env` file whose variables fill `${VAR}`s the environment does not set (the real
+    /// environment wins). A `$` in a value must be single-quoted: substitution is refused.
+    pub dotenv: Option<PathBuf>,
+    /// An age-encrypted dotenv file, decrypted in memory with the identity in
+    /// `MOAT_AGE_IDENTITY` or `MOAT_AGE_IDENTITY_FILE`.
+    pub encrypted_dotenv: Option<PathBuf>,
+}
+
+impl UpstreamConfig {
+    /// True when the upstream is on this host, where a sidecar's model belongs: anywhere
+    /// else its port may be reachable around moat.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.url.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
