@@ -3,6 +3,8 @@
 use super::*;
 use std::collections::BTreeMap;
 
+use serde_json::json;
+
 fn normalized(schema: Value) -> (Value, Vec<String>, Vec<String>) {
     let mut docs = Documents {
         root: "urn:t".into(),

@@ -1,0 +1,222 @@
+//! What moat knows of JSON Schema's vocabulary, and the keyword-level rewrites that need the
+//! normalizer's problem list: unknown keywords, 3.0 `type` forms, tuple `items`,
+//! `required`, and patterns the regex engine must accept.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::{At, Normalizer};
+
+/// Keywords moat knows: validated by the compiler, translated here, or pure annotations.
+const KNOWN: &[&str] = &[
+    // draft 2020-12 core, applicator, validation, unevaluated, format, content, meta-data
+    "$schema",
+    "$id",
+    "$ref",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$vocabulary",
+    "$comment",
+    "$defs",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "prefixItems",
+    "items",
+    "contains",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "propertyNames",
+    "type",
+    "enum",
+    "const",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxContains",
+    "minContains",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "dependentRequired",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "format",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
+    "title",
+    "description",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "examples",
+    // older drafts, translated below or harmless containers
+    "definitions",
+    "$recursiveRef",
+    "$recursiveAnchor",
+    "additionalItems",
+    "dependencies",
+    "id",
+    // OpenAPI's own schema fields
+    "nullable",
+    "discriminator",
+    "xml",
+    "externalDocs",
+    "example",
+];
+
+/// snake_case spellings of validation keywords seen in real specs (OpenAI's writes
+/// `min_items`): read as the keyword they spell, with a warning, rather than dropped.
+const ALIASES: &[(&str, &str)] = &[
+    ("min_items", "minItems"),
+    ("max_items", "maxItems"),
+    ("min_length", "minLength"),
+    ("max_length", "maxLength"),
+    ("min_properties", "minProperties"),
+    ("max_properties", "maxProperties"),
+    ("unique_items", "uniqueItems"),
+    ("multiple_of", "multipleOf"),
+    ("exclusive_minimum", "exclusiveMinimum"),
+    ("exclusive_maximum", "exclusiveMaximum"),
+];
+
+const TYPES: &[&str] = &[
+    "null", "boolean", "object", "array", "number", "string", "integer",
+];
+
+impl Normalizer<'_> {
+    pub(super) fn unknown_keywords(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {
+        for (alias, keyword) in ALIASES {
+            if let Some(value) = map.remove(*alias) {
+                if map.contains_key(*keyword) {
+                    self.problem(at, &format!("both `{alias}` and `{keyword}`; keep one"));
+                } else {
+                    self.warning(at, &format!("`{alias}` is read as `{keyword}`"));
+                    map.insert((*keyword).to_owned(), value);
+                }
+            }
+        }
+        for key in map.keys() {
+            if !KNOWN.contains(&key.as_str()) && !key.starts_with("x-") {
+                self.problem(
+                    at,
+                    &format!(
+                        "unknown keyword `{key}`: moat cannot enforce it; fix its spelling, or \
+                         rename it `x-{key}` if it is only documentation"
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(super) fn types(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {
+        let Some(types) = map.get_mut("type") else {
+            return;
+        };
+        let names: Vec<&mut Value> = match types {
+            Value::Array(items) => items.iter_mut().collect(),
+            one => vec![one],
+        };
+        let mut problems = Vec::new();
+        let mut bytes = false;
+        for name in names {
+            match name.as_str() {
+                Some("bytes") => {
+                    // MLServer writes `type: bytes` for raw data sent as a JSON string.
+                    *name = Value::String("string".into());
+                    bytes = true;
+                }
+                Some(known) if TYPES.contains(&known) => {}
+                _ => problems.push(format!("`type: {name}` is not a JSON Schema type")),
+            }
+        }
+        if bytes {
+            self.warning(
+                at,
+                "non-standard `type: bytes` is checked as `type: string`",
+            );
+        }
+        let declared = map.get("type").cloned().unwrap_or(Value::Null);
+        let is = |name: &str| {
+            declared == name
+                || declared
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == name))
+        };
+        if map.get("default").is_some_and(Value::is_string)
+            && !is("string")
+            && (is("integer") || is("number") || is("boolean"))
+        {
+            self.warning(at, "`default` is written as a string for a non-string type (ignored: defaults are not validated)");
+        }
+        for problem in problems {
+            self.problem(at, &problem);
+        }
+    }
+
+    /// Draft 4 tuples (`items: [...]`, `additionalItems`) in 2020-12 spelling.
+    pub(super) fn tuple_items(&mut self, map: &mut Map<String, Value>) {
+        if matches!(map.get("items"), Some(Value::Array(_))) {
+            if let Some(tuple) = map.remove("items") {
+                map.insert("prefixItems".into(), tuple);
+            }
+            if let Some(rest) = map.remove("additionalItems") {
+                map.insert("items".into(), rest);
+            }
+        } else {
+            // Without a tuple, draft 4 ignores `additionalItems` too.
+            map.remove("additionalItems");
+        }
+    }
+
+    pub(super) fn required(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {
+        let Some(Value::Array(names)) = map.get_mut("required") else {
+            return;
+        };
+        let before = names.len();
+        let mut seen = HashSet::new();
+        names.retain(|name| seen.insert(name.to_string()));
+        if names.len() != before {
+            self.warning(at, "duplicate entries in `required` (kept once)");
+        }
+    }
+
+    /// Patterns must translate to the linear-time `regex` dialect with ECMA-262 meaning;
+    /// look-around and back-references cannot, and would otherwise be dropped or backtrack.
+    pub(super) fn patterns(&mut self, map: &Map<String, Value>, at: &At<'_>) {
+        let mut patterns: Vec<&str> = Vec::new();
+        if let Some(Value::String(pattern)) = map.get("pattern") {
+            patterns.push(pattern);
+        }
+        if let Some(Value::Object(properties)) = map.get("patternProperties") {
+            patterns.extend(properties.keys().map(String::as_str));
+        }
+        let mut problems = Vec::new();
+        for pattern in patterns {
+            if let Err(error) = crate::spec::compile::check_pattern(pattern) {
+                problems.push(format!("pattern `{pattern}` cannot be enforced: {error}"));
+            }
+        }
+        for problem in problems {
+            self.problem(at, &problem);
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! OpenAPI schemas → JSON Schema draft 2020-12, once, at load, so there is one validation
+//! path for 3.0 and 3.1 documents. Only schemas reachable from a request (parameters and
+//! bodies, following `$ref`s) are visited: response schemas never constrain a request.
+//!
+//! Written by hand because no maintained crate does it without dropping keywords (see
+//! `openapiv3`/`oas3` in the dependency notes). Every rewrite either keeps a check or makes
+//! it explicit; where a keyword cannot be enforced, the load fails with the schema's
+//! location, because a silently ignored keyword is a weakened check.
+
+mod keywords;
+mod rewrite;
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::source::Documents;
+
+use self::rewrite::{
+    dependencies, discriminator, exclusive_bounds, nullable, numeric_format_bounds,
+};
+
+/// Visits schemas in place. Feed it schema locations with [`Normalizer::schema_at`].
+pub struct Normalizer<'d> {
+    docs: &'d mut Documents,
+    done: HashSet<(String, String)>,
+    queue: Vec<(String, String)>,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Where in the documents a schema being rewritten sits.
+struct At<'a> {
+    uri: &'a str,
+    pointer: String,
+    /// The nearest enclosing schema with `$recursiveAnchor: true`.
+    recursive_anchor: Option<String>,
+}
+
+impl<'d> Normalizer<'d> {
+    pub fn new(docs: &'d mut Documents) -> Self {
+        Self {
+            docs,
+            done: HashSet::new(),
+            queue: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn docs(&self) -> &Documents {
+        self.docs
+    }
+
+    /// Normalises the schema at `uri#pointer` and everything it references.
+    pub fn schema_at(&mut self, uri: &str, pointer: &str) {
+        self.queue.push((uri.to_owned(), pointer.to_owned()));
+        while let Some((uri, pointer)) = self.queue.pop() {
+            if self.already_done(&uri, &pointer) {
+                continue;
+            }
+            self.done.insert((uri.clone(), pointer.clone()));
+            let recursive_anchor = self.enclosing_recursive_anchor(&uri, &pointer);
+            let Some(slot) = self
+                .docs
+                .docs
+                .get_mut(&uri)
+                .and_then(|doc| doc.pointer_mut(&pointer))
+            else {
+                self.problems.push(format!(
+                    "{uri}#{pointer}: the referenced schema does not exist"
+                ));
+                continue;
+            };
+            let mut schema = std::mem::take(slot);
+            let at = At {
+                uri: &uri,
+                pointer: pointer.clone(),
+                recursive_anchor,
+            };
+            self.schema(&mut schema, &at);
+            if let Some(slot) = self
+                .docs
+                .docs
+                .get_mut(&uri)
+                .and_then(|doc| doc.pointer_mut(&pointer))
+            {
+                *slot = schema;
+            }
+        }
+    }
+
+    /// True when this schema or one enclosing it has been normalised already.
+    fn already_done(&self, uri: &str, pointer: &str) -> bool {
+        let mut prefix = pointer;
+        loop {
+            if self.done.contains(&(uri.to_owned(), prefix.to_owned())) {
+                return true;
+            }
+            match prefix.rfind('/') {
+                Some(cut) => prefix = &prefix[..cut],
+                None => return false,
+            }
+        }
+    }
+
+    fn enclosing_recursive_anchor(&self, uri: &str, pointer: &str) -> Option<String> {
+        let doc = self.docs.docs.get(uri)?;
+        let mut prefix = pointer;
+        loop {
+            if doc.pointer(prefix)?.get("$recursiveAnchor") == Some(&Value::Bool(true)) {
+                return Some(prefix.to_owned());
+            }
+            prefix = &prefix[..prefix.rfind('/')?];
+        }
+    }
+
+    fn schema(&mut self, schema: &mut Value, at: &At<'_>) {
+        let Value::Object(map) = schema else {
+            if !schema.is_boolean() {
+                self.problem(at, "a schema must be an object or a boolean");
+            }
+            return;
+        };
+        let recursive_anchor = if map.get("$recursiveAnchor") == Some(&Value::Bool(true)) {
+            Some(at.pointer.clone())
+        } else {
+            at.recursive_anchor.clone()
+        };
+        map.remove("$recursiveAnchor");
+        self.unknown_keywords(map, at);
+        self.references(map, at, recursive_anchor.as_deref());
+        self.types(map, at);
+        exclusive_bounds(map);
+        self.tuple_items(map);
+        dependencies(map);
+        self.required(map, at);
+        self.patterns(map, at);
+        numeric_format_bounds(map);
+        discriminator(map);
+        self.subschemas(map, at, recursive_anchor);
+        // Last: wrapping for `nullable` moves the whole schema one level down.
+        nullable(schema);
+    }
+
+    fn problem(&mut self, at: &At<'_>, message: &str) {
+        self.problems
+            .push(format!("{}#{}: {message}", at.uri, at.pointer));
+    }
+
+    fn warning(&mut self, at: &At<'_>, message: &str) {
+        self.warnings
+            .push(format!("{}#{}: {message}", at.uri, at.pointer));
+    }
+
+    /// Queues `$ref` targets and turns the dynamic references real specs use into static
+    /// ones (the registry does not index anchors inside an OpenAPI document).
+    fn references(&mut self, map: &mut Map<String, Value>, at: &At<'_>, anchor: Option<&str>) {
+        if let Some(Value::String(reference)) = map.remove("$recursiveRef") {
+            match (reference.as_str(), anchor) {
+                ("#", Some(anchor)) => {
+                    map.insert("$ref".into(), Value::String(format!("#{anchor}")));
+                }
+                _ => self.problem(
+                    at,
+                    "`$recursiveRef` without an enclosing `$recursiveAnchor: true` schema",
+                ),
+            }
+        }
+        if let Some(Value::String(reference)) = map.remove("$dynamicRef") {
+            match self.dynamic_anchor(at.uri, reference.trim_start_matches('#')) {
+                Some(pointer) => {
+                    map.insert("$ref".into(), Value::String(format!("#{pointer}")));
+                }
+                None => self.problem(
+                    at,
+                    &format!("`$dynamicRef: {reference}` names no unique `$dynamicAnchor`"),
+                ),
+            }
+        }
+        if let Some(Value::String(reference)) = map.get("$ref") {
+            match self.docs.locate(at.uri, reference) {
+                Ok(target) => self.queue.push(target),
+                Err(message) => self.problem(at, &message),
+            }
+        }
+    }
+
+    /// The one schema in the document declaring `$dynamicAnchor: name`.
+    fn dynamic_anchor(&self, uri: &str, name: &str) -> Option<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![(String::new(), self.docs.docs.get(uri)?)];
+        while let Some((pointer, value)) = stack.pop() {
+            match value {
+                Value::Object(map) => {
+                    if map.get("$dynamicAnchor").and_then(Value::as_str) == Some(name) {
+                        found.push(pointer.clone());
+                    }
+                    for (key, child) in map {
+                        stack.push((format!("{pointer}/{}", escape(key)), child));
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, child) in items.iter().enumerate() {
+                        stack.push((format!("{pointer}/{i}"), child));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (found.len() == 1).then(|| found.remove(0))
+    }
+
+    fn subschemas(&mut self, map: &mut Map<String, Value>, at: &At<'_>, anchor: Option<String>) {
+        for (key, child) in map.iter_mut() {
+            match key.as_str() {
+                "additionalProperties"
+                | "items"
+                | "not"
+                | "if"
+                | "then"
+                | "else"
+                | "contains"
+                | "propertyNames"
+                | "unevaluatedItems"
+                | "unevaluatedProperties"
+                | "contentSchema" => self.child(child, at, &anchor, &[key]),
+                "properties" | "patternProperties" | "dependentSchemas" | "$defs"
+                | "definitions" => {
+                    if let Value::Object(children) = child {
+                        for (name, child) in children.iter_mut() {
+                            self.child(child, at, &anchor, &[key, name]);
+                        }
+                    }
+                }
+                "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
+                    if let Value::Array(children) = child {
+                        for (i, child) in children.iter_mut().enumerate() {
+                            self.child(child, at, &anchor, &[key, &i.to_string()]);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn child(&mut self, child: &mut Value, at: &At<'_>, anchor: &Option<String>, path: &[&str]) {
+        let mut pointer = at.pointer.clone();
+        for segment in path {
+            pointer.push('/');
+            pointer.push_str(&escape(segment));
+        }
+        let at = At {
+            uri: at.uri,
+            pointer,
+            recursive_anchor: anchor.clone(),
+        };
+        self.schema(child, &at);
+    }
+}
+
+pub fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests;
