@@ -1,6 +1,8 @@
 //! Unit tests of `forward`.
 
 use super::*;
+use http::HeaderMap;
+use http::header;
 
 fn context(forward_credentials: bool) -> ForwardContext<'static> {
     ForwardContext {
