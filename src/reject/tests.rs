@@ -1,6 +1,7 @@
 //! Unit tests of `reject`.
 
 use super::*;
+use http::header::CONTENT_TYPE;
 
 /// One of each variant. `ordinal` is an exhaustive match, so a new variant does not
 /// compile until it is numbered, and the test then fails until it has an example row.

@@ -1,0 +1,106 @@
+//! A [`Rejection`] on the wire: the problem+json body, the RFC 6750 challenge and the
+//! headers some refusals carry (`Retry-After`, `Allow`).
+
+use bytes::Bytes;
+use http::Response;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use serde::Serialize;
+
+use super::{FieldError, Rejection};
+use crate::body::ResponseBody;
+
+impl Rejection {
+    /// The problem+json response. `request_id` is moat's own validated id, safe to echo.
+    pub fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+        let status = self.status();
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code(),
+            request_id,
+            errors: self.errors(),
+        };
+        // Serialising a struct of strings and integers cannot fail; fall back to an empty
+        // object rather than panic if it ever did.
+        let json = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = Response::new(ResponseBody::full(Bytes::from(json)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+        }
+        match self {
+            Rejection::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Rejection::RateLimited { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
+        }
+        if let Rejection::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert(ALLOW, allow);
+        }
+        response
+    }
+
+    /// The RFC 6750 `WWW-Authenticate` challenge of a 401 or 403.
+    pub(super) fn challenge(&self) -> Option<HeaderValue> {
+        let challenge = match self {
+            Rejection::CredentialsMissing => r#"Bearer realm="moat""#.to_owned(),
+            Rejection::InvalidToken => r#"Bearer realm="moat", error="invalid_token""#.to_owned(),
+            Rejection::TokenExpired => {
+                r#"Bearer realm="moat", error="invalid_token", error_description="the token has expired""#
+                    .to_owned()
+            }
+            Rejection::InsufficientScope { scope, bearer: true } => {
+                format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
+            }
+            Rejection::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),
+            // Listed, not `_`: a new 401 or 403 must decide its challenge.
+            Rejection::InsufficientScope { bearer: false, .. }
+            | Rejection::InvalidPath(_)
+            | Rejection::UriTooLong { .. }
+            | Rejection::HeadersTooLarge { .. }
+            | Rejection::RouteNotFound
+            | Rejection::MethodNotAllowed { .. }
+            | Rejection::Overloaded
+            | Rejection::OperationNotAllowed
+            | Rejection::RateLimited { .. }
+            | Rejection::InvalidParameters(_)
+            | Rejection::UnsupportedMediaType { .. }
+            | Rejection::BodyRequired
+            | Rejection::UnexpectedBody
+            | Rejection::InvalidJson(_)
+            | Rejection::BodySchema(_)
+            | Rejection::BodyTooLarge { .. }
+            | Rejection::BodyTimeout
+            | Rejection::BodyUnreadable
+            | Rejection::UpstreamUnavailable
+            | Rejection::UpstreamTimeout
+            | Rejection::Internal(_) => return None,
+        };
+        HeaderValue::from_str(&challenge).ok()
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+    request_id: &'a str,
+    errors: &'a [FieldError],
+}
