@@ -1,0 +1,103 @@
+//! The authenticators, in Oathkeeper's terms: each reads its credential and answers
+//! `Absent`, `Valid(identity)` or `Refused` — never a guess, never a fall-through on a
+//! credential that is present and wrong.
+
+use super::api_key::ApiKeyVerifier;
+use super::jwt::{JwtError, JwtVerifier};
+use super::{Request, extract, keystore};
+use crate::reject::Rejection;
+
+/// What one scheme made of a request.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// The request carries no credential for this scheme: try the next alternative.
+    Absent,
+    Valid(Identity),
+    /// The credential is present and failed: final, never a fall-through. `reason` is for
+    /// the log and `moat explain`; the client sees only the rejection.
+    Refused {
+        rejection: Rejection,
+        credential: &'static str,
+        reason: &'static str,
+    },
+}
+
+/// A verified credential: who, and what it may do.
+#[derive(Debug, Default)]
+pub struct Identity {
+    pub subject: Option<String>,
+    pub key_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// A key's `operations` allowlist.
+    pub allowed_operations: Option<Vec<String>>,
+    /// A bearer token (whose 403 carries an RFC 6750 challenge), not an API key.
+    pub bearer: bool,
+}
+
+pub(super) async fn bearer(verifier: &JwtVerifier, request: &Request<'_>) -> Outcome {
+    let Some(token) = request.bearer else {
+        return Outcome::Absent;
+    };
+    let mut verified = verifier.verify(token);
+    // An unknown `kid` may be a key the provider just rotated in.
+    if verified.as_ref().is_err_and(|e| *e == JwtError::UnknownKey) && verifier.refresh().await {
+        verified = verifier.verify(token);
+    }
+    match verified {
+        Ok(verified) => Outcome::Valid(Identity {
+            subject: Some(verified.subject.clone()),
+            scopes: verified.scopes.clone(),
+            bearer: true,
+            ..Identity::default()
+        }),
+        Err(error) => {
+            tracing::info!(
+                request_id = request.caller.request_id,
+                reason = error.reason(),
+                "bearer token refused"
+            );
+            Outcome::Refused {
+                rejection: Rejection::from(error),
+                credential: "token",
+                reason: error.reason(),
+            }
+        }
+    }
+}
+
+pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
+    let key = match extract::api_key(request.caller, &verifier.location) {
+        Ok(Some(key)) => key,
+        Ok(None) => return Outcome::Absent,
+        Err(rejection) => {
+            return Outcome::Refused {
+                rejection,
+                credential: "key",
+                reason: "unreadable, or sent more than once",
+            };
+        }
+    };
+    match verifier.verify(&key, request.caller.client).await {
+        Ok(record) => Outcome::Valid(Identity {
+            subject: record.owner.clone(),
+            key_id: Some(record.id.clone()),
+            scopes: record.scopes.clone(),
+            allowed_operations: record.operations.clone(),
+            bearer: false,
+        }),
+        Err(error) => {
+            // The id of a well-formed key is not a secret; the rest of it is.
+            tracing::info!(
+                request_id = request.caller.request_id,
+                key_id = keystore::parse_key(&key).unwrap_or("-"),
+                reason = error.reason(),
+                "API key refused"
+            );
+            Outcome::Refused {
+                rejection: Rejection::from(error),
+                credential: "key",
+                reason: error.reason(),
+            }
+        }
+    }
+}
