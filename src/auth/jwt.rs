@@ -5,17 +5,17 @@
 //! among configured keys), and tokens over 8 KiB are refused unread. Verified tokens are
 //! cached by SHA-256 digest until they expire, so signatures are not re-checked per request.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+mod claims;
+mod keys;
+
+use self::claims::{check_times, classify, now, numeric_date, scopes};
+use self::keys::{Keys, digest, load_keys, parse_jwks};
 use crate::config::JwtConfig;
 use crate::reject::Rejection;
 
@@ -79,13 +79,6 @@ pub struct Verified {
     pub scopes: Vec<String>,
     /// `exp` as seconds since the epoch; fractional, as RFC 7519 §2 allows.
     expires: f64,
-}
-
-enum Keys {
-    /// One key (`public_key_file` or `secret`): every allowed algorithm of its family.
-    Single(DecodingKey),
-    /// A JWKS: a token's `kid` picks the key. Swapped whole when a `jwks_url` refreshes.
-    ByKid(ArcSwap<HashMap<String, DecodingKey>>),
 }
 
 /// Where a fetched key set comes from, and when it was last tried and loaded.
@@ -303,177 +296,6 @@ fn lock(mutex: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Scopes from the configured claim, space-separated (`scope`) or an array (`scp`).
-fn scopes(claims: &Value, claim: &str) -> Result<Vec<String>, JwtError> {
-    let value = claims.get(claim).or_else(|| claims.get("scp"));
-    match value {
-        None => Ok(Vec::new()),
-        Some(Value::String(text)) => Ok(text.split_whitespace().map(str::to_owned).collect()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or(JwtError::BadClaims))
-            .collect(),
-        Some(_) => Err(JwtError::BadClaims),
-    }
-}
-
-fn classify(error: jsonwebtoken::errors::Error) -> JwtError {
-    use jsonwebtoken::errors::ErrorKind;
-    match error.kind() {
-        ErrorKind::ExpiredSignature => JwtError::Expired,
-        ErrorKind::ImmatureSignature => JwtError::NotYetValid,
-        ErrorKind::InvalidSignature => JwtError::BadSignature,
-        ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAllowed,
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => JwtError::Malformed,
-        // The library's kind is `#[non_exhaustive]`; anything else is a claim it refused.
-        _ => JwtError::BadClaims,
-    }
-}
-
-/// The configured keys, and a digest of the bytes they were read from (zero for `secret`,
-/// which the config comparison already covers).
-fn load_keys(config: &JwtConfig, algorithms: &[Algorithm]) -> Result<(Keys, [u8; 32]), String> {
-    let hmac = algorithms
-        .iter()
-        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
-    let sources = [
-        config.secret.is_some(),
-        config.public_key_file.is_some(),
-        config.jwks_file.is_some(),
-        config.jwks_url.is_some(),
-    ];
-    if sources.iter().filter(|s| **s).count() != 1 {
-        return Err(
-            "give exactly one of `secret`, `public_key_file`, `jwks_file` and `jwks_url`"
-                .to_owned(),
-        );
-    }
-    if let Some(secret) = &config.secret {
-        if algorithms
-            .iter()
-            .any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        {
-            return Err("`secret` keys only verify HS256/HS384/HS512; list only those".to_owned());
-        }
-        if secret.expose().len() < 32 {
-            return Err("`secret` must be at least 32 bytes".to_owned());
-        }
-        return DecodingKey::from_secret(secret.expose().as_bytes())
-            .map(|key| (Keys::Single(key), [0; 32]))
-            .map_err(|e| format!("`secret`: {e}"));
-    }
-    if hmac {
-        // An HMAC algorithm next to a public key is the classic confusion attack.
-        return Err("HS* algorithms need `secret`; do not mix them with public keys".to_owned());
-    }
-    if let Some(path) = &config.public_key_file {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let family = algorithms[0];
-        let key = match family {
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
-            Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
-            _ => DecodingKey::from_rsa_pem(&pem),
-        };
-        return key
-            .map(|key| (Keys::Single(key), digest(&pem)))
-            .map_err(|e| {
-                format!(
-                    "{}: not a {family:?} public key in PEM: {e}",
-                    path.display()
-                )
-            });
-    }
-    if let Some(url) = &config.jwks_url {
-        if !url.starts_with("http://") {
-            return Err(format!(
-                "`jwks_url` ({url}) must be http:// (a sidecar neighbour)"
-            ));
-        }
-        let bytes = crate::fetch::fetch(url, Duration::from_secs(30))?;
-        let text = String::from_utf8(bytes).map_err(|_| format!("{url}: not UTF-8"))?;
-        return parse_jwks(&text, url).map(|set| {
-            (
-                Keys::ByKid(ArcSwap::from_pointee(set)),
-                digest(text.as_bytes()),
-            )
-        });
-    }
-    let path = config.jwks_file.as_ref().ok_or("no key source")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_jwks(&text, &path.display().to_string()).map(|set| {
-        (
-            Keys::ByKid(ArcSwap::from_pointee(set)),
-            digest(text.as_bytes()),
-        )
-    })
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// A JWKS document → keys by `kid` (every key needs one).
-fn parse_jwks(text: &str, origin: &str) -> Result<HashMap<String, DecodingKey>, String> {
-    let set: JwkSet =
-        serde_json::from_str(text).map_err(|e| format!("{origin}: not a JWKS: {e}"))?;
-    let mut keys = HashMap::new();
-    for jwk in &set.keys {
-        let Some(kid) = jwk.common.key_id.clone() else {
-            return Err(format!("{origin}: every key needs a `kid`"));
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{origin}: key `{kid}`: {e}"))?;
-        keys.insert(kid, key);
-    }
-    if keys.is_empty() {
-        return Err(format!("{origin}: the key set is empty"));
-    }
-    Ok(keys)
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// A NumericDate claim (RFC 7519 §2: seconds since the epoch, any JSON number): `None` when
-/// absent; refused when it is not a finite number in `0..2^64`.
-fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, JwtError> {
-    let Some(value) = claims.get(name) else {
-        return Ok(None);
-    };
-    // serde_json has no infinities or NaN, but a huge literal can still overflow to one.
-    let seconds = value.as_f64().ok_or(JwtError::BadClaims)?;
-    if !seconds.is_finite() || seconds < 0.0 || seconds >= u64::MAX as f64 {
-        return Err(JwtError::BadClaims);
-    }
-    Ok(Some(seconds))
-}
-
-/// The time rules: valid while `now < exp + leeway`, from `nbf - leeway` on, and not
-/// issued more than `leeway` in the future.
-fn check_times(
-    expires: f64,
-    not_before: Option<f64>,
-    issued_at: Option<f64>,
-    now: f64,
-    leeway: f64,
-) -> Result<(), JwtError> {
-    if now >= expires + leeway {
-        return Err(JwtError::Expired);
-    }
-    if not_before.is_some_and(|nbf| now < nbf - leeway) {
-        return Err(JwtError::NotYetValid);
-    }
-    if issued_at.is_some_and(|iat| iat > now + leeway) {
-        return Err(JwtError::IssuedInFuture);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
