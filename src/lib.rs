@@ -1,35 +1,39 @@
 //! moat: a reverse-proxy security sidecar for machine-learning model servers.
 //!
-//! A request flows one way through [`pipeline::handle`]: [`frame`] → route → authenticate →
-//! authorize → limit → validate → [`forward`]; any stage may refuse with a
-//! [`reject::Rejection`], which is the only place statuses are chosen.
+//! A request flows one way through `pipeline::handle`: [`frame`] → route → authenticate →
+//! authorize → limit → validate → `forward`; any stage may refuse with a
+//! `reject::Rejection`, which is the only place statuses are chosen.
+//!
+//! Public are only the modules the binary, the integration tests and the benches reach
+//! (`cli`, the stages they exercise directly, `config`, `spec`); the rest is `pub(crate)`,
+//! so the compiler reports what nothing uses.
 
 pub mod access;
-pub mod admin;
-pub mod admit;
+pub(crate) mod admin;
+pub(crate) mod admit;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod cli;
-pub mod cmd;
+pub(crate) mod cmd;
 pub mod config;
-pub mod connection;
-pub mod fetch;
-pub mod forward;
+pub(crate) mod connection;
+pub(crate) mod fetch;
+pub(crate) mod forward;
 pub mod frame;
-pub mod idle;
-pub mod limit;
-pub mod metrics;
-pub mod pipeline;
-pub mod policy;
-pub mod reject;
-pub mod reload;
+pub(crate) mod idle;
+pub(crate) mod limit;
+pub(crate) mod metrics;
+pub(crate) mod pipeline;
+pub(crate) mod policy;
+pub(crate) mod reject;
+pub(crate) mod reload;
 pub mod route;
-pub mod secrets;
-pub mod server;
-pub mod snapshot;
+pub(crate) mod secrets;
+pub(crate) mod server;
+pub(crate) mod snapshot;
 pub mod spec;
-pub mod telemetry;
-pub mod tls;
-pub mod trail;
+pub(crate) mod telemetry;
+pub(crate) mod tls;
+pub(crate) mod trail;
 pub mod validate;
-pub mod watch;
+pub(crate) mod watch;

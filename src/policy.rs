@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-pub use crate::config::{Alternative, Mode, RateLimit};
+pub use crate::config::{Alternative, Mode};
 use crate::config::{Config, SchemeConfig};
 use crate::spec::Spec;
 
