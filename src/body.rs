@@ -77,23 +77,6 @@ impl ResponseBody {
         completion.finished = self.inner.is_end();
         self.completion = Some(completion);
     }
-
-    /// The bytes of a body moat wrote itself (for tests and the admin listener).
-    pub fn into_full_bytes(self) -> Option<Bytes> {
-        match self.inner {
-            Inner::Full { body } => {
-                let mut body = std::pin::pin!(body);
-                let waker = std::task::Waker::noop();
-                let mut cx = Context::from_waker(waker);
-                match body.as_mut().poll_frame(&mut cx) {
-                    Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
-                    Poll::Ready(None) => Some(Bytes::new()),
-                    _ => None,
-                }
-            }
-            Inner::Upstream { .. } => None,
-        }
-    }
 }
 
 impl Inner {

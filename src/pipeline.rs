@@ -56,7 +56,9 @@ pub async fn handle(
         Ok(response) => response,
         Err(rejection) => {
             completion.rejected(&rejection);
-            rejection.into_response(&completion.request_id)
+            rejection
+                .into_response(&completion.request_id)
+                .map(ResponseBody::full)
         }
     };
     if let Ok(id) = HeaderValue::from_str(&completion.request_id) {

@@ -14,6 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::config::RateLimit;
+
 /// One key's record. The hash is never logged or printed in full.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,13 +49,6 @@ impl std::fmt::Debug for KeyRecord {
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    pub per_second: u32,
-    pub burst: u32,
 }
 
 /// Why a key record does not admit a request now (for the log; the client sees one 401).

@@ -14,7 +14,7 @@ pub use self::auth::{
     Alternative, ApiKeyConfig, AuthConfig, JwtConfig, SchemeConfig, Secret, choose_scheme,
 };
 use self::de::{default_admin_listen, default_drain_timeout, duration, socket_addr, yes};
-pub use self::policy::{Mode, OperationPolicy, OperationPolicyLong, PolicyConfig};
+pub use self::policy::{Mode, OperationPolicy, OperationPolicyLong, PolicyConfig, RateLimit};
 pub use self::sections::{EnvConfig, Limits, OpenApiConfig, TlsConfig, UpstreamConfig};
 
 use self::vars::{Variables, operation_lines, read_env_files, resolve_variables};
@@ -25,7 +25,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::auth::keystore::RateLimit;
 use serde::Deserialize;
 
 /// A configuration that failed to load: which file, and every problem found in it.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Alternative, RateLimit};
+use super::Alternative;
 
 /// `policy.operations` values: a requirement, or the long form with a per-operation mode.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,4 +75,13 @@ impl Mode {
             Mode::Shadow => "shadow",
         }
     }
+}
+
+/// A GCRA limit, per client address (`policy.client_rate_limit`) or per key (the key
+/// store's `rate_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
 }

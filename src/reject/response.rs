@@ -1,5 +1,6 @@
 //! A [`Rejection`] on the wire: the problem+json body, the RFC 6750 challenge and the
-//! headers some refusals carry (`Retry-After`, `Allow`).
+//! headers some refusals carry (`Retry-After`, `Allow`). The body is plain bytes: the
+//! pipeline wraps it in its response body, so refusals know nothing of the access record.
 
 use bytes::Bytes;
 use http::Response;
@@ -7,11 +8,10 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICA
 use serde::Serialize;
 
 use super::{FieldError, Rejection};
-use crate::body::ResponseBody;
 
 impl Rejection {
     /// The problem+json response. `request_id` is moat's own validated id, safe to echo.
-    pub fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+    pub fn into_response(self, request_id: &str) -> Response<Bytes> {
         let status = self.status();
         let problem = Problem {
             kind: "about:blank",
@@ -25,7 +25,7 @@ impl Rejection {
         // Serialising a struct of strings and integers cannot fail; fall back to an empty
         // object rather than panic if it ever did.
         let json = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = Response::new(ResponseBody::full(Bytes::from(json)));
+        let mut response = Response::new(Bytes::from(json));
         *response.status_mut() = status;
         response.headers_mut().insert(
             CONTENT_TYPE,
