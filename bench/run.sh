@@ -4,6 +4,9 @@
 # Usage: bench/run.sh [duration=15s] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for tool in wrk nginx taskset; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (Debian: apt-get install wrk nginx-light)" >&2; exit 2; }
+done
 DURATION=${1:-15s}
 CONNECTIONS=${2:-64}
 PROXY_CPU=${PROXY_CPU:-0}      # the proxy under test
