@@ -14,7 +14,7 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
-use crate::auth::keystore::RateLimit;
+use crate::config::RateLimit;
 use crate::reject::Rejection;
 
 pub struct RateLimits {

@@ -181,7 +181,7 @@ impl ApiKeyVerifier {
     }
 
     /// Every key that has its own `rate_limit`.
-    pub fn rate_limits(&self) -> Vec<(String, super::keystore::RateLimit)> {
+    pub fn rate_limits(&self) -> Vec<(String, crate::config::RateLimit)> {
         self.store
             .records
             .values()

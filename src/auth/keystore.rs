@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-pub use crate::config::RateLimit;
+use crate::config::RateLimit;
 
 /// One key's record. The hash is never logged or printed in full.
 #[derive(Clone, PartialEq, Deserialize)]

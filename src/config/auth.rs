@@ -91,7 +91,7 @@ pub struct ApiKeyConfig {
     pub pepper: Option<Secret>,
 }
 
-pub(super) fn default_key_header() -> String {
+fn default_key_header() -> String {
     "X-API-Key".to_owned()
 }
 
@@ -124,7 +124,7 @@ pub struct JwtConfig {
     pub scope_claim: String,
 }
 
-pub(super) fn default_scope_claim() -> String {
+fn default_scope_claim() -> String {
     "scope".to_owned()
 }
 

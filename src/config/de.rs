@@ -48,7 +48,7 @@ pub(super) fn upstream_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result
     parse_upstream_url(&text).map_err(serde::de::Error::custom)
 }
 
-pub(super) fn parse_upstream_url(text: &str) -> Result<Uri, String> {
+fn parse_upstream_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text
         .parse()
         .map_err(|e| format!("`{text}` is not a URL ({e})"))?;
