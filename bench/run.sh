@@ -14,8 +14,11 @@ OTHER_CPU=${OTHER_CPU:-1}      # upstream and wrk share the other core
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
 
-cargo build --release --locked --quiet
-MOAT=target/release/moat
+# MOAT=path/to/moat compares another build (alternate two binaries to measure one change).
+if [ -z "${MOAT:-}" ]; then
+  cargo build --release --locked --quiet
+  MOAT=target/release/moat
+fi
 
 # The upstream: nginx answering a fixed 64-byte JSON body, as fast as a model never is.
 cat > "$WORK/upstream.conf" <<CONF

@@ -128,6 +128,12 @@ pub async fn reload(state: &Arc<State>) -> bool {
                     tracing::warn!(setting = name, %old, %new, "this change needs a restart; still listening on the old address");
                 }
             }
+            if current.config.runtime != snapshot.config.runtime {
+                tracing::warn!(
+                    setting = "runtime.threads",
+                    "this change needs a restart; the proxy threads stay as they are"
+                );
+            }
             state.snapshot.store(Arc::new(snapshot));
             state.metrics.config_generation.inc();
             tracing::info!("configuration reloaded");

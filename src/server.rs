@@ -26,27 +26,42 @@ use crate::metrics::ReasonLabels;
 use crate::pipeline::{self, Peer};
 use crate::snapshot::State;
 
-/// Bound listeners, ready to serve.
+/// Bound listeners, ready to serve: the admin listener, and one public listener per proxy
+/// thread (`runtime.threads`), all bound to the same address with `SO_REUSEPORT` so the
+/// kernel spreads connections across them.
 pub struct Listeners {
-    public: TcpListener,
+    public: Vec<std::net::TcpListener>,
     admin: TcpListener,
 }
 
 impl Listeners {
     pub async fn bind(state: &State) -> std::io::Result<Self> {
         let config = &state.snapshot.load().config;
-        let bind = |name: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|error| {
+        let named = |name: &'static str, addr: SocketAddr| {
+            move |error: std::io::Error| {
                 std::io::Error::new(error.kind(), format!("`{name}` {addr}: {error}"))
-            })
+            }
         };
-        let public = bind("listen", config.listen).await?;
-        let admin = bind("admin_listen", config.admin_listen).await?;
+        let threads = config.runtime.threads();
+        let first =
+            public_listener(config.listen, threads > 1).map_err(named("listen", config.listen))?;
+        // With port 0 the first bind picks the port; the others join it.
+        let addr = first.local_addr()?;
+        let mut public = vec![first];
+        for _ in 1..threads {
+            public.push(public_listener(addr, true).map_err(named("listen", addr))?);
+        }
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(named("admin_listen", config.admin_listen))?;
         Ok(Self { public, admin })
     }
 
     pub fn public_addr(&self) -> std::io::Result<SocketAddr> {
-        self.public.local_addr()
+        self.public
+            .first()
+            .ok_or_else(|| std::io::Error::other("no public listener"))?
+            .local_addr()
     }
 
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
@@ -54,8 +69,46 @@ impl Listeners {
     }
 }
 
+/// A listening socket left for a proxy thread to register with its own runtime.
+fn public_listener(addr: SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Only processes of the same user can join a `SO_REUSEPORT` group on Linux.
+    socket.set_reuseaddr(true)?;
+    if shared {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
+}
+
+/// What a proxy thread works with: the state, its share of the connection slots, and the
+/// stop signal.
+#[derive(Clone)]
+struct Shared {
+    state: Arc<State>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// `limits.max_connections` split across the proxy threads, as nginx's
+/// `worker_connections` is per worker: a thread waits for a slot before it accepts from its
+/// own listener, and a global pool would let one thread hold a freed slot while the
+/// connection waits in another thread's backlog.
+fn slot_shares(max_connections: usize, threads: usize) -> Vec<usize> {
+    let threads = threads.clamp(1, max_connections.max(1));
+    (0..threads)
+        .map(|index| max_connections / threads + usize::from(index < max_connections % threads))
+        .collect()
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-/// finish for up to `drain_timeout`.
+/// finish for up to `drain_timeout`. The caller's runtime keeps the admin listener, reloads
+/// and housekeeping; each proxy thread runs its own accept loop and connections.
 pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
     let (limits, drain_timeout) = {
         let snapshot = state.snapshot.load();
@@ -64,32 +117,137 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
             snapshot.config.drain_timeout,
         )
     };
-    let builder = connection_builder(&limits);
-    // On TLS, ALPN has already chosen the protocol: no preface sniffing, so hyper's own
-    // header-read timeout governs from the first byte.
-    let (http1_only, http2_only) = (builder.clone().http1_only(), builder.clone().http2_only());
-    // Connections watch this to start their graceful close; each holds a slot until it ends,
-    // so draining is waiting for every slot to come back.
+    // Connections watch `stop` to start their graceful close; each holds a slot until it
+    // ends, so draining is waiting for every slot to come back. `finished` then lets the
+    // proxy threads return (a current-thread runtime only drives its connections while
+    // its thread blocks on it).
     let (stop, stopping) = watch::channel(false);
-    // Fixed at start: a reload that would turn TLS on or off is refused (see reload.rs).
-    let tls = state.snapshot.load().tls.is_some();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (finish, finished) = watch::channel(false);
+    let shares = slot_shares(limits.max_connections, listeners.public.len());
+    let slots: Vec<_> = shares
+        .iter()
+        .map(|&share| Arc::new(Semaphore::new(share)))
+        .collect();
     let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
     let chores = tokio::spawn(housekeeping(state.clone()));
     let reloads = tokio::spawn(crate::reload::run(state.clone()));
 
-    let mut shutdown = std::pin::pin!(shutdown);
+    let (started, mut starts) = tokio::sync::mpsc::unbounded_channel();
+    let mut threads = Vec::new();
+    // A listener beyond the slot shares (fewer connections allowed than threads) is dropped.
+    for (index, (listener, slots)) in listeners.public.into_iter().zip(&slots).enumerate() {
+        let shared = Shared {
+            state: state.clone(),
+            limits: limits.clone(),
+            slots: slots.clone(),
+            stopping: stopping.clone(),
+        };
+        let started = started.clone();
+        let mut finished = finished.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("moat-proxy-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                // Without a runtime the listener is dropped here, so the kernel stops
+                // routing connections to it.
+                let Ok(runtime) = runtime.inspect_err(|error| {
+                    tracing::error!(error = %error, "cannot start a proxy thread's runtime");
+                }) else {
+                    let _ = started.send(false);
+                    return;
+                };
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener).inspect_err(|error| {
+                        tracing::error!(error = %error, "cannot register the listener");
+                    }) else {
+                        let _ = started.send(false);
+                        return;
+                    };
+                    let _ = started.send(true);
+                    accept_loop(&shared, listener).await;
+                    let _ = finished.wait_for(|done| *done).await;
+                });
+            });
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(error) => tracing::error!(error = %error, "cannot start a proxy thread"),
+        }
+    }
+    drop(started);
+    // Each thread that started says whether it serves (its sender then lives on with it).
+    let mut running = 0;
+    for _ in 0..threads.len() {
+        running += usize::from(starts.recv().await.unwrap_or(false));
+    }
+    if running == 0 {
+        tracing::error!("no proxy thread could start; stopping");
+    } else {
+        shutdown.await;
+    }
+
+    state.draining.store(true, Ordering::Relaxed);
+    let _ = stop.send(true);
+    let in_flight: usize = slots
+        .iter()
+        .zip(&shares)
+        .map(|(slots, share)| share.saturating_sub(slots.available_permits()))
+        .sum();
+    tracing::info!(
+        connections = in_flight,
+        ?drain_timeout,
+        "shutting down: draining"
+    );
+    let drained = futures_util::future::join_all(
+        slots
+            .iter()
+            .zip(&shares)
+            .map(|(slots, &share)| slots.acquire_many(u32::try_from(share).unwrap_or(u32::MAX))),
+    );
+    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
+        tracing::warn!("drain deadline passed; closing the remaining connections");
+    }
+    let _ = finish.send(true);
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
+    admin_task.abort();
+    chores.abort();
+    reloads.abort();
+    tracing::info!("stopped");
+}
+
+/// One proxy thread's accept loop, until the server stops.
+async fn accept_loop(shared: &Shared, listener: TcpListener) {
+    let Shared {
+        state,
+        limits,
+        slots,
+        stopping,
+    } = shared;
+    let builder = connection_builder(limits);
+    // On TLS, ALPN has already chosen the protocol: no preface sniffing, so hyper's own
+    // header-read timeout governs from the first byte.
+    let (http1_only, http2_only) = (builder.clone().http1_only(), builder.clone().http2_only());
+    // Fixed at start: a reload that would turn TLS on or off is refused (see reload.rs).
+    let tls = state.snapshot.load().tls.is_some();
+    let mut stopped = stopping.clone();
+    let mut shutdown = std::pin::pin!(stopped.wait_for(|stop| *stop));
     loop {
         // Holding a slot before accepting makes a full server leave new connections in the
         // kernel's backlog instead of accepting and then starving them.
         let slot = tokio::select! {
-            () = &mut shutdown => break,
+            _ = &mut shutdown => break,
             slot = slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listeners.public.accept() => accepted,
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
         };
         let (stream, addr) = match accepted {
             Ok(accepted) => accepted,
@@ -139,29 +297,6 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
             });
         }
     }
-
-    drop(listeners.public);
-    state.draining.store(true, Ordering::Relaxed);
-    let _ = stop.send(true);
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let in_flight = limits
-        .max_connections
-        .saturating_sub(slots.available_permits());
-    tracing::info!(
-        connections = in_flight,
-        ?drain_timeout,
-        "shutting down: draining"
-    );
-    if tokio::time::timeout(drain_timeout, slots.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain deadline passed; closing the remaining connections");
-    }
-    admin_task.abort();
-    chores.abort();
-    reloads.abort();
-    tracing::info!("stopped");
 }
 
 /// `work`, unless the server starts stopping first: a connection that has not sent a byte
@@ -318,5 +453,18 @@ fn give_up(state: &State, client: std::net::IpAddr, connection: &Connection, rea
             requests = connection.carried(),
             "client reset most of its streams before their responses ended; closing the connection"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_shares;
+
+    #[test]
+    fn connection_slots_are_split_across_threads_without_losing_any() {
+        assert_eq!(slot_shares(10, 3), [4, 3, 3]);
+        assert_eq!(slot_shares(4096, 2), [2048, 2048]);
+        assert_eq!(slot_shares(1, 4), [1], "never a thread without a slot");
+        assert_eq!(slot_shares(7, 1), [7]);
     }
 }

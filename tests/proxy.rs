@@ -525,6 +525,22 @@ fn a_client_that_sends_its_head_too_slowly_is_disconnected() {
 }
 
 #[test]
+fn every_proxy_thread_serves_connections_on_the_one_port() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), "runtime: {threads: 3}\n"));
+    // The kernel spreads connections over the three SO_REUSEPORT listeners by their
+    // address hash: sixty fresh connections reach all of them, and every one is answered.
+    let addr = moat.addr;
+    let clients: Vec<_> = (0..60)
+        .map(|i| std::thread::spawn(move || get(addr, &format!("/spread/{i}"), &[]).status))
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), 200);
+    }
+    assert_eq!(upstream.count(), 60);
+}
+
+#[test]
 fn connections_beyond_max_connections_wait_until_a_slot_frees() {
     let upstream = Upstream::start();
     let moat = Moat::start(&config(&upstream.url(), "limits:\n  max_connections: 1\n"));

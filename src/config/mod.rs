@@ -15,7 +15,9 @@ pub use self::auth::{
 };
 use self::de::{default_admin_listen, default_drain_timeout, duration, socket_addr, yes};
 pub use self::policy::{Mode, OperationPolicy, OperationPolicyLong, PolicyConfig, RateLimit};
-pub use self::sections::{EnvConfig, Limits, OpenApiConfig, TlsConfig, UpstreamConfig};
+pub use self::sections::{
+    EnvConfig, Limits, OpenApiConfig, RuntimeConfig, TlsConfig, UpstreamConfig,
+};
 
 use self::vars::{Variables, operation_lines, read_env_files, resolve_variables};
 pub use self::vars::{env_or_file, mentions_placeholder};
@@ -76,6 +78,9 @@ pub struct Config {
     /// Reload when a watched file changes (SIGHUP always reloads).
     #[serde(default = "yes")]
     pub watch_files: bool,
+    /// How the proxy uses the machine's cores (a restart applies a change).
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
     /// How long a SIGTERM waits for in-flight requests before exiting anyway.
     #[serde(default = "default_drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,

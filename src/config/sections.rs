@@ -39,6 +39,26 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
 }
 
+/// `runtime.threads`: how many proxy threads, each with its own single-threaded runtime and
+/// its own `SO_REUSEPORT` listener, so a connection lives on one core from accept to close
+/// (no work stealing, no cross-core wakeups; as nginx workers and Pingora's thread-per-core).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Default: the cores moat may run on (its CPU affinity mask).
+    #[serde(default)]
+    pub threads: Option<std::num::NonZeroUsize>,
+}
+
+impl RuntimeConfig {
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            std::num::NonZeroUsize::get,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {

@@ -15,6 +15,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thread_local::ThreadLocal;
 
 use crate::admit::Admitted;
 use crate::auth::KeyLocation;
@@ -47,9 +48,16 @@ pub struct Forwarded {
     pub upstream_time: Duration,
 }
 
-/// The model server: its address, timeouts and a connection pool.
+type Pool = Client<HttpConnector, Full<Bytes>>;
+
+/// The model server: its address, timeouts and a connection pool per proxy thread.
 pub struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// One pool per thread: a pooled connection's task runs on the runtime that opened it,
+    /// so sharing pools across the thread-per-core runtimes would wake another core for
+    /// every request, and take a lock they all contend for.
+    pools: ThreadLocal<Pool>,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     /// Path prefix of `upstream.url` without a trailing '/', often empty.
@@ -61,17 +69,6 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            // hyper would silently resend a request whose pooled connection closed under
-            // it; moat decides itself, and only for idempotent methods.
-            .retry_canceled_requests(false)
-            .build(connector);
         let url = &config.url;
         let authority = url
             .authority()
@@ -80,13 +77,31 @@ impl Upstream {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| format!("upstream `{url}` has an invalid host"))?;
         Ok(Self {
-            client,
+            pools: ThreadLocal::new(),
+            connect_timeout: config.connect_timeout,
+            pool_idle_timeout: config.pool_idle_timeout,
             scheme: url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
             authority,
             prefix: url.path().trim_end_matches('/').to_owned(),
             host,
             response_timeout: config.response_timeout,
             idle_timeout: config.idle_timeout,
+        })
+    }
+
+    fn pool(&self) -> &Pool {
+        self.pools.get_or(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(self.connect_timeout));
+            connector.set_nodelay(true);
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(self.pool_idle_timeout)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                // hyper would silently resend a request whose pooled connection closed
+                // under it; moat decides itself, and only for idempotent methods.
+                .retry_canceled_requests(false)
+                .build(connector)
         })
     }
 
@@ -106,8 +121,9 @@ impl Upstream {
         let head_request = parts.method == Method::HEAD;
         let started = Instant::now();
         let mut attempt = build(parts, uri.clone(), body);
+        let pool = self.pool();
         let response = loop {
-            let sent = tokio::time::timeout(self.response_timeout, self.client.request(attempt));
+            let sent = tokio::time::timeout(self.response_timeout, pool.request(attempt));
             match sent.await {
                 Ok(Ok(response)) => break response,
                 Ok(Err(error)) if retry.is_some() && connection_went_stale(&error) => {
