@@ -142,34 +142,8 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
             slots: slots.clone(),
             stopping: stopping.clone(),
         };
-        let started = started.clone();
-        let mut finished = finished.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("moat-proxy-{index}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                // Without a runtime the listener is dropped here, so the kernel stops
-                // routing connections to it.
-                let Ok(runtime) = runtime.inspect_err(|error| {
-                    tracing::error!(error = %error, "cannot start a proxy thread's runtime");
-                }) else {
-                    let _ = started.send(false);
-                    return;
-                };
-                runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(listener).inspect_err(|error| {
-                        tracing::error!(error = %error, "cannot register the listener");
-                    }) else {
-                        let _ = started.send(false);
-                        return;
-                    };
-                    let _ = started.send(true);
-                    accept_loop(&shared, listener).await;
-                    let _ = finished.wait_for(|done| *done).await;
-                });
-            });
+        let spawned =
+            spawn_proxy_thread(index, listener, shared, started.clone(), finished.clone());
         match spawned {
             Ok(thread) => threads.push(thread),
             Err(error) => tracing::error!(error = %error, "cannot start a proxy thread"),
@@ -219,6 +193,43 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     chores.abort();
     reloads.abort();
     tracing::info!("stopped");
+}
+
+/// A proxy thread: its own current-thread runtime driving `accept_loop` on `listener` until
+/// the server stops, then its connections until `finished`. It reports on `started`
+/// whether it serves; without a runtime its listener is dropped, so the kernel stops
+/// routing connections to it.
+fn spawn_proxy_thread(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: Shared,
+    started: tokio::sync::mpsc::UnboundedSender<bool>,
+    mut finished: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("moat-proxy-{index}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(runtime) = runtime.inspect_err(|error| {
+                tracing::error!(error = %error, "cannot start a proxy thread's runtime");
+            }) else {
+                let _ = started.send(false);
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener).inspect_err(|error| {
+                    tracing::error!(error = %error, "cannot register the listener");
+                }) else {
+                    let _ = started.send(false);
+                    return;
+                };
+                let _ = started.send(true);
+                accept_loop(&shared, listener).await;
+                let _ = finished.wait_for(|done| *done).await;
+            });
+        })
 }
 
 /// One proxy thread's accept loop, until the server stops.
