@@ -91,7 +91,9 @@ taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
 MOAT_PID=$!
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$WORK/moat-checks.log" &
+CHECKS_PID=$!
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-full.yaml" > "$WORK/moat-full.log" &
+FULL_PID=$!
 sleep 1
 echo "moat idle RSS: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
@@ -122,3 +124,28 @@ rps() { grep Requests/sec "$WORK/$1.txt" | awk '{print $2}'; }
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"
+
+# Allocations per proxied request: libc's malloc/calloc/realloc counted with uprobes in
+# the real binary under load (root and perf needed; the probes slow moat down, so this is a
+# separate short pass after the throughput runs).
+LIBC=$(ldd "$MOAT" | awk '/libc.so/ {print $3}')
+if command -v perf >/dev/null && [ -n "$LIBC" ] && for f in malloc calloc realloc; do
+     perf probe -q -x "$LIBC" "$f" 2>/dev/null || perf probe -l 2>/dev/null | grep -q "probe_libc:$f"
+   done; then
+  allocs() { # name pid url [script]
+    perf stat -x, -e probe_libc:malloc,probe_libc:calloc,probe_libc:realloc -p "$2" -o "$WORK/$1.perf" &
+    local perf_pid=$!
+    sleep 0.5
+    taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d3s -s "${4:-$WORK/predict.lua}" "$3" > "$WORK/$1.alloc.txt"
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+    local requests calls
+    requests=$(awk '/requests in/ {print $1}' "$WORK/$1.alloc.txt")
+    calls=$(awk -F, '/probe_libc/ {sum += $1} END {print sum}' "$WORK/$1.perf")
+    echo "allocations per request, $1: $(python3 -c "print(round($calls/$requests, 1))")"
+  }
+  allocs moat-proxy "$MOAT_PID" http://127.0.0.1:18081/v1/models/iris:predict
+  allocs moat-checks "$CHECKS_PID" http://127.0.0.1:18082/v1/models/iris:predict
+  allocs moat-full "$FULL_PID" http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
+else
+  echo "allocations per request: skipped (needs perf with uprobes, as root)"
+fi
