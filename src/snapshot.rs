@@ -36,6 +36,18 @@ pub struct Snapshot {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// Hands the memory a load freed (the raw spec documents and their parse trees: tens of MB
+/// for a large spec) back to the kernel. glibc keeps freed pages of its heaps mapped, so
+/// without this the peak of a load stays resident for the life of the process (openai.yaml:
+/// 58 MB → 43 MB). The trim takes the allocator's locks for a few milliseconds, once per load.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` has no preconditions; it only walks glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Snapshot {
     /// Loads and compiles the config at `path`; nothing is served from a half-built state.
     /// On a reload, `previous` is the serving snapshot, whose state carries over where the
@@ -47,7 +59,9 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
         let config = Config::load(path)?;
-        Self::from_config(config, metrics, previous).map_err(|problems| ConfigError {
+        let loaded = Self::from_config(config, metrics, previous);
+        return_freed_memory();
+        loaded.map_err(|problems| ConfigError {
             file: path.to_owned(),
             problems,
         })
