@@ -42,15 +42,20 @@ impl Listeners {
                 std::io::Error::new(error.kind(), format!("`{name}` {addr}: {error}"))
             }
         };
-        let threads = config.runtime.threads();
-        let first =
-            public_listener(config.listen, threads > 1).map_err(named("listen", config.listen))?;
-        // With port 0 the first bind picks the port; the others join it.
-        let addr = first.local_addr()?;
-        let mut public = vec![first];
-        for _ in 1..threads {
-            public.push(public_listener(addr, true).map_err(named("listen", addr))?);
-        }
+        // No thread without a connection slot (see `slot_shares`).
+        let threads = config
+            .runtime
+            .threads()
+            .min(config.limits.max_connections.max(1));
+        // A plain bind first: an address already in use (another moat, a stale one with an
+        // old config) is an error, not a silent join of its `SO_REUSEPORT` group. With port
+        // 0 it also picks the port the group then binds.
+        let addr = std::net::TcpListener::bind(config.listen)
+            .and_then(|probe| probe.local_addr())
+            .map_err(named("listen", config.listen))?;
+        let public = (0..threads)
+            .map(|_| public_listener(addr, threads > 1).map_err(named("listen", addr)))
+            .collect::<Result<Vec<_>, _>>()?;
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .map_err(named("admin_listen", config.admin_listen))?;
@@ -134,7 +139,6 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
 
     let (started, mut starts) = tokio::sync::mpsc::unbounded_channel();
     let mut threads = Vec::new();
-    // A listener beyond the slot shares (fewer connections allowed than threads) is dropped.
     for (index, (listener, slots)) in listeners.public.into_iter().zip(&slots).enumerate() {
         let shared = Shared {
             state: state.clone(),

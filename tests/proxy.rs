@@ -541,6 +541,30 @@ fn every_proxy_thread_serves_connections_on_the_one_port() {
 }
 
 #[test]
+fn a_second_moat_on_a_port_in_use_fails_instead_of_sharing_it() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), "runtime: {threads: 2}\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.yaml");
+    let second = format!(
+        "listen: {}\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: {}\nruntime: {{threads: 2}}\n",
+        moat.addr,
+        upstream.url()
+    );
+    std::fs::write(&path, second).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`listen`"), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert_eq!(get(moat.addr, "/still-served", &[]).status, 200);
+}
+
+#[test]
 fn connections_beyond_max_connections_wait_until_a_slot_frees() {
     let upstream = Upstream::start();
     let moat = Moat::start(&config(&upstream.url(), "limits:\n  max_connections: 1\n"));
