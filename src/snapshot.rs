@@ -39,7 +39,7 @@ pub struct Snapshot {
 /// Hands the memory a load freed (the raw spec documents and their parse trees: tens of MB
 /// for a large spec) back to the kernel. glibc keeps freed pages of its heaps mapped, so
 /// without this the peak of a load stays resident for the life of the process (openai.yaml:
-/// 58 MB → 43 MB). The trim takes the allocator's locks for a few milliseconds, once per load.
+/// 58 MB → 44 MB). The trim takes the allocator's locks for a few milliseconds, once per load.
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` has no preconditions; it only walks glibc's own arenas.

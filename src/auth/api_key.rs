@@ -21,7 +21,7 @@ use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use super::keystore::{KeyRecord, KeyStore, Restriction, parse_key};
-use crate::config::{ApiKeyConfig, Secret};
+use crate::config::{ApiKeyConfig, Secret, usable_cores};
 use crate::metrics::{KeyVerificationLabels, Metrics};
 use crate::reject::{Rejection, Stage};
 
@@ -152,9 +152,7 @@ impl ApiKeyVerifier {
         {
             return Err("`pepper` must be at most 64 bytes".to_owned());
         }
-        let slots = workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-            .max(1);
+        let slots = workers.unwrap_or_else(usable_cores).max(1);
         let mut digest_key = [0u8; 32];
         rand::fill(&mut digest_key);
         Ok(Self {

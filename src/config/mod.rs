@@ -16,7 +16,7 @@ pub use self::auth::{
 use self::de::{default_admin_listen, default_drain_timeout, duration, socket_addr, yes};
 pub use self::policy::{Mode, OperationPolicy, OperationPolicyLong, PolicyConfig, RateLimit};
 pub use self::sections::{
-    EnvConfig, Limits, OpenApiConfig, RuntimeConfig, TlsConfig, UpstreamConfig,
+    EnvConfig, Limits, OpenApiConfig, RuntimeConfig, TlsConfig, UpstreamConfig, usable_cores,
 };
 
 use self::vars::{Variables, operation_lines, read_env_files, resolve_variables};

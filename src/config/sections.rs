@@ -45,18 +45,22 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Default: the cores moat may run on (its CPU affinity mask).
+    /// Default: [`usable_cores`].
     #[serde(default)]
     pub threads: Option<std::num::NonZeroUsize>,
 }
 
 impl RuntimeConfig {
     pub fn threads(&self) -> usize {
-        self.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            std::num::NonZeroUsize::get,
-        )
+        self.threads
+            .map_or_else(usable_cores, std::num::NonZeroUsize::get)
     }
+}
+
+/// The cores moat may run on: its CPU affinity mask and cgroup quota, as std reads them;
+/// the default of every per-core setting (`runtime.threads`, `hash_workers`).
+pub fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 #[derive(Debug, Clone, Deserialize)]
