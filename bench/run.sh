@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Proxy throughput: moat vs nginx as a plain reverse proxy, one core each, same upstream,
-# same wrk load. Needs: wrk and nginx (Debian: apt-get install wrk nginx-light).
+# Proxy throughput: moat vs nginx as a plain reverse proxy and vs a bare hyper pass-through
+# (bench/ceiling), one core each, same upstream, same wrk load.
+# Needs: wrk, nginx and openssl (Debian: apt-get install wrk nginx-light openssl).
 # Usage: bench/run.sh [duration=15s] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in wrk nginx taskset; do
-  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (Debian: apt-get install wrk nginx-light)" >&2; exit 2; }
+for tool in wrk nginx taskset openssl; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (Debian: apt-get install wrk nginx-light openssl)" >&2; exit 2; }
 done
 DURATION=${1:-15s}
 CONNECTIONS=${2:-64}
@@ -19,6 +20,9 @@ if [ -z "${MOAT:-}" ]; then
   cargo build --release --locked --quiet
   MOAT=target/release/moat
 fi
+# The ceiling: a bare hyper pass-through (bench/ceiling), what hyper costs without moat.
+cargo build --release --locked --quiet --manifest-path bench/ceiling/Cargo.toml --target-dir target/ceiling
+CEILING=target/ceiling/release/moat-bench-ceiling
 
 # The upstream: nginx answering a fixed 64-byte JSON body, as fast as a model never is.
 cat > "$WORK/upstream.conf" <<CONF
@@ -56,20 +60,17 @@ openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 CONF
 
-# Every check on: bearer JWT (HS256) AND API key (argon2id, cached after the first use),
-# scopes, routing and predict-body validation.
+# Every check on: bearer JWT (RS256, as identity providers sign) AND API key (argon2id,
+# cached after the first use), scopes, routing, predict-body validation and the access log.
 "$MOAT" keys new --id bench --scopes predict --store "$WORK/keys.yaml" > "$WORK/key.txt" 2>/dev/null
-SECRET=bench-secret-bench-secret-bench-secret
-TOKEN=$(python3 - "$SECRET" <<'PY'
-import base64, hashlib, hmac, json, sys, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-claims = b64(json.dumps({"iss": "https://login.example.com/", "aud": "model-api", "sub": "bench",
-                         "exp": int(time.time()) + 3600, "scope": "predict"}).encode())
-signature = hmac.new(sys.argv[1].encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-print(f"{header}.{claims}.{b64(signature)}")
-PY
-)
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/signing.pem" 2>/dev/null
+openssl pkey -in "$WORK/signing.pem" -pubout -out "$WORK/verify.pem"
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+JWT_HEAD=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+JWT_CLAIMS=$(printf '{"iss":"https://login.example.com/","aud":"model-api","sub":"bench","exp":%d,"scope":"predict"}' \
+  "$(($(date +%s) + 3600))" | b64url)
+JWT_SIGNATURE=$(printf '%s.%s' "$JWT_HEAD" "$JWT_CLAIMS" | openssl dgst -sha256 -sign "$WORK/signing.pem" -binary | b64url)
+TOKEN="$JWT_HEAD.$JWT_CLAIMS.$JWT_SIGNATURE"
 cat > "$WORK/moat-full.yaml" <<CONF
 listen: 127.0.0.1:18083
 admin_listen: 127.0.0.1:19092
@@ -80,7 +81,7 @@ openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 auth:
   schemes:
-    bearer: {type: jwt, issuer: "https://login.example.com/", audience: model-api, algorithms: [HS256], secret: $SECRET}
+    bearer: {type: jwt, issuer: "https://login.example.com/", audience: model-api, algorithms: [RS256], public_key_file: $WORK/verify.pem}
     api_key: {type: api_key, store: $WORK/keys.yaml}
 policy:
   default: [{bearer: [predict], api_key: [predict]}]
@@ -88,7 +89,9 @@ CONF
 
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
-taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
+taskset -c "$PROXY_CPU" "$CEILING" 127.0.0.1:18004 127.0.0.1:18000 &
+# Forwarding alone runs with the access log off, as nginx's; the others log every request.
+RUST_LOG=info,moat::access=off taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
 MOAT_PID=$!
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$WORK/moat-checks.log" &
 CHECKS_PID=$!
@@ -115,15 +118,22 @@ run() { # name url [script]
 }
 run upstream-direct http://127.0.0.1:18000/v1/models/iris:predict
 run nginx-proxy http://127.0.0.1:18080/v1/models/iris:predict
+run hyper-ceiling http://127.0.0.1:18004/v1/models/iris:predict
 run moat-proxy http://127.0.0.1:18081/v1/models/iris:predict
 run moat-checks http://127.0.0.1:18082/v1/models/iris:predict
 run moat-full http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
 echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
 rps() { grep Requests/sec "$WORK/$1.txt" | awk '{print $2}'; }
+echo "ratio bare hyper/nginx (req/s): $(python3 -c "print(round($(rps hyper-ceiling)/$(rps nginx-proxy), 3))")"
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"
+p99() { # wrk prints 850.00us, 1.84ms or 1.02s
+  awk '$1 == "99%" {print $2}' "$WORK/$1.txt" \
+    | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u])"
+}
+echo "ratio p99 moat with bearer+key+validation/nginx: $(python3 -c "print(round($(p99 moat-full)/$(p99 nginx-proxy), 3))")"
 
 # Allocations per proxied request: libc's malloc/calloc/realloc counted with uprobes in
 # the real binary under load (root and perf needed; the probes slow moat down, so this is a

@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::access::Completion;
+use crate::forward::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -40,6 +41,9 @@ pin_project! {
             #[pin] body: Incoming,
             #[pin] idle: Sleep,
             timeout: Duration,
+            // The connection it arrives on, given back to the pool once the body has
+            // ended cleanly; dropped (closing it) if the body fails or is abandoned.
+            lease: Option<Lease>,
         },
     }
 }
@@ -55,12 +59,14 @@ impl ResponseBody {
         Self::full(Bytes::new())
     }
 
-    /// Streams `body`, failing the stream if no frame arrives for `idle_timeout`.
-    pub fn upstream(body: Incoming, idle_timeout: Duration) -> Self {
+    /// Streams `body`, failing the stream if no frame arrives for `idle_timeout`, and
+    /// releases `lease` when it ends.
+    pub fn upstream(body: Incoming, idle_timeout: Duration, lease: Option<Lease>) -> Self {
         Self::from_inner(Inner::Upstream {
             body,
             idle: tokio::time::sleep(idle_timeout),
             timeout: idle_timeout,
+            lease,
         })
     }
 
@@ -76,6 +82,12 @@ impl ResponseBody {
         // as soon as it is handed over.
         completion.finished = self.inner.is_end();
         self.completion = Some(completion);
+    }
+}
+
+fn release(lease: &mut Option<Lease>) {
+    if let Some(lease) = lease.take() {
+        lease.release();
     }
 }
 
@@ -105,18 +117,30 @@ impl Body for ResponseBody {
                 None => None,
             },
             InnerProj::Upstream {
-                body,
+                mut body,
                 mut idle,
                 timeout,
-            } => match body.poll_frame(cx) {
+                lease,
+            } => match body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    idle.as_mut().reset(Instant::now() + *timeout);
+                    if body.is_end_stream() {
+                        release(lease);
+                    } else {
+                        idle.as_mut().reset(Instant::now() + *timeout);
+                    }
                     Some(Ok(frame))
                 }
-                Poll::Ready(Some(Err(error))) => Some(Err(error.into())),
-                Poll::Ready(None) => None,
+                Poll::Ready(Some(Err(error))) => {
+                    lease.take();
+                    Some(Err(error.into()))
+                }
+                Poll::Ready(None) => {
+                    release(lease);
+                    None
+                }
                 Poll::Pending => {
                     ready!(idle.poll(cx));
+                    lease.take();
                     Some(Err(IdleTimeout(*timeout).into()))
                 }
             },

@@ -6,6 +6,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{Moat, Upstream, config, eventually, get, raw};
@@ -231,6 +233,91 @@ fn a_refused_upstream_is_502() {
     let response = get(moat.addr, "/x", &[]);
     assert_eq!(response.status, 502);
     assert_eq!(response.json()["code"], "upstream_unavailable");
+}
+
+/// A model server that answers the first request on each connection and, on the second,
+/// reads it and closes the connection without a word — as a server whose keep-alive ran
+/// out just as the request arrived. Reports the connections it accepted and each request
+/// line it read.
+fn closing_upstream() -> (
+    std::net::SocketAddr,
+    Arc<Mutex<Vec<String>>>,
+    Arc<AtomicUsize>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (seen, count) = (lines.clone(), connections.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                for answered in [true, false] {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    stream.read_exact(&mut body).unwrap();
+                    seen.lock()
+                        .unwrap()
+                        .push(head.lines().next().unwrap_or_default().to_owned());
+                    if answered {
+                        stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines, connections)
+}
+
+#[test]
+fn a_pooled_connection_the_model_closed_is_resent_only_when_idempotent() {
+    let (upstream, lines, connections) = closing_upstream();
+    // One proxy thread, so every request draws on the same pooled connections.
+    let moat = Moat::start(&config(
+        &format!("http://{upstream}/base/"),
+        "runtime: {threads: 1}\n",
+    ));
+    let first = get(moat.addr, "/a?x=1", &[]);
+    assert_eq!((first.status, &first.body[..]), (200, &b"ok"[..]));
+    // The pooled connection is reused; the model drops it; the GET is sent again on a new one.
+    let second = get(moat.addr, "/b", &[]);
+    assert_eq!((second.status, &second.body[..]), (200, &b"ok"[..]));
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    // A POST is never sent twice: the model may have acted on it.
+    let post = support::post_json(moat.addr, "/c", &[], "{}");
+    assert_eq!(post.status, 502, "{}", String::from_utf8_lossy(&post.body));
+    assert_eq!(
+        *lines.lock().unwrap(),
+        [
+            "GET /base/a?x=1 HTTP/1.1",
+            "GET /base/b HTTP/1.1",
+            "GET /base/b HTTP/1.1",
+            "POST /base/c HTTP/1.1"
+        ],
+        "origin-form targets under the upstream's path, one resend"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
 
 #[test]

@@ -10,12 +10,9 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use thread_local::ThreadLocal;
+use hyper::body::Incoming;
 
 use crate::admit::Admitted;
 use crate::auth::KeyLocation;
@@ -23,12 +20,15 @@ use crate::body::ResponseBody;
 use crate::config::UpstreamConfig;
 use crate::reject::{Rejection, Stage};
 mod headers;
+mod pool;
 
 use self::headers::drop_unframed_length;
 pub use self::headers::{
     X_REQUEST_ID, client_request_id, new_request_id, prepare_request_headers, strip_hop_by_hop,
     without_query_credentials,
 };
+pub use self::pool::Lease;
+use self::pool::Pool;
 
 /// What moat knows about the request that the upstream should be told.
 pub struct ForwardContext<'a> {
@@ -48,18 +48,9 @@ pub struct Forwarded {
     pub upstream_time: Duration,
 }
 
-type Pool = Client<HttpConnector, Full<Bytes>>;
-
-/// The model server: its address, timeouts and a connection pool per proxy thread.
+/// The model server: its address, timeouts and idle connections per proxy thread.
 pub struct Upstream {
-    /// One pool per thread: a pooled connection's task runs on the runtime that opened it,
-    /// so sharing pools across the thread-per-core runtimes would wake another core for
-    /// every request, and take a lock they all contend for.
-    pools: ThreadLocal<Pool>,
-    connect_timeout: Duration,
-    pool_idle_timeout: Duration,
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
+    pool: Pool,
     /// Path prefix of `upstream.url` without a trailing '/', often empty.
     prefix: String,
     host: HeaderValue,
@@ -72,36 +63,20 @@ impl Upstream {
         let url = &config.url;
         let authority = url
             .authority()
-            .cloned()
             .ok_or_else(|| format!("upstream `{url}` has no host"))?;
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| format!("upstream `{url}` has an invalid host"))?;
         Ok(Self {
-            pools: ThreadLocal::new(),
-            connect_timeout: config.connect_timeout,
-            pool_idle_timeout: config.pool_idle_timeout,
-            scheme: url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
-            authority,
+            pool: Pool::new(
+                authority.host(),
+                authority.port_u16().unwrap_or(80),
+                config.connect_timeout,
+                config.pool_idle_timeout,
+            ),
             prefix: url.path().trim_end_matches('/').to_owned(),
             host,
             response_timeout: config.response_timeout,
             idle_timeout: config.idle_timeout,
-        })
-    }
-
-    fn pool(&self) -> &Pool {
-        self.pools.get_or(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(self.connect_timeout));
-            connector.set_nodelay(true);
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(self.pool_idle_timeout)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                // hyper would silently resend a request whose pooled connection closed
-                // under it; moat decides itself, and only for idempotent methods.
-                .retry_canceled_requests(false)
-                .build(connector)
         })
     }
 
@@ -114,30 +89,20 @@ impl Upstream {
     ) -> Result<Forwarded, Rejection> {
         let (mut parts, body, principal) = admitted.into_parts();
         prepare_request_headers(&mut parts.headers, context, principal.as_ref(), &self.host);
-        let uri = self.upstream_uri(&parts.uri)?;
-        // Only an idempotent request keeps a copy of itself for the one retry it may get;
-        // a POST moves its headers and body straight into the upstream request.
-        let mut retry = is_idempotent(&parts.method).then(|| (parts.clone(), body.clone()));
+        parts.uri = self.upstream_uri(&parts.uri)?;
+        // The upstream connection is HTTP/1.1 whatever the client spoke.
+        parts.version = Version::HTTP_11;
+        // Extensions carry hyper's per-connection state of the client side; none of it applies.
+        parts.extensions.clear();
         let head_request = parts.method == Method::HEAD;
         let started = Instant::now();
-        let mut attempt = build(parts, uri.clone(), body);
-        let pool = self.pool();
-        let response = loop {
-            let sent = tokio::time::timeout(self.response_timeout, pool.request(attempt));
-            match sent.await {
-                Ok(Ok(response)) => break response,
-                Ok(Err(error)) if retry.is_some() && connection_went_stale(&error) => {
-                    // A pooled connection the model had already closed: safe to resend only
-                    // because the method is idempotent (RFC 9110 §9.2.2).
-                    tracing::debug!(error = %error, "retrying an idempotent request once");
-                    let Some((parts, body)) = retry.take() else {
-                        return Err(classify(&error));
-                    };
-                    attempt = build(parts, uri.clone(), body);
-                }
-                Ok(Err(error)) => return Err(classify(&error)),
-                Err(_elapsed) => return Err(Rejection::UpstreamTimeout),
-            }
+        // One deadline for the whole exchange up to the response head: connecting,
+        // sending, the model's work, and the one retry.
+        let exchange = tokio::time::timeout(self.response_timeout, self.exchange(parts, body));
+        let (response, lease) = match exchange.await {
+            Ok(Ok(exchanged)) => exchanged,
+            Ok(Err(error)) => return Err(error.into_rejection()),
+            Err(_elapsed) => return Err(Rejection::UpstreamTimeout),
         };
         let upstream_time = started.elapsed();
         let (mut head, incoming) = response.into_parts();
@@ -149,43 +114,93 @@ impl Upstream {
             );
         }
         strip_hop_by_hop(&mut head.headers);
+        // A response with nothing more to read frees its connection now; a switch of
+        // protocols never gives it back.
+        let lease = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+            None
+        } else if head_request || http_body::Body::is_end_stream(&incoming) {
+            lease.release();
+            None
+        } else {
+            Some(lease)
+        };
         Ok(Forwarded {
             response: Response::from_parts(
                 head,
-                ResponseBody::upstream(incoming, self.idle_timeout),
+                ResponseBody::upstream(incoming, self.idle_timeout, lease),
             ),
             upstream_time,
         })
     }
 
-    /// The upstream URL for the client's path and query, forwarded byte for byte.
+    /// Sends the request on a pooled connection. Only an idempotent request keeps a copy
+    /// of itself, for the one resend it gets when the pooled connection turns out to have
+    /// been closed by the model (RFC 9110 §9.2.2); a POST moves its headers and body
+    /// straight into the upstream request.
+    async fn exchange(
+        &self,
+        parts: Parts,
+        body: Bytes,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        let mut retry = is_idempotent(&parts.method).then(|| (parts.clone(), body.clone()));
+        let mut request = Request::from_parts(parts, Full::new(body));
+        loop {
+            let mut lease = self.pool.lease().await.map_err(UpstreamError::Connect)?;
+            match lease.sender.send_request(request).await {
+                Ok(response) => return Ok((response, lease)),
+                Err(error) if lease.reused && went_stale(&error) => {
+                    let Some((parts, body)) = retry.take() else {
+                        return Err(UpstreamError::Send(error));
+                    };
+                    tracing::debug!(error = %error, "retrying an idempotent request once");
+                    request = Request::from_parts(parts, Full::new(body));
+                }
+                Err(error) => return Err(UpstreamError::Send(error)),
+            }
+        }
+    }
+
+    /// The origin-form target for the client's path and query, forwarded byte for byte
+    /// (the upstream's name travels in `Host`).
     fn upstream_uri(&self, client_uri: &Uri) -> Result<Uri, Rejection> {
         let original = client_uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let path_and_query = if self.prefix.is_empty() {
-            original
-        } else {
-            PathAndQuery::try_from(format!("{}{}", self.prefix, original.as_str()))
-                .map_err(|_| Rejection::Internal(Stage::Forward))?
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        if self.prefix.is_empty() {
+            return Ok(Uri::from(original));
+        }
+        Uri::try_from(format!("{}{}", self.prefix, original.as_str()))
             .map_err(|_| Rejection::Internal(Stage::Forward))
     }
 }
 
-fn build(mut parts: Parts, uri: Uri, body: Bytes) -> Request<Full<Bytes>> {
-    parts.uri = uri;
-    // The upstream connection is HTTP/1.1 whatever the client spoke.
-    parts.version = Version::HTTP_11;
-    // Extensions carry hyper's per-connection state of the client side; none of it applies.
-    parts.extensions.clear();
-    Request::from_parts(parts, Full::new(body))
+/// Why the model gave no response head.
+enum UpstreamError {
+    Connect(std::io::Error),
+    Send(hyper::Error),
+}
+
+impl UpstreamError {
+    fn into_rejection(self) -> Rejection {
+        let timed_out = match &self {
+            UpstreamError::Connect(io) => io.kind() == std::io::ErrorKind::TimedOut,
+            UpstreamError::Send(error) => error.is_timeout(),
+        };
+        if timed_out {
+            return Rejection::UpstreamTimeout;
+        }
+        match &self {
+            UpstreamError::Connect(error) => {
+                tracing::warn!(error = %error, connect = true, "upstream request failed");
+            }
+            UpstreamError::Send(error) => {
+                let cause = error.source().map(ToString::to_string);
+                tracing::warn!(error = %error, cause, connect = false, "upstream request failed");
+            }
+        }
+        Rejection::UpstreamUnavailable
+    }
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -196,26 +211,8 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// The request failed because the pooled connection closed before a response began.
-fn connection_went_stale(error: &hyper_util::client::legacy::Error) -> bool {
-    !error.is_connect()
-        && error
-            .source()
-            .and_then(|source| source.downcast_ref::<hyper::Error>())
-            .is_some_and(|e| e.is_canceled() || e.is_incomplete_message())
-}
-
-fn classify(error: &hyper_util::client::legacy::Error) -> Rejection {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return Rejection::UpstreamTimeout;
-        }
-        source = cause.source();
-    }
-    tracing::warn!(error = %error, connect = error.is_connect(), "upstream request failed");
-    Rejection::UpstreamUnavailable
+fn went_stale(error: &hyper::Error) -> bool {
+    error.is_canceled() || error.is_incomplete_message()
 }
 
 #[cfg(test)]
