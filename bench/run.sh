@@ -13,6 +13,10 @@ CONNECTIONS=${2:-64}
 PROXY_CPU=${PROXY_CPU:-0}      # the proxy under test
 OTHER_CPU=${OTHER_CPU:-1}      # upstream and wrk share the other core
 WORK=$(mktemp -d)
+# Output apart from the configs: moat watches its config's directory, and would handle an
+# event for every log write there.
+OUT="$WORK/out"
+mkdir "$OUT"
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
 
 # MOAT=path/to/moat compares another build (alternate two binaries to measure one change).
@@ -91,11 +95,11 @@ taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" "$CEILING" 127.0.0.1:18004 127.0.0.1:18000 &
 # Forwarding alone runs with the access log off, as nginx's; the others log every request.
-RUST_LOG=info,moat::access=off taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$WORK/moat.log" &
+MOAT_LOG=info,moat::access=off taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$OUT/moat.log" &
 MOAT_PID=$!
-taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$WORK/moat-checks.log" &
+taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$OUT/moat-checks.log" &
 CHECKS_PID=$!
-taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-full.yaml" > "$WORK/moat-full.log" &
+taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-full.yaml" > "$OUT/moat-full.log" &
 FULL_PID=$!
 sleep 1
 echo "moat idle RSS: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
@@ -114,7 +118,7 @@ LUA
 run() { # name url [script]
   echo "== $1"
   taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "${3:-$WORK/predict.lua}" "$2" \
-    | tee "$WORK/$1.txt" | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors" || true
+    | tee "$OUT/$1.txt" | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors" || true
 }
 run upstream-direct http://127.0.0.1:18000/v1/models/iris:predict
 run nginx-proxy http://127.0.0.1:18080/v1/models/iris:predict
@@ -124,13 +128,13 @@ run moat-checks http://127.0.0.1:18082/v1/models/iris:predict
 run moat-full http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
 echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
-rps() { grep Requests/sec "$WORK/$1.txt" | awk '{print $2}'; }
+rps() { grep Requests/sec "$OUT/$1.txt" | awk '{print $2}'; }
 echo "ratio bare hyper/nginx (req/s): $(python3 -c "print(round($(rps hyper-ceiling)/$(rps nginx-proxy), 3))")"
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"
 p99() { # wrk prints 850.00us, 1.84ms or 1.02s
-  awk '$1 == "99%" {print $2}' "$WORK/$1.txt" \
+  awk '$1 == "99%" {print $2}' "$OUT/$1.txt" \
     | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u])"
 }
 echo "ratio p99 moat with bearer+key+validation/nginx: $(python3 -c "print(round($(p99 moat-full)/$(p99 nginx-proxy), 3))")"
@@ -143,14 +147,14 @@ if command -v perf >/dev/null && [ -n "$LIBC" ] && for f in malloc calloc reallo
      perf probe -q -x "$LIBC" "$f" 2>/dev/null || perf probe -l 2>/dev/null | grep -q "probe_libc:$f"
    done; then
   allocs() { # name pid url [script]
-    perf stat -x, -e probe_libc:malloc,probe_libc:calloc,probe_libc:realloc -p "$2" -o "$WORK/$1.perf" &
+    perf stat -x, -e probe_libc:malloc,probe_libc:calloc,probe_libc:realloc -p "$2" -o "$OUT/$1.perf" &
     local perf_pid=$!
     sleep 0.5
-    taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d3s -s "${4:-$WORK/predict.lua}" "$3" > "$WORK/$1.alloc.txt"
+    taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d3s -s "${4:-$WORK/predict.lua}" "$3" > "$OUT/$1.alloc.txt"
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
     local requests calls
-    requests=$(awk '/requests in/ {print $1}' "$WORK/$1.alloc.txt")
-    calls=$(awk -F, '/probe_libc/ {sum += $1} END {print sum}' "$WORK/$1.perf")
+    requests=$(awk '/requests in/ {print $1}' "$OUT/$1.alloc.txt")
+    calls=$(awk -F, '/probe_libc/ {sum += $1} END {print sum}' "$OUT/$1.perf")
     echo "allocations per request, $1: $(python3 -c "print(round($calls/$requests, 1))")"
   }
   allocs moat-proxy "$MOAT_PID" http://127.0.0.1:18081/v1/models/iris:predict

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 
+use crate::forward::RequestId;
 use crate::metrics::{Metrics, OperationLabel, PhaseLabels, RejectionLabels, RequestLabels};
 use crate::reject::Rejection;
 use crate::telemetry;
@@ -18,7 +19,7 @@ use crate::trail::Trail;
 pub struct Completion {
     metrics: Arc<Metrics>,
     started: Instant,
-    pub request_id: String,
+    pub request_id: RequestId,
     client_ip: IpAddr,
     method: Method,
     uri: Uri,
@@ -42,7 +43,7 @@ impl Completion {
     pub fn start(
         metrics: Arc<Metrics>,
         started: Instant,
-        request_id: String,
+        request_id: RequestId,
         client_ip: IpAddr,
         method: Method,
         uri: Uri,
@@ -147,7 +148,7 @@ impl Completion {
             level: "INFO",
             message: "request",
             target: "moat::access",
-            request_id: &self.request_id,
+            request_id: self.request_id.as_str(),
             client: self.client_ip,
             method: self.method.as_str(),
             path: self.uri.path(),

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::access::Completion;
 use crate::admit::{Verdict, admit};
 use crate::body::ResponseBody;
-use crate::forward::{self, ForwardContext, X_REQUEST_ID};
+use crate::forward::{ForwardContext, RequestId, X_REQUEST_ID};
 use crate::metrics::OperationLabel;
 use crate::reject::Rejection;
 use crate::snapshot::{Snapshot, State};
@@ -22,6 +22,8 @@ use crate::snapshot::{Snapshot, State};
 #[derive(Clone, Debug)]
 pub struct Peer {
     pub ip: IpAddr,
+    /// `ip` as the upstream's `X-Forwarded-For`, built once for all the connection's requests.
+    pub forwarded_for: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
     /// The verified client certificate's subject (mTLS), for `X-Moat-Client-Cert-Subject`.
@@ -39,9 +41,7 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let snapshot = state.snapshot.load_full();
-    let request_id = forward::client_request_id(request.headers())
-        .map(str::to_owned)
-        .unwrap_or_else(forward::new_request_id);
+    let request_id = RequestId::of(request.headers());
     let mut completion = Completion::start(
         state.metrics.clone(),
         started,
@@ -57,13 +57,13 @@ pub async fn handle(
         Err(rejection) => {
             completion.rejected(&rejection);
             rejection
-                .into_response(&completion.request_id)
+                .into_response(completion.request_id.as_str())
                 .map(ResponseBody::full)
         }
     };
-    if let Ok(id) = HeaderValue::from_str(&completion.request_id) {
-        response.headers_mut().insert(X_REQUEST_ID, id);
-    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, completion.request_id.header());
     completion.status = response.status();
     response.body_mut().attach(completion);
     response
@@ -77,13 +77,13 @@ async fn run(
     completion: &mut Completion,
 ) -> Result<Response<ResponseBody>, Rejection> {
     let (parts, body) = request.into_parts();
-    let request_id = completion.request_id.as_str();
+    let request_id = &completion.request_id;
     let verdict = admit(
         snapshot,
         parts,
         body,
         peer.ip,
-        request_id,
+        request_id.as_str(),
         &mut completion.trail,
     )
     .await?;
@@ -92,7 +92,7 @@ async fn run(
         Verdict::Options(allow) => return Ok(options_response(allow)),
     };
     let context = ForwardContext {
-        client_ip: peer.ip,
+        forwarded_for: &peer.forwarded_for,
         proto: peer.proto,
         client_cert: peer.client_cert.as_ref(),
         request_id,

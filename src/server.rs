@@ -274,8 +274,10 @@ async fn accept_loop(shared: &Shared, listener: TcpListener) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let ip = addr.ip().to_canonical();
         let peer = Peer {
-            ip: addr.ip().to_canonical(),
+            ip,
+            forwarded_for: crate::forward::forwarded_for(ip),
             proto: if tls { "https" } else { "http" },
             client_cert: None,
             connection: Connection::new(limits.max_requests_per_connection),

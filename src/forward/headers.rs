@@ -3,6 +3,8 @@
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
+use std::net::IpAddr;
+
 use http::{HeaderMap, Uri};
 
 use super::ForwardContext;
@@ -69,16 +71,12 @@ pub fn prepare_request_headers(
         }
     }
     headers.insert(header::HOST, upstream_host.clone());
-    if let Ok(ip) = HeaderValue::from_str(&context.client_ip.to_string()) {
-        headers.insert(X_FORWARDED_FOR, ip);
-    }
+    headers.insert(X_FORWARDED_FOR, context.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(context.proto));
     if let Some(host) = original_host {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    if let Ok(id) = HeaderValue::from_str(context.request_id) {
-        headers.insert(X_REQUEST_ID, id);
-    }
+    headers.insert(X_REQUEST_ID, context.request_id.header());
     if let Some(subject) = context.client_cert {
         headers.insert(X_MOAT_CLIENT_CERT_SUBJECT, subject.clone());
     }
@@ -198,20 +196,68 @@ pub(super) fn drop_unframed_length(
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    // One `Connection` value at a time (a clone shares its bytes), removing by `&str`
+    // (looked up without building a name): no list of names allocated per request.
+    let mut index = 0;
+    while let Some(value) = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        .nth(index)
+        .cloned()
+    {
+        index += 1;
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',').map(str::trim) {
+            // `Connection` itself goes last, after every value has been read.
+            if !token.is_empty() && !token.eq_ignore_ascii_case("connection") {
+                headers.remove(token);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
-/// A valid client `X-Request-Id` (1–128 of `[A-Za-z0-9._-]`), kept so traces join up.
-pub fn client_request_id(headers: &HeaderMap) -> Option<&str> {
+/// The `X-Forwarded-For` value of a client, built once per connection.
+pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// A request's id: the client's valid `X-Request-Id` (kept so traces join up), else a
+/// fresh one. Held as the header value it travels as — to the model and back to the
+/// client — so it is built once, not once per header.
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn of(headers: &HeaderMap) -> RequestId {
+        client_request_id(headers).map_or_else(RequestId::fresh, |id| RequestId(id.clone()))
+    }
+
+    /// 128 random bits in hex.
+    pub fn fresh() -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bits = rand::random::<u128>();
+        let mut text = [0u8; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId(HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0")))
+    }
+
+    /// Only visible ASCII ever gets in (see [`client_request_id`]).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub fn header(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+/// A valid client `X-Request-Id` (1–128 of `[A-Za-z0-9._-]`).
+pub fn client_request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
     let mut values = headers.get_all(&X_REQUEST_ID).iter();
     let value = values.next()?;
     if values.next().is_some() {
@@ -222,10 +268,5 @@ pub fn client_request_id(headers: &HeaderMap) -> Option<&str> {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    valid.then(|| value.to_str().ok()).flatten()
-}
-
-/// A fresh request id: 128 random bits in hex.
-pub fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    valid.then_some(value)
 }

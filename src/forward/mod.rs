@@ -3,7 +3,6 @@
 //! become 502 (refused, reset) or 504 (timeout) here; nothing else chooses those statuses.
 
 use std::error::Error as _;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +23,7 @@ mod pool;
 
 use self::headers::drop_unframed_length;
 pub use self::headers::{
-    X_REQUEST_ID, client_request_id, new_request_id, prepare_request_headers, strip_hop_by_hop,
+    RequestId, X_REQUEST_ID, forwarded_for, prepare_request_headers, strip_hop_by_hop,
     without_query_credentials,
 };
 pub use self::pool::Lease;
@@ -32,11 +31,12 @@ use self::pool::Pool;
 
 /// What moat knows about the request that the upstream should be told.
 pub struct ForwardContext<'a> {
-    pub client_ip: IpAddr,
+    /// The client's address, as `X-Forwarded-For` carries it (see [`forwarded_for`]).
+    pub forwarded_for: &'a HeaderValue,
     pub proto: &'static str,
     /// The verified client certificate's subject, when mTLS is on.
     pub client_cert: Option<&'a HeaderValue>,
-    pub request_id: &'a str,
+    pub request_id: &'a RequestId,
     pub forward_credentials: bool,
     /// Where API keys travel besides `Authorization`.
     pub credentials: &'a [KeyLocation],

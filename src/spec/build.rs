@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::compile::{Compiler, Schema};
 use super::normalize::Normalizer;
 use super::raw::{Loc, RawOperation, RawParam};
@@ -138,6 +140,7 @@ impl Builder<'_> {
     }
 
     fn schema(&mut self, at: &Loc) -> Option<Arc<Schema>> {
+        let at = &self.referenced(at);
         if let Some(schema) = self.cache.get(at) {
             return Some(schema.clone());
         }
@@ -152,6 +155,30 @@ impl Builder<'_> {
                 None
             }
         }
+    }
+}
+
+impl Builder<'_> {
+    /// Where a schema that is nothing but a local `$ref` points, followed to the end of the
+    /// chain: it validates exactly as its target does, so the operations that name one
+    /// component (OpenAI's spec: 119 bodies, 99 components) share one compiled validator.
+    fn referenced(&self, at: &Loc) -> Loc {
+        let mut at = at.clone();
+        // A bounded walk: a cycle of bare `$ref`s is refused when it compiles.
+        for _ in 0..16 {
+            let Some(Value::Object(schema)) = self.docs.get(&at.uri, &at.pointer) else {
+                break;
+            };
+            let (1, Some(Value::String(reference))) = (schema.len(), schema.get("$ref")) else {
+                break;
+            };
+            // Only a same-document pointer with no percent-escapes maps to a `Loc` as is.
+            match reference.strip_prefix('#') {
+                Some(pointer) if !pointer.contains('%') => at.pointer = pointer.to_owned(),
+                _ => break,
+            }
+        }
+        at
     }
 }
 

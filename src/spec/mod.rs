@@ -239,3 +239,45 @@ fn server_prefix(root: &Value, warnings: &mut Vec<String>) -> String {
     }
     path.to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bodies_naming_one_component_share_one_compiled_schema() {
+        let doc = json!({
+            "openapi": "3.1.0",
+            "paths": {
+                "/a": {"post": {"requestBody": {"content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Input"}}}}}},
+                "/b": {"post": {"requestBody": {"content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Alias"}}}}}},
+                "/c": {"post": {"requestBody": {"content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Input", "description": "x"}}}}}}
+            },
+            "components": {"schemas": {
+                "Input": {"type": "object", "required": ["x"]},
+                "Alias": {"$ref": "#/components/schemas/Input"}
+            }}
+        });
+        let docs = source::from_bytes("urn:t", doc.to_string().as_bytes()).unwrap();
+        let spec = load(docs).unwrap();
+        let schema = |n: usize| {
+            spec.operations[n].body.as_ref().unwrap().media[0]
+                .schema
+                .clone()
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(&schema(0), &schema(1)), "a chain of bare $refs");
+        assert!(
+            !Arc::ptr_eq(&schema(0), &schema(2)),
+            "a $ref with siblings is its own"
+        );
+        for n in 0..3 {
+            assert!(!schema(n).is_valid(&json!({})), "operation {n}");
+            assert!(schema(n).is_valid(&json!({"x": 1})), "operation {n}");
+        }
+    }
+}
