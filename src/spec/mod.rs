@@ -143,6 +143,7 @@ pub fn load(mut docs: Documents) -> Result<Spec, Vec<String>> {
         docs: &docs,
         compiler: Compiler::new(&docs).map_err(|e| vec![e])?,
         cache: HashMap::new(),
+        by_text: HashMap::new(),
         problems,
         warnings,
     };
@@ -255,7 +256,7 @@ mod tests {
                 "/b": {"post": {"requestBody": {"content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Alias"}}}}}},
                 "/c": {"post": {"requestBody": {"content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Input", "description": "x"}}}}}}
+                    "schema": {"$ref": "#/components/schemas/Input", "minProperties": 1}}}}}}
             },
             "components": {"schemas": {
                 "Input": {"type": "object", "required": ["x"]},

@@ -9,6 +9,16 @@ use serde_json::{Map, Value};
 use super::{At, Normalizer};
 
 /// Keywords moat knows: validated by the compiler, translated here, or pure annotations.
+const DOCUMENTATION: &[&str] = &[
+    "title",
+    "description",
+    "$comment",
+    "example",
+    "examples",
+    "externalDocs",
+    "xml",
+];
+
 const KNOWN: &[&str] = &[
     // draft 2020-12 core, applicator, validation, unevaluated, format, content, meta-data
     "$schema",
@@ -125,6 +135,13 @@ impl Normalizer<'_> {
                 );
             }
         }
+    }
+
+    /// Drops what only documents a schema. The validator keeps every annotation it is
+    /// given — measured at a quarter of the compiled size of OpenAI's request schemas —
+    /// and none of these constrains a request.
+    pub(super) fn drop_documentation(map: &mut Map<String, Value>) {
+        map.retain(|key, _| !DOCUMENTATION.contains(&key.as_str()) && !key.starts_with("x-"));
     }
 
     pub(super) fn types(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {

@@ -129,6 +129,7 @@ impl<'d> Normalizer<'d> {
         };
         map.remove("$recursiveAnchor");
         self.unknown_keywords(map, at);
+        Self::drop_documentation(map);
         self.references(map, at, recursive_anchor.as_deref());
         self.types(map, at);
         exclusive_bounds(map);
