@@ -211,15 +211,9 @@ fn raw_upstream(response: &'static [u8]) -> SocketAddr {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
+                if support::read_head(&mut stream).is_some() {
+                    let _ = stream.write_all(response);
                 }
-                let _ = stream.write_all(response);
             });
         }
     });

@@ -256,14 +256,9 @@ fn closing_upstream() -> (
             let seen = seen.clone();
             std::thread::spawn(move || {
                 for answered in [true, false] {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
+                    let Some(head) = support::read_head(&mut stream) else {
+                        return;
+                    };
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let length: usize = head
                         .lines()

@@ -23,6 +23,20 @@ use hyper_util::server::conn::auto;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A request's head read byte by byte off a raw socket (so nothing after it is consumed);
+/// `None` when the connection ends first.
+pub fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
+
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
