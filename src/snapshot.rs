@@ -140,7 +140,14 @@ fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
             .and_then(|bytes| source::from_bytes(url, &bytes)),
         (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
     };
-    let docs = docs.map_err(|e| vec![format!("openapi: {e}")])?;
+    let mut docs = docs.map_err(|e| vec![format!("openapi: {e}")])?;
+    // Overlays address the spec's own document; files its `$ref`s name are not targets.
+    let root = docs
+        .docs
+        .get_mut(&docs.root)
+        .ok_or_else(|| vec!["openapi: the spec document is missing".to_owned()])?;
+    spec::overlay::apply_files(root, &openapi.overlays)
+        .map_err(|e| vec![format!("openapi.overlays: {e}")])?;
     compile_apart(docs).map_err(|problems| {
         problems
             .into_iter()

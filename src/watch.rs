@@ -39,7 +39,10 @@ impl Inputs {
             files.extend([tls.cert_file.clone(), tls.key_file.clone()]);
             files.extend(tls.client_ca_file.clone());
         }
-        files.extend(config.openapi.as_ref().and_then(|o| o.file.clone()));
+        if let Some(openapi) = &config.openapi {
+            files.extend(openapi.file.clone());
+            files.extend(openapi.overlays.iter().cloned());
+        }
         for scheme in config.auth.schemes.values() {
             match scheme {
                 SchemeConfig::ApiKey(key) => files.push(key.store.clone()),

@@ -108,6 +108,10 @@ pub struct OpenApiConfig {
     pub file: Option<PathBuf>,
     /// Fetched from the model at start, retried until it answers or `fetch_timeout` passes.
     pub url: Option<String>,
+    /// OpenAPI Overlay files (1.0 or 1.1) applied in order to the spec before it is
+    /// compiled, to tighten a generated spec without editing it (relative paths as `file`'s).
+    #[serde(default)]
+    pub overlays: Vec<PathBuf>,
     #[serde(default)]
     pub reject_unknown_query: bool,
     #[serde(default = "secs::<60>", deserialize_with = "duration")]

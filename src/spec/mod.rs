@@ -6,6 +6,7 @@
 mod build;
 pub mod compile;
 pub mod normalize;
+pub mod overlay;
 mod raw;
 pub mod shape;
 pub mod source;

@@ -87,7 +87,7 @@ pub fn from_bytes(url: &str, bytes: &[u8]) -> Result<Documents, String> {
 }
 
 /// JSON when it looks like JSON, else YAML (a superset, but JSON errors read better).
-fn parse(bytes: &[u8]) -> Result<Value, String> {
+pub(super) fn parse(bytes: &[u8]) -> Result<Value, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the document is not UTF-8".to_owned())?;
     if text.trim_start().starts_with('{') {
         return serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"));
