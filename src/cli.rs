@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cmd::env::EnvCommand;
 use crate::cmd::keys::KeysCommand;
-use crate::cmd::{check, demo, env, explain, healthcheck, keys, serve, token};
+use crate::cmd::{check, demo, env, explain, healthcheck, keys, serve, spec, token};
 
 #[derive(Debug, Parser)]
 #[command(name = "moat", version, about = "A security sidecar for model servers")]
@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: EnvCommand,
     },
+    /// The spec as moat enforces it, and what it leaves open.
+    Spec {
+        #[command(subcommand)]
+        command: SpecCommand,
+    },
     /// Exit 0 if moat's /healthz answers (for container HEALTHCHECKs without a shell).
     Healthcheck {
         #[arg(
@@ -86,6 +91,24 @@ enum Command {
             default_value = "http://127.0.0.1:9090/healthz"
         )]
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpecCommand {
+    /// Print the document moat enforces: the spec with `openapi.overlays` applied and its
+    /// request schemas normalised to JSON Schema 2020-12.
+    Effective {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: spec::Format,
+    },
+    /// Print, as an OpenAPI Overlay to review and keep, what the effective spec leaves open
+    /// in requests: unbounded strings, numbers and arrays, open objects, empty schemas.
+    Loose {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -138,6 +161,10 @@ pub fn run() -> ExitCode {
             }
         }
         Command::Env { command } => env::main(command),
+        Command::Spec { command } => match command {
+            SpecCommand::Effective { config, format } => spec::effective(&config.config, format),
+            SpecCommand::Loose { config } => spec::loose(&config.config),
+        },
         Command::Healthcheck { url } => healthcheck::main(&url),
     }
 }

@@ -134,6 +134,16 @@ impl Snapshot {
 }
 
 fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
+    compile_apart(read_spec(openapi)?).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|problem| format!("openapi: {problem}"))
+            .collect()
+    })
+}
+
+/// The spec's documents as configured: read (or fetched) and with the overlays applied.
+pub fn read_spec(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
     let docs = match (&openapi.file, &openapi.url) {
         (Some(file), _) => source::from_file(file),
         (None, Some(url)) => crate::fetch::fetch(url, openapi.fetch_timeout)
@@ -148,12 +158,7 @@ fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
         .ok_or_else(|| vec!["openapi: the spec document is missing".to_owned()])?;
     spec::overlay::apply_files(root, &openapi.overlays)
         .map_err(|e| vec![format!("openapi.overlays: {e}")])?;
-    compile_apart(docs).map_err(|problems| {
-        problems
-            .into_iter()
-            .map(|problem| format!("openapi: {problem}"))
-            .collect()
-    })
+    Ok(docs)
 }
 
 /// Compiles on a thread of its own, so the compiled schemas land in another glibc arena

@@ -8,4 +8,5 @@ pub mod explain;
 pub mod healthcheck;
 pub mod keys;
 pub mod serve;
+pub mod spec;
 pub mod token;

@@ -5,6 +5,7 @@
 
 mod build;
 pub mod compile;
+pub mod loose;
 pub mod normalize;
 pub mod overlay;
 mod raw;
@@ -125,21 +126,55 @@ pub enum BodyKind {
     Opaque,
 }
 
-/// Compiles loaded documents into a [`Spec`].
-pub fn load(mut docs: Documents) -> Result<Spec, Vec<String>> {
+/// The documents as moat enforces them: request schemas normalised to draft 2020-12 (and
+/// stripped of what only documents them), with the operations read from them.
+pub struct Effective {
+    pub docs: Documents,
+    pub version: String,
+    operations: Vec<raw::RawOperation>,
+    warnings: Vec<String>,
+}
+
+/// Reads the operations of loaded documents and normalises their request schemas.
+pub fn effective(mut docs: Documents) -> Result<Effective, Vec<String>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let version = check_version(docs.root()).map_err(|e| vec![e])?;
-    let prefix = server_prefix(docs.root(), &mut warnings);
-    let security_schemes = match docs.root().pointer("/components/securitySchemes") {
-        Some(Value::Object(schemes)) => schemes.clone(),
-        _ => serde_json::Map::new(),
-    };
     let operations = collect_operations(&docs, &mut problems, &mut warnings);
     normalize_request_schemas(&mut docs, &operations, &mut problems, &mut warnings);
     if !problems.is_empty() {
         return Err(problems);
     }
+    Ok(Effective {
+        docs,
+        version,
+        operations,
+        warnings,
+    })
+}
+
+/// What the documents leave open in requests, as an overlay that closes it (see `loose`);
+/// `None` when nothing is. Fails as loading would on a spec moat cannot enforce.
+pub fn loose(docs: Documents) -> Result<Option<loose::Overlay>, Vec<String>> {
+    // Operations are read before normalisation, so their locations are the raw document's.
+    let operations = effective(docs.clone())?.operations;
+    Ok(loose::report(&docs, &operations))
+}
+
+/// Compiles loaded documents into a [`Spec`].
+pub fn load(docs: Documents) -> Result<Spec, Vec<String>> {
+    let Effective {
+        docs,
+        version,
+        operations,
+        mut warnings,
+    } = effective(docs)?;
+    let problems = Vec::new();
+    let prefix = server_prefix(docs.root(), &mut warnings);
+    let security_schemes = match docs.root().pointer("/components/securitySchemes") {
+        Some(Value::Object(schemes)) => schemes.clone(),
+        _ => serde_json::Map::new(),
+    };
     let mut builder = Builder {
         docs: &docs,
         compiler: Compiler::new(&docs).map_err(|e| vec![e])?,

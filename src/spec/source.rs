@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// The loaded documents: the root and every file it references, by absolute URI.
+#[derive(Clone)]
 pub struct Documents {
     pub root: String,
     pub docs: BTreeMap<String, Value>,
