@@ -147,3 +147,33 @@ fn the_readme_overlays_load_on_the_specs_they_are_written_for() {
         assert!(output.status.success(), "{spec}: {}", text(&output));
     }
 }
+
+/// A tightening is judged before it is enforced: in shadow mode what the overlay would
+/// refuse is forwarded, logged with its code and counted.
+#[test]
+fn an_overlay_in_shadow_mode_counts_what_it_would_refuse() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("tighten.overlay.yaml");
+    std::fs::write(&overlay, cap(2)).unwrap();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\n  overlays: [{}]\npolicy:\n  operations:\n    \
+             predict_v1_models__model_name__predict_post: {{security: [], mode: shadow}}\n",
+            fixture("specs/fastapi-iris.json"),
+            overlay.display()
+        ),
+    ));
+    assert_eq!(post_json(moat.addr, PREDICT, &[], &rows(3)).status, 200);
+    assert_eq!(upstream.count(), 1);
+    let log = moat.wait_for_access_lines(1);
+    assert_eq!(log[0]["shadow_code"], "body_schema", "{:?}", log[0]);
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_shadow_rejections_total{stage="validate",code="body_schema"}"#
+        ),
+        1
+    );
+}
