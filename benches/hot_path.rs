@@ -60,13 +60,14 @@ fn benches(c: &mut Criterion) {
     };
     let predict = &iris.operations[index];
     let body = predict_body();
+    let limits = moat::config::Limits::default().json();
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    assert!(moat::validate::request_body(predict, &headers, &body, 64).is_ok());
+    assert!(moat::validate::request_body(predict, &headers, &body, &limits).is_ok());
     println!("predict body: {} bytes", body.len());
     c.bench_function(
         "validate: ~1 KiB predict body (strict JSON + schema)",
-        |b| b.iter(|| moat::validate::request_body(predict, &headers, black_box(&body), 64)),
+        |b| b.iter(|| moat::validate::request_body(predict, &headers, black_box(&body), &limits)),
     );
     c.bench_function("validate: strict JSON parse alone, same body", |b| {
         b.iter(|| moat::validate::json::parse(black_box(&body), 64))

@@ -177,3 +177,56 @@ fn an_overlay_in_shadow_mode_counts_what_it_would_refuse() {
         1
     );
 }
+
+/// What no spec bounds, the guard rails do: here a JSON body the spec gives no schema.
+#[test]
+fn guard_rails_refuse_an_oversized_string_in_a_schemaless_body() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(
+        &spec,
+        r#"{"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/notes": {"post": {
+            "operationId": "note", "security": [],
+            "requestBody": {"content": {"application/json": {}}},
+            "responses": {"200": {"description": "ok"}}}}}}"#,
+    )
+    .unwrap();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nlimits:\n  max_string_bytes: 16\n  max_array_items: 3\n",
+            spec.display()
+        ),
+    ));
+    let fits = post_json(
+        moat.addr,
+        "/notes",
+        &[],
+        r#"{"note": "sixteen bytes ok", "tags": [1, 2, 3]}"#,
+    );
+    assert_eq!(fits.status, 200);
+    let long = post_json(
+        moat.addr,
+        "/notes",
+        &[],
+        r#"{"note": "seventeen bytes !!"}"#,
+    );
+    assert_eq!(long.status, 400);
+    let problem = long.json();
+    assert_eq!(problem["code"], "body_schema");
+    assert_eq!(problem["errors"][0]["pointer"], "/note");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_string_bytes"),
+        "{problem}"
+    );
+    let many = post_json(moat.addr, "/notes", &[], r#"{"tags": [1, 2, 3, 4]}"#);
+    assert_eq!(
+        (many.status, many.json()["errors"][0]["pointer"].as_str()),
+        (400, Some("/tags"))
+    );
+    assert_eq!(upstream.count(), 1);
+}

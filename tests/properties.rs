@@ -32,7 +32,13 @@ fn accepts(operation: &Operation, body: &Value) -> bool {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
-    moat::validate::request_body(operation, &headers, &bytes, 64).is_ok()
+    moat::validate::request_body(
+        operation,
+        &headers,
+        &bytes,
+        &moat::config::Limits::default().json(),
+    )
+    .is_ok()
 }
 
 fn predict_request() -> impl Strategy<Value = Value> {

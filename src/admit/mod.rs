@@ -157,12 +157,8 @@ where
     let body = read_body(body, &parts.headers, &config.limits).await?;
     match target.operation {
         Some(operation) => {
-            let verdict = validate::request_body(
-                operation,
-                &parts.headers,
-                &body,
-                config.limits.max_json_depth,
-            );
+            let verdict =
+                validate::request_body(operation, &parts.headers, &body, &config.limits.json());
             note_validity(trail, "body", verdict.is_ok());
             enforce(verdict, mode, trail)?;
             trail.pass(Stage::Validate, || format!("body {} bytes", body.len()));

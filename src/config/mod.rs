@@ -219,6 +219,12 @@ impl Config {
             ("limits.max_header_bytes", limits.max_header_bytes as u64),
             ("limits.max_uri_bytes", limits.max_uri_bytes as u64),
             ("limits.max_json_depth", limits.max_json_depth as u64),
+            ("limits.max_string_bytes", limits.max_string_bytes as u64),
+            ("limits.max_array_items", limits.max_array_items as u64),
+            (
+                "limits.max_object_members",
+                limits.max_object_members as u64,
+            ),
             ("limits.max_connections", limits.max_connections as u64),
             (
                 "limits.max_requests_per_connection",

@@ -70,6 +70,12 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_uri_bytes: usize,
     pub max_json_depth: usize,
+    /// Guard rails for what a spec leaves unbounded, on every JSON body: the longest
+    /// string (or member name) in bytes, the most items of one array, the most members of
+    /// one object. Far above any real predict call; a spec's own bounds are usually tighter.
+    pub max_string_bytes: usize,
+    pub max_array_items: usize,
+    pub max_object_members: usize,
     #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
@@ -84,6 +90,18 @@ pub struct Limits {
     pub hash_workers: Option<usize>,
 }
 
+impl Limits {
+    /// What every JSON body is held to besides its schema.
+    pub fn json(&self) -> crate::validate::json::JsonLimits {
+        crate::validate::json::JsonLimits {
+            max_depth: self.max_json_depth,
+            max_string_bytes: self.max_string_bytes,
+            max_array_items: self.max_array_items,
+            max_object_members: self.max_object_members,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -91,6 +109,9 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
             max_json_depth: 64,
+            max_string_bytes: 8 * 1024 * 1024,
+            max_array_items: 1_000_000,
+            max_object_members: 10_000,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,

@@ -17,7 +17,7 @@ pub fn check(
     operation: &Operation,
     headers: &HeaderMap,
     body: &Bytes,
-    max_depth: usize,
+    limits: &json::JsonLimits,
     errors: &mut Vec<FieldError>,
 ) -> Result<(), Rejection> {
     let Some(declared) = &operation.body else {
@@ -49,7 +49,8 @@ pub fn check(
             if !charset_is_utf8(content_type) {
                 return Err(unsupported(&declared.media));
             }
-            let value = json::parse(body, max_depth).map_err(Rejection::InvalidJson)?;
+            let value = json::parse(body, limits.max_depth).map_err(Rejection::InvalidJson)?;
+            json::guard(&value, limits, errors);
             if let Some(schema) = &media.schema {
                 schema.check(&value, "body", "", errors);
             }

@@ -10,6 +10,116 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::reject::FieldError;
+use crate::spec::compile::MAX_ERRORS;
+
+/// What every JSON body is held to besides its schema (`limits.max_json_depth`,
+/// `max_string_bytes`, `max_array_items`, `max_object_members`).
+#[derive(Debug, Clone)]
+pub struct JsonLimits {
+    pub max_depth: usize,
+    pub max_string_bytes: usize,
+    pub max_array_items: usize,
+    pub max_object_members: usize,
+}
+
+/// The guard rails for what no schema bounds: every string and member name, array and
+/// object of `value` within its limit. Failures are reported like schema failures (the
+/// body's pointer, capped at `MAX_ERRORS`), so shadow mode counts them the same way.
+pub fn guard(value: &Value, limits: &JsonLimits, errors: &mut Vec<FieldError>) {
+    let mut pointer = String::new();
+    guard_at(value, limits, &mut pointer, errors);
+}
+
+fn guard_at(
+    value: &Value,
+    limits: &JsonLimits,
+    pointer: &mut String,
+    errors: &mut Vec<FieldError>,
+) {
+    if errors.len() >= MAX_ERRORS {
+        return;
+    }
+    match value {
+        Value::String(text) if text.len() > limits.max_string_bytes => fail(
+            errors,
+            pointer,
+            format!(
+                "the string is {} bytes, over limits.max_string_bytes ({})",
+                text.len(),
+                limits.max_string_bytes
+            ),
+        ),
+        Value::Array(items) => {
+            if items.len() > limits.max_array_items {
+                fail(
+                    errors,
+                    pointer,
+                    format!(
+                        "the array has {} items, over limits.max_array_items ({})",
+                        items.len(),
+                        limits.max_array_items
+                    ),
+                );
+                return;
+            }
+            for (index, item) in items.iter().enumerate() {
+                let length = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&index.to_string());
+                guard_at(item, limits, pointer, errors);
+                pointer.truncate(length);
+            }
+        }
+        Value::Object(members) => {
+            if members.len() > limits.max_object_members {
+                fail(
+                    errors,
+                    pointer,
+                    format!(
+                        "the object has {} members, over limits.max_object_members ({})",
+                        members.len(),
+                        limits.max_object_members
+                    ),
+                );
+                return;
+            }
+            for (name, member) in members {
+                let length = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+                if name.len() > limits.max_string_bytes {
+                    // The name itself is not echoed: its pointer would be the long string.
+                    pointer.truncate(length);
+                    fail(
+                        errors,
+                        pointer,
+                        format!(
+                            "a member name is {} bytes, over limits.max_string_bytes ({})",
+                            name.len(),
+                            limits.max_string_bytes
+                        ),
+                    );
+                    continue;
+                }
+                guard_at(member, limits, pointer, errors);
+                pointer.truncate(length);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn fail(errors: &mut Vec<FieldError>, pointer: &str, message: String) {
+    if errors.len() < MAX_ERRORS {
+        errors.push(FieldError {
+            location: "body",
+            pointer: pointer.to_owned(),
+            message,
+        });
+    }
+}
+
 /// Parses `bytes` strictly; the error says what is wrong without echoing the input.
 pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, String> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -163,6 +273,41 @@ impl<'de> Visitor<'de> for StrictVisitor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn guard_rails_bound_strings_arrays_and_objects_with_pointers() {
+        let limits = JsonLimits {
+            max_depth: 8,
+            max_string_bytes: 4,
+            max_array_items: 3,
+            max_object_members: 2,
+        };
+        let mut errors = Vec::new();
+        guard(
+            &json!({"a/b": ["ok", "toolong"], "c": [1, 2, 3]}),
+            &limits,
+            &mut errors,
+        );
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/a~1b/1"], "{errors:?}");
+        assert!(
+            !errors[0].message.contains("toolong"),
+            "never echoes the value"
+        );
+        for (value, pointer) in [
+            (json!([1, 2, 3, 4]), ""),
+            (json!({"x": {"a": 1, "b": 2, "c": 3}}), "/x"),
+            (json!({"longname": 1}), ""),
+        ] {
+            let mut errors = Vec::new();
+            guard(&value, &limits, &mut errors);
+            assert_eq!(errors.len(), 1, "{value}");
+            assert_eq!(errors[0].pointer, pointer, "{value}");
+        }
+        let mut errors = Vec::new();
+        guard(&json!({"a": "abcd", "b": [1, 2, 3]}), &limits, &mut errors);
+        assert!(errors.is_empty(), "limits are inclusive: {errors:?}");
+    }
 
     #[test]
     fn ordinary_json_parses() {

@@ -41,10 +41,10 @@ pub fn request_body(
     operation: &Operation,
     headers: &HeaderMap,
     body: &Bytes,
-    max_json_depth: usize,
+    limits: &json::JsonLimits,
 ) -> Result<(), Rejection> {
     let mut errors = Vec::new();
-    body::check(operation, headers, body, max_json_depth, &mut errors)?;
+    body::check(operation, headers, body, limits, &mut errors)?;
     if errors.is_empty() {
         Ok(())
     } else {
