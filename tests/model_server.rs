@@ -202,3 +202,60 @@ fn the_models_event_stream_passes_through() {
     );
     assert_eq!(refused.status, 400);
 }
+
+/// The model's generated spec tightened by an overlay: each request the spec accepts and
+/// the overlay forbids is refused by moat, the pointer naming the overlay's constraint.
+#[test]
+fn an_overlay_tightens_the_models_generated_spec() {
+    let Some(model) = model_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("iris.overlay.yaml");
+    std::fs::write(
+        &overlay,
+        "overlay: 1.1.0\ninfo: {title: iris in production, version: 1.0.0}\nactions:\n  \
+         - target: $.components.schemas.PredictRequest.properties.instances\n    \
+           update: {maxItems: 2, items: {items: {maximum: 10}}}\n  \
+         - target: $.components.schemas.PredictRequest.properties.model_version.anyOf[?@.type == 'string']\n    \
+           update: {pattern: '^v1$'}\n",
+    )
+    .unwrap();
+    let loose = moat_for(&model);
+    let tight = Moat::start(&config(
+        &model.url,
+        &format!(
+            "openapi:\n  url: {}/openapi.json\n  fetch_timeout: 60s\n  overlays: [{}]\n",
+            model.url,
+            overlay.display()
+        ),
+    ));
+    let row = "[5.1, 3.5, 1.4, 0.2]";
+    for (body, pointer) in [
+        (
+            r#"{"instances": [[50.0, 3.5, 1.4, 0.2]]}"#.to_owned(),
+            "/instances/0/0",
+        ),
+        (
+            format!(r#"{{"instances": [{row}, {row}, {row}]}}"#),
+            "/instances",
+        ),
+        (
+            format!(r#"{{"instances": [{row}], "model_version": "v2"}}"#),
+            "/model_version",
+        ),
+    ] {
+        let accepted = post_json(loose.addr, PREDICT, &[], &body);
+        assert_eq!(accepted.status, 200, "the model's own spec accepts {body}");
+        let refused = post_json(tight.addr, PREDICT, &[], &body);
+        assert_eq!(refused.status, 400, "{body}");
+        let problem = refused.json();
+        assert_eq!(problem["code"], "body_schema", "{problem}");
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
+    let fine = post_json(
+        tight.addr,
+        PREDICT,
+        &[],
+        &format!(r#"{{"instances": [{row}], "model_version": "v1"}}"#),
+    );
+    assert_eq!(fine.status, 200);
+}

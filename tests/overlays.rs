@@ -145,6 +145,11 @@ fn the_readme_overlays_load_on_the_specs_they_are_written_for() {
         .unwrap();
         let output = run_moat(&["check", "--config", config_path.to_str().unwrap()], &[]);
         assert!(output.status.success(), "{spec}: {}", text(&output));
+        assert!(
+            text(&output).contains(", 1 overlay applied)"),
+            "{}",
+            text(&output)
+        );
     }
 }
 

@@ -42,11 +42,17 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                     );
                 }
                 Some(spec) => {
+                    let overlays = config.openapi.as_ref().map_or(0, |o| o.overlays.len());
                     let _ = writeln!(
                         out,
-                        "  openapi       {} ({} operations)",
+                        "  openapi       {} ({} operations{})",
                         spec.version,
-                        spec.operations.len()
+                        spec.operations.len(),
+                        match overlays {
+                            0 => String::new(),
+                            1 => ", 1 overlay applied".to_owned(),
+                            n => format!(", {n} overlays applied"),
+                        }
                     );
                     for (index, operation) in spec.operations.iter().enumerate() {
                         let route = snapshot.routes.operation(index);
