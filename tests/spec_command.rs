@@ -59,14 +59,16 @@ fn the_loose_report_of_real_specs_matches_its_reviewed_snapshot() {
     }
 }
 
+/// As a user types it, in a checkout of the shipped `config/`.
 #[test]
 fn the_shipped_iris_spec_leaves_nothing_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = moat_spec(
-        &["loose"],
-        &config(dir.path(), "specs/fastapi-iris.json", &[]),
-    );
-    assert!(output.status.success());
+    let dir = support::shipped_config();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["spec", "loose", "--config", "config/moat.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
     assert!(output.stdout.is_empty());
     assert!(
         text(&output).contains("nothing is left open"),

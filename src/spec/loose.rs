@@ -123,7 +123,11 @@ pub(super) fn report(docs: &Documents, operations: &[RawOperation]) -> Option<Ov
             let what: Vec<&str> = findings.iter().map(|f| f.what.as_str()).collect();
             Action {
                 target: normalized_path(doc, pointer),
-                description: format!("{} (reached by {})", what.join("; "), operations.join(", ")),
+                description: format!(
+                    "#{pointer}: {} (reached by {})",
+                    what.join("; "),
+                    operations.join(", ")
+                ),
                 update,
             }
         })
