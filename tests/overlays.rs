@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use support::{Moat, Upstream, config, eventually, fixture, metric, post_json, run_moat, text};
 
 const PREDICT: &str = "/v1/models/iris:predict";
@@ -26,20 +28,26 @@ fn cap(max: usize) -> String {
     )
 }
 
-#[test]
-fn an_overlay_tightens_the_spec_and_an_edited_one_reloads() {
-    let upstream = Upstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let overlay = dir.path().join("tighten.overlay.yaml");
+/// moat on the iris spec with one overlay, `cap(2)` to begin with, and `extra` config.
+fn moat_with_cap(upstream: &Upstream, dir: &Path, extra: &str) -> (Moat, PathBuf) {
+    let overlay = dir.join("tighten.overlay.yaml");
     std::fs::write(&overlay, cap(2)).unwrap();
     let moat = Moat::start(&config(
         &upstream.url(),
         &format!(
-            "openapi:\n  file: {}\n  overlays: [{}]\n",
+            "openapi:\n  file: {}\n  overlays: [{}]\n{extra}",
             fixture("specs/fastapi-iris.json"),
             overlay.display()
         ),
     ));
+    (moat, overlay)
+}
+
+#[test]
+fn an_overlay_tightens_the_spec_and_an_edited_one_reloads() {
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (moat, overlay) = moat_with_cap(&upstream, dir.path(), "");
     assert_eq!(post_json(moat.addr, PREDICT, &[], &rows(2)).status, 200);
     let refused = post_json(moat.addr, PREDICT, &[], &rows(3));
     assert_eq!(refused.status, 400);
@@ -159,17 +167,12 @@ fn the_readme_overlays_load_on_the_specs_they_are_written_for() {
 fn an_overlay_in_shadow_mode_counts_what_it_would_refuse() {
     let upstream = Upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let overlay = dir.path().join("tighten.overlay.yaml");
-    std::fs::write(&overlay, cap(2)).unwrap();
-    let moat = Moat::start(&config(
-        &upstream.url(),
-        &format!(
-            "openapi:\n  file: {}\n  overlays: [{}]\npolicy:\n  operations:\n    \
-             predict_v1_models__model_name__predict_post: {{security: [], mode: shadow}}\n",
-            fixture("specs/fastapi-iris.json"),
-            overlay.display()
-        ),
-    ));
+    let (moat, _) = moat_with_cap(
+        &upstream,
+        dir.path(),
+        "policy:\n  operations:\n    \
+         predict_v1_models__model_name__predict_post: {security: [], mode: shadow}\n",
+    );
     assert_eq!(post_json(moat.addr, PREDICT, &[], &rows(3)).status, 200);
     assert_eq!(upstream.count(), 1);
     let log = moat.wait_for_access_lines(1);

@@ -208,7 +208,7 @@ pub(super) fn route_template(template: &str) -> String {
     template.replace("${", "{")
 }
 
-fn body_kind(range: &str) -> BodyKind {
+pub(super) fn body_kind(range: &str) -> BodyKind {
     let essence = range
         .split(';')
         .next()

@@ -150,13 +150,7 @@ pub(super) fn report(docs: &Documents, operations: &[RawOperation]) -> Option<Ov
 }
 
 fn is_json(range: &str) -> bool {
-    let essence = range
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
+    super::build::body_kind(range) == super::BodyKind::Json
 }
 
 impl Report {
