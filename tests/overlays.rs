@@ -237,4 +237,25 @@ fn guard_rails_refuse_an_oversized_string_in_a_schemaless_body() {
         (400, Some("/tags"))
     );
     assert_eq!(upstream.count(), 1);
+
+    // In shadow mode the guard rails count and forward, as schema checks do.
+    let shadow = Moat::start(&config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nlimits:\n  max_string_bytes: 16\npolicy:\n  mode: shadow\n",
+            spec.display()
+        ),
+    ));
+    let long = post_json(
+        shadow.addr,
+        "/notes",
+        &[],
+        r#"{"note": "seventeen bytes !!"}"#,
+    );
+    assert_eq!(long.status, 200);
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(
+        shadow.wait_for_access_lines(1)[0]["shadow_code"],
+        "body_schema"
+    );
 }
