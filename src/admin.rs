@@ -16,7 +16,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::body::ResponseBody;
-use crate::snapshot::State;
+use crate::metrics::KeyStoreState;
+use crate::snapshot::{Snapshot, State};
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     loop {
@@ -47,6 +48,8 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ResponseBo
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readiness(state).await,
         "/metrics" => {
+            let snapshot = state.snapshot.load();
+            state.metrics.key_stores(key_stores(&snapshot));
             let mut response = text(StatusCode::OK, state.metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -75,9 +78,34 @@ async fn readiness(state: &State) -> Response<ResponseBody> {
     };
     let connect = tokio::net::TcpStream::connect(address);
     match tokio::time::timeout(upstream.connect_timeout, connect).await {
-        Ok(Ok(_)) => text(StatusCode::OK, "ready\n"),
+        Ok(Ok(_)) => {
+            // Which key store each scheme serves from, so replicas can be compared.
+            let mut body = String::from("ready\n");
+            for store in key_stores(&snapshot) {
+                body.push_str(&format!(
+                    "key store {}: digest {}, {} keys, read {} s ago\n",
+                    store.scheme,
+                    store.digest,
+                    store.keys,
+                    store.age.as_secs()
+                ));
+            }
+            text(StatusCode::OK, body)
+        }
         _ => text(StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable\n"),
     }
+}
+
+fn key_stores(snapshot: &Snapshot) -> impl Iterator<Item = KeyStoreState<'_>> {
+    snapshot
+        .auth
+        .key_stores()
+        .map(|(scheme, store)| KeyStoreState {
+            scheme,
+            digest: &store.digest,
+            keys: store.records.len(),
+            age: store.read_at.elapsed().unwrap_or_default(),
+        })
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {

@@ -2,6 +2,7 @@
 //! the whole process, across config reloads, so counters never reset under a scraper.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,6 +48,25 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyStoreLabels {
+    pub scheme: String,
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SchemeLabels {
+    pub scheme: String,
+}
+
+/// One API-key scheme's store as this replica holds it, for [`Metrics::key_stores`].
+pub struct KeyStoreState<'a> {
+    pub scheme: &'a str,
+    pub digest: &'a str,
+    pub keys: usize,
+    pub age: std::time::Duration,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -62,6 +82,9 @@ pub struct Metrics {
     pub config_generation: Gauge,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
+    key_store_info: Family<KeyStoreLabels, Gauge>,
+    key_store_keys: Family<SchemeLabels, Gauge>,
+    key_store_age: Family<SchemeLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -78,6 +101,26 @@ impl Metrics {
         // 0.5 ms … ~65 s: from a rejected request to a long generation.
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
         let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
+        let key_store_info = Family::<KeyStoreLabels, Gauge>::default();
+        let key_store_keys = Family::<SchemeLabels, Gauge>::default();
+        let key_store_age = Family::<SchemeLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "moat_keystore_info",
+            "1 for the key store each API-key scheme serves from, labelled with the first 16 hex \
+             digits of its SHA-256: every replica reading the same store shows the same digest",
+            key_store_info.clone(),
+        );
+        registry.register(
+            "moat_keystore_keys",
+            "Records in the key store each API-key scheme serves from",
+            key_store_keys.clone(),
+        );
+        registry.register(
+            "moat_keystore_age_seconds",
+            "Seconds since this replica read the key store it serves from (at start, on a \
+             change to the file, on a reload)",
+            key_store_age.clone(),
+        );
         registry.register(
             "moat_requests",
             "Requests answered, by operation and status",
@@ -143,6 +186,32 @@ impl Metrics {
             config_generation,
             request_duration,
             upstream_duration,
+            key_store_info,
+            key_store_keys,
+            key_store_age,
+        }
+    }
+
+    /// Sets the key-store gauges to the serving snapshot's stores (called before each
+    /// scrape, so a store replaced by a reload leaves no stale digest behind).
+    pub fn key_stores<'a>(&self, stores: impl Iterator<Item = KeyStoreState<'a>>) {
+        self.key_store_info.clear();
+        self.key_store_keys.clear();
+        self.key_store_age.clear();
+        for store in stores {
+            let scheme = SchemeLabels {
+                scheme: store.scheme.to_owned(),
+            };
+            let info = KeyStoreLabels {
+                scheme: store.scheme.to_owned(),
+                digest: store.digest.to_owned(),
+            };
+            self.key_store_info.get_or_create(&info).set(1);
+            let keys = i64::try_from(store.keys).unwrap_or(i64::MAX);
+            self.key_store_keys.get_or_create(&scheme).set(keys);
+            self.key_store_age
+                .get_or_create(&scheme)
+                .set(store.age.as_secs_f64());
         }
     }
 

@@ -258,3 +258,64 @@ fn a_store_created_after_a_failed_reload_is_seen() {
         "the store created after the failed reload was not picked up"
     );
 }
+
+/// Two replicas on one key store show the same digest in `/metrics` and `/readyz`; after a
+/// revocation both show the same new one, so an operator can prove every replica dropped
+/// the key.
+#[test]
+fn replicas_on_one_key_store_report_the_same_digest_before_and_after_a_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    mint(&store, "ops");
+    mint(&store, "ci");
+    let upstream = Upstream::start();
+    let replicas = [
+        Moat::start(&keyed_config(&upstream, &store)),
+        Moat::start(&keyed_config(&upstream, &store)),
+    ];
+    let digest = |moat: &Moat| -> String {
+        let metrics = get(moat.admin, "/metrics", &[]);
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("moat_keystore_info{"))
+            .unwrap_or_else(|| panic!("no moat_keystore_info in {text}"))
+            .to_owned();
+        assert!(
+            text.contains(r#"moat_keystore_age_seconds{scheme="api_key"}"#),
+            "{text}"
+        );
+        line.split("digest=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let before = digest(&replicas[0]);
+    assert_eq!(before.len(), 16);
+    assert_eq!(digest(&replicas[1]), before);
+    assert_eq!(
+        metric(&replicas[0], r#"moat_keystore_keys{scheme="api_key"}"#),
+        2
+    );
+    let ready = get(replicas[0].admin, "/readyz", &[]);
+    let ready = String::from_utf8_lossy(&ready.body).into_owned();
+    assert!(
+        ready.starts_with("ready\n")
+            && ready.contains(&format!("key store api_key: digest {before}, 2 keys")),
+        "{ready}"
+    );
+
+    let revoked = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["keys", "revoke", "ops", "--store"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(revoked.success());
+    assert!(eventually(
+        || digest(&replicas[0]) != before && digest(&replicas[1]) != before
+    ));
+    assert_eq!(digest(&replicas[0]), digest(&replicas[1]));
+}

@@ -132,6 +132,11 @@ impl std::fmt::Debug for ApiKeyVerifier {
 }
 
 impl ApiKeyVerifier {
+    /// The key store this verifier checks against.
+    pub fn store(&self) -> &KeyStore {
+        &self.store
+    }
+
     /// `workers`: concurrent hashes (`limits.hash_workers`); `None`: one per core.
     pub fn new(
         config: &ApiKeyConfig,

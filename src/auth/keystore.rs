@@ -110,10 +110,31 @@ fn null_is_empty<'de, D: serde::Deserializer<'de>>(
     Ok(Option::<Vec<KeyRecord>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// The loaded store: records by id.
-#[derive(Debug, Default)]
+/// The loaded store: records by id, and which version of the file they came from.
+#[derive(Debug)]
 pub struct KeyStore {
     pub records: HashMap<String, Arc<KeyRecord>>,
+    /// The first 16 hex digits of the file's SHA-256: equal on every replica that reads
+    /// the same store, so an operator can show that all of them dropped a revoked key.
+    pub digest: String,
+    /// When this replica read it.
+    pub read_at: SystemTime,
+}
+
+impl Default for KeyStore {
+    fn default() -> Self {
+        KeyStore {
+            records: HashMap::new(),
+            digest: digest(""),
+            read_at: SystemTime::now(),
+        }
+    }
+}
+
+fn digest(text: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(text.as_bytes());
+    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl KeyStore {
@@ -164,7 +185,11 @@ impl KeyStore {
             }
         }
         if problems.is_empty() {
-            Ok(KeyStore { records })
+            Ok(KeyStore {
+                records,
+                digest: digest(text),
+                read_at: SystemTime::now(),
+            })
         } else {
             Err(problems)
         }

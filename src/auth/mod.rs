@@ -98,6 +98,16 @@ impl Auth {
     }
 
     /// Every key that has its own `rate_limit`: (key id, limit).
+    /// Each API-key scheme's loaded store, by scheme name.
+    pub fn key_stores(&self) -> impl Iterator<Item = (&str, &keystore::KeyStore)> {
+        self.verifiers
+            .iter()
+            .filter_map(|(name, verifier)| match verifier {
+                Verifier::ApiKey(verifier) => Some((&**name, verifier.store())),
+                Verifier::Jwt(_) => None,
+            })
+    }
+
     pub fn key_rate_limits(&self) -> Vec<(String, RateLimit)> {
         self.verifiers
             .values()
