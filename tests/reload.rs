@@ -14,6 +14,15 @@ fn mint(store: &std::path::Path, id: &str) -> String {
     moat_keys(store, &["new", "--id", id, "--scopes", "predict"])
 }
 
+fn revoke(store: &std::path::Path, id: &str) {
+    let revoked = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["keys", "revoke", id, "--store"])
+        .arg(store)
+        .status()
+        .unwrap();
+    assert!(revoked.success());
+}
+
 fn list(moat: &Moat, key: &str) -> u16 {
     get(moat.addr, "/v1/models", &[&format!("X-API-Key: {key}")]).status
 }
@@ -26,12 +35,7 @@ fn a_revoked_key_is_refused_within_seconds_without_a_restart() {
     let upstream = Upstream::start();
     let moat = Moat::start(&keyed_config(&upstream, &store));
     assert_eq!(list(&moat, &key), 200);
-    let revoked = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["keys", "revoke", "ops", "--store"])
-        .arg(&store)
-        .status()
-        .unwrap();
-    assert!(revoked.success());
+    revoke(&store, "ops");
     assert!(
         eventually(|| list(&moat, &key) == 401),
         "the revoked key still works"
@@ -308,12 +312,7 @@ fn replicas_on_one_key_store_report_the_same_digest_before_and_after_a_revocatio
         "{ready}"
     );
 
-    let revoked = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["keys", "revoke", "ops", "--store"])
-        .arg(&store)
-        .status()
-        .unwrap();
-    assert!(revoked.success());
+    revoke(&store, "ops");
     assert!(eventually(
         || digest(&replicas[0]) != before && digest(&replicas[1]) != before
     ));
