@@ -27,14 +27,43 @@ pub struct JsonLimits {
 /// object of `value` within its limit. Failures are reported like schema failures (the
 /// body's pointer, capped at `MAX_ERRORS`), so shadow mode counts them the same way.
 pub fn guard(value: &Value, limits: &JsonLimits, errors: &mut Vec<FieldError>) {
-    let mut pointer = String::new();
-    guard_at(value, limits, &mut pointer, errors);
+    guard_at(value, limits, None, errors);
+}
+
+/// Where the walk is: a chain on the stack, so the hot path builds no pointer text; one is
+/// written only for a failure.
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    segment: Segment<'a>,
+}
+
+enum Segment<'a> {
+    Index(usize),
+    Name(&'a str),
+}
+
+/// The JSON pointer of `path` (`""` for the document itself).
+fn pointer(path: Option<&Path<'_>>) -> String {
+    let mut segments = Vec::new();
+    let mut at = path;
+    while let Some(step) = at {
+        segments.push(match step.segment {
+            Segment::Index(index) => index.to_string(),
+            Segment::Name(name) => crate::spec::normalize::escape(name),
+        });
+        at = step.parent;
+    }
+    segments
+        .iter()
+        .rev()
+        .map(|segment| format!("/{segment}"))
+        .collect()
 }
 
 fn guard_at(
     value: &Value,
     limits: &JsonLimits,
-    pointer: &mut String,
+    path: Option<&Path<'_>>,
     errors: &mut Vec<FieldError>,
 ) {
     if errors.len() >= MAX_ERRORS {
@@ -43,7 +72,7 @@ fn guard_at(
     match value {
         Value::String(text) if text.len() > limits.max_string_bytes => fail(
             errors,
-            pointer,
+            path,
             format!(
                 "the string is {} bytes, over limits.max_string_bytes ({})",
                 text.len(),
@@ -54,7 +83,7 @@ fn guard_at(
             if items.len() > limits.max_array_items {
                 fail(
                     errors,
-                    pointer,
+                    path,
                     format!(
                         "the array has {} items, over limits.max_array_items ({})",
                         items.len(),
@@ -64,18 +93,18 @@ fn guard_at(
                 return;
             }
             for (index, item) in items.iter().enumerate() {
-                let length = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&index.to_string());
-                guard_at(item, limits, pointer, errors);
-                pointer.truncate(length);
+                let step = Path {
+                    parent: path,
+                    segment: Segment::Index(index),
+                };
+                guard_at(item, limits, Some(&step), errors);
             }
         }
         Value::Object(members) => {
             if members.len() > limits.max_object_members {
                 fail(
                     errors,
-                    pointer,
+                    path,
                     format!(
                         "the object has {} members, over limits.max_object_members ({})",
                         members.len(),
@@ -85,15 +114,11 @@ fn guard_at(
                 return;
             }
             for (name, member) in members {
-                let length = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
                 if name.len() > limits.max_string_bytes {
-                    // The name itself is not echoed: its pointer would be the long string.
-                    pointer.truncate(length);
+                    // The object's pointer: the name itself is the long string.
                     fail(
                         errors,
-                        pointer,
+                        path,
                         format!(
                             "a member name is {} bytes, over limits.max_string_bytes ({})",
                             name.len(),
@@ -102,19 +127,22 @@ fn guard_at(
                     );
                     continue;
                 }
-                guard_at(member, limits, pointer, errors);
-                pointer.truncate(length);
+                let step = Path {
+                    parent: path,
+                    segment: Segment::Name(name),
+                };
+                guard_at(member, limits, Some(&step), errors);
             }
         }
         _ => {}
     }
 }
 
-fn fail(errors: &mut Vec<FieldError>, pointer: &str, message: String) {
+fn fail(errors: &mut Vec<FieldError>, path: Option<&Path<'_>>, message: String) {
     if errors.len() < MAX_ERRORS {
         errors.push(FieldError {
             location: "body",
-            pointer: pointer.to_owned(),
+            pointer: pointer(path),
             message,
         });
     }
