@@ -42,11 +42,8 @@ impl Listeners {
                 std::io::Error::new(error.kind(), format!("`{name}` {addr}: {error}"))
             }
         };
-        // No thread without a connection slot (see `slot_shares`).
-        let threads = config
-            .runtime
-            .threads()
-            .min(config.limits.max_connections.max(1));
+        // No thread without a connection slot: as many as `slot_shares` hands slots to.
+        let threads = slot_shares(config.limits.max_connections, config.runtime.threads()).len();
         // A plain bind first: an address already in use (another moat, a stale one with an
         // old config) is an error, not a silent join of its `SO_REUSEPORT` group. With port
         // 0 it also picks the port the group then binds.

@@ -97,7 +97,6 @@ impl Auth {
         }
     }
 
-    /// Every key that has its own `rate_limit`: (key id, limit).
     /// Each API-key scheme's loaded store, by scheme name.
     pub fn key_stores(&self) -> impl Iterator<Item = (&str, &keystore::KeyStore)> {
         self.verifiers
@@ -108,6 +107,7 @@ impl Auth {
             })
     }
 
+    /// Every key that has its own `rate_limit`: (key id, limit).
     pub fn key_rate_limits(&self) -> Vec<(String, RateLimit)> {
         self.verifiers
             .values()

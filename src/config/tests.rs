@@ -185,8 +185,7 @@ fn cross_field_problems_are_all_reported() {
 #[test]
 fn runtime_threads_default_to_the_usable_cores_and_zero_is_refused() {
     let config = Config::parse(MINIMAL, &no_env).expect("loads");
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    assert_eq!(config.runtime.threads(), cores);
+    assert_eq!(config.runtime.threads(), super::usable_cores());
     let three = Config::parse(&format!("{MINIMAL}runtime: {{threads: 3}}\n"), &no_env);
     assert_eq!(three.expect("loads").runtime.threads(), 3);
     let zero = Config::parse(&format!("{MINIMAL}runtime: {{threads: 0}}\n"), &no_env);

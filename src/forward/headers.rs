@@ -1,10 +1,10 @@
 //! Header hygiene in both directions (design §6): what a client may not pass on, the
 //! identity and forwarding headers moat adds, credentials it strips, and response framing.
 
-use http::header::{self, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
 use std::net::IpAddr;
 
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Uri};
 
 use super::ForwardContext;

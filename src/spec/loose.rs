@@ -339,7 +339,7 @@ fn normalized_path(doc: &Value, pointer: &str) -> String {
     let mut path = String::from("$");
     let mut node = Some(doc);
     for segment in pointer.split('/').skip(1) {
-        let name = segment.replace("~1", "/").replace("~0", "~");
+        let name = super::normalize::unescape(segment);
         match node {
             Some(Value::Array(entries)) => {
                 let index: usize = name.parse().unwrap_or(usize::MAX);

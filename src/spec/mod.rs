@@ -169,7 +169,6 @@ pub fn load(docs: Documents) -> Result<Spec, Vec<String>> {
         operations,
         mut warnings,
     } = effective(docs)?;
-    let problems = Vec::new();
     let prefix = server_prefix(docs.root(), &mut warnings);
     let security_schemes = match docs.root().pointer("/components/securitySchemes") {
         Some(Value::Object(schemes)) => schemes.clone(),
@@ -180,7 +179,7 @@ pub fn load(docs: Documents) -> Result<Spec, Vec<String>> {
         compiler: Compiler::new(&docs).map_err(|e| vec![e])?,
         cache: HashMap::new(),
         by_text: HashMap::new(),
-        problems,
+        problems: Vec::new(),
         warnings,
     };
     let mut compiled = Vec::with_capacity(operations.len());

@@ -182,7 +182,7 @@ fn remove(doc: &mut Value, mut pointers: Vec<String>) -> Result<(), String> {
                 }
             }
             Some(Value::Object(members)) => {
-                members.remove(&last.replace("~1", "/").replace("~0", "~"));
+                members.remove(&super::normalize::unescape(&last));
             }
             _ => {}
         }

@@ -306,7 +306,7 @@ fn pointer_segment(name: &str) -> String {
     if shown.len() < name.len() {
         shown.push('…');
     }
-    shown.replace('~', "~0").replace('/', "~1")
+    crate::spec::normalize::escape(&shown)
 }
 
 #[cfg(test)]

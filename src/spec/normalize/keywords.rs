@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{At, Normalizer};
 
-/// Keywords moat knows: validated by the compiler, translated here, or pure annotations.
+/// Annotations that only document a schema (see [`Normalizer::drop_documentation`]).
 const DOCUMENTATION: &[&str] = &[
     "title",
     "description",
@@ -19,6 +19,7 @@ const DOCUMENTATION: &[&str] = &[
     "xml",
 ];
 
+/// Keywords moat knows: validated by the compiler, translated here, or pure annotations.
 const KNOWN: &[&str] = &[
     // draft 2020-12 core, applicator, validation, unevaluated, format, content, meta-data
     "$schema",

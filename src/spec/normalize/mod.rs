@@ -261,8 +261,14 @@ impl<'d> Normalizer<'d> {
     }
 }
 
+/// A name as one JSON-pointer segment (RFC 6901: `~` → `~0`, `/` → `~1`).
 pub fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// The name one JSON-pointer segment stands for: [`escape`] undone, `~1` before `~0`.
+pub fn unescape(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
 }
 
 #[cfg(test)]
