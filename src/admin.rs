@@ -90,6 +90,10 @@ async fn readiness(state: &State) -> Response<ResponseBody> {
                     store.age.as_secs()
                 ));
             }
+            if let Some(line) = snapshot.limits.store_status() {
+                body.push_str(&line);
+                body.push('\n');
+            }
             text(StatusCode::OK, body)
         }
         _ => text(StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable\n"),

@@ -59,6 +59,19 @@ pub struct SchemeLabels {
     pub scheme: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitDecisionLabels {
+    /// `memory`, `redis`, or the `on_error_*` fallback that decided.
+    pub source: &'static str,
+    /// `admit` or `refuse`.
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 /// One API-key scheme's store as this replica holds it, for [`Metrics::key_stores`].
 pub struct KeyStoreState<'a> {
     pub scheme: &'a str,
@@ -85,9 +98,53 @@ pub struct Metrics {
     key_store_info: Family<KeyStoreLabels, Gauge>,
     key_store_keys: Family<SchemeLabels, Gauge>,
     key_store_age: Family<SchemeLabels, Gauge<f64, AtomicU64>>,
+    pub limits: LimitMetrics,
+}
+
+/// Stage 5's own: decisions by source, and the Redis round trips behind them.
+pub struct LimitMetrics {
+    /// Redis round trips of the limit stage (timeouts included, at the timeout).
+    pub store_duration: Histogram,
+    store_errors: Family<KindLabels, Counter>,
+    /// Decisions on key limits and quotas (and shared client limits), by source.
+    pub decisions: Family<LimitDecisionLabels, Counter>,
+}
+
+impl LimitMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        // 50 µs to 0.8 s: a loopback round trip is ~100 µs, a timeout tens of ms.
+        let store_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 15));
+        let store_errors = Family::<KindLabels, Counter>::default();
+        let decisions = Family::<LimitDecisionLabels, Counter>::default();
+        registry.register(
+            "moat_limit_store_duration_seconds",
+            "Time of one limit check in Redis (a timeout counts at the timeout)",
+            store_duration.clone(),
+        );
+        registry.register(
+            "moat_limit_store_errors",
+            "Limit checks Redis did not answer, by kind (timeout, connection, error)",
+            store_errors.clone(),
+        );
+        registry.register(
+            "moat_limit_decisions",
+            "Key-limit and quota decisions by source (memory, redis, on_error_deny, on_error_allow, on_error_local) and decision",
+            decisions.clone(),
+        );
+        Self {
+            store_duration,
+            store_errors,
+            decisions,
+        }
+    }
+
+    pub fn store_error(&self, kind: &'static str) {
+        self.store_errors.get_or_create(&KindLabels { kind }).inc();
+    }
 }
 
 impl Metrics {
+    #[allow(clippy::too_many_lines)] // one registration per metric, nothing else
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -174,6 +231,7 @@ impl Metrics {
             "Time from sending a request upstream to its response head",
             upstream_duration.clone(),
         );
+        let limits = LimitMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -189,6 +247,7 @@ impl Metrics {
             key_store_info,
             key_store_keys,
             key_store_age,
+            limits,
         }
     }
 

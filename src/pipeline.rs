@@ -99,8 +99,12 @@ async fn run(
         forward_credentials: snapshot.config.policy.forward_credentials,
         credentials: &snapshot.credentials,
     };
-    let forwarded = snapshot.upstream.forward(admitted, &context).await?;
+    let quota = admitted.quota();
+    let mut forwarded = snapshot.upstream.forward(admitted, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);
+    if let Some(quota) = quota {
+        quota.write(forwarded.response.headers_mut());
+    }
     Ok(forwarded.response)
 }
 

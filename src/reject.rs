@@ -120,6 +120,13 @@ pub enum Rejection {
     RateLimited {
         retry_after: u64,
     },
+    /// Stage 5: the key's quota for this window is spent; it resets at the window's end.
+    QuotaExceeded(crate::limit::QuotaUsage),
+    /// Stage 5: the shared limit store (Redis) did not answer and `on_error` is `deny`.
+    LimitStoreUnavailable,
+    /// Stage 3: the key store could not be re-read for longer than `max_store_age`, so no
+    /// key is trusted until it is.
+    KeyStoreStale,
     /// Stage 6: path, query, header or cookie parameters failed their schemas.
     InvalidParameters(Vec<FieldError>),
     /// Stage 6: the content type is not one the operation lists.
@@ -177,6 +184,11 @@ impl Rejection {
             Rejection::OperationNotAllowed => (S::FORBIDDEN, "operation_not_allowed", Authorize),
             Rejection::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", Authorize),
             Rejection::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", Limit),
+            Rejection::QuotaExceeded(_) => (S::TOO_MANY_REQUESTS, "quota_exceeded", Limit),
+            Rejection::LimitStoreUnavailable => {
+                (S::SERVICE_UNAVAILABLE, "limit_store_unavailable", Limit)
+            }
+            Rejection::KeyStoreStale => (S::SERVICE_UNAVAILABLE, "key_store_stale", Authenticate),
             Rejection::InvalidParameters(_) => (S::BAD_REQUEST, "invalid_parameters", Validate),
             Rejection::UnsupportedMediaType { .. } => (
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -235,6 +247,16 @@ impl Rejection {
             Rejection::OperationNotAllowed => "this API key may not call this operation".to_owned(),
             Rejection::RateLimited { retry_after } => {
                 format!("rate limit exceeded; retry in {retry_after}s")
+            }
+            Rejection::QuotaExceeded(usage) => format!(
+                "the API key's quota of {} requests is spent; it resets in {}s",
+                usage.limit, usage.reset
+            ),
+            Rejection::LimitStoreUnavailable => {
+                "rate limits cannot be checked right now; retry shortly".to_owned()
+            }
+            Rejection::KeyStoreStale => {
+                "API keys cannot be checked right now; retry shortly".to_owned()
             }
             Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
             Rejection::UnsupportedMediaType { accepted } => {

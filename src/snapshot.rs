@@ -26,8 +26,9 @@ pub struct Snapshot {
     pub auth: Auth,
     /// Each operation's requirement and mode (and the one without a spec).
     pub routes: Routes,
-    /// Stage 5: per-client and per-key rate limits, shared with the previous snapshot for
-    /// every limit whose definition is unchanged.
+    /// Stage 5: per-client and per-key rate limits and quotas, in memory or Redis; their
+    /// state is shared with the previous snapshot for every limit whose definition is
+    /// unchanged.
     pub limits: RateLimits,
     /// Where API keys travel, to strip them before forwarding.
     pub credentials: Vec<KeyLocation>,
@@ -95,9 +96,11 @@ impl Snapshot {
         };
         let limits = match &auth {
             Ok(auth) => RateLimits::new(
+                &config.limits.store,
                 config.policy.client_rate_limit.as_ref(),
-                &auth.key_rate_limits(),
+                &auth.key_limits(),
                 previous.map(|p| &p.limits),
+                Some(metrics),
             ),
             Err(_) => Err(Vec::new()),
         };

@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::auth::{Caller, Principal};
 use crate::config::{Limits, Mode};
 use crate::frame;
+use crate::limit::QuotaUsage;
 use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
 use crate::route::Routed;
@@ -35,6 +36,8 @@ pub struct Admitted {
     parts: Parts,
     body: Bytes,
     principal: Option<Principal>,
+    /// The key's quota after this request, for the `RateLimit-*` response headers.
+    quota: Option<QuotaUsage>,
 }
 
 impl Admitted {
@@ -50,6 +53,10 @@ impl Admitted {
 
     pub fn uri(&self) -> &Uri {
         &self.parts.uri
+    }
+
+    pub fn quota(&self) -> Option<QuotaUsage> {
+        self.quota
     }
 
     pub fn into_parts(self) -> (Parts, Bytes, Option<Principal>) {
@@ -130,10 +137,16 @@ where
     let stripped = without_query_credentials(&parts.uri, snapshot);
     let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
 
-    // 5. limit: the key's own rate limit.
-    if let Some(key_id) = principal.as_ref().and_then(|p| p.key_id.as_deref()) {
-        enforce(snapshot.limits.check_key(key_id), mode, trail)?;
-    }
+    // 5. limit: the key's own rate limit and quota (and, on Redis, the shared per-client
+    // limit), in one round trip at most.
+    let key_id = principal.as_ref().and_then(|p| p.key_id.as_deref());
+    let quota = match snapshot.limits.check(client, key_id).await {
+        Ok(quota) => quota,
+        Err(rejection) => {
+            enforce(Err(rejection), mode, trail)?;
+            None
+        }
+    };
     trail.pass(Stage::Limit, || {
         describe_limits(snapshot, principal.as_ref())
     });
@@ -174,6 +187,7 @@ where
         parts,
         body,
         principal,
+        quota,
     }))
 }
 
@@ -289,15 +303,16 @@ fn describe_limits(snapshot: &Snapshot, principal: Option<&Principal>) -> String
         ));
     }
     if principal.is_some_and(|p| p.key_id.is_some()) {
-        limits.push("the key's own rate_limit, if its record sets one".to_owned());
+        limits.push("the key's own rate_limit and quota, if its record sets them".to_owned());
     }
+    let counted = match &snapshot.config.limits.store {
+        crate::config::LimitStore::Memory => "limits count per running process",
+        crate::config::LimitStore::Redis(_) => "limits count in Redis, for every replica",
+    };
     if limits.is_empty() {
         "no rate limit applies".to_owned()
     } else {
-        format!(
-            "{} (within them; limits count per running process)",
-            limits.join("; ")
-        )
+        format!("{} (within them; {counted})", limits.join("; "))
     }
 }
 

@@ -183,12 +183,19 @@ impl ApiKeyVerifier {
         })
     }
 
-    /// Every key that has its own `rate_limit`.
-    pub fn rate_limits(&self) -> Vec<(String, crate::config::RateLimit)> {
+    /// Every key that has its own `rate_limit` or `quota`.
+    pub fn limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
         self.store
             .records
             .values()
-            .filter_map(|r| Some((r.id.clone(), r.rate_limit?)))
+            .filter(|r| r.rate_limit.is_some() || r.quota.is_some())
+            .map(|r| {
+                let limits = crate::limit::KeyLimits {
+                    rate: r.rate_limit,
+                    quota: r.quota,
+                };
+                (r.id.clone(), limits)
+            })
             .collect()
     }
 

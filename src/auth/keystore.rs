@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::RateLimit;
+use crate::config::{Quota, RateLimit};
 
 /// One key's record. The hash is never logged or printed in full.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -37,6 +37,9 @@ pub struct KeyRecord {
     pub operations: Option<Vec<String>>,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Requests per calendar window (UTC); counted in the limit store.
+    #[serde(default)]
+    pub quota: Option<Quota>,
     #[serde(default)]
     pub disabled: bool,
 }

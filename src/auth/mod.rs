@@ -27,7 +27,7 @@ pub use self::authenticate::Identity;
 use self::authenticate::{Outcome, bearer, key};
 use self::authorize::{Denied, authorize};
 use self::jwt::JwtVerifier;
-use crate::config::{Config, RateLimit};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
@@ -107,12 +107,12 @@ impl Auth {
             })
     }
 
-    /// Every key that has its own `rate_limit`: (key id, limit).
-    pub fn key_rate_limits(&self) -> Vec<(String, RateLimit)> {
+    /// Every key that has its own `rate_limit` or `quota`: (key id, limits).
+    pub fn key_limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
         self.verifiers
             .values()
             .flat_map(|v| match v {
-                Verifier::ApiKey(verifier) => verifier.rate_limits(),
+                Verifier::ApiKey(verifier) => verifier.limits(),
                 Verifier::Jwt(_) => Vec::new(),
             })
             .collect()

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 /// Fields in the order a new or rewritten record shows them; others follow by name.
-const FIELD_ORDER: [&str; 10] = [
+const FIELD_ORDER: [&str; 11] = [
     "id",
     "hash",
     "scopes",
@@ -19,6 +19,7 @@ const FIELD_ORDER: [&str; 10] = [
     "allowed_cidrs",
     "operations",
     "rate_limit",
+    "quota",
     "disabled",
 ];
 

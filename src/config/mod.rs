@@ -14,9 +14,12 @@ pub use self::auth::{
     Alternative, ApiKeyConfig, AuthConfig, JwtConfig, SchemeConfig, Secret, choose_scheme,
 };
 use self::de::{default_admin_listen, default_drain_timeout, duration, socket_addr, yes};
-pub use self::policy::{Mode, OperationPolicy, OperationPolicyLong, PolicyConfig, RateLimit};
+pub use self::policy::{
+    Mode, OperationPolicy, OperationPolicyLong, Period, PolicyConfig, Quota, RateLimit,
+};
 pub use self::sections::{
-    EnvConfig, Limits, OpenApiConfig, RuntimeConfig, TlsConfig, UpstreamConfig, usable_cores,
+    EnvConfig, LimitStore, Limits, OnError, OpenApiConfig, RedisStoreConfig, RuntimeConfig,
+    TlsConfig, UpstreamConfig, usable_cores,
 };
 
 use self::vars::{Variables, operation_lines, read_env_files, resolve_variables};

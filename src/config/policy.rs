@@ -85,3 +85,31 @@ pub struct RateLimit {
     pub per_second: u32,
     pub burst: u32,
 }
+
+/// A key's quota (the key store's `quota`): at most `requests` per calendar window in UTC —
+/// an hour from :00, a day from midnight, a month from the 1st — counted when a request
+/// passes the limit stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub requests: u64,
+    pub per: Period,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Hour,
+    Day,
+    Month,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}

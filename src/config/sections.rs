@@ -88,6 +88,64 @@ pub struct Limits {
     /// Concurrent argon2id verifications (19 MiB each); default: one per core moat sees.
     /// Set it from the container's CPU and memory limits.
     pub hash_workers: Option<usize>,
+    /// Where rate limits and quotas are counted: in this process (`memory`), or in Redis,
+    /// shared by every replica.
+    pub store: LimitStore,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitStore {
+    #[default]
+    Memory,
+    Redis(RedisStoreConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStoreConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS: a secret (it may
+    /// carry a password), so write `${REDIS_URL}` and set it, or `REDIS_URL_FILE`.
+    pub url: super::Secret,
+    /// Prepended to every key moat writes, so deployments can share one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// The most one check may wait for Redis (connecting included) before `on_error`.
+    #[serde(default = "default_redis_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_key_prefix() -> String {
+    "moat:".to_owned()
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+
+/// What a request gets when Redis does not answer within `timeout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// 503 `limit_store_unavailable`: no request passes a limit nobody could count.
+    #[default]
+    Deny,
+    /// Forwarded uncounted (and counted in `moat_limit_decisions_total`).
+    Allow,
+    /// This process's own limiter decides, as with `store: memory`.
+    Local,
+}
+
+impl OnError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Deny => "deny",
+            OnError::Allow => "allow",
+            OnError::Local => "local",
+        }
+    }
 }
 
 impl Limits {
@@ -118,6 +176,7 @@ impl Default for Limits {
             h2_max_concurrent_streams: 100,
             max_requests_per_connection: 1000,
             hash_workers: None,
+            store: LimitStore::Memory,
         }
     }
 }

@@ -35,10 +35,16 @@ impl Rejection {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
         }
         match self {
-            Rejection::Overloaded => {
+            Rejection::Overloaded | Rejection::LimitStoreUnavailable | Rejection::KeyStoreStale => {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Rejection::QuotaExceeded(usage) => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(usage.reset));
+                usage.write(response.headers_mut());
             }
             Rejection::RateLimited { retry_after } => {
                 response
@@ -76,6 +82,9 @@ impl Rejection {
             | Rejection::Overloaded
             | Rejection::OperationNotAllowed
             | Rejection::RateLimited { .. }
+            | Rejection::QuotaExceeded(_)
+            | Rejection::LimitStoreUnavailable
+            | Rejection::KeyStoreStale
             | Rejection::InvalidParameters(_)
             | Rejection::UnsupportedMediaType { .. }
             | Rejection::BodyRequired

@@ -32,9 +32,34 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::UpstreamUnavailable => 22,
         Rejection::UpstreamTimeout => 23,
         Rejection::Internal(_) => 24,
+        Rejection::QuotaExceeded(_) => 25,
+        Rejection::LimitStoreUnavailable => 26,
+        Rejection::KeyStoreStale => 27,
     }
 }
-const VARIANTS: usize = 25;
+const VARIANTS: usize = 28;
+
+fn quota_spent() -> crate::limit::QuotaUsage {
+    crate::limit::QuotaUsage {
+        limit: 100,
+        remaining: 0,
+        reset: 3600,
+        window: 86_400,
+    }
+}
+
+#[test]
+fn a_spent_quota_says_when_it_resets_in_retry_after_and_the_ratelimit_fields() {
+    let response = Rejection::QuotaExceeded(quota_spent()).into_response("r1");
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("retry-after"), "3600");
+    assert_eq!(header("ratelimit-limit"), "100");
+    assert_eq!(header("ratelimit-remaining"), "0");
+    assert_eq!(header("ratelimit-reset"), "3600");
+    assert_eq!(header("ratelimit-policy"), "100;w=86400");
+    let unavailable = Rejection::LimitStoreUnavailable.into_response("r2");
+    assert_eq!(unavailable.headers()["retry-after"], "1");
+}
 
 /// What a client and a dashboard see, per variant; the challenge a 401/403 carries.
 /// Changing a row is an API change.
@@ -137,6 +162,27 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             429,
             "rate_limited",
             "limit",
+            None,
+        ),
+        (
+            Rejection::QuotaExceeded(quota_spent()),
+            429,
+            "quota_exceeded",
+            "limit",
+            None,
+        ),
+        (
+            Rejection::LimitStoreUnavailable,
+            503,
+            "limit_store_unavailable",
+            "limit",
+            None,
+        ),
+        (
+            Rejection::KeyStoreStale,
+            503,
+            "key_store_stale",
+            "authenticate",
             None,
         ),
         (

@@ -743,3 +743,92 @@ pub fn keyed_config(upstream: &Upstream, store: &std::path::Path) -> String {
         ),
     )
 }
+
+/// A real `redis-server` (Debian's package) on a loopback port of its own, without
+/// persistence; killed when dropped. `None` (the test skips) when it is not installed,
+/// unless `MOAT_REQUIRE_REDIS` is set, as `scripts/test` does.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Option<Redis> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var_os("MOAT_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed: apt-get install redis-server (.ci/run does)"
+            );
+            eprintln!("skipped: no redis-server");
+            return None;
+        }
+        let port = closed_port().port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        redis.resume();
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (its data goes with it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and waits until it answers `PING`.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        assert!(
+            eventually(|| self.command("PING").is_some_and(|r| r.starts_with("+PONG"))),
+            "redis-server did not answer on port {}",
+            self.port
+        );
+    }
+
+    /// One inline command; the raw reply.
+    pub fn command(&self, command: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut reply = [0u8; 4096];
+        let n = stream.read(&mut reply).ok()?;
+        Some(String::from_utf8_lossy(&reply[..n]).into_owned())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -36,6 +36,9 @@ pub enum KeysCommand {
         /// PER_SECOND/BURST, e.g. 50/100.
         #[arg(long)]
         rate_limit: Option<String>,
+        /// REQUESTS/PERIOD, PERIOD one of hour, day, month (UTC calendar windows), e.g. 10000/day.
+        #[arg(long)]
+        quota: Option<String>,
         #[command(flatten)]
         target: KeyTarget,
     },
@@ -109,6 +112,7 @@ pub fn main(command: KeysCommand) -> ExitCode {
             operations,
             allowed_cidrs,
             rate_limit,
+            quota,
             target,
         } => target.resolve().and_then(|target| {
             let key = store::NewKey {
@@ -119,6 +123,7 @@ pub fn main(command: KeysCommand) -> ExitCode {
                 operations: &operations,
                 allowed_cidrs: &allowed_cidrs,
                 rate_limit: rate_limit.as_deref(),
+                quota: quota.as_deref(),
             };
             store::new(&target, &id, &key).map(|key| {
                 println!("{key}");

@@ -179,6 +179,8 @@ pub struct NewKey<'a> {
     pub allowed_cidrs: &'a [String],
     /// `PER_SECOND/BURST` or `PER_SECOND`.
     pub rate_limit: Option<&'a str>,
+    /// `REQUESTS/PERIOD`.
+    pub quota: Option<&'a str>,
 }
 
 impl NewKey<'_> {
@@ -224,6 +226,9 @@ impl NewKey<'_> {
         if let Some(limit) = self.rate_limit {
             record.insert("rate_limit".to_owned(), rate_limit(limit)?);
         }
+        if let Some(quota) = self.quota {
+            record.insert("quota".to_owned(), quota_value(quota)?);
+        }
         Ok(record)
     }
 }
@@ -238,6 +243,23 @@ fn rate_limit(text: &str) -> Result<Value, String> {
         }
         _ => Err(format!(
             "`--rate-limit {text}`: write PER_SECOND/BURST (e.g. 50/100), both at least 1"
+        )),
+    }
+}
+
+/// `10000/day` → `{requests: 10000, per: day}`.
+fn quota_value(text: &str) -> Result<Value, String> {
+    let parsed = text.split_once('/').and_then(|(requests, per)| {
+        let requests = requests.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
+        let per = per.trim();
+        ["hour", "day", "month"]
+            .contains(&per)
+            .then_some((requests, per))
+    });
+    match parsed {
+        Some((requests, per)) => Ok(serde_json::json!({"requests": requests, "per": per})),
+        None => Err(format!(
+            "`--quota {text}`: write REQUESTS/PERIOD (e.g. 10000/day), PERIOD one of hour, day, month"
         )),
     }
 }
@@ -346,6 +368,9 @@ fn restrictions(record: &KeyRecord) -> String {
     }
     if let Some(limit) = record.rate_limit {
         parts.push(format!("rate={}/s burst={}", limit.per_second, limit.burst));
+    }
+    if let Some(quota) = record.quota {
+        parts.push(format!("quota={}/{}", quota.requests, quota.per.as_str()));
     }
     if parts.is_empty() {
         "-".to_owned()

@@ -1,0 +1,214 @@
+//! Stage 5, limit: GCRA rate limits per API key (the record's `rate_limit`) and per client
+//! address (`policy.client_rate_limit`), and per-key quotas (the record's `quota`), counted
+//! in this process ([`local`]) or in Redis for every replica ([`shared`]).
+//!
+//! The per-client limit is first taken in this process before credentials are checked, so
+//! it also bounds failed attempts without a round trip: one client cannot keep the argon2
+//! pool busy with wrong keys. After authentication, [`RateLimits::check`] takes the key's
+//! limits — and with Redis the shared per-client limit too — in at most one round trip.
+
+mod local;
+mod shared;
+mod window;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+
+use self::local::{KeyLimiter, Local};
+use self::shared::Shared;
+pub use self::window::Window;
+use crate::config::{LimitStore, OnError, Quota, RateLimit};
+use crate::metrics::{LimitDecisionLabels, Metrics};
+use crate::reject::Rejection;
+
+/// A key's limits, as its record defines them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub rate: Option<RateLimit>,
+    pub quota: Option<Quota>,
+}
+
+/// Where a key stands in its quota: what the `RateLimit-*` response headers say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the window ends.
+    pub reset: u64,
+    /// The window's length in seconds (`RateLimit-Policy`'s `w`).
+    pub window: u64,
+}
+
+impl QuotaUsage {
+    pub fn new(quota: &Quota, used: u64, window: Window, now: SystemTime) -> Self {
+        QuotaUsage {
+            limit: quota.requests,
+            remaining: quota.requests.saturating_sub(used),
+            reset: window.seconds_left(now),
+            window: window.length(),
+        }
+    }
+
+    /// The fields of the IETF draft (draft-ietf-httpapi-ratelimit-headers-07): `RateLimit-Limit`,
+    /// `-Remaining`, `-Reset` (delta seconds, never a date) and `RateLimit-Policy`.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+        static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+        static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+        static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+        headers.insert(LIMIT.clone(), HeaderValue::from(self.limit));
+        headers.insert(REMAINING.clone(), HeaderValue::from(self.remaining));
+        headers.insert(RESET.clone(), HeaderValue::from(self.reset));
+        let policy = format!("{};w={}", self.limit, self.window);
+        if let Ok(policy) = HeaderValue::try_from(policy) {
+            headers.insert(POLICY.clone(), policy);
+        }
+    }
+}
+
+pub struct RateLimits {
+    client: Option<RateLimit>,
+    local: Local,
+    /// Shared with the previous snapshot while `limits.store` is unchanged: a reload keeps
+    /// the Redis connections.
+    shared: Option<Arc<Shared>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("client", &self.client)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    /// `keys`: (key id, its limits) for every key record that sets one. Limits defined as
+    /// in `previous` keep its state.
+    pub fn new(
+        store: &LimitStore,
+        client: Option<&RateLimit>,
+        keys: &[(String, KeyLimits)],
+        previous: Option<&RateLimits>,
+        metrics: Option<&Arc<Metrics>>,
+    ) -> Result<Self, Vec<String>> {
+        let local = Local::new(client, keys, previous.map(|p| &p.local));
+        let shared = match store {
+            LimitStore::Memory => Ok(None),
+            LimitStore::Redis(config) => match previous.and_then(|p| p.shared.as_ref()) {
+                Some(shared) if shared.config() == config => Ok(Some(shared.clone())),
+                _ => Shared::new(config).map(|s| Some(Arc::new(s))),
+            }
+            .map_err(|problem| vec![format!("limits.store.redis: {problem}")]),
+        };
+        match (local, shared) {
+            (Ok(local), Ok(shared)) => Ok(Self {
+                client: client.copied(),
+                local,
+                shared,
+                metrics: metrics.cloned(),
+            }),
+            (local, shared) => Err(local
+                .err()
+                .into_iter()
+                .flatten()
+                .chain(shared.err().into_iter().flatten())
+                .collect()),
+        }
+    }
+
+    /// Before credentials: one request from `client`, in this process.
+    pub fn check_client(&self, client: IpAddr) -> Result<(), Rejection> {
+        self.local.check_client(client)
+    }
+
+    /// After credentials: the key's bucket and quota, and with Redis the client's shared
+    /// bucket, all in one round trip. Returns the key's quota usage, if it has a quota.
+    pub async fn check(
+        &self,
+        client: IpAddr,
+        key: Option<&str>,
+    ) -> Result<Option<QuotaUsage>, Rejection> {
+        let limiter = key.and_then(|id| self.local.key(id).map(|limiter| (id, limiter)));
+        let Some(shared) = &self.shared else {
+            let Some((_, limiter)) = limiter else {
+                return Ok(None);
+            };
+            let verdict = limiter.check(SystemTime::now());
+            self.count("memory", verdict.is_ok());
+            return verdict;
+        };
+        let client = self.client.map(|limit| (client, limit));
+        let key = limiter.map(|(id, limiter)| (id, &limiter.limits));
+        if client.is_none() && key.is_none() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let outcome = shared.check(client, key).await;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .limits
+                .store_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        match outcome {
+            Ok(verdict) => {
+                self.count("redis", verdict.is_ok());
+                verdict
+            }
+            Err(error) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.limits.store_error(error.kind());
+                }
+                self.fall_back(shared.on_error(), limiter.map(|(_, limiter)| limiter))
+            }
+        }
+    }
+
+    /// What `on_error` gives a request Redis could not decide.
+    fn fall_back(
+        &self,
+        on_error: OnError,
+        limiter: Option<&KeyLimiter>,
+    ) -> Result<Option<QuotaUsage>, Rejection> {
+        let (source, verdict) = match on_error {
+            OnError::Deny => ("on_error_deny", Err(Rejection::LimitStoreUnavailable)),
+            OnError::Allow => ("on_error_allow", Ok(None)),
+            OnError::Local => (
+                "on_error_local",
+                limiter.map_or(Ok(None), |limiter| limiter.check(SystemTime::now())),
+            ),
+        };
+        self.count(source, verdict.is_ok());
+        verdict
+    }
+
+    fn count(&self, source: &'static str, admitted: bool) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .limits
+                .decisions
+                .get_or_create(&LimitDecisionLabels {
+                    source,
+                    decision: if admitted { "admit" } else { "refuse" },
+                })
+                .inc();
+        }
+    }
+
+    /// The `/readyz` line of the limit store, when it is Redis.
+    pub fn store_status(&self) -> Option<String> {
+        self.shared.as_ref().map(|shared| shared.status())
+    }
+
+    /// Forgets clients that have not been seen for a while (call periodically).
+    pub fn retain_recent(&self) {
+        self.local.retain_recent();
+    }
+}

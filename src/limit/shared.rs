@@ -1,0 +1,265 @@
+//! Limits counted in Redis (or Valkey), so N replicas admit what one would: one Lua script
+//! evaluates the client's and the key's GCRA buckets and the key's quota atomically — all
+//! pass and are all charged, or none is — as redis-cell and Envoy's ratelimit service do.
+//! One `EVALSHA` per request, with Redis's own clock (`TIME`), so replicas whose clocks
+//! drift still share one timeline for the buckets.
+//!
+//! Each proxy thread has its own connection (the `redis` crate's `ConnectionManager`,
+//! which reconnects by itself), created lazily on that thread's runtime, so a check never
+//! crosses threads and a reload that keeps the store keeps the connections.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use thread_local::ThreadLocal;
+
+use super::{KeyLimits, QuotaUsage, Window, local::rate_limited};
+use crate::config::{OnError, RateLimit, RedisStoreConfig};
+use crate::reject::Rejection;
+
+/// KEYS: the GCRA buckets, then the quota counter if there is one.
+/// ARGV: the number of buckets; per bucket its emission interval and burst tolerance in µs
+/// (a request passes while `tat - now <= tolerance`); the quota's limit (0: none) and the
+/// counter's time to live in seconds.
+/// Returns {0, 0, used} admitted, {1, wait µs, used} over a bucket, {2, 0, used} quota spent.
+const SCRIPT: &str = r"
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local buckets = tonumber(ARGV[1])
+local tats = {}
+local wait = 0
+for i = 1, buckets do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  if tat - now > tolerance then
+    wait = math.max(wait, tat - now - tolerance)
+  end
+  tats[i] = tat + interval
+end
+local limit = tonumber(ARGV[2 * buckets + 2])
+local used = 0
+if limit > 0 then
+  used = tonumber(redis.call('GET', KEYS[buckets + 1]) or '0')
+  if used >= limit then return {2, 0, used} end
+end
+if wait > 0 then return {1, wait, used} end
+for i = 1, buckets do
+  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1000)
+end
+if limit > 0 then
+  used = redis.call('INCR', KEYS[buckets + 1])
+  if used == 1 then redis.call('EXPIRE', KEYS[buckets + 1], ARGV[2 * buckets + 3]) end
+end
+return {0, 0, used}
+";
+
+pub struct Shared {
+    config: RedisStoreConfig,
+    client: redis::Client,
+    connections: ThreadLocal<ConnectionManager>,
+    script: redis::Script,
+    /// Unix ms of the first failure of the current outage; 0 while Redis answers.
+    failing_since: AtomicU64,
+    /// Unix ms of the last logged failure: an outage under load logs once a second.
+    logged_at: AtomicU64,
+}
+
+/// Why Redis gave no verdict.
+#[derive(Debug)]
+pub enum StoreError {
+    Timeout,
+    Redis(redis::RedisError),
+}
+
+impl StoreError {
+    /// The `kind` label of `moat_limit_store_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Timeout => "timeout",
+            StoreError::Redis(error)
+                if error.is_io_error()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal() =>
+            {
+                "connection"
+            }
+            StoreError::Redis(error) if error.is_timeout() => "timeout",
+            StoreError::Redis(_) => "error",
+        }
+    }
+}
+
+impl Shared {
+    pub fn new(config: &RedisStoreConfig) -> Result<Self, String> {
+        // The URL's own text never goes into a message: it may carry a password.
+        let client = redis::Client::open(config.url.expose()).map_err(|_| {
+            "`url` is not a Redis URL: write redis://[user:password@]host:port[/db], or \
+             rediss://… for TLS"
+                .to_owned()
+        })?;
+        if config.timeout.is_zero() {
+            return Err("`timeout` must be more than 0".to_owned());
+        }
+        Ok(Shared {
+            config: config.clone(),
+            client,
+            connections: ThreadLocal::new(),
+            script: redis::Script::new(SCRIPT),
+            failing_since: AtomicU64::new(0),
+            logged_at: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &RedisStoreConfig {
+        &self.config
+    }
+
+    pub fn on_error(&self) -> OnError {
+        self.config.on_error
+    }
+
+    /// This thread's connection; the first call on a thread sets it up on its runtime.
+    fn connection(&self) -> Result<ConnectionManager, redis::RedisError> {
+        let timeout = self.config.timeout;
+        self.connections
+            .get_or_try(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(timeout))
+                    // A connect may take longer than one check waits: it goes on in the
+                    // background while checks fall back.
+                    .set_connection_timeout(Some(timeout.max(Duration::from_secs(2))))
+                    .set_max_delay(Duration::from_secs(1));
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .cloned()
+    }
+
+    /// One request: `client`'s shared bucket and `key`'s bucket and quota.
+    pub async fn check(
+        &self,
+        client: Option<(IpAddr, RateLimit)>,
+        key: Option<(&str, &KeyLimits)>,
+    ) -> Result<Result<Option<QuotaUsage>, Rejection>, StoreError> {
+        let prefix = &self.config.key_prefix;
+        let mut buckets: [Option<(String, RateLimit)>; 2] = [None, None];
+        if let Some((ip, limit)) = client {
+            buckets[0] = Some((format!("{prefix}rate:client:{ip}"), limit));
+        }
+        if let Some((
+            id,
+            KeyLimits {
+                rate: Some(limit), ..
+            },
+        )) = key
+        {
+            buckets[1] = Some((format!("{prefix}rate:key:{id}"), *limit));
+        }
+        let now = SystemTime::now();
+        let quota = key.and_then(|(id, limits)| {
+            let quota = limits.quota?;
+            let window = Window::containing(now, quota.per);
+            let counter = format!("{prefix}quota:{id}:{}:{}", quota.per.as_str(), window.start);
+            Some((counter, quota, window))
+        });
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(buckets.iter().flatten().count());
+        for (name, limit) in buckets.iter().flatten() {
+            let interval = 1_000_000 / u64::from(limit.per_second.max(1));
+            let tolerance = interval * u64::from(limit.burst.saturating_sub(1));
+            invocation.key(name).arg(interval.max(1)).arg(tolerance);
+        }
+        match &quota {
+            Some((counter, quota, window)) => {
+                // A minute past the window's end, so a late replica still finds it.
+                invocation
+                    .key(counter)
+                    .arg(quota.requests)
+                    .arg(window.length() + 60);
+            }
+            None => {
+                invocation.arg(0).arg(0);
+            }
+        }
+        let call = async {
+            let mut connection = self.connection()?;
+            invocation
+                .invoke_async::<(i64, i64, i64)>(&mut connection)
+                .await
+        };
+        let reply = match tokio::time::timeout(self.config.timeout, call).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => return Err(self.failed(StoreError::Redis(error))),
+            Err(_elapsed) => return Err(self.failed(StoreError::Timeout)),
+        };
+        self.answered();
+        let (verdict, wait_us, used) = reply;
+        let used = u64::try_from(used).unwrap_or(0);
+        let usage = quota
+            .as_ref()
+            .map(|(_, quota, window)| QuotaUsage::new(quota, used, *window, now));
+        Ok(match (verdict, usage) {
+            (2, Some(usage)) => Err(Rejection::QuotaExceeded(usage)),
+            (1, _) => Err(rate_limited(Duration::from_micros(
+                u64::try_from(wait_us).unwrap_or(0),
+            ))),
+            (_, usage) => Ok(usage),
+        })
+    }
+
+    fn failed(&self, error: StoreError) -> StoreError {
+        let now = unix_ms();
+        let _ = self
+            .failing_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        let logged = self.logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(logged) >= 1000
+            && self
+                .logged_at
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let detail = match &error {
+                StoreError::Timeout => format!("no answer within {:?}", self.config.timeout),
+                StoreError::Redis(error) => error.to_string(),
+            };
+            tracing::warn!(
+                error = %detail,
+                on_error = self.config.on_error.as_str(),
+                "the Redis limit store failed; requests get `on_error`"
+            );
+        }
+        error
+    }
+
+    fn answered(&self) {
+        if self.failing_since.load(Ordering::Relaxed) != 0 {
+            self.failing_since.store(0, Ordering::Relaxed);
+            tracing::info!("the Redis limit store answers again");
+        }
+    }
+
+    /// For `/readyz`: whether Redis answers, and since when it does not.
+    pub fn status(&self) -> String {
+        match self.failing_since.load(Ordering::Relaxed) {
+            0 => format!(
+                "limit store redis: answering (on_error: {})",
+                self.config.on_error.as_str()
+            ),
+            since => format!(
+                "limit store redis: failing for {:.1} s (on_error: {})",
+                unix_ms().saturating_sub(since) as f64 / 1000.0,
+                self.config.on_error.as_str()
+            ),
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,313 @@
+//! Limits and quotas shared by replicas through a real `redis-server`: two moat processes
+//! admit together what one would, Redis stopped mid-test gives each `on_error` mode what
+//! it says, and moat recovers by itself when Redis is back. Plus quotas in memory, with the
+//! `RateLimit-*` fields, made with `moat keys new --quota` as a user would.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{
+    Moat, Redis, Upstream, config, eventually, fixture, get, metric, moat_keys, post_json,
+};
+
+const PREDICT: &str = "/v1/models/iris:predict";
+const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+
+fn predict(moat: &Moat, key: &str) -> support::RawResponse {
+    post_json(
+        moat.addr,
+        PREDICT,
+        &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
+        BODY,
+    )
+}
+
+/// A config over `store`, with `limits.store` set to `store_section` (YAML under `limits:`).
+fn limited_config(
+    upstream: &Upstream,
+    store: &std::path::Path,
+    limits: &str,
+    policy: &str,
+) -> String {
+    config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n{policy}limits:\n{limits}",
+            fixture("model.yaml"),
+            store.display()
+        ),
+    )
+}
+
+fn redis_limits(on_error: &str) -> String {
+    format!(
+        "  store:\n    redis:\n      url: ${{REDIS_URL}}\n      key_prefix: \"moat-test:\"\n      timeout: 200ms\n      on_error: {on_error}\n"
+    )
+}
+
+#[test]
+fn two_replicas_share_one_keys_rate_limit_and_quota_and_a_clients_limit() {
+    let Some(redis) = Redis::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let bursty = moat_keys(
+        &store,
+        &[
+            "new",
+            "--id",
+            "bursty",
+            "--scopes",
+            "predict",
+            "--rate-limit",
+            "1/4",
+        ],
+    );
+    let metered = moat_keys(
+        &store,
+        &[
+            "new", "--id", "metered", "--scopes", "predict", "--quota", "6/day",
+        ],
+    );
+    let upstream = Upstream::start();
+    let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
+    let env = [("REDIS_URL", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let replicas = [
+        Moat::start_with_env(&text, &env),
+        Moat::start_with_env(&text, &env),
+    ];
+
+    // The bucket: a burst of 4 for both replicas together, refilled at 1/s.
+    let started = Instant::now();
+    let mut admitted = 0;
+    for i in 0..10 {
+        let response = predict(&replicas[i % 2], &bursty);
+        match response.status {
+            200 => admitted += 1,
+            429 => assert_eq!(response.json()["code"], "rate_limited"),
+            other => panic!(
+                "unexpected {other}: {}",
+                String::from_utf8_lossy(&response.body)
+            ),
+        }
+    }
+    let refilled = started.elapsed().as_secs();
+    assert!(
+        (4..=4 + refilled).contains(&admitted),
+        "{admitted} admitted by two replicas sharing a burst of 4 ({refilled} s)"
+    );
+
+    // The quota: 6 a day across both, each response saying what is left.
+    let mut remaining = Vec::new();
+    for i in 0..9 {
+        let response = predict(&replicas[i % 2], &metered);
+        if response.status == 200 {
+            assert_eq!(response.header("ratelimit-limit"), Some("6"));
+            remaining.push(response.header("ratelimit-remaining").unwrap().to_owned());
+        } else {
+            assert_eq!(response.status, 429, "request {i}");
+            let problem = response.json();
+            assert_eq!(problem["code"], "quota_exceeded");
+            let retry: u64 = response.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=86_400).contains(&retry), "Retry-After {retry}");
+            assert_eq!(response.header("ratelimit-remaining"), Some("0"));
+        }
+    }
+    assert_eq!(remaining, ["5", "4", "3", "2", "1", "0"]);
+    assert_eq!(upstream.count() as u64, admitted + 6);
+    let counter = redis.command("KEYS moat-test:quota:metered:day:*").unwrap();
+    assert!(
+        counter.starts_with("*1"),
+        "one counter per key and day: {counter}"
+    );
+    for replica in &replicas {
+        assert!(
+            metric(
+                replica,
+                r#"moat_limit_decisions_total{source="redis",decision="admit"}"#
+            ) > 0
+        );
+        let ready = String::from_utf8_lossy(&get(replica.admin, "/readyz", &[]).body).into_owned();
+        assert!(ready.contains("limit store redis: answering"), "{ready}");
+    }
+
+    // A client's limit: taken in each process before credentials, and shared after them.
+    let open = moat_keys(&store, &["new", "--id", "open", "--scopes", "predict"]);
+    let policy = "  client_rate_limit: {per_second: 1, burst: 3}\n";
+    let text = limited_config(&upstream, &store, &redis_limits("deny"), policy);
+    let replicas = [
+        Moat::start_with_env(&text, &env),
+        Moat::start_with_env(&text, &env),
+    ];
+    let started = Instant::now();
+    let admitted = (0..8)
+        .filter(|i| predict(&replicas[i % 2], &open).status == 200)
+        .count() as u64;
+    let refilled = started.elapsed().as_secs();
+    assert!(
+        (3..=3 + refilled).contains(&admitted),
+        "{admitted} admitted from one client by two replicas sharing a burst of 3"
+    );
+}
+
+#[test]
+fn redis_going_away_gives_each_on_error_mode_its_answer_and_moat_recovers() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let upstream = Upstream::start();
+    let env = [("REDIS_URL", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut moats = Vec::new();
+    for mode in ["deny", "allow", "local"] {
+        let key = moat_keys(
+            &store,
+            &[
+                "new",
+                "--id",
+                mode,
+                "--scopes",
+                "predict",
+                "--rate-limit",
+                "1/2",
+            ],
+        );
+        let text = limited_config(&upstream, &store, &redis_limits(mode), "");
+        let moat = Moat::start_with_env(&text, &env);
+        assert_eq!(predict(&moat, &key).status, 200, "{mode} before the outage");
+        moats.push((mode, moat, key));
+    }
+    // Every key has spent one of its two in Redis; the in-process buckets are untouched.
+    redis.stop();
+    for (mode, moat, key) in &moats {
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            let started = Instant::now();
+            let response = predict(moat, key);
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{mode}: a request waited {:?} on a Redis that is gone",
+                started.elapsed()
+            );
+            if response.status == 503 {
+                assert_eq!(response.json()["code"], "limit_store_unavailable");
+                assert_eq!(response.header("retry-after"), Some("1"));
+            }
+            statuses.push(response.status);
+        }
+        let expected: &[u16] = match *mode {
+            "deny" => &[503, 503, 503, 503],
+            "allow" => &[200, 200, 200, 200],
+            // The process's own bucket: a burst of 2, then refused.
+            _ => &[200, 200, 429, 429],
+        };
+        assert_eq!(statuses, expected, "on_error: {mode}");
+        let source = format!(r#"moat_limit_decisions_total{{source="on_error_{mode}""#);
+        assert!(metric(moat, &source) > 0, "{source}");
+        assert!(metric(moat, "moat_limit_store_errors_total{") > 0);
+        let ready = String::from_utf8_lossy(&get(moat.admin, "/readyz", &[]).body).into_owned();
+        assert!(ready.contains("limit store redis: failing for"), "{ready}");
+    }
+
+    // Back, empty: every replica reconnects on its own and counts in Redis again.
+    redis.resume();
+    for (mode, moat, key) in &moats {
+        assert!(
+            eventually(|| {
+                let before = metric(
+                    moat,
+                    r#"moat_limit_decisions_total{source="redis",decision="admit"}"#,
+                );
+                predict(moat, key);
+                metric(
+                    moat,
+                    r#"moat_limit_decisions_total{source="redis",decision="admit"}"#,
+                ) > before
+            }),
+            "{mode}: moat did not go back to Redis"
+        );
+    }
+    let (_, deny, _) = &moats[0];
+    let ready = String::from_utf8_lossy(&get(deny.admin, "/readyz", &[]).body).into_owned();
+    assert!(ready.contains("limit store redis: answering"), "{ready}");
+}
+
+#[test]
+fn a_quota_in_memory_counts_down_in_ratelimit_fields_and_says_when_it_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(
+        &store,
+        &[
+            "new", "--id", "trial", "--scopes", "predict", "--quota", "2/hour",
+        ],
+    );
+    let listed = moat_keys(&store, &["list"]);
+    assert!(listed.contains("quota=2/hour"), "{listed}");
+    let upstream = Upstream::start();
+    let moat = Moat::start(&limited_config(&upstream, &store, "  store: memory\n", ""));
+    let first = predict(&moat, &key);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("ratelimit-limit"), Some("2"));
+    assert_eq!(first.header("ratelimit-remaining"), Some("1"));
+    assert_eq!(first.header("ratelimit-policy"), Some("2;w=3600"));
+    let reset: u64 = first.header("ratelimit-reset").unwrap().parse().unwrap();
+    let to_the_hour = 3600 - support::now() % 3600;
+    assert!(
+        reset.abs_diff(to_the_hour) <= 2,
+        "reset {reset}, hour ends in {to_the_hour}"
+    );
+    assert_eq!(
+        predict(&moat, &key).header("ratelimit-remaining"),
+        Some("0")
+    );
+    let spent = predict(&moat, &key);
+    assert_eq!(spent.status, 429);
+    assert_eq!(spent.json()["code"], "quota_exceeded");
+    let retry: u64 = spent.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry.abs_diff(to_the_hour) <= 2);
+    assert_eq!(upstream.count(), 2);
+    // A wrong `--quota` is refused by the command, naming the format.
+    let bad = support::run_moat(
+        &[
+            "keys",
+            "new",
+            "--id",
+            "x",
+            "--quota",
+            "5/week",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        support::text(&bad).contains("REQUESTS/PERIOD"),
+        "{}",
+        support::text(&bad)
+    );
+}
+
+#[test]
+fn a_redis_url_that_is_not_one_is_refused_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    moat_keys(&store, &["new", "--id", "k", "--scopes", "predict"]);
+    let upstream = Upstream::start();
+    let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(&path, text).unwrap();
+    let output = support::run_moat(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("REDIS_URL", "postgres://admin:hunter2-secret@db:5432")],
+    );
+    let said = support::text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("limits.store.redis"), "{said}");
+    assert!(!said.contains("hunter2"), "the password leaked: {said}");
+}
