@@ -66,6 +66,15 @@ async fn readiness(state: &State) -> Response<ResponseBody> {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
     let snapshot = state.snapshot.load_full();
+    // Its keys all get 503: send the traffic to a replica that can check them.
+    if let Some((scheme, age, max)) = snapshot.auth.stale_key_store() {
+        let body = format!(
+            "key store {scheme}: not re-read for {} s (max_store_age {} s)\n",
+            age.as_secs(),
+            max.as_secs()
+        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, body);
+    }
     let upstream = &snapshot.config.upstream;
     let authority = upstream.url.authority().map(|a| a.as_str().to_owned());
     let Some(authority) = authority else {
@@ -108,7 +117,7 @@ fn key_stores(snapshot: &Snapshot) -> impl Iterator<Item = KeyStoreState<'_>> {
             scheme,
             digest: &store.digest,
             keys: store.records.len(),
-            age: store.read_at.elapsed().unwrap_or_default(),
+            age: store.age(),
         })
 }
 

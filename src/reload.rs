@@ -38,10 +38,17 @@ pub async fn run(state: Arc<State>) {
         watcher.follow(&inputs, &seen);
     }
     loop {
+        let reread = state.snapshot.load().auth.reread_interval();
         let hangup = tokio::select! {
             Some(()) = hangups.recv() => true,
             Some(()) = files.recv() => false,
-            else => return,
+            // A store found changed reloads like a SIGHUP (the watcher may be off, or late).
+            () = tokio::time::sleep(reread) => {
+                if !reread_key_stores(&state).await {
+                    continue;
+                }
+                true
+            }
         };
         // Let a burst of events (an editor's save, a secret volume update) settle.
         tokio::time::sleep(DEBOUNCE).await;
@@ -77,6 +84,14 @@ async fn next_inputs(state: &Arc<State>, loaded: bool) -> Inputs {
         }
     }
     inputs
+}
+
+/// True when a key store's file no longer holds the serving store.
+async fn reread_key_stores(state: &Arc<State>) -> bool {
+    let snapshot = state.snapshot.load_full();
+    tokio::task::spawn_blocking(move || snapshot.auth.reread_key_stores())
+        .await
+        .unwrap_or(false)
 }
 
 async fn fingerprints(inputs: &Inputs) -> Fingerprints {

@@ -318,3 +318,59 @@ fn replicas_on_one_key_store_report_the_same_digest_before_and_after_a_revocatio
     ));
     assert_eq!(digest(&replicas[0]), digest(&replicas[1]));
 }
+
+/// With `max_store_age`, a store that can no longer be read keeps serving until it is that
+/// old, then every key gets 503 and `/readyz` says why; once the file is back, keys work
+/// again. An unchanged, readable store stays young however long nothing changes.
+#[test]
+fn keys_fail_closed_once_the_store_could_not_be_read_for_max_store_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = mint(&store, "ops");
+    let upstream = Upstream::start();
+    let text = config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}, max_store_age: 3s}}\npolicy:\n  default: [{{api_key: []}}]\n",
+            fixture("model.yaml"),
+            store.display()
+        ),
+    );
+    let moat = Moat::start(&text);
+    // Re-read every second (a quarter of 3 s, at least 1 s): still fresh after 4 s.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(list(&moat, &key), 200);
+    assert!(metric(&moat, r#"moat_keystore_age_seconds{scheme="api_key"}"#) < 3);
+
+    // The mount goes away: the last good store serves, then fails closed.
+    let away = dir.path().join("keys.yaml.away");
+    std::fs::rename(&store, &away).unwrap();
+    assert_eq!(list(&moat, &key), 200, "a store is not stale at once");
+    assert!(
+        eventually(|| list(&moat, &key) == 503),
+        "a stale store kept serving"
+    );
+    let refused = get(moat.addr, "/v1/models", &[&format!("X-API-Key: {key}")]);
+    assert_eq!(refused.json()["code"], "key_store_stale");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let ready = get(moat.admin, "/readyz", &[]);
+    let body = String::from_utf8_lossy(&ready.body).into_owned();
+    assert_eq!(ready.status, 503, "{body}");
+    assert!(
+        body.contains("key store api_key: not re-read for"),
+        "{body}"
+    );
+    assert!(
+        moat.lines()
+            .iter()
+            .any(|l| l.contains("cannot re-read the key store")),
+        "the failing re-read was not logged"
+    );
+
+    std::fs::rename(&away, &store).unwrap();
+    assert!(
+        eventually(|| list(&moat, &key) == 200),
+        "keys stayed refused"
+    );
+    assert_eq!(get(moat.admin, "/readyz", &[]).status, 200);
+}

@@ -42,6 +42,9 @@ pub enum KeyError {
     /// The verification itself failed (its task panicked or was cancelled): a fault, 500,
     /// never cached as a verdict on the key.
     Fault,
+    /// The store could not be re-read for longer than `max_store_age`: 503, no key is
+    /// trusted from a copy that may miss a revocation.
+    Stale,
 }
 
 impl KeyError {
@@ -56,6 +59,7 @@ impl KeyError {
             KeyError::Restricted(Restriction::Address) => "client address not allowed",
             KeyError::Overloaded => "verification queue full",
             KeyError::Fault => "verification failed inside moat",
+            KeyError::Stale => "key store not re-read within max_store_age",
         }
     }
 }
@@ -67,6 +71,7 @@ impl From<KeyError> for Rejection {
         match error {
             KeyError::Overloaded => Rejection::Overloaded,
             KeyError::Fault => Rejection::Internal(Stage::Authenticate),
+            KeyError::Stale => Rejection::KeyStoreStale,
             KeyError::Malformed
             | KeyError::UnknownId
             | KeyError::WrongSecret
@@ -135,6 +140,22 @@ impl ApiKeyVerifier {
     /// The key store this verifier checks against.
     pub fn store(&self) -> &KeyStore {
         &self.store
+    }
+
+    /// Re-reads the store file (blocking: call it off the runtime). The same content makes
+    /// the serving store fresh again; `Ok(false)`: the file changed, reload it.
+    pub fn reread_store(&self) -> Result<bool, Vec<String>> {
+        let current = KeyStore::reload(&self.config.store)?;
+        if current.digest == self.store.digest {
+            self.store.confirm();
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    pub fn max_store_age(&self) -> Option<std::time::Duration> {
+        self.config.max_store_age
     }
 
     /// `workers`: concurrent hashes (`limits.hash_workers`); `None`: one per core.
@@ -220,6 +241,14 @@ impl ApiKeyVerifier {
             self.count("malformed", "none");
             return Err(KeyError::Malformed);
         };
+        if self
+            .config
+            .max_store_age
+            .is_some_and(|max| self.store.age() > max)
+        {
+            self.count("stale", "none");
+            return Err(KeyError::Stale);
+        }
         let Some(record) = self.store.records.get(id).cloned() else {
             self.count("unknown", "none");
             return Err(KeyError::UnknownId);

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -120,8 +121,9 @@ pub struct KeyStore {
     /// The first 16 hex digits of the file's SHA-256: equal on every replica that reads
     /// the same store, so an operator can show that all of them dropped a revoked key.
     pub digest: String,
-    /// When this replica read it.
-    pub read_at: SystemTime,
+    /// Unix ms of when this replica last read the file and found this content: set at the
+    /// load, and again by each periodic re-read that finds the file unchanged.
+    read_at: AtomicU64,
 }
 
 impl Default for KeyStore {
@@ -129,7 +131,7 @@ impl Default for KeyStore {
         KeyStore {
             records: HashMap::new(),
             digest: digest(""),
-            read_at: SystemTime::now(),
+            read_at: AtomicU64::new(unix_ms(SystemTime::now())),
         }
     }
 }
@@ -140,9 +142,38 @@ fn digest(text: &str) -> String {
     hash[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl KeyStore {
+    /// Since the file was last read and found to hold this store.
+    pub fn age(&self) -> std::time::Duration {
+        let read_at = self.read_at.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(read_at))
+    }
+
+    /// The file was read again and holds this store still.
+    pub fn confirm(&self) {
+        self.read_at
+            .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
     pub fn load(path: &Path) -> Result<KeyStore, Vec<String>> {
         crate::secrets::check_permissions(path, "key store").map_err(|problem| vec![problem])?;
+        Self::read(path)
+    }
+
+    /// [`KeyStore::load`] for the periodic re-read: a store readable by others was warned
+    /// about at its load, not again every 30 s.
+    pub fn reload(path: &Path) -> Result<KeyStore, Vec<String>> {
+        crate::secrets::refuse_world_writable(path, "key store")
+            .map_err(|problem| vec![problem])?;
+        Self::read(path)
+    }
+
+    fn read(path: &Path) -> Result<KeyStore, Vec<String>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![format!(
                 "{}: cannot read the key store: {e}",
@@ -191,7 +222,7 @@ impl KeyStore {
             Ok(KeyStore {
                 records,
                 digest: digest(text),
-                read_at: SystemTime::now(),
+                read_at: AtomicU64::new(unix_ms(SystemTime::now())),
             })
         } else {
             Err(problems)

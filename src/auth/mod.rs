@@ -107,6 +107,66 @@ impl Auth {
             })
     }
 
+    /// Re-reads every key store (blocking: call it off the runtime), so an unchanged store
+    /// stays fresh and one that can't be read ages toward its `max_store_age`. True when a
+    /// store's file changed, which a reload then picks up.
+    pub fn reread_key_stores(&self) -> bool {
+        let mut changed = false;
+        for (scheme, verifier) in &self.verifiers {
+            let Verifier::ApiKey(verifier) = verifier else {
+                continue;
+            };
+            match verifier.reread_store() {
+                Ok(same) => changed |= !same,
+                Err(problems) => {
+                    let age = verifier.store().age();
+                    let stale = verifier.max_store_age().is_some_and(|max| age > max);
+                    tracing::warn!(
+                        scheme = &**scheme,
+                        problems = problems.join("; "),
+                        age_seconds = age.as_secs(),
+                        stale,
+                        "cannot re-read the key store; the last good one serves{}",
+                        if stale {
+                            ", but past max_store_age: every key is refused with 503"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+        changed
+    }
+
+    /// The first API-key scheme whose store is past its `max_store_age`: (scheme, age, max).
+    pub fn stale_key_store(&self) -> Option<(&str, std::time::Duration, std::time::Duration)> {
+        self.verifiers
+            .iter()
+            .find_map(|(scheme, verifier)| match verifier {
+                Verifier::ApiKey(verifier) => {
+                    let age = verifier.store().age();
+                    let max = verifier.max_store_age()?;
+                    (age > max).then_some((&**scheme, age, max))
+                }
+                Verifier::Jwt(_) => None,
+            })
+    }
+
+    /// How often to re-read the key stores: four times per the smallest `max_store_age`
+    /// (at least every second), else every 30 s.
+    pub fn reread_interval(&self) -> std::time::Duration {
+        self.verifiers
+            .values()
+            .filter_map(|v| match v {
+                Verifier::ApiKey(verifier) => verifier.max_store_age(),
+                Verifier::Jwt(_) => None,
+            })
+            .map(|max| (max / 4).max(std::time::Duration::from_secs(1)))
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(30))
+    }
+
     /// Every key that has its own `rate_limit` or `quota`: (key id, limits).
     pub fn key_limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
         self.verifiers

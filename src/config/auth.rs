@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::de::{duration, one_or_many, secs};
+use super::de::{duration, one_or_many, optional_duration, secs};
 
 /// A security requirement alternative: scheme name → required scopes (all must pass).
 pub type Alternative = BTreeMap<String, Vec<String>>;
@@ -87,6 +87,11 @@ pub struct ApiKeyConfig {
     /// How long a verified key is trusted without re-hashing (dropped on store change).
     #[serde(default = "secs::<300>", deserialize_with = "duration")]
     pub cache_ttl: Duration,
+    /// When set, keys fail closed (503 `key_store_stale`) once the store file could not be
+    /// re-read for this long (moat re-reads it every quarter of this, and every 30 s
+    /// without it), e.g. a Secret mount that went away. Unset: the last good store serves.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_store_age: Option<Duration>,
     /// Mixed into every hash as argon2's secret input; an empty value means none.
     pub pepper: Option<Secret>,
 }

@@ -12,6 +12,7 @@ fn config(pepper: Option<&str>) -> ApiKeyConfig {
         cookie: None,
         store: "keys.yaml".into(),
         cache_ttl: Duration::from_secs(300),
+        max_store_age: None,
         pepper: pepper.map(|p| Secret::from(p.to_owned())),
     }
 }
