@@ -83,6 +83,7 @@ fn benches(c: &mut Criterion) {
         cookie: None,
         store: dir.path().join("unused"),
         cache_ttl: Duration::from_secs(300),
+        max_store_age: None,
         pepper: None,
     };
     let verifier = ApiKeyVerifier::new(&config, store, None).unwrap();

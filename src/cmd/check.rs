@@ -33,6 +33,11 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             if !config.upstream.is_loopback() {
                 let _ = writeln!(out, "  warning: the upstream is not on loopback");
             }
+            let _ = writeln!(
+                out,
+                "  limits        {}",
+                describe_store(&config.limits.store)
+            );
             match &snapshot.spec {
                 None => {
                     let _ = writeln!(
@@ -79,6 +84,18 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn describe_store(store: &crate::config::LimitStore) -> String {
+    match store {
+        crate::config::LimitStore::Memory => "counted in this process (store: memory)".to_owned(),
+        crate::config::LimitStore::Redis(redis) => format!(
+            "counted in Redis for every replica (key_prefix {}, timeout {:?}, on_error: {})",
+            redis.key_prefix,
+            redis.timeout,
+            redis.on_error.as_str()
+        ),
     }
 }
 

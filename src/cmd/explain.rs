@@ -3,7 +3,7 @@
 //! header values, the query or the body: they may hold credentials.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -34,6 +34,19 @@ pub struct Input {
 pub struct Report {
     pub text: String,
     pub forwarded: bool,
+}
+
+/// The config as `serve` loads it, except that limits count in this process only: a
+/// question about one request must not spend a replica's shared budget in Redis.
+fn explained_snapshot(config_path: &Path) -> Result<Snapshot, crate::config::ConfigError> {
+    let mut config = crate::config::Config::load(config_path)?;
+    config.limits.store = crate::config::LimitStore::Memory;
+    Snapshot::from_config(config, &Arc::new(Metrics::new()), None).map_err(|problems| {
+        crate::config::ConfigError {
+            file: config_path.to_owned(),
+            problems,
+        }
+    })
 }
 
 /// Builds the request from `input`; a malformed one is a usage error, not a verdict.
@@ -245,7 +258,7 @@ pub fn main(
         Some(Ok(body)) => Some(body),
         None => None,
     };
-    let snapshot = match Snapshot::load(&config_path, &Arc::new(Metrics::new()), None) {
+    let snapshot = match explained_snapshot(&config_path) {
         Ok(snapshot) => snapshot,
         Err(error) => {
             eprintln!("{error}");
