@@ -563,9 +563,14 @@ fn the_kubernetes_example_config_parses_with_its_sizing() {
     let env = |name: &str| match name {
         "MOAT_JWT_SECRET" => Some(SECRET.to_owned()),
         "MOAT_KEY_PEPPER" => Some("pepper".to_owned()),
+        "MOAT_REDIS_URL" => Some("rediss://moat:pw@redis.limits.svc:6380/0".to_owned()),
         _ => None,
     };
     let config = moat::config::Config::parse(&block, &env).unwrap_or_else(|p| panic!("{p:?}"));
     assert_eq!(config.limits.hash_workers, Some(2));
+    let moat::config::LimitStore::Redis(redis) = &config.limits.store else {
+        panic!("two replicas count their limits in Redis");
+    };
+    assert_eq!(redis.on_error, moat::config::OnError::Local);
     assert!(config.policy.client_rate_limit.is_some());
 }

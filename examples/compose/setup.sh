@@ -35,9 +35,10 @@ recipient=$(sed -n 's/^# public key: //p' secrets/age_identity)
 random_hex 32 > secrets/key_pepper
 
 # 3. The first API key. The key is printed once, here; only its hash is stored.
-echo "API key for 'demo' (scope predict), shown only once — keep it:"
+echo "API key for 'demo' (scope predict, 1000 requests a day on both replicas), shown only once — keep it:"
 MOAT_KEY_PEPPER_FILE=secrets/key_pepper \
-  "$MOAT" keys new --id demo --scopes predict --owner compose-demo --store config/keys.yaml
+  "$MOAT" keys new --id demo --scopes predict --owner compose-demo --quota 1000/day \
+  --store config/keys.yaml
 
 # 4. The encrypted dotenv. The plaintext exists only in a 0600 temporary file, removed on exit.
 plain=$(mktemp)
