@@ -311,3 +311,64 @@ fn a_redis_url_that_is_not_one_is_refused_without_echoing_it() {
     assert!(said.contains("limits.store.redis"), "{said}");
     assert!(!said.contains("hunter2"), "the password leaked: {said}");
 }
+
+/// `rediss://` with a private CA (`ca_file`): the limits are counted over TLS; without the
+/// CA the server is not trusted and `on_error` answers.
+#[test]
+fn limits_are_counted_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca);
+    let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let ca_file = write("ca.pem", ca_cert.pem());
+    let cert_file = write("redis.pem", server_cert.pem());
+    let key_file = write("redis.key", server_key.serialize_pem());
+    let Some(redis) = Redis::start_tls(&cert_file, &key_file) else {
+        return;
+    };
+    let tls_port = redis.tls.as_ref().unwrap().0;
+
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(
+        &store,
+        &[
+            "new", "--id", "tls", "--scopes", "predict", "--quota", "2/day",
+        ],
+    );
+    let upstream = Upstream::start();
+    let url = format!("rediss://localhost:{tls_port}");
+    let env = [("REDIS_URL", url.as_str())];
+    let limits = format!(
+        "{}      ca_file: {}\n",
+        redis_limits("deny"),
+        ca_file.display()
+    );
+    let moat = Moat::start_with_env(&limited_config(&upstream, &store, &limits, ""), &env);
+    assert_eq!(predict(&moat, &key).status, 200);
+    assert_eq!(predict(&moat, &key).status, 200);
+    assert_eq!(predict(&moat, &key).json()["code"], "quota_exceeded");
+    let counter = redis.command("KEYS moat-test:quota:tls:*").unwrap();
+    assert!(counter.starts_with("*1"), "{counter}");
+
+    // The system's roots do not know the private CA: nothing is counted, deny answers.
+    let untrusted = Moat::start_with_env(
+        &limited_config(&upstream, &store, &redis_limits("deny"), ""),
+        &env,
+    );
+    let refused = predict(&untrusted, &key);
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.json()["code"], "limit_store_unavailable");
+    assert!(metric(&untrusted, "moat_limit_store_errors_total{") > 0);
+}

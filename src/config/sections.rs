@@ -115,6 +115,10 @@ pub struct RedisStoreConfig {
     pub timeout: Duration,
     #[serde(default)]
     pub on_error: OnError,
+    /// PEM CA certificates that sign a `rediss://` server's certificate, instead of the
+    /// system's roots (a private CA inside the cluster).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_key_prefix() -> String {

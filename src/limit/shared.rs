@@ -96,11 +96,31 @@ impl StoreError {
 impl Shared {
     pub fn new(config: &RedisStoreConfig) -> Result<Self, String> {
         // The URL's own text never goes into a message: it may carry a password.
-        let client = redis::Client::open(config.url.expose()).map_err(|_| {
+        let not_a_url = |_| {
             "`url` is not a Redis URL: write redis://[user:password@]host:port[/db], or \
              rediss://… for TLS"
                 .to_owned()
-        })?;
+        };
+        let client = match &config.ca_file {
+            None => redis::Client::open(config.url.expose()).map_err(not_a_url)?,
+            Some(ca_file) => {
+                if !config.url.expose().starts_with("rediss://") {
+                    return Err("`ca_file` is for TLS: the `url` must start with rediss://".into());
+                }
+                let root_cert = std::fs::read(ca_file)
+                    .map_err(|e| format!("ca_file: cannot read {}: {e}", ca_file.display()))?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(config.url.expose(), certificates).map_err(|_| {
+                    format!(
+                        "`url` is not a rediss:// URL, or ca_file {} holds no PEM certificate",
+                        ca_file.display()
+                    )
+                })?
+            }
+        };
         if config.timeout.is_zero() {
             return Err("`timeout` must be more than 0".to_owned());
         }

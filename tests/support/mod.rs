@@ -750,11 +750,26 @@ pub fn keyed_config(upstream: &Upstream, store: &std::path::Path) -> String {
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// With [`Redis::start_tls`]: the TLS port, and the server's certificate and key.
+    pub tls: Option<(u16, PathBuf, PathBuf)>,
     _dir: tempfile::TempDir,
 }
 
 impl Redis {
+    /// Also listening for TLS (no client certificates asked) on a port of its own.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Option<Redis> {
+        Self::launch(Some((
+            closed_port().port(),
+            cert.to_owned(),
+            key.to_owned(),
+        )))
+    }
+
     pub fn start() -> Option<Redis> {
+        Self::launch(None)
+    }
+
+    fn launch(tls: Option<(u16, PathBuf, PathBuf)>) -> Option<Redis> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -772,6 +787,7 @@ impl Redis {
         let mut redis = Redis {
             child: None,
             port,
+            tls,
             _dir: tempfile::tempdir().unwrap(),
         };
         redis.resume();
@@ -792,18 +808,21 @@ impl Redis {
 
     /// Starts it (again) on the same port and waits until it answers `PING`.
     pub fn resume(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(self._dir.path())
+            .arg(self._dir.path());
+        if let Some((port, cert, key)) = &self.tls {
+            command
+                .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
