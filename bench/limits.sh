@@ -14,23 +14,12 @@ DURATION=${1:-15s}
 CONNECTIONS=${2:-16}
 PROXY_CPU=${PROXY_CPU:-0}      # moat
 OTHER_CPU=${OTHER_CPU:-1}      # upstream, Redis and wrk
-WORK=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 OUT="$WORK/out"
 mkdir "$OUT"
-trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
-
-if [ -z "${MOAT:-}" ]; then
-  cargo build --release --locked --quiet
-  MOAT=target/release/moat
-fi
-
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  server { listen 127.0.0.1:18000;
-    location / { default_type application/json; return 200 '{"predictions":[{"label":"setosa","class_index":0}]}'; } } }
-CONF
+build_moat
+upstream_conf
 "$MOAT" keys new --id bench --scopes predict --rate-limit 1000000/1000000 --quota 1000000000/day \
   --store "$WORK/keys.yaml" > "$WORK/key.txt" 2>/dev/null
 for store in memory redis; do
@@ -82,10 +71,7 @@ run memory http://127.0.0.1:18081/v1/models/iris:predict
 run redis http://127.0.0.1:18082/v1/models/iris:predict
 run memory-again http://127.0.0.1:18081/v1/models/iris:predict
 
-ms() { # wrk prints 850.00us, 1.84ms or 1.02s
-  awk -v q="$2" '$1 == q {print $2}' "$OUT/$1.txt" \
-    | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u])"
-}
+ms() { wrk_ms "$OUT/$1.txt" "$2"; }
 rps() { grep Requests/sec "$OUT/$1.txt" | awk '{print $2}'; }
 echo "added by Redis, p50: $(python3 -c "print(round($(ms redis 50%) - min($(ms memory 50%), $(ms memory-again 50%)), 3))") ms"
 echo "added by Redis, p99: $(python3 -c "print(round($(ms redis 99%) - min($(ms memory 99%), $(ms memory-again 99%)), 3))") ms"

@@ -5,16 +5,10 @@
 #        bench/reload-log.sh null  # log to /dev/null, for comparison
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 MOAT=${MOAT:-target/release/moat}
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  server { listen 127.0.0.1:18000;
-    location / { default_type application/json; return 200 '{"predictions":[{"label":"setosa","class_index":0}]}'; } } }
-CONF
+upstream_conf
 taskset -c 1 nginx -c "$WORK/upstream.conf" &
 mkdir "$WORK/conf"
 "$MOAT" keys new --id bench --scopes predict --store "$WORK/conf/keys.yaml" > "$WORK/key.txt" 2>/dev/null

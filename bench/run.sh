@@ -12,30 +12,18 @@ DURATION=${1:-15s}
 CONNECTIONS=${2:-64}
 PROXY_CPU=${PROXY_CPU:-0}      # the proxy under test
 OTHER_CPU=${OTHER_CPU:-1}      # upstream and wrk share the other core
-WORK=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 # Output apart from the configs: moat watches its config's directory, and would handle an
 # event for every log write there.
 OUT="$WORK/out"
 mkdir "$OUT"
-trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
-
-# MOAT=path/to/moat compares another build (alternate two binaries to measure one change).
-if [ -z "${MOAT:-}" ]; then
-  cargo build --release --locked --quiet
-  MOAT=target/release/moat
-fi
+build_moat
 # The ceiling: a bare hyper pass-through (bench/ceiling), what hyper costs without moat.
 cargo build --release --locked --quiet --manifest-path bench/ceiling/Cargo.toml --target-dir target/ceiling
 CEILING=target/ceiling/release/moat-bench-ceiling
 
-# The upstream: nginx answering a fixed 64-byte JSON body, as fast as a model never is.
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  server { listen 127.0.0.1:18000;
-    location / { default_type application/json; return 200 '{"predictions":[{"label":"setosa","class_index":0}]}'; } } }
-CONF
+upstream_conf
 # nginx as a plain reverse proxy, no checks: the baseline.
 cat > "$WORK/nginx-proxy.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/proxy.pid; error_log $WORK/proxy.err;
@@ -133,10 +121,7 @@ echo "ratio bare hyper/nginx (req/s): $(python3 -c "print(round($(rps hyper-ceil
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"
-p99() { # wrk prints 850.00us, 1.84ms or 1.02s
-  awk '$1 == "99%" {print $2}' "$OUT/$1.txt" \
-    | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u])"
-}
+p99() { wrk_ms "$OUT/$1.txt" 99%; }
 echo "ratio p99 moat with bearer+key+validation/nginx: $(python3 -c "print(round($(p99 moat-full)/$(p99 nginx-proxy), 3))")"
 
 # Allocations per proxied request: libc's malloc/calloc/realloc counted with uprobes in

@@ -7,21 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONNECTIONS=${2:-64}
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.3; rm -rf "$WORK"' EXIT
-
-# MOAT=path/to/moat compares another build (A/B); by default this tree's release build.
-if [ -z "${MOAT:-}" ]; then
-  cargo build --release --locked --quiet
-  MOAT=target/release/moat
-fi
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  server { listen 127.0.0.1:18000;
-    location / { default_type application/json; return 200 '{"ok":true}'; } } }
-CONF
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+build_moat
+upstream_conf '{"ok":true}'
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj /CN=localhost -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
 for mode in plain tls; do

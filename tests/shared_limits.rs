@@ -15,6 +15,13 @@ use support::{
 const PREDICT: &str = "/v1/models/iris:predict";
 const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
 
+/// `moat keys new --id ID --scopes predict EXTRA…`, as an operator mints a key; the key.
+fn mint(store: &std::path::Path, id: &str, extra: &[&str]) -> String {
+    let mut args = vec!["new", "--id", id, "--scopes", "predict"];
+    args.extend_from_slice(extra);
+    moat_keys(store, &args)
+}
+
 fn predict(moat: &Moat, key: &str) -> support::RawResponse {
     post_json(
         moat.addr,
@@ -52,24 +59,8 @@ fn two_replicas_share_one_keys_rate_limit_and_quota_and_a_clients_limit() {
     let Some(redis) = Redis::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
-    let bursty = moat_keys(
-        &store,
-        &[
-            "new",
-            "--id",
-            "bursty",
-            "--scopes",
-            "predict",
-            "--rate-limit",
-            "1/4",
-        ],
-    );
-    let metered = moat_keys(
-        &store,
-        &[
-            "new", "--id", "metered", "--scopes", "predict", "--quota", "6/day",
-        ],
-    );
+    let bursty = mint(&store, "bursty", &["--rate-limit", "1/4"]);
+    let metered = mint(&store, "metered", &["--quota", "6/day"]);
     let upstream = Upstream::start();
     let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
     let env = [("REDIS_URL", redis.url())];
@@ -134,7 +125,7 @@ fn two_replicas_share_one_keys_rate_limit_and_quota_and_a_clients_limit() {
     }
 
     // A client's limit: taken in each process before credentials, and shared after them.
-    let open = moat_keys(&store, &["new", "--id", "open", "--scopes", "predict"]);
+    let open = mint(&store, "open", &[]);
     let policy = "  client_rate_limit: {per_second: 1, burst: 3}\n";
     let text = limited_config(&upstream, &store, &redis_limits("deny"), policy);
     let replicas = [
@@ -164,18 +155,7 @@ fn redis_going_away_gives_each_on_error_mode_its_answer_and_moat_recovers() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut moats = Vec::new();
     for mode in ["deny", "allow", "local"] {
-        let key = moat_keys(
-            &store,
-            &[
-                "new",
-                "--id",
-                mode,
-                "--scopes",
-                "predict",
-                "--rate-limit",
-                "1/2",
-            ],
-        );
+        let key = mint(&store, mode, &["--rate-limit", "1/2"]);
         let text = limited_config(&upstream, &store, &redis_limits(mode), "");
         let moat = Moat::start_with_env(&text, &env);
         assert_eq!(predict(&moat, &key).status, 200, "{mode} before the outage");
@@ -240,12 +220,7 @@ fn redis_going_away_gives_each_on_error_mode_its_answer_and_moat_recovers() {
 fn a_quota_in_memory_counts_down_in_ratelimit_fields_and_says_when_it_resets() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
-    let key = moat_keys(
-        &store,
-        &[
-            "new", "--id", "trial", "--scopes", "predict", "--quota", "2/hour",
-        ],
-    );
+    let key = mint(&store, "trial", &["--quota", "2/hour"]);
     let listed = moat_keys(&store, &["list"]);
     assert!(listed.contains("quota=2/hour"), "{listed}");
     let upstream = Upstream::start();
@@ -297,7 +272,7 @@ fn a_quota_in_memory_counts_down_in_ratelimit_fields_and_says_when_it_resets() {
 fn a_redis_url_that_is_not_one_is_refused_without_echoing_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
-    moat_keys(&store, &["new", "--id", "k", "--scopes", "predict"]);
+    mint(&store, "k", &[]);
     let upstream = Upstream::start();
     let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
     let path = dir.path().join("moat.yaml");
@@ -341,12 +316,7 @@ fn limits_are_counted_over_tls_with_a_private_ca() {
     let tls_port = redis.tls.as_ref().unwrap().0;
 
     let store = dir.path().join("keys.yaml");
-    let key = moat_keys(
-        &store,
-        &[
-            "new", "--id", "tls", "--scopes", "predict", "--quota", "2/day",
-        ],
-    );
+    let key = mint(&store, "tls", &["--quota", "2/day"]);
     let upstream = Upstream::start();
     let url = format!("rediss://localhost:{tls_port}");
     let env = [("REDIS_URL", url.as_str())];
