@@ -74,12 +74,7 @@ fn moat(upstream: &Upstream, keys: &Keys, requirement: &str) -> Moat {
 }
 
 fn predict(moat: &Moat, key: &str) -> support::RawResponse {
-    post_json(
-        moat.addr,
-        PREDICT,
-        &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
-        BODY,
-    )
+    support::predict_with_key(moat, key)
 }
 
 #[test]

@@ -8,12 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{
-    Moat, Redis, Upstream, config, eventually, fixture, get, metric, moat_keys, post_json,
-};
-
-const PREDICT: &str = "/v1/models/iris:predict";
-const BODY: &str = r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#;
+use support::{Moat, Redis, Upstream, config, eventually, fixture, get, metric, moat_keys};
 
 /// `moat keys new --id ID --scopes predict EXTRA…`, as an operator mints a key; the key.
 fn mint(store: &std::path::Path, id: &str, extra: &[&str]) -> String {
@@ -23,12 +18,7 @@ fn mint(store: &std::path::Path, id: &str, extra: &[&str]) -> String {
 }
 
 fn predict(moat: &Moat, key: &str) -> support::RawResponse {
-    post_json(
-        moat.addr,
-        PREDICT,
-        &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
-        BODY,
-    )
+    support::predict_with_key(moat, key)
 }
 
 /// A config over `store`, with `limits.store` set to `store_section` (YAML under `limits:`).

@@ -695,6 +695,16 @@ pub fn send(
 }
 
 /// A JSON POST.
+/// A predict call on `tests/fixtures/model.yaml`'s operation, with an API key.
+pub fn predict_with_key(moat: &Moat, key: &str) -> RawResponse {
+    post_json(
+        moat.addr,
+        "/v1/models/iris:predict",
+        &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
+        r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#,
+    )
+}
+
 pub fn post_json(addr: SocketAddr, target: &str, headers: &[&str], body: &str) -> RawResponse {
     let mut all = vec!["Content-Type: application/json"];
     all.extend_from_slice(headers);
