@@ -32,7 +32,8 @@ struct World {
 }
 
 /// The model spec with `predict` needing scope `predict` (token or key), `health` public,
-/// `upload` in shadow mode; keys: one good, one rate-limited (burst 1), one list-only.
+/// `upload` in shadow mode; keys: one good, one rate-limited (burst 1, 5 a day), one
+/// list-only.
 fn world(extra_policy: &str) -> World {
     world_with(extra_policy, "")
 }
@@ -46,7 +47,7 @@ fn world_with(extra_policy: &str, key_place: &str) -> World {
     std::fs::write(
         &store,
         format!(
-            "keys:\n  - id: ops\n    hash: \"{}\"\n    scopes: [predict]\n  - id: slow\n    hash: \"{}\"\n    scopes: [predict]\n    rate_limit: {{per_second: 1, burst: 1}}\n  - id: lister\n    hash: \"{}\"\n    scopes: [predict]\n    operations: [list_models]\n",
+            "keys:\n  - id: ops\n    hash: \"{}\"\n    scopes: [predict]\n  - id: slow\n    hash: \"{}\"\n    scopes: [predict]\n    rate_limit: {{per_second: 1, burst: 1}}\n    quota: {{requests: 5, per: day}}\n  - id: lister\n    hash: \"{}\"\n    scopes: [predict]\n    operations: [list_models]\n",
             hash(&key),
             hash(&limited),
             hash(&list_only)
@@ -381,10 +382,12 @@ async fn the_trail_and_the_admitted_request_say_what_was_decided() {
 async fn a_keys_rate_limit_is_spent_across_requests() {
     let world = world("");
     let headers = [("x-api-key", world.limited.as_str()), JSON, TENANT];
-    assert_eq!(
-        run(&world, "POST", PREDICT, &headers, BODY).await.0,
-        "admitted"
-    );
+    let (verdict, _, admitted) = run(&world, "POST", PREDICT, &headers, BODY).await;
+    assert_eq!(verdict, "admitted");
+    // Its quota counted the request, for the RateLimit-* fields of the response.
+    let quota = admitted.and_then(|a| a.quota()).unwrap();
+    assert_eq!((quota.limit, quota.remaining, quota.window), (5, 4, 86_400));
+    // Over the bucket: refused, and the quota is not spent by it.
     assert_eq!(
         run(&world, "POST", PREDICT, &headers, BODY).await.0,
         "rate_limited"
