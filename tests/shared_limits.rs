@@ -332,3 +332,49 @@ fn limits_are_counted_over_tls_with_a_private_ca() {
     assert_eq!(refused.json()["code"], "limit_store_unavailable");
     assert!(metric(&untrusted, "moat_limit_store_errors_total{") > 0);
 }
+
+/// An ACL user with a password in the URL (from `REDIS_URL_FILE`, as a mounted secret):
+/// counted with the right password; with a wrong one, refused by `on_error` and the
+/// password appears in no log line.
+#[test]
+fn an_acl_user_and_password_from_a_secret_file_and_no_password_in_logs() {
+    let Some(redis) = Redis::start() else { return };
+    let created = redis
+        .command("ACL SETUSER moat on >acl-pass-7f3e ~moat-test:* +@all")
+        .unwrap();
+    assert!(created.starts_with("+OK"), "{created}");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = mint(&store, "acl", &["--quota", "1/day"]);
+    let upstream = Upstream::start();
+    let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
+    let secret = |name: &str, password: &str| {
+        let path = dir.path().join(name);
+        let url = format!("redis://moat:{password}@127.0.0.1:{}/0", redis.port);
+        std::fs::write(&path, url).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let good = secret("redis_url", "acl-pass-7f3e");
+    let moat = Moat::start_with_env(&text, &[("REDIS_URL_FILE", good.as_str())]);
+    assert_eq!(predict(&moat, &key).status, 200);
+    assert_eq!(predict(&moat, &key).json()["code"], "quota_exceeded");
+
+    let bad = secret("wrong_url", "wrong-pass-91c2");
+    let refused = Moat::start_with_env(&text, &[("REDIS_URL_FILE", bad.as_str())]);
+    let response = predict(&refused, &key);
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json()["code"], "limit_store_unavailable");
+    assert!(
+        eventually(|| refused
+            .lines()
+            .iter()
+            .any(|l| l.contains("Redis limit store failed"))),
+        "the failure was not logged"
+    );
+    for line in refused.lines().iter().chain(moat.lines().iter()) {
+        assert!(
+            !line.contains("wrong-pass-91c2") && !line.contains("acl-pass-7f3e"),
+            "a Redis password in the log: {line}"
+        );
+    }
+}
