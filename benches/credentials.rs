@@ -81,6 +81,7 @@ fn benches(c: &mut Criterion) {
         header: "X-API-Key".into(),
         query: None,
         cookie: None,
+        bearer: false,
         store: dir.path().join("unused"),
         cache_ttl: Duration::from_secs(300),
         max_store_age: None,

@@ -72,6 +72,13 @@ impl Routes {
         &self.operations[index]
     }
 
+    /// Every route: the spec's operations, then the one without a spec.
+    pub fn all(&self) -> impl Iterator<Item = &Route> {
+        self.operations
+            .iter()
+            .chain(std::iter::once(&self.unrouted))
+    }
+
     /// The route when no spec is configured: `policy.default` for every path.
     pub fn unrouted(&self) -> &Route {
         &self.unrouted

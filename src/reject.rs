@@ -105,6 +105,9 @@ pub enum Rejection {
     /// Stage 3: an API key was sent and is not valid now (any reason: the client is told
     /// nothing more, the log says which).
     InvalidApiKey,
+    /// Stage 3: the same, for a key sent as `Authorization: Bearer` (its 401 carries the
+    /// RFC 6750 challenge a bearer client expects; the code is the same).
+    InvalidBearerKey,
     /// Stage 3: the key-verification queue is full.
     Overloaded,
     /// Stage 4: the API key's `operations` allowlist does not include this operation.
@@ -179,7 +182,9 @@ impl Rejection {
             Rejection::CredentialsMissing => (S::UNAUTHORIZED, "credentials_missing", Authenticate),
             Rejection::InvalidToken => (S::UNAUTHORIZED, "invalid_token", Authenticate),
             Rejection::TokenExpired => (S::UNAUTHORIZED, "token_expired", Authenticate),
-            Rejection::InvalidApiKey => (S::UNAUTHORIZED, "invalid_api_key", Authenticate),
+            Rejection::InvalidApiKey | Rejection::InvalidBearerKey => {
+                (S::UNAUTHORIZED, "invalid_api_key", Authenticate)
+            }
             Rejection::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", Authenticate),
             Rejection::OperationNotAllowed => (S::FORBIDDEN, "operation_not_allowed", Authorize),
             Rejection::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", Authorize),
@@ -240,7 +245,9 @@ impl Rejection {
             Rejection::InsufficientScope { scope, .. } => {
                 format!("the credential lacks a required scope: {scope}")
             }
-            Rejection::InvalidApiKey => "the API key is not valid".to_owned(),
+            Rejection::InvalidApiKey | Rejection::InvalidBearerKey => {
+                "the API key is not valid".to_owned()
+            }
             Rejection::Overloaded => {
                 "too many credential checks in progress; retry shortly".to_owned()
             }

@@ -94,6 +94,13 @@ impl Snapshot {
             Ok(spec) => Routes::resolve(&config, spec.as_ref()),
             Err(_) => Err(Vec::new()),
         };
+        let routes = match (routes, &auth) {
+            (Ok(routes), Ok(auth)) => match auth.check_routes(&routes) {
+                problems if problems.is_empty() => Ok(routes),
+                problems => Err(problems),
+            },
+            (routes, _) => routes,
+        };
         let limits = match &auth {
             Ok(auth) => RateLimits::new(
                 &config.limits.store,

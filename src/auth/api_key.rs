@@ -108,6 +108,8 @@ struct Verified {
 
 pub struct ApiKeyVerifier {
     pub location: KeyLocation,
+    /// Also reads a key-shaped `Authorization: Bearer` value (`bearer: true`).
+    pub bearer: bool,
     /// What this verifier was built from: a reload inherits its cache only when unchanged.
     config: ApiKeyConfig,
     store: Arc<KeyStore>,
@@ -183,6 +185,7 @@ impl ApiKeyVerifier {
         rand::fill(&mut digest_key);
         Ok(Self {
             location,
+            bearer: config.bearer,
             config: config.clone(),
             store: Arc::new(store),
             pepper: config.pepper.clone().filter(|p| !p.expose().is_empty()),

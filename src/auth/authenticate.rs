@@ -66,16 +66,21 @@ pub(super) async fn bearer(verifier: &JwtVerifier, request: &Request<'_>) -> Out
 }
 
 pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
-    let key = match extract::api_key(request.caller, &verifier.location) {
-        Ok(Some(key)) => key,
-        Ok(None) => return Outcome::Absent,
-        Err(rejection) => {
-            return Outcome::Refused {
-                rejection,
-                credential: "key",
-                reason: "unreadable, or sent more than once",
-            };
-        }
+    let twice = |rejection| Outcome::Refused {
+        rejection,
+        credential: "key",
+        reason: "unreadable, or sent more than once",
+    };
+    let located = match extract::api_key(request.caller, &verifier.location) {
+        Ok(located) => located,
+        Err(rejection) => return twice(rejection),
+    };
+    let from_bearer = request.bearer_key.filter(|_| verifier.bearer);
+    let (key, in_bearer) = match (located, from_bearer) {
+        (Some(_), Some(_)) => return twice(Rejection::InvalidApiKey),
+        (Some(key), None) => (key, false),
+        (None, Some(key)) => (std::borrow::Cow::Borrowed(key), true),
+        (None, None) => return Outcome::Absent,
     };
     match verifier.verify(&key, request.caller.client).await {
         Ok(record) => Outcome::Valid(Identity {
@@ -83,7 +88,8 @@ pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Out
             key_id: Some(record.id.clone()),
             scopes: record.scopes.clone(),
             allowed_operations: record.operations.clone(),
-            bearer: false,
+            // Its 403 carries the RFC 6750 challenge a bearer client reads.
+            bearer: in_bearer,
         }),
         Err(error) => {
             // The id of a well-formed key is not a secret; the rest of it is.
@@ -93,8 +99,12 @@ pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Out
                 reason = error.reason(),
                 "API key refused"
             );
+            let rejection = match Rejection::from(error) {
+                Rejection::InvalidApiKey if in_bearer => Rejection::InvalidBearerKey,
+                rejection => rejection,
+            };
             Outcome::Refused {
-                rejection: Rejection::from(error),
+                rejection,
                 credential: "key",
                 reason: error.reason(),
             }

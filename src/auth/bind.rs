@@ -77,11 +77,19 @@ pub(super) fn check_bindings(
             .get("scheme")
             .and_then(|t| t.as_str())
             .unwrap_or_default();
+        let bearer = (kind == "http" && http_scheme.eq_ignore_ascii_case("bearer"))
+            || kind == "oauth2"
+            || kind == "openIdConnect";
         match verifier {
+            Verifier::ApiKey(key) if bearer => {
+                if !key.bearer {
+                    problems.push(format!(
+                        "auth.schemes.{name}: the spec sends `{name}` as `Authorization: Bearer`; \
+                         set `bearer: true` on this api_key scheme to read keys there"
+                    ));
+                }
+            }
             Verifier::Jwt(_) => {
-                let bearer = (kind == "http" && http_scheme.eq_ignore_ascii_case("bearer"))
-                    || kind == "oauth2"
-                    || kind == "openIdConnect";
                 if !bearer {
                     problems.push(format!(
                         "auth.schemes.{name}: the spec declares `{name}` as `{kind}`, which a JWT \

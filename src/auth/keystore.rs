@@ -253,6 +253,12 @@ pub fn valid_id(id: &str) -> bool {
 
 /// Splits `moat_<id>_<secret>` into the id, checking the whole shape: the secret is 32
 /// bytes of base64url without padding (43 characters).
+/// Whether a bearer value is meant as a moat key rather than a token: the prefix alone, so
+/// a malformed key is still refused as a key (before any hash), never tried as a JWT.
+pub fn looks_like_key(value: &str) -> bool {
+    value.starts_with("moat_")
+}
+
 pub fn parse_key(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("moat_")?;
     let (id, secret) = rest.split_once('_')?;

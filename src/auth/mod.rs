@@ -97,6 +97,64 @@ impl Auth {
         }
     }
 
+    /// An alternative that needs a bearer JWT and a key read from the bearer slot can never
+    /// pass: one `Authorization` header carries one of them. A problem per such alternative.
+    pub fn check_routes(&self, routes: &crate::policy::Routes) -> Vec<String> {
+        let mut problems = Vec::new();
+        for route in routes.all() {
+            for alternative in route.requirement.alternatives() {
+                let kind = |wanted_jwt: bool| {
+                    alternative
+                        .iter()
+                        .find(|(scheme, _)| match self.verifiers.get(scheme) {
+                            Some(Verifier::Jwt(_)) => wanted_jwt,
+                            Some(Verifier::ApiKey(key)) => !wanted_jwt && key.bearer,
+                            None => false,
+                        })
+                };
+                if let (Some((jwt, _)), Some((key, _))) = (kind(true), kind(false)) {
+                    let problem = format!(
+                        "the requirement `{}` needs the JWT `{jwt}` and the key `{key}` together, \
+                         but both are read from the one `Authorization: Bearer` header; put them \
+                         in two alternatives, or set `bearer: false` on `{key}` (clients then \
+                         send the key in its header)",
+                        crate::policy::describe_alternative(alternative)
+                    );
+                    if !problems.contains(&problem) {
+                        problems.push(problem);
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Each scheme's verifier and where it reads its credential, for `moat check`.
+    pub fn describe_schemes(&self) -> Vec<String> {
+        self.verifiers
+            .iter()
+            .map(|(name, verifier)| match verifier {
+                Verifier::Jwt(_) => {
+                    format!(
+                        "{name}: JWT, from `Authorization: Bearer` (any bearer not shaped moat_…)"
+                    )
+                }
+                Verifier::ApiKey(key) => {
+                    let (place, where_) = key.location.spec_terms();
+                    let bearer = if key.bearer {
+                        " and `Authorization: Bearer moat_…`"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{name}: API key, from {place} `{where_}`{bearer} ({} keys)",
+                        key.store().records.len()
+                    )
+                }
+            })
+            .collect()
+    }
+
     /// Each API-key scheme's loaded store, by scheme name.
     pub fn key_stores(&self) -> impl Iterator<Item = (&str, &keystore::KeyStore)> {
         self.verifiers
@@ -207,9 +265,16 @@ impl Auth {
             });
             return Ok(None);
         }
+        // A bearer shaped like a moat key is a key, never a JWT; any other one never
+        // reaches a key verifier (so it is never hashed).
+        let (bearer, bearer_key) = match extract::bearer_token(caller.headers)? {
+            Some(token) if keystore::looks_like_key(token) => (None, Some(token)),
+            token => (token, None),
+        };
         let request = Request {
             caller,
-            bearer: extract::bearer_token(caller.headers)?,
+            bearer,
+            bearer_key,
         };
         let mut missing_scopes: Option<(Vec<String>, bool)> = None;
         'alternatives: for (number, alternative) in requirement.alternatives().iter().enumerate() {
@@ -332,10 +397,12 @@ pub struct Caller<'r> {
     pub request_id: &'r str,
 }
 
-/// A caller and its bearer token, read once.
+/// A caller and its `Authorization: Bearer` value, read once: a token for the JWT
+/// verifiers, or a key for the api_key verifiers that read the bearer slot.
 struct Request<'r> {
     caller: &'r Caller<'r>,
     bearer: Option<&'r str>,
+    bearer_key: Option<&'r str>,
 }
 
 impl Auth {

@@ -38,6 +38,9 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                 "  limits        {}",
                 describe_store(&config.limits.store)
             );
+            for scheme in snapshot.auth.describe_schemes() {
+                let _ = writeln!(out, "  scheme        {scheme}");
+            }
             match &snapshot.spec {
                 None => {
                     let _ = writeln!(

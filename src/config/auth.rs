@@ -82,6 +82,11 @@ pub struct ApiKeyConfig {
     pub query: Option<String>,
     /// Read the key from this cookie instead of the header (same condition).
     pub cookie: Option<String>,
+    /// Also read the key from `Authorization: Bearer`, as OpenAI-compatible clients send
+    /// it. Only a bearer shaped like a moat key (`moat_…`) is taken as a key; any other
+    /// bearer is left to a JWT scheme and never hashed.
+    #[serde(default)]
+    pub bearer: bool,
     /// The key store file (see `moat keys`).
     pub store: PathBuf,
     /// How long a verified key is trusted without re-hashing (dropped on store change).

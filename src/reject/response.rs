@@ -72,6 +72,9 @@ impl Rejection {
                 format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
             }
             Rejection::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),
+            Rejection::InvalidBearerKey => {
+                r#"Bearer realm="moat", error="invalid_token""#.to_owned()
+            }
             // Listed, not `_`: a new 401 or 403 must decide its challenge.
             Rejection::InsufficientScope { bearer: false, .. }
             | Rejection::InvalidPath(_)

@@ -35,9 +35,10 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::QuotaExceeded(_) => 25,
         Rejection::LimitStoreUnavailable => 26,
         Rejection::KeyStoreStale => 27,
+        Rejection::InvalidBearerKey => 28,
     }
 }
-const VARIANTS: usize = 28;
+const VARIANTS: usize = 29;
 
 fn quota_spent() -> crate::limit::QuotaUsage {
     crate::limit::QuotaUsage {
@@ -177,6 +178,13 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             "limit_store_unavailable",
             "limit",
             None,
+        ),
+        (
+            Rejection::InvalidBearerKey,
+            401,
+            "invalid_api_key",
+            "authenticate",
+            Some(r#"Bearer realm="moat", error="invalid_token""#),
         ),
         (
             Rejection::KeyStoreStale,

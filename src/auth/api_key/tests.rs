@@ -10,6 +10,7 @@ fn config(pepper: Option<&str>) -> ApiKeyConfig {
         header: "X-API-Key".to_owned(),
         query: None,
         cookie: None,
+        bearer: false,
         store: "keys.yaml".into(),
         cache_ttl: Duration::from_secs(300),
         max_store_age: None,

@@ -1,0 +1,244 @@
+//! API keys in `Authorization: Bearer`, as OpenAI-compatible clients send them: a spec's
+//! `HTTPBearer` scheme bound to an `api_key` scheme with `bearer: true`. A key-shaped bearer
+//! is a key (malformed ones refused before any hash), any other bearer is left to the JWT
+//! scheme, and a requirement that would need both in one header is refused at load.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::{Moat, Upstream, config, get, hs256, metric, moat_keys, now, post_json};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-hmac";
+const CHAT: &str = r#"{"model": "llama-3.1-8b", "messages": [{"role": "user", "content": "hi"}]}"#;
+
+fn spec() -> String {
+    format!(
+        "{}/tests/fixtures/openai-compatible.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// `HTTPBearer` bound to the key store (bearer slot), and a JWT scheme `token` beside it.
+fn bearer_config(
+    upstream: &Upstream,
+    store: &std::path::Path,
+    key_extra: &str,
+    policy: &str,
+) -> String {
+    config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    HTTPBearer: {{type: api_key, store: {}{key_extra}}}\n    token: {{type: jwt, issuer: iss, audience: aud, algorithms: [HS256], secret: {SECRET}}}\npolicy:\n{policy}",
+            spec(),
+            store.display()
+        ),
+    )
+}
+
+fn chat(moat: &Moat, authorization: &str) -> support::RawResponse {
+    post_json(
+        moat.addr,
+        "/v1/chat/completions",
+        &[&format!("Authorization: {authorization}")],
+        CHAT,
+    )
+}
+
+#[test]
+fn a_key_in_the_bearer_slot_is_checked_as_a_key_and_stripped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(
+        &store,
+        &[
+            "new", "--id", "sdk", "--scopes", "chat", "--owner", "team-llm",
+        ],
+    );
+    let upstream = Upstream::start();
+    let text = bearer_config(
+        &upstream,
+        &store,
+        ", bearer: true",
+        "  default: [{HTTPBearer: []}]\n",
+    );
+    let moat = Moat::start(&text);
+
+    let response = chat(&moat, &format!("Bearer {key}"));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let seen = upstream.requests().pop().unwrap();
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "the key reached the model"
+    );
+    assert_eq!(seen.header("x-moat-key-id"), Some("sdk"));
+    assert_eq!(seen.header("x-moat-subject"), Some("team-llm"));
+    // `bearer` is case-insensitive, as RFC 9110 has it.
+    assert_eq!(
+        get(
+            moat.addr,
+            "/v1/models",
+            &[&format!("Authorization: bearer {key}")]
+        )
+        .status,
+        200
+    );
+
+    // A malformed and an unknown key: the same 401, with the challenge a bearer client
+    // reads, and no argon2 hash for either.
+    let misses = metric(
+        &moat,
+        r#"moat_key_verifications_total{result="valid",cache="miss"}"#,
+    );
+    for wrong in [
+        "Bearer moat_sdk_short",
+        "Bearer moat_nobody_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let refused = chat(&moat, wrong);
+        assert_eq!(refused.status, 401, "{wrong}");
+        assert_eq!(refused.json()["code"], "invalid_api_key");
+        assert_eq!(
+            refused.header("www-authenticate"),
+            Some(r#"Bearer realm="moat", error="invalid_token""#)
+        );
+    }
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="malformed",cache="none"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="unknown",cache="none"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
+        ),
+        misses
+    );
+    // A key in the bearer slot and in the header: which one counts is not for moat to guess.
+    let both = post_json(
+        moat.addr,
+        "/v1/chat/completions",
+        &[
+            &format!("Authorization: Bearer {key}"),
+            &format!("X-API-Key: {key}"),
+        ],
+        CHAT,
+    );
+    assert_eq!(both.status, 401);
+    // Still 200 in the header alone (`bearer: true` is alongside `header`).
+    assert_eq!(
+        get(moat.addr, "/v1/models", &[&format!("X-API-Key: {key}")]).status,
+        200
+    );
+}
+
+#[test]
+fn a_jwt_in_the_bearer_slot_is_still_a_jwt_and_a_short_scope_gets_the_bearer_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(
+        &store,
+        &["new", "--id", "reader", "--scopes", "models:read"],
+    );
+    let upstream = Upstream::start();
+    let policy = "  operations:\n    list_models: [{HTTPBearer: [models:read]}, {token: [models:read]}]\n    chat_completions: [{HTTPBearer: [chat]}, {token: [chat]}]\n";
+    let moat = Moat::start(&bearer_config(&upstream, &store, ", bearer: true", policy));
+
+    let token = hs256(
+        SECRET,
+        &serde_json::json!({"iss": "iss", "aud": "aud", "sub": "alice", "scope": "chat", "exp": now() + 300}),
+    );
+    let response = chat(&moat, &format!("Bearer {token}"));
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        upstream.requests().pop().unwrap().header("x-moat-subject"),
+        Some("alice")
+    );
+    // A broken JWT is a token refusal, and never hashed as a key.
+    let hashes = metric(
+        &moat,
+        r#"moat_key_verifications_total{result="valid",cache="miss"}"#,
+    );
+    let broken = chat(&moat, "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln");
+    assert_eq!(broken.json()["code"], "invalid_token");
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
+        ),
+        hashes
+    );
+
+    // The key may list models, not chat: 403 with the RFC 6750 challenge.
+    assert_eq!(
+        get(
+            moat.addr,
+            "/v1/models",
+            &[&format!("Authorization: Bearer {key}")]
+        )
+        .status,
+        200
+    );
+    let denied = chat(&moat, &format!("Bearer {key}"));
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.json()["code"], "insufficient_scope");
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some(r#"Bearer realm="moat", error="insufficient_scope", scope="chat""#)
+    );
+}
+
+#[test]
+fn bindings_that_cannot_work_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    moat_keys(&store, &["new", "--id", "k", "--scopes", "chat"]);
+    let upstream = Upstream::start();
+    let check = |text: &str| {
+        let path = dir.path().join("moat.yaml");
+        std::fs::write(&path, text).unwrap();
+        let output = support::run_moat(&["check", "--config", path.to_str().unwrap()], &[]);
+        (output.status.success(), support::text(&output))
+    };
+    // The spec sends HTTPBearer as a bearer; a key scheme reading only X-API-Key would
+    // refuse every OpenAI client.
+    let (ok, said) = check(&bearer_config(
+        &upstream,
+        &store,
+        "",
+        "  default: [{HTTPBearer: []}]\n",
+    ));
+    assert!(!ok && said.contains("set `bearer: true`"), "{said}");
+    // One Authorization header cannot carry a JWT and a key at once.
+    let both = "  default: [{HTTPBearer: [], token: []}]\n";
+    let (ok, said) = check(&bearer_config(&upstream, &store, ", bearer: true", both));
+    assert!(
+        !ok && said.contains("both are read from the one `Authorization: Bearer` header"),
+        "{said}"
+    );
+    let (ok, said) = check(&bearer_config(
+        &upstream,
+        &store,
+        ", bearer: true",
+        "  default: [{HTTPBearer: []}]\n",
+    ));
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("HTTPBearer") && said.contains("Authorization: Bearer"),
+        "{said}"
+    );
+}
