@@ -227,6 +227,8 @@ fn spawn_proxy_thread(
                     return;
                 };
                 let _ = started.send(true);
+                let snapshot = shared.state.snapshot.load_full();
+                tokio::spawn(async move { snapshot.limits.warm_up().await });
                 accept_loop(&shared, listener).await;
                 let _ = finished.wait_for(|done| *done).await;
             });

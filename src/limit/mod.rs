@@ -202,6 +202,14 @@ impl RateLimits {
         }
     }
 
+    /// Opens the calling thread's Redis connection ahead of its first request (a no-op in
+    /// memory).
+    pub async fn warm_up(&self) {
+        if let Some(shared) = &self.shared {
+            shared.warm_up().await;
+        }
+    }
+
     /// The `/readyz` line of the limit store, when it is Redis.
     pub fn store_status(&self) -> Option<String> {
         self.shared.as_ref().map(|shared| shared.status())

@@ -158,6 +158,19 @@ impl Shared {
             .cloned()
     }
 
+    /// Connects this thread's connection before the first request needs it: a TLS
+    /// handshake with a remote Redis can take longer than one check's `timeout`.
+    pub async fn warm_up(&self) {
+        let Ok(mut connection) = self.connection() else {
+            return;
+        };
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(10), ping).await {
+            self.answered();
+        }
+    }
+
     /// One request: `client`'s shared bucket and `key`'s bucket and quota.
     pub async fn check(
         &self,
