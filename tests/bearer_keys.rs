@@ -242,3 +242,68 @@ fn bindings_that_cannot_work_are_refused_at_load() {
         "{said}"
     );
 }
+
+/// The official `openai` Python client, configured only with `base_url` and `api_key` (a
+/// moat key), against moat in front of a real OpenAI-protocol server (FastAPI, HTTPBearer on
+/// every operation, spec fetched from it): models, a chat completion, a streamed one, and a
+/// wrong key raised as the SDK's `AuthenticationError`. The model never sees the key.
+#[test]
+fn the_official_openai_client_works_unchanged_with_a_moat_key() {
+    let Some(python) = support::model_python() else {
+        return;
+    };
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server");
+    let port = support::closed_port().port();
+    let mut server = std::process::Command::new(&python)
+        .args([
+            "-m",
+            "uvicorn",
+            "app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .current_dir(&root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start uvicorn");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(&store, &["new", "--id", "sdk", "--scopes", "chat"]);
+    let model = format!("http://127.0.0.1:{port}");
+    let moat = Moat::start(&config(
+        &model,
+        &format!(
+            "openapi:\n  url: {model}/openapi.json\n  fetch_timeout: 60s\nauth:\n  schemes:\n    HTTPBearer: {{type: api_key, bearer: true, store: {}}}\n",
+            store.display()
+        ),
+    ));
+    let output = std::process::Command::new(&python)
+        .arg(root.join("client.py"))
+        .arg(format!("http://{}", moat.addr))
+        .arg(&key)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(output.status.success(), "{}", support::text(&output));
+    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(got["models"], serde_json::json!(["llama-3.1-8b"]));
+    assert_eq!(
+        got["owned_by"], "no-authorization",
+        "the key reached the model"
+    );
+    assert_eq!(got["reply"], "hello from the model");
+    assert_eq!(got["fingerprint"], "no-authorization");
+    assert_eq!(
+        got["streamed"],
+        serde_json::json!(["hello", " from", " the", " model", ""])
+    );
+    assert_eq!(got["wrong_key"], 401);
+    let lines = moat.wait_for_access_lines(4);
+    let keyed = lines.iter().filter(|l| l["key_id"] == "sdk").count();
+    assert!(keyed >= 3, "{lines:?}");
+}
