@@ -307,3 +307,53 @@ fn the_official_openai_client_works_unchanged_with_a_moat_key() {
     let keyed = lines.iter().filter(|l| l["key_id"] == "sdk").count();
     assert!(keyed >= 3, "{lines:?}");
 }
+
+/// `moat explain` walks a request with a key in the bearer slot like any other, and never
+/// echoes the key.
+#[test]
+fn explain_reads_a_key_in_the_bearer_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(&store, &["new", "--id", "sdk", "--scopes", "chat"]);
+    let upstream = Upstream::start();
+    let path = dir.path().join("moat.yaml");
+    let policy = "  default: [{HTTPBearer: [chat]}]\n";
+    std::fs::write(
+        &path,
+        bearer_config(&upstream, &store, ", bearer: true", policy),
+    )
+    .unwrap();
+    let explain = |authorization: &str| {
+        let header = format!("Authorization: {authorization}");
+        let output = support::run_moat(
+            &[
+                "explain",
+                "--config",
+                path.to_str().unwrap(),
+                "POST",
+                "/v1/chat/completions",
+                "-H",
+                &header,
+                "--data",
+                CHAT,
+            ],
+            &[],
+        );
+        (output.status.code(), support::text(&output))
+    };
+    let (code, report) = explain(&format!("Bearer {key}"));
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("HTTPBearer: valid key `sdk`, scopes [chat]"),
+        "{report}"
+    );
+    assert!(report.contains("would be forwarded"), "{report}");
+    assert!(
+        !report.contains(&key[10..]),
+        "the key was echoed:\n{report}"
+    );
+    let (code, report) = explain("Bearer moat_sdk_short");
+    assert_ne!(code, Some(0));
+    assert!(report.contains("401 invalid_api_key"), "{report}");
+    assert!(report.contains("malformed key"), "{report}");
+}
