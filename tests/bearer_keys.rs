@@ -35,6 +35,14 @@ fn bearer_config(
     )
 }
 
+/// `moat_key_verifications_total{result, cache}`.
+fn verifications(moat: &Moat, result: &str, cache: &str) -> u64 {
+    metric(
+        moat,
+        &format!(r#"moat_key_verifications_total{{result="{result}",cache="{cache}"}}"#),
+    )
+}
+
 fn chat(moat: &Moat, authorization: &str) -> support::RawResponse {
     post_json(
         moat.addr,
@@ -91,10 +99,7 @@ fn a_key_in_the_bearer_slot_is_checked_as_a_key_and_stripped() {
 
     // A malformed and an unknown key: the same 401, with the challenge a bearer client
     // reads, and no argon2 hash for either.
-    let misses = metric(
-        &moat,
-        r#"moat_key_verifications_total{result="valid",cache="miss"}"#,
-    );
+    let misses = verifications(&moat, "valid", "miss");
     for wrong in [
         "Bearer moat_sdk_short",
         "Bearer moat_nobody_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -107,27 +112,9 @@ fn a_key_in_the_bearer_slot_is_checked_as_a_key_and_stripped() {
             Some(r#"Bearer realm="moat", error="invalid_token""#)
         );
     }
-    assert_eq!(
-        metric(
-            &moat,
-            r#"moat_key_verifications_total{result="malformed",cache="none"}"#
-        ),
-        1
-    );
-    assert_eq!(
-        metric(
-            &moat,
-            r#"moat_key_verifications_total{result="unknown",cache="none"}"#
-        ),
-        1
-    );
-    assert_eq!(
-        metric(
-            &moat,
-            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
-        ),
-        misses
-    );
+    assert_eq!(verifications(&moat, "malformed", "none"), 1);
+    assert_eq!(verifications(&moat, "unknown", "none"), 1);
+    assert_eq!(verifications(&moat, "valid", "miss"), misses);
     // A key in the bearer slot and in the header: which one counts is not for moat to guess.
     let both = post_json(
         moat.addr,
@@ -169,19 +156,10 @@ fn a_jwt_in_the_bearer_slot_is_still_a_jwt_and_a_short_scope_gets_the_bearer_cha
         Some("alice")
     );
     // A broken JWT is a token refusal, and never hashed as a key.
-    let hashes = metric(
-        &moat,
-        r#"moat_key_verifications_total{result="valid",cache="miss"}"#,
-    );
+    let hashes = verifications(&moat, "valid", "miss");
     let broken = chat(&moat, "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln");
     assert_eq!(broken.json()["code"], "invalid_token");
-    assert_eq!(
-        metric(
-            &moat,
-            r#"moat_key_verifications_total{result="valid",cache="miss"}"#
-        ),
-        hashes
-    );
+    assert_eq!(verifications(&moat, "valid", "miss"), hashes);
 
     // The key may list models, not chat: 403 with the RFC 6750 challenge.
     assert_eq!(
@@ -253,23 +231,7 @@ fn the_official_openai_client_works_unchanged_with_a_moat_key() {
         return;
     };
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server");
-    let port = support::closed_port().port();
-    let mut server = std::process::Command::new(&python)
-        .args([
-            "-m",
-            "uvicorn",
-            "app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .current_dir(&root)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start uvicorn");
+    let (mut server, port) = support::uvicorn(&python, &root);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
     let key = moat_keys(&store, &["new", "--id", "sdk", "--scopes", "chat"]);

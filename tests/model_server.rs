@@ -6,9 +6,8 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use support::{Moat, config, get, post_json, send};
 
@@ -28,27 +27,7 @@ impl Drop for ModelServer {
 fn model_server() -> Option<ModelServer> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = support::model_python()?;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(python)
-        .args([
-            "-m",
-            "uvicorn",
-            "app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .current_dir(root.join("tests/model-server"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start uvicorn");
+    let (child, port) = support::uvicorn(&python, &root.join("tests/model-server"));
     Some(ModelServer {
         child,
         url: format!("http://127.0.0.1:{port}"),

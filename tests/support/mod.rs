@@ -553,6 +553,22 @@ pub fn model_python() -> Option<PathBuf> {
     None
 }
 
+/// `python -m uvicorn app:app` in `dir` on a free loopback port, not waited for (moat must
+/// wait for the model itself); the child (kill it) and its port.
+pub fn uvicorn(python: &std::path::Path, dir: &std::path::Path) -> (Child, u16) {
+    let port = closed_port().port();
+    let child = Command::new(python)
+        .args(["-m", "uvicorn", "app:app", "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string()])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start uvicorn");
+    (child, port)
+}
+
 /// Runs the moat binary with `args` and extra environment (no age identity inherited),
 /// killing it if it runs past [`WAIT`] (a `serve` that should have refused to start).
 pub fn run_moat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
