@@ -160,6 +160,13 @@ impl ApiKeyVerifier {
         self.config.max_store_age
     }
 
+    /// (age, `max_store_age`) when the store is older than its `max_store_age`.
+    pub fn staleness(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        let max = self.config.max_store_age?;
+        let age = self.store.age();
+        (age > max).then_some((age, max))
+    }
+
     /// `workers`: concurrent hashes (`limits.hash_workers`); `None`: one per core.
     pub fn new(
         config: &ApiKeyConfig,
@@ -244,11 +251,7 @@ impl ApiKeyVerifier {
             self.count("malformed", "none");
             return Err(KeyError::Malformed);
         };
-        if self
-            .config
-            .max_store_age
-            .is_some_and(|max| self.store.age() > max)
-        {
+        if self.staleness().is_some() {
             self.count("stale", "none");
             return Err(KeyError::Stale);
         }

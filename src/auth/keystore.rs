@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::{Quota, RateLimit};
+use crate::limit::unix_ms;
 
 /// One key's record. The hash is never logged or printed in full.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -140,11 +141,6 @@ fn digest(text: &str) -> String {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(text.as_bytes());
     hash[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl KeyStore {

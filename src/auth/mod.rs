@@ -155,14 +155,20 @@ impl Auth {
             .collect()
     }
 
-    /// Each API-key scheme's loaded store, by scheme name.
-    pub fn key_stores(&self) -> impl Iterator<Item = (&str, &keystore::KeyStore)> {
+    /// Each API-key scheme's verifier, by scheme name.
+    fn api_keys(&self) -> impl Iterator<Item = (&str, &ApiKeyVerifier)> {
         self.verifiers
             .iter()
             .filter_map(|(name, verifier)| match verifier {
-                Verifier::ApiKey(verifier) => Some((&**name, verifier.store())),
+                Verifier::ApiKey(verifier) => Some((&**name, &**verifier)),
                 Verifier::Jwt(_) => None,
             })
+    }
+
+    /// Each API-key scheme's loaded store, by scheme name.
+    pub fn key_stores(&self) -> impl Iterator<Item = (&str, &keystore::KeyStore)> {
+        self.api_keys()
+            .map(|(name, verifier)| (name, verifier.store()))
     }
 
     /// Re-reads every key store (blocking: call it off the runtime), so an unchanged store
@@ -170,17 +176,14 @@ impl Auth {
     /// store's file changed, which a reload then picks up.
     pub fn reread_key_stores(&self) -> bool {
         let mut changed = false;
-        for (scheme, verifier) in &self.verifiers {
-            let Verifier::ApiKey(verifier) = verifier else {
-                continue;
-            };
+        for (scheme, verifier) in self.api_keys() {
             match verifier.reread_store() {
                 Ok(same) => changed |= !same,
                 Err(problems) => {
                     let age = verifier.store().age();
-                    let stale = verifier.max_store_age().is_some_and(|max| age > max);
+                    let stale = verifier.staleness().is_some();
                     tracing::warn!(
-                        scheme = &**scheme,
+                        scheme,
                         problems = problems.join("; "),
                         age_seconds = age.as_secs(),
                         stale,
@@ -199,27 +202,17 @@ impl Auth {
 
     /// The first API-key scheme whose store is past its `max_store_age`: (scheme, age, max).
     pub fn stale_key_store(&self) -> Option<(&str, std::time::Duration, std::time::Duration)> {
-        self.verifiers
-            .iter()
-            .find_map(|(scheme, verifier)| match verifier {
-                Verifier::ApiKey(verifier) => {
-                    let age = verifier.store().age();
-                    let max = verifier.max_store_age()?;
-                    (age > max).then_some((&**scheme, age, max))
-                }
-                Verifier::Jwt(_) => None,
-            })
+        self.api_keys().find_map(|(scheme, verifier)| {
+            let (age, max) = verifier.staleness()?;
+            Some((scheme, age, max))
+        })
     }
 
     /// How often to re-read the key stores: four times per the smallest `max_store_age`
     /// (at least every second), else every 30 s.
     pub fn reread_interval(&self) -> std::time::Duration {
-        self.verifiers
-            .values()
-            .filter_map(|v| match v {
-                Verifier::ApiKey(verifier) => verifier.max_store_age(),
-                Verifier::Jwt(_) => None,
-            })
+        self.api_keys()
+            .filter_map(|(_, verifier)| verifier.max_store_age())
             .map(|max| (max / 4).max(std::time::Duration::from_secs(1)))
             .min()
             .unwrap_or(std::time::Duration::from_secs(30))
@@ -227,24 +220,16 @@ impl Auth {
 
     /// Every key that has its own `rate_limit` or `quota`: (key id, limits).
     pub fn key_limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
-        self.verifiers
-            .values()
-            .flat_map(|v| match v {
-                Verifier::ApiKey(verifier) => verifier.limits(),
-                Verifier::Jwt(_) => Vec::new(),
-            })
+        self.api_keys()
+            .flat_map(|(_, verifier)| verifier.limits())
             .collect()
     }
 
     /// Where API keys travel; each is stripped from forwarded requests (with
     /// `Authorization`) unless `forward_credentials`.
     pub fn credential_locations(&self) -> Vec<KeyLocation> {
-        self.verifiers
-            .values()
-            .filter_map(|v| match v {
-                Verifier::ApiKey(verifier) => Some(verifier.location.clone()),
-                Verifier::Jwt(_) => None,
-            })
+        self.api_keys()
+            .map(|(_, verifier)| verifier.location.clone())
             .collect()
     }
 

@@ -20,7 +20,7 @@ use http::header::{HeaderName, HeaderValue};
 
 use self::local::{KeyLimiter, Local};
 use self::shared::Shared;
-pub use self::window::Window;
+pub use self::window::{Window, unix_ms};
 use crate::config::{LimitStore, OnError, Quota, RateLimit};
 use crate::metrics::{LimitDecisionLabels, Metrics};
 use crate::reject::Rejection;

@@ -7,6 +7,12 @@ use time::{Date, OffsetDateTime, Time};
 
 use crate::config::Period;
 
+/// Milliseconds since the Unix epoch, for wall-clock instants kept in an `AtomicU64`.
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// One window of a quota: `[start, end)` in Unix seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
