@@ -34,6 +34,10 @@ pub struct Completion {
     /// The body reached its end (false: the client went away or the stream broke).
     pub finished: bool,
     pub stream_error: Option<String>,
+    /// An LLM operation's (prompt, completion) tokens, as metered.
+    pub tokens: Option<(u64, u64)>,
+    /// moat ended the LLM stream at its token budget.
+    pub stream_cut: bool,
     /// Keeps the connection counted as busy until the response is done (see `idle`), and
     /// tells it whether the client reset this request (see `connection`).
     pub stream: Option<crate::connection::RequestGuard>,
@@ -66,8 +70,14 @@ impl Completion {
             bytes_sent: 0,
             finished: false,
             stream_error: None,
+            tokens: None,
+            stream_cut: false,
             stream: None,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn rejected(&mut self, rejection: &Rejection) {
@@ -165,6 +175,9 @@ impl Completion {
             bytes_sent: self.bytes_sent,
             completed: self.finished,
             stream_error: self.stream_error.as_deref(),
+            prompt_tokens: self.tokens.map(|(prompt, _)| prompt),
+            completion_tokens: self.tokens.map(|(_, completion)| completion),
+            stream_cut: self.stream_cut,
         };
         LINE.with_borrow_mut(|buffer| {
             buffer.clear();
@@ -211,6 +224,12 @@ struct AccessLine<'a> {
     completed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream_cut: bool,
 }
 
 /// RFC 3339 with microseconds, as the other log lines write it.

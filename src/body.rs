@@ -5,6 +5,7 @@
 //! client that goes away is visible in the log.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::access::Completion;
 use crate::forward::Lease;
+use crate::llm::{Feed, Grant, Meter};
+use crate::metrics::Metrics;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,6 +33,28 @@ pin_project! {
         #[pin]
         inner: Inner,
         completion: Option<Completion>,
+        // An LLM operation's token meter (boxed: every other response carries one null
+        // pointer, not the meter).
+        llm: Option<Box<Metering>>,
+    }
+}
+
+/// An LLM response's meter and what it settles when the response is over.
+struct Metering {
+    meter: Meter,
+    grant: Option<Grant>,
+    metrics: Arc<Metrics>,
+    ended: bool,
+}
+
+impl Drop for Metering {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.meter.end();
+        }
+        if let Some(grant) = self.grant.take() {
+            grant.settle(&self.meter, &self.metrics);
+        }
     }
 }
 
@@ -74,7 +99,18 @@ impl ResponseBody {
         Self {
             inner,
             completion: None,
+            llm: None,
         }
+    }
+
+    /// Meters this (upstream) body for an LLM operation's `grant`.
+    pub fn meter(&mut self, grant: Grant, meter: Meter, metrics: Arc<Metrics>) {
+        self.llm = Some(Box::new(Metering {
+            meter,
+            grant: Some(grant),
+            metrics,
+            ended: false,
+        }));
     }
 
     pub fn attach(&mut self, mut completion: Completion) {
@@ -100,6 +136,57 @@ impl Inner {
     }
 }
 
+/// Two optional pieces of a body as one.
+fn join(first: Option<Bytes>, second: Option<Bytes>) -> Option<Bytes> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some([a, b].concat().into()),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The next frame of whichever body the response carries: the upstream's with its idle
+/// timeout, releasing the connection when it ends cleanly.
+fn poll_inner(
+    inner: Pin<&mut Inner>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    Poll::Ready(match inner.project() {
+        InnerProj::Full { body } => match ready!(body.poll_frame(cx)) {
+            Some(Ok(frame)) => Some(Ok(frame)),
+            Some(Err(never)) => match never {},
+            None => None,
+        },
+        InnerProj::Upstream {
+            mut body,
+            mut idle,
+            timeout,
+            lease,
+        } => match body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if body.is_end_stream() {
+                    release(lease);
+                } else {
+                    idle.as_mut().reset(Instant::now() + *timeout);
+                }
+                Some(Ok(frame))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                lease.take();
+                Some(Err(error.into()))
+            }
+            Poll::Ready(None) => {
+                release(lease);
+                None
+            }
+            Poll::Pending => {
+                ready!(idle.poll(cx));
+                lease.take();
+                Some(Err(IdleTimeout(*timeout).into()))
+            }
+        },
+    })
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -110,40 +197,45 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let mut inner = this.inner;
-        let result: Option<Result<Frame<Bytes>, BoxError>> = match inner.as_mut().project() {
-            InnerProj::Full { body } => match ready!(body.poll_frame(cx)) {
-                Some(Ok(frame)) => Some(Ok(frame)),
-                Some(Err(never)) => match never {},
-                None => None,
-            },
-            InnerProj::Upstream {
-                mut body,
-                mut idle,
-                timeout,
-                lease,
-            } => match body.as_mut().poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if body.is_end_stream() {
-                        release(lease);
-                    } else {
-                        idle.as_mut().reset(Instant::now() + *timeout);
+        let result = loop {
+            let polled = ready!(poll_inner(inner.as_mut(), cx));
+            let Some(metering) = this.llm.as_deref_mut().filter(|m| !m.meter.cut) else {
+                break polled;
+            };
+            match polled {
+                Some(Ok(frame)) => {
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(trailers) => break Some(Ok(trailers)),
+                    };
+                    let mut out = match metering.meter.feed(data) {
+                        Feed::Pass(out) => Some(out),
+                        Feed::Hold => None,
+                        Feed::Cut(last) => {
+                            // Dropping the upstream body closes its connection: the model
+                            // sees the request cancelled and stops generating.
+                            inner.set(Inner::Full {
+                                body: Full::new(last),
+                            });
+                            continue;
+                        }
+                    };
+                    if inner.is_end() {
+                        metering.ended = true;
+                        out = join(out, metering.meter.end());
                     }
-                    Some(Ok(frame))
+                    match out {
+                        Some(out) => break Some(Ok(Frame::data(out))),
+                        None if metering.ended => break None,
+                        None => continue,
+                    }
                 }
-                Poll::Ready(Some(Err(error))) => {
-                    lease.take();
-                    Some(Err(error.into()))
+                None => {
+                    metering.ended = true;
+                    break metering.meter.end().map(|rest| Ok(Frame::data(rest)));
                 }
-                Poll::Ready(None) => {
-                    release(lease);
-                    None
-                }
-                Poll::Pending => {
-                    ready!(idle.poll(cx));
-                    lease.take();
-                    Some(Err(IdleTimeout(*timeout).into()))
-                }
-            },
+                Some(Err(error)) => break Some(Err(error)),
+            }
         };
         if let Some(completion) = this.completion.as_mut() {
             match &result {
@@ -156,6 +248,10 @@ impl Body for ResponseBody {
                 None => {}
             }
             completion.finished = result.is_none() || inner.is_end();
+            if let Some(metering) = this.llm.as_deref() {
+                completion.tokens = Some((metering.meter.prompt, metering.meter.completion));
+                completion.stream_cut = metering.meter.cut;
+            }
         }
         Poll::Ready(result)
     }

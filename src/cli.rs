@@ -19,6 +19,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: boxing buys nothing
 enum Command {
     /// Load the config and serve until SIGTERM or SIGINT.
     Serve(ConfigArg),

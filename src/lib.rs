@@ -22,6 +22,7 @@ pub(crate) mod forward;
 pub mod frame;
 pub(crate) mod idle;
 pub(crate) mod limit;
+pub(crate) mod llm;
 pub(crate) mod metrics;
 pub(crate) mod pipeline;
 pub(crate) mod policy;

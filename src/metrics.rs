@@ -72,6 +72,53 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// The API key's id; `-` for a caller without one (a JWT).
+    pub key: Arc<str>,
+    /// `prompt` or `completion`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: Arc<str>,
+}
+
+/// LLM operations (see `llm`): tokens by key, reservations refused, streams cut.
+pub struct LlmMetrics {
+    pub tokens: Family<TokenLabels, Counter>,
+    pub reservations_refused: Family<KeyLabels, Counter>,
+    pub streams_cut: Family<KeyLabels, Counter>,
+}
+
+impl LlmMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = LlmMetrics {
+            tokens: Family::default(),
+            reservations_refused: Family::default(),
+            streams_cut: Family::default(),
+        };
+        registry.register(
+            "moat_llm_tokens",
+            "Tokens of LLM operations by API key and kind (prompt, completion): as the model \
+             reported them in `usage`, else as moat counted them",
+            metrics.tokens.clone(),
+        );
+        registry.register(
+            "moat_llm_reservations_refused",
+            "LLM requests refused because their reservation did not fit the key's token budget",
+            metrics.reservations_refused.clone(),
+        );
+        registry.register(
+            "moat_llm_streams_cut",
+            "LLM streams moat ended because they reached their key's token budget",
+            metrics.streams_cut.clone(),
+        );
+        metrics
+    }
+}
+
 /// One API-key scheme's store as this replica holds it, for [`Metrics::key_stores`].
 pub struct KeyStoreState<'a> {
     pub scheme: &'a str,
@@ -99,6 +146,7 @@ pub struct Metrics {
     key_store_keys: Family<SchemeLabels, Gauge>,
     key_store_age: Family<SchemeLabels, Gauge<f64, AtomicU64>>,
     pub limits: LimitMetrics,
+    pub llm: LlmMetrics,
 }
 
 /// Stage 5's own: decisions by source, and the Redis round trips behind them.
@@ -232,6 +280,7 @@ impl Metrics {
             upstream_duration.clone(),
         );
         let limits = LimitMetrics::register(&mut registry);
+        let llm = LlmMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -248,6 +297,7 @@ impl Metrics {
             key_store_keys,
             key_store_age,
             limits,
+            llm,
         }
     }
 

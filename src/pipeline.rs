@@ -87,7 +87,7 @@ async fn run(
         &mut completion.trail,
     )
     .await?;
-    let admitted = match verdict {
+    let mut admitted = match verdict {
         Verdict::Forward(admitted) => admitted,
         Verdict::Options(allow) => return Ok(options_response(allow)),
     };
@@ -100,10 +100,19 @@ async fn run(
         credentials: &snapshot.credentials,
     };
     let quota = admitted.quota();
+    // Dropped unused if the model gives no response: the reservation goes back whole.
+    let llm = admitted.take_llm();
     let mut forwarded = snapshot.upstream.forward(admitted, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);
     if let Some(quota) = quota {
         quota.write(forwarded.response.headers_mut());
+    }
+    if let Some(grant) = llm {
+        let response = &mut forwarded.response;
+        let meter = grant.meter(response.status(), response.headers());
+        completion.tokens = Some((0, 0));
+        let metrics = completion.metrics().clone();
+        response.body_mut().meter(grant, meter, metrics);
     }
     Ok(forwarded.response)
 }

@@ -57,6 +57,9 @@ pub struct Route {
     pub requirement: Requirement,
     /// The long-form policy's `mode`, else `policy.mode`.
     pub mode: Mode,
+    /// Metered as an OpenAI-protocol LLM call (see `llm`): set by `llm: openai`, or
+    /// detected from the path.
+    pub llm: Option<crate::llm::Profile>,
 }
 
 /// One route per spec operation (by its index), and the one for requests without a spec.
@@ -96,6 +99,7 @@ impl Routes {
         let unrouted = Route {
             requirement: compiler.compile(&default, "policy.default"),
             mode: policy.mode,
+            llm: None,
         };
         let mut operations = Vec::new();
         let mut used = HashSet::new();
@@ -105,13 +109,15 @@ impl Routes {
                 let overlay = [operation.id.to_string(), long_name]
                     .into_iter()
                     .find_map(|key| policy.operations.get(&key).map(|p| (key, p)));
-                let (security, context) = match (&overlay, &operation.security) {
-                    (Some((key, policy)), _) => {
-                        used.insert(key.clone());
-                        (
-                            policy.security().to_vec(),
-                            format!("policy.operations.{key}"),
-                        )
+                if let Some((key, _)) = &overlay {
+                    used.insert(key.clone());
+                }
+                let set = overlay
+                    .as_ref()
+                    .and_then(|(key, policy)| Some((key, policy.security()?)));
+                let (security, context) = match (set, &operation.security) {
+                    (Some((key, security)), _) => {
+                        (security.to_vec(), format!("policy.operations.{key}"))
                     }
                     (None, Some(security)) => (
                         security.clone(),
@@ -119,11 +125,13 @@ impl Routes {
                     ),
                     (None, None) => (default.clone(), "policy.default".to_owned()),
                 };
+                let setting = overlay.as_ref().and_then(|(_, policy)| policy.llm());
                 operations.push(Route {
                     requirement: compiler.compile(&security, &context),
                     mode: overlay
                         .and_then(|(_, policy)| policy.mode())
                         .unwrap_or(policy.mode),
+                    llm: crate::llm::Profile::resolve(setting, operation),
                 });
             }
             for key in policy.operations.keys() {

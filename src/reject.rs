@@ -127,6 +127,27 @@ pub enum Rejection {
     QuotaExceeded(crate::limit::QuotaUsage),
     /// Stage 5: the shared limit store (Redis) did not answer and `on_error` is `deny`.
     LimitStoreUnavailable,
+    /// LLM operations (after the body is read): the key's `models` does not list the model
+    /// the request names (or it names none).
+    ModelNotAllowed,
+    /// LLM operations: the request asks for more `max_tokens` than the key's cap.
+    MaxTokensExceeded {
+        cap: u64,
+    },
+    /// LLM operations: the request's reservation does not fit in the key's token budget.
+    TokenBudgetExceeded {
+        tokens: u64,
+        per: crate::config::Period,
+        retry_after: u64,
+    },
+    /// LLM operations: the key has `max_concurrent_streams` streams open already.
+    TooManyStreams {
+        limit: u32,
+    },
+    /// LLM operations: the body is not an object, or a field moat meters by has the wrong
+    /// type (`model` not a string, `max_tokens` not a whole number, ...): the request cannot
+    /// be accounted. The reason names the field, never its value.
+    InvalidLlmRequest(&'static str),
     /// Stage 3: the key store could not be re-read for longer than `max_store_age`, so no
     /// key is trusted until it is.
     KeyStoreStale,
@@ -194,6 +215,15 @@ impl Rejection {
                 (S::SERVICE_UNAVAILABLE, "limit_store_unavailable", Limit)
             }
             Rejection::KeyStoreStale => (S::SERVICE_UNAVAILABLE, "key_store_stale", Authenticate),
+            Rejection::ModelNotAllowed => (S::FORBIDDEN, "model_not_allowed", Authorize),
+            Rejection::MaxTokensExceeded { .. } => {
+                (S::BAD_REQUEST, "max_tokens_exceeded", Validate)
+            }
+            Rejection::TokenBudgetExceeded { .. } => {
+                (S::TOO_MANY_REQUESTS, "token_budget_exceeded", Limit)
+            }
+            Rejection::TooManyStreams { .. } => (S::TOO_MANY_REQUESTS, "too_many_streams", Limit),
+            Rejection::InvalidLlmRequest(_) => (S::BAD_REQUEST, "invalid_llm_request", Validate),
             Rejection::InvalidParameters(_) => (S::BAD_REQUEST, "invalid_parameters", Validate),
             Rejection::UnsupportedMediaType { .. } => (
                 S::UNSUPPORTED_MEDIA_TYPE,
@@ -265,6 +295,25 @@ impl Rejection {
             Rejection::KeyStoreStale => {
                 "API keys cannot be checked right now; retry shortly".to_owned()
             }
+            Rejection::ModelNotAllowed => {
+                "this API key may not use the model the request names".to_owned()
+            }
+            Rejection::MaxTokensExceeded { cap } => {
+                format!("this API key may ask for at most {cap} max_tokens")
+            }
+            Rejection::TokenBudgetExceeded {
+                tokens,
+                per,
+                retry_after,
+            } => format!(
+                "the request's tokens do not fit in the API key's budget of {tokens} per {}; \
+                 it resets in {retry_after}s",
+                per.as_str()
+            ),
+            Rejection::TooManyStreams { limit } => {
+                format!("this API key has {limit} streams open already; retry when one ends")
+            }
+            Rejection::InvalidLlmRequest(reason) => (*reason).to_owned(),
             Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
             Rejection::UnsupportedMediaType { accepted } => {
                 format!("the Content-Type must be one of: {accepted}")

@@ -30,6 +30,8 @@ pub struct Snapshot {
     /// state is shared with the previous snapshot for every limit whose definition is
     /// unchanged.
     pub limits: RateLimits,
+    /// The keys' rules on LLM operations (`models`, `max_tokens`).
+    pub llm: crate::llm::Rules,
     /// Where API keys travel, to strip them before forwarding.
     pub credentials: Vec<KeyLocation>,
     /// The public listener's TLS config, rebuilt with each snapshot so new certificates
@@ -111,28 +113,36 @@ impl Snapshot {
             ),
             Err(_) => Err(Vec::new()),
         };
+        let llm = match &auth {
+            Ok(auth) => crate::llm::Rules::new(auth.llm_rules(), config.policy.inject_max_tokens),
+            Err(_) => Err(Vec::new()),
+        };
         let tls = config
             .tls
             .as_ref()
             .map(crate::tls::server_config)
             .transpose();
-        match (upstream, spec, auth, routes, limits, tls) {
-            (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), Ok(limits), Ok(tls)) => Ok(Snapshot {
-                credentials: auth.credential_locations(),
-                config,
-                upstream,
-                spec,
-                auth,
-                routes,
-                limits,
-                tls,
-            }),
-            (upstream, spec, auth, routes, limits, tls) => Err([
+        match (upstream, spec, auth, routes, (limits, llm), tls) {
+            (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), (Ok(limits), Ok(llm)), Ok(tls)) => {
+                Ok(Snapshot {
+                    credentials: auth.credential_locations(),
+                    config,
+                    upstream,
+                    spec,
+                    auth,
+                    routes,
+                    limits,
+                    llm,
+                    tls,
+                })
+            }
+            (upstream, spec, auth, routes, (limits, llm), tls) => Err([
                 upstream.err(),
                 spec.err(),
                 auth.err(),
                 routes.err(),
                 limits.err(),
+                llm.err(),
                 tls.err(),
             ]
             .into_iter()

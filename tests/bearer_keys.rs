@@ -262,7 +262,7 @@ fn the_official_openai_client_works_unchanged_with_a_moat_key() {
     assert_eq!(got["fingerprint"], "no-authorization");
     assert_eq!(
         got["streamed"],
-        serde_json::json!(["hello", " from", " the", " model", ""])
+        serde_json::json!(["", "hello", " from", " the", " model", ""])
     );
     assert_eq!(got["wrong_key"], 401);
     let lines = moat.wait_for_access_lines(4);

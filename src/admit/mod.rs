@@ -20,6 +20,7 @@ use crate::auth::{Caller, Principal};
 use crate::config::{Limits, Mode};
 use crate::frame;
 use crate::limit::QuotaUsage;
+use crate::llm::{self, Grant};
 use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
 use crate::route::Routed;
@@ -38,6 +39,8 @@ pub struct Admitted {
     principal: Option<Principal>,
     /// The key's quota after this request, for the `RateLimit-*` response headers.
     quota: Option<QuotaUsage>,
+    /// An LLM operation's reservation and stream slot, to meter its response by.
+    llm: Option<Grant>,
 }
 
 impl Admitted {
@@ -59,6 +62,11 @@ impl Admitted {
         self.quota
     }
 
+    /// What the response of an LLM operation is metered by; `None` on other operations.
+    pub fn take_llm(&mut self) -> Option<Grant> {
+        self.llm.take()
+    }
+
     pub fn into_parts(self) -> (Parts, Bytes, Option<Principal>) {
         (self.parts, self.body, self.principal)
     }
@@ -75,6 +83,7 @@ pub enum Verdict {
 
 /// Runs stages 1–6 on a request. `body` is any HTTP body: hyper's for `serve`, an
 /// in-memory one for `moat explain` and the pipeline tests.
+#[allow(clippy::too_many_lines)] // the stages in order, in one place: split, the order would hide
 pub async fn admit<B>(
     snapshot: &Snapshot,
     mut parts: Parts,
@@ -180,6 +189,22 @@ where
             "nothing to validate without an operation".to_owned()
         }),
     }
+    // 5 (LLM operations). With the body read and valid: the key's model allowlist,
+    // max_tokens cap and stream slots, and a reservation in its token budgets.
+    let (body, grant) = match target.llm {
+        Some(_) => {
+            admit_llm(
+                snapshot,
+                principal.as_ref(),
+                &mut parts.headers,
+                body,
+                mode,
+                trail,
+            )
+            .await?
+        }
+        None => (body, None),
+    };
     if let Some(uri) = stripped {
         parts.uri = uri;
     }
@@ -188,7 +213,31 @@ where
         body,
         principal,
         quota,
+        llm: grant,
     }))
+}
+
+/// Stage 5 of an LLM operation (see `llm::admit`), on the body stage 6 let through.
+async fn admit_llm(
+    snapshot: &Snapshot,
+    principal: Option<&Principal>,
+    headers: &mut HeaderMap,
+    body: Bytes,
+    mode: Mode,
+    trail: &mut Trail,
+) -> Result<(Bytes, Option<Grant>), Rejection> {
+    let (body, grant, request) = llm::admit(
+        &snapshot.llm,
+        &snapshot.limits,
+        principal,
+        headers,
+        body,
+        &mut |verdict| enforce(verdict, mode, trail),
+        mode,
+    )
+    .await?;
+    trail.pass(Stage::Limit, || describe_llm(&request, grant.as_ref()));
+    Ok((body, grant))
 }
 
 /// What stage 2 decided.
@@ -206,6 +255,8 @@ pub struct Target<'s, 'p> {
     pub path_values: Vec<&'p str>,
     pub requirement: &'s Requirement,
     pub mode: Mode,
+    /// Metered as an LLM call.
+    pub llm: Option<llm::Profile>,
 }
 
 /// Stage 2: the operation at `path` and its security requirement and mode (the
@@ -223,6 +274,7 @@ pub fn route<'s, 'p>(
             path_values: Vec::new(),
             requirement: &route.requirement,
             mode: route.mode,
+            llm: None,
         }));
     };
     Ok(match spec.router.route(method, path)? {
@@ -239,6 +291,7 @@ pub fn route<'s, 'p>(
                 path_values: values,
                 requirement: &route.requirement,
                 mode: route.mode,
+                llm: route.llm,
             })
         }
     })
@@ -292,6 +345,27 @@ fn describe_principal(principal: Option<&Principal>) -> String {
             p.scopes.join(" ")
         ),
     }
+}
+
+fn describe_llm(request: &llm::LlmRequest, grant: Option<&Grant>) -> String {
+    let reserved = match grant.and_then(Grant::reserved) {
+        Some(tokens) => format!("{tokens} tokens reserved"),
+        None => "no token budget".to_owned(),
+    };
+    format!(
+        "LLM call: model {}, max_tokens {}, n {}, {}, prompt estimated at {} tokens; {reserved}",
+        request.model.as_deref().unwrap_or("-"),
+        request
+            .max_tokens
+            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        request.n,
+        if request.stream {
+            "streamed"
+        } else {
+            "not streamed"
+        },
+        request.prompt_estimate
+    )
 }
 
 fn describe_limits(snapshot: &Snapshot, principal: Option<&Principal>) -> String {

@@ -214,19 +214,21 @@ impl ApiKeyVerifier {
         })
     }
 
-    /// Every key that has its own `rate_limit` or `quota`.
+    /// Every key that has its own limits (requests or tokens).
     pub fn limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
         self.store
             .records
             .values()
-            .filter(|r| r.rate_limit.is_some() || r.quota.is_some())
-            .map(|r| {
-                let limits = crate::limit::KeyLimits {
-                    rate: r.rate_limit,
-                    quota: r.quota,
-                };
-                (r.id.clone(), limits)
-            })
+            .filter_map(|r| Some((r.id.clone(), r.limits()?)))
+            .collect()
+    }
+
+    /// Every key with LLM rules (`models`, `max_tokens`).
+    pub fn llm_rules(&self) -> Vec<(String, crate::llm::KeyRules)> {
+        self.store
+            .records
+            .values()
+            .filter_map(|r| Some((r.id.clone(), crate::llm::KeyRules::of(r)?)))
             .collect()
     }
 

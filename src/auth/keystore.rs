@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::{Quota, RateLimit};
+use crate::config::{Quota, RateLimit, TokenBudget};
 use crate::limit::unix_ms;
 
 /// One key's record. The hash is never logged or printed in full.
@@ -42,6 +42,22 @@ pub struct KeyRecord {
     /// Requests per calendar window (UTC); counted in the limit store.
     #[serde(default)]
     pub quota: Option<Quota>,
+    /// LLM operations only (see `llm`): the models the key may name.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// LLM operations only: the most `max_tokens` a request may ask for, and what a request
+    /// that asks for none reserves.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// LLM operations only: streamed requests in flight at once, per moat process.
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+    /// LLM operations only: prompt and completion tokens per calendar window.
+    #[serde(default)]
+    pub token_budget: Option<TokenBudget>,
+    /// LLM operations only: the same per UTC minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
     #[serde(default)]
     pub disabled: bool,
 }
@@ -66,6 +82,24 @@ pub enum Restriction {
 }
 
 impl KeyRecord {
+    /// The limits stage 5 enforces for this key; `None` when the record sets none.
+    pub fn limits(&self) -> Option<crate::limit::KeyLimits> {
+        let budgets = [
+            self.token_budget,
+            self.tokens_per_minute.map(|tokens| TokenBudget {
+                tokens,
+                per: crate::config::Period::Minute,
+            }),
+        ];
+        let limits = crate::limit::KeyLimits {
+            rate: self.rate_limit,
+            quota: self.quota,
+            tokens: budgets,
+            streams: self.max_concurrent_streams,
+        };
+        (limits != crate::limit::KeyLimits::default()).then_some(limits)
+    }
+
     /// Checks the record's time, state and address restrictions.
     pub fn admits(&self, client: IpAddr, now: SystemTime) -> Result<(), Restriction> {
         if self.disabled {

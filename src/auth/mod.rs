@@ -218,10 +218,17 @@ impl Auth {
             .unwrap_or(std::time::Duration::from_secs(30))
     }
 
-    /// Every key that has its own `rate_limit` or `quota`: (key id, limits).
+    /// Every key that has its own limits: (key id, limits).
     pub fn key_limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
         self.api_keys()
             .flat_map(|(_, verifier)| verifier.limits())
+            .collect()
+    }
+
+    /// Every key that has LLM rules: (key id, rules).
+    pub fn llm_rules(&self) -> Vec<(String, crate::llm::KeyRules)> {
+        self.api_keys()
+            .flat_map(|(_, verifier)| verifier.llm_rules())
             .collect()
     }
 

@@ -77,6 +77,27 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                     for warning in &spec.warnings {
                         let _ = writeln!(out, "  warning: {warning}");
                     }
+                    for (index, operation) in spec.operations.iter().enumerate() {
+                        if let Some(profile) = snapshot.routes.operation(index).llm {
+                            let _ = writeln!(
+                                out,
+                                "  llm           {} ({} {}): openai, {}{}",
+                                operation.id,
+                                operation.method,
+                                operation.template,
+                                if profile.detected {
+                                    "detected from the path (`llm: none` turns it off)"
+                                } else {
+                                    "set by `llm: openai`"
+                                },
+                                if config.policy.inject_max_tokens {
+                                    "; inject_max_tokens: on"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
                 }
             }
             // Stdout may be a closed pipe (`moat check | head`): not an error worth a panic.

@@ -15,7 +15,8 @@ pub use self::auth::{
 };
 use self::de::{default_admin_listen, default_drain_timeout, duration, socket_addr, yes};
 pub use self::policy::{
-    Mode, OperationPolicy, OperationPolicyLong, Period, PolicyConfig, Quota, RateLimit,
+    LlmSetting, Mode, OperationPolicy, OperationPolicyLong, Period, PolicyConfig, Quota, RateLimit,
+    TokenBudget,
 };
 pub use self::sections::{
     EnvConfig, LimitStore, Limits, OnError, OpenApiConfig, RedisStoreConfig, RuntimeConfig,

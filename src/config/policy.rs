@@ -15,18 +15,39 @@ pub enum OperationPolicy {
     Long(OperationPolicyLong),
 }
 
+/// The long form: any of a requirement, a mode and an LLM profile. Without `security` the
+/// operation keeps the requirement it would have had (the spec's, else `policy.default`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationPolicyLong {
-    pub security: Vec<Alternative>,
+    #[serde(default)]
+    pub security: Option<Vec<Alternative>>,
     pub mode: Option<Mode>,
+    /// `openai`: meter the operation as an OpenAI-protocol LLM call; `none`: don't, even on
+    /// a path moat would detect. Absent: detected from the path.
+    pub llm: Option<LlmSetting>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmSetting {
+    Openai,
+    None,
 }
 
 impl OperationPolicy {
-    pub fn security(&self) -> &[Alternative] {
+    /// The requirement this entry sets, if it sets one.
+    pub fn security(&self) -> Option<&[Alternative]> {
         match self {
-            OperationPolicy::Short(security) => security,
-            OperationPolicy::Long(long) => &long.security,
+            OperationPolicy::Short(security) => Some(security),
+            OperationPolicy::Long(long) => long.security.as_deref(),
+        }
+    }
+
+    pub fn llm(&self) -> Option<LlmSetting> {
+        match self {
+            OperationPolicy::Short(_) => None,
+            OperationPolicy::Long(long) => long.llm,
         }
     }
 
@@ -53,6 +74,10 @@ pub struct PolicyConfig {
     pub allow_api_key_in_query_or_cookie: bool,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
+    /// LLM operations: the one exception to forwarding the client's bytes unchanged. On, a
+    /// request without `max_tokens` gets its key's cap written in, and a stream is asked
+    /// for its usage (`stream_options.include_usage`).
+    pub inject_max_tokens: bool,
     /// The config line of each `operations` key, for problems that name one.
     #[serde(skip)]
     pub operation_lines: BTreeMap<String, usize>,
@@ -87,8 +112,8 @@ pub struct RateLimit {
 }
 
 /// A key's quota (the key store's `quota`): at most `requests` per calendar window in UTC —
-/// an hour from :00, a day from midnight, a month from the 1st — counted when a request
-/// passes the limit stage.
+/// a minute from :00 seconds, an hour from :00, a day from midnight, a month from the 1st —
+/// counted when a request passes the limit stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
@@ -96,9 +121,19 @@ pub struct Quota {
     pub per: Period,
 }
 
+/// A key's token budget (the key store's `token_budget`, and `tokens_per_minute`): at most
+/// `tokens` (prompt and completion) per calendar window in UTC, on LLM operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBudget {
+    pub tokens: u64,
+    pub per: Period,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
+    Minute,
     Hour,
     Day,
     Month,
@@ -107,6 +142,7 @@ pub enum Period {
 impl Period {
     pub fn as_str(self) -> &'static str {
         match self {
+            Period::Minute => "minute",
             Period::Hour => "hour",
             Period::Day => "day",
             Period::Month => "month",

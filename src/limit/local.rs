@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota as Gcra};
 
+use super::tokens::{LocalBudgets, Streams};
 use super::{KeyLimits, QuotaUsage, Window};
 use crate::config::{Quota, RateLimit};
 use crate::reject::Rejection;
@@ -41,11 +42,13 @@ impl<L> Limiter<L> {
     }
 }
 
-/// One key's bucket and quota counter.
+/// One key's bucket, quota counter, token budgets and open streams.
 pub struct KeyLimiter {
     pub limits: KeyLimits,
     rate: Option<Limiter<DefaultDirectRateLimiter>>,
     quota: Option<(Quota, Arc<Mutex<Count>>)>,
+    pub budgets: LocalBudgets,
+    pub streams: Streams,
 }
 
 /// Requests counted in the window that starts at `window_start`.
@@ -111,13 +114,26 @@ impl Local {
                 }
                 None => None,
             };
-            let limits = *limits;
+            for budget in limits.tokens.iter().flatten() {
+                if budget.tokens == 0 {
+                    problems.push(format!(
+                        "key `{id}`: a token budget of 0 admits nothing: remove it or raise it"
+                    ));
+                }
+            }
+            if limits.streams == Some(0) {
+                problems.push(format!(
+                    "key `{id}`: max_concurrent_streams must be at least 1"
+                ));
+            }
             limiters.insert(
                 id.clone(),
                 KeyLimiter {
-                    limits,
+                    limits: *limits,
                     rate,
                     quota,
+                    budgets: LocalBudgets::new(&limits.tokens, before.map(|b| &b.budgets)),
+                    streams: Streams::carry(before.map(|b| &b.streams)),
                 },
             );
         }
@@ -206,7 +222,7 @@ mod tests {
     fn rate(limit: RateLimit) -> KeyLimits {
         KeyLimits {
             rate: Some(limit),
-            quota: None,
+            ..KeyLimits::default()
         }
     }
 
@@ -289,11 +305,11 @@ mod tests {
     #[test]
     fn a_quota_counts_admitted_requests_per_window_and_survives_a_raise() {
         let quota = |requests| KeyLimits {
-            rate: None,
             quota: Some(Quota {
                 requests,
                 per: Period::Day,
             }),
+            ..KeyLimits::default()
         };
         // 2026-12-03T12:00:00Z: twelve hours left in the day.
         let noon = UNIX_EPOCH + Duration::from_secs(1_796_299_200);
@@ -330,6 +346,7 @@ mod tests {
                 requests: 10,
                 per: Period::Hour,
             }),
+            ..KeyLimits::default()
         };
         let local = Local::new(None, &[("k".into(), limits)], None).unwrap();
         let key = local.key("k").unwrap();
@@ -348,11 +365,11 @@ mod tests {
         };
         assert!(Local::new(Some(&zero), &[], None).is_err());
         let no_requests = KeyLimits {
-            rate: None,
             quota: Some(Quota {
                 requests: 0,
                 per: Period::Month,
             }),
+            ..KeyLimits::default()
         };
         assert!(Local::new(None, &[("k".into(), no_requests)], None).is_err());
     }

@@ -9,6 +9,7 @@
 
 mod local;
 mod shared;
+mod tokens;
 mod window;
 
 use std::net::IpAddr;
@@ -20,8 +21,9 @@ use http::header::{HeaderName, HeaderValue};
 
 use self::local::{KeyLimiter, Local};
 use self::shared::Shared;
+pub use self::tokens::{Reservation, StreamSlot};
 pub use self::window::{Window, unix_ms};
-use crate::config::{LimitStore, OnError, Quota, RateLimit};
+use crate::config::{LimitStore, OnError, Quota, RateLimit, TokenBudget};
 use crate::metrics::{LimitDecisionLabels, Metrics};
 use crate::reject::Rejection;
 
@@ -30,6 +32,10 @@ use crate::reject::Rejection;
 pub struct KeyLimits {
     pub rate: Option<RateLimit>,
     pub quota: Option<Quota>,
+    /// `token_budget` and `tokens_per_minute` (LLM operations only).
+    pub tokens: [Option<TokenBudget>; 2],
+    /// `max_concurrent_streams` (LLM operations only).
+    pub streams: Option<u32>,
 }
 
 /// Where a key stands in its quota: what the `RateLimit-*` response headers say.
@@ -218,5 +224,97 @@ impl RateLimits {
     /// Forgets clients that have not been seen for a while (call periodically).
     pub fn retain_recent(&self) {
         self.local.retain_recent();
+    }
+
+    /// Whether key `id` has a token budget.
+    pub fn has_token_budget(&self, key: &str) -> bool {
+        self.local.key(key).is_some_and(|l| !l.budgets.is_empty())
+    }
+
+    /// An LLM request of key `key`: reserves up to `want` tokens and at least `at_least` in
+    /// each of the key's budgets. `Ok(None)`: the key has no budget (or Redis failed and
+    /// `on_error` is `allow`).
+    pub async fn reserve_tokens(
+        &self,
+        key: &str,
+        want: u64,
+        at_least: u64,
+    ) -> Result<Option<Reservation>, Rejection> {
+        let Some(limiter) = self.local.key(key).filter(|l| !l.budgets.is_empty()) else {
+            return Ok(None);
+        };
+        let verdict = self.reserve_in(limiter, key, want, at_least).await;
+        if let (Err(Rejection::TokenBudgetExceeded { .. }), Some(metrics)) =
+            (&verdict, &self.metrics)
+        {
+            metrics
+                .llm
+                .reservations_refused
+                .get_or_create(&crate::metrics::KeyLabels { key: key.into() })
+                .inc();
+        }
+        verdict
+    }
+
+    async fn reserve_in(
+        &self,
+        limiter: &KeyLimiter,
+        key: &str,
+        want: u64,
+        at_least: u64,
+    ) -> Result<Option<Reservation>, Rejection> {
+        let local = || {
+            limiter
+                .budgets
+                .reserve(SystemTime::now(), want, at_least)
+                .map(Some)
+        };
+        let Some(shared) = &self.shared else {
+            let verdict = local();
+            self.count("memory", verdict.is_ok());
+            return verdict;
+        };
+        let started = Instant::now();
+        let outcome = shared
+            .reserve_tokens(key, &limiter.limits.tokens, want, at_least)
+            .await;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .limits
+                .store_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        match outcome {
+            Ok(verdict) => {
+                self.count("redis", verdict.is_ok());
+                verdict.map(|(granted, counters)| {
+                    Some(Reservation::redis(shared.clone(), granted, counters))
+                })
+            }
+            Err(error) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.limits.store_error(error.kind());
+                }
+                let (source, verdict) = match shared.on_error() {
+                    OnError::Deny => ("on_error_deny", Err(Rejection::LimitStoreUnavailable)),
+                    OnError::Allow => ("on_error_allow", Ok(None)),
+                    OnError::Local => ("on_error_local", local()),
+                };
+                self.count(source, verdict.is_ok());
+                verdict
+            }
+        }
+    }
+
+    /// A streamed LLM request of key `key`: a slot, if the key caps its streams (counted in
+    /// this process: each moat caps the streams to the model it fronts).
+    pub fn open_stream(&self, key: &str) -> Result<Option<StreamSlot>, Rejection> {
+        match self.local.key(key) {
+            Some(limiter) => match limiter.limits.streams {
+                Some(limit) => limiter.streams.open(limit).map(Some),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
     }
 }

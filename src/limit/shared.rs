@@ -16,7 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use thread_local::ThreadLocal;
 
 use super::{KeyLimits, QuotaUsage, Window, local::rate_limited};
-use crate::config::{OnError, RateLimit, RedisStoreConfig};
+use crate::config::{OnError, RateLimit, RedisStoreConfig, TokenBudget};
 use crate::reject::Rejection;
 
 /// KEYS: the GCRA buckets, then the quota counter if there is one.
@@ -57,11 +57,44 @@ end
 return {0, 0, used}
 ";
 
+/// KEYS: a key's token counters, one per budget. ARGV: the tokens wanted, the fewest that
+/// will do, then per counter its budget and time to live in seconds.
+/// Returns {granted, 0}, or {0, i} when counter i has fewer than the fewest left.
+const RESERVE: &str = r"
+local room = tonumber(ARGV[1])
+local at_least = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local left = tonumber(ARGV[1 + 2 * i]) - tonumber(redis.call('GET', KEYS[i]) or '0')
+  if left < at_least then return {0, i} end
+  if left < room then room = left end
+end
+for i = 1, #KEYS do
+  if redis.call('INCRBY', KEYS[i], room) == room then
+    redis.call('EXPIRE', KEYS[i], ARGV[2 + 2 * i])
+  end
+end
+return {room, 0}
+";
+
+/// KEYS: the counters a reservation was taken from. ARGV: what to add (negative: returned).
+/// A counter that has expired (its window ended) is not brought back.
+const SETTLE: &str = r"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+end
+return 0
+";
+
+/// Lua numbers are doubles: "as much as fits" is sent as this, not `u64::MAX`.
+const MOST_TOKENS: u64 = 1 << 50;
+
 pub struct Shared {
     config: RedisStoreConfig,
     client: redis::Client,
     connections: ThreadLocal<ConnectionManager>,
     script: redis::Script,
+    reserve: redis::Script,
+    settle: redis::Script,
     /// Unix ms of the first failure of the current outage; 0 while Redis answers.
     failing_since: AtomicU64,
     /// Unix ms of the last logged failure: an outage under load logs once a second.
@@ -129,6 +162,8 @@ impl Shared {
             client,
             connections: ThreadLocal::new(),
             script: redis::Script::new(SCRIPT),
+            reserve: redis::Script::new(RESERVE),
+            settle: redis::Script::new(SETTLE),
             failing_since: AtomicU64::new(0),
             logged_at: AtomicU64::new(0),
         })
@@ -217,19 +252,7 @@ impl Shared {
                 invocation.arg(0).arg(0);
             }
         }
-        let call = async {
-            let mut connection = self.connection()?;
-            invocation
-                .invoke_async::<(i64, i64, i64)>(&mut connection)
-                .await
-        };
-        let reply = match tokio::time::timeout(self.config.timeout, call).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(error)) => return Err(self.failed(StoreError::Redis(error))),
-            Err(_elapsed) => return Err(self.failed(StoreError::Timeout)),
-        };
-        self.answered();
-        let (verdict, wait_us, used) = reply;
+        let (verdict, wait_us, used): (i64, i64, i64) = self.invoke(&invocation).await?;
         let used = u64::try_from(used).unwrap_or(0);
         let usage = quota
             .as_ref()
@@ -241,6 +264,80 @@ impl Shared {
             ))),
             (_, usage) => Ok(usage),
         })
+    }
+
+    /// Reserves up to `want` tokens, at least `at_least`, in each of key `id`'s budgets:
+    /// the tokens granted and the counters they were taken from, or the refusal.
+    pub async fn reserve_tokens(
+        &self,
+        id: &str,
+        budgets: &[Option<TokenBudget>; 2],
+        want: u64,
+        at_least: u64,
+    ) -> Result<Result<(u64, Vec<String>), Rejection>, StoreError> {
+        let prefix = &self.config.key_prefix;
+        let now = SystemTime::now();
+        let budgets: Vec<(TokenBudget, Window)> = budgets
+            .iter()
+            .flatten()
+            .map(|budget| (*budget, Window::containing(now, budget.per)))
+            .collect();
+        let counters: Vec<String> = budgets
+            .iter()
+            .map(|(budget, window)| {
+                format!(
+                    "{prefix}tokens:{id}:{}:{}",
+                    budget.per.as_str(),
+                    window.start
+                )
+            })
+            .collect();
+        let mut invocation = self.reserve.prepare_invoke();
+        invocation
+            .arg(want.min(MOST_TOKENS))
+            .arg(at_least.min(MOST_TOKENS));
+        for ((budget, window), counter) in budgets.iter().zip(&counters) {
+            invocation
+                .key(counter)
+                .arg(budget.tokens)
+                .arg(window.length() + 60);
+        }
+        let (granted, short): (u64, usize) = self.invoke(&invocation).await?;
+        Ok(match budgets.get(short.wrapping_sub(1)) {
+            Some((budget, window)) => Err(super::tokens::exceeded(budget, *window, now)),
+            None => Ok((granted, counters)),
+        })
+    }
+
+    /// Adds `delta` (negative: returns) to the counters of a reservation. A failure is
+    /// logged (throttled) and the reservation stands as it was: a budget that cannot be
+    /// settled errs on the side of the budget.
+    pub async fn settle(&self, counters: &[String], delta: i64) {
+        let mut invocation = self.settle.prepare_invoke();
+        invocation.arg(delta);
+        for counter in counters {
+            invocation.key(counter);
+        }
+        let _ = self.invoke::<i64>(&invocation).await;
+    }
+
+    /// One script on this thread's connection within `timeout`.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let call = async {
+            let mut connection = self.connection()?;
+            invocation.invoke_async::<T>(&mut connection).await
+        };
+        match tokio::time::timeout(self.config.timeout, call).await {
+            Ok(Ok(reply)) => {
+                self.answered();
+                Ok(reply)
+            }
+            Ok(Err(error)) => Err(self.failed(StoreError::Redis(error))),
+            Err(_elapsed) => Err(self.failed(StoreError::Timeout)),
+        }
     }
 
     fn failed(&self, error: StoreError) -> StoreError {

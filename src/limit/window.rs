@@ -29,6 +29,11 @@ impl Window {
         let at = OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let day = at.date();
         let (start, end) = match per {
+            Period::Minute => {
+                // `at` is whole seconds (from a Unix timestamp): only the seconds go.
+                let start = at.replace_second(0).unwrap_or(at);
+                (start, start + time::Duration::MINUTE)
+            }
             Period::Hour => {
                 let start =
                     at.replace_time(Time::MIDNIGHT) + time::Duration::hours(at.hour().into());
@@ -84,6 +89,8 @@ mod tests {
     fn windows_are_utc_calendar_hours_days_and_months() {
         // 2026-12-31T23:59:30Z
         let now = at(1_798_761_570);
+        let minute = Window::containing(now, Period::Minute);
+        assert_eq!((minute.start, minute.end), (1_798_761_540, 1_798_761_600));
         let hour = Window::containing(now, Period::Hour);
         assert_eq!((hour.start, hour.end), (1_798_758_000, 1_798_761_600));
         let day = Window::containing(now, Period::Day);

@@ -35,7 +35,10 @@ impl Rejection {
             response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
         }
         match self {
-            Rejection::Overloaded | Rejection::LimitStoreUnavailable | Rejection::KeyStoreStale => {
+            Rejection::Overloaded
+            | Rejection::LimitStoreUnavailable
+            | Rejection::KeyStoreStale
+            | Rejection::TooManyStreams { .. } => {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -46,7 +49,8 @@ impl Rejection {
                     .insert(RETRY_AFTER, HeaderValue::from(usage.reset));
                 usage.write(response.headers_mut());
             }
-            Rejection::RateLimited { retry_after } => {
+            Rejection::RateLimited { retry_after }
+            | Rejection::TokenBudgetExceeded { retry_after, .. } => {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after));
@@ -88,6 +92,11 @@ impl Rejection {
             | Rejection::QuotaExceeded(_)
             | Rejection::LimitStoreUnavailable
             | Rejection::KeyStoreStale
+            | Rejection::ModelNotAllowed
+            | Rejection::MaxTokensExceeded { .. }
+            | Rejection::TokenBudgetExceeded { .. }
+            | Rejection::TooManyStreams { .. }
+            | Rejection::InvalidLlmRequest(_)
             | Rejection::InvalidParameters(_)
             | Rejection::UnsupportedMediaType { .. }
             | Rejection::BodyRequired

@@ -36,9 +36,14 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::LimitStoreUnavailable => 26,
         Rejection::KeyStoreStale => 27,
         Rejection::InvalidBearerKey => 28,
+        Rejection::ModelNotAllowed => 29,
+        Rejection::MaxTokensExceeded { .. } => 30,
+        Rejection::TokenBudgetExceeded { .. } => 31,
+        Rejection::TooManyStreams { .. } => 32,
+        Rejection::InvalidLlmRequest(_) => 33,
     }
 }
-const VARIANTS: usize = 29;
+const VARIANTS: usize = 34;
 
 fn quota_spent() -> crate::limit::QuotaUsage {
     crate::limit::QuotaUsage {
@@ -191,6 +196,45 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             503,
             "key_store_stale",
             "authenticate",
+            None,
+        ),
+        (
+            Rejection::ModelNotAllowed,
+            403,
+            "model_not_allowed",
+            "authorize",
+            None,
+        ),
+        (
+            Rejection::MaxTokensExceeded { cap: 4096 },
+            400,
+            "max_tokens_exceeded",
+            "validate",
+            None,
+        ),
+        (
+            Rejection::TokenBudgetExceeded {
+                tokens: 1000,
+                per: crate::config::Period::Day,
+                retry_after: 60,
+            },
+            429,
+            "token_budget_exceeded",
+            "limit",
+            None,
+        ),
+        (
+            Rejection::TooManyStreams { limit: 4 },
+            429,
+            "too_many_streams",
+            "limit",
+            None,
+        ),
+        (
+            Rejection::InvalidLlmRequest("max_tokens"),
+            400,
+            "invalid_llm_request",
+            "validate",
             None,
         ),
         (

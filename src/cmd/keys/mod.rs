@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: boxing buys nothing
 pub enum KeysCommand {
     /// Mint a key: prints it once on stdout and stores only its hash.
     New {
@@ -36,9 +37,12 @@ pub enum KeysCommand {
         /// PER_SECOND/BURST, e.g. 50/100.
         #[arg(long)]
         rate_limit: Option<String>,
-        /// REQUESTS/PERIOD, PERIOD one of hour, day, month (UTC calendar windows), e.g. 10000/day.
+        /// REQUESTS/PERIOD, PERIOD one of minute, hour, day, month (UTC calendar windows),
+        /// e.g. 10000/day.
         #[arg(long)]
         quota: Option<String>,
+        #[command(flatten)]
+        llm: LlmFlags,
         #[command(flatten)]
         target: KeyTarget,
     },
@@ -73,6 +77,27 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: KeyTarget,
     },
+}
+
+/// A key's rules on LLM operations (OpenAI-protocol calls).
+#[derive(Debug, Args)]
+pub struct LlmFlags {
+    /// Comma-separated models the key may name in `model`.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// The most `max_tokens` a request may ask for (and what one without reserves).
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Streamed requests in flight at once (per moat process).
+    #[arg(long)]
+    max_concurrent_streams: Option<u32>,
+    /// TOKENS/PERIOD of prompt and completion, PERIOD one of minute, hour, day, month, e.g.
+    /// 2000000/day.
+    #[arg(long)]
+    token_budget: Option<String>,
+    /// Tokens per UTC minute.
+    #[arg(long)]
+    tokens_per_minute: Option<u64>,
 }
 
 /// Which store `moat keys` edits: the config's `api_key` scheme, as `serve` reads it.
@@ -113,6 +138,7 @@ pub fn main(command: KeysCommand) -> ExitCode {
             allowed_cidrs,
             rate_limit,
             quota,
+            llm,
             target,
         } => target.resolve().and_then(|target| {
             let key = store::NewKey {
@@ -124,6 +150,11 @@ pub fn main(command: KeysCommand) -> ExitCode {
                 allowed_cidrs: &allowed_cidrs,
                 rate_limit: rate_limit.as_deref(),
                 quota: quota.as_deref(),
+                models: &llm.models,
+                max_tokens: llm.max_tokens,
+                max_concurrent_streams: llm.max_concurrent_streams,
+                token_budget: llm.token_budget.as_deref(),
+                tokens_per_minute: llm.tokens_per_minute,
             };
             store::new(&target, &id, &key).map(|key| {
                 println!("{key}");

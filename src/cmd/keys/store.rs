@@ -181,6 +181,13 @@ pub struct NewKey<'a> {
     pub rate_limit: Option<&'a str>,
     /// `REQUESTS/PERIOD`.
     pub quota: Option<&'a str>,
+    /// LLM operations: the models the key may name.
+    pub models: &'a [String],
+    pub max_tokens: Option<u64>,
+    pub max_concurrent_streams: Option<u32>,
+    /// `TOKENS/PERIOD`.
+    pub token_budget: Option<&'a str>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 impl NewKey<'_> {
@@ -227,7 +234,40 @@ impl NewKey<'_> {
             record.insert("rate_limit".to_owned(), rate_limit(limit)?);
         }
         if let Some(quota) = self.quota {
-            record.insert("quota".to_owned(), quota_value(quota)?);
+            record.insert(
+                "quota".to_owned(),
+                per_period(quota, "--quota", "requests")?,
+            );
+        }
+        if !self.models.is_empty() {
+            record.insert("models".to_owned(), Value::from(self.models.to_vec()));
+        }
+        for (field, value) in [
+            ("max_tokens", self.max_tokens),
+            (
+                "max_concurrent_streams",
+                self.max_concurrent_streams.map(u64::from),
+            ),
+            ("tokens_per_minute", self.tokens_per_minute),
+        ] {
+            match value {
+                Some(0) => {
+                    return Err(format!(
+                        "`--{}` must be at least 1",
+                        field.replace('_', "-")
+                    ));
+                }
+                Some(n) => {
+                    record.insert(field.to_owned(), Value::from(n));
+                }
+                None => {}
+            }
+        }
+        if let Some(budget) = self.token_budget {
+            record.insert(
+                "token_budget".to_owned(),
+                per_period(budget, "--token-budget", "tokens")?,
+            );
         }
         Ok(record)
     }
@@ -247,19 +287,21 @@ fn rate_limit(text: &str) -> Result<Value, String> {
     }
 }
 
-/// `10000/day` → `{requests: 10000, per: day}`.
-fn quota_value(text: &str) -> Result<Value, String> {
-    let parsed = text.split_once('/').and_then(|(requests, per)| {
-        let requests = requests.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
+/// `10000/day` → `{requests: 10000, per: day}` (`what` = `requests`; `tokens` for
+/// `--token-budget`).
+fn per_period(text: &str, flag: &str, what: &str) -> Result<Value, String> {
+    let parsed = text.split_once('/').and_then(|(count, per)| {
+        let count = count.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
         let per = per.trim();
-        ["hour", "day", "month"]
+        ["minute", "hour", "day", "month"]
             .contains(&per)
-            .then_some((requests, per))
+            .then_some((count, per))
     });
     match parsed {
-        Some((requests, per)) => Ok(serde_json::json!({"requests": requests, "per": per})),
+        Some((count, per)) => Ok(serde_json::json!({what: count, "per": per})),
         None => Err(format!(
-            "`--quota {text}`: write REQUESTS/PERIOD (e.g. 10000/day), PERIOD one of hour, day, month"
+            "`{flag} {text}`: write {}/PERIOD (e.g. 10000/day), PERIOD one of minute, hour, day, month",
+            what.to_uppercase()
         )),
     }
 }
@@ -371,6 +413,21 @@ fn restrictions(record: &KeyRecord) -> String {
     }
     if let Some(quota) = record.quota {
         parts.push(format!("quota={}/{}", quota.requests, quota.per.as_str()));
+    }
+    if let Some(models) = &record.models {
+        parts.push(format!("models={}", models.join(",")));
+    }
+    if let Some(max_tokens) = record.max_tokens {
+        parts.push(format!("max_tokens={max_tokens}"));
+    }
+    if let Some(streams) = record.max_concurrent_streams {
+        parts.push(format!("streams={streams}"));
+    }
+    if let Some(budget) = record.token_budget {
+        parts.push(format!("tokens={}/{}", budget.tokens, budget.per.as_str()));
+    }
+    if let Some(per_minute) = record.tokens_per_minute {
+        parts.push(format!("tokens={per_minute}/minute"));
     }
     if parts.is_empty() {
         "-".to_owned()
