@@ -484,3 +484,95 @@ fn two_moats_share_token_budgets_in_redis() {
     assert_eq!(events.last().unwrap(), "[DONE]");
     assert_eq!(metric(&b, r#"moat_llm_streams_cut_total{key="runner"}"#), 1);
 }
+
+/// The README's "LLM servers" section as a user follows it: its vLLM config (pointed at the
+/// test server instead of vLLM's port) and its `moat keys new` command, checked with
+/// `moat check` and served.
+#[test]
+fn the_readme_vllm_config_and_key_command_work_as_written() {
+    let Some(model) = Model::start() else {
+        return;
+    };
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## LLM servers")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let block = |fence: &str, first: &str| -> String {
+        section
+            .split(fence)
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.starts_with(first))
+            .unwrap()
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let command = block("```sh\n", "moat keys new").replace("\\\n", " ");
+    let args: Vec<&str> = command.split_whitespace().skip(2).collect();
+    let key = moat_keys(&store, &args);
+    let config_text = block("```yaml\n", "# config/moat.yaml in front of vLLM")
+        .replace("http://127.0.0.1:8000", &model.url())
+        .replace("\"0.0.0.0:8080\"", "127.0.0.1:0\nadmin_listen: 127.0.0.1:0")
+        .replace("config/keys.yaml", &store.display().to_string())
+        .replace("openapi.json\n", "openapi.json\n  fetch_timeout: 60s\n");
+    let config_path = dir.path().join("moat.yaml");
+    std::fs::write(&config_path, &config_text).unwrap();
+
+    // The model listens before `moat check` fetches its spec (it would retry otherwise).
+    assert!(eventually(
+        || TcpStream::connect(("127.0.0.1", model.port)).is_ok()
+    ));
+    let check = support::run_moat(&["check", "--config", config_path.to_str().unwrap()], &[]);
+    let said = support::text(&check);
+    assert!(check.status.success(), "{said}");
+    assert!(
+        said.contains("llm           chat_completions_v1_chat_completions_post (POST /v1/chat/completions): openai, detected from the path"),
+        "{said}"
+    );
+    assert!(
+        said.contains("(POST /v1/completions): openai, detected"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("(POST /v1/embeddings): openai"),
+        "`llm: none` was ignored: {said}"
+    );
+
+    let moat = Moat::start_at(&config_path, &[]);
+    let reply = chat(&moat, &key, &body("llama-3.1-8b", r#","max_tokens":16"#));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let other = chat(&moat, &key, &body("mistral-7b", ""));
+    assert_eq!(code(&other), "model_not_allowed");
+    let over = chat(&moat, &key, &body("llama-3.1-8b", r#","max_tokens":4097"#));
+    assert_eq!(code(&over), "max_tokens_exceeded");
+    assert_eq!(tokens_metric(&moat, "chat-frontend", "completion"), 4);
+}
+
+#[test]
+fn a_misspelled_llm_profile_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:8000\nopenapi:\n  file: {}\npolicy:\n  operations:\n    predict: {{llm: opeani}}\n",
+            support::fixture("model.yaml")
+        ),
+    )
+    .unwrap();
+    let check = support::run_moat(&["check", "--config", path.to_str().unwrap()], &[]);
+    let said = support::text(&check);
+    assert!(!check.status.success());
+    assert!(said.contains("opeani") && said.contains("openai"), "{said}");
+}

@@ -7,12 +7,40 @@ use serde::Deserialize;
 
 use super::Alternative;
 
-/// `policy.operations` values: a requirement, or the long form with a per-operation mode.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// `policy.operations` values: a requirement (a list), or the long form (a map).
+#[derive(Debug, Clone)]
 pub enum OperationPolicy {
     Short(Vec<Alternative>),
     Long(OperationPolicyLong),
+}
+
+/// By the value's shape, not `untagged`: an untagged enum hides the long form's own error
+/// (`llm: opeani`) behind "did not match any variant".
+impl<'de> Deserialize<'de> for OperationPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = OperationPolicy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of alternatives, or a map with `security`, `mode`, `llm`")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(OperationPolicy::Short)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(OperationPolicy::Long)
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 /// The long form: any of a requirement, a mode and an LLM profile. Without `security` the

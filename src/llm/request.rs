@@ -74,6 +74,13 @@ impl LlmRequest {
     /// Reads the metered fields of `body` (already through validation, when the spec gives
     /// it a schema; when it gives none, this is the only check, so it fails closed).
     pub fn parse(body: &[u8]) -> Result<LlmRequest, Rejection> {
+        // No body at all reads as `{}`: nothing named, nothing bounded (the spec, not moat,
+        // decides whether an operation takes a body).
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            body
+        };
         let fields: Fields<'_> = serde_json::from_slice(body).map_err(|_| {
             Rejection::InvalidLlmRequest("an LLM request must be one JSON object, each field once")
         })?;
@@ -175,6 +182,15 @@ mod tests {
         assert!(!embed.generates && !embed.stream);
         assert_eq!((embed.n, embed.max_tokens), (1, None));
         assert_eq!(embed.prompt_estimate, 3);
+
+        let empty = LlmRequest::parse(b"").unwrap();
+        assert_eq!(
+            empty,
+            LlmRequest {
+                n: 1,
+                ..LlmRequest::default()
+            }
+        );
     }
 
     #[test]
@@ -189,7 +205,6 @@ mod tests {
             br#"{"model": "a", "model": "b"}"#,
             br#"["model"]"#,
             b"not json",
-            b"",
         ] {
             let Err(Rejection::InvalidLlmRequest(reason)) = LlmRequest::parse(body) else {
                 panic!("accepted {}", String::from_utf8_lossy(body));
