@@ -576,3 +576,33 @@ fn a_misspelled_llm_profile_is_named_with_its_line() {
     assert!(!check.status.success());
     assert!(said.contains("opeani") && said.contains("openai"), "{said}");
 }
+
+/// The official `openai` client sees a stream moat cut as the SDK's `APIError` carrying
+/// moat's code, after the tokens that fit; the next call is its `RateLimitError`.
+#[test]
+fn the_openai_client_raises_the_cut_as_an_api_error() {
+    let Some(model) = Model::start() else {
+        return;
+    };
+    let python = support::model_python().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(&store, &["new", "--id", "sdk", "--token-budget", "40/hour"]);
+    let moat = Moat::start(&llm_config(&model, &store, ""));
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server/budget_client.py");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("http://{}", moat.addr))
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", support::text(&output));
+    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // The SDK writes `messages` compactly, as `MESSAGES` is.
+    assert_eq!(got["received"], 40 - prompt_estimate(), "{got}");
+    assert_eq!(got["error"]["type"], "APIError", "{got}");
+    assert_eq!(got["error"]["code"], "token_budget_exceeded", "{got}");
+    assert_eq!(got["after"], 429);
+    assert!(eventually(|| model.log()["cancelled"] == 1));
+}
