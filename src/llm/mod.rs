@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 
 pub use self::meter::{Feed, Meter};
 pub use self::request::LlmRequest;
@@ -149,6 +149,8 @@ pub async fn admit(
         enforce(Err(Rejection::MaxTokensExceeded { cap }))?;
     }
     let (body, hide_usage) = rewrite(rules.inject, &request, cap, headers, body);
+    // The meter reads the answer as it passes: a compressed one it could not count.
+    headers.remove(ACCEPT_ENCODING);
     let mut grant = Grant {
         reservation: None,
         enforce: mode == Mode::Enforce,

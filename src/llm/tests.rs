@@ -50,6 +50,7 @@ fn run(
 ) -> Result<(Bytes, Option<Grant>, HeaderMap, Vec<Rejection>), Rejection> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, br"));
     let mut shadowed = Vec::new();
     let mut enforce = |verdict: Result<(), Rejection>| match (verdict, mode) {
         (Err(rejection), Mode::Shadow) => {
@@ -122,6 +123,8 @@ fn the_cap_refuses_more_and_is_the_reservation_of_a_request_without_max_tokens()
     let (body, grant, _, _) = run(&rules, &limits, &chat(""), Mode::Enforce).unwrap();
     assert_eq!(grant.unwrap().reserved(), Some(prompt + 100));
     assert_eq!(body, chat(""), "the body changed without inject_max_tokens");
+    let (_, _, headers, _) = run(&rules, &limits, &chat(""), Mode::Enforce).unwrap();
+    assert!(!headers.contains_key(ACCEPT_ENCODING), "the model may compress what moat counts");
     let (_, grant, _, _) = run(
         &rules,
         &limits,
