@@ -155,41 +155,41 @@ impl RateLimits {
         if client.is_none() && key.is_none() {
             return Ok(None);
         }
+        let in_memory = || limiter.map_or(Ok(None), |(_, l)| l.check(SystemTime::now()));
+        self.in_redis(shared, shared.check(client, key), in_memory)
+            .await
+    }
+
+    /// One decision in Redis, timed and counted; when Redis gives none, `on_error` decides
+    /// (`local`: `in_memory`).
+    async fn in_redis<T>(
+        &self,
+        shared: &Shared,
+        call: impl Future<Output = Result<Result<Option<T>, Rejection>, shared::StoreError>>,
+        in_memory: impl FnOnce() -> Result<Option<T>, Rejection>,
+    ) -> Result<Option<T>, Rejection> {
         let started = Instant::now();
-        let outcome = shared.check(client, key).await;
+        let outcome = call.await;
         if let Some(metrics) = &self.metrics {
             metrics
                 .limits
                 .store_duration
                 .observe(started.elapsed().as_secs_f64());
         }
-        match outcome {
+        let error = match outcome {
             Ok(verdict) => {
                 self.count("redis", verdict.is_ok());
-                verdict
+                return verdict;
             }
-            Err(error) => {
-                if let Some(metrics) = &self.metrics {
-                    metrics.limits.store_error(error.kind());
-                }
-                self.fall_back(shared.on_error(), limiter.map(|(_, limiter)| limiter))
-            }
+            Err(error) => error,
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.limits.store_error(error.kind());
         }
-    }
-
-    /// What `on_error` gives a request Redis could not decide.
-    fn fall_back(
-        &self,
-        on_error: OnError,
-        limiter: Option<&KeyLimiter>,
-    ) -> Result<Option<QuotaUsage>, Rejection> {
-        let (source, verdict) = match on_error {
+        let (source, verdict) = match shared.on_error() {
             OnError::Deny => ("on_error_deny", Err(Rejection::LimitStoreUnavailable)),
             OnError::Allow => ("on_error_allow", Ok(None)),
-            OnError::Local => (
-                "on_error_local",
-                limiter.map_or(Ok(None), |limiter| limiter.check(SystemTime::now())),
-            ),
+            OnError::Local => ("on_error_local", in_memory()),
         };
         self.count(source, verdict.is_ok());
         verdict
@@ -274,36 +274,15 @@ impl RateLimits {
             self.count("memory", verdict.is_ok());
             return verdict;
         };
-        let started = Instant::now();
-        let outcome = shared
-            .reserve_tokens(key, &limiter.limits.tokens, want, at_least)
-            .await;
-        if let Some(metrics) = &self.metrics {
-            metrics
-                .limits
-                .store_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
-        match outcome {
-            Ok(verdict) => {
-                self.count("redis", verdict.is_ok());
-                verdict.map(|(granted, counters)| {
-                    Some(Reservation::redis(shared.clone(), granted, counters))
-                })
-            }
-            Err(error) => {
-                if let Some(metrics) = &self.metrics {
-                    metrics.limits.store_error(error.kind());
-                }
-                let (source, verdict) = match shared.on_error() {
-                    OnError::Deny => ("on_error_deny", Err(Rejection::LimitStoreUnavailable)),
-                    OnError::Allow => ("on_error_allow", Ok(None)),
-                    OnError::Local => ("on_error_local", local()),
-                };
-                self.count(source, verdict.is_ok());
-                verdict
-            }
-        }
+        let reserve = async {
+            let reserved = shared
+                .reserve_tokens(key, &limiter.limits.tokens, want, at_least)
+                .await?;
+            Ok(reserved.map(|(granted, counters)| {
+                Some(Reservation::redis(shared.clone(), granted, counters))
+            }))
+        };
+        self.in_redis(shared, reserve, local).await
     }
 
     /// A streamed LLM request of key `key`: a slot, if the key caps its streams (counted in

@@ -124,7 +124,10 @@ fn the_cap_refuses_more_and_is_the_reservation_of_a_request_without_max_tokens()
     assert_eq!(grant.unwrap().reserved(), Some(prompt + 100));
     assert_eq!(body, chat(""), "the body changed without inject_max_tokens");
     let (_, _, headers, _) = run(&rules, &limits, &chat(""), Mode::Enforce).unwrap();
-    assert!(!headers.contains_key(ACCEPT_ENCODING), "the model may compress what moat counts");
+    assert!(
+        !headers.contains_key(ACCEPT_ENCODING),
+        "the model may compress what moat counts"
+    );
     let (_, grant, _, _) = run(
         &rules,
         &limits,
