@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
-    /// Age-encrypted dotenv files for `env.encrypted_dotenv`.
+    /// Encrypted dotenv files for `env.encrypted_dotenv`: make, inspect, decrypt.
     Env {
         #[command(subcommand)]
         command: EnvCommand,

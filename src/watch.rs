@@ -32,7 +32,9 @@ impl Inputs {
         files.extend(config.env.dotenv.clone());
         if let Some(encrypted) = &config.env.encrypted_dotenv {
             files.push(encrypted.clone());
-            files.extend(std::env::var_os(crate::secrets::IDENTITY_FILE_VAR).map(PathBuf::from));
+            files.extend(config.env.dotenv_keys.clone());
+            #[cfg(feature = "age")]
+            files.extend(crate::secrets::identity_files());
         }
         files.extend(config.secret_files.iter().cloned());
         if let Some(tls) = &config.tls {

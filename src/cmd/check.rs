@@ -38,6 +38,9 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                 "  limits        {}",
                 describe_store(&config.limits.store)
             );
+            if let Some(env) = describe_encrypted_env(config) {
+                let _ = writeln!(out, "  env           {env}");
+            }
             for scheme in snapshot.auth.describe_schemes() {
                 let _ = writeln!(out, "  scheme        {scheme}");
             }
@@ -144,4 +147,20 @@ fn load_for_check(config_path: &Path) -> Result<Snapshot, crate::config::ConfigE
             problems,
         }),
     }
+}
+
+/// `env.encrypted_dotenv`'s format and the variables it set: never a value.
+fn describe_encrypted_env(config: &Config) -> Option<String> {
+    let (path, env) = (
+        config.env.encrypted_dotenv.as_ref()?,
+        config.encrypted_env.as_ref()?,
+    );
+    Some(format!(
+        "{}: {}, {} variable{} ({})",
+        path.display(),
+        env.format.name(),
+        env.names.len(),
+        if env.names.len() == 1 { "" } else { "s" },
+        env.names.join(", ")
+    ))
 }

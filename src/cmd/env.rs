@@ -1,5 +1,5 @@
 //! `moat env`: make age identities, encrypt dotenv files for `env.encrypted_dotenv`, and
-//! decrypt them for inspection.
+//! inspect or decrypt any of the three formats it reads (age, SOPS dotenv, dotenvx).
 
 #[cfg(feature = "age")]
 use std::io::Write as _;
@@ -24,9 +24,16 @@ pub enum EnvCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Decrypt an encrypted dotenv file to stdout (for inspection), with the identity in
-    /// MOAT_AGE_IDENTITY or MOAT_AGE_IDENTITY_FILE.
-    Decrypt { input: PathBuf },
+    /// Decrypt an encrypted dotenv file (age, SOPS dotenv or dotenvx) to stdout, with the
+    /// keys `serve` would use.
+    Decrypt {
+        input: PathBuf,
+        /// dotenvx's `.env.keys` file (as `env.dotenv_keys`).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Show an encrypted dotenv file's format, recipients and variable names; never a value.
+    Inspect { input: PathBuf },
 }
 
 #[cfg(feature = "age")]
@@ -63,7 +70,14 @@ pub fn main(command: EnvCommand) -> ExitCode {
                     .map_err(|e| e.to_string()),
             }
         }),
-        EnvCommand::Decrypt { input } => secrets::decrypt_file(&input)
+        EnvCommand::Inspect { input } => secrets::inspect(&input)
+            .map_err(|e| format!("{}: {e}", input.display()))
+            .and_then(|report| {
+                std::io::stdout()
+                    .write_all(report.as_bytes())
+                    .map_err(|e| e.to_string())
+            }),
+        EnvCommand::Decrypt { input, keys } => secrets::decrypt_to_text(&input, keys.as_deref())
             .map_err(|e| format!("{}: {e}", input.display()))
             .and_then(|plaintext| {
                 std::io::stdout()

@@ -23,8 +23,8 @@ pub use self::sections::{
     TlsConfig, UpstreamConfig, usable_cores,
 };
 
+pub use self::vars::{EncryptedEnvSummary, env_or_file, mentions_placeholder};
 use self::vars::{Variables, operation_lines, read_env_files, resolve_variables};
-pub use self::vars::{env_or_file, mentions_placeholder};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -92,6 +92,9 @@ pub struct Config {
     /// rotated Docker or Kubernetes secret is picked up.
     #[serde(skip)]
     pub secret_files: Vec<PathBuf>,
+    /// The format and variable names `env.encrypted_dotenv` held (for `moat check`).
+    #[serde(skip)]
+    pub encrypted_env: Option<EncryptedEnvSummary>,
 }
 
 impl Config {
@@ -113,8 +116,8 @@ impl Config {
             Err(error) => return (None, vec![format!("cannot read the file: {error}")]),
         };
         let header = format!("--> {}:", path.display());
-        let dotenv = match read_env_files(&text) {
-            Ok(dotenv) => dotenv,
+        let (dotenv, encrypted) = match read_env_files(&text) {
+            Ok(read) => read,
             Err(problem) => return (None, vec![problem]),
         };
         let lookup = |name: &str| {
@@ -122,7 +125,10 @@ impl Config {
                 .ok()
                 .or_else(|| dotenv.get(name).cloned())
         };
-        let (config, problems) = Self::parse_leniently(&text, &lookup);
+        let (mut config, problems) = Self::parse_leniently(&text, &lookup);
+        if let Some(config) = &mut config {
+            config.encrypted_env = encrypted;
+        }
         if let Some(config) = &config
             && config.env.encrypted_dotenv.is_none()
         {

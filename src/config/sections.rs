@@ -208,9 +208,12 @@ pub struct EnvConfig {
     /// A `.env` file whose variables fill `${VAR}`s the environment does not set (the real
     /// environment wins). A `$` in a value must be single-quoted: substitution is refused.
     pub dotenv: Option<PathBuf>,
-    /// An age-encrypted dotenv file, decrypted in memory with the identity in
-    /// `MOAT_AGE_IDENTITY` or `MOAT_AGE_IDENTITY_FILE`.
+    /// An encrypted dotenv file — moat's age file, SOPS dotenv or dotenvx, told apart by
+    /// content — decrypted in memory only.
     pub encrypted_dotenv: Option<PathBuf>,
+    /// dotenvx's `.env.keys` file, for a dotenvx `encrypted_dotenv` when
+    /// `DOTENV_PRIVATE_KEY[_ENV]` is not in the environment.
+    pub dotenv_keys: Option<PathBuf>,
 }
 
 impl UpstreamConfig {

@@ -19,14 +19,24 @@ struct EnvPrelude {
 struct EnvPreludeSection {
     dotenv: Option<PathBuf>,
     encrypted_dotenv: Option<PathBuf>,
+    dotenv_keys: Option<PathBuf>,
+}
+
+/// What `env.encrypted_dotenv` held, for `moat check`: its format and variable names.
+#[derive(Debug, Clone)]
+pub struct EncryptedEnvSummary {
+    pub format: crate::secrets::Format,
+    pub names: Vec<String>,
 }
 
 /// The variables of `env.dotenv` and `env.encrypted_dotenv`, if the config names them. A
 /// variable set by both is an error: which one was meant is not for moat to guess.
-pub(super) fn read_env_files(text: &str) -> Result<HashMap<String, String>, String> {
+pub(super) fn read_env_files(
+    text: &str,
+) -> Result<(HashMap<String, String>, Option<EncryptedEnvSummary>), String> {
     let prelude: EnvPrelude = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
     let Some(env) = prelude.env else {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), None));
     };
     let mut variables = match &env.dotenv {
         Some(path) => {
@@ -36,18 +46,26 @@ pub(super) fn read_env_files(text: &str) -> Result<HashMap<String, String>, Stri
         }
         None => HashMap::new(),
     };
-    if let Some(path) = &env.encrypted_dotenv {
-        for (name, value) in crate::secrets::read_encrypted_dotenv(path)? {
-            if variables.contains_key(&name) {
-                return Err(format!(
-                    "`{name}` is set by both env.dotenv and env.encrypted_dotenv ({}); keep it in one",
-                    path.display()
-                ));
-            }
-            variables.insert(name, value);
+    let Some(path) = &env.encrypted_dotenv else {
+        return Ok((variables, None));
+    };
+    let file = crate::secrets::read_encrypted_dotenv(path, env.dotenv_keys.as_deref())?;
+    let mut names = Vec::with_capacity(file.variables.len());
+    for (name, value) in file.variables {
+        if variables.contains_key(&name) {
+            return Err(format!(
+                "`{name}` is set by both env.dotenv and env.encrypted_dotenv ({}); keep it in one",
+                path.display()
+            ));
         }
+        names.push(name.clone());
+        variables.insert(name, value.as_str().to_owned());
     }
-    Ok(variables)
+    let summary = EncryptedEnvSummary {
+        format: file.format,
+        names,
+    };
+    Ok((variables, Some(summary)))
 }
 
 /// Finds every `${NAME…}` and `$NAME` in the text and looks each up: the variable itself,
