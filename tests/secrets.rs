@@ -210,7 +210,11 @@ fn a_dotenv_that_does_not_decrypt_stops_the_start_with_exit_64() {
         &[("MOAT_AGE_IDENTITY_FILE", &setup.identity_file), pepper[0]],
     );
     assert_eq!(plain.status.code(), Some(1));
-    assert!(text(&plain).contains("not an age file"), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("not an encrypted dotenv file"),
+        "{}",
+        text(&plain)
+    );
 
     // A world-writable identity file is refused.
     use std::os::unix::fs::PermissionsExt;

@@ -179,6 +179,7 @@ pub struct EnvFile {
 }
 
 /// Letters, digits and `_`, not starting with a digit: what a `${VAR}` can name.
+#[cfg_attr(not(feature = "age"), allow(dead_code))]
 pub fn valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
@@ -243,6 +244,7 @@ fn decrypt(_: Format, _: &[u8], _: &Path, _: Option<&Path>) -> Result<Variables,
 /// `moat env decrypt`: the plaintext as a dotenv text — an age file's exactly as encrypted,
 /// the others one `NAME=value` line per variable (SOPS's escaping for SOPS files, quoted for
 /// dotenvx), so it reads back as the same values.
+#[cfg_attr(not(feature = "age"), allow(dead_code))]
 pub fn decrypt_to_text(
     path: &Path,
     keys_file: Option<&Path>,

@@ -310,6 +310,9 @@ impl Moat {
             .arg("--config")
             .arg(&config_path)
             .env("MOAT_LOG", "info")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("DOTENV_PRIVATE_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -577,6 +580,9 @@ pub fn run_moat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .args(args)
         .env_remove("MOAT_AGE_IDENTITY")
         .env_remove("MOAT_AGE_IDENTITY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("DOTENV_PRIVATE_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
