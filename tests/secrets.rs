@@ -204,6 +204,7 @@ fn a_dotenv_that_does_not_decrypt_stops_the_start_with_exit_64() {
     assert!(text(&wrong).contains("cannot decrypt"), "{}", text(&wrong));
 
     // Not an age file at all: refused, never read as plaintext.
+    let ciphertext = std::fs::read(&setup.env_age).unwrap();
     std::fs::write(&setup.env_age, format!("MOAT_TEST_HMAC={HMAC}\n")).unwrap();
     let plain = moat(
         &["check", "--config", config_arg],
@@ -215,6 +216,8 @@ fn a_dotenv_that_does_not_decrypt_stops_the_start_with_exit_64() {
         "{}",
         text(&plain)
     );
+
+    std::fs::write(&setup.env_age, ciphertext).unwrap();
 
     // A world-writable identity file is refused.
     use std::os::unix::fs::PermissionsExt;
