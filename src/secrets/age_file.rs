@@ -24,8 +24,7 @@ pub struct IdentitySource {
 /// sops command does). A source that is set but holds no identity is an error.
 pub fn identities(sops: bool) -> Result<Vec<IdentitySource>, String> {
     let mut sources = Vec::new();
-    let mut texts = vec![(IDENTITY_VAR, false)];
-    texts.push((IDENTITY_FILE_VAR, true));
+    let mut texts = vec![(IDENTITY_VAR, false), (IDENTITY_FILE_VAR, true)];
     if sops {
         texts.extend([(SOPS_KEY_VAR, false), (SOPS_KEY_FILE_VAR, true)]);
     }

@@ -103,16 +103,17 @@ impl File {
     /// The private key for one of the file's public keys: from `DOTENV_PRIVATE_KEY[_ENV]`
     /// (comma-separated keys allowed, as dotenvx does), else from `keys_file`.
     fn private_key(&self, keys_file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, String> {
-        let from_file = match keys_file {
+        let (from_file, keys_origin) = match keys_file {
             Some(path) => {
                 check_permissions(path, "dotenvx keys file (env.dotenv_keys)")?;
                 let text = Zeroizing::new(std::fs::read(path).map_err(|e| {
                     format!("env.dotenv_keys: cannot read {}: {e}", path.display())
                 })?);
-                parse_dotenv_ordered(&text)
-                    .map_err(|e| format!("env.dotenv_keys ({}): {e}", path.display()))?
+                let keys = parse_dotenv_ordered(&text)
+                    .map_err(|e| format!("env.dotenv_keys ({}): {e}", path.display()))?;
+                (keys, path.display().to_string())
             }
-            None => Vec::new(),
+            None => (Vec::new(), String::new()),
         };
         let mut tried = Vec::new();
         for (suffix, public) in &self.public_keys {
@@ -122,13 +123,7 @@ impl File {
                 candidates.push((Zeroizing::new(value), format!("${name}")));
             }
             if let Some((_, value)) = from_file.iter().find(|(n, _)| *n == name) {
-                candidates.push((
-                    value.clone(),
-                    format!(
-                        "{name} in {}",
-                        keys_file.map_or(String::new(), |p| p.display().to_string())
-                    ),
-                ));
+                candidates.push((value.clone(), format!("{name} in {keys_origin}")));
             }
             for (value, origin) in &candidates {
                 for hex in value.split(',') {
@@ -202,6 +197,10 @@ fn suffix_from_file_name(path: &Path) -> String {
 mod tests {
     use super::*;
 
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     #[test]
     fn round_trips_an_ecies_value_and_names_a_wrong_key() {
         let (secret, public) = ecies::utils::generate_keypair();
@@ -214,22 +213,14 @@ mod tests {
         );
         let file = File::parse(text.as_bytes(), Path::new(".env")).unwrap();
         let keys = tempfile::NamedTempFile::new().unwrap();
-        let secret_hex: String = secret
-            .serialize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let secret_hex = hex(&secret.serialize());
         std::fs::write(keys.path(), format!("{PRIVATE}={secret_hex}\n")).unwrap();
         let variables = file.decrypt(Some(keys.path())).unwrap();
         assert_eq!(&*variables[0].1, "a=b \"c\" ✓\nd");
         assert_eq!(&*variables[1].1, "8080");
 
         let (other, _) = ecies::utils::generate_keypair();
-        let other_hex: String = other
-            .serialize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let other_hex = hex(&other.serialize());
         std::fs::write(keys.path(), format!("{PRIVATE}={other_hex}\n")).unwrap();
         let file = File::parse(text.as_bytes(), Path::new(".env")).unwrap();
         let error = file.decrypt(Some(keys.path())).unwrap_err();

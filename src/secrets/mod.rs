@@ -204,12 +204,17 @@ pub use self::age_file::{encrypt, identity_files, keygen};
 /// `env.dotenv_keys` (dotenvx's `.env.keys`).
 pub fn read_encrypted_dotenv(path: &Path, keys_file: Option<&Path>) -> Result<EnvFile, String> {
     let origin = format!("env.encrypted_dotenv ({})", path.display());
-    let text =
-        Zeroizing::new(std::fs::read(path).map_err(|e| format!("{origin}: cannot read it: {e}"))?);
-    let format = Format::detect(&text).map_err(|e| format!("{origin}: {e}"))?;
+    let (text, format) = read_detected(path).map_err(|e| format!("{origin}: {e}"))?;
     decrypt(format, &text, path, keys_file)
         .map(|variables| EnvFile { format, variables })
         .map_err(|e| format!("{origin}: {} file: {e}", format.name()))
+}
+
+/// The file's bytes (wiped when dropped) and which format they are in.
+fn read_detected(path: &Path) -> Result<(Zeroizing<Vec<u8>>, Format), String> {
+    let text = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?);
+    let format = Format::detect(&text)?;
+    Ok((text, format))
 }
 
 #[cfg(feature = "age")]
@@ -224,10 +229,7 @@ fn decrypt(
             let plaintext = age_file::decrypt_file(text)?;
             parse_dotenv_ordered(&plaintext)
         }
-        Format::Sops => {
-            let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
-            sops::File::parse(text)?.decrypt(&age_file::identities(true)?)
-        }
+        Format::Sops => sops::File::parse(text)?.decrypt(&age_file::identities(true)?),
         Format::Dotenvx => dotenvx::File::parse(text, path)?.decrypt(keys_file),
     }
 }
@@ -249,8 +251,7 @@ pub fn decrypt_to_text(
     path: &Path,
     keys_file: Option<&Path>,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
-    let text = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?);
-    let format = Format::detect(&text)?;
+    let (text, format) = read_detected(path)?;
     #[cfg(feature = "age")]
     if format == Format::Age {
         return age_file::decrypt_file(&text);
@@ -278,8 +279,7 @@ pub fn decrypt_to_text(
 #[cfg(feature = "age")]
 pub fn inspect(path: &Path) -> Result<String, String> {
     use std::fmt::Write as _;
-    let text = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?);
-    let format = Format::detect(&text)?;
+    let (text, format) = read_detected(path)?;
     let mut out = String::new();
     match format {
         Format::Age => {
@@ -290,7 +290,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
                 if armored { ", ASCII-armored" } else { "" }
             );
             let _ = writeln!(out, "recipients  not recorded in an age file");
-            let names = match age_file::decrypt_file(&text).and_then(|p| parse_dotenv_ordered(&p)) {
+            let names = match decrypt(format, &text, path, None) {
                 Ok(variables) => names_of(variables.iter().map(|(n, _)| n.as_str())),
                 Err(_) => format!(
                     "encrypted with the values (set {IDENTITY_VAR} or {IDENTITY_FILE_VAR} to list them)"
@@ -300,8 +300,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
             let _ = writeln!(out, "integrity   the whole file is authenticated");
         }
         Format::Sops => {
-            let text = std::str::from_utf8(&text).map_err(|_| "not UTF-8".to_owned())?;
-            let file = sops::File::parse(text)?;
+            let file = sops::File::parse(&text)?;
             let _ = writeln!(out, "format      SOPS dotenv (sops {})", file.version());
             let recipients: Vec<String> = file
                 .recipients()

@@ -63,7 +63,8 @@ pub enum Recipient {
 }
 
 impl<'a> File<'a> {
-    pub fn parse(text: &'a str) -> Result<File<'a>, String> {
+    pub fn parse(text: &'a [u8]) -> Result<File<'a>, String> {
+        let text = std::str::from_utf8(text).map_err(|_| "it is not UTF-8 text".to_owned())?;
         let mut items = Vec::new();
         let mut metadata = BTreeMap::new();
         let mut seen = HashSet::new();
@@ -193,21 +194,15 @@ impl<'a> File<'a> {
 
     fn data_key(&self, identities: &[IdentitySource]) -> Result<Zeroizing<Vec<u8>>, String> {
         let recipients = self.recipients();
-        let age: Vec<(&str, &str)> = recipients
-            .iter()
-            .filter_map(|r| match r {
-                Recipient::Age { recipient, enc } => Some((recipient.as_str(), enc.as_str())),
-                Recipient::Other(_) => None,
-            })
-            .collect();
+        let mut age: Vec<(&str, &str)> = Vec::new();
+        let mut others: Vec<&str> = Vec::new();
+        for recipient in &recipients {
+            match recipient {
+                Recipient::Age { recipient, enc } => age.push((recipient, enc)),
+                Recipient::Other(other) => others.push(other),
+            }
+        }
         if age.is_empty() {
-            let others: Vec<&str> = recipients
-                .iter()
-                .filter_map(|r| match r {
-                    Recipient::Other(other) => Some(other.as_str()),
-                    Recipient::Age { .. } => None,
-                })
-                .collect();
             return Err(format!(
                 "its data key is wrapped only for recipients moat can't use ({}); moat reads age \
                  recipients: add one (`sops updatekeys` with an age key in .sops.yaml), or run moat \
@@ -407,7 +402,7 @@ mod tests {
     fn lines_follow_sops_dotenv_rules_not_shell_quoting() {
         let text =
             "A=x=y\nB=\"q\"\n#c\n\nC=a\\nb\nsops_mac=m\nsops_lastmodified=t\nsops_version=3\n";
-        let file = File::parse(text).unwrap();
+        let file = File::parse(text.as_bytes()).unwrap();
         let values: Vec<_> = file
             .items
             .iter()
@@ -415,9 +410,9 @@ mod tests {
             .collect();
         assert_eq!(values, [("A", "x=y"), ("B", "\"q\""), ("C", "a\nb")]);
         assert!(
-            File::parse("A=1\nA=2\nsops_mac=m\nsops_lastmodified=t\nsops_version=3\n").is_err()
+            File::parse(b"A=1\nA=2\nsops_mac=m\nsops_lastmodified=t\nsops_version=3\n").is_err()
         );
-        let error = File::parse("A=1\n").err().unwrap();
+        let error = File::parse(b"A=1\n").err().unwrap();
         assert!(error.contains("sops_mac"), "{error}");
     }
 }
