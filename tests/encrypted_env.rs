@@ -94,23 +94,29 @@ fn run(program: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path, stdin: &
 }
 
 /// `sops -e` of a dotenv text given on stdin (the plaintext never touches the disk).
+/// The README's command: `sops encrypt --age age1… --input-type dotenv --output-type dotenv
+/// .env > .env.enc && rm .env`.
 fn sops_encrypt(sops: &Path, dir: &Path, recipient: &str, plaintext: &str) -> String {
-    run(
+    let plain = dir.join(".env");
+    std::fs::write(&plain, plaintext).unwrap();
+    let encrypted = run(
         sops,
         &[
-            "-e",
+            "encrypt",
             "--age",
             recipient,
             "--input-type",
             "dotenv",
             "--output-type",
             "dotenv",
-            "/dev/stdin",
+            ".env",
         ],
         &[],
         dir,
-        plaintext,
-    )
+        "",
+    );
+    std::fs::remove_file(&plain).unwrap();
+    encrypted
 }
 
 fn keygen(path: &Path) -> String {
@@ -433,6 +439,31 @@ fn a_dotenvx_file_decrypts_with_its_private_key_from_the_environment_or_env_keys
         assert!(output.status.success(), "{}", text(&output));
         assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
     }
+
+    // An existing plaintext file, encrypted in place as the README says
+    // (`dotenvx encrypt -f .env.production`): its key is DOTENV_PRIVATE_KEY_PRODUCTION.
+    let production = dir.path().join(".env.production");
+    std::fs::write(&production, "EQUALS=\"a=b==c\"\nUNICODE=\"héllo ✓ 日本\"\n").unwrap();
+    let production_arg = production.to_str().unwrap();
+    run(
+        &dotenvx,
+        &["encrypt", "-f", production_arg],
+        &[],
+        dir.path(),
+        "",
+    );
+    assert!(
+        !std::fs::read_to_string(&production)
+            .unwrap()
+            .contains("héllo")
+    );
+    let output = moat(&["env", "decrypt", production_arg, "--keys", keys_arg], &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "EQUALS='a=b==c'\nUNICODE='héllo ✓ 日本'\n"
+    );
+    std::fs::remove_file(&production).unwrap();
 
     // serve, with the key from `env.dotenv_keys`.
     let upstream = Upstream::start();
