@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::forward::RequestId;
 use crate::metrics::{Metrics, OperationLabel, PhaseLabels, RejectionLabels, RequestLabels};
 use crate::reject::Rejection;
+use crate::status::{Outcome, Refusal};
 use crate::telemetry;
 use crate::trail::Trail;
 
@@ -118,10 +119,13 @@ impl Drop for Completion {
                 status: self.status.as_u16(),
             })
             .inc();
-        metrics.request_duration.observe(duration.as_secs_f64());
-        if let Some(upstream) = self.upstream_time {
-            metrics.upstream_duration.observe(upstream.as_secs_f64());
-        }
+        metrics.board.record(&Outcome {
+            operation: self.operation(),
+            duration,
+            upstream: self.upstream_time,
+            refused: self.rejection.is_some(),
+            shadowed: !self.trail.shadowed.is_empty(),
+        });
         if let Some((stage, code)) = self.rejection {
             metrics
                 .rejections
@@ -137,6 +141,48 @@ impl Drop for Completion {
         }
         if tracing::enabled!(target: "moat::access", tracing::Level::INFO) {
             self.write_line(duration);
+        }
+        self.post_to_board();
+    }
+}
+
+impl Completion {
+    /// The status page's list of the last refusals (and shadowed failures). Called last, so
+    /// the caller's names move there instead of being copied: the log line is written.
+    fn post_to_board(&mut self) {
+        if self.rejection.is_none() && self.trail.shadowed.is_empty() {
+            return;
+        }
+        let at = SystemTime::now();
+        for shadowed in std::mem::take(&mut self.trail.shadowed) {
+            let caller = (self.trail.key_id.clone(), self.trail.subject.clone());
+            let labels = (shadowed.stage().as_str(), shadowed.code());
+            let refusal = self.refusal(at, labels, shadowed.status(), caller);
+            self.metrics.board.shadowed(refusal);
+        }
+        if let Some(labels) = self.rejection {
+            let caller = (self.trail.key_id.take(), self.trail.subject.take());
+            let refusal = self.refusal(at, labels, self.status, caller);
+            self.metrics.board.refused(refusal);
+        }
+    }
+
+    fn refusal(
+        &self,
+        at: SystemTime,
+        (stage, code): (&'static str, &'static str),
+        status: StatusCode,
+        (key_id, subject): (Option<String>, Option<String>),
+    ) -> Refusal {
+        Refusal {
+            at,
+            request_id: self.request_id.clone(),
+            operation: self.operation().clone(),
+            status: status.as_u16(),
+            stage,
+            code,
+            key_id,
+            subject,
         }
     }
 }

@@ -1,13 +1,17 @@
 //! The admin listener (`admin_listen`, never the public port): `/healthz` while the process
 //! runs, `/readyz` while a config is loaded, shutdown has not begun and the upstream accepts
-//! TCP connections, and `/metrics` in the Prometheus text format.
+//! TCP connections, `/metrics` in the Prometheus text format, and the status page (`/`,
+//! refreshing from `/status.json`; see `status`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -16,7 +20,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::body::ResponseBody;
-use crate::metrics::KeyStoreState;
 use crate::snapshot::{Snapshot, State};
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
@@ -45,11 +48,13 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ResponseBo
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
     match request.uri().path() {
+        "/" => status_page(),
+        "/status.json" => status_json(state).await,
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readiness(state).await,
         "/metrics" => {
             let snapshot = state.snapshot.load();
-            state.metrics.key_stores(key_stores(&snapshot));
+            state.metrics.key_stores(snapshot.key_stores());
             let mut response = text(StatusCode::OK, state.metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -75,50 +80,83 @@ async fn readiness(state: &State) -> Response<ResponseBody> {
         );
         return text(StatusCode::SERVICE_UNAVAILABLE, body);
     }
+    if upstream_connects(&snapshot).await.is_none() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable\n");
+    }
+    // Which key store each scheme serves from, so replicas can be compared.
+    let mut body = String::from("ready\n");
+    for store in snapshot.key_stores() {
+        body.push_str(&format!(
+            "key store {}: digest {}, {} keys, read {} s ago\n",
+            store.scheme,
+            store.digest,
+            store.keys,
+            store.age.as_secs()
+        ));
+    }
+    if let Some(line) = snapshot.limits.store_status() {
+        body.push_str(&line);
+        body.push('\n');
+    }
+    text(StatusCode::OK, body)
+}
+
+/// How long a TCP connection to the upstream took, within `connect_timeout`; `None` when
+/// it was refused or timed out.
+async fn upstream_connects(snapshot: &Snapshot) -> Option<Duration> {
     let upstream = &snapshot.config.upstream;
-    let authority = upstream.url.authority().map(|a| a.as_str().to_owned());
-    let Some(authority) = authority else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "no upstream\n");
-    };
+    let authority = upstream.url.authority()?.as_str();
     let address = if upstream.url.port_u16().is_some() {
-        authority
+        authority.to_owned()
     } else {
         format!("{authority}:80")
     };
+    let started = Instant::now();
     let connect = tokio::net::TcpStream::connect(address);
     match tokio::time::timeout(upstream.connect_timeout, connect).await {
-        Ok(Ok(_)) => {
-            // Which key store each scheme serves from, so replicas can be compared.
-            let mut body = String::from("ready\n");
-            for store in key_stores(&snapshot) {
-                body.push_str(&format!(
-                    "key store {}: digest {}, {} keys, read {} s ago\n",
-                    store.scheme,
-                    store.digest,
-                    store.keys,
-                    store.age.as_secs()
-                ));
-            }
-            if let Some(line) = snapshot.limits.store_status() {
-                body.push_str(&line);
-                body.push('\n');
-            }
-            text(StatusCode::OK, body)
-        }
-        _ => text(StatusCode::SERVICE_UNAVAILABLE, "upstream unreachable\n"),
+        Ok(Ok(_)) => Some(started.elapsed()),
+        _ => None,
     }
 }
 
-fn key_stores(snapshot: &Snapshot) -> impl Iterator<Item = KeyStoreState<'_>> {
-    snapshot
-        .auth
-        .key_stores()
-        .map(|(scheme, store)| KeyStoreState {
-            scheme,
-            digest: &store.digest,
-            keys: store.records.len(),
-            age: store.age(),
-        })
+fn status_page() -> Response<ResponseBody> {
+    let page = crate::status::page::page();
+    let mut response = Response::new(ResponseBody::full(page.html.clone()));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        page.content_security_policy.clone(),
+    );
+    no_store(headers);
+    response
+}
+
+async fn status_json(state: &State) -> Response<ResponseBody> {
+    let snapshot = state.snapshot.load_full();
+    let connect = upstream_connects(&snapshot).await;
+    let generation = state.metrics.config_generation.get();
+    let report = crate::status::report::build(&state.metrics.board, &snapshot, generation, connect);
+    let Ok(body) = serde_json::to_vec(&report) else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the status\n",
+        );
+    };
+    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    no_store(headers);
+    response
+}
+
+/// The admin answers describe this moment: never cached, never sniffed into another type.
+fn no_store(headers: &mut http::HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {

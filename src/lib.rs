@@ -33,6 +33,7 @@ pub(crate) mod secrets;
 pub(crate) mod server;
 pub(crate) mod snapshot;
 pub mod spec;
+pub(crate) mod status;
 pub(crate) mod telemetry;
 pub(crate) mod tls;
 pub(crate) mod trail;

@@ -4,12 +4,17 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::status::Board;
+use crate::status::histogram::Counts;
 
 /// The `operation` label: an operationId or route template, or `unrouted` before a route
 /// matched. Shared, so labelling a request copies a pointer, not a string.
@@ -140,8 +145,9 @@ pub struct Metrics {
     pub cancelled: Family<PhaseLabels, Counter>,
     /// Increments with every configuration swapped in (the first load is generation 0).
     pub config_generation: Gauge,
-    pub request_duration: Histogram,
-    pub upstream_duration: Histogram,
+    /// The status page's counters; `/metrics` takes the request and upstream latency
+    /// histograms from them too (see [`Latencies`]).
+    pub board: Arc<Board>,
     key_store_info: Family<KeyStoreLabels, Gauge>,
     key_store_keys: Family<SchemeLabels, Gauge>,
     key_store_age: Family<SchemeLabels, Gauge<f64, AtomicU64>>,
@@ -203,9 +209,7 @@ impl Metrics {
         let connections_closed = Family::<ReasonLabels, Counter>::default();
         let cancelled = Family::<PhaseLabels, Counter>::default();
         let config_generation = Gauge::default();
-        // 0.5 ms … ~65 s: from a rejected request to a long generation.
-        let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
-        let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 18));
+        let board = Arc::new(Board::default());
         let key_store_info = Family::<KeyStoreLabels, Gauge>::default();
         let key_store_keys = Family::<SchemeLabels, Gauge>::default();
         let key_store_age = Family::<SchemeLabels, Gauge<f64, AtomicU64>>::default();
@@ -269,16 +273,7 @@ impl Metrics {
             "How many configurations have been swapped in since start",
             config_generation.clone(),
         );
-        registry.register(
-            "moat_request_duration_seconds",
-            "Time from request head to the end of the response",
-            request_duration.clone(),
-        );
-        registry.register(
-            "moat_upstream_duration_seconds",
-            "Time from sending a request upstream to its response head",
-            upstream_duration.clone(),
-        );
+        registry.register_collector(Box::new(Latencies(board.clone())));
         let limits = LimitMetrics::register(&mut registry);
         let llm = LlmMetrics::register(&mut registry);
         Self {
@@ -291,8 +286,7 @@ impl Metrics {
             connections_closed,
             cancelled,
             config_generation,
-            request_duration,
-            upstream_duration,
+            board,
             key_store_info,
             key_store_keys,
             key_store_age,
@@ -333,6 +327,71 @@ impl Metrics {
     }
 }
 
+/// The latency histograms, read from the board's lock-free ones at each scrape, in
+/// prometheus-client's layout: `moat_request_duration_seconds` and
+/// `moat_upstream_duration_seconds` (0.5 ms … ~65 s, one bucket per doubling) and
+/// `moat_operation_duration_seconds{operation}`, the first split by operation.
+#[derive(Debug)]
+struct Latencies(Arc<Board>);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: OperationLabel,
+}
+
+impl Collector for Latencies {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let operations: Vec<_> = self
+            .0
+            .operations()
+            .into_iter()
+            .map(|(operation, stats)| (OperationLabels { operation }, stats.latency.read()))
+            .collect();
+        let mut total = Counts::default();
+        for (_, counts) in &operations {
+            total.add(counts);
+        }
+        let histograms = [
+            (
+                "moat_request_duration_seconds",
+                "Time from request head to the end of the response.",
+                total,
+            ),
+            (
+                "moat_upstream_duration_seconds",
+                "Time from sending a request upstream to its response head.",
+                self.0.upstream.read(),
+            ),
+        ];
+        for (name, help, counts) in histograms {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            encode_histogram(metric, &counts)?;
+        }
+        if !operations.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "moat_operation_duration_seconds",
+                "Time from request head to the end of the response, by operation (`unrouted` \
+                 before a route matched).",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (labels, counts) in &operations {
+                encode_histogram(family.encode_family(labels)?, counts)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_histogram(mut metric: MetricEncoder<'_>, counts: &Counts) -> Result<(), std::fmt::Error> {
+    metric.encode_histogram::<NoLabelSet>(
+        counts.sum_seconds(),
+        counts.total(),
+        &counts.prometheus_buckets(),
+        None,
+    )
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -360,7 +419,14 @@ mod tests {
                 code: "invalid_path",
             })
             .inc();
-        metrics.request_duration.observe(0.01);
+        let operation: OperationLabel = "predict".into();
+        metrics.board.record(&crate::status::Outcome {
+            operation: &operation,
+            duration: std::time::Duration::from_millis(10),
+            upstream: None,
+            refused: false,
+            shadowed: false,
+        });
         let text = metrics.encode();
         assert!(
             text.contains(r#"moat_requests_total{operation="predict",status="200"} 1"#),
@@ -378,5 +444,16 @@ mod tests {
             text.contains("moat_upstream_duration_seconds_count 0"),
             "{text}"
         );
+        // prometheus-client's layout: cumulative buckets ending in the count.
+        for line in [
+            "moat_request_duration_seconds_count 1",
+            r#"moat_request_duration_seconds_bucket{le="0.008"} 0"#,
+            r#"moat_request_duration_seconds_bucket{le="0.016"} 1"#,
+            r#"moat_request_duration_seconds_bucket{le="+Inf"} 1"#,
+            r#"moat_operation_duration_seconds_count{operation="predict"} 1"#,
+            r#"moat_operation_duration_seconds_bucket{le="+Inf",operation="predict"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -127,7 +127,7 @@ pub async fn reload(state: &Arc<State>) -> bool {
             tracing::error!(
                 "reload refused: turning TLS on or off needs a restart; the previous configuration keeps serving"
             );
-            "failure"
+            Err(vec!["turning TLS on or off needs a restart".to_owned()])
         }
         Ok(Ok(snapshot)) => {
             let current = state.snapshot.load();
@@ -152,14 +152,30 @@ pub async fn reload(state: &Arc<State>) -> bool {
             state.snapshot.store(Arc::new(snapshot));
             state.metrics.config_generation.inc();
             tracing::info!("configuration reloaded");
-            "success"
+            Ok(())
         }
         Ok(Err(error)) => {
             tracing::error!(error = %error, "reload failed; the previous configuration keeps serving");
-            "failure"
+            let file = error.file.display();
+            Err(error
+                .problems
+                .iter()
+                .map(|problem| format!("{file}: {problem}"))
+                .collect())
         }
         Err(error) => {
             tracing::error!(error = %error, "reload crashed; the previous configuration keeps serving");
+            Err(vec![format!("loading crashed: {error}")])
+        }
+    };
+    let board = &state.metrics.board;
+    let result = match result {
+        Ok(()) => {
+            board.reloaded();
+            "success"
+        }
+        Err(problems) => {
+            board.reload_failed(problems);
             "failure"
         }
     };

@@ -132,6 +132,9 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
         .collect();
     let admin_task = tokio::spawn(admin::serve(state.clone(), listeners.admin));
     let chores = tokio::spawn(housekeeping(state.clone()));
+    let sampler = tokio::spawn(crate::status::sample_every_second(
+        state.metrics.board.clone(),
+    ));
     let reloads = tokio::spawn(crate::reload::run(state.clone()));
 
     let (started, mut starts) = tokio::sync::mpsc::unbounded_channel();
@@ -192,6 +195,7 @@ pub async fn serve(state: Arc<State>, listeners: Listeners, shutdown: impl Futur
     .await;
     admin_task.abort();
     chores.abort();
+    sampler.abort();
     reloads.abort();
     tracing::info!("stopped");
 }
@@ -374,7 +378,7 @@ async fn handshake(
     mut peer: Peer,
     timeout: Duration,
 ) -> Option<(TlsStream<TcpStream>, Peer)> {
-    let config = state.snapshot.load().tls.clone()?;
+    let config = state.snapshot.load().tls.as_ref()?.config.clone();
     let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(stream)).await;
     match accepted {
         Ok(Ok(stream)) => {

@@ -12,7 +12,7 @@ use crate::auth::{Auth, KeyLocation};
 use crate::config::{Config, ConfigError, OpenApiConfig};
 use crate::forward::Upstream;
 use crate::limit::RateLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{KeyStoreState, Metrics};
 use crate::policy::Routes;
 use crate::spec::{self, Spec, source};
 
@@ -36,7 +36,7 @@ pub struct Snapshot {
     pub credentials: Vec<KeyLocation>,
     /// The public listener's TLS config, rebuilt with each snapshot so new certificates
     /// reach new connections.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Hands the memory a load freed (the raw spec documents and their parse trees: tens of MB
@@ -52,6 +52,17 @@ fn return_freed_memory() {
 }
 
 impl Snapshot {
+    /// Each API-key scheme's store as this snapshot serves it (`/metrics`, `/readyz`, the
+    /// status page).
+    pub fn key_stores(&self) -> impl Iterator<Item = KeyStoreState<'_>> {
+        self.auth.key_stores().map(|(scheme, store)| KeyStoreState {
+            scheme,
+            digest: &store.digest,
+            keys: store.records.len(),
+            age: store.age(),
+        })
+    }
+
     /// Loads and compiles the config at `path`; nothing is served from a half-built state.
     /// On a reload, `previous` is the serving snapshot, whose state carries over where the
     /// new config defines the same thing: the upstream pool, verified keys and tokens,

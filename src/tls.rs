@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::HeaderValue;
 use rustls::ServerConfig;
@@ -20,8 +21,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// The public listener's TLS, as one snapshot serves it.
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    /// The leaf certificate's `notAfter`, for the status page (`None` if it won't parse:
+    /// rustls accepted it, so moat serves it all the same).
+    pub not_after: Option<SystemTime>,
+}
+
 /// Reads the PEM files and builds the server config; every problem names its file.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, Vec<String>> {
+pub fn server_config(tls: &TlsConfig) -> Result<ServerTls, Vec<String>> {
     let mut problems = Vec::new();
     // Whoever can write these can impersonate moat or, for the CA file, any client.
     let permissions = [
@@ -76,6 +85,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, Vec<String>> 
     let (Ok(certs), Ok(key), true) = (certs, key, problems.is_empty()) else {
         return Err(problems);
     };
+    let not_after = certs.first().and_then(|leaf| leaf_not_after(leaf));
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| vec![format!("tls: {e}")])?;
@@ -91,7 +101,16 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, Vec<String>> 
         )]
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        not_after,
+    })
+}
+
+fn leaf_not_after(leaf: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let seconds = u64::try_from(certificate.validity().not_after.timestamp()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))
 }
 
 fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -379,6 +379,43 @@ async fn the_trail_and_the_admitted_request_say_what_was_decided() {
 }
 
 #[tokio::test]
+async fn a_403_names_the_verified_caller_it_refused() {
+    let world = world("");
+    let token = format!("Bearer {}", token("models:read", 600));
+    let (code, trail, _) = run(
+        &world,
+        "POST",
+        PREDICT,
+        &[("authorization", &token), JSON, TENANT],
+        BODY,
+    )
+    .await;
+    assert_eq!(code, "insufficient_scope");
+    assert_eq!(trail.subject.as_deref(), Some("alice"));
+    let (code, trail, _) = run(
+        &world,
+        "POST",
+        PREDICT,
+        &[("x-api-key", &world.list_only), JSON, TENANT],
+        BODY,
+    )
+    .await;
+    assert_eq!(code, "operation_not_allowed");
+    assert_eq!(trail.key_id.as_deref(), Some("lister"));
+    // A credential that fails verification names nobody: its claims are not believed.
+    let (code, trail, _) = run(
+        &world,
+        "POST",
+        PREDICT,
+        &[("authorization", "Bearer not.a.token"), JSON, TENANT],
+        BODY,
+    )
+    .await;
+    assert_eq!(code, "invalid_token");
+    assert!(trail.subject.is_none() && trail.key_id.is_none());
+}
+
+#[tokio::test]
 async fn a_keys_rate_limit_is_spent_across_requests() {
     let world = world("");
     let headers = [("x-api-key", world.limited.as_str()), JSON, TENANT];

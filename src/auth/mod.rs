@@ -268,7 +268,8 @@ impl Auth {
             bearer,
             bearer_key,
         };
-        let mut missing_scopes: Option<(Vec<String>, bool)> = None;
+        // The first credential found short of scopes: the 403's scopes and whose it was.
+        let mut missing_scopes: Option<(Vec<String>, Identity)> = None;
         'alternatives: for (number, alternative) in requirement.alternatives().iter().enumerate() {
             trail.note(Stage::Authenticate, || {
                 format!(
@@ -288,6 +289,7 @@ impl Auth {
                 match authorize(&identity, required, caller.operation) {
                     Ok(()) => principal.absorb(identity),
                     Err(Denied::OperationNotAllowed) => {
+                        name_refused_caller(trail, &identity);
                         let key = identity.key_id.as_deref().unwrap_or("-");
                         trail.note(Stage::Authorize, || {
                             format!("  {scheme}: key `{key}` may not call this operation")
@@ -303,7 +305,7 @@ impl Auth {
                         trail.note(Stage::Authorize, || {
                             format!("  {scheme}: missing scopes [{}]", missing.join(" "))
                         });
-                        missing_scopes.get_or_insert_with(|| (required.clone(), identity.bearer));
+                        missing_scopes.get_or_insert_with(|| (required.clone(), identity));
                         continue 'alternatives;
                     }
                 }
@@ -311,10 +313,13 @@ impl Auth {
             return Ok(Some(principal));
         }
         Err(match missing_scopes {
-            Some((scopes, bearer)) => Rejection::InsufficientScope {
-                scope: scopes.join(" "),
-                bearer,
-            },
+            Some((scopes, identity)) => {
+                name_refused_caller(trail, &identity);
+                Rejection::InsufficientScope {
+                    scope: scopes.join(" "),
+                    bearer: identity.bearer,
+                }
+            }
             None => Rejection::CredentialsMissing,
         })
     }
@@ -360,6 +365,13 @@ impl Auth {
         });
         outcome
     }
+}
+
+/// A 403 names its caller in the access log and on the status page: the credential was
+/// verified, only its permissions fell short.
+fn name_refused_caller(trail: &mut Trail, identity: &Identity) {
+    trail.subject.clone_from(&identity.subject);
+    trail.key_id.clone_from(&identity.key_id);
 }
 
 impl Principal {

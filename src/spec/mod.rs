@@ -30,6 +30,9 @@ use crate::route::Router;
 pub struct Spec {
     /// The document's `openapi` version.
     pub version: String,
+    /// `info.title` and `info.version`: which model's API this is, for the status page.
+    pub title: Option<String>,
+    pub info_version: Option<String>,
     pub operations: Vec<Operation>,
     pub router: Router,
     pub warnings: Vec<String>,
@@ -205,8 +208,16 @@ pub fn load(docs: Documents) -> Result<Spec, Vec<String>> {
     if !problems.is_empty() {
         return Err(problems);
     }
+    let info = |field: &str| {
+        docs.root()
+            .pointer(&format!("/info/{field}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     Ok(Spec {
         version,
+        title: info("title"),
+        info_version: info("version"),
         operations: compiled,
         router,
         warnings,

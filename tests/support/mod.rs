@@ -21,6 +21,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
+pub mod browser;
+
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A request's head read byte by byte off a raw socket (so nothing after it is consumed);

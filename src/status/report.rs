@@ -1,0 +1,413 @@
+//! `GET /status.json`: the board and the serving snapshot as one JSON document, the page's
+//! only data source (its fields are listed in the README's "Status page"). Built when asked,
+//! from the counters and the sampler's copies; nothing here runs per request.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::histogram::Counts;
+use super::{Board, History, Refusal, RefusalKey, Tick, lock};
+use crate::snapshot::Snapshot;
+
+/// The chart: this many bars of [`STEP`] seconds, oldest first.
+const BARS: usize = 60;
+const STEP: usize = 10;
+
+#[derive(Serialize)]
+pub struct Report {
+    generated_at: String,
+    moat: Process,
+    /// The span "last minute" figures cover: 60–70 s, or the time since start.
+    window_seconds: f64,
+    totals: Totals,
+    operations: Vec<OperationRow>,
+    upstream: UpstreamRow,
+    refusals: Refusals,
+    /// Failures `policy.mode: shadow` let through: what enforcing would have refused.
+    shadow: Refusals,
+    snapshot: SnapshotRow,
+    timeline: Timeline,
+}
+
+#[derive(Serialize)]
+struct Process {
+    version: &'static str,
+    started_at: String,
+    uptime_seconds: u64,
+}
+
+#[derive(Serialize, Default)]
+struct Totals {
+    requests: u64,
+    refused: u64,
+    shadowed: u64,
+}
+
+#[derive(Serialize)]
+struct OperationRow {
+    operation: String,
+    requests: u64,
+    refused: u64,
+    shadowed: u64,
+    last_minute: LastMinute,
+}
+
+#[derive(Serialize)]
+struct LastMinute {
+    requests: u64,
+    per_second: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+impl LastMinute {
+    fn of(counts: &Counts, window: Duration) -> Self {
+        let requests = counts.total();
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = requests as f64 / window.as_secs_f64().max(1.0);
+        Self {
+            requests,
+            per_second: round(per_second, 100.0),
+            p50_ms: counts.quantile(0.5).map(milliseconds),
+            p99_ms: counts.quantile(0.99).map(milliseconds),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UpstreamRow {
+    /// `host:port` only: a URL's user info never reaches the page.
+    address: String,
+    /// A TCP connection was accepted just now, within `connect_timeout`.
+    reachable: bool,
+    connect_ms: Option<f64>,
+    /// 502 and 504 answers since start: the model refused, reset or timed out.
+    errors: u64,
+    last_minute: UpstreamMinute,
+}
+
+#[derive(Serialize)]
+struct UpstreamMinute {
+    responses: u64,
+    errors: u64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Refusals {
+    by_code: Vec<CodeRow>,
+    recent: Vec<RecentRow>,
+}
+
+#[derive(Serialize)]
+struct CodeRow {
+    stage: &'static str,
+    code: &'static str,
+    status: u16,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct RecentRow {
+    time: String,
+    request_id: String,
+    operation: String,
+    status: u16,
+    stage: &'static str,
+    code: &'static str,
+    key_id: Option<String>,
+    subject: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SnapshotRow {
+    /// Configurations swapped in since start (the first load is 0).
+    generation: i64,
+    serving_since: String,
+    mode: &'static str,
+    last_reload: Option<ReloadRow>,
+    last_failed_reload: Option<FailedReloadRow>,
+    spec: Option<SpecRow>,
+    key_stores: Vec<KeyStoreRow>,
+    tls: Option<TlsRow>,
+}
+
+#[derive(Serialize)]
+struct ReloadRow {
+    time: String,
+    result: &'static str,
+}
+
+#[derive(Serialize)]
+struct FailedReloadRow {
+    time: String,
+    problems: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SpecRow {
+    title: Option<String>,
+    version: Option<String>,
+    openapi: String,
+    operations: usize,
+}
+
+#[derive(Serialize)]
+struct KeyStoreRow {
+    scheme: String,
+    digest: String,
+    keys: usize,
+    age_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct TlsRow {
+    not_after: String,
+    days_left: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Timeline {
+    step_seconds: usize,
+    /// Unix seconds of the newest bar's end.
+    end: u64,
+    pub(super) requests: Vec<u64>,
+    refused: Vec<u64>,
+    shadowed: Vec<u64>,
+}
+
+/// What `/status.json` answers. `upstream_connect` is the admin listener's probe of the
+/// upstream, made just before (`None`: it did not connect).
+pub fn build(
+    board: &Board,
+    snapshot: &Snapshot,
+    generation: i64,
+    upstream_connect: Option<Duration>,
+) -> Report {
+    let now = SystemTime::now();
+    let history = lock(&board.history);
+    let (window_start, window) = match history.windows.front() {
+        Some(window) => (window.at, Some(window)),
+        None => (Instant::now(), None),
+    };
+    let span = window_start.elapsed();
+    let mut totals = Totals::default();
+    let mut operations: Vec<OperationRow> = board
+        .operations()
+        .into_iter()
+        .map(|(label, stats)| {
+            let requests = stats.requests.load(Relaxed);
+            let refused = stats.refused.load(Relaxed);
+            let shadowed = stats.shadowed.load(Relaxed);
+            totals.requests += requests;
+            totals.refused += refused;
+            totals.shadowed += shadowed;
+            let before = window.and_then(|w| w.operations.get(&label));
+            let latency = stats
+                .latency
+                .read()
+                .since(&before.cloned().unwrap_or_default());
+            OperationRow {
+                operation: label.to_string(),
+                requests,
+                refused,
+                shadowed,
+                last_minute: LastMinute::of(&latency, span),
+            }
+        })
+        .collect();
+    operations.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.operation.cmp(&b.operation))
+    });
+    let errors = board.upstream_errors();
+    let upstream_minute = board
+        .upstream
+        .read()
+        .since(&window.map(|w| w.upstream.clone()).unwrap_or_default());
+    let upstream = UpstreamRow {
+        address: upstream_address(snapshot),
+        reachable: upstream_connect.is_some(),
+        connect_ms: upstream_connect.map(|d| milliseconds(d.as_secs_f64())),
+        errors,
+        last_minute: UpstreamMinute {
+            responses: upstream_minute.total(),
+            errors: errors.saturating_sub(window.map_or(0, |w| w.upstream_errors)),
+            p50_ms: upstream_minute.quantile(0.5).map(milliseconds),
+            p99_ms: upstream_minute.quantile(0.99).map(milliseconds),
+        },
+    };
+    let timeline = timeline(&history);
+    drop(history);
+    Report {
+        generated_at: rfc3339(now),
+        moat: Process {
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: rfc3339(board.started),
+            uptime_seconds: now
+                .duration_since(board.started)
+                .unwrap_or_default()
+                .as_secs(),
+        },
+        window_seconds: round(span.as_secs_f64(), 10.0),
+        totals,
+        operations,
+        upstream,
+        refusals: Refusals {
+            by_code: code_rows(board.refusals.entries()),
+            recent: board.recent_refusals.latest().iter().map(row).collect(),
+        },
+        shadow: Refusals {
+            by_code: code_rows(board.shadowed.entries()),
+            recent: board.recent_shadowed.latest().iter().map(row).collect(),
+        },
+        snapshot: snapshot_row(board, snapshot, generation, now),
+        timeline,
+    }
+}
+
+fn snapshot_row(
+    board: &Board,
+    snapshot: &Snapshot,
+    generation: i64,
+    now: SystemTime,
+) -> SnapshotRow {
+    let reloads = lock(&board.reloads);
+    SnapshotRow {
+        generation,
+        serving_since: rfc3339(reloads.serving_since),
+        mode: snapshot.config.policy.mode.as_str(),
+        last_reload: reloads.last.map(|(at, swapped)| ReloadRow {
+            time: rfc3339(at),
+            result: if swapped { "success" } else { "failure" },
+        }),
+        last_failed_reload: reloads
+            .last_failure
+            .as_ref()
+            .map(|(at, problems)| FailedReloadRow {
+                time: rfc3339(*at),
+                problems: problems.clone(),
+            }),
+        spec: snapshot.spec.as_ref().map(|spec| SpecRow {
+            title: spec.title.clone(),
+            version: spec.info_version.clone(),
+            openapi: spec.version.clone(),
+            operations: spec.operations.len(),
+        }),
+        key_stores: snapshot
+            .key_stores()
+            .map(|store| KeyStoreRow {
+                scheme: store.scheme.to_owned(),
+                digest: store.digest.to_owned(),
+                keys: store.keys,
+                age_seconds: store.age.as_secs(),
+            })
+            .collect(),
+        tls: snapshot
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.not_after)
+            .map(|end| {
+                let left = match end.duration_since(now) {
+                    Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                    Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+                };
+                TlsRow {
+                    not_after: rfc3339(end),
+                    days_left: left.div_euclid(86_400),
+                }
+            }),
+    }
+}
+
+fn code_rows(
+    entries: Vec<(RefusalKey, std::sync::Arc<std::sync::atomic::AtomicU64>)>,
+) -> Vec<CodeRow> {
+    let mut rows: Vec<CodeRow> = entries
+        .into_iter()
+        .map(|((stage, code, status), count)| CodeRow {
+            stage,
+            code,
+            status,
+            count: count.load(Relaxed),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(b.code)));
+    rows
+}
+
+fn row(refusal: &Refusal) -> RecentRow {
+    RecentRow {
+        time: humantime::format_rfc3339_millis(refusal.at).to_string(),
+        request_id: refusal.request_id.as_str().to_owned(),
+        operation: refusal.operation.to_string(),
+        status: refusal.status,
+        stage: refusal.stage,
+        code: refusal.code,
+        key_id: refusal.key_id.clone(),
+        subject: refusal.subject.clone(),
+    }
+}
+
+/// Bars of [`STEP`] seconds ending at the newest tick, from the per-second totals.
+pub(super) fn timeline(history: &History) -> Timeline {
+    let ticks = &history.ticks;
+    let newest = ticks.back().copied().unwrap_or_default();
+    let at = |back: usize| -> Tick {
+        // `back` seconds before the newest tick, or the oldest one kept (the start).
+        ticks
+            .len()
+            .checked_sub(1 + back)
+            .and_then(|i| ticks.get(i))
+            .or_else(|| ticks.front())
+            .copied()
+            .unwrap_or_default()
+    };
+    let mut timeline = Timeline {
+        step_seconds: STEP,
+        end: newest.at,
+        requests: Vec::with_capacity(BARS),
+        refused: Vec::with_capacity(BARS),
+        shadowed: Vec::with_capacity(BARS),
+    };
+    for bar in (0..BARS).rev() {
+        let (start, end) = (at((bar + 1) * STEP), at(bar * STEP));
+        timeline
+            .requests
+            .push(end.requests.saturating_sub(start.requests));
+        timeline
+            .refused
+            .push(end.refused.saturating_sub(start.refused));
+        timeline
+            .shadowed
+            .push(end.shadowed.saturating_sub(start.shadowed));
+    }
+    timeline
+}
+
+/// `host:port` of the upstream URL, without user info.
+fn upstream_address(snapshot: &Snapshot) -> String {
+    let url = &snapshot.config.upstream.url;
+    let host = url.host().unwrap_or_default();
+    match url.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn milliseconds(seconds: f64) -> f64 {
+    round(seconds * 1000.0, 1000.0)
+}
+
+/// `value` to `1 / per` (two decimals for `per` 100): the page shows no more.
+fn round(value: f64, per: f64) -> f64 {
+    (value * per).round() / per
+}
