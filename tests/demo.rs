@@ -87,6 +87,25 @@ fn every_printed_curl_line_gets_the_status_it_announces() {
     for kind in ["200", "400", "401", "403", "404", "405", "415", "429"] {
         assert!(statuses.contains(kind), "no example of {kind}");
     }
+    // The status page the banner points to counted every call above (but the two to the
+    // admin listener itself).
+    let status_line = banner
+        .iter()
+        .find(|line| line.contains("/status.json"))
+        .unwrap()
+        .clone();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(&status_line)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let requests = status["totals"]["requests"].as_u64().unwrap();
+    assert!(requests >= examples.len() as u64 - 2, "{status}");
+    assert!(
+        status["totals"]["refused"].as_u64().unwrap() >= 8,
+        "{status}"
+    );
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

@@ -380,3 +380,45 @@ fn every_metric_the_grafana_dashboard_queries_exists_on_metrics() {
         "queried by examples/grafana/moat.json but not on /metrics: {missing:?}"
     );
 }
+
+#[test]
+fn the_compose_monitoring_scrapes_both_admin_listeners_and_provisions_the_dashboard() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let yaml = |path: &str| -> Value { serde_saphyr::from_str(&read(path)).unwrap() };
+    let config = yaml("config/moat.yaml");
+    let admin = config["admin_listen"].as_str().unwrap();
+    assert!(
+        admin.starts_with("0.0.0.0:"),
+        "Prometheus reaches it over the project network"
+    );
+    let port = admin.rsplit(':').next().unwrap();
+    let prometheus = yaml("monitoring/prometheus.yml");
+    let targets: Vec<&str> = prometheus["scrape_configs"][0]["static_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| group["targets"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [format!("model:{port}"), format!("model-b:{port}")]
+    );
+    let provider = yaml("monitoring/grafana/dashboards/moat.yml");
+    let path = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
+    let compose = read("compose.yaml");
+    assert!(compose.contains(&format!("../grafana:{path}:ro")));
+    assert!(
+        compose.contains(&format!("{path}/moat.json")),
+        "the home dashboard"
+    );
+    // The admin port leaves the namespace only to the host's loopback.
+    for line in compose
+        .lines()
+        .filter(|line| line.contains(&format!(":{port}\"")))
+    {
+        assert!(line.trim().starts_with("- \"127.0.0.1:"), "{line}");
+    }
+}

@@ -297,6 +297,12 @@ fn banner(s: &Session) -> String {
     let _ = writeln!(out, "curl -s http://{}/metrics\n", s.admin);
     let _ = writeln!(
         out,
+        "# expect 200: the status page's data; open http://{}/ in a browser for the page itself",
+        s.admin
+    );
+    let _ = writeln!(out, "curl -s http://{}/status.json\n", s.admin);
+    let _ = writeln!(
+        out,
         "Access log lines follow below. Ctrl-C stops the demo.\n"
     );
     out
