@@ -1,6 +1,7 @@
 //! The per-request hot path, function by function: stage 1 path check, route match on the
 //! 288-operation OpenAI spec, strict JSON + schema validation of a ~1 KiB predict body, and
-//! (once per start) loading the 3 MB OpenAI spec.
+//! (once per start) loading the 3 MB OpenAI spec; and what the end of every request costs
+//! the status board against the two prometheus-client histograms it replaced.
 //! Run: `cargo bench --bench hot_path`.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
@@ -80,12 +81,44 @@ fn benches(c: &mut Criterion) {
         b.iter(|| moat::validate::parameters(predict, black_box(&["iris"]), None, &headers, false))
     });
 
+    // The end of every request: one operation's counters and latency, and the upstream's.
+    let board = moat::status::Board::default();
+    let operation: std::sync::Arc<str> = "predict".into();
+    for other in ["list_models", "health", "get_model", "unrouted"] {
+        let label: std::sync::Arc<str> = other.into();
+        board.record(&outcome(&label));
+    }
+    c.bench_function("status: board records one forwarded request", |b| {
+        b.iter(|| board.record(black_box(&outcome(&operation))));
+    });
+    let histograms = [(); 2].map(|()| {
+        prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 18),
+        )
+    });
+    c.bench_function("status: two prometheus-client histograms (before)", |b| {
+        b.iter(|| {
+            histograms[0].observe(black_box(0.0042));
+            histograms[1].observe(black_box(0.0031));
+        });
+    });
+
     let mut group = c.benchmark_group("load");
     group.sample_size(10);
     group.bench_function("spec: openai.yaml (3 MB, 288 operations)", |b| {
         b.iter(|| spec("openai.yaml"))
     });
     group.finish();
+}
+
+fn outcome(operation: &std::sync::Arc<str>) -> moat::status::Outcome<'_> {
+    moat::status::Outcome {
+        operation,
+        duration: std::time::Duration::from_micros(4200),
+        upstream: Some(std::time::Duration::from_micros(3100)),
+        refused: false,
+        shadowed: false,
+    }
 }
 
 criterion_group!(hot_path, benches);

@@ -5,7 +5,7 @@
 //! `reject::Rejection`, which is the only place statuses are chosen.
 //!
 //! Public are only the modules the binary, the integration tests and the benches reach
-//! (`cli`, the stages they exercise directly, `config`, `spec`); the rest is `pub(crate)`,
+//! (`cli`, the stages they exercise directly, `config`, `spec`, `status`); the rest is `pub(crate)`,
 //! so the compiler reports what nothing uses.
 
 pub mod access;
@@ -33,7 +33,7 @@ pub(crate) mod secrets;
 pub(crate) mod server;
 pub(crate) mod snapshot;
 pub mod spec;
-pub(crate) mod status;
+pub mod status;
 pub(crate) mod telemetry;
 pub(crate) mod tls;
 pub(crate) mod trail;

@@ -39,6 +39,16 @@ fn ca(name: &str) -> Ca {
 
 /// A leaf signed by `ca`: (certificate PEM, key PEM, certificate DER).
 fn leaf(ca: &Ca, common_name: &str, names: &[&str]) -> (String, String, Vec<u8>) {
+    leaf_until(ca, common_name, names, None)
+}
+
+/// The same, valid until `not_after` (rcgen's default: 4096-01-01).
+fn leaf_until(
+    ca: &Ca,
+    common_name: &str,
+    names: &[&str],
+    not_after: Option<(i32, u8, u8)>,
+) -> (String, String, Vec<u8>) {
     let mut params =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     params
@@ -47,6 +57,9 @@ fn leaf(ca: &Ca, common_name: &str, names: &[&str]) -> (String, String, Vec<u8>)
     params
         .distinguished_name
         .push(DnType::OrganizationName, "Moat Tests");
+    if let Some((year, month, day)) = not_after {
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+    }
     let key = KeyPair::generate().unwrap();
     let issuer = Issuer::from_params(&ca.params, &ca.key);
     let cert = params.signed_by(&key, &issuer).unwrap();
@@ -265,7 +278,8 @@ fn a_renewed_certificate_is_served_to_new_connections_while_old_ones_continue() 
         assert_eq!(sender.send_request(first).await.unwrap().status(), 200);
 
         // Renewal: write the new pair beside the old and rename over it, as cert tools do.
-        let (cert, key, renewed_der) = leaf(&pki.ca, "localhost", &["localhost"]);
+        let (cert, key, renewed_der) =
+            leaf_until(&pki.ca, "localhost", &["localhost"], Some((2031, 5, 17)));
         replace(pki.dir.path(), "server.key", &key);
         replace(pki.dir.path(), "server.crt", &cert);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -287,6 +301,12 @@ fn a_renewed_certificate_is_served_to_new_connections_while_old_ones_continue() 
         assert_eq!(sender.send_request(second).await.unwrap().status(), 200);
     });
     assert!(support::metric(&moat, r#"moat_config_reloads_total{result="success"}"#) >= 1);
+    // The status page shows the certificate being served, and when it expires.
+    let status = support::get(moat.admin, "/status.json", &[]).json();
+    let tls = &status["snapshot"]["tls"];
+    assert_eq!(tls["not_after"], "2031-05-17T00:00:00Z", "{status}");
+    let days = (1_936_742_400 - support::now()) / 86_400;
+    assert_eq!(tls["days_left"].as_u64(), Some(days));
 }
 
 fn replace(dir: &Path, name: &str, text: &str) {

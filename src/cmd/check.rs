@@ -11,6 +11,23 @@ use crate::config::{Config, mentions_placeholder};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
+/// Where moat listens and forwards, with a warning for what should stay on loopback.
+fn describe_addresses(out: &mut String, config: &Config) {
+    let _ = writeln!(out, "  listen        {}", config.listen);
+    let _ = writeln!(out, "  admin_listen  {}", config.admin_listen);
+    if !config.admin_listen.ip().is_loopback() {
+        let _ = writeln!(
+            out,
+            "  warning: admin_listen is not on loopback: /metrics and the status page \
+             (key ids, subjects) are open to that network; restrict it or bind 127.0.0.1"
+        );
+    }
+    let _ = writeln!(out, "  upstream      {}", config.upstream.url);
+    if !config.upstream.is_loopback() {
+        let _ = writeln!(out, "  warning: the upstream is not on loopback");
+    }
+}
+
 pub fn main(config_path: PathBuf) -> ExitCode {
     // serve's warnings (a group-readable key store, say) belong in the report too.
     let warnings = tracing_subscriber::fmt()
@@ -27,12 +44,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             let mut out = String::new();
             let config = &snapshot.config;
             let _ = writeln!(out, "{}: ok", config_path.display());
-            let _ = writeln!(out, "  listen        {}", config.listen);
-            let _ = writeln!(out, "  admin_listen  {}", config.admin_listen);
-            let _ = writeln!(out, "  upstream      {}", config.upstream.url);
-            if !config.upstream.is_loopback() {
-                let _ = writeln!(out, "  warning: the upstream is not on loopback");
-            }
+            describe_addresses(&mut out, config);
             let _ = writeln!(
                 out,
                 "  limits        {}",

@@ -6,42 +6,47 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Four buckets per doubling, from 15.6 µs (0.5 ms / 32) to 0.5 ms × 2¹⁷ ≈ 65.5 s: a
-/// quantile read from them is within ~10 % of the true one, where Prometheus's one bucket
-/// per doubling could be off by half.
-const STEPS_PER_DOUBLING: i32 = 4;
-const FIRST_BOUND: f64 = 0.0005 / 32.0;
+/// Four buckets per doubling from 15.625 µs (0.5 ms / 32) to 0.5 ms × 2¹⁷ ≈ 65.5 s, the
+/// bounds at 1, 1.25, 1.5 and 1.75 times each power of two: a quantile read from them is
+/// within a few percent of the true one, where Prometheus's one bucket per doubling could
+/// be off by half. Log-linear rather than geometric so a bucket is found with integer
+/// operations (the request path pays for it), and every power of two is a bound, so the
+/// Prometheus buckets are exact sums.
+const FIRST_NANOS: u64 = 15_625;
 /// The finite upper bounds, bucket `i` holding (bound(i − 1), bound(i)].
 const BOUNDS: usize = 89;
 /// The finite buckets and the last, `+Inf`.
 pub const BUCKETS: usize = BOUNDS + 1;
+const STEPS_PER_DOUBLING: usize = 4;
 /// The bound the Prometheus buckets start at (0.5 ms), as `moat_request_duration_seconds`'.
-const PROMETHEUS_FIRST: usize = 5 * STEPS_PER_DOUBLING as usize;
+const PROMETHEUS_FIRST: usize = 5 * STEPS_PER_DOUBLING;
 
-/// The upper bound of bucket `index`, in seconds (`+Inf` for the last).
+/// The upper bound of bucket `index`, in seconds (`+Inf` for the last): FIRST × 2^k ×
+/// (4 + j) / 4 for `index` = 4k + j.
 pub fn bound(index: usize) -> f64 {
     if index >= BOUNDS {
         return f64::INFINITY;
     }
-    let steps = i32::try_from(index).unwrap_or(i32::MAX);
-    FIRST_BOUND * 2f64.powf(f64::from(steps) / f64::from(STEPS_PER_DOUBLING))
+    let (doublings, quarter) = (index / STEPS_PER_DOUBLING, index % STEPS_PER_DOUBLING);
+    // Below 2^53: exact in an f64, so a power-of-two bound divides to the same double as
+    // prometheus-client's `exponential_buckets(0.0005, 2.0, …)` makes.
+    let quarters = (FIRST_NANOS * (4 + quarter as u64)) << doublings;
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = quarters as f64 / 4e9;
+    seconds
 }
 
-/// The bucket a duration of `seconds` falls in.
-fn index(seconds: f64) -> usize {
-    if seconds <= FIRST_BOUND {
+/// The bucket a duration of `nanos` falls in: the first whose bound is not below it.
+fn index(nanos: u64) -> usize {
+    // The duration in quarters of the first bound, rounded up: bucket 4k + j has the bound
+    // 2^k × (4 + j) in these units.
+    let quarters = nanos.saturating_mul(4).div_ceil(FIRST_NANOS);
+    if quarters <= 4 {
         return 0;
     }
-    // A hair below the exact step, so a value on a bound lands in that bound's bucket.
-    let steps = ((seconds / FIRST_BOUND).log2() * f64::from(STEPS_PER_DOUBLING) - 1e-9).ceil();
-    if steps >= BOUNDS as f64 {
-        BOUNDS
-    } else {
-        // In 1..BOUNDS here: a positive whole number below 89.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let steps = steps as usize;
-        steps
-    }
+    let doublings = u64::from(quarters.ilog2() - 2);
+    let index = 4 * doublings + quarters.div_ceil(1 << doublings) - 4;
+    usize::try_from(index).map_or(BOUNDS, |index| index.min(BOUNDS))
 }
 
 pub struct Histogram {
@@ -68,8 +73,8 @@ impl std::fmt::Debug for Histogram {
 
 impl Histogram {
     pub fn record(&self, duration: Duration) {
-        self.buckets[index(duration.as_secs_f64())].fetch_add(1, Relaxed);
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[index(nanos)].fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
@@ -104,8 +109,12 @@ impl Counts {
         self.buckets.iter().sum()
     }
 
-    /// What was recorded after `earlier` (a copy of the same histogram).
-    pub fn since(&self, earlier: &Counts) -> Counts {
+    /// What was recorded after `earlier`, a copy of the same histogram (`None`: since
+    /// the start).
+    pub fn since(self, earlier: Option<&Counts>) -> Counts {
+        let Some(earlier) = earlier else {
+            return self;
+        };
         Counts {
             buckets: std::array::from_fn(|i| self.buckets[i].saturating_sub(earlier.buckets[i])),
             sum_nanos: self.sum_nanos.saturating_sub(earlier.sum_nanos),
@@ -161,7 +170,7 @@ impl Counts {
         for (i, &count) in self.buckets.iter().enumerate() {
             pending += count;
             let exported =
-                i >= PROMETHEUS_FIRST && (i - PROMETHEUS_FIRST) % STEPS_PER_DOUBLING as usize == 0;
+                i >= PROMETHEUS_FIRST && (i - PROMETHEUS_FIRST) % STEPS_PER_DOUBLING == 0;
             if exported || i == BOUNDS {
                 out.push((bound(i), std::mem::take(&mut pending)));
             }
@@ -184,12 +193,19 @@ mod tests {
 
     #[test]
     fn a_value_on_a_bound_falls_in_that_bounds_bucket() {
-        for i in [0, 1, 20, 47, 88] {
-            assert_eq!(index(bound(i)), i, "bound {i}");
-            assert_eq!(index(bound(i) * 1.000_001), i + 1, "just above bound {i}");
+        assert_eq!(bound(0), 15.625e-6);
+        assert_eq!(bound(1), 15.625e-6 * 1.25);
+        assert_eq!(bound(4), 31.25e-6);
+        for i in [0, 1, 2, 3, 4, 5, 20, 47, 88] {
+            // The bound in whole nanoseconds (19531.25 ns is in bucket 1, 19532 is not).
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let nanos = (bound(i) * 1e9).floor() as u64;
+            assert_eq!(index(nanos), i, "bound {i}");
+            assert_eq!(index(nanos + 1), i + 1, "just above bound {i}");
         }
-        assert_eq!(index(0.0), 0);
-        assert_eq!(index(1e6), BOUNDS, "beyond the last bound: +Inf");
+        assert_eq!(index(0), 0);
+        assert_eq!(index(u64::MAX), BOUNDS, "beyond the last bound: +Inf");
+        assert_eq!(index(66_000_000_000), BOUNDS);
     }
 
     #[test]
@@ -213,7 +229,7 @@ mod tests {
         let start = histogram.read();
         histogram.record(Duration::from_millis(2));
         histogram.record(Duration::from_millis(2));
-        let window = histogram.read().since(&start);
+        let window = histogram.read().since(Some(&start));
         assert_eq!(window.total(), 2);
         let p99 = window.quantile(0.99).unwrap();
         assert!((0.0015..=0.0025).contains(&p99), "{p99}");

@@ -2,13 +2,15 @@
 //! only data source (its fields are listed in the README's "Status page"). Built when asked,
 //! from the counters and the sampler's copies; nothing here runs per request.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::histogram::Counts;
-use super::{Board, History, Refusal, RefusalKey, Tick, lock};
+use super::{Board, History, Refusal, RefusalKey, Tick, Window, lock};
 use crate::snapshot::Snapshot;
 
 /// The chart: this many bars of [`STEP`] seconds, oldest first.
@@ -194,53 +196,8 @@ pub fn build(
         None => (Instant::now(), None),
     };
     let span = window_start.elapsed();
-    let mut totals = Totals::default();
-    let mut operations: Vec<OperationRow> = board
-        .operations()
-        .into_iter()
-        .map(|(label, stats)| {
-            let requests = stats.requests.load(Relaxed);
-            let refused = stats.refused.load(Relaxed);
-            let shadowed = stats.shadowed.load(Relaxed);
-            totals.requests += requests;
-            totals.refused += refused;
-            totals.shadowed += shadowed;
-            let before = window.and_then(|w| w.operations.get(&label));
-            let latency = stats
-                .latency
-                .read()
-                .since(&before.cloned().unwrap_or_default());
-            OperationRow {
-                operation: label.to_string(),
-                requests,
-                refused,
-                shadowed,
-                last_minute: LastMinute::of(&latency, span),
-            }
-        })
-        .collect();
-    operations.sort_by(|a, b| {
-        b.requests
-            .cmp(&a.requests)
-            .then_with(|| a.operation.cmp(&b.operation))
-    });
-    let errors = board.upstream_errors();
-    let upstream_minute = board
-        .upstream
-        .read()
-        .since(&window.map(|w| w.upstream.clone()).unwrap_or_default());
-    let upstream = UpstreamRow {
-        address: upstream_address(snapshot),
-        reachable: upstream_connect.is_some(),
-        connect_ms: upstream_connect.map(|d| milliseconds(d.as_secs_f64())),
-        errors,
-        last_minute: UpstreamMinute {
-            responses: upstream_minute.total(),
-            errors: errors.saturating_sub(window.map_or(0, |w| w.upstream_errors)),
-            p50_ms: upstream_minute.quantile(0.5).map(milliseconds),
-            p99_ms: upstream_minute.quantile(0.99).map(milliseconds),
-        },
-    };
+    let (operations, totals) = operation_rows(board, window, span);
+    let upstream = upstream_row(board, snapshot, window, upstream_connect);
     let timeline = timeline(&history);
     drop(history);
     Report {
@@ -267,6 +224,64 @@ pub fn build(
         },
         snapshot: snapshot_row(board, snapshot, generation, now),
         timeline,
+    }
+}
+
+/// Each operation that had requests, busiest first, and their sums.
+fn operation_rows(
+    board: &Board,
+    window: Option<&Window>,
+    span: Duration,
+) -> (Vec<OperationRow>, Totals) {
+    let mut totals = Totals::default();
+    let mut rows: Vec<OperationRow> = board
+        .operations()
+        .into_iter()
+        .map(|(label, stats)| {
+            let requests = stats.requests.load(Relaxed);
+            let refused = stats.refused.load(Relaxed);
+            let shadowed = stats.shadowed.load(Relaxed);
+            totals.requests += requests;
+            totals.refused += refused;
+            totals.shadowed += shadowed;
+            let before = window.and_then(|w| w.operations.get(&label));
+            let latency = stats.latency.read().since(before);
+            OperationRow {
+                operation: label.to_string(),
+                requests,
+                refused,
+                shadowed,
+                last_minute: LastMinute::of(&latency, span),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.requests
+            .cmp(&a.requests)
+            .then_with(|| a.operation.cmp(&b.operation))
+    });
+    (rows, totals)
+}
+
+fn upstream_row(
+    board: &Board,
+    snapshot: &Snapshot,
+    window: Option<&Window>,
+    connect: Option<Duration>,
+) -> UpstreamRow {
+    let errors = board.upstream_errors();
+    let minute = board.upstream.read().since(window.map(|w| &w.upstream));
+    UpstreamRow {
+        address: upstream_address(snapshot),
+        reachable: connect.is_some(),
+        connect_ms: connect.map(|d| milliseconds(d.as_secs_f64())),
+        errors,
+        last_minute: UpstreamMinute {
+            responses: minute.total(),
+            errors: errors.saturating_sub(window.map_or(0, |w| w.upstream_errors)),
+            p50_ms: minute.quantile(0.5).map(milliseconds),
+            p99_ms: minute.quantile(0.99).map(milliseconds),
+        },
     }
 }
 
@@ -324,9 +339,7 @@ fn snapshot_row(
     }
 }
 
-fn code_rows(
-    entries: Vec<(RefusalKey, std::sync::Arc<std::sync::atomic::AtomicU64>)>,
-) -> Vec<CodeRow> {
+fn code_rows(entries: Vec<(RefusalKey, Arc<AtomicU64>)>) -> Vec<CodeRow> {
     let mut rows: Vec<CodeRow> = entries
         .into_iter()
         .map(|((stage, code, status), count)| CodeRow {
