@@ -673,14 +673,17 @@ fn connections_beyond_max_connections_wait_until_a_slot_frees() {
 fn check_warns_about_an_upstream_or_admin_listener_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("moat.yaml");
-    std::fs::write(&path, config("http://192.0.2.10:8000", "")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let check = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let stdout = check(config("http://192.0.2.10:8000", ""));
     assert!(
         stdout.contains("the upstream is not on loopback"),
         "{stdout}"
@@ -688,16 +691,10 @@ fn check_warns_about_an_upstream_or_admin_listener_off_loopback() {
     assert!(!stdout.contains("admin_listen is not"), "{stdout}");
 
     // An admin listener off loopback shows its status page to that network: said too.
-    let text = config("http://127.0.0.1:8000", "")
-        .replace("admin_listen: 127.0.0.1:0", "admin_listen: 0.0.0.0:0");
-    std::fs::write(&path, text).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = check(
+        config("http://127.0.0.1:8000", "")
+            .replace("admin_listen: 127.0.0.1:0", "admin_listen: 0.0.0.0:0"),
+    );
     assert!(
         stdout.contains("warning: admin_listen is not on loopback"),
         "{stdout}"
