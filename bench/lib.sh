@@ -29,5 +29,5 @@ CONF
 # wrk_ms FILE QUANTILE: wrk prints 850.00us, 1.84ms or 1.02s; this prints milliseconds.
 wrk_ms() {
   awk -v q="$2" '$1 == q {print $2}' "$1" \
-    | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u])"
+    | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(round(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u], 3))"
 }

@@ -170,6 +170,12 @@ fn the_status_page_shows_what_was_refused_and_why_and_refreshes_itself() {
     assert_eq!(text_of(&browser, "total-shadowed"), "1");
     assert_eq!(text_of(&browser, "upstream-state"), "reachable");
 
+    // The chart has this minute's bars: requests, refusals and the shadowed one.
+    let bars = browser.eval(
+        "return ['req', 'ref', 'sha'].map(c => document.querySelectorAll('#chart rect.' + c).length);",
+    );
+    assert_eq!(bars, json!([1, 1, 1]), "one 10-second bar of each");
+
     // Operations: requests, refused, shadowed.
     let operations = rows(&browser, "operations");
     let counts = |name: &str| {

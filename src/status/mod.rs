@@ -163,15 +163,7 @@ impl Board {
 
     fn sample_at(&self, now: Instant, wall: SystemTime) {
         let operations = self.operations.entries();
-        let mut tick = Tick {
-            at: unix_seconds(wall),
-            ..Tick::default()
-        };
-        for (_, stats) in &operations {
-            tick.requests += stats.requests.load(Relaxed);
-            tick.refused += stats.refused.load(Relaxed);
-            tick.shadowed += stats.shadowed.load(Relaxed);
-        }
+        let tick = Tick::of(&operations, wall);
         let mut history = lock(&self.history);
         let due = history
             .windows
@@ -220,6 +212,22 @@ struct Tick {
     requests: u64,
     refused: u64,
     shadowed: u64,
+}
+
+impl Tick {
+    /// The totals of `operations` now, stamped `wall`.
+    fn of(operations: &[(OperationLabel, Arc<OperationStats>)], wall: SystemTime) -> Tick {
+        let mut tick = Tick {
+            at: unix_seconds(wall),
+            ..Tick::default()
+        };
+        for (_, stats) in operations {
+            tick.requests += stats.requests.load(Relaxed);
+            tick.refused += stats.refused.load(Relaxed);
+            tick.shadowed += stats.shadowed.load(Relaxed);
+        }
+        tick
+    }
 }
 
 /// The counters as they were at `at`: where "the last minute" starts.

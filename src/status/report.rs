@@ -198,7 +198,7 @@ pub fn build(
     let span = window_start.elapsed();
     let (operations, totals) = operation_rows(board, window, span);
     let upstream = upstream_row(board, snapshot, window, upstream_connect);
-    let timeline = timeline(&history);
+    let timeline = timeline(&history, Tick::of(&board.operations(), now));
     drop(history);
     Report {
         generated_at: rfc3339(now),
@@ -366,23 +366,26 @@ fn row(refusal: &Refusal) -> RecentRow {
     }
 }
 
-/// Bars of [`STEP`] seconds ending at the newest tick, from the per-second totals.
-pub(super) fn timeline(history: &History) -> Timeline {
+/// Bars of [`STEP`] seconds ending now (`live`: the counters as they are), from the
+/// per-second totals; before the oldest tick kept, the bars are empty.
+pub(super) fn timeline(history: &History, live: Tick) -> Timeline {
     let ticks = &history.ticks;
-    let newest = ticks.back().copied().unwrap_or_default();
     let at = |back: usize| -> Tick {
-        // `back` seconds before the newest tick, or the oldest one kept (the start).
+        if back == 0 {
+            return live;
+        }
+        // Ticks are a second apart, the newest at most a second old.
         ticks
             .len()
-            .checked_sub(1 + back)
+            .checked_sub(back)
             .and_then(|i| ticks.get(i))
             .or_else(|| ticks.front())
             .copied()
-            .unwrap_or_default()
+            .unwrap_or(live)
     };
     let mut timeline = Timeline {
         step_seconds: STEP,
-        end: newest.at,
+        end: live.at,
         requests: Vec::with_capacity(BARS),
         refused: Vec::with_capacity(BARS),
         shadowed: Vec::with_capacity(BARS),

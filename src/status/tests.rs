@@ -153,13 +153,16 @@ fn the_last_minute_starts_at_the_oldest_window_and_the_chart_at_the_oldest_tick(
         let at = Duration::from_secs(second);
         board.sample_at(start + at, wall + at);
     }
+    // And one more in the current, unsampled second: the newest bar ends now.
+    answered(&board, "predict", 2, false);
+    let live = super::Tick::of(&board.operations(), wall + Duration::from_secs(101));
     let history = super::lock(&board.history);
     assert_eq!(history.windows.len(), super::WINDOWS, "bounded");
     let oldest = history.windows.front().unwrap();
     assert_eq!(oldest.at, start + Duration::from_secs(40), "60–70 s back");
     let counts = &oldest.operations[&OperationLabel::from("predict")];
     assert_eq!(counts.total(), 5, "the burst is before the window");
-    let timeline = super::report::timeline(&history).requests;
+    let timeline = super::report::timeline(&history, live).requests;
     drop(history);
     assert_eq!(timeline.len(), 60);
     let recent: Vec<u64> = timeline[57..].to_vec();
@@ -168,10 +171,10 @@ fn the_last_minute_starts_at_the_oldest_window_and_the_chart_at_the_oldest_tick(
         [10, 10, 10],
         "one a second in each of the last 10-second bars"
     );
-    assert_eq!(timeline[56], 1, "second 70 is the last of the bar 61–70");
+    assert_eq!(timeline[56], 2, "seconds 70 and 71 in the bar before");
     assert_eq!(
         timeline.iter().sum::<u64>(),
-        31 + 5,
-        "all ticks since the start"
+        5 + 31 + 1,
+        "everything since the start"
     );
 }
