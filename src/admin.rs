@@ -47,7 +47,16 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ResponseBo
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
-    match request.uri().path() {
+    let path = request.uri().path();
+    if matches!(path, "/" | "/status.json") && !addressed_by_ip(&request) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "the status page answers only requests addressed to an IP address or localhost \
+             (a defence against DNS rebinding): open http://127.0.0.1:<port>/ through a \
+             port-forward or tunnel\n",
+        );
+    }
+    match path {
         "/" => status_page(),
         "/status.json" => status_json(state).await,
         "/healthz" => text(StatusCode::OK, "ok\n"),
@@ -99,6 +108,29 @@ async fn readiness(state: &State) -> Response<ResponseBody> {
         body.push('\n');
     }
     text(StatusCode::OK, body)
+}
+
+/// The status page lists key ids and subjects: a web page the operator happens to visit
+/// must not read it by pointing its own host name at 127.0.0.1 (DNS rebinding). Such a
+/// request carries that name in `Host`; one typed as an address, or `localhost`, does not.
+/// Prometheus scrapes `/metrics` by service name, so only the page's two paths are checked.
+fn addressed_by_ip<B>(request: &Request<B>) -> bool {
+    let Some(host) = request.headers().get(http::header::HOST) else {
+        // HTTP/1.0 tools send none; browsers always do.
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // `[::1]:9090`
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, _)) => address,
+            None => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// How long a TCP connection to the upstream took, within `connect_timeout`; `None` when
@@ -167,4 +199,41 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_page_answers_hosts_typed_as_addresses_or_localhost_only() {
+        let with_host = |host: &str| {
+            let request = Request::get("/").header("host", host).body(()).unwrap();
+            addressed_by_ip(&request)
+        };
+        for host in [
+            "127.0.0.1:9090",
+            "127.0.0.1",
+            "[::1]:9090",
+            "[::1]",
+            "localhost:9090",
+            "LOCALHOST",
+            "10.1.2.3:9090",
+        ] {
+            assert!(with_host(host), "{host}");
+        }
+        for host in [
+            "evil.example:9090",
+            "evil.example",
+            "127.0.0.1.nip.io:9090",
+            "localhost.evil.example",
+            "[::1",
+        ] {
+            assert!(!with_host(host), "{host}");
+        }
+        assert!(
+            addressed_by_ip(&Request::get("/").body(()).unwrap()),
+            "no Host: HTTP/1.0"
+        );
+    }
 }

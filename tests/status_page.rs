@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use support::browser::Browser;
-use support::{Moat, Upstream, config, fixture, get, moat_keys, post_json, send};
+use support::{Moat, Upstream, admin_get, config, fixture, get, moat_keys, post_json, send};
 
 const SECRET: &str = "status-page-hmac-secret-0123456789abcdef";
 /// What a client sent that must never be shown: in a body, in a query.
@@ -145,7 +145,7 @@ fn the_status_page_shows_what_was_refused_and_why_and_refreshes_itself() {
     let world = world();
     traffic(&world);
 
-    let page = get(world.moat.admin, "/", &[]);
+    let page = admin_get(world.moat.admin, "/");
     assert_eq!(page.status, 200);
     assert_eq!(
         page.header("content-type"),
@@ -153,6 +153,17 @@ fn the_status_page_shows_what_was_refused_and_why_and_refreshes_itself() {
     );
     let policy = page.header("content-security-policy").unwrap();
     assert!(policy.starts_with("default-src 'none'; script-src 'sha256-"));
+    // A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) is refused;
+    // Prometheus, scraping by name, is not.
+    for path in ["/", "/status.json"] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: attacker.example:9090\r\nConnection: close\r\n\r\n"
+        );
+        let rebound = support::raw(world.moat.admin, request.as_bytes());
+        assert_eq!(rebound.status, 403, "{path}");
+        assert!(String::from_utf8_lossy(&rebound.body).contains("DNS rebinding"));
+    }
+    assert_eq!(get(world.moat.admin, "/metrics", &[]).status, 200);
 
     browser.open(&format!("http://{}/", world.moat.admin));
     assert!(
@@ -258,7 +269,7 @@ fn the_status_page_shows_what_was_refused_and_why_and_refreshes_itself() {
         .as_str()
         .unwrap()
         .to_owned();
-    let json = String::from_utf8(get(world.moat.admin, "/status.json", &[]).body).unwrap();
+    let json = String::from_utf8(admin_get(world.moat.admin, "/status.json").body).unwrap();
     let jwt = token("carol", "models:read");
     let jwt_signature = jwt.rsplit('.').next().unwrap();
     for secret in [

@@ -302,7 +302,7 @@ fn a_renewed_certificate_is_served_to_new_connections_while_old_ones_continue() 
     });
     assert!(support::metric(&moat, r#"moat_config_reloads_total{result="success"}"#) >= 1);
     // The status page shows the certificate being served, and when it expires.
-    let status = support::get(moat.admin, "/status.json", &[]).json();
+    let status = support::admin_get(moat.admin, "/status.json").json();
     let tls = &status["snapshot"]["tls"];
     assert_eq!(tls["not_after"], "2031-05-17T00:00:00Z", "{status}");
     let days = (1_936_742_400 - support::now()) / 86_400;

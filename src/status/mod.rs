@@ -29,7 +29,8 @@ const TICKS: usize = 601;
 /// Copies of the per-operation counters, one every [`WINDOW_STEP`]: the "last minute" is
 /// measured from the oldest, 60–70 s back.
 const WINDOWS: usize = 7;
-const WINDOW_STEP: u64 = 10;
+const WINDOW_STEP: Duration = Duration::from_secs(10);
+const SLACK: Duration = Duration::from_millis(500);
 
 /// A refusal's labels: (stage, code, status).
 pub type RefusalKey = (&'static str, &'static str, u16);
@@ -168,7 +169,9 @@ impl Board {
         let due = history
             .windows
             .back()
-            .is_none_or(|last| now.duration_since(last.at).as_secs() >= WINDOW_STEP);
+            // Half a second of slack: the sampler wakes a little late or early, and a copy
+            // 9.99 s after the last must not wait for the next second.
+            .is_none_or(|last| now.duration_since(last.at) >= WINDOW_STEP - SLACK);
         if due {
             let window = Window {
                 at: now,

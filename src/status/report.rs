@@ -355,7 +355,7 @@ fn code_rows(entries: Vec<(RefusalKey, Arc<AtomicU64>)>) -> Vec<CodeRow> {
 
 fn row(refusal: &Refusal) -> RecentRow {
     RecentRow {
-        time: humantime::format_rfc3339_millis(refusal.at).to_string(),
+        time: humantime::format_rfc3339_millis(refusal.at.max(SystemTime::UNIX_EPOCH)).to_string(),
         request_id: refusal.request_id.as_str().to_owned(),
         operation: refusal.operation.to_string(),
         status: refusal.status,
@@ -370,18 +370,16 @@ fn row(refusal: &Refusal) -> RecentRow {
 /// per-second totals; before the oldest tick kept, the bars are empty.
 pub(super) fn timeline(history: &History, live: Tick) -> Timeline {
     let ticks = &history.ticks;
+    // The totals `back` seconds ago: the newest tick taken by then (found by its time, as a
+    // sampler that woke late or twice in a second leaves ticks not one second apart), or the
+    // oldest kept, the start.
     let at = |back: usize| -> Tick {
         if back == 0 {
             return live;
         }
-        // Ticks are a second apart, the newest at most a second old.
-        ticks
-            .len()
-            .checked_sub(back)
-            .and_then(|i| ticks.get(i))
-            .or_else(|| ticks.front())
-            .copied()
-            .unwrap_or(live)
+        let then = live.at.saturating_sub(back as u64);
+        let taken = ticks.partition_point(|tick| tick.at <= then);
+        ticks.get(taken.saturating_sub(1)).copied().unwrap_or(live)
     };
     let mut timeline = Timeline {
         step_seconds: STEP,
@@ -415,8 +413,10 @@ fn upstream_address(snapshot: &Snapshot) -> String {
     }
 }
 
+/// humantime formats only times after 1970 (and panics otherwise): a clock set that far
+/// back shows as the epoch rather than failing the page.
 fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    humantime::format_rfc3339_seconds(time.max(SystemTime::UNIX_EPOCH)).to_string()
 }
 
 fn milliseconds(seconds: f64) -> f64 {

@@ -485,6 +485,13 @@ pub fn get(addr: SocketAddr, target: &str, headers: &[&str]) -> RawResponse {
     raw(addr, request.as_bytes())
 }
 
+/// A GET to the admin listener as a browser sends it: `Host` is the address itself (the
+/// status page refuses names, against DNS rebinding).
+pub fn admin_get(addr: SocketAddr, target: &str) -> RawResponse {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    raw(addr, request.as_bytes())
+}
+
 pub fn read_response(stream: &mut TcpStream) -> RawResponse {
     let mut buffer = Vec::new();
     let _ = stream.read_to_end(&mut buffer);
