@@ -8,31 +8,9 @@ cd "$(dirname "$0")/.."
 BEFORE=$1; AFTER=$2; ROUNDS=${3:-3}; DURATION=${4:-8s}; CONNECTIONS=${5:-32}
 . bench/lib.sh
 upstream_conf
-b64url() { openssl base64 -A | tr "+/" "-_" | tr -d "="; }
 taskset -c 1 nginx -c "$WORK/upstream.conf" -p "$WORK" &
-"$AFTER" keys new --id bench --scopes predict --store "$WORK/keys.yaml" > "$WORK/key.txt" 2>/dev/null
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/signing.pem" 2>/dev/null
-openssl pkey -in "$WORK/signing.pem" -pubout -out "$WORK/verify.pem"
-JWT_HEAD=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
-JWT_CLAIMS=$(printf '{"iss":"https://login.example.com/","aud":"model-api","sub":"bench","exp":%d,"scope":"predict"}' "$(($(date +%s) + 3600))" | b64url)
-JWT_SIGNATURE=$(printf '%s.%s' "$JWT_HEAD" "$JWT_CLAIMS" | openssl dgst -sha256 -sign "$WORK/signing.pem" -binary | b64url)
-TOKEN="$JWT_HEAD.$JWT_CLAIMS.$JWT_SIGNATURE"
-mkdir "$WORK/cfg" "$WORK/out"
-cat > "$WORK/cfg/moat.yaml" <<CONF
-listen: 127.0.0.1:18083
-admin_listen: 127.0.0.1:19092
-upstream:
-  url: http://127.0.0.1:18000
-limits: {max_requests_per_connection: 100000}
-openapi:
-  file: $PWD/tests/fixtures/specs/fastapi-iris.json
-auth:
-  schemes:
-    bearer: {type: jwt, issuer: "https://login.example.com/", audience: model-api, algorithms: [RS256], public_key_file: $WORK/verify.pem}
-    api_key: {type: api_key, store: $WORK/keys.yaml}
-policy:
-  default: [{bearer: [predict], api_key: [predict]}]
-CONF
+MOAT=$AFTER every_check_config
+mkdir "$WORK/out"
 cat > "$WORK/ok.lua" <<LUA
 wrk.method = "POST"
 wrk.body   = '{"instances":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]],"output":"label"}'
@@ -48,7 +26,7 @@ LUA
 for round in $(seq "$ROUNDS"); do
   for name in before after; do
     bin=$BEFORE; [ $name = after ] && bin=$AFTER
-    taskset -c 0 "$bin" serve --config "$WORK/cfg/moat.yaml" > "$WORK/out/$name.log" 2>&1 &
+    taskset -c 0 "$bin" serve --config "$WORK/moat-full.yaml" > "$WORK/out/$name.log" 2>&1 &
     pid=$!
     sleep 1
     for kind in ok refused; do

@@ -31,3 +31,36 @@ wrk_ms() {
   awk -v q="$2" '$1 == q {print $2}' "$1" \
     | python3 -c "import sys; v = sys.stdin.read().strip(); u = v.lstrip('0123456789.'); print(round(float(v[:len(v) - len(u)]) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u], 3))"
 }
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# Every check on: bearer JWT (RS256, as identity providers sign) AND API key (argon2id,
+# cached after the first use), scopes, routing and predict-body validation — a moat on
+# 127.0.0.1:18083 (admin 19092) configured in $WORK/moat-full.yaml. Mints the key into
+# $WORK/key.txt with $MOAT and sets TOKEN, a signed JWT for an hour.
+every_check_config() {
+  "$MOAT" keys new --id bench --scopes predict --store "$WORK/keys.yaml" > "$WORK/key.txt" 2>/dev/null
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/signing.pem" 2>/dev/null
+  openssl pkey -in "$WORK/signing.pem" -pubout -out "$WORK/verify.pem"
+  local head claims signature
+  head=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+  claims=$(printf '{"iss":"https://login.example.com/","aud":"model-api","sub":"bench","exp":%d,"scope":"predict"}' \
+    "$(($(date +%s) + 3600))" | b64url)
+  signature=$(printf '%s.%s' "$head" "$claims" | openssl dgst -sha256 -sign "$WORK/signing.pem" -binary | b64url)
+  TOKEN="$head.$claims.$signature"
+  cat > "$WORK/moat-full.yaml" <<CONF
+listen: 127.0.0.1:18083
+admin_listen: 127.0.0.1:19092
+upstream:
+  url: http://127.0.0.1:18000
+limits: {max_requests_per_connection: 100000}
+openapi:
+  file: $PWD/tests/fixtures/specs/fastapi-iris.json
+auth:
+  schemes:
+    bearer: {type: jwt, issuer: "https://login.example.com/", audience: model-api, algorithms: [RS256], public_key_file: $WORK/verify.pem}
+    api_key: {type: api_key, store: $WORK/keys.yaml}
+policy:
+  default: [{bearer: [predict], api_key: [predict]}]
+CONF
+}

@@ -52,32 +52,7 @@ openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 CONF
 
-# Every check on: bearer JWT (RS256, as identity providers sign) AND API key (argon2id,
-# cached after the first use), scopes, routing, predict-body validation and the access log.
-"$MOAT" keys new --id bench --scopes predict --store "$WORK/keys.yaml" > "$WORK/key.txt" 2>/dev/null
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/signing.pem" 2>/dev/null
-openssl pkey -in "$WORK/signing.pem" -pubout -out "$WORK/verify.pem"
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-JWT_HEAD=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
-JWT_CLAIMS=$(printf '{"iss":"https://login.example.com/","aud":"model-api","sub":"bench","exp":%d,"scope":"predict"}' \
-  "$(($(date +%s) + 3600))" | b64url)
-JWT_SIGNATURE=$(printf '%s.%s' "$JWT_HEAD" "$JWT_CLAIMS" | openssl dgst -sha256 -sign "$WORK/signing.pem" -binary | b64url)
-TOKEN="$JWT_HEAD.$JWT_CLAIMS.$JWT_SIGNATURE"
-cat > "$WORK/moat-full.yaml" <<CONF
-listen: 127.0.0.1:18083
-admin_listen: 127.0.0.1:19092
-upstream:
-  url: http://127.0.0.1:18000
-limits: {max_requests_per_connection: 100000}
-openapi:
-  file: $PWD/tests/fixtures/specs/fastapi-iris.json
-auth:
-  schemes:
-    bearer: {type: jwt, issuer: "https://login.example.com/", audience: model-api, algorithms: [RS256], public_key_file: $WORK/verify.pem}
-    api_key: {type: api_key, store: $WORK/keys.yaml}
-policy:
-  default: [{bearer: [predict], api_key: [predict]}]
-CONF
+every_check_config
 
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
