@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use self::histogram::{Counts, Histogram};
-use self::recent::Recent;
 pub use self::recent::Refusal;
+use self::recent::RefusalLog;
 use crate::metrics::OperationLabel;
 
 /// Ticks kept for the chart: ten minutes of one-second totals (and the one before them).
@@ -57,12 +57,11 @@ pub struct Outcome<'a> {
 
 pub struct Board {
     operations: Table<OperationLabel, OperationStats>,
-    refusals: Table<RefusalKey, AtomicU64>,
-    shadowed: Table<RefusalKey, AtomicU64>,
+    refusals: RefusalLog,
+    /// Failures `policy.mode: shadow` let through: what enforcing would have refused.
+    shadowed: RefusalLog,
     /// Sending a request upstream to its response head.
     pub upstream: Histogram,
-    recent_refusals: Recent,
-    recent_shadowed: Recent,
     history: Mutex<History>,
     reloads: Mutex<Reloads>,
     pub started: SystemTime,
@@ -81,11 +80,9 @@ impl Default for Board {
         let now = SystemTime::now();
         let board = Self {
             operations: Table::default(),
-            refusals: Table::default(),
-            shadowed: Table::default(),
+            refusals: RefusalLog::default(),
+            shadowed: RefusalLog::default(),
             upstream: Histogram::default(),
-            recent_refusals: Recent::default(),
-            recent_shadowed: Recent::default(),
             history: Mutex::default(),
             reloads: Mutex::new(Reloads {
                 serving_since: now,
@@ -118,22 +115,14 @@ impl Board {
         }
     }
 
-    /// Keeps a refusal among the last ones and counts it by its labels.
+    /// Counts a refusal by its labels and keeps it among the last ones.
     pub fn refused(&self, refusal: Refusal) {
-        let key = (refusal.stage, refusal.code, refusal.status);
-        self.refusals.with(&key, |count| {
-            count.fetch_add(1, Relaxed);
-        });
-        self.recent_refusals.push(refusal);
+        self.refusals.push(refusal);
     }
 
     /// The same, for a failure `policy.mode: shadow` let through.
     pub fn shadowed(&self, refusal: Refusal) {
-        let key = (refusal.stage, refusal.code, refusal.status);
-        self.shadowed.with(&key, |count| {
-            count.fetch_add(1, Relaxed);
-        });
-        self.recent_shadowed.push(refusal);
+        self.shadowed.push(refusal);
     }
 
     pub fn reloaded(&self) {
@@ -190,7 +179,7 @@ impl Board {
     /// Refusals of the forward stage (502, 504): the upstream failed moat.
     fn upstream_errors(&self) -> u64 {
         self.refusals
-            .entries()
+            .counts()
             .iter()
             .filter(|((stage, _, _), _)| *stage == "forward")
             .map(|(_, count)| count.load(Relaxed))

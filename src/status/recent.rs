@@ -1,13 +1,16 @@
-//! The last refusals, for the status page: a bounded ring per proxy thread, so a refusal
-//! never waits on another thread's, merged newest first when the page asks.
+//! Refusals for the status page: counted by their labels, and the last ones kept in a
+//! bounded ring per proxy thread, so a refusal never waits on another thread's, merged
+//! newest first when the page asks. The board keeps one log of refusals and one of the
+//! failures shadow mode let through.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use thread_local::ThreadLocal;
 
-use super::{lock, push_bounded};
+use super::{RefusalKey, Table, lock, push_bounded};
 use crate::forward::RequestId;
 use crate::metrics::OperationLabel;
 
@@ -30,16 +33,27 @@ pub struct Refusal {
 }
 
 #[derive(Default)]
-pub struct Recent {
+pub struct RefusalLog {
+    counts: Table<RefusalKey, AtomicU64>,
     rings: ThreadLocal<Mutex<VecDeque<Refusal>>>,
 }
 
-impl Recent {
+impl RefusalLog {
+    /// Counts a refusal by its labels and keeps it among the last ones.
     pub fn push(&self, refusal: Refusal) {
+        let key = (refusal.stage, refusal.code, refusal.status);
+        self.counts.with(&key, |count| {
+            count.fetch_add(1, Relaxed);
+        });
         let ring = self
             .rings
             .get_or(|| Mutex::new(VecDeque::with_capacity(KEPT)));
         push_bounded(&mut lock(ring), refusal, KEPT);
+    }
+
+    /// Every label seen, with its count.
+    pub fn counts(&self) -> Vec<(RefusalKey, Arc<AtomicU64>)> {
+        self.counts.entries()
     }
 
     /// The last [`KEPT`] of every thread's, newest first.
@@ -74,7 +88,7 @@ mod tests {
 
     #[test]
     fn the_rings_of_every_thread_merge_newest_first_and_stay_bounded() {
-        let recent = std::sync::Arc::new(Recent::default());
+        let recent = std::sync::Arc::new(RefusalLog::default());
         let start = SystemTime::UNIX_EPOCH;
         // Alive together, as proxy threads are (an exited thread's ring passes to the next).
         let together = std::sync::Arc::new(std::sync::Barrier::new(3));

@@ -2,15 +2,14 @@
 //! only data source (its fields are listed in the README's "Status page"). Built when asked,
 //! from the counters and the sampler's copies; nothing here runs per request.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::histogram::Counts;
-use super::{Board, History, Refusal, RefusalKey, Tick, Window, lock};
+use super::recent::RefusalLog;
+use super::{Board, History, Refusal, Tick, Window, lock, unix_seconds};
 use crate::snapshot::Snapshot;
 
 /// The chart: this many bars of [`STEP`] seconds, oldest first.
@@ -198,7 +197,14 @@ pub fn build(
     let span = window_start.elapsed();
     let (operations, totals) = operation_rows(board, window, span);
     let upstream = upstream_row(board, snapshot, window, upstream_connect);
-    let timeline = timeline(&history, Tick::of(&board.operations(), now));
+    // The chart's last point: the totals just read with the rows, so both agree.
+    let live = Tick {
+        at: unix_seconds(now),
+        requests: totals.requests,
+        refused: totals.refused,
+        shadowed: totals.shadowed,
+    };
+    let timeline = timeline(&history, live);
     drop(history);
     Report {
         generated_at: rfc3339(now),
@@ -214,14 +220,8 @@ pub fn build(
         totals,
         operations,
         upstream,
-        refusals: Refusals {
-            by_code: code_rows(board.refusals.entries()),
-            recent: board.recent_refusals.latest().iter().map(row).collect(),
-        },
-        shadow: Refusals {
-            by_code: code_rows(board.shadowed.entries()),
-            recent: board.recent_shadowed.latest().iter().map(row).collect(),
-        },
+        refusals: Refusals::of(&board.refusals),
+        shadow: Refusals::of(&board.shadowed),
         snapshot: snapshot_row(board, snapshot, generation, now),
         timeline,
     }
@@ -339,18 +339,25 @@ fn snapshot_row(
     }
 }
 
-fn code_rows(entries: Vec<(RefusalKey, Arc<AtomicU64>)>) -> Vec<CodeRow> {
-    let mut rows: Vec<CodeRow> = entries
-        .into_iter()
-        .map(|((stage, code, status), count)| CodeRow {
-            stage,
-            code,
-            status,
-            count: count.load(Relaxed),
-        })
-        .collect();
-    rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(b.code)));
-    rows
+impl Refusals {
+    /// By label, most frequent first, and the last ones, newest first.
+    fn of(log: &RefusalLog) -> Refusals {
+        let mut by_code: Vec<CodeRow> = log
+            .counts()
+            .into_iter()
+            .map(|((stage, code, status), count)| CodeRow {
+                stage,
+                code,
+                status,
+                count: count.load(Relaxed),
+            })
+            .collect();
+        by_code.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(b.code)));
+        Refusals {
+            by_code,
+            recent: log.latest().iter().map(row).collect(),
+        }
+    }
 }
 
 fn row(refusal: &Refusal) -> RecentRow {
