@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use http::header::{ALLOW, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::access::Completion;
 use crate::admit::{Verdict, admit};
-use crate::body::ResponseBody;
+use crate::body::{IdleTimeout, ResponseBody};
 use crate::forward::{ForwardContext, RequestId, X_REQUEST_ID};
+use crate::llm;
 use crate::metrics::OperationLabel;
 use crate::reject::Rejection;
 use crate::snapshot::{Snapshot, State};
@@ -107,14 +109,60 @@ async fn run(
     if let Some(quota) = quota {
         quota.write(forwarded.response.headers_mut());
     }
-    if let Some(grant) = llm {
-        let response = &mut forwarded.response;
-        let meter = grant.meter(response.status(), response.headers());
-        completion.tokens = Some((0, 0));
-        let metrics = completion.metrics().clone();
+    let Some(grant) = llm else {
+        return Ok(forwarded.response);
+    };
+    let mut response = forwarded.response;
+    let meter = grant.meter(response.status(), response.headers());
+    completion.tokens = Some((0, 0));
+    let metrics = completion.metrics().clone();
+    if grant.holds(&meter) {
+        response = hold_answer(response, grant, meter, &metrics, completion).await?;
+    } else {
         response.body_mut().meter(grant, meter, metrics);
     }
-    Ok(forwarded.response)
+    Ok(response)
+}
+
+/// A JSON answer to an LLM request with a limit, read whole before anything of it is
+/// relayed (the model sends it at once when it is done, so this costs no latency): one
+/// that carries more tokens than the bound moat wrote into the request — a server that
+/// ignores `max_tokens` — is withheld with a 502, never relayed.
+async fn hold_answer(
+    response: Response<ResponseBody>,
+    grant: llm::Grant,
+    mut meter: llm::Meter,
+    metrics: &Arc<crate::metrics::Metrics>,
+    completion: &mut Completion,
+) -> Result<Response<ResponseBody>, Rejection> {
+    let (head, body) = response.into_parts();
+    let bytes = match Limited::new(body, llm::MAX_JSON_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        // Too big to hold is past any bound a request can be admitted with here.
+        Err(error) if error.is::<LengthLimitError>() => {
+            let admitted = grant.admitted();
+            grant.withhold(&meter, metrics);
+            return Err(Rejection::UpstreamExceededMaxTokens { admitted });
+        }
+        // Nothing was relayed: the reservation goes back whole when `grant` drops.
+        Err(error) if error.is::<IdleTimeout>() => return Err(Rejection::UpstreamTimeout),
+        Err(error) => {
+            tracing::warn!(error = %error, "upstream answer broke off");
+            return Err(Rejection::UpstreamUnavailable);
+        }
+    };
+    let _ = meter.feed(bytes.clone());
+    meter.end();
+    if meter.over_limit() {
+        let admitted = grant.admitted();
+        completion.tokens = Some((meter.prompt, meter.completion));
+        grant.withhold(&meter, metrics);
+        return Err(Rejection::UpstreamExceededMaxTokens { admitted });
+    }
+    let mut response = Response::from_parts(head, ResponseBody::full(bytes));
+    let meter = grant.meter(response.status(), response.headers());
+    response.body_mut().meter(grant, meter, metrics.clone());
+    Ok(response)
 }
 
 /// `OPTIONS` on a declared path whose spec does not declare OPTIONS: answered here, with

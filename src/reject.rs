@@ -177,6 +177,12 @@ pub enum Rejection {
     UpstreamUnavailable,
     /// The upstream did not connect or answer within its timeout.
     UpstreamTimeout,
+    /// LLM operations: the model's (non-streamed) answer carries more completion tokens
+    /// than the bound moat wrote into the request: a server that ignores `max_tokens`. The
+    /// answer is withheld, not relayed.
+    UpstreamExceededMaxTokens {
+        admitted: u64,
+    },
     /// A fault inside moat at `stage` (a verification task that panicked, say); the detail
     /// goes to the log, never to the client.
     Internal(Stage),
@@ -239,6 +245,9 @@ impl Rejection {
             Rejection::BodyUnreadable => (S::BAD_REQUEST, "body_unreadable", Validate),
             Rejection::UpstreamUnavailable => (S::BAD_GATEWAY, "upstream_unavailable", Forward),
             Rejection::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_timeout", Forward),
+            Rejection::UpstreamExceededMaxTokens { .. } => {
+                (S::BAD_GATEWAY, "upstream_exceeded_max_tokens", Forward)
+            }
             Rejection::Internal(stage) => (S::INTERNAL_SERVER_ERROR, "internal_error", *stage),
         }
     }
@@ -329,6 +338,10 @@ impl Rejection {
             Rejection::BodyUnreadable => "the request body could not be read".to_owned(),
             Rejection::UpstreamUnavailable => "the model server is unavailable".to_owned(),
             Rejection::UpstreamTimeout => "the model server did not answer in time".to_owned(),
+            Rejection::UpstreamExceededMaxTokens { admitted } => format!(
+                "the model answered with more than the {admitted} completion tokens moat \
+                 admitted and wrote into the request as max_tokens; the answer was withheld"
+            ),
             Rejection::Internal(_) => "internal error".to_owned(),
         }
     }

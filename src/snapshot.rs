@@ -125,7 +125,7 @@ impl Snapshot {
             Err(_) => Err(Vec::new()),
         };
         let llm = match &auth {
-            Ok(auth) => crate::llm::Rules::new(auth.llm_rules(), config.policy.inject_max_tokens),
+            Ok(auth) => crate::llm::Rules::new(auth.llm_rules(), &config.policy),
             Err(_) => Err(Vec::new()),
         };
         let tls = config

@@ -9,51 +9,24 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
-use support::{Moat, RawResponse, Redis, config, eventually, metric, moat_keys, post_json};
+use support::{
+    Moat, PyServer, RawResponse, Redis, config, eventually, metric, moat_keys, post_json,
+};
 
-/// The test server, killed when dropped.
-struct Model {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The OpenAI-compatible test server, shaped as vLLM's.
+struct Model;
 
 impl Model {
-    fn start() -> Option<Model> {
-        let python = support::model_python()?;
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server");
-        let (child, port) = support::uvicorn(&python, &root);
-        Some(Model { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// What the server received and how its streams ended (`GET /_test/log`, not in the
-    /// spec: asked of the server directly).
-    fn log(&self) -> serde_json::Value {
-        support::get(
-            format!("127.0.0.1:{}", self.port).parse().unwrap(),
-            "/_test/log",
-            &[],
-        )
-        .json()
+    fn start() -> Option<PyServer> {
+        PyServer::start("tests/openai-server")
     }
 }
 
 /// moat in front of `model`, its spec fetched from it, the spec's `HTTPBearer` bound to
 /// the key store; `extra` is appended (a `policy:` or `limits:` section).
-fn llm_config(model: &Model, store: &Path, extra: &str) -> String {
+fn llm_config(model: &PyServer, store: &Path, extra: &str) -> String {
     config(
         &model.url(),
         &format!(
@@ -205,10 +178,15 @@ fn allowlist_cap_and_budget_with_the_unused_reservation_returned() {
     // A small one still fits in what is left.
     let small = chat(&moat, &key, &body("llama-3.1-8b", r#","max_tokens":4"#));
     assert_eq!(small.status, 200);
-    // The cap was not written in: without `inject_max_tokens` the body is the client's.
+    // The bound admitted went with every request, in both fields a server may read.
     let received = model.log()["requests"].as_array().unwrap().clone();
     assert_eq!(received.len(), 15);
-    assert!(received.iter().all(|r| r["max_tokens"].is_number()));
+    assert!(
+        received
+            .iter()
+            .all(|r| r["max_tokens"].is_number() && r["max_tokens"] == r["max_completion_tokens"]),
+        "{received:?}"
+    );
 
     assert_eq!(tokens_metric(&moat, "app", "prompt"), 15);
     assert_eq!(
@@ -275,7 +253,7 @@ fn a_stream_is_cut_at_the_budget_and_the_model_sees_the_cancel() {
 }
 
 #[test]
-fn with_inject_max_tokens_the_cap_is_written_in_and_streams_report_usage_to_moat_only() {
+fn with_stream_usage_streams_report_usage_to_moat_only() {
     let Some(model) = Model::start() else {
         return;
     };
@@ -296,7 +274,7 @@ fn with_inject_max_tokens_the_cap_is_written_in_and_streams_report_usage_to_moat
     let moat = Moat::start(&llm_config(
         &model,
         &store,
-        "policy:\n  inject_max_tokens: true\n",
+        "policy:\n  stream_usage: true\n",
     ));
     let reply = chat(&moat, &key, &body("counter", r#","stream":true"#));
     assert_eq!(reply.status, 200);

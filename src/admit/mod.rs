@@ -352,8 +352,12 @@ fn describe_llm(request: &llm::LlmRequest, grant: Option<&Grant>) -> String {
         Some(tokens) => format!("{tokens} tokens reserved"),
         None => "no token budget".to_owned(),
     };
+    let bound = match grant.map(Grant::admitted) {
+        Some(0) | None => String::new(),
+        Some(tokens) => format!("; the answer may carry {tokens} completion tokens"),
+    };
     format!(
-        "LLM call: model {}, max_tokens {}, n {}, {}, prompt estimated at {} tokens; {reserved}",
+        "LLM call: model {}, max_tokens {}, n {}, {}, prompt estimated at {} tokens; {reserved}{bound}",
         request.model.as_deref().unwrap_or("-"),
         request
             .max_tokens

@@ -92,27 +92,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                     for warning in &spec.warnings {
                         let _ = writeln!(out, "  warning: {warning}");
                     }
-                    for (index, operation) in spec.operations.iter().enumerate() {
-                        if let Some(profile) = snapshot.routes.operation(index).llm {
-                            let _ = writeln!(
-                                out,
-                                "  llm           {} ({} {}): openai, {}{}",
-                                operation.id,
-                                operation.method,
-                                operation.template,
-                                if profile.detected {
-                                    "detected from the path (`llm: none` turns it off)"
-                                } else {
-                                    "set by `llm: openai`"
-                                },
-                                if config.policy.inject_max_tokens {
-                                    "; inject_max_tokens: on"
-                                } else {
-                                    ""
-                                }
-                            );
-                        }
-                    }
+                    describe_llm(&mut out, &snapshot, spec);
                 }
             }
             // Stdout may be a closed pipe (`moat check | head`): not an error worth a panic.
@@ -122,6 +102,39 @@ pub fn main(config_path: PathBuf) -> ExitCode {
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line per LLM operation: how it was found, and what moat writes into its requests.
+fn describe_llm(out: &mut String, snapshot: &Snapshot, spec: &crate::spec::Spec) {
+    let policy = &snapshot.config.policy;
+    let fields: Vec<&str> = policy
+        .max_tokens_fields
+        .0
+        .iter()
+        .map(|f| f.as_str())
+        .collect();
+    for (index, operation) in spec.operations.iter().enumerate() {
+        if let Some(profile) = snapshot.routes.operation(index).llm {
+            let _ = writeln!(
+                out,
+                "  llm           {} ({} {}): openai, {}; bounds written to {}{}",
+                operation.id,
+                operation.method,
+                operation.template,
+                if profile.detected {
+                    "detected from the path (`llm: none` turns it off)"
+                } else {
+                    "set by `llm: openai`"
+                },
+                fields.join(", "),
+                if policy.asks_stream_usage() {
+                    "; streams asked for their usage"
+                } else {
+                    ""
+                }
+            );
         }
     }
 }

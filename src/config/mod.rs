@@ -15,8 +15,8 @@ pub use self::auth::{
 };
 use self::de::{default_admin_listen, default_drain_timeout, duration, socket_addr, yes};
 pub use self::policy::{
-    LlmSetting, Mode, OperationPolicy, OperationPolicyLong, Period, PolicyConfig, Quota, RateLimit,
-    TokenBudget,
+    BoundField, BoundFields, LlmSetting, Mode, OperationPolicy, OperationPolicyLong, Period,
+    PolicyConfig, Quota, RateLimit, TokenBudget,
 };
 pub use self::sections::{
     EnvConfig, LimitStore, Limits, OnError, OpenApiConfig, RedisStoreConfig, RuntimeConfig,
@@ -128,6 +128,13 @@ impl Config {
         let (mut config, problems) = Self::parse_leniently(&text, &lookup);
         if let Some(config) = &mut config {
             config.encrypted_env = encrypted;
+        }
+        if let Some(inject) = config.as_ref().and_then(|c| c.policy.inject_max_tokens) {
+            tracing::warn!(
+                "`policy.inject_max_tokens` is now `policy.stream_usage` (read as such: {inject}): \
+                 the bound a key admits is always written into LLM requests, and the option \
+                 left is whether streams are asked for their usage"
+            );
         }
         if let Some(config) = &config
             && config.env.encrypted_dotenv.is_none()
@@ -267,6 +274,13 @@ impl Config {
             if value.is_zero() {
                 problems.push(format!("`{name}` must be longer than 0s"));
             }
+        }
+        if self.policy.max_tokens_fields.0.is_empty() {
+            problems.push(
+                "`policy.max_tokens_fields` must name at least one field (max_tokens, \
+                 max_completion_tokens, n_predict): the bound moat admits is written there"
+                    .to_owned(),
+            );
         }
         if problems.is_empty() {
             Ok(())

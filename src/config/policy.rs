@@ -102,13 +102,66 @@ pub struct PolicyConfig {
     pub allow_api_key_in_query_or_cookie: bool,
     /// Keep `Authorization` (and API-key headers) on forwarded requests.
     pub forward_credentials: bool,
-    /// LLM operations: the one exception to forwarding the client's bytes unchanged. On, a
-    /// request without `max_tokens` gets its key's cap written in, and a stream is asked
-    /// for its usage (`stream_options.include_usage`).
-    pub inject_max_tokens: bool,
+    /// LLM operations: the fields the admitted completion bound is written into, in every
+    /// request of a key with a cap or a token budget (see `llm`).
+    pub max_tokens_fields: BoundFields,
+    /// LLM operations: ask a stream for its usage (`stream_options.include_usage`), so it
+    /// is settled by the model's own count; the client that did not ask never sees it.
+    pub stream_usage: bool,
+    /// The name `stream_usage` had when writing the cap in was optional (it no longer is):
+    /// read as `stream_usage`, with a warning.
+    pub inject_max_tokens: Option<bool>,
     /// The config line of each `operations` key, for problems that name one.
     #[serde(skip)]
     pub operation_lines: BTreeMap<String, usize>,
+}
+
+/// A field of an OpenAI-protocol request that bounds its completion, as some server reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoundField {
+    /// OpenAI's, vLLM's, TGI's, llama.cpp's, Ollama's.
+    MaxTokens,
+    /// OpenAI's newer name (its reasoning models refuse `max_tokens`); vLLM reads both.
+    MaxCompletionTokens,
+    /// llama.cpp's own name, which its server reads before `max_tokens`.
+    NPredict,
+}
+
+impl BoundField {
+    /// Every spelling moat reads and overwrites, whichever of them it is told to add.
+    pub const ALL: [BoundField; 3] = [
+        BoundField::MaxTokens,
+        BoundField::MaxCompletionTokens,
+        BoundField::NPredict,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoundField::MaxTokens => "max_tokens",
+            BoundField::MaxCompletionTokens => "max_completion_tokens",
+            BoundField::NPredict => "n_predict",
+        }
+    }
+}
+
+/// `policy.max_tokens_fields`: by default `max_tokens` and `max_completion_tokens`, so the
+/// bound holds whichever of the two the model server reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct BoundFields(pub Vec<BoundField>);
+
+impl Default for BoundFields {
+    fn default() -> Self {
+        BoundFields(vec![BoundField::MaxTokens, BoundField::MaxCompletionTokens])
+    }
+}
+
+impl PolicyConfig {
+    /// `stream_usage`, or its old name.
+    pub fn asks_stream_usage(&self) -> bool {
+        self.stream_usage || self.inject_max_tokens == Some(true)
+    }
 }
 
 /// `shadow`: validation failures are logged and counted but the request is forwarded, for

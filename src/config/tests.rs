@@ -192,3 +192,36 @@ fn runtime_threads_default_to_the_usable_cores_and_zero_is_refused() {
     let problem = zero.unwrap_err().join("\n");
     assert!(problem.contains("line 4"), "{problem}");
 }
+
+#[test]
+fn llm_bound_fields_default_to_both_names_and_an_empty_or_misspelled_list_is_an_error() {
+    let config = Config::parse(MINIMAL, &no_env).unwrap();
+    assert_eq!(
+        config.policy.max_tokens_fields.0,
+        [BoundField::MaxTokens, BoundField::MaxCompletionTokens]
+    );
+    assert!(!config.policy.asks_stream_usage());
+    let llama = format!("{MINIMAL}policy:\n  max_tokens_fields: [max_tokens, n_predict]\n");
+    let config = Config::parse(&llama, &no_env).unwrap();
+    assert_eq!(
+        config.policy.max_tokens_fields.0,
+        [BoundField::MaxTokens, BoundField::NPredict]
+    );
+    let empty = format!("{MINIMAL}policy:\n  max_tokens_fields: []\n");
+    let problems = Config::parse(&empty, &no_env).unwrap_err();
+    assert!(problems[0].contains("max_tokens_fields"), "{problems:?}");
+    let typo = format!("{MINIMAL}policy:\n  max_tokens_fields: [max_token]\n");
+    let problems = Config::parse(&typo, &no_env).unwrap_err();
+    assert!(problems[0].contains("max_token"), "{problems:?}");
+}
+
+#[test]
+fn the_old_inject_max_tokens_is_read_as_stream_usage() {
+    let old = format!("{MINIMAL}policy:\n  inject_max_tokens: true\n");
+    assert!(
+        Config::parse(&old, &no_env)
+            .unwrap()
+            .policy
+            .asks_stream_usage()
+    );
+}

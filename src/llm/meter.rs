@@ -7,14 +7,15 @@
 //! split across frames waits for its end. Nothing is ever merged across events or
 //! compressed, and the first event leaves as soon as it is read.
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-
-use super::request::estimate;
+use serde_json::value::RawValue;
 
 /// The largest JSON response kept to read its `usage` from; a bigger one is estimated.
-const MAX_JSON_BYTES: usize = 4 << 20;
+pub const MAX_JSON_BYTES: usize = 4 << 20;
 
 /// What to do with one frame of the upstream's body.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,16 +29,62 @@ pub enum Feed {
     Cut(Bytes),
 }
 
+/// Where the completion bound moat admitted came from: what a cut says was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The request's own `max_tokens` (or another spelling of it).
+    Asked,
+    /// The key's `max_tokens` cap, written into a request that asked for none.
+    Cap,
+    /// What was left of the key's token budget, for a request bounded by neither.
+    Budget,
+}
+
+/// The most completion tokens a response may carry before moat ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub completion: u64,
+    pub bound: Bound,
+}
+
 /// How the response body is read.
 #[derive(Debug)]
 enum Shape {
     /// `text/event-stream`: events, counted as they pass.
     Events { carry: BytesMut },
-    /// Anything else: kept (refcounted, not copied) to read `usage` at the end; `bytes`
+    /// Anything else: kept (refcounted, not copied) to read `usage` at the end; `text`
     /// counts the whole body, kept or not.
-    Json { frames: Vec<Bytes>, bytes: usize },
+    Json { frames: Vec<Bytes>, text: Text },
     /// The upstream refused (not 2xx): nothing was generated.
     Refused,
+}
+
+/// moat's own count of generated text, for an answer that reports no `usage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Text {
+    /// Stream chunks that carried a token (content `""` included: llama.cpp sends one for
+    /// each token that does not complete a character yet).
+    chunks: u64,
+    ascii: u64,
+    other: u64,
+}
+
+impl Text {
+    fn add(&mut self, text: &[u8]) {
+        let ascii = text.iter().filter(|b| b.is_ascii()).count();
+        self.ascii += ascii as u64;
+        self.other += (text.len() - ascii) as u64;
+    }
+
+    /// The tokens counted: at least one per chunk, and no fewer than a quarter of the ASCII
+    /// bytes plus a third of the others (about a token per CJK character), rounded up.
+    fn tokens(&self) -> u64 {
+        self.chunks.max(
+            self.ascii
+                .div_ceil(4)
+                .saturating_add(self.other.div_ceil(3)),
+        )
+    }
 }
 
 /// The token count of one response.
@@ -48,8 +95,11 @@ pub struct Meter {
     pub completion: u64,
     /// The model reported its own count (`usage`): the estimates are replaced by it.
     pub reported: bool,
-    /// Tokens the response may use before the stream is cut; `None`: never cut.
-    limit: Option<u64>,
+    /// moat's count of a stream, until the model reports one.
+    counted: Text,
+    /// The completion tokens the response may carry before the stream is cut; `None`:
+    /// never cut.
+    limit: Option<Limit>,
     /// moat asked for the usage event; the client did not, so it is not passed on.
     hide_usage: bool,
     pub cut: bool,
@@ -69,18 +119,48 @@ struct Choice<'a> {
     delta: Option<Delta<'a>>,
     /// `/v1/completions` streams `text`, not `delta`.
     #[serde(borrow)]
-    text: Option<&'a serde_json::value::RawValue>,
+    text: Option<Cow<'a, str>>,
+    finish_reason: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
+    role: Option<IgnoredAny>,
     #[serde(borrow)]
-    content: Option<&'a serde_json::value::RawValue>,
+    content: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    reasoning_content: Option<&'a serde_json::value::RawValue>,
+    reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    reasoning: Option<&'a serde_json::value::RawValue>,
-    tool_calls: Option<IgnoredAny>,
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+impl Choice<'_> {
+    /// Adds this choice's token to `count`, if it carries one. A chunk that only opens the
+    /// answer (`role`) or closes it (`finish_reason`) with no text carries none.
+    fn count(&self, count: &mut Text) {
+        let delta = self.delta.as_ref();
+        let texts = [
+            delta.and_then(|d| d.content.as_deref()),
+            delta.and_then(|d| d.reasoning_content.as_deref()),
+            delta.and_then(|d| d.reasoning.as_deref()),
+            self.text.as_deref(),
+        ];
+        let tools = delta.and_then(|d| d.tool_calls).map(RawValue::get);
+        if texts.iter().all(Option::is_none) && tools.is_none() {
+            return;
+        }
+        let empty = texts.iter().flatten().all(|t| t.is_empty()) && tools.is_none();
+        let opens = delta.is_some_and(|d| d.role.is_some());
+        if empty && (opens || self.finish_reason.is_some()) {
+            return;
+        }
+        count.chunks += 1;
+        for text in texts.into_iter().flatten().chain(tools) {
+            count.add(text.as_bytes());
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,11 +173,6 @@ struct Usage {
 #[derive(Deserialize)]
 struct Whole {
     usage: Option<Usage>,
-}
-
-/// A string field that carries text: present, and not `""` or `null`.
-fn has_text(raw: Option<&serde_json::value::RawValue>) -> bool {
-    raw.is_some_and(|raw| !matches!(raw.get(), "\"\"" | "null"))
 }
 
 impl Usage {
@@ -118,7 +193,7 @@ impl Meter {
         events: bool,
         success: bool,
         prompt_estimate: u64,
-        limit: Option<u64>,
+        limit: Option<Limit>,
         hide_usage: bool,
     ) -> Self {
         let shape = match (success, events) {
@@ -128,7 +203,7 @@ impl Meter {
             },
             (true, false) => Shape::Json {
                 frames: Vec::new(),
-                bytes: 0,
+                text: Text::default(),
             },
         };
         Meter {
@@ -136,6 +211,7 @@ impl Meter {
             prompt: if success { prompt_estimate } else { 0 },
             completion: 0,
             reported: false,
+            counted: Text::default(),
             limit,
             hide_usage,
             cut: false,
@@ -148,15 +224,26 @@ impl Meter {
         self.prompt + self.completion
     }
 
+    /// The answer is read whole (not an event stream) and was successful.
+    pub fn is_json(&self) -> bool {
+        matches!(self.shape, Shape::Json { .. })
+    }
+
+    /// The answer carries more completion tokens than its limit allows.
+    pub fn over_limit(&self) -> bool {
+        self.limit
+            .is_some_and(|limit| self.completion > limit.completion)
+    }
+
     pub fn feed(&mut self, data: Bytes) -> Feed {
         if self.cut {
             return Feed::Hold;
         }
         match &mut self.shape {
             Shape::Refused => Feed::Pass(data),
-            Shape::Json { frames, bytes } => {
-                *bytes += data.len();
-                if *bytes <= MAX_JSON_BYTES {
+            Shape::Json { frames, text } => {
+                text.add(&data);
+                if (text.ascii + text.other) as usize <= MAX_JSON_BYTES {
                     frames.push(data.clone());
                 } else {
                     frames.clear();
@@ -204,7 +291,7 @@ impl Meter {
                             .for_each(|&(a, b)| out.extend_from_slice(&buffer[a..b])),
                         None => out.extend_from_slice(&buffer[..start]),
                     }
-                    out.extend_from_slice(CUT_EVENTS);
+                    out.extend_from_slice(&self.cut_events());
                     return Feed::Cut(out.freeze());
                 }
             }
@@ -242,54 +329,82 @@ impl Meter {
             self.done = true;
             return Event::Pass;
         }
-        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(&data) else {
-            return Event::Pass;
-        };
-        let before = (self.prompt, self.completion, self.reported);
-        let usage = chunk.usage.as_ref().and_then(Usage::counts);
-        match usage {
-            Some((prompt, completion)) => {
+        let before = (self.prompt, self.completion, self.reported, self.counted);
+        let chunk = serde_json::from_slice::<Chunk<'_>>(&data);
+        let usage = chunk
+            .as_ref()
+            .ok()
+            .and_then(|chunk| chunk.usage.as_ref()?.counts());
+        match (&chunk, usage) {
+            (_, Some((prompt, completion))) => {
                 self.prompt = prompt;
                 self.completion = completion;
                 self.reported = true;
             }
-            None if !self.reported => {
-                let generated = chunk.choices.iter().filter(|choice| {
-                    choice.delta.as_ref().is_some_and(|d| {
-                        has_text(d.content)
-                            || has_text(d.reasoning_content)
-                            || has_text(d.reasoning)
-                            || d.tool_calls.is_some()
-                    }) || has_text(choice.text)
-                });
-                self.completion += generated.count() as u64;
+            (_, None) if self.reported => {}
+            (Ok(chunk), None) => {
+                for choice in &chunk.choices {
+                    choice.count(&mut self.counted);
+                }
+                self.completion = self.counted.tokens();
             }
-            None => {}
+            // Data moat cannot read as a chunk still reached the client: counted as text.
+            (Err(_), None) => {
+                self.counted.chunks += 1;
+                self.counted.add(&data);
+                self.completion = self.counted.tokens();
+            }
         }
-        if self.limit.is_some_and(|limit| self.total() > limit) {
+        if self.over_limit() {
             // Not sent, so not charged: the client is charged what it received.
-            (self.prompt, self.completion, self.reported) = before;
+            (self.prompt, self.completion, self.reported, self.counted) = before;
             return Event::Cut;
         }
-        if self.hide_usage && usage.is_some() && chunk.choices.is_empty() {
+        let usage_only = chunk.is_ok_and(|chunk| chunk.choices.is_empty());
+        if self.hide_usage && usage.is_some() && usage_only {
             return Event::Drop;
         }
         Event::Pass
     }
 
+    /// moat's last events of a stream cut at its limit: an error object as OpenAI-style
+    /// servers send one mid-stream (the SDKs raise it), saying what was reached, then the
+    /// end marker.
+    fn cut_events(&self) -> Vec<u8> {
+        let (code, message) = match self.limit.map(|l| (l.bound, l.completion)) {
+            Some((Bound::Budget, _)) | None => (
+                "token_budget_exceeded",
+                "the API key's token budget is spent; the stream was ended by moat".to_owned(),
+            ),
+            Some((Bound::Asked | Bound::Cap, tokens)) => (
+                "max_tokens_reached",
+                format!(
+                    "the answer reached the {tokens} completion tokens moat admitted (its \
+                     max_tokens) and the model did not stop; the stream was ended by moat"
+                ),
+            ),
+        };
+        let error = serde_json::json!({"error": {
+            "message": message, "type": code, "param": null, "code": code,
+        }});
+        let mut out = b"data: ".to_vec();
+        out.extend_from_slice(error.to_string().as_bytes());
+        out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+        out
+    }
+
     /// The body ended: read a JSON response's `usage` (or estimate it), and hand back the
     /// unfinished tail of an event stream, which is passed on as it is.
     pub fn end(&mut self) -> Option<Bytes> {
-        let (frames, bytes) = match &mut self.shape {
-            Shape::Json { frames, bytes } => (frames, bytes),
+        let (frames, text) = match &mut self.shape {
+            Shape::Json { frames, text } => (frames, *text),
             Shape::Events { carry } => {
                 return (!carry.is_empty()).then(|| std::mem::take(carry).freeze());
             }
             Shape::Refused => return None,
         };
         let frames = std::mem::take(frames);
-        let length = *bytes;
-        let kept = length <= MAX_JSON_BYTES;
+        let kept = (text.ascii + text.other) as usize <= MAX_JSON_BYTES;
         let joined: Bytes = match frames.as_slice() {
             [one] => one.clone(),
             many => many.iter().flat_map(|b| b.iter().copied()).collect(),
@@ -304,8 +419,8 @@ impl Meter {
                 self.completion = completion;
                 self.reported = true;
             }
-            // No `usage` (or too big to keep): a quarter of the response's length.
-            None => self.completion = estimate(length),
+            // No `usage` (or too big to keep): counted from the answer's bytes.
+            None => self.completion = text.tokens(),
         }
         self.shape = Shape::Refused;
         None
@@ -317,12 +432,6 @@ enum Event {
     Drop,
     Cut,
 }
-
-/// moat's last events of a stream cut at its reservation: an error object as OpenAI-style
-/// servers send one mid-stream (the SDKs raise it), then the end marker.
-const CUT_EVENTS: &[u8] = b"data: {\"error\":{\"message\":\"the API key's token budget is spent; \
-the stream was ended by moat\",\"type\":\"token_budget_exceeded\",\"param\":null,\
-\"code\":\"token_budget_exceeded\"}}\n\ndata: [DONE]\n\n";
 
 /// The end of the first event in `buffer` (its blank line excluded) and where the next
 /// begins; `None` when no event ends in it. Lines end in LF or CRLF.
@@ -380,6 +489,10 @@ mod tests {
         }
     }
 
+    fn limit(completion: u64, bound: Bound) -> Option<Limit> {
+        Some(Limit { completion, bound })
+    }
+
     #[test]
     fn whole_events_pass_as_the_same_bytes_and_the_usage_event_replaces_the_count() {
         let mut meter = Meter::new(true, true, 10, None, false);
@@ -387,8 +500,6 @@ mod tests {
         let passed = pass(meter.feed(frame.clone()));
         assert_eq!(passed.as_ptr(), frame.as_ptr(), "a whole frame was copied");
         assert_eq!((meter.prompt, meter.completion), (10, 2));
-        pass(meter.feed(Bytes::from(chunk(""))));
-        assert_eq!(meter.completion, 2, "an empty delta is no token");
         pass(meter.feed(Bytes::from(USAGE)));
         assert_eq!(
             (meter.prompt, meter.completion, meter.reported),
@@ -396,6 +507,35 @@ mod tests {
         );
         pass(meter.feed(Bytes::from_static(b"data: [DONE]\n\n")));
         assert_eq!(meter.total(), 7);
+    }
+
+    /// As llama.cpp streams: a chunk per token, `""` for a token that does not complete a
+    /// character, no role or finish chunk counted, CRLF line ends, `\u` escapes.
+    #[test]
+    fn every_token_chunk_counts_even_empty_and_bytes_bound_merged_chunks() {
+        let mut meter = Meter::new(true, true, 0, None, false);
+        let opening = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\r\n\r\n";
+        let closing =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\n\r\n";
+        let cjk = [chunk(""), chunk(""), chunk("\\u6a21")].concat();
+        pass(meter.feed(Bytes::from(format!("{opening}{cjk}{closing}"))));
+        assert_eq!(meter.completion, 3, "three byte tokens of one character");
+
+        // A server that merges tokens into one chunk is counted from the bytes: 12 ASCII
+        // bytes are at least 3 tokens, 9 bytes of CJK at least 3.
+        let mut merged = Meter::new(true, true, 0, None, false);
+        pass(merged.feed(Bytes::from(chunk("abcdefghijkl"))));
+        assert_eq!(merged.completion, 3);
+        pass(merged.feed(Bytes::from(chunk("模型服"))));
+        assert_eq!(merged.completion, 6);
+
+        // Completions stream `text`; data moat cannot read as a chunk counts as text too.
+        let mut text = Meter::new(true, true, 0, None, false);
+        let piece = "data: {\"choices\":[{\"text\":\"\",\"finish_reason\":null}]}\n\n";
+        pass(text.feed(Bytes::from(format!(
+            "{piece}{piece}data: not json at all\n\n"
+        ))));
+        assert_eq!(text.completion, 4);
     }
 
     #[test]
@@ -414,29 +554,35 @@ mod tests {
         assert_eq!(meter.completion, 2);
     }
 
+    fn error_of(cut: &Bytes) -> serde_json::Value {
+        let text = String::from_utf8(cut.to_vec()).unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let event = text.rsplit("\n\n").nth(2).unwrap();
+        serde_json::from_str(event.strip_prefix("data: ").unwrap()).unwrap()
+    }
+
     #[test]
-    fn a_stream_is_cut_at_its_limit_with_an_error_event_and_done() {
-        let mut meter = Meter::new(true, true, 2, Some(5), false);
+    fn a_stream_is_cut_at_its_limit_saying_what_was_reached() {
+        let mut meter = Meter::new(true, true, 2, limit(3, Bound::Budget), false);
         pass(meter.feed(Bytes::from(chunk("a") + &chunk("b"))));
         assert_eq!(meter.total(), 4);
         let Feed::Cut(last) = meter.feed(Bytes::from(chunk("c") + &chunk("d"))) else {
-            panic!("the sixth token passed a limit of five");
+            panic!("the fourth token passed a limit of three");
         };
-        let text = String::from_utf8(last.to_vec()).unwrap();
-        assert!(text.starts_with(&chunk("c")), "{text}");
-        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-        let error: serde_json::Value = serde_json::from_str(
-            text.split("\n\n")
-                .nth(1)
-                .unwrap()
-                .strip_prefix("data: ")
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(error["error"]["code"], "token_budget_exceeded");
+        assert!(last.starts_with(chunk("c").as_bytes()));
+        assert_eq!(error_of(&last)["error"]["code"], "token_budget_exceeded");
         assert!(meter.cut);
         assert_eq!(meter.total(), 5, "charged what was sent");
         assert_eq!(meter.feed(Bytes::from(chunk("e"))), Feed::Hold);
+
+        let mut capped = Meter::new(true, true, 2, limit(1, Bound::Cap), false);
+        let Feed::Cut(last) = capped.feed(Bytes::from(chunk("a") + &chunk("b"))) else {
+            panic!("the second token passed a cap of one");
+        };
+        let error = error_of(&last);
+        assert_eq!(error["error"]["code"], "max_tokens_reached");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("max_tokens") && !message.contains("budget"));
     }
 
     #[test]
@@ -449,14 +595,16 @@ mod tests {
     }
 
     #[test]
-    fn json_reads_usage_at_the_end_or_estimates_and_a_refusal_costs_nothing() {
+    fn json_reads_usage_at_the_end_or_counts_bytes_and_a_refusal_costs_nothing() {
         let body = r#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}"#;
-        let mut meter = Meter::new(false, true, 40, None, false);
+        let mut meter = Meter::new(false, true, 40, limit(8, Bound::Asked), false);
         let (a, b) = body.split_at(30);
         pass(meter.feed(Bytes::from(a.to_owned())));
         pass(meter.feed(Bytes::from(b.to_owned())));
+        assert!(!meter.over_limit(), "decided before the end");
         meter.end();
         assert_eq!((meter.prompt, meter.completion), (5, 9));
+        assert!(meter.over_limit());
 
         let embedding = r#"{"data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}"#;
         let mut meter = Meter::new(false, true, 40, None, false);
@@ -465,14 +613,14 @@ mod tests {
         assert_eq!((meter.prompt, meter.completion), (8, 0));
 
         let mut meter = Meter::new(false, true, 40, None, false);
-        pass(meter.feed(Bytes::from_static(b"{\"choices\":[]}")));
+        pass(meter.feed(Bytes::from("{\"choices\":[\"模型\"]}")));
         meter.end();
         assert_eq!(
             (meter.prompt, meter.completion, meter.reported),
-            (40, 4, false)
+            (40, 4 + 2, false)
         );
 
-        let mut meter = Meter::new(true, false, 40, Some(1), false);
+        let mut meter = Meter::new(true, false, 40, limit(1, Bound::Cap), false);
         pass(meter.feed(Bytes::from(chunk("a") + &chunk("b"))));
         meter.end();
         assert_eq!(meter.total(), 0);

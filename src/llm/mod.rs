@@ -19,11 +19,11 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 
-pub use self::meter::{Feed, Meter};
+pub use self::meter::{Bound, Feed, Limit, MAX_JSON_BYTES, Meter};
 pub use self::request::LlmRequest;
 use crate::auth::Principal;
 use crate::auth::keystore::KeyRecord;
-use crate::config::{LlmSetting, Mode};
+use crate::config::{BoundField, BoundFields, LlmSetting, Mode, PolicyConfig};
 use crate::limit::{RateLimits, Reservation, StreamSlot};
 use crate::metrics::{KeyLabels, Metrics, TokenLabels};
 use crate::reject::Rejection;
@@ -73,16 +73,28 @@ impl KeyRules {
     }
 }
 
-/// Every key's rules, by key id.
-#[derive(Debug, Default)]
+/// Every key's rules, by key id, and how the admitted bound is written.
+#[derive(Debug)]
 pub struct Rules {
     keys: HashMap<String, KeyRules>,
-    /// `policy.inject_max_tokens`.
-    inject: bool,
+    /// `policy.max_tokens_fields`.
+    fields: Vec<BoundField>,
+    /// `policy.stream_usage`.
+    stream_usage: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            keys: HashMap::new(),
+            fields: BoundFields::default().0,
+            stream_usage: false,
+        }
+    }
 }
 
 impl Rules {
-    pub fn new(keys: Vec<(String, KeyRules)>, inject: bool) -> Result<Rules, Vec<String>> {
+    pub fn new(keys: Vec<(String, KeyRules)>, policy: &PolicyConfig) -> Result<Rules, Vec<String>> {
         let problems: Vec<String> = keys
             .iter()
             .filter(|(_, rules)| rules.max_tokens == Some(0))
@@ -93,7 +105,8 @@ impl Rules {
         }
         Ok(Rules {
             keys: keys.into_iter().collect(),
-            inject,
+            fields: policy.max_tokens_fields.0.clone(),
+            stream_usage: policy.asks_stream_usage(),
         })
     }
 }
@@ -102,8 +115,12 @@ impl Rules {
 #[derive(Debug)]
 pub struct Grant {
     reservation: Option<Reservation>,
-    /// Cut the stream at the reservation (not in shadow mode).
-    enforce: bool,
+    /// The completion tokens the answer may carry, enforced on the response (none in
+    /// shadow mode, or where nothing bounds the request).
+    limit: Option<Limit>,
+    /// The request generates text (not an embedding): only such an answer is held to its
+    /// limit.
+    generates: bool,
     slot: Option<StreamSlot>,
     prompt_estimate: u64,
     /// moat asked for a stream's usage: the client did not, so it is not passed on.
@@ -111,10 +128,13 @@ pub struct Grant {
     key: Arc<str>,
 }
 
-/// The checks of an LLM operation, on its validated body: returns the body to forward (the
-/// same bytes, unless `inject_max_tokens` added a field) and what to meter the response by.
+/// The checks of an LLM operation, on its validated body: returns the body to forward and
+/// what to meter the response by. Whenever the key has a cap or a token budget, the bound
+/// it admits is written into the body (`policy.max_tokens_fields`, and every bound field
+/// the client sent), so the model stops there whichever field it reads.
 /// Refusals go through `enforce` (shadow mode lets limits and validation through), except
-/// `model_not_allowed`: authorisation is always enforced.
+/// `model_not_allowed`: authorisation is always enforced. A request let through by shadow
+/// mode is forwarded as the client sent it.
 pub async fn admit(
     rules: &Rules,
     limits: &RateLimits,
@@ -142,46 +162,78 @@ pub async fn admit(
             return Err(Rejection::ModelNotAllowed);
         }
     }
+    // Whether every limit held: a request that shadow mode lets past one is not rewritten.
+    let mut within = true;
     let cap = key_rules.and_then(|r| r.max_tokens);
     if let (Some(cap), Some(asked)) = (cap, request.max_tokens)
         && asked > cap
     {
         enforce(Err(Rejection::MaxTokensExceeded { cap }))?;
+        within = false;
     }
-    let (body, hide_usage) = rewrite(rules.inject, &request, cap, headers, body);
     // The meter reads the answer as it passes: a compressed one it could not count.
     headers.remove(ACCEPT_ENCODING);
     let mut grant = Grant {
         reservation: None,
-        enforce: mode == Mode::Enforce,
+        limit: None,
+        generates: request.generates,
         slot: None,
         prompt_estimate: request.prompt_estimate,
-        hide_usage,
+        hide_usage: false,
         key: Arc::from(key_id.unwrap_or("-")),
     };
-    let Some(key_id) = key_id else {
-        return Ok((body, Some(grant), request));
+    if let Some(key_id) = key_id {
+        if request.stream {
+            match limits.open_stream(key_id) {
+                Ok(slot) => grant.slot = slot,
+                Err(rejection) => enforce(Err(rejection))?,
+            }
+        }
+        if limits.has_token_budget(key_id) {
+            let (want, at_least) = reservation(&request, cap);
+            match limits.reserve_tokens(key_id, want, at_least).await {
+                Ok(reservation) => grant.reservation = reservation,
+                Err(rejection) => {
+                    enforce(Err(rejection))?;
+                    within = false;
+                }
+            }
+        }
+    }
+    let limit = if within {
+        admitted_bound(&request, cap, grant.reservation.as_ref())
+    } else {
+        None
     };
-    if request.stream {
-        match limits.open_stream(key_id) {
-            Ok(slot) => grant.slot = slot,
-            Err(rejection) => enforce(Err(rejection))?,
+    let ask_usage = within && rules.stream_usage && request.stream && !request.include_usage;
+    let edit = request::Edit {
+        bound: limit.map(|(per_choice, _)| per_choice),
+        fields: &rules.fields,
+        ask_usage,
+    };
+    let body = match request::rewrite(&body, &edit) {
+        Some(rewritten) => {
+            if headers.contains_key(CONTENT_LENGTH) {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+            }
+            grant.hide_usage = ask_usage;
+            rewritten
         }
-    }
-    if limits.has_token_budget(key_id) {
-        let (want, at_least) = reservation(&request, cap);
-        match limits.reserve_tokens(key_id, want, at_least).await {
-            Ok(reservation) => grant.reservation = reservation,
-            Err(rejection) => enforce(Err(rejection))?,
-        }
-    }
+        None => body,
+    };
+    grant.limit = limit
+        .filter(|_| mode == Mode::Enforce)
+        .map(|(per_choice, bound)| Limit {
+            completion: per_choice.saturating_mul(request.n),
+            bound,
+        });
     Ok((body, Some(grant), request))
 }
 
 /// Tokens to reserve: (as many as wanted, the fewest that will do). A request that bounds
 /// its completion — its own `max_tokens`, else the key's cap — must fit whole: prompt
 /// estimate + max_tokens × n. One bounded by neither takes what is left of the budget (at
-/// least its prompt and one token), and is cut when it has used that.
+/// least its prompt and one token per choice), and that becomes its bound.
 fn reservation(request: &LlmRequest, cap: Option<u64>) -> (u64, u64) {
     if !request.generates {
         return (request.prompt_estimate, request.prompt_estimate);
@@ -193,47 +245,32 @@ fn reservation(request: &LlmRequest, cap: Option<u64>) -> (u64, u64) {
                 .saturating_add(max_tokens.saturating_mul(request.n));
             (whole, whole)
         }
-        None => (u64::MAX, request.prompt_estimate.saturating_add(1)),
+        None => (u64::MAX, request.prompt_estimate.saturating_add(request.n)),
     }
 }
 
-/// With `inject_max_tokens`: the key's cap written into a request that asks for no
-/// `max_tokens`, and a stream asked for its usage. Returns the body and whether moat asked
-/// for the usage the client did not.
-fn rewrite(
-    inject: bool,
+/// The completion bound per choice that admission granted, and where it came from: the
+/// request's own, else the key's cap, else what its reservation left after the prompt.
+/// `None` for a request nothing bounds (no cap, no budget) or that generates nothing.
+fn admitted_bound(
     request: &LlmRequest,
     cap: Option<u64>,
-    headers: &mut HeaderMap,
-    body: Bytes,
-) -> (Bytes, bool) {
-    if !inject {
-        return (body, false);
+    reservation: Option<&Reservation>,
+) -> Option<(u64, Bound)> {
+    if !request.generates {
+        return None;
     }
-    let mut members = Vec::new();
-    if let (Some(cap), None, true) = (cap, request.max_tokens, request.generates) {
-        members.push(format!("\"max_tokens\":{cap}"));
+    match (request.max_tokens, cap, reservation) {
+        (Some(asked), _, _) if cap.is_some() || reservation.is_some() => {
+            Some((asked, Bound::Asked))
+        }
+        (None, Some(cap), _) => Some((cap, Bound::Cap)),
+        (None, None, Some(reservation)) => {
+            let left = reservation.granted.saturating_sub(request.prompt_estimate);
+            Some(((left / request.n).max(1), Bound::Budget))
+        }
+        _ => None,
     }
-    let ask_usage = request.stream && !request.include_usage;
-    if ask_usage && !request.has_stream_options {
-        members.push("\"stream_options\":{\"include_usage\":true}".to_owned());
-    }
-    let mut rewritten = body.clone();
-    if ask_usage
-        && request.has_stream_options
-        && let Some(with_usage) = request::with_include_usage(&rewritten)
-    {
-        rewritten = with_usage;
-    }
-    if !members.is_empty()
-        && let Some(appended) = request::append_members(&rewritten, &members)
-    {
-        rewritten = appended;
-    }
-    if rewritten != body && headers.contains_key(CONTENT_LENGTH) {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
-    }
-    (rewritten, ask_usage)
 }
 
 impl Grant {
@@ -243,18 +280,35 @@ impl Grant {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-        let limit = self
-            .reservation
-            .as_ref()
-            .filter(|_| self.enforce)
-            .map(|r| r.granted);
         Meter::new(
             events,
             status.is_success(),
             self.prompt_estimate,
-            limit,
+            self.limit,
             self.hide_usage,
         )
+    }
+
+    /// Whether the answer `meter` reads must be held whole before it is relayed: a JSON
+    /// answer to a request with a limit cannot be cut part-way, only withheld, and that is
+    /// decided at its end.
+    pub fn holds(&self, meter: &Meter) -> bool {
+        self.generates && self.limit.is_some() && meter.is_json()
+    }
+
+    /// The completion tokens admitted, for the refusal of an answer that went past them.
+    pub fn admitted(&self) -> u64 {
+        self.limit.map_or(0, |limit| limit.completion)
+    }
+
+    /// A held answer went past its limit and is withheld: the key pays its whole
+    /// reservation (the model did generate at least that), not what the model ran to.
+    pub fn withhold(mut self, meter: &Meter, metrics: &Metrics) {
+        if let Some(reservation) = self.reservation.take() {
+            let granted = reservation.granted;
+            reservation.settle(granted);
+        }
+        self.settle(meter, metrics);
     }
 
     /// The response ended (or was abandoned): settle the reservation to what `meter`

@@ -57,6 +57,14 @@ impl Rejection {
             }
             _ => {}
         }
+        if let Rejection::UpstreamExceededMaxTokens { .. } = self {
+            // The OpenAI SDKs retry a 502 unless told not to; the same request would make
+            // the model run past its bound again, and be charged again.
+            response.headers_mut().insert(
+                http::header::HeaderName::from_static("x-should-retry"),
+                HeaderValue::from_static("false"),
+            );
+        }
         if let Rejection::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(ALLOW, allow);
         }
@@ -108,6 +116,7 @@ impl Rejection {
             | Rejection::BodyUnreadable
             | Rejection::UpstreamUnavailable
             | Rejection::UpstreamTimeout
+            | Rejection::UpstreamExceededMaxTokens { .. }
             | Rejection::Internal(_) => return None,
         };
         HeaderValue::from_str(&challenge).ok()

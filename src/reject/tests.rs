@@ -41,9 +41,10 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::TokenBudgetExceeded { .. } => 31,
         Rejection::TooManyStreams { .. } => 32,
         Rejection::InvalidLlmRequest(_) => 33,
+        Rejection::UpstreamExceededMaxTokens { .. } => 34,
     }
 }
-const VARIANTS: usize = 34;
+const VARIANTS: usize = 35;
 
 fn quota_spent() -> crate::limit::QuotaUsage {
     crate::limit::QuotaUsage {
@@ -313,6 +314,13 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             Rejection::UpstreamTimeout,
             504,
             "upstream_timeout",
+            "forward",
+            None,
+        ),
+        (
+            Rejection::UpstreamExceededMaxTokens { admitted: 16 },
+            502,
+            "upstream_exceeded_max_tokens",
             "forward",
             None,
         ),

@@ -581,6 +581,44 @@ pub fn uvicorn(python: &std::path::Path, dir: &std::path::Path) -> (Child, u16) 
     (child, port)
 }
 
+/// A Python test server of `tests/` (a FastAPI app under uvicorn, from the virtualenv),
+/// killed when dropped. `None` when the virtualenv is missing (see [`model_python`]).
+pub struct PyServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PyServer {
+    /// Starts `dir/app.py` (relative to the crate) without waiting for it to listen.
+    pub fn start(dir: &str) -> Option<PyServer> {
+        let python = model_python()?;
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let (child, port) = uvicorn(&python, &root);
+        Some(PyServer { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What the server received (`GET /_test/log`, not in its spec: asked of it directly).
+    pub fn log(&self) -> serde_json::Value {
+        get(
+            format!("127.0.0.1:{}", self.port).parse().expect("address"),
+            "/_test/log",
+            &[],
+        )
+        .json()
+    }
+}
+
 /// Runs the moat binary with `args` and extra environment (no age identity inherited),
 /// killing it if it runs past [`WAIT`] (a `serve` that should have refused to start).
 pub fn run_moat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
