@@ -3,18 +3,21 @@
 
 use std::time::{Duration, Instant};
 
+use crate::input::Kind;
+
 /// Fetches `url`, retrying with backoff until it answers 200 or `deadline` passes (the
 /// model may still be starting). Blocking: for use before the server's runtime starts.
-pub fn fetch(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
+pub fn fetch(url: &str, deadline: Duration, kind: Kind) -> Result<Vec<u8>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime to fetch {url}: {e}"))?;
-    runtime.block_on(fetch_async(url, deadline))
+    runtime.block_on(fetch_async(url, deadline, kind))
 }
 
-/// The same, from inside a runtime.
-pub async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, String> {
+/// The same, from inside a runtime. A body past `kind`'s cap (see `input`) is refused as a
+/// file of that size would be.
+pub async fn fetch_async(url: &str, deadline: Duration, kind: Kind) -> Result<Vec<u8>, String> {
     use http_body_util::{BodyExt, Empty};
     let uri: http::Uri = url
         .parse()
@@ -31,11 +34,14 @@ pub async fn fetch_async(url: &str, deadline: Duration) -> Result<Vec<u8>, Strin
         let attempt = async {
             let response = client.request(request).await.map_err(|e| e.to_string())?;
             let status = response.status();
-            let body = response
-                .into_body()
+            let cap = usize::try_from(kind.cap()).unwrap_or(usize::MAX);
+            let body = http_body_util::Limited::new(response.into_body(), cap)
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
+                    true => format!("the answer is over the {cap} bytes moat reads for it"),
+                    false => e.to_string(),
+                })?;
             if status.is_success() {
                 Ok(body.to_bytes().to_vec())
             } else {

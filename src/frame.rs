@@ -5,15 +5,18 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, Uri};
+use http::header::HOST;
+use http::{HeaderMap, Uri, Version};
 
 use crate::config::Limits;
-use crate::reject::{PathProblem, Rejection};
+use crate::reject::{HostProblem, PathProblem, Rejection};
 
-/// Applies the URI and header size limits, then the path and query checks. Returns the
-/// percent-decoded path (borrowed when it had no escapes, which is the common case).
+/// Applies the URI and header size limits, the Host rules, then the path and query checks.
+/// Returns the percent-decoded path (borrowed when it had no escapes, which is the common
+/// case).
 pub fn check<'a>(
     uri: &'a Uri,
+    version: Version,
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<Cow<'a, str>, Rejection> {
@@ -28,6 +31,7 @@ pub fn check<'a>(
             limit: limits.max_header_bytes,
         });
     }
+    authority(uri, version, headers).map_err(Rejection::InvalidHost)?;
     let Some(path_and_query) = uri.path_and_query() else {
         return Err(Rejection::InvalidPath(PathProblem::NotOriginForm));
     };
@@ -35,6 +39,108 @@ pub fn check<'a>(
         check_query(query.as_bytes()).map_err(Rejection::InvalidPath)?;
     }
     canonical_path(path_and_query.path()).map_err(Rejection::InvalidPath)
+}
+
+/// The authority a request is addressed to, by RFC 9112 §3.2 (and RFC 9113 §8.3.1 for
+/// HTTP/2): one `Host` line, required on HTTP/1.1, of valid `host[:port]` syntax; the
+/// request target's own authority (absolute-form, or HTTP/2's `:authority`) wins over
+/// `Host`, and on HTTP/2 the two must agree. `None`: an HTTP/1.0 request without one.
+pub fn authority<'a>(
+    uri: &'a Uri,
+    version: Version,
+    headers: &'a HeaderMap,
+) -> Result<Option<&'a str>, HostProblem> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostProblem::Twice);
+    }
+    let host = host
+        .map(|value| value.to_str().map_err(|_| HostProblem::Malformed))
+        .transpose()?;
+    if host.is_some_and(|host| !valid_authority(host)) {
+        return Err(HostProblem::Malformed);
+    }
+    match (uri.authority(), host) {
+        (Some(target), Some(host))
+            if version >= Version::HTTP_2 && !target.as_str().eq_ignore_ascii_case(host) =>
+        {
+            Err(HostProblem::Conflicting)
+        }
+        (None, None) if version == Version::HTTP_11 => Err(HostProblem::Missing),
+        (Some(_), None) if version == Version::HTTP_11 => Err(HostProblem::Missing),
+        (Some(target), _) => Ok(Some(target.as_str())),
+        (None, host) => Ok(host),
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IPv6 (or
+/// IPvFuture) literal, or a reg-name / IPv4 of unreserved, sub-delims and `%XX`; then
+/// digits after one colon. An empty value is valid (a target without authority).
+fn valid_authority(value: &str) -> bool {
+    let (host_ok, port) = match value.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((literal, after)) => (valid_ip_literal(literal), after),
+            None => return false,
+        },
+        None => match value.rsplit_once(':') {
+            Some((host, _)) => (valid_reg_name(host), &value[host.len()..]),
+            None => (valid_reg_name(value), ""),
+        },
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    host_ok && port_ok
+}
+
+fn valid_ip_literal(literal: &str) -> bool {
+    if literal.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    // IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+    let Some((version, rest)) = literal
+        .strip_prefix(['v', 'V'])
+        .and_then(|future| future.split_once('.'))
+    else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_hexdigit())
+        && !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b == b':' || is_unreserved(b) || is_sub_delim(b))
+}
+
+fn valid_reg_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                if decode_escape(bytes, i).is_none() {
+                    return false;
+                }
+                i += 3;
+            }
+            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 /// Header bytes as HTTP/1.1 would carry them (`name: value\r\n`), the measure
@@ -227,20 +333,81 @@ mod tests {
             ..Limits::default()
         };
         let long: Uri = "/aaaaaaaaaaaaaaaaa".parse().unwrap();
+        let v10 = Version::HTTP_10;
         assert_eq!(
-            check(&long, &HeaderMap::new(), &limits),
+            check(&long, v10, &HeaderMap::new(), &limits),
             Err(Rejection::UriTooLong { limit: 10 })
         );
         let mut headers = HeaderMap::new();
         headers.insert("x-big", "v".repeat(30).parse().unwrap());
         let short: Uri = "/a/../b".parse().unwrap();
         assert_eq!(
-            check(&short, &headers, &limits),
+            check(&short, v10, &headers, &limits),
             Err(Rejection::HeadersTooLarge { limit: 30 })
         );
         assert_eq!(
-            check(&short, &HeaderMap::new(), &limits),
+            check(&short, v10, &HeaderMap::new(), &limits),
             Err(Rejection::InvalidPath(PathProblem::DotSegment))
+        );
+    }
+
+    fn host_of(
+        target: &str,
+        version: Version,
+        hosts: &[&str],
+    ) -> Result<Option<String>, HostProblem> {
+        let uri: Uri = target.parse().unwrap();
+        let mut headers = HeaderMap::new();
+        for host in hosts {
+            headers.append(HOST, host.parse().unwrap());
+        }
+        authority(&uri, version, &headers).map(|a| a.map(str::to_owned))
+    }
+
+    #[test]
+    fn host_follows_rfc_9112() {
+        let v11 = Version::HTTP_11;
+        assert_eq!(
+            host_of("/", v11, &["127.0.0.1:9090"]),
+            Ok(Some("127.0.0.1:9090".into()))
+        );
+        assert_eq!(
+            host_of("/", v11, &["[::1]:9090"]),
+            Ok(Some("[::1]:9090".into()))
+        );
+        assert_eq!(host_of("/", v11, &[""]), Ok(Some(String::new())));
+        assert_eq!(host_of("/", v11, &[]), Err(HostProblem::Missing));
+        assert_eq!(host_of("/", Version::HTTP_10, &[]), Ok(None));
+        assert_eq!(host_of("/", v11, &["a", "a"]), Err(HostProblem::Twice));
+        for malformed in [
+            "[::1]evil.example",
+            "[::1",
+            "[evil]",
+            "a b",
+            "a:b:c",
+            "host:80x",
+            "a%zz",
+            "user@host",
+        ] {
+            assert_eq!(
+                host_of("/", v11, &[malformed]),
+                Err(HostProblem::Malformed),
+                "{malformed}"
+            );
+        }
+        // The absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
+        assert_eq!(
+            host_of("http://evil.example/status.json", v11, &["127.0.0.1"]),
+            Ok(Some("evil.example".into()))
+        );
+        // HTTP/2: `:authority`, and a Host beside it must agree.
+        assert_eq!(
+            host_of("http://moat.test/", Version::HTTP_2, &[]),
+            Ok(Some("moat.test".into()))
+        );
+        assert_eq!(
+            host_of("http://moat.test/", Version::HTTP_2, &["other.test"]),
+            Err(HostProblem::Conflicting)
         );
     }
 }

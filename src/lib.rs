@@ -21,6 +21,7 @@ pub(crate) mod fetch;
 pub(crate) mod forward;
 pub mod frame;
 pub(crate) mod idle;
+pub(crate) mod input;
 pub(crate) mod limit;
 pub(crate) mod llm;
 pub(crate) mod metrics;

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{ALLOW, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{ALLOW, CONNECTION, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
@@ -43,6 +43,9 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let snapshot = state.snapshot.load_full();
+    // An HTTP/1 request whose body a refusal leaves unread (see `closing`).
+    let unread_body =
+        request.version() <= Version::HTTP_11 && !http_body::Body::is_end_stream(request.body());
     let request_id = RequestId::of(request.headers());
     let mut completion = Completion::start(
         state.metrics.clone(),
@@ -58,9 +61,13 @@ pub async fn handle(
         Ok(response) => response,
         Err(rejection) => {
             completion.rejected(&rejection);
-            rejection
+            let mut response = rejection
                 .into_response(completion.request_id.as_str())
-                .map(ResponseBody::full)
+                .map(ResponseBody::full);
+            if unread_body && !completion.trail.body_read {
+                closing(&mut response);
+            }
+            response
         }
     };
     response
@@ -163,6 +170,17 @@ async fn hold_answer(
     let meter = grant.meter(response.status(), response.headers());
     response.body_mut().meter(grant, meter, metrics.clone());
     Ok(response)
+}
+
+/// A refusal that leaves the request body unread — moat never reads the body of a caller it
+/// has not authenticated — ends the HTTP/1 connection: the rest of the body is still on
+/// it. Saying so in `Connection: close` lets the client open a new connection for its next
+/// request instead of writing it into one that is closing (Python's `http.client` sends
+/// the body in a second write, after moat may already have answered).
+fn closing(response: &mut Response<ResponseBody>) {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// `OPTIONS` on a declared path whose spec does not declare OPTIONS: answered here, with

@@ -78,6 +78,26 @@ impl PathProblem {
     }
 }
 
+/// Why a request's `Host` was refused at stage 1 (RFC 9112 §3.2): its value is never echoed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostProblem {
+    Twice,
+    Missing,
+    Malformed,
+    Conflicting,
+}
+
+impl HostProblem {
+    pub fn detail(self) -> &'static str {
+        match self {
+            HostProblem::Twice => "the request carries more than one Host header",
+            HostProblem::Missing => "an HTTP/1.1 request must carry a Host header",
+            HostProblem::Malformed => "the Host header is not a valid host[:port]",
+            HostProblem::Conflicting => "the Host header and :authority name different hosts",
+        }
+    }
+}
+
 /// A refusal. Each variant fixes its status, stable `code` and public detail right here, so
 /// the mapping is exhaustive and pinned by the table test below.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +110,8 @@ pub enum Rejection {
     HeadersTooLarge {
         limit: usize,
     },
+    /// Stage 1: no `Host`, two of them, or one that is not `host[:port]` (RFC 9112 §3.2).
+    InvalidHost(HostProblem),
     /// Stage 2: the spec declares no such path.
     RouteNotFound,
     /// Stage 2: the path exists, the method does not; `allow` lists what does.
@@ -202,6 +224,7 @@ impl Rejection {
                 "headers_too_large",
                 Frame,
             ),
+            Rejection::InvalidHost(_) => (S::BAD_REQUEST, "invalid_host", Frame),
             Rejection::RouteNotFound => (S::NOT_FOUND, "route_not_found", Route),
             Rejection::MethodNotAllowed { .. } => {
                 (S::METHOD_NOT_ALLOWED, "method_not_allowed", Route)
@@ -274,6 +297,7 @@ impl Rejection {
             Rejection::HeadersTooLarge { limit } => {
                 format!("the request headers are larger than {limit} bytes")
             }
+            Rejection::InvalidHost(problem) => problem.detail().to_owned(),
             Rejection::RouteNotFound => "no operation is declared at this path".to_owned(),
             Rejection::MethodNotAllowed { .. } => {
                 "the operation at this path does not accept this method".to_owned()

@@ -18,6 +18,11 @@ use crate::watch::{Fingerprints, Inputs, Watcher};
 
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// The longest a pass over the inputs (digests, a key-store re-read) may take. Inputs are
+/// regular files read without waiting (see `input`), so only a hung filesystem gets here;
+/// the loop then goes on without that pass instead of stalling every later reload.
+const INPUT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Runs until the process ends: reloads on SIGHUP, and when an input file's content changed.
 pub async fn run(state: Arc<State>) {
     let (files_tx, mut files) = mpsc::channel::<()>(1);
@@ -33,7 +38,7 @@ pub async fn run(state: Arc<State>) {
         None
     };
     let mut inputs = Inputs::of(&state.config_path, &state.snapshot.load().config);
-    let mut seen = fingerprints(&inputs).await;
+    let mut seen = fingerprints(&inputs).await.unwrap_or_default();
     if let Some(watcher) = &mut watcher {
         watcher.follow(&inputs, &seen);
     }
@@ -54,9 +59,14 @@ pub async fn run(state: Arc<State>) {
         tokio::time::sleep(DEBOUNCE).await;
         let hangup = hangup | hangups.try_recv().is_ok();
         while files.try_recv().is_ok() {}
-        let now = fingerprints(&inputs).await;
+        let Some(now) = fingerprints(&inputs).await else {
+            continue;
+        };
         if hangup || now.changed_since(&seen) {
             let loaded = reload(&state).await;
+            if !loaded {
+                refresh_key_stores(&state).await;
+            }
             inputs = next_inputs(&state, loaded).await;
             // Taken before the load, so a change made while loading is seen next time.
             seen = now.carried_to(&inputs);
@@ -74,12 +84,15 @@ pub async fn run(state: Arc<State>) {
 }
 
 /// The inputs to watch after a reload: the serving config's, and after a failure also
-/// those of the config that failed (its key store may not exist yet), so fixing them is seen.
+/// every file the config that failed names — read as leniently as `moat check` reads it, so
+/// a config that fails on a bad dotenv line, a short secret or an unset variable still has
+/// the file that would fix it watched.
 async fn next_inputs(state: &Arc<State>, loaded: bool) -> Inputs {
     let mut inputs = Inputs::of(&state.config_path, &state.snapshot.load().config);
     if !loaded {
         let path = state.config_path.clone();
-        if let Ok(Ok(candidate)) = tokio::task::spawn_blocking(move || Config::load(&path)).await {
+        let candidate = tokio::task::spawn_blocking(move || Config::load_leniently(&path).0);
+        if let Ok(Ok(Some(candidate))) = tokio::time::timeout(INPUT_DEADLINE, candidate).await {
             inputs.extend(Inputs::of(&state.config_path, &candidate));
         }
     }
@@ -89,16 +102,63 @@ async fn next_inputs(state: &Arc<State>, loaded: bool) -> Inputs {
 /// True when a key store's file no longer holds the serving store.
 async fn reread_key_stores(state: &Arc<State>) -> bool {
     let snapshot = state.snapshot.load_full();
-    tokio::task::spawn_blocking(move || snapshot.auth.reread_key_stores())
-        .await
-        .unwrap_or(false)
+    let reread = tokio::task::spawn_blocking(move || snapshot.auth.reread_key_stores());
+    match tokio::time::timeout(INPUT_DEADLINE, reread).await {
+        Ok(changed) => changed.unwrap_or(false),
+        Err(_) => {
+            tracing::warn!("re-reading the key stores took over {INPUT_DEADLINE:?}; skipped");
+            false
+        }
+    }
 }
 
-async fn fingerprints(inputs: &Inputs) -> Fingerprints {
+/// After a reload failed: when a key store changed all the same, the serving snapshot with
+/// its key stores read again (see `Snapshot::with_key_stores`) takes over — a key revoked
+/// while another input is broken is refused as soon as it would have been.
+async fn refresh_key_stores(state: &Arc<State>) {
+    if !reread_key_stores(state).await {
+        return;
+    }
+    let serving = state.snapshot.load_full();
+    let metrics = state.metrics.clone();
+    let rebuilt = tokio::task::spawn_blocking(move || serving.with_key_stores(&metrics));
+    let result = match tokio::time::timeout(INPUT_DEADLINE, rebuilt).await {
+        Ok(Ok(Ok(snapshot))) => {
+            state.snapshot.store(Arc::new(snapshot));
+            state.metrics.config_generation.inc();
+            tracing::warn!(
+                "the reload failed, but the key stores changed: they were read again alone and \
+                 serve now; the rest of the previous configuration keeps serving"
+            );
+            "key_stores"
+        }
+        Ok(Ok(Err(problems))) => {
+            tracing::error!(
+                problems = problems.join("; "),
+                "the key stores changed but cannot be loaded either; the previous ones serve"
+            );
+            "failure"
+        }
+        Ok(Err(_)) | Err(_) => "failure",
+    };
+    state
+        .metrics
+        .config_reloads
+        .get_or_create(&ReloadLabels { result })
+        .inc();
+}
+
+/// Every input's digest, or `None` (logged) when reading them took over [`INPUT_DEADLINE`].
+async fn fingerprints(inputs: &Inputs) -> Option<Fingerprints> {
     let inputs = inputs.clone();
-    tokio::task::spawn_blocking(move || Fingerprints::take(&inputs))
-        .await
-        .unwrap_or_default()
+    let taken = tokio::task::spawn_blocking(move || Fingerprints::take(&inputs));
+    match tokio::time::timeout(INPUT_DEADLINE, taken).await {
+        Ok(fingerprints) => Some(fingerprints.unwrap_or_default()),
+        Err(_) => {
+            tracing::warn!("reading the input files took over {INPUT_DEADLINE:?}; skipped");
+            None
+        }
+    }
 }
 
 async fn listen_for_hangups(tx: mpsc::Sender<()>) {

@@ -21,8 +21,9 @@ pub struct Snapshot {
     /// Shared with the previous snapshot while `upstream` is unchanged: a reload keeps the
     /// pooled connections.
     pub upstream: Arc<Upstream>,
-    /// The compiled OpenAPI document; `None` when the config names none.
-    pub spec: Option<Spec>,
+    /// The compiled OpenAPI document; `None` when the config names none. Shared with the
+    /// snapshot a key-store-only refresh builds (see [`Snapshot::with_key_stores`]).
+    pub spec: Option<Arc<Spec>>,
     pub auth: Auth,
     /// Each operation's requirement and mode (and the one without a spec).
     pub routes: Routes,
@@ -97,14 +98,58 @@ impl Snapshot {
                 .map(Arc::new)
                 .map_err(|e| vec![e]),
         };
-        let spec = config.openapi.as_ref().map(load_spec).transpose();
+        let spec = config
+            .openapi
+            .as_ref()
+            .map(|openapi| load_spec(openapi).map(Arc::new))
+            .transpose();
         let auth = match &spec {
-            Ok(spec) => Auth::load(&config, spec.as_ref(), metrics, previous.map(|p| &p.auth)),
+            Ok(spec) => Auth::load(&config, spec.as_deref(), metrics, previous.map(|p| &p.auth)),
             Err(_) => Err(Auth::check_schemes(&config, metrics)),
         };
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose();
+        Self::assemble(config, metrics, previous, upstream, spec, auth, tls)
+    }
+
+    /// The serving snapshot with its key stores read again and nothing else — the config,
+    /// spec, JWT keys and TLS files stay as they are. A reload that fails because some other
+    /// input is broken (an env file swapped for a FIFO, a spec mid-edit) falls back to this,
+    /// so a revocation is never held up by an unrelated file.
+    pub fn with_key_stores(&self, metrics: &Arc<Metrics>) -> Result<Snapshot, Vec<String>> {
+        let config = self.config.clone();
+        let auth = self
+            .auth
+            .with_key_stores(&config, self.spec.as_deref(), metrics);
+        Self::assemble(
+            config,
+            metrics,
+            Some(self),
+            Ok(self.upstream.clone()),
+            Ok(self.spec.clone()),
+            auth,
+            Ok(self.tls.clone()),
+        )
+    }
+
+    /// What every snapshot builds from its parts: the routes, the limits and the LLM rules
+    /// of its keys; every problem of every part at once.
+    #[allow(clippy::too_many_arguments)] // the parts a snapshot is made of, each its own result
+    fn assemble(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+        upstream: Result<Arc<Upstream>, Vec<String>>,
+        spec: Result<Option<Arc<Spec>>, Vec<String>>,
+        auth: Result<Auth, Vec<String>>,
+        tls: Result<Option<crate::tls::ServerTls>, Vec<String>>,
+    ) -> Result<Snapshot, Vec<String>> {
         // Policy problems (a stale operation name) are reported even when a scheme failed.
         let routes = match &spec {
-            Ok(spec) => Routes::resolve(&config, spec.as_ref()),
+            Ok(spec) => Routes::resolve(&config, spec.as_deref()),
             Err(_) => Err(Vec::new()),
         };
         let routes = match (routes, &auth) {
@@ -128,11 +173,6 @@ impl Snapshot {
             Ok(auth) => crate::llm::Rules::new(auth.llm_rules(), &config.policy),
             Err(_) => Err(Vec::new()),
         };
-        let tls = config
-            .tls
-            .as_ref()
-            .map(crate::tls::server_config)
-            .transpose();
         match (upstream, spec, auth, routes, (limits, llm), tls) {
             (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), (Ok(limits), Ok(llm)), Ok(tls)) => {
                 Ok(Snapshot {
@@ -173,15 +213,22 @@ fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
     })
 }
 
-/// The spec's documents as configured: read (or fetched) and with the overlays applied.
-pub fn read_spec(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
+/// The spec's documents as read (or fetched), before any overlay.
+pub fn read_spec_documents(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
     let docs = match (&openapi.file, &openapi.url) {
         (Some(file), _) => source::from_file(file),
-        (None, Some(url)) => crate::fetch::fetch(url, openapi.fetch_timeout)
-            .and_then(|bytes| source::from_bytes(url, &bytes)),
+        (None, Some(url)) => {
+            crate::fetch::fetch(url, openapi.fetch_timeout, crate::input::Kind::Spec)
+                .and_then(|bytes| source::from_bytes(url, &bytes))
+        }
         (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
     };
-    let mut docs = docs.map_err(|e| vec![format!("openapi: {e}")])?;
+    docs.map_err(|e| vec![format!("openapi: {e}")])
+}
+
+/// The spec's documents as configured: read (or fetched) and with the overlays applied.
+pub fn read_spec(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
+    let mut docs = read_spec_documents(openapi)?;
     // Overlays address the spec's own document; files its `$ref`s name are not targets.
     let root = docs
         .docs

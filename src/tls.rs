@@ -22,6 +22,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The public listener's TLS, as one snapshot serves it.
+#[derive(Clone)]
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     /// The leaf certificate's `notAfter`, for the status page (`None` if it won't parse:
@@ -55,12 +56,19 @@ pub fn server_config(tls: &TlsConfig) -> Result<ServerTls, Vec<String>> {
             tls.cert_file.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
-        problems.push(format!(
-            "tls.key_file ({}): no usable private key ({e}); give a PEM PKCS#8, PKCS#1 or SEC1 key",
-            tls.key_file.display()
-        ))
-    });
+    let key = crate::input::read(&tls.key_file, crate::input::Kind::KeyMaterial)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| format!("tls.key_file: {e}"))
+        .and_then(|pem| {
+            PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                format!(
+                    "tls.key_file ({}): no usable private key ({e}); give a PEM PKCS#8, PKCS#1 \
+                     or SEC1 key",
+                    tls.key_file.display()
+                )
+            })
+        })
+        .map_err(|problem| problems.push(problem));
     let verifier = tls.client_ca_file.as_deref().map(|path| {
         let roots = read_certs(path, "tls.client_ca_file")?;
         let mut store = rustls::RootCertStore::empty();
@@ -114,8 +122,10 @@ fn leaf_not_after(leaf: &CertificateDer<'_>) -> Option<SystemTime> {
 }
 
 fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let pem = crate::input::read(path, crate::input::Kind::KeyMaterial)
+        .map_err(|e| format!("{key}: {e}"))?;
+    CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{key} ({}): {e}", path.display()))
 }
 

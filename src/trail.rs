@@ -20,6 +20,8 @@ pub struct Trail {
     pub key_id: Option<String>,
     /// Failures `policy.mode: shadow` let through, in stage order.
     pub shadowed: Vec<Rejection>,
+    /// The request body was read to its end (a refusal before that leaves it unread).
+    pub body_read: bool,
     /// Why each stage decided as it did; `None` on the hot path, where a note costs one
     /// branch and its text is never built.
     explained: Option<Vec<Note>>,

@@ -72,7 +72,7 @@ impl Inputs {
 enum Content {
     /// New to the set: never looked at, so any state of the file counts as a change.
     NotLookedAt,
-    /// Missing or unreadable.
+    /// Missing, unreadable, not a regular file, or too big to read.
     Missing,
     Digest([u8; 32]),
 }
@@ -85,13 +85,16 @@ pub struct Fingerprints {
 }
 
 impl Fingerprints {
-    /// Reads and hashes every input (blocking: call off the async runtime).
+    /// Reads and hashes every input (blocking: call off the async runtime). An input that is
+    /// not a regular file, or past every cap, reads as missing: never waited on, never
+    /// read whole (see `input`).
     pub fn take(inputs: &Inputs) -> Fingerprints {
         let mut fingerprints = Fingerprints::default();
         for file in &inputs.0 {
-            let digest = std::fs::read(file).map_or(Content::Missing, |bytes| {
-                Content::Digest(Sha256::digest(&bytes).into())
-            });
+            let digest = crate::input::read(file, crate::input::Kind::Any)
+                .map_or(Content::Missing, |bytes| {
+                    Content::Digest(Sha256::digest(&bytes).into())
+                });
             fingerprints.digests.insert(file.clone(), digest);
             if let Ok(target) = std::fs::canonicalize(file) {
                 fingerprints.resolved.insert(file.clone(), target);

@@ -563,6 +563,10 @@ fn revoke_and_rotate_through_the_cli_take_effect_on_the_next_start() {
         .map(|hash| hash.trim_end_matches('"').to_owned())
         .unwrap();
     assert!(!listing.contains(&full_hash), "list shows a full hash");
+    assert!(
+        !listing.contains('$') && listing.contains("argon2id m=19456,t=2,p=1"),
+        "list shows part of a hash, or not its cost: {listing}"
+    );
     let upstream = Upstream::start();
     let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
     assert_eq!(

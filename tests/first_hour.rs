@@ -510,7 +510,11 @@ fn auth_log_lines_say_which_request_and_which_key() {
         .expect("a refusal line");
     let refused: serde_json::Value = serde_json::from_str(refused).unwrap();
     assert_eq!(refused["request_id"], "req-wrong-1", "{refused}");
-    assert_eq!(refused["key_id"], "ops", "{refused}");
+    assert_eq!(refused["claimed_key_id"], "ops", "{refused}");
+    assert!(
+        refused.get("key_id").is_none(),
+        "an unverified id logged as verified"
+    );
     assert!(
         !lines.join("\n").contains(&wrong[10..]),
         "the secret reached the log"

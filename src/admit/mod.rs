@@ -99,7 +99,7 @@ where
     let config = &snapshot.config;
 
     // 1. frame: sizes and the one canonical reading of the path.
-    let path = frame::check(&parts.uri, &parts.headers, &config.limits)?;
+    let path = frame::check(&parts.uri, parts.version, &parts.headers, &config.limits)?;
     trail.pass(Stage::Frame, || format!("canonical path {path}"));
 
     // 2. route: only what the spec declares goes further.
@@ -177,6 +177,7 @@ where
         enforce(verdict, mode, trail)?;
     }
     let body = read_body(body, &parts.headers, &config.limits).await?;
+    trail.body_read = true;
     match target.operation {
         Some(operation) => {
             let verdict =

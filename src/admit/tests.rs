@@ -94,6 +94,12 @@ async fn run(
     body: &str,
 ) -> (String, Trail, Option<super::Admitted>) {
     let mut request = Request::builder().method(method).uri(target);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header("host", "moat.test");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

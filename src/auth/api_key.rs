@@ -144,6 +144,11 @@ impl ApiKeyVerifier {
         &self.store
     }
 
+    /// The file the store is read from.
+    pub fn store_path(&self) -> &std::path::Path {
+        &self.config.store
+    }
+
     /// Re-reads the store file (blocking: call it off the runtime). The same content makes
     /// the serving store fresh again; `Ok(false)`: the file changed, reload it.
     pub fn reread_store(&self) -> Result<bool, Vec<String>> {

@@ -92,10 +92,11 @@ pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Out
             bearer: in_bearer,
         }),
         Err(error) => {
-            // The id of a well-formed key is not a secret; the rest of it is.
+            // The id of a well-formed key is not a secret; the rest of it is. It is what the
+            // client claimed, not a verified key: never logged as `key_id`.
             tracing::info!(
                 request_id = request.caller.request_id,
-                key_id = keystore::parse_key(&key).unwrap_or("-"),
+                claimed_key_id = keystore::parse_key(&key).unwrap_or("-"),
                 reason = error.reason(),
                 "API key refused"
             );

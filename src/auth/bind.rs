@@ -9,7 +9,7 @@ use super::api_key::ApiKeyVerifier;
 use super::jwt::JwtVerifier;
 use super::keystore::KeyStore;
 use super::{Auth, Verifier};
-use crate::config::{Config, SchemeConfig};
+use crate::config::{ApiKeyConfig, Config, SchemeConfig};
 use crate::metrics::Metrics;
 
 /// A verifier per configured scheme, and a problem for each that cannot be built. Each
@@ -36,16 +36,9 @@ pub(super) fn verifiers(
                     _ => Arc::new(new),
                 })
             }),
-            (SchemeConfig::ApiKey(config), before) => KeyStore::load(&config.store)
-                .map_err(|p| p.join("; "))
-                .and_then(|store| ApiKeyVerifier::new(config, store, workers))
-                .map(|new| {
-                    let new = new.with_metrics(metrics.clone());
-                    Verifier::ApiKey(Box::new(match before {
-                        Some(Verifier::ApiKey(old)) => new.inherit(old),
-                        _ => new,
-                    }))
-                }),
+            (SchemeConfig::ApiKey(config), before) => {
+                api_key_verifier(config, before, workers, metrics)
+            }
         };
         match verifier {
             Ok(verifier) => {
@@ -55,6 +48,50 @@ pub(super) fn verifiers(
         }
     }
     (verifiers, problems)
+}
+
+/// The same verifiers with only their key stores read again: the JWT verifiers are
+/// `previous`'s own (their key files are not read). For a reload that failed elsewhere, so
+/// a change to a key store — a revocation — still takes effect.
+pub(super) fn rebind_key_stores(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    previous: &Auth,
+) -> (BTreeMap<Arc<str>, Verifier>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut verifiers = BTreeMap::new();
+    for (name, before) in &previous.verifiers {
+        let verifier = match (before, config.auth.schemes.get(&**name)) {
+            (Verifier::Jwt(jwt), _) => Ok(Verifier::Jwt(jwt.clone())),
+            (Verifier::ApiKey(_), Some(SchemeConfig::ApiKey(scheme))) => {
+                api_key_verifier(scheme, Some(before), config.limits.hash_workers, metrics)
+            }
+            (Verifier::ApiKey(_), _) => Err("the scheme is no longer an api_key scheme".into()),
+        };
+        match verifier {
+            Ok(verifier) => {
+                verifiers.insert(name.clone(), verifier);
+            }
+            Err(problem) => problems.push(format!("auth.schemes.{name}: {problem}")),
+        }
+    }
+    (verifiers, problems)
+}
+
+/// An API-key scheme's verifier over its store as the file holds it now, taking over the
+/// verified keys of `before` (the previous snapshot's verifier of the same name).
+fn api_key_verifier(
+    config: &ApiKeyConfig,
+    before: Option<&Verifier>,
+    workers: Option<usize>,
+    metrics: &Arc<Metrics>,
+) -> Result<Verifier, String> {
+    let store = KeyStore::load(&config.store).map_err(|p| p.join("; "))?;
+    let new = ApiKeyVerifier::new(config, store, workers)?.with_metrics(metrics.clone());
+    Ok(Verifier::ApiKey(Box::new(match before {
+        Some(Verifier::ApiKey(old)) => new.inherit(old),
+        _ => new,
+    })))
 }
 
 /// A scheme the spec declares must be bound to a verifier that reads the credential where

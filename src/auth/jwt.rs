@@ -268,7 +268,8 @@ impl JwtVerifier {
             *last = Instant::now();
         }
         // One attempt, briefly: this may run on a request's path (an unknown `kid`).
-        let attempt = crate::fetch::fetch_async(&source.url, Duration::ZERO);
+        let attempt =
+            crate::fetch::fetch_async(&source.url, Duration::ZERO, crate::input::Kind::KeyMaterial);
         let fetched = tokio::time::timeout(Duration::from_secs(3), attempt)
             .await
             .unwrap_or_else(|_| Err("no answer within 3s".to_owned()));

@@ -204,12 +204,8 @@ impl KeyStore {
     }
 
     fn read(path: &Path) -> Result<KeyStore, Vec<String>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![format!(
-                "{}: cannot read the key store: {e}",
-                path.display()
-            )]
-        })?;
+        let text = crate::input::read_to_string(path, crate::input::Kind::KeyStore)
+            .map_err(|problem| vec![problem])?;
         Self::parse(&text).map_err(|problems| {
             problems
                 .into_iter()

@@ -42,6 +42,41 @@ pub enum Verifier {
     ApiKey(Box<ApiKeyVerifier>),
 }
 
+/// A key is named by its id alone wherever it is counted or reported — rate limits, quotas,
+/// token budgets (in memory and in Redis), the access log, metrics — so one id in two
+/// different stores would make one key spend the other's limits. Two schemes reading the
+/// same store file share its keys, and that is fine.
+fn ids_in_two_stores(verifiers: &BTreeMap<Arc<str>, Verifier>) -> Vec<String> {
+    let mut owners: BTreeMap<&str, (&str, std::path::PathBuf)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (scheme, verifier) in verifiers {
+        let Verifier::ApiKey(key) = verifier else {
+            continue;
+        };
+        let path = key.store_path();
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let mut ids: Vec<&String> = key.store().records.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            match owners.get(id.as_str()) {
+                Some((other, other_file)) if *other_file != file => problems.push(format!(
+                    "key id `{id}` is in two key stores, auth.schemes.{other} ({}) and \
+                     auth.schemes.{scheme} ({}): limits, quotas, token budgets, the access log \
+                     and metrics name a key by its id, so one key would spend the other's; give \
+                     one of them another id (`moat keys rotate {id} --new-id NEW --store …`)",
+                    other_file.display(),
+                    path.display()
+                )),
+                Some(_) => {}
+                None => {
+                    owners.insert(id, (scheme, file.clone()));
+                }
+            }
+        }
+    }
+    problems
+}
+
 /// Who the request is, once authenticated and authorised.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -72,8 +107,30 @@ impl Auth {
         metrics: &Arc<Metrics>,
         previous: Option<&Auth>,
     ) -> Result<Auth, Vec<String>> {
+        let (verifiers, problems) = bind::verifiers(config, metrics, previous);
+        Self::checked(verifiers, problems, config, spec)
+    }
+
+    /// `self` with its key stores read again and nothing else (see
+    /// [`Snapshot::with_key_stores`](crate::snapshot::Snapshot::with_key_stores)).
+    pub fn with_key_stores(
+        &self,
+        config: &Config,
+        spec: Option<&Spec>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Auth, Vec<String>> {
+        let (verifiers, problems) = bind::rebind_key_stores(config, metrics, self);
+        Self::checked(verifiers, problems, config, spec)
+    }
+
+    /// The rules verifiers must meet together and with the spec they are bound to.
+    fn checked(
+        verifiers: BTreeMap<Arc<str>, Verifier>,
+        mut problems: Vec<String>,
+        config: &Config,
+        spec: Option<&Spec>,
+    ) -> Result<Auth, Vec<String>> {
         let policy = &config.policy;
-        let (verifiers, mut problems) = bind::verifiers(config, metrics, previous);
         for (name, verifier) in &verifiers {
             if let Verifier::ApiKey(key) = verifier
                 && !matches!(key.location, KeyLocation::Header(_))
@@ -90,6 +147,7 @@ impl Auth {
         if let Some(spec) = spec {
             bind::check_bindings(&spec.security_schemes, &verifiers, &mut problems);
         }
+        problems.extend(ids_in_two_stores(&verifiers));
         if problems.is_empty() {
             Ok(Auth { verifiers })
         } else {

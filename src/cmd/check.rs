@@ -93,6 +93,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                         let _ = writeln!(out, "  warning: {warning}");
                     }
                     describe_llm(&mut out, &snapshot, spec);
+                    describe_overlay_risks(&mut out, config);
                 }
             }
             // Stdout may be a closed pipe (`moat check | head`): not an error worth a panic.
@@ -103,6 +104,19 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A warning for each thing an overlay loosened (see `spec::overlay_risks`).
+fn describe_overlay_risks(out: &mut String, config: &Config) {
+    let Some(openapi) = config.openapi.as_ref().filter(|o| !o.overlays.is_empty()) else {
+        return;
+    };
+    let Ok(docs) = crate::snapshot::read_spec_documents(openapi) else {
+        return;
+    };
+    for warning in crate::spec::overlay_risks(docs, &openapi.overlays) {
+        let _ = writeln!(out, "  warning: {warning}");
     }
 }
 

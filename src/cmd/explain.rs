@@ -53,11 +53,15 @@ fn explained_snapshot(config_path: &Path) -> Result<Snapshot, crate::config::Con
 fn build(input: &Input) -> Result<(Method, Uri, HeaderMap, Bytes, Vec<String>), String> {
     let method = Method::from_bytes(input.method.as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", input.method))?;
-    // Only the path and query matter to stages 1–6; a full URL's authority is dropped.
+    // Only the path and query matter to stages 1–6; a full URL's authority becomes the
+    // request's `Host` (unless -H gives one), as a client would send it.
     let uri: Uri = input
         .url
         .parse()
         .map_err(|e| format!("the URL does not parse: {e}"))?;
+    let host = uri
+        .authority()
+        .map_or_else(|| "localhost".to_owned(), |a| a.as_str().to_owned());
     let uri = Uri::from(
         uri.path_and_query()
             .cloned()
@@ -77,6 +81,11 @@ fn build(input: &Input) -> Result<(Method, Uri, HeaderMap, Bytes, Vec<String>), 
         let value = HeaderValue::from_str(value.trim())
             .map_err(|_| format!("the value of `{name}` is not a valid header value"))?;
         headers.append(name, value);
+    }
+    if !headers.contains_key(http::header::HOST) {
+        let host = HeaderValue::from_str(&host)
+            .map_err(|_| "the URL's host is not a valid Host header".to_owned())?;
+        headers.insert(http::header::HOST, host);
     }
     let mut notes = Vec::new();
     let body = Bytes::from(input.body.clone().unwrap_or_default());

@@ -111,24 +111,25 @@ impl Config {
 
     /// [`Config::load`] for `moat check`: see [`Config::parse_leniently`].
     pub fn load_leniently(path: &Path) -> (Option<Config>, Vec<String>) {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::input::read_to_string(path, crate::input::Kind::Config) {
             Ok(text) => text,
-            Err(error) => return (None, vec![format!("cannot read the file: {error}")]),
+            Err(problem) => return (None, vec![problem]),
         };
         let header = format!("--> {}:", path.display());
-        let (dotenv, encrypted) = match read_env_files(&text) {
+        let env_files = match read_env_files(&text) {
             Ok(read) => read,
             Err(problem) => return (None, vec![problem]),
         };
         let lookup = |name: &str| {
             std::env::var(name)
                 .ok()
-                .or_else(|| dotenv.get(name).cloned())
+                .or_else(|| env_files.variables.get(name).cloned())
         };
-        let (mut config, problems) = Self::parse_leniently(&text, &lookup);
+        let (mut config, mut problems) = Self::parse_leniently(&text, &lookup);
         if let Some(config) = &mut config {
-            config.encrypted_env = encrypted;
+            config.encrypted_env = env_files.encrypted;
         }
+        problems.splice(0..0, env_files.problems);
         if let Some(inject) = config.as_ref().and_then(|c| c.policy.inject_max_tokens) {
             tracing::warn!(
                 "`policy.inject_max_tokens` is now `policy.stream_usage` (read as such: {inject}): \

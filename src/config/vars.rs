@@ -29,30 +29,62 @@ pub struct EncryptedEnvSummary {
     pub names: Vec<String>,
 }
 
+/// What the env files gave: their variables, the encrypted file's summary, and each file's
+/// problem. A file that fails leaves its variables unset — they are reported where the
+/// config uses them — and the rest of the config is still read, so its other files are
+/// known (and watched: fixing the broken one reloads).
+pub(super) struct EnvFiles {
+    pub variables: HashMap<String, String>,
+    pub encrypted: Option<EncryptedEnvSummary>,
+    pub problems: Vec<String>,
+}
+
 /// The variables of `env.dotenv` and `env.encrypted_dotenv`, if the config names them. A
 /// variable set by both is an error: which one was meant is not for moat to guess.
-pub(super) fn read_env_files(
-    text: &str,
-) -> Result<(HashMap<String, String>, Option<EncryptedEnvSummary>), String> {
+pub(super) fn read_env_files(text: &str) -> Result<EnvFiles, String> {
     let prelude: EnvPrelude = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let mut read = EnvFiles {
+        variables: HashMap::new(),
+        encrypted: None,
+        problems: Vec::new(),
+    };
     let Some(env) = prelude.env else {
-        return Ok((HashMap::new(), None));
+        return Ok(read);
     };
-    let mut variables = match &env.dotenv {
-        Some(path) => {
-            let text = std::fs::read(path)
-                .map_err(|e| format!("env.dotenv: cannot read {}: {e}", path.display()))?;
-            crate::secrets::parse_dotenv(&text, &format!("env.dotenv ({})", path.display()))?
+    if let Some(path) = &env.dotenv {
+        let parsed = crate::input::read(path, crate::input::Kind::EnvFile)
+            .map_err(|e| format!("env.dotenv: {e}"))
+            .and_then(|text| {
+                crate::secrets::parse_dotenv(&text, &format!("env.dotenv ({})", path.display()))
+            });
+        match parsed {
+            Ok(variables) => read.variables = variables,
+            Err(problem) => read.problems.push(problem),
         }
-        None => HashMap::new(),
-    };
-    let Some(path) = &env.encrypted_dotenv else {
-        return Ok((variables, None));
-    };
-    let file = crate::secrets::read_encrypted_dotenv(path, env.dotenv_keys.as_deref())?;
+    }
+    if let Some(path) = &env.encrypted_dotenv {
+        match encrypted_variables(path, env.dotenv_keys.as_deref(), &read.variables) {
+            Ok((variables, summary)) => {
+                read.variables.extend(variables);
+                read.encrypted = Some(summary);
+            }
+            Err(problem) => read.problems.push(problem),
+        }
+    }
+    Ok(read)
+}
+
+/// The variables of the encrypted dotenv file, none of them already set by `plain`.
+fn encrypted_variables(
+    path: &std::path::Path,
+    keys: Option<&std::path::Path>,
+    plain: &HashMap<String, String>,
+) -> Result<(HashMap<String, String>, EncryptedEnvSummary), String> {
+    let mut variables = HashMap::new();
+    let file = crate::secrets::read_encrypted_dotenv(path, keys)?;
     let mut names = Vec::with_capacity(file.variables.len());
     for (name, value) in file.variables {
-        if variables.contains_key(&name) {
+        if plain.contains_key(&name) {
             return Err(format!(
                 "`{name}` is set by both env.dotenv and env.encrypted_dotenv ({}); keep it in one",
                 path.display()
@@ -65,7 +97,7 @@ pub(super) fn read_env_files(
         format: file.format,
         names,
     };
-    Ok((variables, Some(summary)))
+    Ok((variables, summary))
 }
 
 /// Finds every `${NAME…}` and `$NAME` in the text and looks each up: the variable itself,
@@ -215,8 +247,8 @@ fn lookup(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Str
     let Some(file) = env(&file_var) else {
         return Ok(None);
     };
-    let mut value = std::fs::read_to_string(&file)
-        .map_err(|e| format!("cannot read `{file}` named by `{file_var}`: {e}"))?;
+    let mut value = crate::input::read_to_string(file.as_ref(), crate::input::Kind::Secret)
+        .map_err(|e| format!("`{file_var}`: {e}"))?;
     // Secret files are usually written with a trailing newline that is not part of the value.
     if value.ends_with('\n') {
         value.pop();

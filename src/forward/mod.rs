@@ -114,6 +114,9 @@ impl Upstream {
             );
         }
         strip_hop_by_hop(&mut head.headers);
+        // moat speaks HTTP/1.1 (or 2) to its client whatever the model's server spoke: an
+        // HTTP/1.0 status line is not relayed.
+        head.version = Version::HTTP_11;
         // A response with nothing more to read frees its connection now; a switch of
         // protocols never gives it back.
         let lease = if head.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -140,8 +140,8 @@ impl Shared {
                 if !config.url.expose().starts_with("rediss://") {
                     return Err("`ca_file` is for TLS: the `url` must start with rediss://".into());
                 }
-                let root_cert = std::fs::read(ca_file)
-                    .map_err(|e| format!("ca_file: cannot read {}: {e}", ca_file.display()))?;
+                let root_cert = crate::input::read(ca_file, crate::input::Kind::KeyMaterial)
+                    .map_err(|e| format!("ca_file: {e}"))?;
                 let certificates = redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(root_cert),

@@ -92,6 +92,7 @@ impl Rejection {
             | Rejection::InvalidPath(_)
             | Rejection::UriTooLong { .. }
             | Rejection::HeadersTooLarge { .. }
+            | Rejection::InvalidHost(_)
             | Rejection::RouteNotFound
             | Rejection::MethodNotAllowed { .. }
             | Rejection::Overloaded

@@ -42,9 +42,10 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::TooManyStreams { .. } => 32,
         Rejection::InvalidLlmRequest(_) => 33,
         Rejection::UpstreamExceededMaxTokens { .. } => 34,
+        Rejection::InvalidHost(_) => 35,
     }
 }
-const VARIANTS: usize = 35;
+const VARIANTS: usize = 36;
 
 fn quota_spent() -> crate::limit::QuotaUsage {
     crate::limit::QuotaUsage {
@@ -315,6 +316,13 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             504,
             "upstream_timeout",
             "forward",
+            None,
+        ),
+        (
+            Rejection::InvalidHost(HostProblem::Twice),
+            400,
+            "invalid_host",
+            "frame",
             None,
         ),
         (

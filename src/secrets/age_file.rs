@@ -68,8 +68,8 @@ fn sops_default_keys_file() -> Option<PathBuf> {
 fn read_identity_file(file: &Path, origin: &str) -> Result<IdentitySource, String> {
     check_permissions(file, "age identity file")?;
     let origin = format!("{origin}{})", file.display());
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read the identity file {origin}: {e}"))?;
+    let text = crate::input::read_to_string(file, crate::input::Kind::Secret)
+        .map_err(|e| format!("the identity file {origin}: {e}"))?;
     parse_identities(&Zeroizing::new(text), origin)
 }
 

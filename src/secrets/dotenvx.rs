@@ -106,9 +106,10 @@ impl File {
         let (from_file, keys_origin) = match keys_file {
             Some(path) => {
                 check_permissions(path, "dotenvx keys file (env.dotenv_keys)")?;
-                let text = Zeroizing::new(std::fs::read(path).map_err(|e| {
-                    format!("env.dotenv_keys: cannot read {}: {e}", path.display())
-                })?);
+                let text = Zeroizing::new(
+                    crate::input::read(path, crate::input::Kind::EnvFile)
+                        .map_err(|e| format!("env.dotenv_keys: {e}"))?,
+                );
                 let keys = parse_dotenv_ordered(&text)
                     .map_err(|e| format!("env.dotenv_keys ({}): {e}", path.display()))?;
                 (keys, path.display().to_string())

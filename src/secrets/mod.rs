@@ -36,6 +36,11 @@ pub fn refuse_world_writable(path: &Path, what: &str) -> Result<Option<u32>, Str
     let Ok(metadata) = std::fs::metadata(path) else {
         return Ok(None); // reading it will report the real problem
     };
+    if !metadata.is_file() {
+        // A device's or a FIFO's mode says nothing of the file moat should have read, and
+        // reading it will refuse it for what it is (see `input`).
+        return Ok(None);
+    }
     let mode = metadata.permissions().mode();
     if mode & 0o002 != 0 {
         return Err(format!(
@@ -61,9 +66,10 @@ pub fn parse_dotenv(text: &[u8], origin: &str) -> Result<HashMap<String, String>
 pub fn parse_dotenv_ordered(text: &[u8]) -> Result<Variables, String> {
     refuse_substitution(text)?;
     let mut variables: Variables = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for entry in dotenvy::from_read_iter(text) {
         let (name, value) = entry.map_err(|e| dotenv_error(&e, text))?;
-        if variables.iter().any(|(n, _)| *n == name) {
+        if !names.insert(name.clone()) {
             return Err(format!("`{name}` is set twice; keep one"));
         }
         variables.push((name, Zeroizing::new(value)));
@@ -212,7 +218,7 @@ pub fn read_encrypted_dotenv(path: &Path, keys_file: Option<&Path>) -> Result<En
 
 /// The file's bytes (wiped when dropped) and which format they are in.
 fn read_detected(path: &Path) -> Result<(Zeroizing<Vec<u8>>, Format), String> {
-    let text = Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?);
+    let text = Zeroizing::new(crate::input::read(path, crate::input::Kind::EnvFile)?);
     let format = Format::detect(&text)?;
     Ok((text, format))
 }

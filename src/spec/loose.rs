@@ -69,6 +69,25 @@ struct Action {
 
 /// The overlay that would close everything the spec leaves open; `None` when nothing is.
 pub(super) fn report(docs: &Documents, operations: &[RawOperation]) -> Option<Overlay> {
+    let report = collect(docs, operations);
+    overlay(docs, &report)
+}
+
+/// What the spec leaves open, one line each (`#pointer: what`): to tell what an overlay
+/// opened by comparing before and after it.
+pub(super) fn openings(docs: &Documents, operations: &[RawOperation]) -> BTreeSet<String> {
+    collect(docs, operations)
+        .findings
+        .iter()
+        .flat_map(|(pointer, findings)| {
+            findings
+                .iter()
+                .map(move |f| format!("#{pointer}: {}", f.what))
+        })
+        .collect()
+}
+
+fn collect(docs: &Documents, operations: &[RawOperation]) -> Report {
     let root = docs.root.as_str();
     let mut report = Report::default();
     for operation in operations {
@@ -104,6 +123,10 @@ pub(super) fn report(docs: &Documents, operations: &[RawOperation]) -> Option<Ov
             }
         }
     }
+    report
+}
+
+fn overlay(docs: &Documents, report: &Report) -> Option<Overlay> {
     let doc = docs.root();
     let actions: Vec<Action> = report
         .findings

@@ -12,7 +12,7 @@ mod raw;
 pub mod shape;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use http::Method;
@@ -162,6 +162,60 @@ pub fn loose(docs: Documents) -> Result<Option<loose::Overlay>, Vec<String>> {
     // Operations are read before normalisation, so their locations are the raw document's.
     let operations = effective(docs.clone())?.operations;
     Ok(loose::report(&docs, &operations))
+}
+
+/// What applying `overlays` in turn to `docs` (the spec as read, before any overlay) takes
+/// away, one warning each: an operation an overlay made public, or whose security it
+/// removed so that `policy.default` decides; a bound on requests it removed (what `moat
+/// spec loose` reports newly after it). `moat check` prints them: an overlay is meant to
+/// tighten, and a loosening one should be a decision, not a slip.
+pub fn overlay_risks(mut docs: Documents, overlays: &[std::path::PathBuf]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for file in overlays {
+        let Ok(before) = effective(docs.clone()) else {
+            return warnings;
+        };
+        let before_openings = loose::openings(&docs, &before.operations);
+        let Some(root) = docs.docs.get_mut(&docs.root) else {
+            return warnings;
+        };
+        if overlay::apply_files(root, std::slice::from_ref(file)).is_err() {
+            return warnings;
+        }
+        let Ok(after) = effective(docs.clone()) else {
+            return warnings;
+        };
+        let name = file.display();
+        for operation in &after.operations {
+            let was = before
+                .operations
+                .iter()
+                .find(|o| o.method == operation.method && o.template == operation.template)
+                .map(|o| &o.security);
+            let label = format!("{} {}", operation.method, operation.template);
+            match (was, &operation.security) {
+                (Some(Some(was)), Some(now)) if !is_public(was) && is_public(now) => {
+                    warnings.push(format!(
+                        "overlay {name} makes `{label}` public: it required credentials before"
+                    ));
+                }
+                (Some(Some(was)), None) if !is_public(was) => warnings.push(format!(
+                    "overlay {name} removes the security `{label}` declared: \
+                     `policy.default` decides it now"
+                )),
+                _ => {}
+            }
+        }
+        for opened in loose::openings(&docs, &after.operations).difference(&before_openings) {
+            warnings.push(format!("overlay {name} loosens a request schema: {opened}"));
+        }
+    }
+    warnings
+}
+
+/// A requirement any request meets: no alternative, or an empty one.
+fn is_public(security: &[Alternative]) -> bool {
+    security.is_empty() || security.iter().any(BTreeMap::is_empty)
 }
 
 /// Compiles loaded documents into a [`Spec`].

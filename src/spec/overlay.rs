@@ -21,7 +21,7 @@ pub fn apply_files(doc: &mut Value, files: &[impl AsRef<Path>]) -> Result<(), St
     for file in files {
         let file = file.as_ref();
         let name = file.display().to_string();
-        let bytes = std::fs::read(file).map_err(|e| format!("{name}: cannot read: {e}"))?;
+        let bytes = crate::input::read(file, crate::input::Kind::Overlay)?;
         let overlay = super::source::parse(&bytes).map_err(|e| format!("{name}: {e}"))?;
         apply(doc, &overlay).map_err(|e| format!("{name}: {e}"))?;
     }

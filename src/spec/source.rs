@@ -54,8 +54,7 @@ pub fn from_file(path: &Path) -> Result<Documents, String> {
         if docs.contains_key(&uri) {
             continue;
         }
-        let bytes = std::fs::read(&file)
-            .map_err(|e| format!("{}: cannot read the file: {e}", file.display()))?;
+        let bytes = crate::input::read(&file, crate::input::Kind::Spec)?;
         let value = parse(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
         for reference in external_refs(&value) {
             let target = file

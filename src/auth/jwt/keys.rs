@@ -58,7 +58,7 @@ pub(super) fn load_keys(
         return Err("HS* algorithms need `secret`; do not mix them with public keys".to_owned());
     }
     if let Some(path) = &config.public_key_file {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let pem = crate::input::read(path, crate::input::Kind::KeyMaterial)?;
         let family = algorithms[0];
         let key = match family {
             Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
@@ -80,7 +80,11 @@ pub(super) fn load_keys(
                 "`jwks_url` ({url}) must be http:// (a sidecar neighbour)"
             ));
         }
-        let bytes = crate::fetch::fetch(url, Duration::from_secs(30))?;
+        let bytes = crate::fetch::fetch(
+            url,
+            Duration::from_secs(30),
+            crate::input::Kind::KeyMaterial,
+        )?;
         let text = String::from_utf8(bytes).map_err(|_| format!("{url}: not UTF-8"))?;
         return parse_jwks(&text, url).map(|set| {
             (
@@ -90,7 +94,7 @@ pub(super) fn load_keys(
         });
     }
     let path = config.jwks_file.as_ref().ok_or("no key source")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = crate::input::read_to_string(path, crate::input::Kind::KeyMaterial)?;
     parse_jwks(&text, &path.display().to_string()).map(|set| {
         (
             Keys::ByKid(ArcSwap::from_pointee(set)),

@@ -133,10 +133,9 @@ fn env_pepper() -> Result<Option<Secret>, String> {
 /// The store at `path` as `serve` would load it, and its text ready for editing. A missing
 /// file is an empty store (the first `moat keys new` creates it).
 fn read_store(path: &Path) -> Result<(StoreText, KeyStore), String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(error) => return Err(format!("{}: {error}", path.display())),
+    let text = match path.try_exists() {
+        Ok(false) => String::new(),
+        _ => crate::input::read_to_string(path, crate::input::Kind::KeyStore)?,
     };
     let store =
         KeyStore::parse(&text).map_err(|p| format!("{}: {}", path.display(), p.join("; ")))?;
@@ -360,8 +359,8 @@ pub fn list(path: &Path) -> Result<String, String> {
     ids.sort();
     let now = SystemTime::now();
     let mut out = format!(
-        "{:<24} {:<16} {:<9} {:<21} {:<24} {:<20} restrictions\n",
-        "id", "owner", "state", "expires_at", "scopes", "hash"
+        "{:<24} {:<16} {:<9} {:<21} {:<24} {:<26} restrictions\n",
+        "id", "owner", "state", "expires_at", "scopes", "hashed with"
     );
     for id in ids {
         let record = &store.records[id];
@@ -370,7 +369,7 @@ pub fn list(path: &Path) -> Result<String, String> {
             Err(restriction) => restriction,
         };
         out.push_str(&format!(
-            "{:<24} {:<16} {:<9} {:<21} {:<24} {:<20} {}\n",
+            "{:<24} {:<16} {:<9} {:<21} {:<24} {:<26} {}\n",
             record.id,
             record.owner.as_deref().unwrap_or("-"),
             state,
@@ -383,7 +382,7 @@ pub fn list(path: &Path) -> Result<String, String> {
             } else {
                 record.scopes.join(",")
             },
-            format!("{}…", record.hash.chars().take(19).collect::<String>()),
+            hashed_with(&record.hash),
             restrictions(record),
         ));
     }
@@ -391,6 +390,15 @@ pub fn list(path: &Path) -> Result<String, String> {
         out.push_str("(no keys yet: `moat keys new --id ID --scopes a,b`)\n");
     }
     Ok(out)
+}
+
+/// The algorithm and cost of a PHC hash (`argon2id m=19456,t=2,p=1`): what an operator
+/// checks after raising the cost, and nothing of the salt or hash itself.
+fn hashed_with(phc: &str) -> String {
+    let mut fields = phc.split('$').skip(1);
+    let algorithm = fields.next().unwrap_or("?");
+    let params = fields.find(|f| f.contains("m=")).unwrap_or("");
+    format!("{algorithm} {params}").trim_end().to_owned()
 }
 
 fn restrictions(record: &KeyRecord) -> String {
