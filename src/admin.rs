@@ -71,6 +71,9 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ResponseBo
         "/metrics" => {
             let snapshot = state.snapshot.load();
             state.metrics.key_stores(snapshot.key_stores());
+            if let Some(circuit) = snapshot.limits.store_state() {
+                state.metrics.limits.store_state.set(circuit);
+            }
             let mut response = text(StatusCode::OK, state.metrics.encode());
             response.headers_mut().insert(
                 CONTENT_TYPE,

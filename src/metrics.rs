@@ -162,6 +162,8 @@ pub struct LimitMetrics {
     store_errors: Family<KindLabels, Counter>,
     /// Decisions on key limits and quotas (and shared client limits), by source.
     pub decisions: Family<LimitDecisionLabels, Counter>,
+    /// The Redis circuit, set when `/metrics` is read: 0 closed, 1 open, 2 half-open.
+    pub store_state: Gauge,
 }
 
 impl LimitMetrics {
@@ -170,6 +172,13 @@ impl LimitMetrics {
         let store_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 15));
         let store_errors = Family::<KindLabels, Counter>::default();
         let decisions = Family::<LimitDecisionLabels, Counter>::default();
+        let store_state = Gauge::default();
+        registry.register(
+            "moat_limit_store_state",
+            "The Redis limit store's circuit: 0 closed (asked), 1 open (on_error decides at \
+             once), 2 half-open (one check probes)",
+            store_state.clone(),
+        );
         registry.register(
             "moat_limit_store_duration_seconds",
             "Time of one limit check in Redis (a timeout counts at the timeout)",
@@ -189,6 +198,7 @@ impl LimitMetrics {
             store_duration,
             store_errors,
             decisions,
+            store_state,
         }
     }
 

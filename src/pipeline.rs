@@ -73,6 +73,11 @@ pub async fn handle(
     response
         .headers_mut()
         .insert(X_REQUEST_ID, completion.request_id.header());
+    // Every response of a key with a quota says where it stands, a refusal after stage 5
+    // (a validation failure, say) too.
+    if let Some(quota) = &completion.trail.quota {
+        quota.write(response.headers_mut());
+    }
     completion.status = response.status();
     response.body_mut().attach(completion);
     response
@@ -108,14 +113,10 @@ async fn run(
         forward_credentials: snapshot.config.policy.forward_credentials,
         credentials: &snapshot.credentials,
     };
-    let quota = admitted.quota();
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
-    let mut forwarded = snapshot.upstream.forward(admitted, &context).await?;
+    let forwarded = snapshot.upstream.forward(admitted, &context).await?;
     completion.upstream_time = Some(forwarded.upstream_time);
-    if let Some(quota) = quota {
-        quota.write(forwarded.response.headers_mut());
-    }
     let Some(grant) = llm else {
         return Ok(forwarded.response);
     };

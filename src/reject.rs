@@ -142,8 +142,10 @@ pub enum Rejection {
         bearer: bool,
     },
     /// Stage 5: over a rate limit; `retry_after` seconds until the next request may pass.
+    /// `quota`: where the key's quota stands (not spent by this request), when it has one.
     RateLimited {
         retry_after: u64,
+        quota: Option<crate::limit::QuotaUsage>,
     },
     /// Stage 5: the key's quota for this window is spent; it resets at the window's end.
     QuotaExceeded(crate::limit::QuotaUsage),
@@ -315,7 +317,7 @@ impl Rejection {
                 "too many credential checks in progress; retry shortly".to_owned()
             }
             Rejection::OperationNotAllowed => "this API key may not call this operation".to_owned(),
-            Rejection::RateLimited { retry_after } => {
+            Rejection::RateLimited { retry_after, .. } => {
                 format!("rate limit exceeded; retry in {retry_after}s")
             }
             Rejection::QuotaExceeded(usage) => format!(

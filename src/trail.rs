@@ -22,6 +22,9 @@ pub struct Trail {
     pub shadowed: Vec<Rejection>,
     /// The request body was read to its end (a refusal before that leaves it unread).
     pub body_read: bool,
+    /// The key's quota after stage 5 counted this request: its `RateLimit-*` fields go on
+    /// whatever response follows, a later refusal's too.
+    pub quota: Option<crate::limit::QuotaUsage>,
     /// Why each stage decided as it did; `None` on the hot path, where a note costs one
     /// branch and its text is never built.
     explained: Option<Vec<Note>>,

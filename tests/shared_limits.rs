@@ -376,3 +376,252 @@ fn an_acl_user_and_password_from_a_secret_file_and_no_password_in_logs() {
         );
     }
 }
+
+fn env_of(redis: &Redis) -> Vec<(&'static str, String)> {
+    vec![("REDIS_URL", redis.url())]
+}
+
+fn start_replicas(text: &str, env: &[(&'static str, String)], count: usize) -> Vec<Moat> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (0..count)
+        .map(|_| Moat::start_with_env(text, &env))
+        .collect()
+}
+
+/// A burst across `replicas`, round robin: (admitted, refused with 429, other statuses).
+fn burst(replicas: &[Moat], key: &str, requests: usize) -> (u64, u64, Vec<u16>) {
+    let (mut admitted, mut limited, mut other) = (0, 0, Vec::new());
+    for i in 0..requests {
+        match predict(&replicas[i % replicas.len()], key).status {
+            200 => admitted += 1,
+            429 => limited += 1,
+            status => other.push(status),
+        }
+    }
+    (admitted, limited, other)
+}
+
+/// Redis restarted between two bursts: each replica's idle connections are stale, and the
+/// first check on each is sent again on a fresh one — never decided by `on_error`.
+#[test]
+fn a_redis_restart_between_two_bursts_leaves_the_second_exact_on_every_on_error() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let upstream = Upstream::start();
+    for mode in ["deny", "allow", "local"] {
+        let key = mint(&store, &format!("burst-{mode}"), &["--rate-limit", "1/10"]);
+        let text = limited_config(&upstream, &store, &redis_limits(mode), "");
+        let replicas = start_replicas(&text, &env_of(&redis), 3);
+        let started = Instant::now();
+        let (admitted, _, other) = burst(&replicas, &key, 15);
+        let refill = started.elapsed().as_secs();
+        assert!(other.is_empty(), "{mode}: {other:?}");
+        assert!((10..=10 + refill).contains(&admitted), "{mode}: {admitted}");
+
+        redis.stop();
+        redis.resume();
+        // Redis is back and empty: the bucket is full again, and counted there only.
+        let started = Instant::now();
+        let (admitted, _, other) = burst(&replicas, &key, 15);
+        let refill = started.elapsed().as_secs();
+        assert!(
+            other.is_empty(),
+            "{mode}: a 503 once Redis answers: {other:?}"
+        );
+        assert!(
+            (10..=10 + refill).contains(&admitted),
+            "{mode}: {admitted} admitted by a burst of 10 after the restart"
+        );
+        for replica in &replicas {
+            assert_eq!(
+                metric(
+                    replica,
+                    &format!(r#"moat_limit_decisions_total{{source="on_error_{mode}""#)
+                ),
+                0,
+                "{mode}: on_error decided while Redis answered"
+            );
+        }
+    }
+}
+
+/// Redis gone: after the first failure the circuit opens and checks are decided at once,
+/// then it half-opens, probes, and closes by itself when Redis is back.
+#[test]
+fn with_redis_gone_checks_are_decided_at_once_and_the_circuit_recovers() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = mint(&store, "steady", &["--rate-limit", "1000/1000"]);
+    let upstream = Upstream::start();
+    let limits = "  store:\n    redis:\n      url: ${REDIS_URL}\n      timeout: 500ms\n      on_error: allow\n";
+    let text = limited_config(&upstream, &store, limits, "");
+    let moat = start_replicas(&text, &env_of(&redis), 1).remove(0);
+    assert_eq!(predict(&moat, &key).status, 200);
+    redis.stop();
+    let mut timings = Vec::new();
+    for _ in 0..40 {
+        let started = Instant::now();
+        assert_eq!(predict(&moat, &key).status, 200, "on_error: allow");
+        timings.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let slow = timings
+        .iter()
+        .filter(|t| **t >= Duration::from_millis(250))
+        .count();
+    let mut sorted = timings.clone();
+    sorted.sort();
+    eprintln!(
+        "Redis stopped, timeout 500ms: 40 requests over ~2 s, {slow} took ≥ 250 ms; p50 {:?}, max {:?}",
+        sorted[20], sorted[39]
+    );
+    let state = metric(&moat, "moat_limit_store_state");
+    assert!(
+        state == 1 || state == 2,
+        "circuit state {state} with Redis gone"
+    );
+    assert!(
+        metric(
+            &moat,
+            r#"moat_limit_store_errors_total{kind="circuit_open"}"#
+        ) > 0
+    );
+
+    redis.resume();
+    let redis_admits = r#"moat_limit_decisions_total{source="redis",decision="admit"}"#;
+    let before = metric(&moat, redis_admits);
+    assert!(
+        eventually(|| {
+            predict(&moat, &key);
+            metric(&moat, redis_admits) > before
+        }),
+        "the circuit did not close"
+    );
+    assert_eq!(metric(&moat, "moat_limit_store_state"), 0);
+}
+
+/// The number of `EVAL`/`EVALSHA` calls Redis has served (`INFO commandstats`).
+fn script_calls(redis: &Redis) -> u64 {
+    let info = redis.command("INFO commandstats").unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[test]
+fn a_key_with_only_llm_limits_costs_no_redis_call_outside_llm_operations() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let budget = mint(&store, "budget", &["--token-budget", "1000/day"]);
+    let streams = mint(&store, "streams", &["--max-concurrent-streams", "2"]);
+    let upstream = Upstream::start();
+    let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
+    let moat = start_replicas(&text, &env_of(&redis), 1).remove(0);
+    let before = script_calls(&redis);
+    for key in [&budget, &streams] {
+        for _ in 0..5 {
+            assert_eq!(predict(&moat, key).status, 200);
+        }
+    }
+    assert_eq!(
+        script_calls(&redis),
+        before,
+        "a request no limit applies to went to Redis"
+    );
+    // And with Redis gone, `on_error: deny` has nothing to deny.
+    redis.stop();
+    assert_eq!(predict(&moat, &budget).status, 200);
+    assert_eq!(predict(&moat, &streams).status, 200);
+}
+
+#[test]
+fn counters_expire_a_minute_after_their_window_ends() {
+    let Some(redis) = Redis::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = mint(&store, "daily", &["--quota", "100/day"]);
+    let upstream = Upstream::start();
+    let text = limited_config(&upstream, &store, &redis_limits("deny"), "");
+    let moat = start_replicas(&text, &env_of(&redis), 1).remove(0);
+    assert_eq!(predict(&moat, &key).status, 200);
+    let now = support::now();
+    let day_ends = now - now % 86_400 + 86_400;
+    let counter = redis.command("KEYS moat-test:quota:daily:day:*").unwrap();
+    let name = counter
+        .lines()
+        .find(|l| l.starts_with("moat-test:"))
+        .unwrap();
+    let expires = redis.command(&format!("EXPIRETIME {name}")).unwrap();
+    let expires: u64 = expires.trim().trim_start_matches(':').parse().unwrap();
+    assert_eq!(expires, day_ends + 60, "{name}");
+}
+
+/// Every response of a key with a quota carries the `RateLimit-*` fields: admitted, refused
+/// by the key's bucket (the quota unspent), refused by validation after stage 5 (spent).
+#[test]
+fn every_response_of_a_quota_key_carries_the_ratelimit_fields() {
+    let Some(redis) = Redis::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let upstream = Upstream::start();
+    for (name, limits) in [
+        ("memory", "  store: memory\n".to_owned()),
+        ("redis", redis_limits("deny")),
+    ] {
+        let key = mint(
+            &store,
+            &format!("quota-{name}"),
+            &["--quota", "5/day", "--rate-limit", "1/2"],
+        );
+        let text = limited_config(&upstream, &store, &limits, "");
+        let moat = start_replicas(&text, &env_of(&redis), 1).remove(0);
+        let remaining = |response: &support::RawResponse| {
+            (
+                response.status,
+                response.header("ratelimit-limit").map(str::to_owned),
+                response.header("ratelimit-remaining").map(str::to_owned),
+            )
+        };
+        let first = predict(&moat, &key);
+        assert_eq!(
+            remaining(&first),
+            (200, Some("5".into()), Some("4".into())),
+            "{name}"
+        );
+        let invalid = support::post_json(
+            moat.addr,
+            "/v1/models/iris:predict",
+            &[&format!("X-API-Key: {key}"), "X-Tenant: t-1"],
+            r#"{"instances": "x"}"#,
+        );
+        assert_eq!(
+            remaining(&invalid),
+            (400, Some("5".into()), Some("3".into())),
+            "{name}"
+        );
+        let limited = predict(&moat, &key);
+        assert_eq!(limited.json()["code"], "rate_limited", "{name}");
+        assert_eq!(
+            remaining(&limited),
+            (429, Some("5".into()), Some("3".into())),
+            "{name}"
+        );
+    }
+}

@@ -19,7 +19,6 @@ use http_body_util::{BodyExt, Limited};
 use crate::auth::{Caller, Principal};
 use crate::config::{Limits, Mode};
 use crate::frame;
-use crate::limit::QuotaUsage;
 use crate::llm::{self, Grant};
 use crate::policy::Requirement;
 use crate::reject::{Rejection, Stage};
@@ -37,8 +36,6 @@ pub struct Admitted {
     parts: Parts,
     body: Bytes,
     principal: Option<Principal>,
-    /// The key's quota after this request, for the `RateLimit-*` response headers.
-    quota: Option<QuotaUsage>,
     /// An LLM operation's reservation and stream slot, to meter its response by.
     llm: Option<Grant>,
 }
@@ -56,10 +53,6 @@ impl Admitted {
 
     pub fn uri(&self) -> &Uri {
         &self.parts.uri
-    }
-
-    pub fn quota(&self) -> Option<QuotaUsage> {
-        self.quota
     }
 
     /// What the response of an LLM operation is metered by; `None` on other operations.
@@ -149,13 +142,10 @@ where
     // 5. limit: the key's own rate limit and quota (and, on Redis, the shared per-client
     // limit), in one round trip at most.
     let key_id = principal.as_ref().and_then(|p| p.key_id.as_deref());
-    let quota = match snapshot.limits.check(client, key_id).await {
-        Ok(quota) => quota,
-        Err(rejection) => {
-            enforce(Err(rejection), mode, trail)?;
-            None
-        }
-    };
+    match snapshot.limits.check(client, key_id).await {
+        Ok(quota) => trail.quota = quota,
+        Err(rejection) => enforce(Err(rejection), mode, trail)?,
+    }
     trail.pass(Stage::Limit, || {
         describe_limits(snapshot, principal.as_ref())
     });
@@ -213,7 +203,6 @@ where
         parts,
         body,
         principal,
-        quota,
         llm: grant,
     }))
 }

@@ -425,10 +425,10 @@ async fn a_403_names_the_verified_caller_it_refused() {
 async fn a_keys_rate_limit_is_spent_across_requests() {
     let world = world("");
     let headers = [("x-api-key", world.limited.as_str()), JSON, TENANT];
-    let (verdict, _, admitted) = run(&world, "POST", PREDICT, &headers, BODY).await;
+    let (verdict, trail, _) = run(&world, "POST", PREDICT, &headers, BODY).await;
     assert_eq!(verdict, "admitted");
     // Its quota counted the request, for the RateLimit-* fields of the response.
-    let quota = admitted.and_then(|a| a.quota()).unwrap();
+    let quota = trail.quota.unwrap();
     assert_eq!((quota.limit, quota.remaining, quota.window), (5, 4, 86_400));
     // Over the bucket: refused, and the quota is not spent by it.
     assert_eq!(

@@ -151,7 +151,10 @@ impl Local {
     pub fn check_client(&self, client: IpAddr) -> Result<(), Rejection> {
         match &self.client {
             Some(limiter) => limiter.buckets.check_key(&client).map_err(|not_until| {
-                rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
+                rate_limited(
+                    not_until.wait_time_from(DefaultClock::default().now()),
+                    None,
+                )
             }),
             None => Ok(()),
         }
@@ -176,7 +179,7 @@ impl KeyLimiter {
     /// the bucket says), then its bucket; the quota counts it only if both let it pass.
     pub fn check(&self, now: SystemTime) -> Result<Option<QuotaUsage>, Rejection> {
         let Some((quota, count)) = &self.quota else {
-            self.check_rate()?;
+            self.check_rate(None)?;
             return Ok(None);
         };
         let window = Window::containing(now, quota.per);
@@ -192,24 +195,31 @@ impl KeyLimiter {
         if count.used >= quota.requests {
             return Err(Rejection::QuotaExceeded(usage(count.used)));
         }
-        self.check_rate()?;
+        self.check_rate(Some(usage(count.used)))?;
         count.used += 1;
         Ok(Some(usage(count.used)))
     }
 
-    fn check_rate(&self) -> Result<(), Rejection> {
+    /// The key's bucket; its refusal carries `quota`, what the quota stands at (unspent).
+    fn check_rate(&self, quota: Option<QuotaUsage>) -> Result<(), Rejection> {
         match &self.rate {
             Some(limiter) => limiter.buckets.check().map_err(|not_until| {
-                rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
+                rate_limited(
+                    not_until.wait_time_from(DefaultClock::default().now()),
+                    quota,
+                )
             }),
             None => Ok(()),
         }
     }
 }
 
-pub fn rate_limited(wait: std::time::Duration) -> Rejection {
+/// The 429 of a bucket that refused, `wait` before it admits again; `quota`: where the
+/// key's quota stands, for its `RateLimit-*` fields.
+pub fn rate_limited(wait: std::time::Duration, quota: Option<QuotaUsage>) -> Rejection {
     Rejection::RateLimited {
         retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        quota,
     }
 }
 
@@ -245,7 +255,10 @@ mod tests {
         }
         assert_eq!(
             limits.check_client(client),
-            Err(Rejection::RateLimited { retry_after: 1 })
+            Err(Rejection::RateLimited {
+                retry_after: 1,
+                quota: None
+            })
         );
         // Another client has its own budget.
         assert_eq!(limits.check_client("192.0.2.2".parse().unwrap()), Ok(()));

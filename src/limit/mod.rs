@@ -38,6 +38,14 @@ pub struct KeyLimits {
     pub streams: Option<u32>,
 }
 
+impl KeyLimits {
+    /// Whether the key's requests are counted at stage 5 (a bucket or a quota); a key whose
+    /// only limits are LLM ones costs those requests nothing — no lock, no round trip.
+    pub fn counts_requests(&self) -> bool {
+        self.rate.is_some() || self.quota.is_some()
+    }
+}
+
 /// Where a key stands in its quota: what the `RateLimit-*` response headers say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotaUsage {
@@ -141,7 +149,12 @@ impl RateLimits {
         client: IpAddr,
         key: Option<&str>,
     ) -> Result<Option<QuotaUsage>, Rejection> {
-        let limiter = key.and_then(|id| self.local.key(id).map(|limiter| (id, limiter)));
+        let limiter = key.and_then(|id| {
+            self.local
+                .key(id)
+                .filter(|limiter| limiter.limits.counts_requests())
+                .map(|limiter| (id, limiter))
+        });
         let Some(shared) = &self.shared else {
             let Some((_, limiter)) = limiter else {
                 return Ok(None);
@@ -170,7 +183,9 @@ impl RateLimits {
     ) -> Result<Option<T>, Rejection> {
         let started = Instant::now();
         let outcome = call.await;
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.metrics
+            && !matches!(outcome, Err(shared::StoreError::Open))
+        {
             metrics
                 .limits
                 .store_duration
@@ -219,6 +234,12 @@ impl RateLimits {
     /// The `/readyz` line of the limit store, when it is Redis.
     pub fn store_status(&self) -> Option<String> {
         self.shared.as_ref().map(|shared| shared.status())
+    }
+
+    /// The Redis circuit (`moat_limit_store_state`: 0 closed, 1 open, 2 half-open), when
+    /// the store is Redis.
+    pub fn store_state(&self) -> Option<i64> {
+        self.shared.as_ref().map(|shared| shared.state() as i64)
     }
 
     /// Forgets clients that have not been seen for a while (call periodically).

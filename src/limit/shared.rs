@@ -6,10 +6,14 @@
 //!
 //! Each proxy thread has its own connection (the `redis` crate's `ConnectionManager`,
 //! which reconnects by itself), created lazily on that thread's runtime, so a check never
-//! crosses threads and a reload that keeps the store keeps the connections.
+//! crosses threads and a reload that keeps the store keeps the connections. A check that
+//! finds its connection broken (Redis restarted, an idle connection cut) is sent once more
+//! on the new one within the same `timeout`; a check Redis does not answer opens a circuit:
+//! for a second every check is decided by `on_error` at once, then one check probes Redis
+//! while the others still are, and its answer closes the circuit again.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -21,8 +25,8 @@ use crate::reject::Rejection;
 
 /// KEYS: the GCRA buckets, then the quota counter if there is one.
 /// ARGV: the number of buckets; per bucket its emission interval and burst tolerance in µs
-/// (a request passes while `tat - now <= tolerance`); the quota's limit (0: none) and the
-/// counter's time to live in seconds.
+/// (a request passes while `tat - now <= tolerance`); the quota's limit (0: none) and when
+/// the counter expires (Unix seconds: a minute after its window ends).
 /// Returns {0, 0, used} admitted, {1, wait µs, used} over a bucket, {2, 0, used} quota spent.
 const SCRIPT: &str = r"
 local now = redis.call('TIME')
@@ -52,13 +56,13 @@ for i = 1, buckets do
 end
 if limit > 0 then
   used = redis.call('INCR', KEYS[buckets + 1])
-  if used == 1 then redis.call('EXPIRE', KEYS[buckets + 1], ARGV[2 * buckets + 3]) end
+  if used == 1 then redis.call('EXPIREAT', KEYS[buckets + 1], ARGV[2 * buckets + 3]) end
 end
 return {0, 0, used}
 ";
 
 /// KEYS: a key's token counters, one per budget. ARGV: the tokens wanted, the fewest that
-/// will do, then per counter its budget and time to live in seconds.
+/// will do, then per counter its budget and when it expires (Unix seconds).
 /// Returns {granted, 0}, or {0, i} when counter i has fewer than the fewest left.
 const RESERVE: &str = r"
 local room = tonumber(ARGV[1])
@@ -70,7 +74,7 @@ for i = 1, #KEYS do
 end
 for i = 1, #KEYS do
   if redis.call('INCRBY', KEYS[i], room) == room then
-    redis.call('EXPIRE', KEYS[i], ARGV[2 + 2 * i])
+    redis.call('EXPIREAT', KEYS[i], ARGV[2 + 2 * i])
   end
 end
 return {room, 0}
@@ -88,6 +92,15 @@ return 0
 /// Lua numbers are doubles: "as much as fits" is sent as this, not `u64::MAX`.
 const MOST_TOKENS: u64 = 1 << 50;
 
+/// How long the circuit stays open after Redis failed a check, before one probe.
+const OPEN_FOR: Duration = Duration::from_secs(1);
+
+/// A counter lives until a minute after its window ends, so a replica a little late still
+/// finds it — and no longer.
+fn expires_at(window: &Window) -> i64 {
+    window.end + 60
+}
+
 pub struct Shared {
     config: RedisStoreConfig,
     client: redis::Client,
@@ -97,6 +110,10 @@ pub struct Shared {
     settle: redis::Script,
     /// Unix ms of the first failure of the current outage; 0 while Redis answers.
     failing_since: AtomicU64,
+    /// Unix ms until which the circuit is open (checks decided at once); 0: closed.
+    open_until: AtomicU64,
+    /// A check is probing Redis while the circuit is half-open.
+    probing: AtomicBool,
     /// Unix ms of the last logged failure: an outage under load logs once a second.
     logged_at: AtomicU64,
 }
@@ -106,6 +123,16 @@ pub struct Shared {
 pub enum StoreError {
     Timeout,
     Redis(redis::RedisError),
+    /// Not asked: the circuit is open after a failure (see the module's comment).
+    Open,
+}
+
+/// Where the circuit stands: `moat_limit_store_state` (0 closed, 1 open, 2 half-open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
 }
 
 impl StoreError {
@@ -122,7 +149,24 @@ impl StoreError {
             }
             StoreError::Redis(error) if error.is_timeout() => "timeout",
             StoreError::Redis(_) => "error",
+            StoreError::Open => "circuit_open",
         }
+    }
+}
+
+/// The connection broke before this request reached Redis — it was idle across a restart,
+/// or cut — rather than Redis refusing it or being slow: worth one more try on the
+/// connection the manager makes anew.
+fn went_stale(error: &redis::RedisError) -> bool {
+    (error.is_io_error() || error.is_connection_dropped()) && !error.is_connection_refusal()
+}
+
+/// Ends the half-open probe however the check ends (a client that goes away drops it).
+struct Probe<'a>(&'a AtomicBool);
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -165,6 +209,8 @@ impl Shared {
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
             failing_since: AtomicU64::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
             logged_at: AtomicU64::new(0),
         })
     }
@@ -242,11 +288,10 @@ impl Shared {
         }
         match &quota {
             Some((counter, quota, window)) => {
-                // A minute past the window's end, so a late replica still finds it.
                 invocation
                     .key(counter)
                     .arg(quota.requests)
-                    .arg(window.length() + 60);
+                    .arg(expires_at(window));
             }
             None => {
                 invocation.arg(0).arg(0);
@@ -259,9 +304,10 @@ impl Shared {
             .map(|(_, quota, window)| QuotaUsage::new(quota, used, *window, now));
         Ok(match (verdict, usage) {
             (2, Some(usage)) => Err(Rejection::QuotaExceeded(usage)),
-            (1, _) => Err(rate_limited(Duration::from_micros(
-                u64::try_from(wait_us).unwrap_or(0),
-            ))),
+            (1, usage) => Err(rate_limited(
+                Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)),
+                usage,
+            )),
             (_, usage) => Ok(usage),
         })
     }
@@ -300,7 +346,7 @@ impl Shared {
             invocation
                 .key(counter)
                 .arg(budget.tokens)
-                .arg(window.length() + 60);
+                .arg(expires_at(window));
         }
         let (granted, short): (u64, usize) = self.invoke(&invocation).await?;
         Ok(match budgets.get(short.wrapping_sub(1)) {
@@ -321,14 +367,31 @@ impl Shared {
         let _ = self.invoke::<i64>(&invocation).await;
     }
 
-    /// One script on this thread's connection within `timeout`.
+    /// One script on this thread's connection within `timeout` — unless the circuit is
+    /// open, then none (see the module's comment).
     async fn invoke<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        let _probe = match self.state() {
+            CircuitState::Closed => None,
+            CircuitState::Open => return Err(StoreError::Open),
+            CircuitState::HalfOpen => {
+                if self.probing.swap(true, Ordering::AcqRel) {
+                    return Err(StoreError::Open);
+                }
+                Some(Probe(&self.probing))
+            }
+        };
         let call = async {
             let mut connection = self.connection()?;
-            invocation.invoke_async::<T>(&mut connection).await
+            match invocation.invoke_async::<T>(&mut connection).await {
+                Err(error) if went_stale(&error) => {
+                    tracing::debug!(error = %error, "Redis connection went stale; trying once more");
+                    invocation.invoke_async::<T>(&mut connection).await
+                }
+                answered => answered,
+            }
         };
         match tokio::time::timeout(self.config.timeout, call).await {
             Ok(Ok(reply)) => {
@@ -340,8 +403,19 @@ impl Shared {
         }
     }
 
+    /// The circuit now: open while `open_until` is ahead, half-open once it has passed.
+    pub fn state(&self) -> CircuitState {
+        match self.open_until.load(Ordering::Acquire) {
+            0 => CircuitState::Closed,
+            until if unix_ms() < until => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
+        }
+    }
+
     fn failed(&self, error: StoreError) -> StoreError {
         let now = unix_ms();
+        let open_for = u64::try_from(OPEN_FOR.as_millis()).unwrap_or(1000);
+        self.open_until.store(now + open_for, Ordering::Release);
         let _ = self
             .failing_since
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
@@ -355,6 +429,7 @@ impl Shared {
             let detail = match &error {
                 StoreError::Timeout => format!("no answer within {:?}", self.config.timeout),
                 StoreError::Redis(error) => error.to_string(),
+                StoreError::Open => "the circuit is open".to_owned(),
             };
             tracing::warn!(
                 error = %detail,
@@ -366,6 +441,7 @@ impl Shared {
     }
 
     fn answered(&self) {
+        self.open_until.store(0, Ordering::Release);
         if self.failing_since.load(Ordering::Relaxed) != 0 {
             self.failing_since.store(0, Ordering::Relaxed);
             tracing::info!("the Redis limit store answers again");

@@ -49,8 +49,15 @@ impl Rejection {
                     .insert(RETRY_AFTER, HeaderValue::from(usage.reset));
                 usage.write(response.headers_mut());
             }
-            Rejection::RateLimited { retry_after }
-            | Rejection::TokenBudgetExceeded { retry_after, .. } => {
+            Rejection::RateLimited { retry_after, quota } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                if let Some(quota) = quota {
+                    quota.write(response.headers_mut());
+                }
+            }
+            Rejection::TokenBudgetExceeded { retry_after, .. } => {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after));

@@ -166,7 +166,10 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             Some("insufficient_scope"),
         ),
         (
-            Rejection::RateLimited { retry_after: 2 },
+            Rejection::RateLimited {
+                retry_after: 2,
+                quota: None,
+            },
             429,
             "rate_limited",
             "limit",
