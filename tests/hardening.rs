@@ -114,6 +114,7 @@ fn an_input_swapped_for_a_fifo_or_dev_zero_neither_hangs_reload_nor_keeps_a_revo
         || predict_with_key(&moat, &keyed.other).status == 401
     ));
     let after = rss_kb(moat.pid());
+    eprintln!("RSS before the /dev/zero swap {before} kB, after the reload {after} kB");
     assert!(
         after < before + 64 * 1024,
         "RSS grew from {before} kB to {after} kB"
