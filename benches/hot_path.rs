@@ -61,7 +61,7 @@ fn benches(c: &mut Criterion) {
     };
     let predict = &iris.operations[index];
     let body = predict_body();
-    let limits = moat::config::Limits::default().json();
+    let limits = moat::validate::json::JsonLimits::of(&moat::config::Limits::default());
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     assert!(moat::validate::request_body(predict, &headers, &body, &limits).is_ok());

@@ -13,14 +13,15 @@ use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::body::ResponseBody;
 use crate::snapshot::{Snapshot, State};
+use crate::status::report::{KeyStoreRow, Serving, SpecRow};
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     loop {
@@ -43,7 +44,10 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
     }
 }
 
-async fn route(state: &State, request: Request<Incoming>) -> Response<ResponseBody> {
+/// The admin listener answers with small bodies it holds whole.
+type AdminBody = Full<Bytes>;
+
+async fn route(state: &State, request: Request<Incoming>) -> Response<AdminBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -85,7 +89,7 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<ResponseBo
     }
 }
 
-async fn readiness(state: &State) -> Response<ResponseBody> {
+async fn readiness(state: &State) -> Response<AdminBody> {
     if state.draining.load(Ordering::Relaxed) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
@@ -141,6 +145,42 @@ fn addressed_by_ip(authority: Option<&str>) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// What the status report shows of `snapshot`.
+pub(crate) fn serving(snapshot: &Snapshot, generation: i64, connect: Option<Duration>) -> Serving {
+    Serving {
+        generation,
+        mode: snapshot.config.policy.mode.as_str(),
+        spec: snapshot.spec.as_ref().map(|spec| SpecRow {
+            title: spec.title.clone(),
+            version: spec.info_version.clone(),
+            openapi: spec.version.clone(),
+            operations: spec.operations.len(),
+        }),
+        key_stores: snapshot
+            .key_stores()
+            .map(|store| KeyStoreRow {
+                scheme: store.scheme.to_owned(),
+                digest: store.digest.to_owned(),
+                keys: store.keys,
+                age_seconds: store.age.as_secs(),
+            })
+            .collect(),
+        tls_not_after: snapshot.tls.as_ref().and_then(|tls| tls.not_after),
+        upstream: upstream_address(snapshot),
+        upstream_connect: connect,
+    }
+}
+
+/// `host:port` of the upstream URL, without user info.
+fn upstream_address(snapshot: &Snapshot) -> String {
+    let url = &snapshot.config.upstream.url;
+    let host = url.host().unwrap_or_default();
+    match url.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
 /// How long a TCP connection to the upstream took, within `connect_timeout`; `None` when
 /// it was refused or timed out.
 async fn upstream_connects(snapshot: &Snapshot) -> Option<Duration> {
@@ -159,9 +199,9 @@ async fn upstream_connects(snapshot: &Snapshot) -> Option<Duration> {
     }
 }
 
-fn status_page() -> Response<ResponseBody> {
+fn status_page() -> Response<AdminBody> {
     let page = crate::status::page::page();
-    let mut response = Response::new(ResponseBody::full(page.html.clone()));
+    let mut response = Response::new(Full::new(page.html.clone()));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -175,18 +215,21 @@ fn status_page() -> Response<ResponseBody> {
     response
 }
 
-async fn status_json(state: &State) -> Response<ResponseBody> {
+async fn status_json(state: &State) -> Response<AdminBody> {
     let snapshot = state.snapshot.load_full();
     let connect = upstream_connects(&snapshot).await;
     let generation = state.metrics.config_generation.get();
-    let report = crate::status::report::build(&state.metrics.board, &snapshot, generation, connect);
+    let report = crate::status::report::build(
+        &state.metrics.board,
+        serving(&snapshot, generation, connect),
+    );
     let Ok(body) = serde_json::to_vec(&report) else {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode the status\n",
         );
     };
-    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     no_store(headers);
@@ -199,8 +242,8 @@ fn no_store(headers: &mut http::HeaderMap) {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(body.into()));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<AdminBody> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

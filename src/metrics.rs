@@ -16,9 +16,7 @@ use prometheus_client::registry::Registry;
 use crate::status::Board;
 use crate::status::histogram::Counts;
 
-/// The `operation` label: an operationId or route template, or `unrouted` before a route
-/// matched. Shared, so labelling a request copies a pointer, not a string.
-pub type OperationLabel = Arc<str>;
+use crate::ids::OperationLabel;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -135,8 +133,6 @@ pub struct KeyStoreState<'a> {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub rejections: Family<RejectionLabels, Counter>,
-    pub shadow_rejections: Family<RejectionLabels, Counter>,
     pub key_verifications: Family<KeyVerificationLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// Connections moat closed on its own (`max_requests`, `client_resets`).
@@ -212,8 +208,6 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let rejections = Family::<RejectionLabels, Counter>::default();
-        let shadow_rejections = Family::<RejectionLabels, Counter>::default();
         let key_verifications = Family::<KeyVerificationLabels, Counter>::default();
         let config_reloads = Family::<ReloadLabels, Counter>::default();
         let connections_closed = Family::<ReasonLabels, Counter>::default();
@@ -246,16 +240,6 @@ impl Metrics {
             requests.clone(),
         );
         registry.register(
-            "moat_rejections",
-            "Requests refused by moat, by pipeline stage and reason code",
-            rejections.clone(),
-        );
-        registry.register(
-            "moat_shadow_rejections",
-            "Validation failures let through by `policy.mode: shadow`, by stage and code",
-            shadow_rejections.clone(),
-        );
-        registry.register(
             "moat_key_verifications",
             "API-key checks by result (valid, invalid, unknown, malformed, overloaded, error) and \
              whether the verification cache answered (hit, miss, none: no hash needed)",
@@ -284,13 +268,12 @@ impl Metrics {
             config_generation.clone(),
         );
         registry.register_collector(Box::new(Latencies(board.clone())));
+        registry.register_collector(Box::new(Refusals(board.clone())));
         let limits = LimitMetrics::register(&mut registry);
         let llm = LlmMetrics::register(&mut registry);
         Self {
             registry,
             requests,
-            rejections,
-            shadow_rejections,
             key_verifications,
             config_reloads,
             connections_closed,
@@ -393,6 +376,39 @@ impl Collector for Latencies {
     }
 }
 
+/// `moat_rejections_total{stage,code}` and `moat_shadow_rejections_total{stage,code}`,
+/// read from the board's refusal counts at each scrape: a refusal is counted once, where
+/// the status page counts it too.
+#[derive(Debug)]
+struct Refusals(Arc<Board>);
+
+impl Collector for Refusals {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let families = [
+            (
+                "moat_rejections",
+                "Requests refused by moat, by pipeline stage and reason code",
+                self.0.refusal_counts(),
+            ),
+            (
+                "moat_shadow_rejections",
+                "Validation failures let through by `policy.mode: shadow`, by stage and code",
+                self.0.shadow_counts(),
+            ),
+        ];
+        for (name, help, counts) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for ((stage, code), count) in counts {
+                let labels = RejectionLabels { stage, code };
+                family
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn encode_histogram(mut metric: MetricEncoder<'_>, counts: &Counts) -> Result<(), std::fmt::Error> {
     metric.encode_histogram::<NoLabelSet>(
         counts.sum_seconds(),
@@ -422,13 +438,16 @@ mod tests {
                 status: 200,
             })
             .inc();
-        metrics
-            .rejections
-            .get_or_create(&RejectionLabels {
-                stage: "frame",
-                code: "invalid_path",
-            })
-            .inc();
+        metrics.board.refused(crate::status::Refusal {
+            at: std::time::SystemTime::now(),
+            request_id: crate::ids::RequestId::fresh(),
+            operation: "unrouted".into(),
+            status: 400,
+            stage: "frame",
+            code: "invalid_path",
+            key_id: None,
+            subject: None,
+        });
         let operation: OperationLabel = "predict".into();
         metrics.board.record(&crate::status::Outcome {
             operation: &operation,

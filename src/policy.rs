@@ -11,7 +11,8 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use crate::config::{Alternative, Mode};
-use crate::config::{Config, SchemeConfig};
+use crate::config::{Config, LlmSetting, SchemeConfig};
+use crate::spec::Operation;
 use crate::spec::Spec;
 
 /// Alternatives (OR), each a list of (scheme, required scopes) that must all pass (AND);
@@ -59,7 +60,35 @@ pub struct Route {
     pub mode: Mode,
     /// Metered as an OpenAI-protocol LLM call (see `llm`): set by `llm: openai`, or
     /// detected from the path.
-    pub llm: Option<crate::llm::Profile>,
+    pub llm: Option<LlmProfile>,
+}
+
+/// An operation metered as an OpenAI-protocol LLM call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmProfile {
+    /// Found from the path, not named by `llm: openai` (for `moat check`).
+    pub detected: bool,
+}
+
+/// The paths OpenAI-compatible servers serve the metered calls at (after any prefix:
+/// `/v1/chat/completions`, KServe's `/openai/v1/chat/completions`, OpenAI's own spec
+/// `/chat/completions` under a `/v1` server).
+const DETECTED: [&str; 3] = ["/chat/completions", "/completions", "/embeddings"];
+
+impl LlmProfile {
+    /// `llm: openai` meters the operation, `llm: none` does not; unset, a POST at one of
+    /// the usual paths is metered.
+    pub fn resolve(setting: Option<LlmSetting>, operation: &Operation) -> Option<LlmProfile> {
+        match setting {
+            Some(LlmSetting::Openai) => Some(LlmProfile { detected: false }),
+            Some(LlmSetting::None) => None,
+            None => (operation.method == http::Method::POST
+                && DETECTED
+                    .iter()
+                    .any(|path| operation.template.ends_with(path)))
+            .then_some(LlmProfile { detected: true }),
+        }
+    }
 }
 
 /// One route per spec operation (by its index), and the one for requests without a spec.
@@ -131,7 +160,7 @@ impl Routes {
                     mode: overlay
                         .and_then(|(_, policy)| policy.mode())
                         .unwrap_or(policy.mode),
-                    llm: crate::llm::Profile::resolve(setting, operation),
+                    llm: LlmProfile::resolve(setting, operation),
                 });
             }
             for key in policy.operations.keys() {
@@ -269,4 +298,27 @@ fn unknown_operation(key: &str, line: Option<&usize>, spec: &Spec) -> String {
          (the spec's operationIds: {}{more})",
         ids.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usual_paths_are_detected_and_llm_none_turns_detection_off() {
+        let chat = Operation::for_tests("chat", "POST", "/v1/chat/completions");
+        assert_eq!(
+            LlmProfile::resolve(None, &chat),
+            Some(LlmProfile { detected: true })
+        );
+        assert_eq!(LlmProfile::resolve(Some(LlmSetting::None), &chat), None);
+        let predict = Operation::for_tests("predict", "POST", "/predict");
+        assert_eq!(LlmProfile::resolve(None, &predict), None);
+        assert_eq!(
+            LlmProfile::resolve(Some(LlmSetting::Openai), &predict),
+            Some(LlmProfile { detected: false })
+        );
+        let get = Operation::for_tests("models", "GET", "/v1/embeddings");
+        assert_eq!(LlmProfile::resolve(None, &get), None);
+    }
 }

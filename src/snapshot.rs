@@ -8,10 +8,12 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
+use crate::admit::Admission;
 use crate::auth::{Auth, KeyLocation};
 use crate::config::{Config, ConfigError, OpenApiConfig};
+use crate::config::{Period, TokenBudget};
 use crate::forward::Upstream;
-use crate::limit::RateLimits;
+use crate::limit::{KeyLimits, RateLimits};
 use crate::metrics::{KeyStoreState, Metrics};
 use crate::policy::Routes;
 use crate::spec::{self, Spec, source};
@@ -53,6 +55,19 @@ fn return_freed_memory() {
 }
 
 impl Snapshot {
+    /// What admission reads of this snapshot (see [`Admission`]).
+    pub fn admission(&self) -> Admission<'_> {
+        Admission {
+            config: &self.config,
+            spec: self.spec.as_deref(),
+            routes: &self.routes,
+            auth: &self.auth,
+            limits: &self.limits,
+            llm: &self.llm,
+            credentials: &self.credentials,
+        }
+    }
+
     /// Each API-key scheme's store as this snapshot serves it (`/metrics`, `/readyz`, the
     /// status page).
     pub fn key_stores(&self) -> impl Iterator<Item = KeyStoreState<'_>> {
@@ -163,14 +178,14 @@ impl Snapshot {
             Ok(auth) => RateLimits::new(
                 &config.limits.store,
                 config.policy.client_rate_limit.as_ref(),
-                &auth.key_limits(),
+                &key_limits(auth),
                 previous.map(|p| &p.limits),
                 Some(metrics),
             ),
             Err(_) => Err(Vec::new()),
         };
         let llm = match &auth {
-            Ok(auth) => crate::llm::Rules::new(auth.llm_rules(), &config.policy),
+            Ok(auth) => crate::llm::Rules::new(llm_rules(auth), &config.policy),
             Err(_) => Err(Vec::new()),
         };
         match (upstream, spec, auth, routes, (limits, llm), tls) {
@@ -202,6 +217,34 @@ impl Snapshot {
             .collect()),
         }
     }
+}
+
+/// Every key whose record sets limits stage 5 enforces: (key id, limits).
+fn key_limits(auth: &Auth) -> Vec<(String, KeyLimits)> {
+    auth.records()
+        .filter_map(|record| {
+            let limits = KeyLimits {
+                rate: record.rate_limit,
+                quota: record.quota,
+                tokens: [
+                    record.token_budget,
+                    record.tokens_per_minute.map(|tokens| TokenBudget {
+                        tokens,
+                        per: Period::Minute,
+                    }),
+                ],
+                streams: record.max_concurrent_streams,
+            };
+            (limits != KeyLimits::default()).then(|| (record.id.clone(), limits))
+        })
+        .collect()
+}
+
+/// Every key whose record sets LLM rules: (key id, rules).
+fn llm_rules(auth: &Auth) -> Vec<(String, crate::llm::KeyRules)> {
+    auth.records()
+        .filter_map(|record| Some((record.id.clone(), crate::llm::KeyRules::of(record)?)))
+        .collect()
 }
 
 fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {

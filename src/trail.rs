@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::OperationLabel;
+use crate::ids::OperationLabel;
 use crate::reject::{Rejection, Stage};
 
 #[derive(Debug, Default)]
@@ -24,7 +24,7 @@ pub struct Trail {
     pub body_read: bool,
     /// The key's quota after stage 5 counted this request: its `RateLimit-*` fields go on
     /// whatever response follows, a later refusal's too.
-    pub quota: Option<crate::limit::QuotaUsage>,
+    pub quota: Option<crate::reject::QuotaUsage>,
     /// Why each stage decided as it did; `None` on the hot path, where a note costs one
     /// branch and its text is never built.
     explained: Option<Vec<Note>>,

@@ -36,7 +36,7 @@ fn accepts(operation: &Operation, body: &Value) -> bool {
         operation,
         &headers,
         &bytes,
-        &moat::config::Limits::default().json(),
+        &moat::validate::json::JsonLimits::of(&moat::config::Limits::default()),
     )
     .is_ok()
 }

@@ -16,17 +16,32 @@ use http::{HeaderMap, Method, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 
-use crate::auth::{Caller, Principal};
-use crate::config::{Limits, Mode};
+use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
+use crate::config::{Config, Limits, Mode};
 use crate::frame;
+use crate::limit::RateLimits;
 use crate::llm::{self, Grant};
-use crate::policy::Requirement;
+use crate::policy::{Requirement, Routes};
 use crate::reject::{Rejection, Stage};
 use crate::route::Routed;
-use crate::snapshot::Snapshot;
-use crate::spec::Operation;
+use crate::spec::{Operation, Spec};
 use crate::trail::Trail;
 use crate::validate;
+
+/// What admission reads of the serving snapshot: its policy data, never the client to the
+/// model (as linkerd2-proxy keeps policy apart from the client). The snapshot hands one out
+/// per request; only references, so building it costs nothing.
+pub struct Admission<'s> {
+    pub config: &'s Config,
+    /// `None` when no spec is configured: every path is forwarded.
+    pub spec: Option<&'s Spec>,
+    pub routes: &'s Routes,
+    pub auth: &'s Auth,
+    pub limits: &'s RateLimits,
+    pub llm: &'s llm::Rules,
+    /// Where API keys travel, to strip them before the request goes on.
+    pub credentials: &'s [KeyLocation],
+}
 
 /// A request every stage let through: its head (a query credential already removed), its
 /// checked body and who sent it. Only [`admit`] makes one, so nothing reaches `forward`
@@ -78,7 +93,7 @@ pub enum Verdict {
 /// in-memory one for `moat explain` and the pipeline tests.
 #[allow(clippy::too_many_lines)] // the stages in order, in one place: split, the order would hide
 pub async fn admit<B>(
-    snapshot: &Snapshot,
+    snapshot: &Admission<'_>,
     mut parts: Parts,
     body: B,
     client: IpAddr,
@@ -170,8 +185,12 @@ where
     trail.body_read = true;
     match target.operation {
         Some(operation) => {
-            let verdict =
-                validate::request_body(operation, &parts.headers, &body, &config.limits.json());
+            let verdict = validate::request_body(
+                operation,
+                &parts.headers,
+                &body,
+                &validate::json::JsonLimits::of(&config.limits),
+            );
             note_validity(trail, "body", verdict.is_ok());
             enforce(verdict, mode, trail)?;
             trail.pass(Stage::Validate, || format!("body {} bytes", body.len()));
@@ -196,8 +215,11 @@ where
         }
         None => (body, None),
     };
-    if let Some(uri) = stripped {
-        parts.uri = uri;
+    if !config.policy.forward_credentials {
+        if let Some(uri) = stripped {
+            parts.uri = uri;
+        }
+        auth::strip_credentials(&mut parts.headers, snapshot.credentials);
     }
     Ok(Verdict::Forward(Admitted {
         parts,
@@ -209,7 +231,7 @@ where
 
 /// Stage 5 of an LLM operation (see `llm::admit`), on the body stage 6 let through.
 async fn admit_llm(
-    snapshot: &Snapshot,
+    snapshot: &Admission<'_>,
     principal: Option<&Principal>,
     headers: &mut HeaderMap,
     body: Bytes,
@@ -217,8 +239,8 @@ async fn admit_llm(
     trail: &mut Trail,
 ) -> Result<(Bytes, Option<Grant>), Rejection> {
     let (body, grant, request) = llm::admit(
-        &snapshot.llm,
-        &snapshot.limits,
+        snapshot.llm,
+        snapshot.limits,
         principal,
         headers,
         body,
@@ -246,13 +268,13 @@ pub struct Target<'s, 'p> {
     pub requirement: &'s Requirement,
     pub mode: Mode,
     /// Metered as an LLM call.
-    pub llm: Option<llm::Profile>,
+    pub llm: Option<crate::policy::LlmProfile>,
 }
 
 /// Stage 2: the operation at `path` and its security requirement and mode (the
 /// operation's own mode, else the policy's).
 pub fn route<'s, 'p>(
-    snapshot: &'s Snapshot,
+    snapshot: &'s Admission<'s>,
     method: &Method,
     path: &'p str,
 ) -> Result<Routing<'s, 'p>, Rejection> {
@@ -288,11 +310,11 @@ pub fn route<'s, 'p>(
 }
 
 /// A key carried in the query, removed from the URI; `None` when nothing was removed.
-fn without_query_credentials(uri: &Uri, snapshot: &Snapshot) -> Option<Uri> {
+fn without_query_credentials(uri: &Uri, snapshot: &Admission<'_>) -> Option<Uri> {
     if snapshot.config.policy.forward_credentials {
         return None;
     }
-    crate::forward::without_query_credentials(uri, &snapshot.credentials)
+    auth::without_query_credentials(uri, snapshot.credentials)
 }
 
 /// In shadow mode a limit or validation failure is kept on the trail (logged and counted)
@@ -362,7 +384,7 @@ fn describe_llm(request: &llm::LlmRequest, grant: Option<&Grant>) -> String {
     )
 }
 
-fn describe_limits(snapshot: &Snapshot, principal: Option<&Principal>) -> String {
+fn describe_limits(snapshot: &Admission<'_>, principal: Option<&Principal>) -> String {
     let mut limits = Vec::new();
     if let Some(limit) = &snapshot.config.policy.client_rate_limit {
         limits.push(format!(

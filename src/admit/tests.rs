@@ -111,7 +111,15 @@ async fn run(
         .unwrap()
         .into_parts();
     let mut trail = Trail::default();
-    let verdict = admit(&world.snapshot, parts, body, CLIENT, "req-test", &mut trail).await;
+    let verdict = admit(
+        &world.snapshot.admission(),
+        parts,
+        body,
+        CLIENT,
+        "req-test",
+        &mut trail,
+    )
+    .await;
     match verdict {
         Ok(Verdict::Forward(admitted)) => ("admitted".to_owned(), trail, Some(admitted)),
         Ok(Verdict::Options(_)) => ("options".to_owned(), trail, None),

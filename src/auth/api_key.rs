@@ -219,24 +219,6 @@ impl ApiKeyVerifier {
         })
     }
 
-    /// Every key that has its own limits (requests or tokens).
-    pub fn limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
-        self.store
-            .records
-            .values()
-            .filter_map(|r| Some((r.id.clone(), r.limits()?)))
-            .collect()
-    }
-
-    /// Every key with LLM rules (`models`, `max_tokens`).
-    pub fn llm_rules(&self) -> Vec<(String, crate::llm::KeyRules)> {
-        self.store
-            .records
-            .values()
-            .filter_map(|r| Some((r.id.clone(), crate::llm::KeyRules::of(r)?)))
-            .collect()
-    }
-
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self

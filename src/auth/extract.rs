@@ -1,15 +1,18 @@
-//! Credential extraction for stage 3: where a request carries its bearer token and its API
-//! key, read exactly one way. A credential sent twice is refused outright, since proxies and
-//! servers disagree on which copy counts.
+//! Credentials in a request, all in one place: where stage 3 reads its bearer token and
+//! its API key — exactly one way; a credential sent twice is refused outright, since
+//! proxies and servers disagree on which copy counts — and how admission strips every one
+//! of them before the request goes on (unless `forward_credentials`).
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Uri};
 
 use super::Caller;
 use super::api_key::KeyLocation;
 use crate::reject::Rejection;
+use crate::validate::params::{cookie_pair, cookies};
 
 /// The API key where `location` says: exactly one value, or refused.
 pub(super) fn api_key<'r>(
@@ -31,7 +34,7 @@ pub(super) fn api_key<'r>(
             .filter(|(key, _)| key == name)
             .map(|(_, value)| Cow::Owned(value.into_owned()))
             .collect(),
-        KeyLocation::Cookie(name) => crate::validate::params::cookies(caller.headers)
+        KeyLocation::Cookie(name) => cookies(caller.headers)
             .into_iter()
             .filter(|(key, _)| key == name)
             .map(|(_, value)| Cow::Borrowed(value))
@@ -67,4 +70,116 @@ pub(super) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejectio
         return Err(Rejection::InvalidToken);
     }
     Ok(Some(token))
+}
+
+/// Removes the credentials a request carries in its head — `Authorization`, and the API
+/// keys of `credentials` in their headers and cookies — so neither the model nor anything
+/// after admission sees them. (A key in the query leaves with [`without_query_credentials`].)
+pub fn strip_credentials(headers: &mut HeaderMap, credentials: &[KeyLocation]) {
+    headers.remove(AUTHORIZATION);
+    for location in credentials {
+        match location {
+            KeyLocation::Header(name) => {
+                headers.remove(name);
+            }
+            KeyLocation::Cookie(name) => strip_cookie(headers, name),
+            KeyLocation::Query(_) => {}
+        }
+    }
+}
+
+/// Removes the cookie `name` from every `Cookie` header, keeping the others as sent.
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .filter(|pair| cookie_pair(pair).is_none_or(|(key, _)| key != name))
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .filter(|value| !value.trim().is_empty())
+        .collect();
+    headers.remove(COOKIE);
+    for value in kept {
+        if let Ok(value) = HeaderValue::from_str(value.trim_start()) {
+            headers.append(COOKIE, value);
+        }
+    }
+}
+
+/// The URI without query parameters that carry API keys (every other byte of the query
+/// stays), or `None` when there is nothing to remove.
+pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Option<Uri> {
+    let names: Vec<&str> = credentials
+        .iter()
+        .filter_map(|location| match location {
+            KeyLocation::Query(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let query = uri.query().filter(|_| !names.is_empty())?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let raw_name = pair.split('=').next().unwrap_or_default();
+            let decoded: String = form_urlencoded::parse(raw_name.as_bytes())
+                .next()
+                .map(|(name, _)| name.into_owned())
+                .unwrap_or_default();
+            !names.contains(&decoded.as_str())
+        })
+        .collect();
+    if kept.len() == query.split('&').count() {
+        return None;
+    }
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_query_header_and_cookie_are_stripped_and_the_rest_kept() {
+        let credentials = [
+            KeyLocation::Query("api_key".into()),
+            KeyLocation::Cookie("k".into()),
+            KeyLocation::Header(http::header::HeaderName::from_static("x-api-key")),
+        ];
+        let uri: Uri = "/v1/models?limit=5&api_key=secret&x=a%20b".parse().unwrap();
+        let stripped = without_query_credentials(&uri, &credentials).unwrap();
+        assert_eq!(
+            stripped.path_and_query().unwrap().as_str(),
+            "/v1/models?limit=5&x=a%20b"
+        );
+        let only: Uri = "/p?api%5Fkey=secret".parse().unwrap();
+        let stripped = without_query_credentials(&only, &credentials).unwrap();
+        assert_eq!(stripped.path_and_query().unwrap().as_str(), "/p");
+        let none: Uri = "/p?a=1".parse().unwrap();
+        assert!(without_query_credentials(&none, &credentials).is_none());
+        let mut map = HeaderMap::new();
+        for (name, value) in [
+            ("cookie", "session=1; k=secret; theme=dark"),
+            ("authorization", "Bearer abc"),
+            ("x-api-key", "moat_a_b"),
+            ("x-kept", "1"),
+        ] {
+            map.append(name, HeaderValue::from_static(value));
+        }
+        strip_credentials(&mut map, &credentials);
+        assert_eq!(map["cookie"], "session=1; theme=dark");
+        let names: Vec<&str> = map.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["cookie", "x-kept"]);
+    }
 }

@@ -16,7 +16,6 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::{Quota, RateLimit, TokenBudget};
-use crate::limit::unix_ms;
 
 /// One key's record. The hash is never logged or printed in full.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -82,24 +81,6 @@ pub enum Restriction {
 }
 
 impl KeyRecord {
-    /// The limits stage 5 enforces for this key; `None` when the record sets none.
-    pub fn limits(&self) -> Option<crate::limit::KeyLimits> {
-        let budgets = [
-            self.token_budget,
-            self.tokens_per_minute.map(|tokens| TokenBudget {
-                tokens,
-                per: crate::config::Period::Minute,
-            }),
-        ];
-        let limits = crate::limit::KeyLimits {
-            rate: self.rate_limit,
-            quota: self.quota,
-            tokens: budgets,
-            streams: self.max_concurrent_streams,
-        };
-        (limits != crate::limit::KeyLimits::default()).then_some(limits)
-    }
-
     /// Checks the record's time, state and address restrictions.
     pub fn admits(&self, client: IpAddr, now: SystemTime) -> Result<(), Restriction> {
         if self.disabled {
@@ -329,6 +310,12 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         return Err(error);
     }
     std::fs::rename(&temporary, path)
+}
+
+/// Milliseconds since the Unix epoch: when the store was read, kept in an `AtomicU64`.
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ mod authenticate;
 mod authorize;
 mod bind;
 mod extract;
+
+pub use self::extract::{strip_credentials, without_query_credentials};
 pub mod jwt;
 pub mod keystore;
 pub mod store_edit;
@@ -276,18 +278,10 @@ impl Auth {
             .unwrap_or(std::time::Duration::from_secs(30))
     }
 
-    /// Every key that has its own limits: (key id, limits).
-    pub fn key_limits(&self) -> Vec<(String, crate::limit::KeyLimits)> {
+    /// Every key record of every store (a store two schemes read is listed twice).
+    pub fn records(&self) -> impl Iterator<Item = &keystore::KeyRecord> {
         self.api_keys()
-            .flat_map(|(_, verifier)| verifier.limits())
-            .collect()
-    }
-
-    /// Every key that has LLM rules: (key id, rules).
-    pub fn llm_rules(&self) -> Vec<(String, crate::llm::KeyRules)> {
-        self.api_keys()
-            .flat_map(|(_, verifier)| verifier.llm_rules())
-            .collect()
+            .flat_map(|(_, verifier)| verifier.store().records.values().map(|r| &**r))
     }
 
     /// Where API keys travel; each is stripped from forwarded requests (with

@@ -114,7 +114,15 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
     *request.headers_mut() = headers;
     let (parts, body) = request.into_parts();
     let mut trail = Trail::explaining();
-    let verdict = admit(snapshot, parts, body, input.client, "explain", &mut trail).await;
+    let verdict = admit(
+        &snapshot.admission(),
+        parts,
+        body,
+        input.client,
+        "explain",
+        &mut trail,
+    )
+    .await;
     let mut out = Report {
         text: String::new(),
         forwarded: false,

@@ -152,18 +152,6 @@ impl OnError {
     }
 }
 
-impl Limits {
-    /// What every JSON body is held to besides its schema.
-    pub fn json(&self) -> crate::validate::json::JsonLimits {
-        crate::validate::json::JsonLimits {
-            max_depth: self.max_json_depth,
-            max_string_bytes: self.max_string_bytes,
-            max_array_items: self.max_array_items,
-            max_object_members: self.max_object_members,
-        }
-    }
-}
-
 impl Default for Limits {
     fn default() -> Self {
         Self {

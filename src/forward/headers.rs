@@ -3,14 +3,13 @@
 
 use std::net::IpAddr;
 
+use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{HeaderMap, Uri};
 
 use super::ForwardContext;
-use crate::auth::{KeyLocation, Principal};
+use crate::auth::Principal;
+use crate::ids::X_REQUEST_ID;
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -58,18 +57,6 @@ pub fn prepare_request_headers(
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::EXPECT);
     headers.remove(header::UPGRADE);
-    if !context.forward_credentials {
-        headers.remove(header::AUTHORIZATION);
-        for location in context.credentials {
-            match location {
-                KeyLocation::Header(name) => {
-                    headers.remove(name);
-                }
-                KeyLocation::Cookie(name) => strip_cookie(headers, name),
-                KeyLocation::Query(_) => {}
-            }
-        }
-    }
     headers.insert(header::HOST, upstream_host.clone());
     headers.insert(X_FORWARDED_FOR, context.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(context.proto));
@@ -105,64 +92,6 @@ fn is_client_controlled_identity(name: &HeaderName) -> bool {
         || name == "x-real-ip"
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-moat-")
-}
-
-/// Removes the cookie `name` from every `Cookie` header, keeping the others as sent.
-fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .filter(|pair| pair.trim().split('=').next().map(str::trim) != Some(name))
-                .collect::<Vec<_>>()
-                .join(";")
-        })
-        .filter(|value| !value.trim().is_empty())
-        .collect();
-    headers.remove(header::COOKIE);
-    for value in kept {
-        if let Ok(value) = HeaderValue::from_str(value.trim_start()) {
-            headers.append(header::COOKIE, value);
-        }
-    }
-}
-
-/// The URI without query parameters that carry API keys (every other byte of the query
-/// stays), or `None` when there is nothing to remove.
-pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Option<Uri> {
-    let names: Vec<&str> = credentials
-        .iter()
-        .filter_map(|location| match location {
-            KeyLocation::Query(name) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    let query = uri.query().filter(|_| !names.is_empty())?;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let raw_name = pair.split('=').next().unwrap_or_default();
-            let decoded: String = form_urlencoded::parse(raw_name.as_bytes())
-                .next()
-                .map(|(name, _)| name.into_owned())
-                .unwrap_or_default();
-            !names.contains(&decoded.as_str())
-        })
-        .collect();
-    if kept.len() == query.split('&').count() {
-        return None;
-    }
-    let path_and_query = if kept.is_empty() {
-        uri.path().to_owned()
-    } else {
-        format!("{}?{}", uri.path(), kept.join("&"))
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
-    Uri::from_parts(parts).ok()
 }
 
 /// The upstream's `Content-Length` is passed on only when it is the framing its body
@@ -222,51 +151,4 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The `X-Forwarded-For` value of a client, built once per connection.
 pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-/// A request's id: the client's valid `X-Request-Id` (kept so traces join up), else a
-/// fresh one. Held as the header value it travels as — to the model and back to the
-/// client — so it is built once, not once per header.
-#[derive(Clone, Debug)]
-pub struct RequestId(HeaderValue);
-
-impl RequestId {
-    pub fn of(headers: &HeaderMap) -> RequestId {
-        client_request_id(headers).map_or_else(RequestId::fresh, |id| RequestId(id.clone()))
-    }
-
-    /// 128 random bits in hex.
-    pub fn fresh() -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let bits = rand::random::<u128>();
-        let mut text = [0u8; 32];
-        for (i, digit) in text.iter_mut().enumerate() {
-            *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
-        }
-        RequestId(HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0")))
-    }
-
-    /// Only visible ASCII ever gets in (see [`client_request_id`]).
-    pub fn as_str(&self) -> &str {
-        self.0.to_str().unwrap_or_default()
-    }
-
-    pub fn header(&self) -> HeaderValue {
-        self.0.clone()
-    }
-}
-
-/// A valid client `X-Request-Id` (1–128 of `[A-Za-z0-9._-]`).
-pub fn client_request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
-    let mut values = headers.get_all(&X_REQUEST_ID).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let bytes = value.as_bytes();
-    let valid = (1..=128).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    valid.then_some(value)
 }

@@ -14,18 +14,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::admit::Admitted;
-use crate::auth::KeyLocation;
-use crate::body::ResponseBody;
 use crate::config::UpstreamConfig;
+use crate::ids::RequestId;
 use crate::reject::{Rejection, Stage};
+mod body;
 mod headers;
 mod pool;
 
+pub use self::body::{IdleTimeout, UpstreamBody};
 use self::headers::drop_unframed_length;
-pub use self::headers::{
-    RequestId, X_REQUEST_ID, forwarded_for, prepare_request_headers, strip_hop_by_hop,
-    without_query_credentials,
-};
+pub use self::headers::{forwarded_for, prepare_request_headers, strip_hop_by_hop};
 pub use self::pool::Lease;
 use self::pool::Pool;
 
@@ -37,14 +35,11 @@ pub struct ForwardContext<'a> {
     /// The verified client certificate's subject, when mTLS is on.
     pub client_cert: Option<&'a HeaderValue>,
     pub request_id: &'a RequestId,
-    pub forward_credentials: bool,
-    /// Where API keys travel besides `Authorization`.
-    pub credentials: &'a [KeyLocation],
 }
 
 /// The upstream's response, with how long its head took.
 pub struct Forwarded {
-    pub response: Response<ResponseBody>,
+    pub response: Response<UpstreamBody>,
     pub upstream_time: Duration,
 }
 
@@ -130,7 +125,7 @@ impl Upstream {
         Ok(Forwarded {
             response: Response::from_parts(
                 head,
-                ResponseBody::upstream(incoming, self.idle_timeout, lease),
+                UpstreamBody::new(incoming, self.idle_timeout, lease),
             ),
             upstream_time,
         })

@@ -4,7 +4,7 @@ use super::*;
 use http::HeaderMap;
 use http::header;
 
-fn context(forward_credentials: bool) -> ForwardContext<'static> {
+fn context() -> ForwardContext<'static> {
     ForwardContext {
         forwarded_for: Box::leak(Box::new(forwarded_for("192.0.2.7".parse().unwrap()))),
         proto: "http",
@@ -13,8 +13,6 @@ fn context(forward_credentials: bool) -> ForwardContext<'static> {
             "x-request-id",
             "req-1",
         )])))),
-        forward_credentials,
-        credentials: &[],
     }
 }
 
@@ -57,7 +55,7 @@ fn a_client_cannot_spoof_identity_or_forwarding_headers() {
     ]);
     prepare_request_headers(
         &mut map,
-        &context(false),
+        &context(),
         None,
         &HeaderValue::from_static("up:8000"),
     );
@@ -78,7 +76,7 @@ fn connection_cannot_be_used_to_strip_headers_moat_adds() {
     let mut map = headers(&[("connection", "x-request-id, host, x-forwarded-for")]);
     prepare_request_headers(
         &mut map,
-        &context(false),
+        &context(),
         None,
         &HeaderValue::from_static("up:8000"),
     );
@@ -88,28 +86,9 @@ fn connection_cannot_be_used_to_strip_headers_moat_adds() {
 }
 
 #[test]
-fn credentials_are_stripped_unless_forwarding_is_configured() {
-    let pairs = [
-        ("authorization", "Bearer abc"),
-        ("proxy-authorization", "Basic x"),
-    ];
-    let mut map = headers(&pairs);
-    prepare_request_headers(
-        &mut map,
-        &context(false),
-        None,
-        &HeaderValue::from_static("u"),
-    );
-    assert!(map.get("authorization").is_none());
-    assert!(map.get("proxy-authorization").is_none());
-    let mut map = headers(&pairs);
-    prepare_request_headers(
-        &mut map,
-        &context(true),
-        None,
-        &HeaderValue::from_static("u"),
-    );
-    assert_eq!(map["authorization"], "Bearer abc");
+fn proxy_credentials_never_go_upstream() {
+    let mut map = headers(&[("proxy-authorization", "Basic x")]);
+    prepare_request_headers(&mut map, &context(), None, &HeaderValue::from_static("u"));
     assert!(map.get("proxy-authorization").is_none());
 }
 
@@ -121,41 +100,10 @@ fn framing_headers_are_never_reused_upstream() {
         ("expect", "100-continue"),
         ("upgrade", "websocket"),
     ]);
-    prepare_request_headers(
-        &mut map,
-        &context(false),
-        None,
-        &HeaderValue::from_static("u"),
-    );
+    prepare_request_headers(&mut map, &context(), None, &HeaderValue::from_static("u"));
     for name in ["content-length", "transfer-encoding", "expect", "upgrade"] {
         assert!(map.get(name).is_none(), "{name} kept");
     }
-}
-
-#[test]
-fn credentials_in_query_and_cookie_are_stripped_and_the_rest_kept() {
-    let credentials = [
-        KeyLocation::Query("api_key".into()),
-        KeyLocation::Cookie("k".into()),
-    ];
-    let uri: Uri = "/v1/models?limit=5&api_key=secret&x=a%20b".parse().unwrap();
-    let stripped = without_query_credentials(&uri, &credentials).unwrap();
-    assert_eq!(
-        stripped.path_and_query().unwrap().as_str(),
-        "/v1/models?limit=5&x=a%20b"
-    );
-    let only: Uri = "/p?api%5Fkey=secret".parse().unwrap();
-    let stripped = without_query_credentials(&only, &credentials).unwrap();
-    assert_eq!(stripped.path_and_query().unwrap().as_str(), "/p");
-    let none: Uri = "/p?a=1".parse().unwrap();
-    assert!(without_query_credentials(&none, &credentials).is_none());
-    let mut map = headers(&[("cookie", "session=1; k=secret; theme=dark")]);
-    let context = ForwardContext {
-        credentials: &credentials,
-        ..context(false)
-    };
-    prepare_request_headers(&mut map, &context, None, &HeaderValue::from_static("u"));
-    assert_eq!(map["cookie"], "session=1; theme=dark");
 }
 
 #[test]

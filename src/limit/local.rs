@@ -16,8 +16,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota as Gcra};
 
 use super::tokens::{LocalBudgets, Streams};
-use super::{KeyLimits, QuotaUsage, Window};
+use super::{KeyLimits, Window, quota_usage};
 use crate::config::{Quota, RateLimit};
+use crate::reject::QuotaUsage;
 use crate::reject::Rejection;
 
 pub struct Local {
@@ -191,7 +192,7 @@ impl KeyLimiter {
                 used: 0,
             };
         }
-        let usage = |used: u64| QuotaUsage::new(quota, used, window, now);
+        let usage = |used: u64| quota_usage(quota, used, window, now);
         if count.used >= quota.requests {
             return Err(Rejection::QuotaExceeded(usage(count.used)));
         }

@@ -16,16 +16,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
-
 use self::local::{KeyLimiter, Local};
 use self::shared::Shared;
 pub use self::tokens::{Reservation, StreamSlot};
-pub use self::window::{Window, unix_ms};
+pub use self::window::{Window, quota_usage, unix_ms};
 use crate::config::{LimitStore, OnError, Quota, RateLimit, TokenBudget};
 use crate::metrics::{LimitDecisionLabels, Metrics};
-use crate::reject::Rejection;
+use crate::reject::{QuotaUsage, Rejection};
 
 /// A key's limits, as its record defines them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,44 +40,6 @@ impl KeyLimits {
     /// only limits are LLM ones costs those requests nothing — no lock, no round trip.
     pub fn counts_requests(&self) -> bool {
         self.rate.is_some() || self.quota.is_some()
-    }
-}
-
-/// Where a key stands in its quota: what the `RateLimit-*` response headers say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QuotaUsage {
-    pub limit: u64,
-    pub remaining: u64,
-    /// Seconds until the window ends.
-    pub reset: u64,
-    /// The window's length in seconds (`RateLimit-Policy`'s `w`).
-    pub window: u64,
-}
-
-impl QuotaUsage {
-    pub fn new(quota: &Quota, used: u64, window: Window, now: SystemTime) -> Self {
-        QuotaUsage {
-            limit: quota.requests,
-            remaining: quota.requests.saturating_sub(used),
-            reset: window.seconds_left(now),
-            window: window.length(),
-        }
-    }
-
-    /// The fields of the IETF draft (draft-ietf-httpapi-ratelimit-headers-07): `RateLimit-Limit`,
-    /// `-Remaining`, `-Reset` (delta seconds, never a date) and `RateLimit-Policy`.
-    pub fn write(&self, headers: &mut HeaderMap) {
-        static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-        static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-        static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-        static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-        headers.insert(LIMIT.clone(), HeaderValue::from(self.limit));
-        headers.insert(REMAINING.clone(), HeaderValue::from(self.remaining));
-        headers.insert(RESET.clone(), HeaderValue::from(self.reset));
-        let policy = format!("{};w={}", self.limit, self.window);
-        if let Ok(policy) = HeaderValue::try_from(policy) {
-            headers.insert(POLICY.clone(), policy);
-        }
     }
 }
 

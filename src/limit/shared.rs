@@ -19,8 +19,9 @@ use std::time::{Duration, SystemTime};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use thread_local::ThreadLocal;
 
-use super::{KeyLimits, QuotaUsage, Window, local::rate_limited};
+use super::{KeyLimits, Window, local::rate_limited, quota_usage};
 use crate::config::{OnError, RateLimit, RedisStoreConfig, TokenBudget};
+use crate::reject::QuotaUsage;
 use crate::reject::Rejection;
 
 /// KEYS: the GCRA buckets, then the quota counter if there is one.
@@ -301,7 +302,7 @@ impl Shared {
         let used = u64::try_from(used).unwrap_or(0);
         let usage = quota
             .as_ref()
-            .map(|(_, quota, window)| QuotaUsage::new(quota, used, *window, now));
+            .map(|(_, quota, window)| quota_usage(quota, used, *window, now));
         Ok(match (verdict, usage) {
             (2, Some(usage)) => Err(Rejection::QuotaExceeded(usage)),
             (1, usage) => Err(rate_limited(

@@ -5,7 +5,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::{Date, OffsetDateTime, Time};
 
-use crate::config::Period;
+use crate::config::{Period, Quota};
+use crate::reject::QuotaUsage;
+
+/// Where a key stands in `quota` after `used` requests of `window`, at `now`.
+pub fn quota_usage(quota: &Quota, used: u64, window: Window, now: SystemTime) -> QuotaUsage {
+    QuotaUsage {
+        limit: quota.requests,
+        remaining: quota.requests.saturating_sub(used),
+        reset: window.seconds_left(now),
+        window: window.length(),
+    }
+}
 
 /// Milliseconds since the Unix epoch, for wall-clock instants kept in an `AtomicU64`.
 pub fn unix_ms(at: SystemTime) -> u64 {

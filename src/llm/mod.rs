@@ -9,6 +9,7 @@
 //!   when it reports one, else one per streamed delta — the stream cut at its reservation,
 //!   and the reservation settled to what was used when the response ends.
 
+mod body;
 mod meter;
 mod request;
 
@@ -19,43 +20,15 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 
+pub use self::body::{Metered, MeteredBody};
 pub use self::meter::{Bound, Feed, Limit, MAX_JSON_BYTES, Meter};
 pub use self::request::LlmRequest;
 use crate::auth::Principal;
 use crate::auth::keystore::KeyRecord;
-use crate::config::{BoundField, BoundFields, LlmSetting, Mode, PolicyConfig};
+use crate::config::{BoundField, BoundFields, Mode, PolicyConfig};
 use crate::limit::{RateLimits, Reservation, StreamSlot};
 use crate::metrics::{KeyLabels, Metrics, TokenLabels};
 use crate::reject::Rejection;
-use crate::spec::Operation;
-
-/// An operation metered as an OpenAI-protocol LLM call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Profile {
-    /// Found from the path, not named by `llm: openai` (for `moat check`).
-    pub detected: bool,
-}
-
-/// The paths OpenAI-compatible servers serve the metered calls at (after any prefix:
-/// `/v1/chat/completions`, KServe's `/openai/v1/chat/completions`, OpenAI's own spec
-/// `/chat/completions` under a `/v1` server).
-const DETECTED: [&str; 3] = ["/chat/completions", "/completions", "/embeddings"];
-
-impl Profile {
-    /// `llm: openai` meters the operation, `llm: none` does not; unset, a POST at one of
-    /// the usual paths is metered.
-    pub fn resolve(setting: Option<LlmSetting>, operation: &Operation) -> Option<Profile> {
-        match setting {
-            Some(LlmSetting::Openai) => Some(Profile { detected: false }),
-            Some(LlmSetting::None) => None,
-            None => (operation.method == http::Method::POST
-                && DETECTED
-                    .iter()
-                    .any(|path| operation.template.ends_with(path)))
-            .then_some(Profile { detected: true }),
-        }
-    }
-}
 
 /// A key's rules for LLM operations, from its record.
 #[derive(Debug, Clone, PartialEq, Eq)]

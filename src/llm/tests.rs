@@ -289,21 +289,3 @@ fn streams_past_the_key_cap_are_refused_until_one_ends() {
     drop(open);
     assert!(run(&rules, &limits, &stream, Mode::Enforce).is_ok());
 }
-
-#[test]
-fn the_usual_paths_are_detected_and_llm_none_turns_detection_off() {
-    let chat = Operation::for_tests("chat", "POST", "/v1/chat/completions");
-    assert_eq!(
-        Profile::resolve(None, &chat),
-        Some(Profile { detected: true })
-    );
-    assert_eq!(Profile::resolve(Some(LlmSetting::None), &chat), None);
-    let predict = Operation::for_tests("predict", "POST", "/predict");
-    assert_eq!(Profile::resolve(None, &predict), None);
-    assert_eq!(
-        Profile::resolve(Some(LlmSetting::Openai), &predict),
-        Some(Profile { detected: false })
-    );
-    let get = Operation::for_tests("models", "GET", "/v1/embeddings");
-    assert_eq!(Profile::resolve(None, &get), None);
-}

@@ -47,8 +47,8 @@ fn ordinal(rejection: &Rejection) -> usize {
 }
 const VARIANTS: usize = 36;
 
-fn quota_spent() -> crate::limit::QuotaUsage {
-    crate::limit::QuotaUsage {
+fn quota_spent() -> QuotaUsage {
+    QuotaUsage {
         limit: 100,
         remaining: 0,
         reset: 3600,

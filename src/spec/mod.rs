@@ -24,7 +24,7 @@ use self::raw::collect_operations;
 use self::shape::{Shape, Types};
 use self::source::Documents;
 use crate::config::Alternative;
-use crate::metrics::OperationLabel;
+use crate::ids::OperationLabel;
 use crate::route::Router;
 
 pub struct Spec {

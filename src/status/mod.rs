@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use self::histogram::{Counts, Histogram};
 pub use self::recent::Refusal;
 use self::recent::RefusalLog;
-use crate::metrics::OperationLabel;
+use crate::ids::OperationLabel;
 
 /// Ticks kept for the chart: ten minutes of one-second totals (and the one before them).
 const TICKS: usize = 601;
@@ -123,6 +123,16 @@ impl Board {
     /// The same, for a failure `policy.mode: shadow` let through.
     pub fn shadowed(&self, refusal: Refusal) {
         self.shadowed.push(refusal);
+    }
+
+    /// Refusals counted by (stage, code), summed over statuses: what `/metrics` exports.
+    pub fn refusal_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
+        by_stage_and_code(&self.refusals)
+    }
+
+    /// The same, for failures shadow mode let through.
+    pub fn shadow_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
+        by_stage_and_code(&self.shadowed)
     }
 
     pub fn reloaded(&self) {
@@ -301,6 +311,15 @@ impl<K: Hash + Eq + Clone, V: Default> Table<K, V> {
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect()
     }
+}
+
+fn by_stage_and_code(log: &RefusalLog) -> Vec<((&'static str, &'static str), u64)> {
+    let mut counts: std::collections::BTreeMap<(&'static str, &'static str), u64> =
+        std::collections::BTreeMap::new();
+    for ((stage, code, _), count) in log.counts() {
+        *counts.entry((stage, code)).or_default() += count.load(Relaxed);
+    }
+    counts.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ use std::time::SystemTime;
 use thread_local::ThreadLocal;
 
 use super::{RefusalKey, Table, lock, push_bounded};
-use crate::forward::RequestId;
-use crate::metrics::OperationLabel;
+use crate::ids::{OperationLabel, RequestId};
 
 /// How many refusals the page lists (and each thread keeps).
 pub const KEPT: usize = 50;

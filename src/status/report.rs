@@ -1,6 +1,7 @@
-//! `GET /status.json`: the board and the serving snapshot as one JSON document, the page's
-//! only data source (its fields are listed in the README's "Status page"). Built when asked,
-//! from the counters and the sampler's copies; nothing here runs per request.
+//! `GET /status.json`: the board and what the serving snapshot is, as one JSON document —
+//! the page's only data source (its fields are listed in the README's "Status page"). Built
+//! when asked, from the counters, the sampler's copies and the [`Serving`] facts the admin
+//! listener reads off the snapshot; nothing here runs per request.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,7 +11,6 @@ use serde::Serialize;
 use super::histogram::Counts;
 use super::recent::RefusalLog;
 use super::{Board, History, Refusal, Tick, Window, lock, unix_seconds};
-use crate::snapshot::Snapshot;
 
 /// The chart: this many bars of [`STEP`] seconds, oldest first.
 const BARS: usize = 60;
@@ -149,19 +149,35 @@ struct FailedReloadRow {
 }
 
 #[derive(Serialize)]
-struct SpecRow {
-    title: Option<String>,
-    version: Option<String>,
-    openapi: String,
-    operations: usize,
+pub struct SpecRow {
+    pub title: Option<String>,
+    pub version: Option<String>,
+    pub openapi: String,
+    pub operations: usize,
 }
 
 #[derive(Serialize)]
-struct KeyStoreRow {
-    scheme: String,
-    digest: String,
-    keys: usize,
-    age_seconds: u64,
+pub struct KeyStoreRow {
+    pub scheme: String,
+    pub digest: String,
+    pub keys: usize,
+    pub age_seconds: u64,
+}
+
+/// What the report shows of the serving configuration, as the admin listener read it off
+/// the snapshot.
+pub struct Serving {
+    /// Configurations swapped in since start.
+    pub generation: i64,
+    pub mode: &'static str,
+    pub spec: Option<SpecRow>,
+    pub key_stores: Vec<KeyStoreRow>,
+    pub tls_not_after: Option<SystemTime>,
+    /// `host:port` of the upstream, without user info.
+    pub upstream: String,
+    /// The admin listener's probe of the upstream, made just before (`None`: it did not
+    /// connect).
+    pub upstream_connect: Option<Duration>,
 }
 
 #[derive(Serialize)]
@@ -180,14 +196,8 @@ pub(super) struct Timeline {
     shadowed: Vec<u64>,
 }
 
-/// What `/status.json` answers. `upstream_connect` is the admin listener's probe of the
-/// upstream, made just before (`None`: it did not connect).
-pub fn build(
-    board: &Board,
-    snapshot: &Snapshot,
-    generation: i64,
-    upstream_connect: Option<Duration>,
-) -> Report {
+/// What `/status.json` answers.
+pub fn build(board: &Board, serving: Serving) -> Report {
     let now = SystemTime::now();
     let history = lock(&board.history);
     let (window_start, window) = match history.windows.front() {
@@ -196,7 +206,7 @@ pub fn build(
     };
     let span = window_start.elapsed();
     let (operations, totals) = operation_rows(board, window, span);
-    let upstream = upstream_row(board, snapshot, window, upstream_connect);
+    let upstream = upstream_row(board, &serving, window);
     // The chart's last point: the totals just read with the rows, so both agree.
     let live = Tick {
         at: unix_seconds(now),
@@ -222,7 +232,7 @@ pub fn build(
         upstream,
         refusals: Refusals::of(&board.refusals),
         shadow: Refusals::of(&board.shadowed),
-        snapshot: snapshot_row(board, snapshot, generation, now),
+        snapshot: snapshot_row(board, serving, now),
         timeline,
     }
 }
@@ -263,16 +273,12 @@ fn operation_rows(
     (rows, totals)
 }
 
-fn upstream_row(
-    board: &Board,
-    snapshot: &Snapshot,
-    window: Option<&Window>,
-    connect: Option<Duration>,
-) -> UpstreamRow {
+fn upstream_row(board: &Board, serving: &Serving, window: Option<&Window>) -> UpstreamRow {
     let errors = board.upstream_errors();
     let minute = board.upstream.read().since(window.map(|w| &w.upstream));
+    let connect = serving.upstream_connect;
     UpstreamRow {
-        address: upstream_address(snapshot),
+        address: serving.upstream.clone(),
         reachable: connect.is_some(),
         connect_ms: connect.map(|d| milliseconds(d.as_secs_f64())),
         errors,
@@ -285,17 +291,12 @@ fn upstream_row(
     }
 }
 
-fn snapshot_row(
-    board: &Board,
-    snapshot: &Snapshot,
-    generation: i64,
-    now: SystemTime,
-) -> SnapshotRow {
+fn snapshot_row(board: &Board, serving: Serving, now: SystemTime) -> SnapshotRow {
     let reloads = lock(&board.reloads);
     SnapshotRow {
-        generation,
+        generation: serving.generation,
         serving_since: rfc3339(reloads.serving_since),
-        mode: snapshot.config.policy.mode.as_str(),
+        mode: serving.mode,
         last_reload: reloads.last.map(|(at, swapped)| ReloadRow {
             time: rfc3339(at),
             result: if swapped { "success" } else { "failure" },
@@ -307,35 +308,18 @@ fn snapshot_row(
                 time: rfc3339(*at),
                 problems: problems.clone(),
             }),
-        spec: snapshot.spec.as_ref().map(|spec| SpecRow {
-            title: spec.title.clone(),
-            version: spec.info_version.clone(),
-            openapi: spec.version.clone(),
-            operations: spec.operations.len(),
+        spec: serving.spec,
+        key_stores: serving.key_stores,
+        tls: serving.tls_not_after.map(|end| {
+            let left = match end.duration_since(now) {
+                Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+            };
+            TlsRow {
+                not_after: rfc3339(end),
+                days_left: left.div_euclid(86_400),
+            }
         }),
-        key_stores: snapshot
-            .key_stores()
-            .map(|store| KeyStoreRow {
-                scheme: store.scheme.to_owned(),
-                digest: store.digest.to_owned(),
-                keys: store.keys,
-                age_seconds: store.age.as_secs(),
-            })
-            .collect(),
-        tls: snapshot
-            .tls
-            .as_ref()
-            .and_then(|tls| tls.not_after)
-            .map(|end| {
-                let left = match end.duration_since(now) {
-                    Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                    Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
-                };
-                TlsRow {
-                    not_after: rfc3339(end),
-                    days_left: left.div_euclid(86_400),
-                }
-            }),
     }
 }
 
@@ -408,16 +392,6 @@ pub(super) fn timeline(history: &History, live: Tick) -> Timeline {
             .push(end.shadowed.saturating_sub(start.shadowed));
     }
     timeline
-}
-
-/// `host:port` of the upstream URL, without user info.
-fn upstream_address(snapshot: &Snapshot) -> String {
-    let url = &snapshot.config.upstream.url;
-    let host = url.host().unwrap_or_default();
-    match url.port_u16() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
 }
 
 /// humantime formats only times after 1970 (and panics otherwise): a clock set that far

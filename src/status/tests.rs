@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::{Board, Outcome, Refusal};
 use crate::config::Config;
-use crate::forward::RequestId;
-use crate::metrics::{Metrics, OperationLabel};
+use crate::ids::{OperationLabel, RequestId};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
 fn snapshot() -> Snapshot {
@@ -51,7 +51,9 @@ fn refusal(code: &'static str, status: u16, key_id: Option<&str>) -> Refusal {
 }
 
 fn report(board: &Board) -> Value {
-    let report = super::report::build(board, &snapshot(), 3, Some(Duration::from_micros(250)));
+    // What the admin listener reads off a snapshot, as `/status.json` builds it.
+    let serving = crate::admin::serving(&snapshot(), 3, Some(Duration::from_micros(250)));
+    let report = super::report::build(board, serving);
     serde_json::to_value(report).unwrap()
 }
 

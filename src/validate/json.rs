@@ -23,6 +23,18 @@ pub struct JsonLimits {
     pub max_object_members: usize,
 }
 
+impl JsonLimits {
+    /// The guard rails `limits` sets.
+    pub fn of(limits: &crate::config::Limits) -> JsonLimits {
+        JsonLimits {
+            max_depth: limits.max_json_depth,
+            max_string_bytes: limits.max_string_bytes,
+            max_array_items: limits.max_array_items,
+            max_object_members: limits.max_object_members,
+        }
+    }
+}
+
 /// The guard rails for what no schema bounds: every string and member name, array and
 /// object of `value` within its limit. Failures are reported like schema failures (the
 /// body's pointer, capped at `MAX_ERRORS`), so shadow mode counts them the same way.

@@ -294,11 +294,15 @@ pub fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            Some((name.trim(), value.trim()))
-        })
+        .filter_map(cookie_pair)
         .collect()
+}
+
+/// One `name=value` of a `Cookie` header, trimmed; `None` for a piece without `=`. The one
+/// reading of a cookie: parameters, API keys and their stripping all use it.
+pub fn cookie_pair(pair: &str) -> Option<(&str, &str)> {
+    let (name, value) = pair.trim().split_once('=')?;
+    Some((name.trim(), value.trim()))
 }
 
 fn pointer_segment(name: &str) -> String {

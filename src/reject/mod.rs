@@ -2,7 +2,10 @@
 //! `application/problem+json` body (design §6). Stages return a `Rejection`; only
 //! [`Rejection::into_response`] turns it into bytes on the wire.
 
+mod quota;
 mod response;
+
+pub use self::quota::QuotaUsage;
 
 use http::StatusCode;
 use http::header::HeaderValue;
@@ -145,10 +148,10 @@ pub enum Rejection {
     /// `quota`: where the key's quota stands (not spent by this request), when it has one.
     RateLimited {
         retry_after: u64,
-        quota: Option<crate::limit::QuotaUsage>,
+        quota: Option<QuotaUsage>,
     },
     /// Stage 5: the key's quota for this window is spent; it resets at the window's end.
-    QuotaExceeded(crate::limit::QuotaUsage),
+    QuotaExceeded(QuotaUsage),
     /// Stage 5: the shared limit store (Redis) did not answer and `on_error` is `deny`.
     LimitStoreUnavailable,
     /// LLM operations (after the body is read): the key's `models` does not list the model

@@ -1,0 +1,171 @@
+//! An LLM response body, metered as it passes (see [`Meter`]): its tokens counted, the
+//! stream cut past its bound, and the reservation settled to what was used when the body
+//! ends or is dropped — a client that goes away is charged what it was sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::{Feed, Grant, Meter};
+use crate::metrics::Metrics;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a metered response carried: its tokens and whether moat cut it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metered {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cut: bool,
+}
+
+pin_project! {
+    /// `B`, metered for an LLM request's grant.
+    pub struct MeteredBody<B> {
+        #[pin]
+        state: State<B>,
+        metering: Metering,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B> {
+        Relaying { #[pin] body: B },
+        // Cut at the bound: the last bytes (the events that fit, then moat's error and
+        // `[DONE]`) still to send. The upstream body is gone: its connection closed, so the
+        // model sees the request cancelled.
+        Cut { last: Option<Bytes> },
+    }
+}
+
+/// The meter and what it settles when the response is over.
+struct Metering {
+    meter: Meter,
+    grant: Option<Grant>,
+    metrics: Arc<Metrics>,
+    ended: bool,
+}
+
+impl Drop for Metering {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.meter.end();
+        }
+        if let Some(grant) = self.grant.take() {
+            grant.settle(&self.meter, &self.metrics);
+        }
+    }
+}
+
+impl<B> MeteredBody<B> {
+    pub fn new(body: B, grant: Grant, meter: Meter, metrics: Arc<Metrics>) -> Self {
+        MeteredBody {
+            state: State::Relaying { body },
+            metering: Metering {
+                meter,
+                grant: Some(grant),
+                metrics,
+                ended: false,
+            },
+        }
+    }
+
+    /// The tokens counted so far.
+    pub fn metered(&self) -> Metered {
+        let meter = &self.metering.meter;
+        Metered {
+            prompt: meter.prompt,
+            completion: meter.completion,
+            cut: meter.cut,
+        }
+    }
+}
+
+/// Two optional pieces of a body as one.
+fn join(first: Option<Bytes>, second: Option<Bytes>) -> Option<Bytes> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some([a, b].concat().into()),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            let body = match this.state.as_mut().project() {
+                StateProj::Cut { last } => {
+                    return Poll::Ready(last.take().map(|b| Ok(Frame::data(b))));
+                }
+                StateProj::Relaying { body } => body,
+            };
+            let frame = match ready!(body.poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+                None => {
+                    this.metering.ended = true;
+                    let rest = this.metering.meter.end();
+                    return Poll::Ready(rest.map(|rest| Ok(Frame::data(rest))));
+                }
+            };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+            };
+            let mut out = match this.metering.meter.feed(data) {
+                Feed::Pass(out) => Some(out),
+                Feed::Hold => None,
+                Feed::Cut(last) => {
+                    this.state.set(State::Cut { last: Some(last) });
+                    continue;
+                }
+            };
+            if this.state.is_end() {
+                this.metering.ended = true;
+                out = join(out, this.metering.meter.end());
+            }
+            match out {
+                Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                None if this.metering.ended => return Poll::Ready(None),
+                None => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state.is_end()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            State::Relaying { body } => body.size_hint(),
+            State::Cut { last } => {
+                SizeHint::with_exact(last.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B: Body> State<B> {
+    fn is_end(&self) -> bool {
+        match self {
+            State::Relaying { body } => body.is_end_stream(),
+            State::Cut { last } => last.is_none(),
+        }
+    }
+}

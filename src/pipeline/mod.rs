@@ -1,0 +1,170 @@
+//! The request pipeline of design §1, read top to bottom in [`handle`]: admit (stages 1–6,
+//! see `admit`), then forward (stage 7). What came of it is one [`Outcome`] value; every
+//! refusal becomes a problem+json response here, and the access record, begun with the
+//! request and answered once, rides on the response body until it ends.
+
+mod answer;
+mod hold;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{ALLOW, CONNECTION, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+pub use self::answer::Answer;
+use crate::access::{AccessRecord, Recorded, RequestHead, Tokens};
+use crate::admit::{Verdict, admit};
+use crate::forward::ForwardContext;
+use crate::ids::{RequestId, X_REQUEST_ID};
+use crate::llm::MeteredBody;
+use crate::reject::Rejection;
+use crate::snapshot::{Snapshot, State};
+
+/// The body of every response the public listener sends.
+pub type ResponseBody = Recorded<Answer>;
+
+/// The connection a request arrived on.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// `ip` as the upstream's `X-Forwarded-For`, built once for all the connection's requests.
+    pub forwarded_for: HeaderValue,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    /// The verified client certificate's subject (mTLS), for `X-Moat-Client-Cert-Subject`.
+    pub client_cert: Option<http::HeaderValue>,
+    /// The connection's bookkeeping: open requests (idle connections are closed),
+    /// requests carried, client resets (see `connection`).
+    pub connection: Arc<crate::connection::Connection>,
+}
+
+/// What came of a request.
+#[allow(clippy::large_enum_variant)] // `Forwarded` is the common case: boxing it allocates per request
+enum Outcome {
+    /// The model answered: its response, and how long its head took.
+    Forwarded(Response<Answer>, Duration),
+    /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
+    Options(HeaderValue),
+    /// A stage refused it (with the tokens of an LLM answer withheld, if any).
+    Refused(Rejection, Option<Tokens>),
+}
+
+/// Answers one request. Never fails: every refusal becomes a problem+json response here.
+pub async fn handle(
+    state: &State,
+    request: Request<Incoming>,
+    peer: Peer,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let snapshot = state.snapshot.load_full();
+    // An HTTP/1 request whose body a refusal leaves unread (see `closing`).
+    let unread_body =
+        request.version() <= Version::HTTP_11 && !http_body::Body::is_end_stream(request.body());
+    let head = RequestHead {
+        request_id: RequestId::of(request.headers()),
+        client: peer.ip,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+    };
+    let mut record =
+        AccessRecord::begin(state.metrics.clone(), started, head, peer.connection.open());
+    let outcome = run(&snapshot, request, &peer, &mut record).await;
+    let response = respond(outcome, &mut record, unread_body);
+    response.map(|body| Recorded::new(body, record))
+}
+
+/// Admit, then forward what was admitted.
+async fn run(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    peer: &Peer,
+    record: &mut AccessRecord,
+) -> Outcome {
+    let (parts, body) = request.into_parts();
+    let (request_id, trail) = record.request_and_trail();
+    let admission = snapshot.admission();
+    let verdict = admit(&admission, parts, body, peer.ip, request_id.as_str(), trail);
+    let mut admitted = match verdict.await {
+        Ok(Verdict::Forward(admitted)) => admitted,
+        Ok(Verdict::Options(allow)) => return Outcome::Options(allow),
+        Err(rejection) => return Outcome::Refused(rejection, None),
+    };
+    let context = ForwardContext {
+        forwarded_for: &peer.forwarded_for,
+        proto: peer.proto,
+        client_cert: peer.client_cert.as_ref(),
+        request_id,
+    };
+    // Dropped unused if the model gives no response: the reservation goes back whole.
+    let llm = admitted.take_llm();
+    let forwarded = match snapshot.upstream.forward(admitted, &context).await {
+        Ok(forwarded) => forwarded,
+        Err(rejection) => return Outcome::Refused(rejection, None),
+    };
+    let (response, upstream_time) = (forwarded.response, forwarded.upstream_time);
+    let Some(grant) = llm else {
+        return Outcome::Forwarded(response.map(Answer::upstream), upstream_time);
+    };
+    let meter = grant.meter(response.status(), response.headers());
+    let metrics = record.metrics().clone();
+    if grant.holds(&meter) {
+        return match hold::hold(response, grant, meter, metrics).await {
+            Ok(response) => Outcome::Forwarded(response, upstream_time),
+            Err((rejection, tokens)) => Outcome::Refused(rejection, tokens),
+        };
+    }
+    let metered = |body| Answer::metered(MeteredBody::new(body, grant, meter, metrics));
+    Outcome::Forwarded(response.map(metered), upstream_time)
+}
+
+/// The response of `outcome`, and the record answered with it: its status, its refusal,
+/// the request id, and the quota fields of a key that has one.
+fn respond(outcome: Outcome, record: &mut AccessRecord, unread_body: bool) -> Response<Answer> {
+    let (mut response, refused, upstream_time, tokens) = match outcome {
+        Outcome::Forwarded(response, upstream_time) => (response, None, Some(upstream_time), None),
+        Outcome::Options(allow) => (options_response(allow), None, None, None),
+        Outcome::Refused(rejection, tokens) => {
+            let labels = (rejection.stage().as_str(), rejection.code());
+            let response = rejection
+                .into_response(record.request_id().as_str())
+                .map(Answer::moat);
+            (response, Some(labels), None, tokens)
+        }
+    };
+    if refused.is_some() && unread_body && !record.trail().body_read {
+        closing(&mut response);
+    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, record.request_id().header());
+    // Every response of a key with a quota says where it stands, a refusal after stage 5
+    // (a validation failure, say) too.
+    if let Some(quota) = &record.trail().quota {
+        quota.write(response.headers_mut());
+    }
+    record.answered(response.status(), refused, upstream_time, tokens);
+    response
+}
+
+/// A refusal that leaves the request body unread — moat never reads the body of a caller it
+/// has not authenticated — ends the HTTP/1 connection: the rest of the body is still on
+/// it. Saying so in `Connection: close` lets the client open a new connection for its next
+/// request instead of writing it into one that is closing (Python's `http.client` sends
+/// the body in a second write, after moat may already have answered).
+fn closing(response: &mut Response<Answer>) {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+}
+
+/// `OPTIONS` on a declared path whose spec does not declare OPTIONS: answered here, with
+/// the same `Allow` a 405 would carry, and never forwarded.
+fn options_response(allow: HeaderValue) -> Response<Answer> {
+    let mut response = Response::new(Answer::moat(bytes::Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(ALLOW, allow);
+    response
+}
