@@ -5,28 +5,32 @@
 //! routed, authenticated, authorised and rate-limited, so an unauthenticated caller can
 //! never make moat buffer or parse a body.
 
+mod admitted;
+mod body;
+mod describe;
+mod route;
+
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::request::Parts;
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, Uri};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
 
+pub use self::admitted::{Admitted, Verdict};
+pub use self::body::read_body;
+use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
+pub use self::route::{Routing, Target, route};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
-use crate::config::{Config, Limits, Mode};
+use crate::config::{Config, Mode};
 use crate::frame;
 use crate::limit::RateLimits;
 use crate::llm::{self, Grant};
-use crate::policy::{Requirement, Routes};
+use crate::policy::Routes;
 use crate::reject::{Rejection, Stage};
-use crate::route::Routed;
 use crate::spec::{Operation, Spec};
 use crate::trail::Trail;
-use crate::validate;
+use crate::validate::{self, json::JsonLimits};
 
 /// What admission reads of the serving snapshot: its policy data, never the client to the
 /// model (as linkerd2-proxy keeps policy apart from the client). The snapshot hands one out
@@ -43,55 +47,8 @@ pub struct Admission<'s> {
     pub credentials: &'s [KeyLocation],
 }
 
-/// A request every stage let through: its head (a query credential already removed), its
-/// checked body and who sent it. Only [`admit`] makes one, so nothing reaches `forward`
-/// without having passed the stages.
-#[derive(Debug)]
-pub struct Admitted {
-    parts: Parts,
-    body: Bytes,
-    principal: Option<Principal>,
-    /// An LLM operation's reservation and stream slot, to meter its response by.
-    llm: Option<Grant>,
-}
-
-impl Admitted {
-    /// Read by the pipeline tests; `forward` takes the principal by value.
-    #[cfg(test)]
-    pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
-    }
-
-    pub fn method(&self) -> &Method {
-        &self.parts.method
-    }
-
-    pub fn uri(&self) -> &Uri {
-        &self.parts.uri
-    }
-
-    /// What the response of an LLM operation is metered by; `None` on other operations.
-    pub fn take_llm(&mut self) -> Option<Grant> {
-        self.llm.take()
-    }
-
-    pub fn into_parts(self) -> (Parts, Bytes, Option<Principal>) {
-        (self.parts, self.body, self.principal)
-    }
-}
-
-/// What admission decided, short of a refusal.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // `Forward` is the common case: boxing it allocates per request
-pub enum Verdict {
-    Forward(Admitted),
-    /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
-    Options(HeaderValue),
-}
-
 /// Runs stages 1–6 on a request. `body` is any HTTP body: hyper's for `serve`, an
 /// in-memory one for `moat explain` and the pipeline tests.
-#[allow(clippy::too_many_lines)] // the stages in order, in one place: split, the order would hide
 pub async fn admit<B>(
     snapshot: &Admission<'_>,
     mut parts: Parts,
@@ -104,43 +61,86 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let config = &snapshot.config;
-
+    let limits = &snapshot.config.limits;
     // 1. frame: sizes and the one canonical reading of the path.
-    let path = frame::check(&parts.uri, parts.version, &parts.headers, &config.limits)?;
+    let path = frame::check(&parts.uri, parts.version, &parts.headers, limits)?;
     trail.pass(Stage::Frame, || format!("canonical path {path}"));
-
     // 2. route: only what the spec declares goes further.
     let target = match route(snapshot, &parts.method, &path)? {
-        Routing::Options(allow) => {
-            trail.pass(Stage::Route, || {
-                let allow = allow.to_str().unwrap_or_default();
-                format!("OPTIONS answered by moat: 204, Allow: {allow}")
-            });
-            return Ok(Verdict::Options(allow));
-        }
+        Routing::Options(allow) => return Ok(options(allow, trail)),
         Routing::Target(target) => target,
     };
-    trail.operation = target.operation.map(Operation::label);
-    trail.route = target.template.clone();
-    trail.pass(Stage::Route, || describe_route(&target));
-    let mode = target.mode;
-
+    routed(&target, trail);
     // 5 (first half). The per-client limit is taken before credentials are checked, so it
     // also bounds failed attempts.
-    enforce(snapshot.limits.check_client(client), mode, trail)?;
-
+    enforce(snapshot.limits.check_client(client), target.mode, trail)?;
     // 3–4. authenticate and authorize: credentials, then scopes.
-    let caller = Caller {
+    let caller = caller(&parts, client, &target, request_id);
+    let principal = authenticate(snapshot, &target, &caller, trail).await?;
+    // A key carried in the query leaves it right here: neither validation nor the model
+    // sees it (unless `forward_credentials`).
+    let stripped = without_query_credentials(&parts.uri, snapshot);
+    // 5. limit: the key's own rate limit and quota (and, on Redis, the shared per-client
+    // limit), in one round trip at most.
+    limit(snapshot, client, principal.as_ref(), target.mode, trail).await?;
+    // 6. validate: parameters first, then the body, read only now within its limits.
+    let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
+    check_parameters(snapshot, &target, query, &parts.headers, trail)?;
+    let body = read_body(body, &parts.headers, limits).await?;
+    trail.body_read = true;
+    check_body(snapshot, &target, &parts.headers, &body, trail)?;
+    // 5 (LLM operations). With the body read and valid: the key's model allowlist,
+    // max_tokens cap and stream slots, and a reservation in its token budgets.
+    let metered = target.llm.map(|_| target.mode);
+    let headers = &mut parts.headers;
+    let (body, grant) = llm_stage(snapshot, metered, &principal, headers, body, trail).await?;
+    strip_credentials(snapshot, &mut parts, stripped);
+    let admitted = Admitted::new(parts, body, principal, grant);
+    Ok(Verdict::Forward(admitted))
+}
+
+/// The request as stages 3–4 see it.
+fn caller<'r>(
+    parts: &'r Parts,
+    client: IpAddr,
+    target: &Target<'r, '_>,
+    request_id: &'r str,
+) -> Caller<'r> {
+    Caller {
         headers: &parts.headers,
         query: parts.uri.query(),
         client,
         operation: target.operation,
         request_id,
-    };
+    }
+}
+
+/// `OPTIONS` on a declared path that does not declare it: moat answers itself.
+fn options(allow: http::HeaderValue, trail: &mut Trail) -> Verdict {
+    trail.pass(Stage::Route, || {
+        let allow = allow.to_str().unwrap_or_default();
+        format!("OPTIONS answered by moat: 204, Allow: {allow}")
+    });
+    Verdict::Options(allow)
+}
+
+/// The trail names the operation and route stage 2 found.
+fn routed(target: &Target<'_, '_>, trail: &mut Trail) {
+    trail.operation = target.operation.map(Operation::label);
+    trail.route = target.template.clone();
+    trail.pass(Stage::Route, || describe_route(target));
+}
+
+/// Stages 3–4: who the caller is, and that they may call the operation.
+async fn authenticate(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    caller: &Caller<'_>,
+    trail: &mut Trail,
+) -> Result<Option<Principal>, Rejection> {
     let principal = snapshot
         .auth
-        .check(target.requirement, &caller, trail)
+        .check(target.requirement, caller, trail)
         .await?;
     if let Some(principal) = &principal {
         trail.subject = principal.subject.clone();
@@ -149,99 +149,90 @@ where
     trail.pass(Stage::Authenticate, || {
         describe_principal(principal.as_ref())
     });
-    // A key carried in the query leaves it right here: neither validation nor the model
-    // sees it (unless `forward_credentials`).
-    let stripped = without_query_credentials(&parts.uri, snapshot);
-    let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
+    Ok(principal)
+}
 
-    // 5. limit: the key's own rate limit and quota (and, on Redis, the shared per-client
-    // limit), in one round trip at most.
-    let key_id = principal.as_ref().and_then(|p| p.key_id.as_deref());
+/// Stage 5 after credentials: the key's bucket and quota; the quota's usage goes on the
+/// trail for the response's `RateLimit-*` fields.
+async fn limit(
+    snapshot: &Admission<'_>,
+    client: IpAddr,
+    principal: Option<&Principal>,
+    mode: Mode,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
+    let key_id = principal.and_then(|p| p.key_id.as_deref());
     match snapshot.limits.check(client, key_id).await {
         Ok(quota) => trail.quota = quota,
         Err(rejection) => enforce(Err(rejection), mode, trail)?,
     }
-    trail.pass(Stage::Limit, || {
-        describe_limits(snapshot, principal.as_ref())
-    });
-
-    // 6. validate: parameters first, then the body, read only now within its limits.
-    if let Some(operation) = target.operation {
-        let reject_unknown = config
-            .openapi
-            .as_ref()
-            .is_some_and(|o| o.reject_unknown_query);
-        let verdict = validate::parameters(
-            operation,
-            &target.path_values,
-            query,
-            &parts.headers,
-            reject_unknown,
-        );
-        note_validity(trail, "parameters", verdict.is_ok());
-        enforce(verdict, mode, trail)?;
-    }
-    let body = read_body(body, &parts.headers, &config.limits).await?;
-    trail.body_read = true;
-    match target.operation {
-        Some(operation) => {
-            let verdict = validate::request_body(
-                operation,
-                &parts.headers,
-                &body,
-                &validate::json::JsonLimits::of(&config.limits),
-            );
-            note_validity(trail, "body", verdict.is_ok());
-            enforce(verdict, mode, trail)?;
-            trail.pass(Stage::Validate, || format!("body {} bytes", body.len()));
-        }
-        None => trail.pass(Stage::Validate, || {
-            "nothing to validate without an operation".to_owned()
-        }),
-    }
-    // 5 (LLM operations). With the body read and valid: the key's model allowlist,
-    // max_tokens cap and stream slots, and a reservation in its token budgets.
-    let (body, grant) = match target.llm {
-        Some(_) => {
-            admit_llm(
-                snapshot,
-                principal.as_ref(),
-                &mut parts.headers,
-                body,
-                mode,
-                trail,
-            )
-            .await?
-        }
-        None => (body, None),
-    };
-    if !config.policy.forward_credentials {
-        if let Some(uri) = stripped {
-            parts.uri = uri;
-        }
-        auth::strip_credentials(&mut parts.headers, snapshot.credentials);
-    }
-    Ok(Verdict::Forward(Admitted {
-        parts,
-        body,
-        principal,
-        llm: grant,
-    }))
+    trail.pass(Stage::Limit, || describe_limits(snapshot, principal));
+    Ok(())
 }
 
-/// Stage 5 of an LLM operation (see `llm::admit`), on the body stage 6 let through.
-async fn admit_llm(
+/// Stage 6, before the body is read: path, query, header and cookie parameters.
+fn check_parameters(
     snapshot: &Admission<'_>,
-    principal: Option<&Principal>,
+    target: &Target<'_, '_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
+    let Some(operation) = target.operation else {
+        return Ok(());
+    };
+    let openapi = snapshot.config.openapi.as_ref();
+    let reject_unknown = openapi.is_some_and(|o| o.reject_unknown_query);
+    let verdict = validate::parameters(
+        operation,
+        &target.path_values,
+        query,
+        headers,
+        reject_unknown,
+    );
+    note_validity(trail, "parameters", verdict.is_ok());
+    enforce(verdict, target.mode, trail)
+}
+
+/// Stage 6 on the body: its content type, strict JSON and schema.
+fn check_body(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
+    let Some(operation) = target.operation else {
+        trail.pass(Stage::Validate, || {
+            "nothing to validate without an operation".to_owned()
+        });
+        return Ok(());
+    };
+    let limits = JsonLimits::of(&snapshot.config.limits);
+    let verdict = validate::request_body(operation, headers, body, &limits);
+    note_validity(trail, "body", verdict.is_ok());
+    enforce(verdict, target.mode, trail)?;
+    trail.pass(Stage::Validate, || format!("body {} bytes", body.len()));
+    Ok(())
+}
+
+/// Stage 5 of an LLM operation (see `llm::check_request`), on the body stage 6 let through;
+/// `metered`: the operation's mode when it is an LLM operation, else `None` (nothing to do).
+async fn llm_stage(
+    snapshot: &Admission<'_>,
+    metered: Option<Mode>,
+    principal: &Option<Principal>,
     headers: &mut HeaderMap,
     body: Bytes,
-    mode: Mode,
     trail: &mut Trail,
 ) -> Result<(Bytes, Option<Grant>), Rejection> {
-    let (body, grant, request) = llm::admit(
+    let Some(mode) = metered else {
+        return Ok((body, None));
+    };
+    let (body, grant, request) = llm::check_request(
         snapshot.llm,
         snapshot.limits,
-        principal,
+        principal.as_ref(),
         headers,
         body,
         &mut |verdict| enforce(verdict, mode, trail),
@@ -252,69 +243,24 @@ async fn admit_llm(
     Ok((body, grant))
 }
 
-/// What stage 2 decided.
-pub enum Routing<'s, 'p> {
-    /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
-    Options(HeaderValue),
-    Target(Target<'s, 'p>),
-}
-
-/// The operation a request goes on to, with what stages 3–6 need of it.
-pub struct Target<'s, 'p> {
-    /// `None` when no spec is configured: every path is forwarded.
-    pub operation: Option<&'s Operation>,
-    pub template: Option<Arc<str>>,
-    pub path_values: Vec<&'p str>,
-    pub requirement: &'s Requirement,
-    pub mode: Mode,
-    /// Metered as an LLM call.
-    pub llm: Option<crate::policy::LlmProfile>,
-}
-
-/// Stage 2: the operation at `path` and its security requirement and mode (the
-/// operation's own mode, else the policy's).
-pub fn route<'s, 'p>(
-    snapshot: &'s Admission<'s>,
-    method: &Method,
-    path: &'p str,
-) -> Result<Routing<'s, 'p>, Rejection> {
-    let Some(spec) = &snapshot.spec else {
-        let route = snapshot.routes.unrouted();
-        return Ok(Routing::Target(Target {
-            operation: None,
-            template: None,
-            path_values: Vec::new(),
-            requirement: &route.requirement,
-            mode: route.mode,
-            llm: None,
-        }));
-    };
-    Ok(match spec.router.route(method, path)? {
-        Routed::Options { allow } => Routing::Options(allow),
-        Routed::Operation {
-            index,
-            template,
-            values,
-        } => {
-            let route = snapshot.routes.operation(index);
-            Routing::Target(Target {
-                operation: Some(&spec.operations[index]),
-                template: Some(template),
-                path_values: values,
-                requirement: &route.requirement,
-                mode: route.mode,
-                llm: route.llm,
-            })
-        }
-    })
-}
-
 /// A key carried in the query, removed from the URI; `None` when nothing was removed.
 fn without_query_credentials(uri: &Uri, snapshot: &Admission<'_>) -> Option<Uri> {
     if snapshot.config.policy.forward_credentials {
         return None;
     }
     auth::without_query_credentials(uri, snapshot.credentials)
+}
+
+/// What goes on carries no credential: the query key removed, `Authorization` and the
+/// key headers and cookies stripped (unless `forward_credentials`).
+fn strip_credentials(snapshot: &Admission<'_>, parts: &mut Parts, stripped: Option<Uri>) {
+    if snapshot.config.policy.forward_credentials {
+        return;
+    }
+    if let Some(uri) = stripped {
+        parts.uri = uri;
+    }
+    auth::strip_credentials(&mut parts.headers, snapshot.credentials);
 }
 
 /// In shadow mode a limit or validation failure is kept on the trail (logged and counted)
@@ -333,122 +279,6 @@ fn note_validity(trail: &mut Trail, what: &'static str, valid: bool) {
     if valid {
         trail.note(Stage::Validate, || format!("{what}: valid"));
     }
-}
-
-fn describe_route(target: &Target<'_, '_>) -> String {
-    match (target.operation, &target.template) {
-        (Some(operation), Some(template)) => format!(
-            "operation `{}` ({} {template}), mode {}",
-            operation.id,
-            operation.method,
-            target.mode.as_str()
-        ),
-        _ => "no `openapi` configured: every path is forwarded".to_owned(),
-    }
-}
-
-fn describe_principal(principal: Option<&Principal>) -> String {
-    match principal {
-        None => "no credentials needed".to_owned(),
-        Some(p) => format!(
-            "subject {}, key {}, scopes [{}]",
-            p.subject.as_deref().unwrap_or("-"),
-            p.key_id.as_deref().unwrap_or("-"),
-            p.scopes.join(" ")
-        ),
-    }
-}
-
-fn describe_llm(request: &llm::LlmRequest, grant: Option<&Grant>) -> String {
-    let reserved = match grant.and_then(Grant::reserved) {
-        Some(tokens) => format!("{tokens} tokens reserved"),
-        None => "no token budget".to_owned(),
-    };
-    let bound = match grant.map(Grant::admitted) {
-        Some(0) | None => String::new(),
-        Some(tokens) => format!("; the answer may carry {tokens} completion tokens"),
-    };
-    format!(
-        "LLM call: model {}, max_tokens {}, n {}, {}, prompt estimated at {} tokens; {reserved}{bound}",
-        request.model.as_deref().unwrap_or("-"),
-        request
-            .max_tokens
-            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-        request.n,
-        if request.stream {
-            "streamed"
-        } else {
-            "not streamed"
-        },
-        request.prompt_estimate
-    )
-}
-
-fn describe_limits(snapshot: &Admission<'_>, principal: Option<&Principal>) -> String {
-    let mut limits = Vec::new();
-    if let Some(limit) = &snapshot.config.policy.client_rate_limit {
-        limits.push(format!(
-            "per client {}/s burst {}",
-            limit.per_second, limit.burst
-        ));
-    }
-    if principal.is_some_and(|p| p.key_id.is_some()) {
-        limits.push("the key's own rate_limit and quota, if its record sets them".to_owned());
-    }
-    let counted = match &snapshot.config.limits.store {
-        crate::config::LimitStore::Memory => "limits count per running process",
-        crate::config::LimitStore::Redis(_) => "limits count in Redis, for every replica",
-    };
-    if limits.is_empty() {
-        "no rate limit applies".to_owned()
-    } else {
-        format!("{} (within them; {counted})", limits.join("; "))
-    }
-}
-
-/// Buffers the request body: refused from `Content-Length` before reading when it
-/// declares too much, and cut off at the limit when it doesn't say.
-pub async fn read_body<B>(body: B, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, Rejection>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let limit = limits.max_body_bytes;
-    if declared_length(headers).is_some_and(|length| length > limit) {
-        return Err(Rejection::BodyTooLarge { limit });
-    }
-    // A body that is already over (most GETs) needs neither a read nor its timer.
-    if body.is_end_stream() {
-        return Ok(Bytes::new());
-    }
-    let max = usize::try_from(limit).unwrap_or(usize::MAX);
-    collect_within(Limited::new(body, max), limits.body_read_timeout, limit).await
-}
-
-async fn collect_within<B>(
-    body: Limited<B>,
-    timeout: Duration,
-    limit: u64,
-) -> Result<Bytes, Rejection>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    match tokio::time::timeout(timeout, body.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(Rejection::BodyTooLarge { limit })
-        }
-        Ok(Err(error)) => {
-            tracing::debug!(error = %error, "client body unreadable");
-            Err(Rejection::BodyUnreadable)
-        }
-        Err(_elapsed) => Err(Rejection::BodyTimeout),
-    }
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,13 +1,9 @@
 //! What moat reads of an OpenAI-protocol request body (chat completions, completions,
 //! embeddings), and the one rewrite it may make of it.
 
-use std::borrow::Cow;
-
-use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::BoundField;
 use crate::reject::Rejection;
 
 /// The fields a request is metered by. Borrowed from the body: nothing is copied.
@@ -88,45 +84,19 @@ impl LlmRequest {
     /// Reads the metered fields of `body` (already through validation, when the spec gives
     /// it a schema; when it gives none, this is the only check, so it fails closed).
     pub fn parse(body: &[u8]) -> Result<LlmRequest, Rejection> {
-        // No body at all reads as `{}`: nothing named, nothing bounded (the spec, not moat,
-        // decides whether an operation takes a body).
-        let body = if body.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            body
-        };
-        let fields: Fields<'_> = serde_json::from_slice(body).map_err(|_| {
+        let fields: Fields<'_> = serde_json::from_slice(as_object(body)).map_err(|_| {
             Rejection::InvalidLlmRequest("an LLM request must be one JSON object, each field once")
         })?;
         let model = field::<String>(fields.model, "`model` must be a string")?;
-        let bounds = [
-            bound(
-                fields.max_tokens,
-                "`max_tokens` must be a whole number of at least 1",
-            )?,
-            bound(
-                fields.max_completion_tokens,
-                "`max_completion_tokens` must be a whole number of at least 1",
-            )?,
-            bound(
-                fields.n_predict,
-                "`n_predict` must be a whole number of at least 1",
-            )?,
-        ];
         let n = field::<u64>(fields.n, "`n` must be a whole number")?.unwrap_or(1);
         let stream = field::<bool>(fields.stream, "`stream` must be true or false")?;
         let options = field::<StreamOptions>(
             fields.stream_options,
             "`stream_options` must be an object whose `include_usage` is true or false",
         )?;
-        let prompt_bytes: usize = [fields.messages, fields.prompt, fields.input, fields.tools]
-            .iter()
-            .flatten()
-            .map(|raw| raw.get().len())
-            .sum();
         Ok(LlmRequest {
             model,
-            max_tokens: bounds.into_iter().flatten().min(),
+            max_tokens: smallest_bound(&fields)?,
             n: n.max(1),
             stream: stream.unwrap_or(false),
             include_usage: options
@@ -134,9 +104,53 @@ impl LlmRequest {
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
             generates: fields.messages.is_some() || fields.prompt.is_some(),
-            prompt_estimate: estimate(prompt_bytes),
+            prompt_estimate: estimate(prompt_bytes(&fields)),
         })
     }
+}
+
+/// No body at all reads as `{}`: nothing named, nothing bounded (the spec, not moat,
+/// decides whether an operation takes a body).
+pub(super) fn as_object(body: &[u8]) -> &[u8] {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    }
+}
+
+/// The smallest of the completion bounds the request sends, each a whole number ≥ 1.
+fn smallest_bound(fields: &Fields<'_>) -> Result<Option<u64>, Rejection> {
+    let bounds = [
+        (
+            fields.max_tokens,
+            "`max_tokens` must be a whole number of at least 1",
+        ),
+        (
+            fields.max_completion_tokens,
+            "`max_completion_tokens` must be a whole number of at least 1",
+        ),
+        (
+            fields.n_predict,
+            "`n_predict` must be a whole number of at least 1",
+        ),
+    ];
+    let mut smallest = None;
+    for (raw, wrong) in bounds {
+        if let Some(value) = bound(raw, wrong)? {
+            smallest = Some(smallest.map_or(value, |s: u64| s.min(value)));
+        }
+    }
+    Ok(smallest)
+}
+
+/// The bytes the prompt takes in the request: its `messages`, `prompt`, `input`, `tools`.
+fn prompt_bytes(fields: &Fields<'_>) -> usize {
+    [fields.messages, fields.prompt, fields.input, fields.tools]
+        .iter()
+        .flatten()
+        .map(|raw| raw.get().len())
+        .sum()
 }
 
 /// Tokens in `bytes` of text as moat estimates them before a model counts: one per four
@@ -144,144 +158,6 @@ impl LlmRequest {
 /// it an overestimate, which errs on the side of the budget).
 pub fn estimate(bytes: usize) -> u64 {
     u64::try_from(bytes.div_ceil(4)).unwrap_or(u64::MAX)
-}
-
-/// What moat writes into a request it forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Edit<'a> {
-    /// The completion bound admitted: written over every bound field the request carries
-    /// (`null` included) and into each of `fields` it lacks.
-    pub bound: Option<u64>,
-    pub fields: &'a [BoundField],
-    /// Set `stream_options.include_usage` to true.
-    pub ask_usage: bool,
-}
-
-/// `body` (one JSON object, already read by [`LlmRequest::parse`]) with `edit` applied, or
-/// `None` when there is nothing to change. The object's members keep their order and
-/// bytes; a member moat sets replaces the client's, so no name is ever sent twice.
-pub fn rewrite(body: &[u8], edit: &Edit<'_>) -> Option<Bytes> {
-    if edit.bound.is_none() && !edit.ask_usage {
-        return None;
-    }
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    let Members(members) = serde_json::from_slice(body).ok()?;
-    let mut out = BytesMut::with_capacity(body.len() + 96);
-    let mut written = Vec::with_capacity(BoundField::ALL.len());
-    let mut has_options = false;
-    out.extend_from_slice(b"{");
-    for (name, value) in &members {
-        let bound_field = BoundField::ALL.into_iter().find(|f| f.as_str() == name);
-        if out.len() > 1 {
-            out.extend_from_slice(b",");
-        }
-        write_name(&mut out, name);
-        match (bound_field, edit.bound) {
-            (Some(field), Some(bound)) => {
-                written.push(field);
-                out.extend_from_slice(bound.to_string().as_bytes());
-            }
-            _ if name == "stream_options" && edit.ask_usage => {
-                has_options = true;
-                out.extend_from_slice(&with_include_usage(value.get())?);
-            }
-            _ => out.extend_from_slice(value.get().as_bytes()),
-        }
-    }
-    if let Some(bound) = edit.bound {
-        for field in edit.fields.iter().filter(|f| !written.contains(f)) {
-            if out.len() > 1 {
-                out.extend_from_slice(b",");
-            }
-            write_name(&mut out, field.as_str());
-            out.extend_from_slice(bound.to_string().as_bytes());
-        }
-    }
-    if edit.ask_usage && !has_options {
-        if out.len() > 1 {
-            out.extend_from_slice(b",");
-        }
-        out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
-    }
-    out.extend_from_slice(b"}");
-    Some(out.freeze())
-}
-
-fn write_name(out: &mut BytesMut, name: &str) {
-    // A string always serialises.
-    out.extend_from_slice(&serde_json::to_vec(name).unwrap_or_default());
-    out.extend_from_slice(b":");
-}
-
-/// `stream_options` (an object, or `null`) with `include_usage` set to true, its other
-/// members kept as they were.
-fn with_include_usage(options: &str) -> Option<Vec<u8>> {
-    if options == "null" {
-        return Some(br#"{"include_usage":true}"#.to_vec());
-    }
-    let Members(members) = serde_json::from_str(options).ok()?;
-    let mut out = b"{".to_vec();
-    for (name, value) in members.iter().filter(|(name, _)| name != "include_usage") {
-        out.extend_from_slice(&serde_json::to_vec(name.as_ref()).ok()?);
-        out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
-        out.push(b',');
-    }
-    out.extend_from_slice(br#""include_usage":true}"#);
-    Some(out)
-}
-
-/// A JSON object's members in order, each value as its raw bytes. serde_json's maps would
-/// sort or merge them; this keeps what the client wrote except where moat writes.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::new();
-                while let Some(name) = map.next_key::<Name<'de>>()? {
-                    members.push((name.0, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
-}
-
-/// A member name, borrowed from the body unless it has escapes.
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Borrowed(name)))
-            }
-            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
-                Ok(Name(Cow::Owned(name.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
 }
 
 #[cfg(test)]
@@ -354,80 +230,6 @@ mod tests {
                 !reason.contains("yes") && !reason.contains("-1"),
                 "{reason}"
             );
-        }
-    }
-
-    const BOTH: &[BoundField] = &[BoundField::MaxTokens, BoundField::MaxCompletionTokens];
-
-    fn edited(body: &str, bound: Option<u64>, ask_usage: bool) -> serde_json::Value {
-        let edit = Edit {
-            bound,
-            fields: BOTH,
-            ask_usage,
-        };
-        let out = rewrite(body.as_bytes(), &edit).unwrap();
-        let text = std::str::from_utf8(&out).unwrap();
-        // No member twice: a strict reader of what moat sends refuses duplicates.
-        let strict = crate::validate::json::parse(text.as_bytes(), 64);
-        assert!(strict.is_ok(), "{text}: {strict:?}");
-        serde_json::from_str(text).unwrap()
-    }
-
-    #[test]
-    fn the_bound_replaces_every_spelling_null_included_and_is_added_where_missing() {
-        let value = edited(
-            r#"{"model": "m", "max_tokens": null, "n_predict": 99, "x": {"a": [1, 2]}}"#,
-            Some(16),
-            false,
-        );
-        assert_eq!(
-            value,
-            serde_json::json!({"model": "m", "max_tokens": 16, "n_predict": 16,
-                "x": {"a": [1, 2]}, "max_completion_tokens": 16})
-        );
-        let order = rewrite(
-            br#"{"b": 1, "a": "\u00e9"}"#,
-            &Edit {
-                bound: Some(3),
-                fields: &[BoundField::MaxTokens],
-                ask_usage: false,
-            },
-        )
-        .unwrap();
-        assert_eq!(&order[..], br#"{"b":1,"a":"\u00e9","max_tokens":3}"#);
-        assert_eq!(
-            edited("  ", Some(2), false),
-            serde_json::json!({"max_tokens": 2, "max_completion_tokens": 2})
-        );
-        assert!(
-            rewrite(
-                b"{}",
-                &Edit {
-                    bound: None,
-                    fields: BOTH,
-                    ask_usage: false
-                }
-            )
-            .is_none()
-        );
-    }
-
-    #[test]
-    fn usage_is_asked_for_in_stream_options_whatever_the_client_sent_there() {
-        for (options, expected) in [
-            ("", serde_json::json!({"include_usage": true})),
-            (
-                r#","stream_options":null"#,
-                serde_json::json!({"include_usage": true}),
-            ),
-            (
-                r#","stream_options":{"x":1,"include_usage":false}"#,
-                serde_json::json!({"x": 1, "include_usage": true}),
-            ),
-        ] {
-            let body = format!(r#"{{"stream":true{options}}}"#);
-            let value = edited(&body, None, true);
-            assert_eq!(value["stream_options"], expected, "{body}");
         }
     }
 }

@@ -1,8 +1,15 @@
 //! Unit tests of `llm`: admission of LLM requests against key rules and budgets.
 
 use super::*;
-use crate::config::{LimitStore, Period, TokenBudget};
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HeaderValue};
+
+use crate::auth::Principal;
+use crate::config::{LimitStore, Mode, Period, PolicyConfig, TokenBudget};
 use crate::limit::KeyLimits;
+use crate::limit::RateLimits;
+use crate::reject::Rejection;
 
 fn principal(key: &str) -> Principal {
     Principal {
@@ -73,7 +80,7 @@ fn run(
         (verdict, _) => verdict,
     };
     let caller = principal("k");
-    let future = admit(
+    let future = check_request(
         rules,
         limits,
         Some(&caller),

@@ -2,9 +2,12 @@
 //! `application/problem+json` body (design §6). Stages return a `Rejection`; only
 //! [`Rejection::into_response`] turns it into bytes on the wire.
 
+mod detail;
+mod problems;
 mod quota;
 mod response;
 
+pub use self::problems::{HostProblem, PathProblem};
 pub use self::quota::QuotaUsage;
 
 use http::StatusCode;
@@ -34,69 +37,6 @@ impl Stage {
             Stage::Limit => "limit",
             Stage::Validate => "validate",
             Stage::Forward => "forward",
-        }
-    }
-}
-
-/// Why a request path was refused at stage 1. The reason is public: it names the rule, never
-/// the offending bytes, so nothing the client sent is echoed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathProblem {
-    NotOriginForm,
-    DotSegment,
-    EmptySegment,
-    Backslash,
-    ControlByte,
-    NonAscii,
-    InvalidCharacter,
-    BadPercentEncoding,
-    EncodedDelimiter,
-    InvalidUtf8,
-    QueryByte,
-}
-
-impl PathProblem {
-    fn detail(self) -> &'static str {
-        match self {
-            PathProblem::NotOriginForm => {
-                "the request target must be an absolute path starting with '/'"
-            }
-            PathProblem::DotSegment => "the path contains a '.' or '..' segment",
-            PathProblem::EmptySegment => "the path contains an empty segment ('//')",
-            PathProblem::Backslash => "the path contains a backslash",
-            PathProblem::ControlByte => "the path contains a control byte",
-            PathProblem::NonAscii => "the path contains raw non-ASCII bytes; percent-encode them",
-            PathProblem::InvalidCharacter => {
-                "the path contains a character that must be percent-encoded"
-            }
-            PathProblem::BadPercentEncoding => "the path contains an invalid percent-encoding",
-            PathProblem::EncodedDelimiter => {
-                "the path contains an encoded '/', '\\', '.', '%' or control byte"
-            }
-            PathProblem::InvalidUtf8 => "the decoded path is not valid UTF-8",
-            PathProblem::QueryByte => {
-                "the query contains a control byte, raw non-ASCII byte or invalid percent-encoding"
-            }
-        }
-    }
-}
-
-/// Why a request's `Host` was refused at stage 1 (RFC 9112 §3.2): its value is never echoed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HostProblem {
-    Twice,
-    Missing,
-    Malformed,
-    Conflicting,
-}
-
-impl HostProblem {
-    pub fn detail(self) -> &'static str {
-        match self {
-            HostProblem::Twice => "the request carries more than one Host header",
-            HostProblem::Missing => "an HTTP/1.1 request must carry a Host header",
-            HostProblem::Malformed => "the Host header is not a valid host[:port]",
-            HostProblem::Conflicting => "the Host header and :authority name different hosts",
         }
     }
 }
@@ -216,162 +156,125 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// Status, stable code and stage of each refusal: the one table, one exhaustive match
-    /// (a new variant does not compile until it has its row here and in the test below).
-    fn row(&self) -> (StatusCode, &'static str, Stage) {
-        use Stage::{Authenticate, Authorize, Forward, Frame, Limit, Route, Validate};
+    /// The HTTP status of each refusal. This, [`Rejection::code`] and [`Rejection::stage`]
+    /// are the one table: exhaustive matches, so a new variant does not compile until it
+    /// has its row in each (and in the test's).
+    pub fn status(&self) -> StatusCode {
+        use Rejection as R;
         use StatusCode as S;
         match self {
-            Rejection::InvalidPath(_) => (S::BAD_REQUEST, "invalid_path", Frame),
-            Rejection::UriTooLong { .. } => (S::URI_TOO_LONG, "uri_too_long", Frame),
-            Rejection::HeadersTooLarge { .. } => (
-                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                Frame,
-            ),
-            Rejection::InvalidHost(_) => (S::BAD_REQUEST, "invalid_host", Frame),
-            Rejection::RouteNotFound => (S::NOT_FOUND, "route_not_found", Route),
-            Rejection::MethodNotAllowed { .. } => {
-                (S::METHOD_NOT_ALLOWED, "method_not_allowed", Route)
+            R::InvalidPath(_)
+            | R::InvalidHost(_)
+            | R::MaxTokensExceeded { .. }
+            | R::InvalidLlmRequest(_)
+            | R::InvalidParameters(_)
+            | R::BodyRequired
+            | R::UnexpectedBody
+            | R::InvalidJson(_)
+            | R::BodySchema(_)
+            | R::BodyUnreadable => S::BAD_REQUEST,
+            R::UriTooLong { .. } => S::URI_TOO_LONG,
+            R::HeadersTooLarge { .. } => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            R::RouteNotFound => S::NOT_FOUND,
+            R::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
+            R::CredentialsMissing | R::InvalidToken | R::TokenExpired => S::UNAUTHORIZED,
+            R::InvalidApiKey | R::InvalidBearerKey => S::UNAUTHORIZED,
+            R::OperationNotAllowed | R::InsufficientScope { .. } | R::ModelNotAllowed => {
+                S::FORBIDDEN
             }
-            Rejection::CredentialsMissing => (S::UNAUTHORIZED, "credentials_missing", Authenticate),
-            Rejection::InvalidToken => (S::UNAUTHORIZED, "invalid_token", Authenticate),
-            Rejection::TokenExpired => (S::UNAUTHORIZED, "token_expired", Authenticate),
-            Rejection::InvalidApiKey | Rejection::InvalidBearerKey => {
-                (S::UNAUTHORIZED, "invalid_api_key", Authenticate)
-            }
-            Rejection::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", Authenticate),
-            Rejection::OperationNotAllowed => (S::FORBIDDEN, "operation_not_allowed", Authorize),
-            Rejection::InsufficientScope { .. } => (S::FORBIDDEN, "insufficient_scope", Authorize),
-            Rejection::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", Limit),
-            Rejection::QuotaExceeded(_) => (S::TOO_MANY_REQUESTS, "quota_exceeded", Limit),
-            Rejection::LimitStoreUnavailable => {
-                (S::SERVICE_UNAVAILABLE, "limit_store_unavailable", Limit)
-            }
-            Rejection::KeyStoreStale => (S::SERVICE_UNAVAILABLE, "key_store_stale", Authenticate),
-            Rejection::ModelNotAllowed => (S::FORBIDDEN, "model_not_allowed", Authorize),
-            Rejection::MaxTokensExceeded { .. } => {
-                (S::BAD_REQUEST, "max_tokens_exceeded", Validate)
-            }
-            Rejection::TokenBudgetExceeded { .. } => {
-                (S::TOO_MANY_REQUESTS, "token_budget_exceeded", Limit)
-            }
-            Rejection::TooManyStreams { .. } => (S::TOO_MANY_REQUESTS, "too_many_streams", Limit),
-            Rejection::InvalidLlmRequest(_) => (S::BAD_REQUEST, "invalid_llm_request", Validate),
-            Rejection::InvalidParameters(_) => (S::BAD_REQUEST, "invalid_parameters", Validate),
-            Rejection::UnsupportedMediaType { .. } => (
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                Validate,
-            ),
-            Rejection::BodyRequired => (S::BAD_REQUEST, "body_required", Validate),
-            Rejection::UnexpectedBody => (S::BAD_REQUEST, "unexpected_body", Validate),
-            Rejection::InvalidJson(_) => (S::BAD_REQUEST, "invalid_json", Validate),
-            Rejection::BodySchema(_) => (S::BAD_REQUEST, "body_schema", Validate),
-            Rejection::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "body_too_large", Validate),
-            Rejection::BodyTimeout => (S::REQUEST_TIMEOUT, "body_timeout", Validate),
-            Rejection::BodyUnreadable => (S::BAD_REQUEST, "body_unreadable", Validate),
-            Rejection::UpstreamUnavailable => (S::BAD_GATEWAY, "upstream_unavailable", Forward),
-            Rejection::UpstreamTimeout => (S::GATEWAY_TIMEOUT, "upstream_timeout", Forward),
-            Rejection::UpstreamExceededMaxTokens { .. } => {
-                (S::BAD_GATEWAY, "upstream_exceeded_max_tokens", Forward)
-            }
-            Rejection::Internal(stage) => (S::INTERNAL_SERVER_ERROR, "internal_error", *stage),
+            R::RateLimited { .. }
+            | R::QuotaExceeded(_)
+            | R::TokenBudgetExceeded { .. }
+            | R::TooManyStreams { .. } => S::TOO_MANY_REQUESTS,
+            R::Overloaded | R::LimitStoreUnavailable | R::KeyStoreStale => S::SERVICE_UNAVAILABLE,
+            R::UnsupportedMediaType { .. } => S::UNSUPPORTED_MEDIA_TYPE,
+            R::BodyTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            R::BodyTimeout => S::REQUEST_TIMEOUT,
+            R::UpstreamUnavailable | R::UpstreamExceededMaxTokens { .. } => S::BAD_GATEWAY,
+            R::UpstreamTimeout => S::GATEWAY_TIMEOUT,
+            R::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.row().0
     }
 
     /// The stable snake_case reason clients and dashboards match on.
     pub fn code(&self) -> &'static str {
-        self.row().1
-    }
-
-    pub fn stage(&self) -> Stage {
-        self.row().2
-    }
-
-    pub fn detail(&self) -> String {
+        use Rejection as R;
         match self {
-            Rejection::InvalidPath(problem) => problem.detail().to_owned(),
-            Rejection::UriTooLong { limit } => {
-                format!("the request target is longer than {limit} bytes")
+            R::InvalidPath(_) => "invalid_path",
+            R::UriTooLong { .. } => "uri_too_long",
+            R::HeadersTooLarge { .. } => "headers_too_large",
+            R::InvalidHost(_) => "invalid_host",
+            R::RouteNotFound => "route_not_found",
+            R::MethodNotAllowed { .. } => "method_not_allowed",
+            R::CredentialsMissing => "credentials_missing",
+            R::InvalidToken => "invalid_token",
+            R::TokenExpired => "token_expired",
+            R::InvalidApiKey | R::InvalidBearerKey => "invalid_api_key",
+            R::Overloaded => "overloaded",
+            R::OperationNotAllowed => "operation_not_allowed",
+            R::InsufficientScope { .. } => "insufficient_scope",
+            R::RateLimited { .. } => "rate_limited",
+            R::QuotaExceeded(_) => "quota_exceeded",
+            R::LimitStoreUnavailable => "limit_store_unavailable",
+            R::KeyStoreStale => "key_store_stale",
+            R::ModelNotAllowed => "model_not_allowed",
+            R::MaxTokensExceeded { .. } => "max_tokens_exceeded",
+            R::TokenBudgetExceeded { .. } => "token_budget_exceeded",
+            R::TooManyStreams { .. } => "too_many_streams",
+            R::InvalidLlmRequest(_) => "invalid_llm_request",
+            R::InvalidParameters(_) => "invalid_parameters",
+            R::UnsupportedMediaType { .. } => "unsupported_media_type",
+            R::BodyRequired => "body_required",
+            R::UnexpectedBody => "unexpected_body",
+            R::InvalidJson(_) => "invalid_json",
+            R::BodySchema(_) => "body_schema",
+            R::BodyTooLarge { .. } => "body_too_large",
+            R::BodyTimeout => "body_timeout",
+            R::BodyUnreadable => "body_unreadable",
+            R::UpstreamUnavailable => "upstream_unavailable",
+            R::UpstreamTimeout => "upstream_timeout",
+            R::UpstreamExceededMaxTokens { .. } => "upstream_exceeded_max_tokens",
+            R::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The pipeline stage each refusal belongs to.
+    pub fn stage(&self) -> Stage {
+        use Rejection as R;
+        match self {
+            R::InvalidPath(_) | R::UriTooLong { .. } | R::HeadersTooLarge { .. } => Stage::Frame,
+            R::InvalidHost(_) => Stage::Frame,
+            R::RouteNotFound | R::MethodNotAllowed { .. } => Stage::Route,
+            R::CredentialsMissing
+            | R::InvalidToken
+            | R::TokenExpired
+            | R::InvalidApiKey
+            | R::InvalidBearerKey
+            | R::Overloaded
+            | R::KeyStoreStale => Stage::Authenticate,
+            R::OperationNotAllowed | R::InsufficientScope { .. } | R::ModelNotAllowed => {
+                Stage::Authorize
             }
-            Rejection::HeadersTooLarge { limit } => {
-                format!("the request headers are larger than {limit} bytes")
+            R::RateLimited { .. }
+            | R::QuotaExceeded(_)
+            | R::LimitStoreUnavailable
+            | R::TokenBudgetExceeded { .. }
+            | R::TooManyStreams { .. } => Stage::Limit,
+            R::MaxTokensExceeded { .. }
+            | R::InvalidLlmRequest(_)
+            | R::InvalidParameters(_)
+            | R::UnsupportedMediaType { .. }
+            | R::BodyRequired
+            | R::UnexpectedBody
+            | R::InvalidJson(_)
+            | R::BodySchema(_)
+            | R::BodyTooLarge { .. }
+            | R::BodyTimeout
+            | R::BodyUnreadable => Stage::Validate,
+            R::UpstreamUnavailable | R::UpstreamTimeout | R::UpstreamExceededMaxTokens { .. } => {
+                Stage::Forward
             }
-            Rejection::InvalidHost(problem) => problem.detail().to_owned(),
-            Rejection::RouteNotFound => "no operation is declared at this path".to_owned(),
-            Rejection::MethodNotAllowed { .. } => {
-                "the operation at this path does not accept this method".to_owned()
-            }
-            Rejection::CredentialsMissing => "this operation requires credentials".to_owned(),
-            Rejection::InvalidToken => "the bearer token is not valid".to_owned(),
-            Rejection::TokenExpired => "the bearer token has expired".to_owned(),
-            Rejection::InsufficientScope { scope, .. } => {
-                format!("the credential lacks a required scope: {scope}")
-            }
-            Rejection::InvalidApiKey | Rejection::InvalidBearerKey => {
-                "the API key is not valid".to_owned()
-            }
-            Rejection::Overloaded => {
-                "too many credential checks in progress; retry shortly".to_owned()
-            }
-            Rejection::OperationNotAllowed => "this API key may not call this operation".to_owned(),
-            Rejection::RateLimited { retry_after, .. } => {
-                format!("rate limit exceeded; retry in {retry_after}s")
-            }
-            Rejection::QuotaExceeded(usage) => format!(
-                "the API key's quota of {} requests is spent; it resets in {}s",
-                usage.limit, usage.reset
-            ),
-            Rejection::LimitStoreUnavailable => {
-                "rate limits cannot be checked right now; retry shortly".to_owned()
-            }
-            Rejection::KeyStoreStale => {
-                "API keys cannot be checked right now; retry shortly".to_owned()
-            }
-            Rejection::ModelNotAllowed => {
-                "this API key may not use the model the request names".to_owned()
-            }
-            Rejection::MaxTokensExceeded { cap } => {
-                format!("this API key may ask for at most {cap} max_tokens")
-            }
-            Rejection::TokenBudgetExceeded {
-                tokens,
-                per,
-                retry_after,
-            } => format!(
-                "the request's tokens do not fit in the API key's budget of {tokens} per {}; \
-                 it resets in {retry_after}s",
-                per.as_str()
-            ),
-            Rejection::TooManyStreams { limit } => {
-                format!("this API key has {limit} streams open already; retry when one ends")
-            }
-            Rejection::InvalidLlmRequest(reason) => (*reason).to_owned(),
-            Rejection::InvalidParameters(_) => "request parameters are invalid".to_owned(),
-            Rejection::UnsupportedMediaType { accepted } => {
-                format!("the Content-Type must be one of: {accepted}")
-            }
-            Rejection::BodyRequired => "this operation requires a request body".to_owned(),
-            Rejection::UnexpectedBody => "this operation takes no request body".to_owned(),
-            Rejection::InvalidJson(reason) => format!("the body is not acceptable JSON: {reason}"),
-            Rejection::BodySchema(_) => "the request body does not match its schema".to_owned(),
-            Rejection::BodyTooLarge { limit } => {
-                format!("the request body is larger than {limit} bytes")
-            }
-            Rejection::BodyTimeout => "the request body was not received in time".to_owned(),
-            Rejection::BodyUnreadable => "the request body could not be read".to_owned(),
-            Rejection::UpstreamUnavailable => "the model server is unavailable".to_owned(),
-            Rejection::UpstreamTimeout => "the model server did not answer in time".to_owned(),
-            Rejection::UpstreamExceededMaxTokens { admitted } => format!(
-                "the model answered with more than the {admitted} completion tokens moat \
-                 admitted and wrote into the request as max_tokens; the answer was withheld"
-            ),
-            Rejection::Internal(_) => "internal error".to_owned(),
+            R::Internal(stage) => *stage,
         }
     }
 

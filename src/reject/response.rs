@@ -3,8 +3,8 @@
 //! pipeline wraps it in its response body, so refusals know nothing of the access record.
 
 use bytes::Bytes;
-use http::Response;
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, Response};
 use serde::Serialize;
 
 use super::{FieldError, Rejection};
@@ -12,6 +12,22 @@ use super::{FieldError, Rejection};
 impl Rejection {
     /// The problem+json response. `request_id` is moat's own validated id, safe to echo.
     pub fn into_response(self, request_id: &str) -> Response<Bytes> {
+        let mut response = Response::new(self.problem(request_id));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(challenge) = self.challenge() {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        self.write_headers(headers);
+        response
+    }
+
+    /// The RFC 9457 body.
+    fn problem(&self, request_id: &str) -> Bytes {
         let status = self.status();
         let problem = Problem {
             kind: "about:blank",
@@ -24,112 +40,68 @@ impl Rejection {
         };
         // Serialising a struct of strings and integers cannot fail; fall back to an empty
         // object rather than panic if it ever did.
-        let json = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = Response::new(Bytes::from(json));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if let Some(challenge) = self.challenge() {
-            response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
-        }
+        Bytes::from(serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec()))
+    }
+
+    /// The headers some refusals carry: when to retry, where a quota stands, what the path
+    /// allows, and that a withheld answer is not worth retrying.
+    fn write_headers(self, headers: &mut HeaderMap) {
+        use Rejection as R;
         match self {
-            Rejection::Overloaded
-            | Rejection::LimitStoreUnavailable
-            | Rejection::KeyStoreStale
-            | Rejection::TooManyStreams { .. } => {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            R::Overloaded
+            | R::LimitStoreUnavailable
+            | R::KeyStoreStale
+            | R::TooManyStreams { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Rejection::QuotaExceeded(usage) => {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(usage.reset));
-                usage.write(response.headers_mut());
+            R::QuotaExceeded(usage) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(usage.reset));
+                usage.write(headers);
             }
-            Rejection::RateLimited { retry_after, quota } => {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            R::RateLimited { retry_after, quota } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
                 if let Some(quota) = quota {
-                    quota.write(response.headers_mut());
+                    quota.write(headers);
                 }
             }
-            Rejection::TokenBudgetExceeded { retry_after, .. } => {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            R::TokenBudgetExceeded { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            // The OpenAI SDKs retry a 502 unless told not to; the same request would make
+            // the model run past its bound again, and be charged again.
+            R::UpstreamExceededMaxTokens { .. } => {
+                headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
+            }
+            R::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, allow);
             }
             _ => {}
         }
-        if let Rejection::UpstreamExceededMaxTokens { .. } = self {
-            // The OpenAI SDKs retry a 502 unless told not to; the same request would make
-            // the model run past its bound again, and be charged again.
-            response.headers_mut().insert(
-                http::header::HeaderName::from_static("x-should-retry"),
-                HeaderValue::from_static("false"),
-            );
-        }
-        if let Rejection::MethodNotAllowed { allow } = self {
-            response.headers_mut().insert(ALLOW, allow);
-        }
-        response
     }
 
-    /// The RFC 6750 `WWW-Authenticate` challenge of a 401 or 403.
+    /// The RFC 6750 `WWW-Authenticate` challenge of a 401 or 403. Every other refusal
+    /// carries none; the table test (`reject/tests.rs`) states each variant's challenge, so
+    /// a new 401 or 403 cannot go without deciding its own.
     pub(super) fn challenge(&self) -> Option<HeaderValue> {
+        use Rejection as R;
         let challenge = match self {
-            Rejection::CredentialsMissing => r#"Bearer realm="moat""#.to_owned(),
-            Rejection::InvalidToken => r#"Bearer realm="moat", error="invalid_token""#.to_owned(),
-            Rejection::TokenExpired => {
-                r#"Bearer realm="moat", error="invalid_token", error_description="the token has expired""#
-                    .to_owned()
-            }
-            Rejection::InsufficientScope { scope, bearer: true } => {
-                format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
-            }
-            Rejection::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),
-            Rejection::InvalidBearerKey => {
+            R::CredentialsMissing => r#"Bearer realm="moat""#.to_owned(),
+            R::InvalidToken | R::InvalidBearerKey => {
                 r#"Bearer realm="moat", error="invalid_token""#.to_owned()
             }
-            // Listed, not `_`: a new 401 or 403 must decide its challenge.
-            Rejection::InsufficientScope { bearer: false, .. }
-            | Rejection::InvalidPath(_)
-            | Rejection::UriTooLong { .. }
-            | Rejection::HeadersTooLarge { .. }
-            | Rejection::InvalidHost(_)
-            | Rejection::RouteNotFound
-            | Rejection::MethodNotAllowed { .. }
-            | Rejection::Overloaded
-            | Rejection::OperationNotAllowed
-            | Rejection::RateLimited { .. }
-            | Rejection::QuotaExceeded(_)
-            | Rejection::LimitStoreUnavailable
-            | Rejection::KeyStoreStale
-            | Rejection::ModelNotAllowed
-            | Rejection::MaxTokensExceeded { .. }
-            | Rejection::TokenBudgetExceeded { .. }
-            | Rejection::TooManyStreams { .. }
-            | Rejection::InvalidLlmRequest(_)
-            | Rejection::InvalidParameters(_)
-            | Rejection::UnsupportedMediaType { .. }
-            | Rejection::BodyRequired
-            | Rejection::UnexpectedBody
-            | Rejection::InvalidJson(_)
-            | Rejection::BodySchema(_)
-            | Rejection::BodyTooLarge { .. }
-            | Rejection::BodyTimeout
-            | Rejection::BodyUnreadable
-            | Rejection::UpstreamUnavailable
-            | Rejection::UpstreamTimeout
-            | Rejection::UpstreamExceededMaxTokens { .. }
-            | Rejection::Internal(_) => return None,
+            R::TokenExpired => r#"Bearer realm="moat", error="invalid_token", error_description="the token has expired""#
+                .to_owned(),
+            R::InsufficientScope { scope, bearer: true } => {
+                format!(r#"Bearer realm="moat", error="insufficient_scope", scope="{scope}""#)
+            }
+            R::InvalidApiKey => r#"ApiKey realm="moat""#.to_owned(),
+            _ => return None,
         };
         HeaderValue::from_str(&challenge).ok()
     }
 }
+
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 #[derive(Serialize)]
 struct Problem<'a> {

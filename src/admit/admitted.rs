@@ -1,0 +1,71 @@
+//! What admission hands to stage 7: a request every stage let through. Only `admit`
+//! builds one (its constructor is private to the module), so nothing reaches `forward`
+//! without having passed the stages.
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::request::Parts;
+use http::{Method, Uri};
+
+use crate::auth::Principal;
+use crate::llm::Grant;
+
+/// A request every stage let through: its head (a query credential already removed), its
+/// checked body and who sent it. Only [`admit`] makes one, so nothing reaches `forward`
+/// without having passed the stages.
+#[derive(Debug)]
+pub struct Admitted {
+    parts: Parts,
+    body: Bytes,
+    principal: Option<Principal>,
+    /// An LLM operation's reservation and stream slot, to meter its response by.
+    llm: Option<Grant>,
+}
+
+impl Admitted {
+    pub(super) fn new(
+        parts: Parts,
+        body: Bytes,
+        principal: Option<Principal>,
+        llm: Option<Grant>,
+    ) -> Self {
+        Admitted {
+            parts,
+            body,
+            principal,
+            llm,
+        }
+    }
+
+    /// Read by the pipeline tests; `forward` takes the principal by value.
+    #[cfg(test)]
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.parts.method
+    }
+
+    pub fn uri(&self) -> &Uri {
+        &self.parts.uri
+    }
+
+    /// What the response of an LLM operation is metered by; `None` on other operations.
+    pub fn take_llm(&mut self) -> Option<Grant> {
+        self.llm.take()
+    }
+
+    pub fn into_parts(self) -> (Parts, Bytes, Option<Principal>) {
+        (self.parts, self.body, self.principal)
+    }
+}
+
+/// What admission decided, short of a refusal.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // `Forward` is the common case: boxing it allocates per request
+pub enum Verdict {
+    Forward(Admitted),
+    /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
+    Options(HeaderValue),
+}

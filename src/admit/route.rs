@@ -1,0 +1,75 @@
+//! Stage 2, route: the operation a request goes on to, with what stages 3–6 need of it.
+
+use std::sync::Arc;
+
+use http::Method;
+use http::header::HeaderValue;
+
+use super::Admission;
+use crate::config::Mode;
+use crate::policy::{LlmProfile, Requirement};
+use crate::reject::Rejection;
+use crate::route::Routed;
+use crate::spec::Operation;
+
+/// What stage 2 decided.
+pub enum Routing<'s, 'p> {
+    /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
+    Options(HeaderValue),
+    Target(Target<'s, 'p>),
+}
+
+/// The operation a request goes on to, with what stages 3–6 need of it.
+pub struct Target<'s, 'p> {
+    /// `None` when no spec is configured: every path is forwarded.
+    pub operation: Option<&'s Operation>,
+    pub template: Option<Arc<str>>,
+    pub path_values: Vec<&'p str>,
+    pub requirement: &'s Requirement,
+    pub mode: Mode,
+    /// Metered as an LLM call.
+    pub llm: Option<LlmProfile>,
+}
+
+/// Stage 2: the operation at `path` and its security requirement and mode (the
+/// operation's own mode, else the policy's).
+pub fn route<'s, 'p>(
+    snapshot: &'s Admission<'s>,
+    method: &Method,
+    path: &'p str,
+) -> Result<Routing<'s, 'p>, Rejection> {
+    let Some(spec) = &snapshot.spec else {
+        return Ok(Routing::Target(without_spec(snapshot)));
+    };
+    Ok(match spec.router.route(method, path)? {
+        Routed::Options { allow } => Routing::Options(allow),
+        Routed::Operation {
+            index,
+            template,
+            values,
+        } => {
+            let route = snapshot.routes.operation(index);
+            Routing::Target(Target {
+                operation: Some(&spec.operations[index]),
+                template: Some(template),
+                path_values: values,
+                requirement: &route.requirement,
+                mode: route.mode,
+                llm: route.llm,
+            })
+        }
+    })
+}
+
+/// Without a spec every path goes on, under the route of requests without an operation.
+fn without_spec<'s>(snapshot: &'s Admission<'s>) -> Target<'s, 'static> {
+    let route = snapshot.routes.unrouted();
+    Target {
+        operation: None,
+        template: None,
+        path_values: Vec::new(),
+        requirement: &route.requirement,
+        mode: route.mode,
+        llm: None,
+    }
+}
