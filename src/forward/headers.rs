@@ -68,18 +68,23 @@ pub fn prepare_request_headers(
         headers.insert(X_MOAT_CLIENT_CERT_SUBJECT, subject.clone());
     }
     if let Some(principal) = principal {
-        let identity = [
-            (X_MOAT_SUBJECT, principal.subject.as_deref()),
-            (X_MOAT_KEY_ID, principal.key_id.as_deref()),
-        ];
-        for (name, value) in identity {
-            if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-                headers.insert(name, value);
-            }
+        add_identity(headers, principal);
+    }
+}
+
+/// Who moat verified the caller to be: `X-Moat-Subject`, `X-Moat-Key-Id`, `X-Moat-Scopes`.
+fn add_identity(headers: &mut HeaderMap, principal: &Principal) {
+    let identity = [
+        (X_MOAT_SUBJECT, principal.subject.as_deref()),
+        (X_MOAT_KEY_ID, principal.key_id.as_deref()),
+    ];
+    for (name, value) in identity {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
         }
-        if let Ok(scopes) = HeaderValue::from_str(&principal.scopes.join(" ")) {
-            headers.insert(X_MOAT_SCOPES, scopes);
-        }
+    }
+    if let Ok(scopes) = HeaderValue::from_str(&principal.scopes.join(" ")) {
+        headers.insert(X_MOAT_SCOPES, scopes);
     }
 }
 

@@ -82,13 +82,8 @@ impl Upstream {
         admitted: Admitted,
         context: &ForwardContext<'_>,
     ) -> Result<Forwarded, Rejection> {
-        let (mut parts, body, principal) = admitted.into_parts();
-        prepare_request_headers(&mut parts.headers, context, principal.as_ref(), &self.host);
-        parts.uri = self.upstream_uri(&parts.uri)?;
-        // The upstream connection is HTTP/1.1 whatever the client spoke.
-        parts.version = Version::HTTP_11;
-        // Extensions carry hyper's per-connection state of the client side; none of it applies.
-        parts.extensions.clear();
+        let (parts, body, principal) = admitted.into_parts();
+        let parts = self.upstream_parts(parts, principal.as_ref(), context)?;
         let head_request = parts.method == Method::HEAD;
         let started = Instant::now();
         // One deadline for the whole exchange up to the response head: connecting,
@@ -101,17 +96,7 @@ impl Upstream {
         };
         let upstream_time = started.elapsed();
         let (mut head, incoming) = response.into_parts();
-        if !head_request {
-            drop_unframed_length(
-                &mut head.headers,
-                head.status,
-                http_body::Body::size_hint(&incoming).exact(),
-            );
-        }
-        strip_hop_by_hop(&mut head.headers);
-        // moat speaks HTTP/1.1 (or 2) to its client whatever the model's server spoke: an
-        // HTTP/1.0 status line is not relayed.
-        head.version = Version::HTTP_11;
+        relayed_head(&mut head, &incoming, head_request);
         // A response with nothing more to read frees its connection now; a switch of
         // protocols never gives it back.
         let lease = if head.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -122,13 +107,28 @@ impl Upstream {
         } else {
             Some(lease)
         };
+        let body = UpstreamBody::new(incoming, self.idle_timeout, lease);
+        let response = Response::from_parts(head, body);
         Ok(Forwarded {
-            response: Response::from_parts(
-                head,
-                UpstreamBody::new(incoming, self.idle_timeout, lease),
-            ),
+            response,
             upstream_time,
         })
+    }
+
+    /// The request as the model gets it: moat's headers (see `headers`), the upstream's
+    /// path prefix, HTTP/1.1 whatever the client spoke.
+    fn upstream_parts(
+        &self,
+        mut parts: Parts,
+        principal: Option<&crate::auth::Principal>,
+        context: &ForwardContext<'_>,
+    ) -> Result<Parts, Rejection> {
+        prepare_request_headers(&mut parts.headers, context, principal, &self.host);
+        parts.uri = self.upstream_uri(&parts.uri)?;
+        parts.version = Version::HTTP_11;
+        // Extensions carry hyper's per-connection state of the client side; none of it applies.
+        parts.extensions.clear();
+        Ok(parts)
     }
 
     /// Sends the request on a pooled connection. Only an idempotent request keeps a copy
@@ -171,6 +171,18 @@ impl Upstream {
         Uri::try_from(format!("{}{}", self.prefix, original.as_str()))
             .map_err(|_| Rejection::Internal(Stage::Forward))
     }
+}
+
+/// The model's response head as moat relays it: framing it can trust, no hop-by-hop
+/// header, and HTTP/1.1 whatever the model's server spoke (an HTTP/1.0 status line is not
+/// relayed; HTTP/2 clients get HTTP/2).
+fn relayed_head(head: &mut http::response::Parts, incoming: &Incoming, head_request: bool) {
+    if !head_request {
+        let exact = http_body::Body::size_hint(incoming).exact();
+        drop_unframed_length(&mut head.headers, head.status, exact);
+    }
+    strip_hop_by_hop(&mut head.headers);
+    head.version = Version::HTTP_11;
 }
 
 /// Why the model gave no response head.

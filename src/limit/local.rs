@@ -33,13 +33,19 @@ struct Limiter<L> {
 }
 
 impl<L> Limiter<L> {
-    /// The previous limiter when it enforced the same definition, else a fresh one.
-    fn reuse_or(limit: RateLimit, previous: Option<&Limiter<L>>, new: impl FnOnce() -> L) -> Self {
+    /// The previous limiter when it enforced the same definition, else a fresh one built
+    /// from the limit's GCRA quota; the problem when the limit is not one.
+    fn build(
+        limit: RateLimit,
+        previous: Option<&Limiter<L>>,
+        new: impl FnOnce(Gcra) -> L,
+    ) -> Result<Self, String> {
+        let quota = gcra(&limit)?;
         let buckets = match previous {
             Some(previous) if previous.limit == limit => previous.buckets.clone(),
-            _ => Arc::new(new()),
+            _ => Arc::new(new(quota)),
         };
-        Limiter { limit, buckets }
+        Ok(Limiter { limit, buckets })
     }
 }
 
@@ -74,69 +80,18 @@ impl Local {
         previous: Option<&Local>,
     ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
-        let client = match client.map(|limit| (limit, gcra(limit))) {
-            Some((limit, Ok(quota))) => Some(Limiter::reuse_or(
-                *limit,
-                previous.and_then(|p| p.client.as_ref()),
-                || DefaultKeyedRateLimiter::keyed(quota),
-            )),
-            Some((_, Err(problem))) => {
-                problems.push(format!("policy.client_rate_limit: {problem}"));
-                None
-            }
-            None => None,
-        };
+        let client = client.and_then(|limit| {
+            let before = previous.and_then(|p| p.client.as_ref());
+            let built = Limiter::build(*limit, before, DefaultKeyedRateLimiter::keyed);
+            built
+                .map_err(|problem| problems.push(format!("policy.client_rate_limit: {problem}")))
+                .ok()
+        });
         let mut limiters = HashMap::new();
         for (id, limits) in keys {
             let before = previous.and_then(|p| p.keys.get(id));
-            let rate = match limits.rate.map(|limit| (limit, gcra(&limit))) {
-                Some((limit, Ok(quota))) => Some(Limiter::reuse_or(
-                    limit,
-                    before.and_then(|b| b.rate.as_ref()),
-                    || DefaultDirectRateLimiter::direct(quota),
-                )),
-                Some((_, Err(problem))) => {
-                    problems.push(format!("key `{id}`: rate_limit: {problem}"));
-                    None
-                }
-                None => None,
-            };
-            let quota = match limits.quota {
-                Some(quota) if quota.requests == 0 => {
-                    problems.push(format!("key `{id}`: quota: `requests` must be at least 1"));
-                    None
-                }
-                Some(quota) => {
-                    let count = before
-                        .and_then(|b| b.quota.as_ref())
-                        .filter(|(old, _)| old.per == quota.per)
-                        .map_or_else(Arc::default, |(_, count)| count.clone());
-                    Some((quota, count))
-                }
-                None => None,
-            };
-            for budget in limits.tokens.iter().flatten() {
-                if budget.tokens == 0 {
-                    problems.push(format!(
-                        "key `{id}`: a token budget of 0 admits nothing: remove it or raise it"
-                    ));
-                }
-            }
-            if limits.streams == Some(0) {
-                problems.push(format!(
-                    "key `{id}`: max_concurrent_streams must be at least 1"
-                ));
-            }
-            limiters.insert(
-                id.clone(),
-                KeyLimiter {
-                    limits: *limits,
-                    rate,
-                    quota,
-                    budgets: LocalBudgets::new(&limits.tokens, before.map(|b| &b.budgets)),
-                    streams: Streams::carry(before.map(|b| &b.streams)),
-                },
-            );
+            let limiter = KeyLimiter::new(id, limits, before, &mut problems);
+            limiters.insert(id.clone(), limiter);
         }
         if problems.is_empty() {
             Ok(Self {
@@ -176,6 +131,34 @@ impl Local {
 }
 
 impl KeyLimiter {
+    /// Key `id`'s limiter over `limits`, keeping what `before` (the previous snapshot's)
+    /// counted where the definition is unchanged; each problem of the record into `problems`.
+    fn new(
+        id: &str,
+        limits: &KeyLimits,
+        before: Option<&KeyLimiter>,
+        problems: &mut Vec<String>,
+    ) -> KeyLimiter {
+        let rate = limits.rate.and_then(|limit| {
+            let previous = before.and_then(|b| b.rate.as_ref());
+            let built = Limiter::build(limit, previous, DefaultDirectRateLimiter::direct);
+            built
+                .map_err(|problem| problems.push(format!("key `{id}`: rate_limit: {problem}")))
+                .ok()
+        });
+        problems.extend(record_problems(id, limits));
+        KeyLimiter {
+            limits: *limits,
+            rate,
+            quota: limits
+                .quota
+                .filter(|quota| quota.requests > 0)
+                .map(|quota| (quota, kept_count(&quota, before))),
+            budgets: LocalBudgets::new(&limits.tokens, before.map(|b| &b.budgets)),
+            streams: Streams::carry(before.map(|b| &b.streams)),
+        }
+    }
+
     /// One request with this key: its quota first (a spent quota is the answer whatever
     /// the bucket says), then its bucket; the quota counts it only if both let it pass.
     pub fn check(&self, now: SystemTime) -> Result<Option<QuotaUsage>, Rejection> {
@@ -217,6 +200,39 @@ impl KeyLimiter {
 
 /// The 429 of a bucket that refused, `wait` before it admits again; `quota`: where the
 /// key's quota stands, for its `RateLimit-*` fields.
+/// The quota's count carried over from `before` while its period is unchanged (raising a
+/// daily quota at noon does not hand out a fresh day), else a fresh one.
+fn kept_count(quota: &Quota, before: Option<&KeyLimiter>) -> Arc<Mutex<Count>> {
+    before
+        .and_then(|b| b.quota.as_ref())
+        .filter(|(old, _)| old.per == quota.per)
+        .map_or_else(Arc::default, |(_, count)| count.clone())
+}
+
+/// What a key record sets that admits nothing: a quota, budget or stream cap of zero.
+fn record_problems(id: &str, limits: &KeyLimits) -> Vec<String> {
+    let mut problems = Vec::new();
+    if limits.quota.is_some_and(|quota| quota.requests == 0) {
+        problems.push(format!("key `{id}`: quota: `requests` must be at least 1"));
+    }
+    for _ in limits
+        .tokens
+        .iter()
+        .flatten()
+        .filter(|budget| budget.tokens == 0)
+    {
+        problems.push(format!(
+            "key `{id}`: a token budget of 0 admits nothing: remove it or raise it"
+        ));
+    }
+    if limits.streams == Some(0) {
+        problems.push(format!(
+            "key `{id}`: max_concurrent_streams must be at least 1"
+        ));
+    }
+    problems
+}
+
 pub fn rate_limited(wait: std::time::Duration, quota: Option<QuotaUsage>) -> Rejection {
     Rejection::RateLimited {
         retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,

@@ -12,11 +12,13 @@ pub mod histogram;
 pub mod page;
 mod recent;
 pub mod report;
+mod table;
+
+use self::table::{Table, lock, push_bounded, unix_seconds};
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use self::histogram::{Counts, Histogram};
@@ -253,64 +255,6 @@ struct Reloads {
     /// The last reload's time and whether it was swapped in.
     last: Option<(SystemTime, bool)>,
     last_failure: Option<(SystemTime, Vec<String>)>,
-}
-
-fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, bound: usize) {
-    if queue.len() == bound {
-        queue.pop_front();
-    }
-    queue.push_back(item);
-}
-
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A poisoned lock only means a panic elsewhere while it was held; the counts stay usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Counters by label, created on first use. Read-mostly: a request takes the read lock
-/// for one lookup; only a label never seen before takes the write lock. The labels are
-/// bounded by the spec's operations and moat's refusal codes, and chosen by moat, not by
-/// a client, so a fast unkeyed-quality hash (foldhash, seeded per process) is enough:
-/// SipHash was a third of the cost of recording a request.
-struct Table<K, V> {
-    map: RwLock<HashMap<K, Arc<V>, foldhash::fast::RandomState>>,
-}
-
-impl<K, V> Default for Table<K, V> {
-    fn default() -> Self {
-        Self {
-            map: RwLock::new(HashMap::default()),
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone, V: Default> Table<K, V> {
-    fn with(&self, key: &K, f: impl FnOnce(&V)) {
-        if let Some(value) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-        {
-            return f(value);
-        }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        f(map.entry(key.clone()).or_default());
-    }
-
-    fn entries(&self) -> Vec<(K, Arc<V>)> {
-        self.map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
-    }
 }
 
 fn by_stage_and_code(log: &RefusalLog) -> Vec<((&'static str, &'static str), u64)> {

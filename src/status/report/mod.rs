@@ -8,13 +8,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::histogram::Counts;
-use super::recent::RefusalLog;
-use super::{Board, History, Refusal, Tick, Window, lock, unix_seconds};
+mod refusals;
+mod serving;
+mod timeline;
 
-/// The chart: this many bars of [`STEP`] seconds, oldest first.
-const BARS: usize = 60;
-const STEP: usize = 10;
+use self::refusals::Refusals;
+pub use self::serving::{KeyStoreRow, Serving, SpecRow};
+use self::serving::{SnapshotRow, snapshot_row};
+pub(in crate::status) use self::timeline::{Timeline, timeline};
+use super::histogram::Counts;
+use super::{Board, Tick, Window, lock, unix_seconds};
 
 #[derive(Serialize)]
 pub struct Report {
@@ -95,105 +98,6 @@ struct UpstreamMinute {
     errors: u64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct Refusals {
-    by_code: Vec<CodeRow>,
-    recent: Vec<RecentRow>,
-}
-
-#[derive(Serialize)]
-struct CodeRow {
-    stage: &'static str,
-    code: &'static str,
-    status: u16,
-    count: u64,
-}
-
-#[derive(Serialize)]
-struct RecentRow {
-    time: String,
-    request_id: String,
-    operation: String,
-    status: u16,
-    stage: &'static str,
-    code: &'static str,
-    key_id: Option<String>,
-    subject: Option<String>,
-}
-
-#[derive(Serialize)]
-struct SnapshotRow {
-    /// Configurations swapped in since start (the first load is 0).
-    generation: i64,
-    serving_since: String,
-    mode: &'static str,
-    last_reload: Option<ReloadRow>,
-    last_failed_reload: Option<FailedReloadRow>,
-    spec: Option<SpecRow>,
-    key_stores: Vec<KeyStoreRow>,
-    tls: Option<TlsRow>,
-}
-
-#[derive(Serialize)]
-struct ReloadRow {
-    time: String,
-    result: &'static str,
-}
-
-#[derive(Serialize)]
-struct FailedReloadRow {
-    time: String,
-    problems: Vec<String>,
-}
-
-#[derive(Serialize)]
-pub struct SpecRow {
-    pub title: Option<String>,
-    pub version: Option<String>,
-    pub openapi: String,
-    pub operations: usize,
-}
-
-#[derive(Serialize)]
-pub struct KeyStoreRow {
-    pub scheme: String,
-    pub digest: String,
-    pub keys: usize,
-    pub age_seconds: u64,
-}
-
-/// What the report shows of the serving configuration, as the admin listener read it off
-/// the snapshot.
-pub struct Serving {
-    /// Configurations swapped in since start.
-    pub generation: i64,
-    pub mode: &'static str,
-    pub spec: Option<SpecRow>,
-    pub key_stores: Vec<KeyStoreRow>,
-    pub tls_not_after: Option<SystemTime>,
-    /// `host:port` of the upstream, without user info.
-    pub upstream: String,
-    /// The admin listener's probe of the upstream, made just before (`None`: it did not
-    /// connect).
-    pub upstream_connect: Option<Duration>,
-}
-
-#[derive(Serialize)]
-struct TlsRow {
-    not_after: String,
-    days_left: i64,
-}
-
-#[derive(Serialize)]
-pub(super) struct Timeline {
-    step_seconds: usize,
-    /// Unix seconds of the newest bar's end.
-    end: u64,
-    pub(super) requests: Vec<u64>,
-    refused: Vec<u64>,
-    shadowed: Vec<u64>,
 }
 
 /// What `/status.json` answers.
@@ -289,109 +193,6 @@ fn upstream_row(board: &Board, serving: &Serving, window: Option<&Window>) -> Up
             p99_ms: minute.quantile(0.99).map(milliseconds),
         },
     }
-}
-
-fn snapshot_row(board: &Board, serving: Serving, now: SystemTime) -> SnapshotRow {
-    let reloads = lock(&board.reloads);
-    SnapshotRow {
-        generation: serving.generation,
-        serving_since: rfc3339(reloads.serving_since),
-        mode: serving.mode,
-        last_reload: reloads.last.map(|(at, swapped)| ReloadRow {
-            time: rfc3339(at),
-            result: if swapped { "success" } else { "failure" },
-        }),
-        last_failed_reload: reloads
-            .last_failure
-            .as_ref()
-            .map(|(at, problems)| FailedReloadRow {
-                time: rfc3339(*at),
-                problems: problems.clone(),
-            }),
-        spec: serving.spec,
-        key_stores: serving.key_stores,
-        tls: serving.tls_not_after.map(|end| {
-            let left = match end.duration_since(now) {
-                Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
-            };
-            TlsRow {
-                not_after: rfc3339(end),
-                days_left: left.div_euclid(86_400),
-            }
-        }),
-    }
-}
-
-impl Refusals {
-    /// By label, most frequent first, and the last ones, newest first.
-    fn of(log: &RefusalLog) -> Refusals {
-        let mut by_code: Vec<CodeRow> = log
-            .counts()
-            .into_iter()
-            .map(|((stage, code, status), count)| CodeRow {
-                stage,
-                code,
-                status,
-                count: count.load(Relaxed),
-            })
-            .collect();
-        by_code.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(b.code)));
-        Refusals {
-            by_code,
-            recent: log.latest().iter().map(row).collect(),
-        }
-    }
-}
-
-fn row(refusal: &Refusal) -> RecentRow {
-    RecentRow {
-        time: humantime::format_rfc3339_millis(refusal.at.max(SystemTime::UNIX_EPOCH)).to_string(),
-        request_id: refusal.request_id.as_str().to_owned(),
-        operation: refusal.operation.to_string(),
-        status: refusal.status,
-        stage: refusal.stage,
-        code: refusal.code,
-        key_id: refusal.key_id.clone(),
-        subject: refusal.subject.clone(),
-    }
-}
-
-/// Bars of [`STEP`] seconds ending now (`live`: the counters as they are), from the
-/// per-second totals; before the oldest tick kept, the bars are empty.
-pub(super) fn timeline(history: &History, live: Tick) -> Timeline {
-    let ticks = &history.ticks;
-    // The totals `back` seconds ago: the newest tick taken by then (found by its time, as a
-    // sampler that woke late or twice in a second leaves ticks not one second apart), or the
-    // oldest kept, the start.
-    let at = |back: usize| -> Tick {
-        if back == 0 {
-            return live;
-        }
-        let then = live.at.saturating_sub(back as u64);
-        let taken = ticks.partition_point(|tick| tick.at <= then);
-        ticks.get(taken.saturating_sub(1)).copied().unwrap_or(live)
-    };
-    let mut timeline = Timeline {
-        step_seconds: STEP,
-        end: live.at,
-        requests: Vec::with_capacity(BARS),
-        refused: Vec::with_capacity(BARS),
-        shadowed: Vec::with_capacity(BARS),
-    };
-    for bar in (0..BARS).rev() {
-        let (start, end) = (at((bar + 1) * STEP), at(bar * STEP));
-        timeline
-            .requests
-            .push(end.requests.saturating_sub(start.requests));
-        timeline
-            .refused
-            .push(end.refused.saturating_sub(start.refused));
-        timeline
-            .shadowed
-            .push(end.shadowed.saturating_sub(start.shadowed));
-    }
-    timeline
 }
 
 /// humantime formats only times after 1970 (and panics otherwise): a clock set that far

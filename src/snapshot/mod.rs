@@ -8,15 +8,19 @@ use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 
+mod parts;
+mod spec;
+
+use self::parts::Parts;
+pub use self::spec::{read_spec, read_spec_documents};
 use crate::admit::Admission;
 use crate::auth::{Auth, KeyLocation};
-use crate::config::{Config, ConfigError, OpenApiConfig};
-use crate::config::{Period, TokenBudget};
+use crate::config::{Config, ConfigError};
 use crate::forward::Upstream;
-use crate::limit::{KeyLimits, RateLimits};
+use crate::limit::RateLimits;
 use crate::metrics::{KeyStoreState, Metrics};
 use crate::policy::Routes;
-use crate::spec::{self, Spec, source};
+use crate::spec::Spec;
 
 pub struct Snapshot {
     pub config: Config,
@@ -116,7 +120,7 @@ impl Snapshot {
         let spec = config
             .openapi
             .as_ref()
-            .map(|openapi| load_spec(openapi).map(Arc::new))
+            .map(|openapi| spec::load_spec(openapi).map(Arc::new))
             .transpose();
         let auth = match &spec {
             Ok(spec) => Auth::load(&config, spec.as_deref(), metrics, previous.map(|p| &p.auth)),
@@ -127,7 +131,13 @@ impl Snapshot {
             .as_ref()
             .map(crate::tls::server_config)
             .transpose();
-        Self::assemble(config, metrics, previous, upstream, spec, auth, tls)
+        let parts = Parts {
+            upstream,
+            spec,
+            auth,
+            tls,
+        };
+        parts.assemble(config, metrics, previous)
     }
 
     /// The serving snapshot with its key stores read again and nothing else — the config,
@@ -139,164 +149,14 @@ impl Snapshot {
         let auth = self
             .auth
             .with_key_stores(&config, self.spec.as_deref(), metrics);
-        Self::assemble(
-            config,
-            metrics,
-            Some(self),
-            Ok(self.upstream.clone()),
-            Ok(self.spec.clone()),
+        let parts = Parts {
+            upstream: Ok(self.upstream.clone()),
+            spec: Ok(self.spec.clone()),
             auth,
-            Ok(self.tls.clone()),
-        )
+            tls: Ok(self.tls.clone()),
+        };
+        parts.assemble(config, metrics, Some(self))
     }
-
-    /// What every snapshot builds from its parts: the routes, the limits and the LLM rules
-    /// of its keys; every problem of every part at once.
-    #[allow(clippy::too_many_arguments)] // the parts a snapshot is made of, each its own result
-    fn assemble(
-        config: Config,
-        metrics: &Arc<Metrics>,
-        previous: Option<&Snapshot>,
-        upstream: Result<Arc<Upstream>, Vec<String>>,
-        spec: Result<Option<Arc<Spec>>, Vec<String>>,
-        auth: Result<Auth, Vec<String>>,
-        tls: Result<Option<crate::tls::ServerTls>, Vec<String>>,
-    ) -> Result<Snapshot, Vec<String>> {
-        // Policy problems (a stale operation name) are reported even when a scheme failed.
-        let routes = match &spec {
-            Ok(spec) => Routes::resolve(&config, spec.as_deref()),
-            Err(_) => Err(Vec::new()),
-        };
-        let routes = match (routes, &auth) {
-            (Ok(routes), Ok(auth)) => match auth.check_routes(&routes) {
-                problems if problems.is_empty() => Ok(routes),
-                problems => Err(problems),
-            },
-            (routes, _) => routes,
-        };
-        let limits = match &auth {
-            Ok(auth) => RateLimits::new(
-                &config.limits.store,
-                config.policy.client_rate_limit.as_ref(),
-                &key_limits(auth),
-                previous.map(|p| &p.limits),
-                Some(metrics),
-            ),
-            Err(_) => Err(Vec::new()),
-        };
-        let llm = match &auth {
-            Ok(auth) => crate::llm::Rules::new(llm_rules(auth), &config.policy),
-            Err(_) => Err(Vec::new()),
-        };
-        match (upstream, spec, auth, routes, (limits, llm), tls) {
-            (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), (Ok(limits), Ok(llm)), Ok(tls)) => {
-                Ok(Snapshot {
-                    credentials: auth.credential_locations(),
-                    config,
-                    upstream,
-                    spec,
-                    auth,
-                    routes,
-                    limits,
-                    llm,
-                    tls,
-                })
-            }
-            (upstream, spec, auth, routes, (limits, llm), tls) => Err([
-                upstream.err(),
-                spec.err(),
-                auth.err(),
-                routes.err(),
-                limits.err(),
-                llm.err(),
-                tls.err(),
-            ]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect()),
-        }
-    }
-}
-
-/// Every key whose record sets limits stage 5 enforces: (key id, limits).
-fn key_limits(auth: &Auth) -> Vec<(String, KeyLimits)> {
-    auth.records()
-        .filter_map(|record| {
-            let limits = KeyLimits {
-                rate: record.rate_limit,
-                quota: record.quota,
-                tokens: [
-                    record.token_budget,
-                    record.tokens_per_minute.map(|tokens| TokenBudget {
-                        tokens,
-                        per: Period::Minute,
-                    }),
-                ],
-                streams: record.max_concurrent_streams,
-            };
-            (limits != KeyLimits::default()).then(|| (record.id.clone(), limits))
-        })
-        .collect()
-}
-
-/// Every key whose record sets LLM rules: (key id, rules).
-fn llm_rules(auth: &Auth) -> Vec<(String, crate::llm::KeyRules)> {
-    auth.records()
-        .filter_map(|record| Some((record.id.clone(), crate::llm::KeyRules::of(record)?)))
-        .collect()
-}
-
-fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
-    compile_apart(read_spec(openapi)?).map_err(|problems| {
-        problems
-            .into_iter()
-            .map(|problem| format!("openapi: {problem}"))
-            .collect()
-    })
-}
-
-/// The spec's documents as read (or fetched), before any overlay.
-pub fn read_spec_documents(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
-    let docs = match (&openapi.file, &openapi.url) {
-        (Some(file), _) => source::from_file(file),
-        (None, Some(url)) => {
-            crate::fetch::fetch(url, openapi.fetch_timeout, crate::input::Kind::Spec)
-                .and_then(|bytes| source::from_bytes(url, &bytes))
-        }
-        (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
-    };
-    docs.map_err(|e| vec![format!("openapi: {e}")])
-}
-
-/// The spec's documents as configured: read (or fetched) and with the overlays applied.
-pub fn read_spec(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
-    let mut docs = read_spec_documents(openapi)?;
-    // Overlays address the spec's own document; files its `$ref`s name are not targets.
-    let root = docs
-        .docs
-        .get_mut(&docs.root)
-        .ok_or_else(|| vec!["openapi: the spec document is missing".to_owned()])?;
-    spec::overlay::apply_files(root, &openapi.overlays)
-        .map_err(|e| vec![format!("openapi.overlays: {e}")])?;
-    Ok(docs)
-}
-
-/// Compiles on a thread of its own, so the compiled schemas land in another glibc arena
-/// than the parsed documents they were compiled from. Interleaved in one heap, the freed
-/// documents left holes smaller than a page among the schemas that no trim can return
-/// (openai.yaml: 11 MB resident but free); apart, the documents' arena empties whole.
-fn compile_apart(docs: source::Documents) -> Result<Spec, Vec<String>> {
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("moat-compile".into())
-            // As deep as the main thread's: compiling follows nested schemas recursively.
-            .stack_size(8 << 20)
-            .spawn_scoped(scope, || spec::load(docs))
-            .map_err(|e| vec![format!("cannot start the compiling thread: {e}")])?
-            .join()
-            .unwrap_or_else(|_| Err(vec!["compiling the spec panicked".to_owned()]))
-    })
 }
 
 /// Process-wide state shared by every connection.

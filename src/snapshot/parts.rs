@@ -1,0 +1,142 @@
+//! The parts of a snapshot built from others: the routes (from the spec and the policy),
+//! the limits and the LLM rules of the keys (from the key stores), and the one check that
+//! every part built — reporting every problem of every part at once.
+
+use std::sync::Arc;
+
+use super::Snapshot;
+use crate::auth::Auth;
+use crate::config::{Config, Period, TokenBudget};
+use crate::forward::Upstream;
+use crate::limit::{KeyLimits, RateLimits};
+use crate::metrics::Metrics;
+use crate::policy::Routes;
+use crate::spec::Spec;
+use crate::tls::ServerTls;
+
+/// The parts a snapshot is built from directly, each its own result.
+pub(super) struct Parts {
+    pub upstream: Result<Arc<Upstream>, Vec<String>>,
+    pub spec: Result<Option<Arc<Spec>>, Vec<String>>,
+    pub auth: Result<Auth, Vec<String>>,
+    pub tls: Result<Option<ServerTls>, Vec<String>>,
+}
+
+impl Parts {
+    /// The snapshot of `config` from these parts and those built from them, or every
+    /// problem of every part at once.
+    pub fn assemble(
+        self,
+        config: Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, Vec<String>> {
+        let routes = routes(&config, &self.spec, &self.auth);
+        let limits = limits(&config, &self.auth, previous, metrics);
+        let llm = match &self.auth {
+            Ok(auth) => crate::llm::Rules::new(llm_rules(auth), &config.policy),
+            Err(_) => Err(Vec::new()),
+        };
+        let Parts {
+            upstream,
+            spec,
+            auth,
+            tls,
+        } = self;
+        match (upstream, spec, auth, routes, (limits, llm), tls) {
+            (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), (Ok(limits), Ok(llm)), Ok(tls)) => {
+                Ok(Snapshot {
+                    credentials: auth.credential_locations(),
+                    config,
+                    upstream,
+                    spec,
+                    auth,
+                    routes,
+                    limits,
+                    llm,
+                    tls,
+                })
+            }
+            (upstream, spec, auth, routes, (limits, llm), tls) => Err([
+                upstream.err(),
+                spec.err(),
+                auth.err(),
+                routes.err(),
+                limits.err(),
+                llm.err(),
+                tls.err(),
+            ]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()),
+        }
+    }
+}
+
+/// Each operation's route. Policy problems (a stale operation name) are reported even when
+/// a scheme failed.
+fn routes(
+    config: &Config,
+    spec: &Result<Option<Arc<Spec>>, Vec<String>>,
+    auth: &Result<Auth, Vec<String>>,
+) -> Result<Routes, Vec<String>> {
+    let routes = match spec {
+        Ok(spec) => Routes::resolve(config, spec.as_deref()),
+        Err(_) => Err(Vec::new()),
+    };
+    match (routes, auth) {
+        (Ok(routes), Ok(auth)) => match auth.check_routes(&routes) {
+            problems if problems.is_empty() => Ok(routes),
+            problems => Err(problems),
+        },
+        (routes, _) => routes,
+    }
+}
+
+/// The limits of the client and of every key, keeping `previous`'s state where unchanged.
+fn limits(
+    config: &Config,
+    auth: &Result<Auth, Vec<String>>,
+    previous: Option<&Snapshot>,
+    metrics: &Arc<Metrics>,
+) -> Result<RateLimits, Vec<String>> {
+    let Ok(auth) = auth else {
+        return Err(Vec::new());
+    };
+    RateLimits::new(
+        &config.limits.store,
+        config.policy.client_rate_limit.as_ref(),
+        &key_limits(auth),
+        previous.map(|p| &p.limits),
+        Some(metrics),
+    )
+}
+
+/// Every key whose record sets limits stage 5 enforces: (key id, limits).
+fn key_limits(auth: &Auth) -> Vec<(String, KeyLimits)> {
+    auth.records()
+        .filter_map(|record| {
+            let limits = KeyLimits {
+                rate: record.rate_limit,
+                quota: record.quota,
+                tokens: [
+                    record.token_budget,
+                    record.tokens_per_minute.map(|tokens| TokenBudget {
+                        tokens,
+                        per: Period::Minute,
+                    }),
+                ],
+                streams: record.max_concurrent_streams,
+            };
+            (limits != KeyLimits::default()).then(|| (record.id.clone(), limits))
+        })
+        .collect()
+}
+
+/// Every key whose record sets LLM rules: (key id, rules).
+fn llm_rules(auth: &Auth) -> Vec<(String, crate::llm::KeyRules)> {
+    auth.records()
+        .filter_map(|record| Some((record.id.clone(), crate::llm::KeyRules::of(record)?)))
+        .collect()
+}
