@@ -58,22 +58,7 @@ enum Command {
         command: KeysCommand,
     },
     /// Print a test JWT signed with the configured HMAC secret (HS* schemes only).
-    Token {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// The jwt scheme, when the config binds several.
-        #[arg(long)]
-        scheme: Option<String>,
-        /// The token's subject (`sub`).
-        #[arg(long, default_value = "test-user")]
-        sub: String,
-        /// Comma-separated scopes.
-        #[arg(long, value_delimiter = ',')]
-        scopes: Vec<String>,
-        /// How long the token is valid.
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-    },
+    Token(TokenArgs),
     /// Encrypted dotenv files for `env.encrypted_dotenv`: make, inspect, decrypt.
     Env {
         #[command(subcommand)]
@@ -113,6 +98,46 @@ enum SpecCommand {
     },
 }
 
+/// `moat token`: which scheme signs, and the token's subject, scopes and lifetime.
+#[derive(Debug, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The jwt scheme, when the config binds several.
+    #[arg(long)]
+    scheme: Option<String>,
+    /// The token's subject (`sub`).
+    #[arg(long, default_value = "test-user")]
+    sub: String,
+    /// Comma-separated scopes.
+    #[arg(long, value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// How long the token is valid.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+}
+
+impl TokenArgs {
+    /// Prints the token, or why there is none.
+    fn run(&self) -> ExitCode {
+        let claims = token::Claims {
+            subject: &self.sub,
+            scopes: &self.scopes,
+            ttl: self.ttl,
+        };
+        match token::mint(&self.config.config, self.scheme.as_deref(), &claims) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("moat token: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct ConfigArg {
     /// The config file.
@@ -138,29 +163,7 @@ pub fn run() -> ExitCode {
             client,
         } => explain::main(config.config, method, url, headers, data, client),
         Command::Keys { command } => keys::main(command),
-        Command::Token {
-            config,
-            scheme,
-            sub,
-            scopes,
-            ttl,
-        } => {
-            let claims = token::Claims {
-                subject: &sub,
-                scopes: &scopes,
-                ttl,
-            };
-            match token::mint(&config.config, scheme.as_deref(), &claims) {
-                Ok(token) => {
-                    println!("{token}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("moat token: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Token(args) => args.run(),
         Command::Env { command } => env::main(command),
         Command::Spec { command } => match command {
             SpecCommand::Effective { config, format } => spec::effective(&config.config, format),

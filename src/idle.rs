@@ -53,26 +53,42 @@ impl<I: AsyncRead> AsyncRead for IdleIo<I> {
             return Poll::Ready(result);
         }
         // Nothing to read. While a request is open, only ask to be woken when the last one
-        // ends (registered before the second look, so that end cannot be missed).
-        if this.connection.is_busy() {
-            this.connection.reader.register(cx.waker());
-            if this.connection.is_busy() {
-                return Poll::Pending;
-            }
+        // ends.
+        if parked_while_busy(this.connection, cx) {
+            return Poll::Pending;
         }
         // Idle: check whenever the timer fires, and re-arm it.
-        while this.timer.as_mut().poll(cx).is_ready() {
-            let wait = match this.connection.idle_for() {
-                Some(idle) if idle >= *this.limit => return Poll::Ready(Ok(())), // EOF
-                Some(idle) => *this.limit - idle,
-                None => *this.limit,
-            };
-            this.timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + wait);
-        }
-        Poll::Pending
+        poll_idle_timer(this.timer, this.connection, *this.limit, cx)
     }
+}
+
+/// True while a request is open, with the reader registered to be woken when the last one
+/// ends (registered before the second look, so that end cannot be missed).
+fn parked_while_busy(connection: &Connection, cx: &mut Context<'_>) -> bool {
+    if !connection.is_busy() {
+        return false;
+    }
+    connection.reader.register(cx.waker());
+    connection.is_busy()
+}
+
+/// Ready — the end of the stream — once the connection has been idle for `limit`; until
+/// then the timer is re-armed for the rest of the limit whenever it fires.
+fn poll_idle_timer(
+    timer: &mut Pin<Box<Sleep>>,
+    connection: &Connection,
+    limit: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while timer.as_mut().poll(cx).is_ready() {
+        let wait = match connection.idle_for() {
+            Some(idle) if idle >= limit => return Poll::Ready(Ok(())), // EOF
+            Some(idle) => limit - idle,
+            None => limit,
+        };
+        timer.as_mut().reset(tokio::time::Instant::now() + wait);
+    }
+    Poll::Pending
 }
 
 impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {

@@ -70,12 +70,17 @@ pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>, String> {
             describe(&metadata)
         ));
     }
-    let cap = kind.cap();
-    if metadata.len() > cap {
+    if metadata.len() > kind.cap() {
         return Err(too_big(path, kind, metadata.len()));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
-    // A file that grows while it is read stops at the cap, one byte past it to tell.
+    read_within_cap(file, path, kind, metadata.len())
+}
+
+/// The bytes of `file`, `len` of them when it does not change while it is read. A file that
+/// grows meanwhile stops at the cap, one byte past it to tell.
+fn read_within_cap(file: File, path: &Path, kind: Kind, len: u64) -> Result<Vec<u8>, String> {
+    let cap = kind.cap();
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;

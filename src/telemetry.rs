@@ -89,15 +89,7 @@ pub fn init() -> LogGuard {
         io::stdout(),
     ))));
     let _ = STDOUT.set(shared.clone());
-    let flusher = shared.clone();
-    let _ = std::thread::Builder::new()
-        .name("moat-log-flush".to_owned())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(FLUSH_EVERY);
-                let _ = flusher.lock().flush();
-            }
-        });
+    flush_every_interval(shared.clone());
     let filter = EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
@@ -108,4 +100,16 @@ pub fn init() -> LogGuard {
         .with_writer(shared.clone())
         .init();
     LogGuard(shared)
+}
+
+/// The flusher thread: what the buffer holds reaches stdout within [`FLUSH_EVERY`].
+fn flush_every_interval(shared: SharedStdout) {
+    let _ = std::thread::Builder::new()
+        .name("moat-log-flush".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(FLUSH_EVERY);
+                let _ = shared.lock().flush();
+            }
+        });
 }

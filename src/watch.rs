@@ -29,13 +29,7 @@ impl Inputs {
     /// Every file `config` (read from `config_path`) makes moat read.
     pub fn of(config_path: &Path, config: &Config) -> Inputs {
         let mut files: Vec<PathBuf> = vec![config_path.to_owned()];
-        files.extend(config.env.dotenv.clone());
-        if let Some(encrypted) = &config.env.encrypted_dotenv {
-            files.push(encrypted.clone());
-            files.extend(config.env.dotenv_keys.clone());
-            #[cfg(feature = "age")]
-            files.extend(crate::secrets::identity_files());
-        }
+        files.extend(env_files(config));
         files.extend(config.secret_files.iter().cloned());
         if let Some(tls) = &config.tls {
             files.extend([tls.cert_file.clone(), tls.key_file.clone()]);
@@ -45,15 +39,7 @@ impl Inputs {
             files.extend(openapi.file.clone());
             files.extend(openapi.overlays.iter().cloned());
         }
-        for scheme in config.auth.schemes.values() {
-            match scheme {
-                SchemeConfig::ApiKey(key) => files.push(key.store.clone()),
-                SchemeConfig::Jwt(jwt) => {
-                    files.extend(jwt.jwks_file.clone());
-                    files.extend(jwt.public_key_file.clone());
-                }
-            }
-        }
+        files.extend(config.auth.schemes.values().flat_map(scheme_files));
         Inputs(
             files
                 .into_iter()
@@ -64,6 +50,31 @@ impl Inputs {
 
     pub fn extend(&mut self, other: Inputs) {
         self.0.extend(other.0);
+    }
+}
+
+/// The dotenv files, and the encrypted one with what decrypts it.
+fn env_files(config: &Config) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = config.env.dotenv.iter().cloned().collect();
+    if let Some(encrypted) = &config.env.encrypted_dotenv {
+        files.push(encrypted.clone());
+        files.extend(config.env.dotenv_keys.clone());
+        #[cfg(feature = "age")]
+        files.extend(crate::secrets::identity_files());
+    }
+    files
+}
+
+/// The key store an `api_key` scheme reads, or the key files of a `jwt` scheme.
+fn scheme_files(scheme: &SchemeConfig) -> Vec<PathBuf> {
+    match scheme {
+        SchemeConfig::ApiKey(key) => vec![key.store.clone()],
+        SchemeConfig::Jwt(jwt) => jwt
+            .jwks_file
+            .iter()
+            .chain(&jwt.public_key_file)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -147,18 +158,7 @@ impl Watcher {
         let names: Arc<ArcSwap<HashSet<OsString>>> = Arc::default();
         let interesting = names.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Only changes: notify also reports opens and closes, and moat's own reads
-            // would then trigger it again.
-            let relevant = event.is_ok_and(|event| {
-                matches!(
-                    event.kind,
-                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-                ) && event
-                    .paths
-                    .iter()
-                    .any(|path| concerns(path, &interesting.load()))
-            });
-            if relevant {
+            if relevant(&event, &interesting.load()) {
                 let _ = tx.try_send(());
             }
         })?;
@@ -172,12 +172,7 @@ impl Watcher {
     /// Watches the directories of `inputs`, as configured and as resolved.
     pub fn follow(&mut self, inputs: &Inputs, fingerprints: &Fingerprints) {
         let files = inputs.0.iter().chain(fingerprints.resolved.values());
-        let mut names = HashSet::new();
-        let mut wanted = BTreeSet::new();
-        for file in files {
-            names.extend(file.file_name().map(OsString::from));
-            wanted.extend(file.parent().map(Path::to_path_buf));
-        }
+        let (names, mut wanted) = names_and_directories(files);
         self.names.store(Arc::new(names));
         for gone in self.directories.difference(&wanted) {
             let _ = self.watcher.unwatch(gone);
@@ -192,6 +187,30 @@ impl Watcher {
         }
         self.directories = wanted;
     }
+}
+
+/// The file names an event must name to count, and the directories to watch for them.
+fn names_and_directories<'a>(
+    files: impl Iterator<Item = &'a PathBuf>,
+) -> (HashSet<OsString>, BTreeSet<PathBuf>) {
+    let mut names = HashSet::new();
+    let mut directories = BTreeSet::new();
+    for file in files {
+        names.extend(file.file_name().map(OsString::from));
+        directories.extend(file.parent().map(Path::to_path_buf));
+    }
+    (names, directories)
+}
+
+/// Only changes count: notify also reports opens and closes, and moat's own reads would
+/// then trigger it again.
+fn relevant(event: &notify::Result<notify::Event>, names: &HashSet<OsString>) -> bool {
+    event.as_ref().is_ok_and(|event| {
+        matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        ) && event.paths.iter().any(|path| concerns(path, names))
+    })
 }
 
 /// An event path concerns the inputs when it is one of them by name, or a `..`-prefixed

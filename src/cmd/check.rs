@@ -30,80 +30,109 @@ fn describe_addresses(out: &mut String, config: &Config) {
 
 pub fn main(config_path: PathBuf) -> ExitCode {
     // serve's warnings (a group-readable key store, say) belong in the report too.
-    let warnings = tracing_subscriber::fmt()
-        .with_writer(std::io::stdout)
-        .with_max_level(tracing::Level::WARN)
-        .without_time()
-        .with_target(false)
-        .with_ansi(false)
-        .compact()
-        .finish();
-    let _warnings = tracing::subscriber::set_default(warnings);
+    let _warnings = tracing::subscriber::set_default(warnings_on_stdout());
     match load_for_check(&config_path) {
         Ok(snapshot) => {
-            let mut out = String::new();
-            let config = &snapshot.config;
-            let _ = writeln!(out, "{}: ok", config_path.display());
-            describe_addresses(&mut out, config);
-            let _ = writeln!(
-                out,
-                "  limits        {}",
-                describe_store(&config.limits.store)
-            );
-            if let Some(env) = describe_encrypted_env(config) {
-                let _ = writeln!(out, "  env           {env}");
-            }
-            for scheme in snapshot.auth.describe_schemes() {
-                let _ = writeln!(out, "  scheme        {scheme}");
-            }
-            match &snapshot.spec {
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "  routes        none: every path is forwarded (no `openapi` configured), {}",
-                        snapshot.routes.unrouted().requirement
-                    );
-                }
-                Some(spec) => {
-                    let overlays = config.openapi.as_ref().map_or(0, |o| o.overlays.len());
-                    let _ = writeln!(
-                        out,
-                        "  openapi       {} ({} operations{})",
-                        spec.version,
-                        spec.operations.len(),
-                        match overlays {
-                            0 => String::new(),
-                            1 => ", 1 overlay applied".to_owned(),
-                            n => format!(", {n} overlays applied"),
-                        }
-                    );
-                    for (index, operation) in spec.operations.iter().enumerate() {
-                        let route = snapshot.routes.operation(index);
-                        let _ = writeln!(
-                            out,
-                            "  {:<7} {:<50} {:<40} {:<8} {}",
-                            operation.method.as_str(),
-                            operation.template,
-                            operation.id,
-                            route.mode.as_str(),
-                            route.requirement
-                        );
-                    }
-                    for warning in &spec.warnings {
-                        let _ = writeln!(out, "  warning: {warning}");
-                    }
-                    describe_llm(&mut out, &snapshot, spec);
-                    describe_overlay_risks(&mut out, config);
-                }
-            }
+            let report = report(&config_path, &snapshot);
             // Stdout may be a closed pipe (`moat check | head`): not an error worth a panic.
-            let _ = std::io::stdout().write_all(out.as_bytes());
+            let _ = std::io::stdout().write_all(report.as_bytes());
             ExitCode::SUCCESS
         }
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Warnings and errors as plain lines on stdout, amid the report.
+fn warnings_on_stdout() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .compact()
+        .finish()
+}
+
+/// What a config that loads sets up: addresses, limits, env, schemes and routes.
+fn report(config_path: &Path, snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    let config = &snapshot.config;
+    let _ = writeln!(out, "{}: ok", config_path.display());
+    describe_addresses(&mut out, config);
+    let _ = writeln!(
+        out,
+        "  limits        {}",
+        describe_store(&config.limits.store)
+    );
+    if let Some(env) = describe_encrypted_env(config) {
+        let _ = writeln!(out, "  env           {env}");
+    }
+    for scheme in snapshot.auth.describe_schemes() {
+        let _ = writeln!(out, "  scheme        {scheme}");
+    }
+    describe_routes(&mut out, snapshot);
+    out
+}
+
+/// The spec's routes, or that every path is forwarded without one.
+fn describe_routes(out: &mut String, snapshot: &Snapshot) {
+    match &snapshot.spec {
+        None => {
+            let _ = writeln!(
+                out,
+                "  routes        none: every path is forwarded (no `openapi` configured), {}",
+                snapshot.routes.unrouted().requirement
+            );
+        }
+        Some(spec) => describe_spec(out, snapshot, spec),
+    }
+}
+
+/// The spec: its version and size, then each operation, its warnings, its LLM operations
+/// and what its overlays loosened.
+fn describe_spec(out: &mut String, snapshot: &Snapshot, spec: &crate::spec::Spec) {
+    let config = &snapshot.config;
+    let overlays = config.openapi.as_ref().map_or(0, |o| o.overlays.len());
+    let _ = writeln!(
+        out,
+        "  openapi       {} ({} operations{})",
+        spec.version,
+        spec.operations.len(),
+        overlays_applied(overlays)
+    );
+    describe_operations(out, snapshot, spec);
+    for warning in &spec.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    describe_llm(out, snapshot, spec);
+    describe_overlay_risks(out, config);
+}
+
+fn overlays_applied(overlays: usize) -> String {
+    match overlays {
+        0 => String::new(),
+        1 => ", 1 overlay applied".to_owned(),
+        n => format!(", {n} overlays applied"),
+    }
+}
+
+/// One line per operation: method, template, id, mode and what it requires.
+fn describe_operations(out: &mut String, snapshot: &Snapshot, spec: &crate::spec::Spec) {
+    for (index, operation) in spec.operations.iter().enumerate() {
+        let route = snapshot.routes.operation(index);
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<50} {:<40} {:<8} {}",
+            operation.method.as_str(),
+            operation.template,
+            operation.id,
+            route.mode.as_str(),
+            route.requirement
+        );
     }
 }
 
@@ -122,35 +151,39 @@ fn describe_overlay_risks(out: &mut String, config: &Config) {
 
 /// One line per LLM operation: how it was found, and what moat writes into its requests.
 fn describe_llm(out: &mut String, snapshot: &Snapshot, spec: &crate::spec::Spec) {
-    let policy = &snapshot.config.policy;
+    let bounds = llm_bounds(&snapshot.config.policy);
+    for (index, operation) in spec.operations.iter().enumerate() {
+        let Some(profile) = snapshot.routes.operation(index).llm else {
+            continue;
+        };
+        let found = if profile.detected {
+            "detected from the path (`llm: none` turns it off)"
+        } else {
+            "set by `llm: openai`"
+        };
+        let _ = writeln!(
+            out,
+            "  llm           {} ({} {}): openai, {found}; {bounds}",
+            operation.id, operation.method, operation.template,
+        );
+    }
+}
+
+/// The fields moat writes an LLM request's token bound into, and whether it asks streams
+/// for their usage.
+fn llm_bounds(policy: &crate::config::PolicyConfig) -> String {
     let fields: Vec<&str> = policy
         .max_tokens_fields
         .0
         .iter()
         .map(|f| f.as_str())
         .collect();
-    for (index, operation) in spec.operations.iter().enumerate() {
-        if let Some(profile) = snapshot.routes.operation(index).llm {
-            let _ = writeln!(
-                out,
-                "  llm           {} ({} {}): openai, {}; bounds written to {}{}",
-                operation.id,
-                operation.method,
-                operation.template,
-                if profile.detected {
-                    "detected from the path (`llm: none` turns it off)"
-                } else {
-                    "set by `llm: openai`"
-                },
-                fields.join(", "),
-                if policy.asks_stream_usage() {
-                    "; streams asked for their usage"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
+    let usage = if policy.asks_stream_usage() {
+        "; streams asked for their usage"
+    } else {
+        ""
+    };
+    format!("bounds written to {}{usage}", fields.join(", "))
 }
 
 fn describe_store(store: &crate::config::LimitStore) -> String {

@@ -3,10 +3,15 @@
 
 #[cfg(feature = "age")]
 use std::io::Write as _;
+#[cfg(feature = "age")]
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+
+#[cfg(feature = "age")]
+use crate::secrets;
 
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
@@ -38,52 +43,19 @@ pub enum EnvCommand {
 
 #[cfg(feature = "age")]
 pub fn main(command: EnvCommand) -> ExitCode {
-    use crate::secrets;
     let outcome = match command {
-        EnvCommand::Keygen { output } => {
-            let (identity, public) = secrets::keygen();
-            match output {
-                Some(path) => write_new_private(&path, identity.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
-                None => std::io::stdout()
-                    .write_all(identity.as_bytes())
-                    .map_err(|e| e.to_string()),
-            }
-            .map(|()| eprintln!("public key: {public}"))
-        }
+        EnvCommand::Keygen { output } => keygen(output.as_deref()),
         EnvCommand::Encrypt {
             recipients,
             input,
             output,
-        } => read_input(input.as_deref()).and_then(|plaintext| {
-            let origin = input
-                .as_deref()
-                .map_or("stdin".into(), |p| p.display().to_string());
-            // Refuse now what `serve` would refuse later, while the plaintext is at hand.
-            secrets::parse_dotenv(&plaintext, &origin)?;
-            let armored = secrets::encrypt(&recipients, &plaintext)?;
-            match output {
-                Some(path) => crate::auth::keystore::write_atomically(&path, &armored)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
-                None => std::io::stdout()
-                    .write_all(armored.as_bytes())
-                    .map_err(|e| e.to_string()),
-            }
-        }),
+        } => encrypt(&recipients, input.as_deref(), output.as_deref()),
         EnvCommand::Inspect { input } => secrets::inspect(&input)
             .map_err(|e| format!("{}: {e}", input.display()))
-            .and_then(|report| {
-                std::io::stdout()
-                    .write_all(report.as_bytes())
-                    .map_err(|e| e.to_string())
-            }),
+            .and_then(|report| to_stdout(report.as_bytes())),
         EnvCommand::Decrypt { input, keys } => secrets::decrypt_to_text(&input, keys.as_deref())
             .map_err(|e| format!("{}: {e}", input.display()))
-            .and_then(|plaintext| {
-                std::io::stdout()
-                    .write_all(&plaintext)
-                    .map_err(|e| e.to_string())
-            }),
+            .and_then(|plaintext| to_stdout(&plaintext)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +66,45 @@ pub fn main(command: EnvCommand) -> ExitCode {
     }
 }
 
+/// `moat env keygen`: the identity to `output` (or stdout), its public key to stderr.
+#[cfg(feature = "age")]
+fn keygen(output: Option<&Path>) -> Result<(), String> {
+    let (identity, public) = secrets::keygen();
+    match output {
+        Some(path) => write_new_private(path, identity.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => to_stdout(identity.as_bytes()),
+    }?;
+    eprintln!("public key: {public}");
+    Ok(())
+}
+
+/// `moat env encrypt`: the dotenv file at `input` (or stdin), armored for `recipients`.
+#[cfg(feature = "age")]
+fn encrypt(
+    recipients: &[String],
+    input: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<(), String> {
+    let plaintext = read_input(input)?;
+    let origin = input.map_or("stdin".into(), |p| p.display().to_string());
+    // Refuse now what `serve` would refuse later, while the plaintext is at hand.
+    secrets::parse_dotenv(&plaintext, &origin)?;
+    let armored = secrets::encrypt(recipients, &plaintext)?;
+    match output {
+        Some(path) => crate::auth::keystore::write_atomically(path, &armored)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => to_stdout(armored.as_bytes()),
+    }
+}
+
+#[cfg(feature = "age")]
+fn to_stdout(bytes: &[u8]) -> Result<(), String> {
+    std::io::stdout()
+        .write_all(bytes)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(not(feature = "age"))]
 pub fn main(_: EnvCommand) -> ExitCode {
     eprintln!("moat env: this moat was built without the `age` feature");
@@ -102,7 +113,7 @@ pub fn main(_: EnvCommand) -> ExitCode {
 
 /// A file's bytes, or stdin's when no file is named; wiped when dropped.
 #[cfg(feature = "age")]
-fn read_input(path: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+fn read_input(path: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     use std::io::Read as _;
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     match path {
@@ -122,7 +133,7 @@ fn read_input(path: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<Vec<u
 /// Creates `path` with mode 0600; an existing file is never overwritten (it may be the only
 /// copy of an identity).
 #[cfg(feature = "age")]
-fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

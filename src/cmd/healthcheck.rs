@@ -7,6 +7,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio::time::error::Elapsed;
 
 pub async fn probe(url: &str) -> Result<StatusCode, String> {
     let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
@@ -31,19 +32,16 @@ pub fn main(url: &str) -> ExitCode {
     };
     let outcome =
         runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), probe(url)).await });
+    verdict(url, outcome)
+}
+
+/// Success for a 2xx answer; otherwise what went wrong, on stderr.
+fn verdict(url: &str, outcome: Result<Result<StatusCode, String>, Elapsed>) -> ExitCode {
     match outcome {
-        Ok(Ok(status)) if status.is_success() => ExitCode::SUCCESS,
-        Ok(Ok(status)) => {
-            eprintln!("moat healthcheck: {url} answered {status}");
-            ExitCode::FAILURE
-        }
-        Ok(Err(error)) => {
-            eprintln!("moat healthcheck: {url}: {error}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("moat healthcheck: {url} did not answer within 3s");
-            ExitCode::FAILURE
-        }
+        Ok(Ok(status)) if status.is_success() => return ExitCode::SUCCESS,
+        Ok(Ok(status)) => eprintln!("moat healthcheck: {url} answered {status}"),
+        Ok(Err(error)) => eprintln!("moat healthcheck: {url}: {error}"),
+        Err(_) => eprintln!("moat healthcheck: {url} did not answer within 3s"),
     }
+    ExitCode::FAILURE
 }

@@ -32,22 +32,29 @@ pub fn main(config_path: PathBuf) -> ExitCode {
     let Some(runtime) = multi_thread_runtime() else {
         return ExitCode::FAILURE;
     };
-    runtime.block_on(async move {
-        let state = Arc::new(State::new(snapshot, config_path, metrics));
-        let listeners = match Listeners::bind(&state).await {
-            Ok(listeners) => listeners,
-            Err(error) => {
-                tracing::error!(error = %error, "cannot bind the listeners");
-                eprintln!("moat: cannot bind the listeners: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let (Ok(public), Ok(admin)) = (listeners.public_addr(), listeners.admin_addr()) {
-            tracing::info!(listen = %public, admin = %admin, "listening");
+    runtime.block_on(bind_and_serve(snapshot, config_path, metrics))
+}
+
+/// Binds the listeners and serves until SIGTERM or SIGINT.
+async fn bind_and_serve(
+    snapshot: Snapshot,
+    config_path: PathBuf,
+    metrics: Arc<Metrics>,
+) -> ExitCode {
+    let state = Arc::new(State::new(snapshot, config_path, metrics));
+    let listeners = match Listeners::bind(&state).await {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot bind the listeners");
+            eprintln!("moat: cannot bind the listeners: {error}");
+            return ExitCode::FAILURE;
         }
-        server::serve(state, listeners, shutdown_signal()).await;
-        ExitCode::SUCCESS
-    })
+    };
+    if let (Ok(public), Ok(admin)) = (listeners.public_addr(), listeners.admin_addr()) {
+        tracing::info!(listen = %public, admin = %admin, "listening");
+    }
+    server::serve(state, listeners, shutdown_signal()).await;
+    ExitCode::SUCCESS
 }
 
 /// The runtime `serve` and `demo` run on; `None` (said on stderr) when it cannot start.

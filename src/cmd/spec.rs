@@ -51,11 +51,7 @@ fn read(config_path: &Path) -> Result<spec::source::Documents, Vec<String>> {
 }
 
 fn print(value: &impl serde::Serialize, format: Format) -> ExitCode {
-    let text = match format {
-        Format::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string()),
-        Format::Yaml => serde_saphyr::to_string(value).map_err(|e| e.to_string()),
-    };
-    match text {
+    match render(value, format) {
         Ok(text) => {
             println!("{}", text.trim_end());
             ExitCode::SUCCESS
@@ -64,6 +60,13 @@ fn print(value: &impl serde::Serialize, format: Format) -> ExitCode {
             eprintln!("moat spec: cannot write the document: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn render(value: &impl serde::Serialize, format: Format) -> Result<String, String> {
+    match format {
+        Format::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string()),
+        Format::Yaml => serde_saphyr::to_string(value).map_err(|e| e.to_string()),
     }
 }
 

@@ -31,6 +31,16 @@ pub fn mint(
         SchemeConfig::ApiKey(_) => None,
     });
     let (name, jwt) = choose_scheme(&schemes, scheme, "jwt")?;
+    let secret = hmac_secret(name, jwt, &problems)?;
+    sign(jwt, secret, claims).map_err(|e| format!("auth.schemes.{name}: {e}"))
+}
+
+/// The scheme's HMAC `secret`, if it has one and it is set.
+fn hmac_secret<'a>(
+    name: &str,
+    jwt: &'a JwtConfig,
+    problems: &[String],
+) -> Result<&'a Secret, String> {
     let Some(secret) = &jwt.secret else {
         return Err(format!(
             "auth.schemes.{name} verifies with public keys: `moat token` signs only with an \
@@ -43,18 +53,13 @@ pub fn mint(
             problems.join("; ")
         ));
     }
-    sign(jwt, secret, claims).map_err(|e| format!("auth.schemes.{name}: {e}"))
+    Ok(secret)
 }
 
 /// A token `jwt` accepts, signed with its HMAC `secret`: `iss` and the first `aud` from the
 /// scheme, the scopes in its `scope_claim`, with the first HS* algorithm it allows.
 pub fn sign(jwt: &JwtConfig, secret: &Secret, claims: &Claims<'_>) -> Result<String, String> {
-    let algorithm = jwt
-        .algorithms
-        .iter()
-        .filter_map(|a| a.parse::<Algorithm>().ok())
-        .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        .ok_or("the scheme allows no HS* algorithm")?;
+    let algorithm = hmac_algorithm(jwt)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -70,4 +75,13 @@ pub fn sign(jwt: &JwtConfig, secret: &Secret, claims: &Claims<'_>) -> Result<Str
     }
     let key = EncodingKey::from_secret(secret.expose().as_bytes()).map_err(|e| e.to_string())?;
     jsonwebtoken::encode(&Header::new(algorithm), &body, &key).map_err(|e| e.to_string())
+}
+
+/// The first HS* algorithm the scheme allows.
+fn hmac_algorithm(jwt: &JwtConfig) -> Result<Algorithm, String> {
+    jwt.algorithms
+        .iter()
+        .filter_map(|a| a.parse::<Algorithm>().ok())
+        .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        .ok_or_else(|| "the scheme allows no HS* algorithm".to_owned())
 }

@@ -13,39 +13,7 @@ use clap::{Args, Subcommand};
 #[allow(clippy::large_enum_variant)] // parsed once per process: boxing buys nothing
 pub enum KeysCommand {
     /// Mint a key: prints it once on stdout and stores only its hash.
-    New {
-        #[arg(long)]
-        id: String,
-        /// Comma-separated scopes.
-        #[arg(long, value_delimiter = ',')]
-        scopes: Vec<String>,
-        /// RFC 3339 expiry, e.g. 2027-06-01T00:00:00Z.
-        #[arg(long)]
-        expires: Option<String>,
-        /// RFC 3339 time before which the key is refused.
-        #[arg(long)]
-        not_before: Option<String>,
-        /// Free text, logged and forwarded as the subject when no token names one.
-        #[arg(long)]
-        owner: Option<String>,
-        /// Comma-separated operationIds (or `METHOD /template`) the key may call.
-        #[arg(long, value_delimiter = ',')]
-        operations: Vec<String>,
-        /// Comma-separated CIDRs (or addresses) the client must come from.
-        #[arg(long, value_delimiter = ',')]
-        allowed_cidrs: Vec<String>,
-        /// PER_SECOND/BURST, e.g. 50/100.
-        #[arg(long)]
-        rate_limit: Option<String>,
-        /// REQUESTS/PERIOD, PERIOD one of minute, hour, day, month (UTC calendar windows),
-        /// e.g. 10000/day.
-        #[arg(long)]
-        quota: Option<String>,
-        #[command(flatten)]
-        llm: LlmFlags,
-        #[command(flatten)]
-        target: KeyTarget,
-    },
+    New(NewArgs),
     /// Read a key on stdin, print its argon2id PHC hash (with the configured pepper).
     Hash {
         #[command(flatten)]
@@ -64,19 +32,60 @@ pub enum KeysCommand {
     },
     /// Mint a replacement with the same scopes and restrictions; the old key expires after
     /// the grace period (never later than it already would).
-    Rotate {
-        id: String,
-        #[arg(long, value_parser = humantime::parse_duration)]
-        grace: Duration,
-        /// The new key's id (default: ID-r2, ID-r3, ...).
-        #[arg(long)]
-        new_id: Option<String>,
-        /// RFC 3339 expiry of the new key (default: none).
-        #[arg(long)]
-        expires: Option<String>,
-        #[command(flatten)]
-        target: KeyTarget,
-    },
+    Rotate(RotateArgs),
+}
+
+/// `moat keys new`: the key's id, and its scopes, life and restrictions.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    #[arg(long)]
+    id: String,
+    /// Comma-separated scopes.
+    #[arg(long, value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// RFC 3339 expiry, e.g. 2027-06-01T00:00:00Z.
+    #[arg(long)]
+    expires: Option<String>,
+    /// RFC 3339 time before which the key is refused.
+    #[arg(long)]
+    not_before: Option<String>,
+    /// Free text, logged and forwarded as the subject when no token names one.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Comma-separated operationIds (or `METHOD /template`) the key may call.
+    #[arg(long, value_delimiter = ',')]
+    operations: Vec<String>,
+    /// Comma-separated CIDRs (or addresses) the client must come from.
+    #[arg(long, value_delimiter = ',')]
+    allowed_cidrs: Vec<String>,
+    /// PER_SECOND/BURST, e.g. 50/100.
+    #[arg(long)]
+    rate_limit: Option<String>,
+    /// REQUESTS/PERIOD, PERIOD one of minute, hour, day, month (UTC calendar windows),
+    /// e.g. 10000/day.
+    #[arg(long)]
+    quota: Option<String>,
+    #[command(flatten)]
+    llm: LlmFlags,
+    #[command(flatten)]
+    target: KeyTarget,
+}
+
+/// `moat keys rotate`: the key to replace, the grace period, and the replacement's id and
+/// expiry.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    id: String,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// The new key's id (default: ID-r2, ID-r3, ...).
+    #[arg(long)]
+    new_id: Option<String>,
+    /// RFC 3339 expiry of the new key (default: none).
+    #[arg(long)]
+    expires: Option<String>,
+    #[command(flatten)]
+    target: KeyTarget,
 }
 
 /// A key's rules on LLM operations (OpenAI-protocol calls).
@@ -126,77 +135,88 @@ impl KeyTarget {
     }
 }
 
-pub fn main(command: KeysCommand) -> ExitCode {
-    let outcome = match command {
-        KeysCommand::New {
-            id,
-            scopes,
-            expires,
-            not_before,
-            owner,
-            operations,
-            allowed_cidrs,
-            rate_limit,
-            quota,
-            llm,
-            target,
-        } => target.resolve().and_then(|target| {
-            let key = store::NewKey {
-                scopes: &scopes,
-                owner: owner.as_deref(),
-                expires: expires.as_deref(),
-                not_before: not_before.as_deref(),
-                operations: &operations,
-                allowed_cidrs: &allowed_cidrs,
-                rate_limit: rate_limit.as_deref(),
-                quota: quota.as_deref(),
-                models: &llm.models,
-                max_tokens: llm.max_tokens,
-                max_concurrent_streams: llm.max_concurrent_streams,
-                token_budget: llm.token_budget.as_deref(),
-                tokens_per_minute: llm.tokens_per_minute,
-            };
-            store::new(&target, &id, &key).map(|key| {
-                println!("{key}");
-                eprintln!(
-                    "stored key `{id}` in {}; the key above is shown only once",
-                    target.store.display()
-                );
-            })
-        }),
-        KeysCommand::Hash { target } => target
-            .resolve()
-            .and_then(|target| store::hash_stdin(&target))
-            .map(|hash| println!("{hash}")),
-        KeysCommand::List { target } => target
-            .resolve()
-            .and_then(|target| store::list(&target.store))
-            .map(|table| print!("{table}")),
-        KeysCommand::Revoke { id, target } => target
-            .resolve()
-            .and_then(|target| store::revoke(&target.store, &id))
-            .map(|()| {
-                eprintln!("revoked `{id}`; a running moat refuses it once it reloads the store");
-            }),
-        KeysCommand::Rotate {
-            id,
-            grace,
-            new_id,
-            expires,
-            target,
-        } => target.resolve().and_then(|target| {
-            store::rotate(&target, &id, grace, new_id.as_deref(), expires.as_deref()).map(
-                |(new_id, key)| {
-                    println!("{key}");
+impl NewArgs {
+    /// Mints the key and prints it, once.
+    fn run(&self) -> Result<(), String> {
+        let target = self.target.resolve()?;
+        let key = store::new(&target, &self.id, &self.key())?;
+        println!("{key}");
+        eprintln!(
+            "stored key `{}` in {}; the key above is shown only once",
+            self.id,
+            target.store.display()
+        );
+        Ok(())
+    }
+
+    fn key(&self) -> store::NewKey<'_> {
+        let llm = &self.llm;
+        store::NewKey {
+            scopes: &self.scopes,
+            owner: self.owner.as_deref(),
+            expires: self.expires.as_deref(),
+            not_before: self.not_before.as_deref(),
+            operations: &self.operations,
+            allowed_cidrs: &self.allowed_cidrs,
+            rate_limit: self.rate_limit.as_deref(),
+            quota: self.quota.as_deref(),
+            models: &llm.models,
+            max_tokens: llm.max_tokens,
+            max_concurrent_streams: llm.max_concurrent_streams,
+            token_budget: llm.token_budget.as_deref(),
+            tokens_per_minute: llm.tokens_per_minute,
+        }
+    }
+}
+
+impl RotateArgs {
+    /// Mints the replacement, prints it once, and says when the old key stops working.
+    fn run(&self) -> Result<(), String> {
+        let target = self.target.resolve()?;
+        let (new_id, key) = store::rotate(
+            &target,
+            &self.id,
+            self.grace,
+            self.new_id.as_deref(),
+            self.expires.as_deref(),
+        )?;
+        println!("{key}");
+        eprintln!(
+            "stored `{new_id}`; `{}` expires in {} at the latest",
+            self.id,
+            humantime::format_duration(self.grace)
+        );
+        Ok(())
+    }
+}
+
+impl KeysCommand {
+    fn run(self) -> Result<(), String> {
+        match self {
+            KeysCommand::New(args) => args.run(),
+            KeysCommand::Hash { target } => target
+                .resolve()
+                .and_then(|target| store::hash_stdin(&target))
+                .map(|hash| println!("{hash}")),
+            KeysCommand::List { target } => target
+                .resolve()
+                .and_then(|target| store::list(&target.store))
+                .map(|table| print!("{table}")),
+            KeysCommand::Revoke { id, target } => target
+                .resolve()
+                .and_then(|target| store::revoke(&target.store, &id))
+                .map(|()| {
                     eprintln!(
-                        "stored `{new_id}`; `{id}` expires in {} at the latest",
-                        humantime::format_duration(grace)
+                        "revoked `{id}`; a running moat refuses it once it reloads the store"
                     );
-                },
-            )
-        }),
-    };
-    match outcome {
+                }),
+            KeysCommand::Rotate(args) => args.run(),
+        }
+    }
+}
+
+pub fn main(command: KeysCommand) -> ExitCode {
+    match command.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("moat keys: {error}");

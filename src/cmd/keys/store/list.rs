@@ -1,0 +1,150 @@
+//! `moat keys list`: the store as a table, one key a line, with its state and
+//! restrictions; of a hash only how it was made.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::read_store;
+use crate::auth::keystore::KeyRecord;
+
+const COLUMNS: [&str; 7] = [
+    "id",
+    "owner",
+    "state",
+    "expires_at",
+    "scopes",
+    "hashed with",
+    "restrictions",
+];
+
+/// `moat keys list`: one line per key with its state and restrictions, hashes shortened.
+pub fn list(path: &Path) -> Result<String, String> {
+    if !path.exists() {
+        return Err(format!(
+            "no key store at {}; `moat keys new --id ID` creates it",
+            path.display()
+        ));
+    }
+    let (_, store) = read_store(path)?;
+    let mut ids: Vec<&String> = store.records.keys().collect();
+    ids.sort();
+    let now = SystemTime::now();
+    let mut out = row(COLUMNS);
+    for id in ids {
+        out.push_str(&line(&store.records[id], now));
+    }
+    if store.records.is_empty() {
+        out.push_str("(no keys yet: `moat keys new --id ID --scopes a,b`)\n");
+    }
+    Ok(out)
+}
+
+/// One key's line of the table.
+fn line(record: &KeyRecord, now: SystemTime) -> String {
+    let state = match record.admits_any_address(now) {
+        Ok(()) => "active",
+        Err(restriction) => restriction,
+    };
+    let expires_at = record
+        .expires_at
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    let scopes = if record.scopes.is_empty() {
+        "-".to_owned()
+    } else {
+        record.scopes.join(",")
+    };
+    row([
+        &record.id,
+        record.owner.as_deref().unwrap_or("-"),
+        state,
+        expires_at.as_deref().unwrap_or("-"),
+        &scopes,
+        &hashed_with(&record.hash),
+        &restrictions(record),
+    ])
+}
+
+/// The table's columns, the last one as long as it needs.
+fn row(cells: [&str; 7]) -> String {
+    let [
+        id,
+        owner,
+        state,
+        expires_at,
+        scopes,
+        hashed_with,
+        restrictions,
+    ] = cells;
+    format!(
+        "{id:<24} {owner:<16} {state:<9} {expires_at:<21} {scopes:<24} {hashed_with:<26} {restrictions}\n"
+    )
+}
+
+/// The algorithm and cost of a PHC hash (`argon2id m=19456,t=2,p=1`): what an operator
+/// checks after raising the cost, and nothing of the salt or hash itself.
+fn hashed_with(phc: &str) -> String {
+    let mut fields = phc.split('$').skip(1);
+    let algorithm = fields.next().unwrap_or("?");
+    let params = fields.find(|f| f.contains("m=")).unwrap_or("");
+    format!("{algorithm} {params}").trim_end().to_owned()
+}
+
+/// Everything that narrows what the key may do, `-` for nothing.
+fn restrictions(record: &KeyRecord) -> String {
+    let parts: Vec<String> = reach(record)
+        .into_iter()
+        .chain(limits(record))
+        .chain(llm_rules(record))
+        .flatten()
+        .collect();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// From when and where the key works, and what it may call.
+fn reach(record: &KeyRecord) -> [Option<String>; 3] {
+    let not_before = record.not_before.map(humantime::format_rfc3339_seconds);
+    let operations = record.operations.as_ref().map(|ops| ops.join(","));
+    let cidrs = record.allowed_cidrs.as_ref().map(|cidrs| {
+        let cidrs: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+        cidrs.join(",")
+    });
+    [
+        not_before.map(|at| format!("not_before={at}")),
+        operations.map(|operations| format!("operations={operations}")),
+        cidrs.map(|cidrs| format!("cidrs={cidrs}")),
+    ]
+}
+
+/// How fast and how much the key may call.
+fn limits(record: &KeyRecord) -> [Option<String>; 2] {
+    let rate = record
+        .rate_limit
+        .map(|limit| format!("rate={}/s burst={}", limit.per_second, limit.burst));
+    let quota = record
+        .quota
+        .map(|quota| format!("quota={}/{}", quota.requests, quota.per.as_str()));
+    [rate, quota]
+}
+
+/// The key's rules on LLM operations.
+fn llm_rules(record: &KeyRecord) -> [Option<String>; 5] {
+    let models = record.models.as_ref().map(|models| models.join(","));
+    let budget = record
+        .token_budget
+        .map(|budget| format!("tokens={}/{}", budget.tokens, budget.per.as_str()));
+    [
+        models.map(|models| format!("models={models}")),
+        record.max_tokens.map(|n| format!("max_tokens={n}")),
+        record
+            .max_concurrent_streams
+            .map(|n| format!("streams={n}")),
+        budget,
+        record
+            .tokens_per_minute
+            .map(|n| format!("tokens={n}/minute")),
+    ]
+}
