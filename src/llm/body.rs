@@ -51,6 +51,18 @@ struct Metering {
     ended: bool,
 }
 
+impl Metering {
+    /// The body ended: what the meter still holds (an unfinished event's tail).
+    fn finish(&mut self) -> Option<Bytes> {
+        self.ended = true;
+        self.meter.end()
+    }
+}
+
+fn data_frame(data: Bytes) -> Result<Frame<Bytes>, BoxError> {
+    Ok(Frame::data(data))
+}
+
 impl Drop for Metering {
     fn drop(&mut self) {
         if !self.ended {
@@ -109,25 +121,18 @@ where
         let mut this = self.project();
         loop {
             let body = match this.state.as_mut().project() {
-                StateProj::Cut { last } => {
-                    return Poll::Ready(last.take().map(|b| Ok(Frame::data(b))));
-                }
+                StateProj::Cut { last } => return Poll::Ready(last.take().map(data_frame)),
                 StateProj::Relaying { body } => body,
             };
-            let frame = match ready!(body.poll_frame(cx)) {
-                Some(Ok(frame)) => frame,
+            let data = match ready!(body.poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
                 Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
-                None => {
-                    this.metering.ended = true;
-                    let rest = this.metering.meter.end();
-                    return Poll::Ready(rest.map(|rest| Ok(Frame::data(rest))));
-                }
+                None => return Poll::Ready(this.metering.finish().map(data_frame)),
             };
-            let data = match frame.into_data() {
-                Ok(data) => data,
-                Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-            };
-            let mut out = match this.metering.meter.feed(data) {
+            let out = match this.metering.meter.feed(data) {
                 Feed::Pass(out) => Some(out),
                 Feed::Hold => None,
                 Feed::Cut(last) => {
@@ -135,10 +140,11 @@ where
                     continue;
                 }
             };
-            if this.state.is_end() {
-                this.metering.ended = true;
-                out = join(out, this.metering.meter.end());
-            }
+            // The frame that ends the body also carries the unfinished tail of an event.
+            let out = match this.state.is_end() {
+                true => join(out, this.metering.finish()),
+                false => out,
+            };
             match out {
                 Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                 None if this.metering.ended => return Poll::Ready(None),

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::Response;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
@@ -24,38 +25,46 @@ pub async fn hold(
     metrics: Arc<Metrics>,
 ) -> Result<Response<Answer>, (Rejection, Option<Tokens>)> {
     let (head, body) = response.into_parts();
-    let bytes = match Limited::new(body, llm::MAX_JSON_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let bytes = match read_whole(body).await {
+        Ok(bytes) => bytes,
+        Err(Some(rejection)) => return Err((rejection, None)),
         // Too big to hold is past any bound a request can be admitted with here.
-        Err(error) if error.is::<LengthLimitError>() => {
-            let admitted = grant.admitted();
-            grant.withhold(&meter, &metrics);
-            return Err((Rejection::UpstreamExceededMaxTokens { admitted }, None));
-        }
-        // Nothing was relayed: the reservation goes back whole when `grant` drops.
-        Err(error) if error.is::<IdleTimeout>() => return Err((Rejection::UpstreamTimeout, None)),
-        Err(error) => {
-            tracing::warn!(error = %error, "upstream answer broke off");
-            return Err((Rejection::UpstreamUnavailable, None));
-        }
+        Err(None) => return Err((withhold(grant, &meter, &metrics), None)),
     };
     let _ = meter.feed(bytes.clone());
     meter.end();
     if meter.over_limit() {
-        let admitted = grant.admitted();
         let tokens = Tokens {
             prompt: meter.prompt,
             completion: meter.completion,
             cut: false,
         };
-        grant.withhold(&meter, &metrics);
-        return Err((
-            Rejection::UpstreamExceededMaxTokens { admitted },
-            Some(tokens),
-        ));
+        return Err((withhold(grant, &meter, &metrics), Some(tokens)));
     }
     // Metered again as it is relayed: the record and the settlement read the same meter.
     let meter = grant.meter(head.status, &head.headers);
     let body = MeteredBody::new(Full::new(bytes), grant, meter, metrics);
     Ok(Response::from_parts(head, Answer::held(body)))
+}
+
+/// The whole body, or why there is none: `Some` the refusal of a body that failed (nothing
+/// was relayed: the reservation goes back whole when the grant drops), `None` one too big
+/// to hold.
+async fn read_whole(body: UpstreamBody) -> Result<Bytes, Option<Rejection>> {
+    match Limited::new(body, llm::MAX_JSON_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(None),
+        Err(error) if error.is::<IdleTimeout>() => Err(Some(Rejection::UpstreamTimeout)),
+        Err(error) => {
+            tracing::warn!(error = %error, "upstream answer broke off");
+            Err(Some(Rejection::UpstreamUnavailable))
+        }
+    }
+}
+
+/// An answer past its bound is withheld: the key pays its reservation, the client gets 502.
+fn withhold(grant: Grant, meter: &Meter, metrics: &Metrics) -> Rejection {
+    let admitted = grant.admitted();
+    grant.withhold(meter, metrics);
+    Rejection::UpstreamExceededMaxTokens { admitted }
 }

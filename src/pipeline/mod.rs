@@ -17,9 +17,10 @@ use hyper::body::Incoming;
 pub use self::answer::Answer;
 use crate::access::{AccessRecord, Recorded, RequestHead, Tokens};
 use crate::admit::{Verdict, admit};
-use crate::forward::ForwardContext;
+use crate::forward::{ForwardContext, Forwarded};
 use crate::ids::{RequestId, X_REQUEST_ID};
-use crate::llm::MeteredBody;
+use crate::llm::{Grant, MeteredBody};
+use crate::metrics::Metrics;
 use crate::reject::Rejection;
 use crate::snapshot::{Snapshot, State};
 
@@ -100,16 +101,20 @@ async fn run(
     };
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
-    let forwarded = match snapshot.upstream.forward(admitted, &context).await {
-        Ok(forwarded) => forwarded,
-        Err(rejection) => return Outcome::Refused(rejection, None),
-    };
+    match snapshot.upstream.forward(admitted, &context).await {
+        Ok(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
+        Err(rejection) => Outcome::Refused(rejection, None),
+    }
+}
+
+/// The model's answer as relayed: as it is, or metered for an LLM request's grant (a JSON
+/// answer held whole first, see `hold`).
+async fn answer(forwarded: Forwarded, llm: Option<Grant>, metrics: Arc<Metrics>) -> Outcome {
     let (response, upstream_time) = (forwarded.response, forwarded.upstream_time);
     let Some(grant) = llm else {
         return Outcome::Forwarded(response.map(Answer::upstream), upstream_time);
     };
     let meter = grant.meter(response.status(), response.headers());
-    let metrics = record.metrics().clone();
     if grant.holds(&meter) {
         return match hold::hold(response, grant, meter, metrics).await {
             Ok(response) => Outcome::Forwarded(response, upstream_time),
