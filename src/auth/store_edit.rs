@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use super::keystore::yaml_options;
+
 /// Fields in the order a new or rewritten record shows them; others follow by name.
 const FIELD_ORDER: [&str; 11] = [
     "id",
@@ -126,10 +128,7 @@ impl StoreText {
 
 /// YAML (or JSON) → a JSON value, with the loader's strictness.
 fn parse_document(text: &str) -> Result<Value, String> {
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| e.to_string())
 }
 
 /// The whole store as block YAML, values in JSON syntax (which YAML reads the same way).
@@ -186,38 +185,50 @@ fn append_text(text: &str, record: &Map<String, Value>) -> Option<String> {
             2
         }
         Some(at) => {
-            let rest = lines[at]["keys:".len()..].trim_start();
-            let comment = if rest.starts_with('#') {
-                Some(rest.to_owned())
-            } else if let Some(after) = rest.strip_prefix("[]") {
-                let after = after.trim_start();
-                if !after.is_empty() && !after.starts_with('#') {
-                    return None;
-                }
-                (!after.is_empty()).then(|| after.to_owned())
-            } else if rest.is_empty() {
-                None
-            } else {
-                return None;
-            };
-            lines[at] = match comment {
-                Some(comment) => format!("keys: {comment}"),
-                None => "keys:".to_owned(),
-            };
-            lines[at + 1..]
-                .iter()
-                .find(|line| {
-                    let trimmed = line.trim_start();
-                    !trimmed.is_empty() && !trimmed.starts_with('#')
-                })
-                .filter(|line| line.trim_start().starts_with('-'))
-                .map_or(2, |line| line.len() - line.trim_start().len())
+            lines[at] = opened_keys_line(&lines[at])?;
+            item_indent(&lines[at + 1..])
         }
     };
     let mut out = lines.join("\n");
     out.push('\n');
     out.push_str(&record_lines(record, indent));
     Some(out)
+}
+
+/// The `keys:` line ready for block items to follow it: `keys: []` opened, a comment kept.
+/// `None` when it already holds items (flow style), which a line edit can't extend.
+fn opened_keys_line(line: &str) -> Option<String> {
+    let rest = line["keys:".len()..].trim_start();
+    let comment = if rest.starts_with('#') {
+        Some(rest)
+    } else if let Some(after) = rest.strip_prefix("[]") {
+        let after = after.trim_start();
+        if !after.is_empty() && !after.starts_with('#') {
+            return None;
+        }
+        (!after.is_empty()).then_some(after)
+    } else if rest.is_empty() {
+        None
+    } else {
+        return None;
+    };
+    Some(match comment {
+        Some(comment) => format!("keys: {comment}"),
+        None => "keys:".to_owned(),
+    })
+}
+
+/// The indent of the list's items: that of the first line below `keys:` that holds more
+/// than a comment, if it is an item; else 2.
+fn item_indent(below: &[String]) -> usize {
+    below
+        .iter()
+        .find(|line| {
+            let trimmed = line.trim_start();
+            !trimmed.is_empty() && !trimmed.starts_with('#')
+        })
+        .filter(|line| line.trim_start().starts_with('-'))
+        .map_or(2, |line| line.len() - line.trim_start().len())
 }
 
 /// The text with `field: value` set in the block-style record `id`: its line replaced, or
