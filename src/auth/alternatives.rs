@@ -128,17 +128,21 @@ fn describe_outcome(scheme: &str, verifier: Option<&Verifier>, outcome: &Outcome
         Outcome::Refused {
             credential, reason, ..
         } => format!("  {scheme}: {credential} refused: {reason}"),
-        Outcome::Valid(identity) => match &identity.key_id {
-            Some(id) => format!(
-                "  {scheme}: valid key `{id}`, scopes [{}]",
-                identity.scopes.join(" ")
-            ),
-            None => format!(
-                "  {scheme}: valid token, subject `{}`, scopes [{}]",
-                identity.subject.as_deref().unwrap_or("-"),
-                identity.scopes.join(" ")
-            ),
-        },
+        Outcome::Valid(identity) => describe_identity(scheme, identity),
+    }
+}
+
+fn describe_identity(scheme: &str, identity: &Identity) -> String {
+    match &identity.key_id {
+        Some(id) => format!(
+            "  {scheme}: valid key `{id}`, scopes [{}]",
+            identity.scopes.join(" ")
+        ),
+        None => format!(
+            "  {scheme}: valid token, subject `{}`, scopes [{}]",
+            identity.subject.as_deref().unwrap_or("-"),
+            identity.scopes.join(" ")
+        ),
     }
 }
 

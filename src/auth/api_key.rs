@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod error;
 mod hashing;
@@ -210,16 +210,7 @@ impl ApiKeyVerifier {
 
     /// The argon2 verification, off the async runtime, within the bounded pool.
     async fn hash_check(&self, key: &str, record: &KeyRecord) -> Result<bool, KeyError> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            self.count("overloaded", "miss");
-            return Err(KeyError::Overloaded);
-        }
-        let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let Ok(permit) = permit else {
-            return Err(KeyError::Fault);
-        };
+        let permit = self.slot().await?;
         let key = key.to_owned();
         let hash = record.hash.clone();
         let pepper = self.pepper.clone();
@@ -235,6 +226,18 @@ impl ApiKeyVerifier {
             self.count("error", "miss");
             KeyError::Fault
         })
+    }
+
+    /// A slot in the pool, waited for in the bounded queue; a full queue is refused at once.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, KeyError> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.count("overloaded", "miss");
+            return Err(KeyError::Overloaded);
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| KeyError::Fault)
     }
 
     fn digest(&self, key: &str) -> [u8; 32] {

@@ -52,18 +52,20 @@ pub(super) async fn bearer(verifier: &JwtVerifier, request: &Request<'_>) -> Out
             bearer: true,
             ..Identity::default()
         }),
-        Err(error) => {
-            tracing::info!(
-                request_id = request.caller.request_id,
-                reason = error.reason(),
-                "bearer token refused"
-            );
-            Outcome::Refused {
-                rejection: Rejection::from(error),
-                credential: "token",
-                reason: error.reason(),
-            }
-        }
+        Err(error) => token_refused(error, request),
+    }
+}
+
+fn token_refused(error: JwtError, request: &Request<'_>) -> Outcome {
+    tracing::info!(
+        request_id = request.caller.request_id,
+        reason = error.reason(),
+        "bearer token refused"
+    );
+    Outcome::Refused {
+        rejection: Rejection::from(error),
+        credential: "token",
+        reason: error.reason(),
     }
 }
 

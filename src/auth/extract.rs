@@ -103,13 +103,7 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .filter(|pair| cookie_pair(pair).is_none_or(|(key, _)| key != name))
-                .collect::<Vec<_>>()
-                .join(";")
-        })
+        .map(|value| without_cookie(value, name))
         .filter(|value| !value.trim().is_empty())
         .collect();
     headers.remove(COOKIE);
@@ -120,16 +114,19 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// One `Cookie` header's value without the cookie `name`, the others as sent.
+fn without_cookie(value: &str, name: &str) -> String {
+    value
+        .split(';')
+        .filter(|pair| cookie_pair(pair).is_none_or(|(key, _)| key != name))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// The URI without query parameters that carry API keys (every other byte of the query
 /// stays), or `None` when there is nothing to remove.
 pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Option<Uri> {
-    let names: Vec<&str> = credentials
-        .iter()
-        .filter_map(|location| match location {
-            KeyLocation::Query(name) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    let names = query_names(credentials);
     let query = uri.query().filter(|_| !names.is_empty())?;
     let kept: Vec<&str> = query
         .split('&')
@@ -146,6 +143,17 @@ pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Opti
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
     Uri::from_parts(parts).ok()
+}
+
+/// The query parameters API keys travel in.
+fn query_names(credentials: &[KeyLocation]) -> Vec<&str> {
+    credentials
+        .iter()
+        .filter_map(|location| match location {
+            KeyLocation::Query(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The decoded name of a query's `name=value` pair.

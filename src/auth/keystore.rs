@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -135,15 +135,7 @@ pub(super) fn yaml_options() -> serde_saphyr::Options {
 /// renamed over the old one, so a reader never sees half a store.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("keys.yaml");
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let temporary = temporary_beside(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -157,6 +149,20 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         return Err(error);
     }
     std::fs::rename(&temporary, path)
+}
+
+/// `.<name>.<pid>.tmp` in the directory of `path`: the same file system, so the rename is
+/// atomic.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("keys.yaml");
+    dir.join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Milliseconds since the Unix epoch: when the store was read, kept in an `AtomicU64`.

@@ -43,6 +43,29 @@ pub enum Verifier {
     ApiKey(Box<ApiKeyVerifier>),
 }
 
+impl Verifier {
+    /// The scheme `name`: its kind and where it reads its credential.
+    fn describe(&self, name: &str) -> String {
+        match self {
+            Verifier::Jwt(_) => {
+                format!("{name}: JWT, from `Authorization: Bearer` (any bearer not shaped moat_…)")
+            }
+            Verifier::ApiKey(key) => {
+                let (place, where_) = key.location.spec_terms();
+                let bearer = if key.bearer {
+                    " and `Authorization: Bearer moat_…`"
+                } else {
+                    ""
+                };
+                format!(
+                    "{name}: API key, from {place} `{where_}`{bearer} ({} keys)",
+                    key.store().records.len()
+                )
+            }
+        }
+    }
+}
+
 /// Who the request is, once authenticated and authorised.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -114,25 +137,7 @@ impl Auth {
     pub fn describe_schemes(&self) -> Vec<String> {
         self.verifiers
             .iter()
-            .map(|(name, verifier)| match verifier {
-                Verifier::Jwt(_) => {
-                    format!(
-                        "{name}: JWT, from `Authorization: Bearer` (any bearer not shaped moat_…)"
-                    )
-                }
-                Verifier::ApiKey(key) => {
-                    let (place, where_) = key.location.spec_terms();
-                    let bearer = if key.bearer {
-                        " and `Authorization: Bearer moat_…`"
-                    } else {
-                        ""
-                    };
-                    format!(
-                        "{name}: API key, from {place} `{where_}`{bearer} ({} keys)",
-                        key.store().records.len()
-                    )
-                }
-            })
+            .map(|(name, verifier)| verifier.describe(name))
             .collect()
     }
 

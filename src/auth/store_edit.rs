@@ -228,29 +228,19 @@ fn item_indent(below: &[String]) -> usize {
             !trimmed.is_empty() && !trimmed.starts_with('#')
         })
         .filter(|line| line.trim_start().starts_with('-'))
-        .map_or(2, |line| line.len() - line.trim_start().len())
+        .map_or(2, |line| indent_of(line))
 }
 
 /// The text with `field: value` set in the block-style record `id`: its line replaced, or
 /// added after the `id` line. `None` when no line reads `id: <id>`.
 fn set_text(text: &str, id: &str, field: &str, value: &Value) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.iter().position(|line| {
-        let trimmed = line.trim_start().trim_start_matches("- ").trim();
-        trimmed
-            .strip_prefix("id:")
-            .map(|v| v.split(" #").next().unwrap_or(v))
-            .map(|v| v.trim().trim_matches('"').trim_matches('\''))
-            == Some(id)
-    })?;
-    let item_indent = lines[start].len() - lines[start].trim_start().len();
+    let start = lines.iter().position(|line| is_id_line(line, id))?;
+    let item_indent = indent_of(lines[start]);
     let field_indent = item_indent + 2;
     let end = lines[start + 1..]
         .iter()
-        .position(|line| {
-            let indent = line.len() - line.trim_start().len();
-            !line.trim().is_empty() && indent <= item_indent
-        })
+        .position(|line| !line.trim().is_empty() && indent_of(line) <= item_indent)
         .map_or(lines.len(), |offset| start + 1 + offset);
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     let new_line = format!("{}{field}: {value}", " ".repeat(field_indent));
@@ -262,6 +252,20 @@ fn set_text(text: &str, id: &str, field: &str, value: &Value) -> Option<String> 
     let mut joined = out.join("\n");
     joined.push('\n');
     Some(joined)
+}
+
+/// Whether `line` reads `id: <id>` (or `- id: <id>`), quoted or not, a comment after it.
+fn is_id_line(line: &str, id: &str) -> bool {
+    let trimmed = line.trim_start().trim_start_matches("- ").trim();
+    trimmed
+        .strip_prefix("id:")
+        .map(|v| v.split(" #").next().unwrap_or(v))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\''))
+        == Some(id)
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
 }
 
 #[cfg(test)]

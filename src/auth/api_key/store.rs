@@ -21,13 +21,11 @@ impl ApiKeyVerifier {
     /// Re-reads the store file (blocking: call it off the runtime). The same content makes
     /// the serving store fresh again; `Ok(false)`: the file changed, reload it.
     pub fn reread_store(&self) -> Result<bool, Vec<String>> {
-        let current = KeyStore::reload(&self.config.store)?;
-        if current.digest == self.store.digest {
+        let same = KeyStore::reload(&self.config.store)?.digest == self.store.digest;
+        if same {
             self.store.confirm();
-            Ok(true)
-        } else {
-            Ok(false)
         }
+        Ok(same)
     }
 
     pub fn max_store_age(&self) -> Option<Duration> {
