@@ -36,25 +36,7 @@ pub struct StoreText {
 impl StoreText {
     /// `text` as the loader reads it; an empty (or comment-only) file is an empty store.
     pub fn parse(text: String) -> Result<StoreText, String> {
-        let mut document = parse_document(&text)?;
-        if document.is_null() {
-            document = Value::Object(Map::from_iter([("keys".to_owned(), Value::Array(vec![]))]));
-        }
-        let Some(object) = document.as_object_mut() else {
-            return Err("the store must be a mapping with a `keys` list".to_owned());
-        };
-        let keys = object
-            .entry("keys")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if keys.is_null() {
-            *keys = Value::Array(Vec::new());
-        }
-        if !keys
-            .as_array()
-            .is_some_and(|k| k.iter().all(Value::is_object))
-        {
-            return Err("`keys` must be a list of key records".to_owned());
-        }
+        let document = with_keys_list(parse_document(&text)?)?;
         Ok(StoreText {
             text,
             document,
@@ -124,6 +106,30 @@ impl StoreText {
         };
         self.document = expected;
     }
+}
+
+/// The document with its `keys` list, as the loader reads it: an empty document, a missing
+/// `keys` or one with nothing after it is an empty list.
+fn with_keys_list(mut document: Value) -> Result<Value, String> {
+    if document.is_null() {
+        document = Value::Object(Map::from_iter([("keys".to_owned(), Value::Array(vec![]))]));
+    }
+    let Some(object) = document.as_object_mut() else {
+        return Err("the store must be a mapping with a `keys` list".to_owned());
+    };
+    let keys = object
+        .entry("keys")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if keys.is_null() {
+        *keys = Value::Array(Vec::new());
+    }
+    if !keys
+        .as_array()
+        .is_some_and(|k| k.iter().all(Value::is_object))
+    {
+        return Err("`keys` must be a list of key records".to_owned());
+    }
+    Ok(document)
 }
 
 /// YAML (or JSON) → a JSON value, with the loader's strictness.

@@ -39,15 +39,9 @@ pub fn parse_dotenv_ordered(text: &[u8]) -> Result<Variables, String> {
 /// Such values are refused; single quotes keep a value literal.
 fn refuse_substitution(text: &[u8]) -> Result<(), String> {
     for (index, line) in String::from_utf8_lossy(text).lines().enumerate() {
-        let line = line.trim_start();
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((name, value)) = line.split_once('=') else {
+        let Some((name, value)) = assignment(line) else {
             continue;
         };
-        let value = value.trim_start();
         if !value.starts_with('\'') && value.contains('$') {
             return Err(format!(
                 "line {}: the value of `{}` contains `$`, which dotenv files \
@@ -58,6 +52,18 @@ fn refuse_substitution(text: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A `NAME=value` line's name and value (an `export ` before it dropped, the value's leading
+/// blanks too); `None` for a comment or a line without `=`.
+fn assignment(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim_start();
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    if line.starts_with('#') {
+        return None;
+    }
+    let (name, value) = line.split_once('=')?;
+    Some((name, value.trim_start()))
 }
 
 /// dotenvy's parse errors quote the offending line, which in a secrets file is a secret:

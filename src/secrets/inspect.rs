@@ -74,6 +74,16 @@ fn dotenvx_file(text: &[u8], path: &Path) -> Result<String, String> {
     for key in file.public_keys() {
         let _ = writeln!(out, "public key  {key}");
     }
+    let _ = writeln!(out, "variables   {}", dotenvx_names(&file));
+    let _ = writeln!(
+        out,
+        "integrity   each value on its own: a dropped line, or values swapped between names, is not detected"
+    );
+    Ok(out)
+}
+
+/// The variables, those dotenvx left unencrypted marked `(plain)`.
+fn dotenvx_names(file: &dotenvx::File) -> String {
     let names: Vec<String> = file
         .names()
         .map(|(name, encrypted)| {
@@ -84,16 +94,7 @@ fn dotenvx_file(text: &[u8], path: &Path) -> Result<String, String> {
             }
         })
         .collect();
-    let _ = writeln!(
-        out,
-        "variables   {}",
-        names_of(names.iter().map(String::as_str))
-    );
-    let _ = writeln!(
-        out,
-        "integrity   each value on its own: a dropped line, or values swapped between names, is not detected"
-    );
-    Ok(out)
+    names_of(names.iter().map(String::as_str))
 }
 
 fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -19,7 +19,9 @@ mod sops;
 
 #[cfg(feature = "age")]
 pub use self::age_file::{encrypt, identity_files, keygen};
-pub use self::dotenv::{Variables, parse_dotenv, parse_dotenv_ordered, valid_name};
+pub use self::dotenv::{Variables, parse_dotenv};
+#[cfg(feature = "age")]
+use self::dotenv::{parse_dotenv_ordered, valid_name};
 #[cfg(feature = "age")]
 pub use self::inspect::inspect;
 pub use self::permissions::{check_permissions, refuse_world_writable};
@@ -67,19 +69,20 @@ impl Format {
                 return Ok(Format::Dotenvx);
             }
         }
-        if text.contains("\"sops\":") || text.lines().any(|l| l.starts_with("sops:")) {
-            return Err(
-                "it is a SOPS YAML or JSON file; moat reads SOPS dotenv files: \
-                        `sops -e --input-type dotenv --output-type dotenv .env > .env.enc`"
-                    .into(),
-            );
-        }
-        Err(
-            "it is not an encrypted dotenv file moat knows (age, SOPS dotenv, dotenvx); a \
-             plain .env belongs in `env.dotenv`"
-                .into(),
-        )
+        Err(unknown_format(text))
     }
+}
+
+/// What a text that is none of the three formats looks like instead.
+fn unknown_format(text: &str) -> String {
+    if text.contains("\"sops\":") || text.lines().any(|l| l.starts_with("sops:")) {
+        return "it is a SOPS YAML or JSON file; moat reads SOPS dotenv files: \
+                `sops -e --input-type dotenv --output-type dotenv .env > .env.enc`"
+            .into();
+    }
+    "it is not an encrypted dotenv file moat knows (age, SOPS dotenv, dotenvx); a plain .env \
+     belongs in `env.dotenv`"
+        .into()
 }
 
 /// What `env.encrypted_dotenv` decrypted to.
