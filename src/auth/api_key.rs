@@ -14,90 +14,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
 use hmac::{KeyInit, Mac};
-use http::HeaderName;
 use sha2::Sha256;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::keystore::{KeyRecord, KeyStore, Restriction, parse_key};
+mod error;
+mod hashing;
+mod location;
+mod store;
+
+pub use self::error::KeyError;
+pub use self::hashing::{hash_key, verify_hash};
+pub use self::location::KeyLocation;
+use super::keystore::{KeyRecord, KeyStore, parse_key};
 use crate::config::{ApiKeyConfig, Secret, usable_cores};
 use crate::metrics::{KeyVerificationLabels, Metrics};
-use crate::reject::{Rejection, Stage};
 
 /// Failed keys are remembered this long, so a retry storm of one wrong key costs one hash.
 const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// Verifications allowed to wait for a slot, per slot.
 const QUEUE_PER_SLOT: usize = 16;
-
-/// Why a key was refused (for the log; the client sees `invalid_api_key`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyError {
-    Malformed,
-    UnknownId,
-    WrongSecret,
-    Restricted(Restriction),
-    /// The verification queue is full: 503, try again.
-    Overloaded,
-    /// The verification itself failed (its task panicked or was cancelled): a fault, 500,
-    /// never cached as a verdict on the key.
-    Fault,
-    /// The store could not be re-read for longer than `max_store_age`: 503, no key is
-    /// trusted from a copy that may miss a revocation.
-    Stale,
-}
-
-impl KeyError {
-    pub fn reason(self) -> &'static str {
-        match self {
-            KeyError::Malformed => "malformed key",
-            KeyError::UnknownId => "unknown key id",
-            KeyError::WrongSecret => "wrong secret",
-            KeyError::Restricted(Restriction::Disabled) => "key disabled",
-            KeyError::Restricted(Restriction::Expired) => "key expired",
-            KeyError::Restricted(Restriction::NotYetValid) => "key not yet valid",
-            KeyError::Restricted(Restriction::Address) => "client address not allowed",
-            KeyError::Overloaded => "verification queue full",
-            KeyError::Fault => "verification failed inside moat",
-            KeyError::Stale => "key store not re-read within max_store_age",
-        }
-    }
-}
-
-/// Every key failure is the same 401 to the client (the log says which); a full queue is
-/// 503 and a fault 500, never a verdict on the key.
-impl From<KeyError> for Rejection {
-    fn from(error: KeyError) -> Rejection {
-        match error {
-            KeyError::Overloaded => Rejection::Overloaded,
-            KeyError::Fault => Rejection::Internal(Stage::Authenticate),
-            KeyError::Stale => Rejection::KeyStoreStale,
-            KeyError::Malformed
-            | KeyError::UnknownId
-            | KeyError::WrongSecret
-            | KeyError::Restricted(_) => Rejection::InvalidApiKey,
-        }
-    }
-}
-
-/// Where a request carries its API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyLocation {
-    Header(HeaderName),
-    Query(String),
-    Cookie(String),
-}
-
-impl KeyLocation {
-    /// As OpenAPI's `in` and `name` say it.
-    pub fn spec_terms(&self) -> (&'static str, &str) {
-        match self {
-            KeyLocation::Header(name) => ("header", name.as_str()),
-            KeyLocation::Query(name) => ("query", name),
-            KeyLocation::Cookie(name) => ("cookie", name),
-        }
-    }
-}
 
 /// A successful verification: the record it admitted, and when (for `cache_ttl`).
 #[derive(Clone)]
@@ -139,69 +75,20 @@ impl std::fmt::Debug for ApiKeyVerifier {
 }
 
 impl ApiKeyVerifier {
-    /// The key store this verifier checks against.
-    pub fn store(&self) -> &KeyStore {
-        &self.store
-    }
-
-    /// The file the store is read from.
-    pub fn store_path(&self) -> &std::path::Path {
-        &self.config.store
-    }
-
-    /// Re-reads the store file (blocking: call it off the runtime). The same content makes
-    /// the serving store fresh again; `Ok(false)`: the file changed, reload it.
-    pub fn reread_store(&self) -> Result<bool, Vec<String>> {
-        let current = KeyStore::reload(&self.config.store)?;
-        if current.digest == self.store.digest {
-            self.store.confirm();
-            Ok(true)
-        } else {
-            Ok(false)
-        }
-    }
-
-    pub fn max_store_age(&self) -> Option<std::time::Duration> {
-        self.config.max_store_age
-    }
-
-    /// (age, `max_store_age`) when the store is older than its `max_store_age`.
-    pub fn staleness(&self) -> Option<(std::time::Duration, std::time::Duration)> {
-        let max = self.config.max_store_age?;
-        let age = self.store.age();
-        (age > max).then_some((age, max))
-    }
-
     /// `workers`: concurrent hashes (`limits.hash_workers`); `None`: one per core.
     pub fn new(
         config: &ApiKeyConfig,
         store: KeyStore,
         workers: Option<usize>,
     ) -> Result<Self, String> {
-        let location = match (&config.query, &config.cookie) {
-            (Some(_), Some(_)) => return Err("give `query` or `cookie`, not both".to_owned()),
-            (Some(name), None) => KeyLocation::Query(name.clone()),
-            (None, Some(name)) => KeyLocation::Cookie(name.clone()),
-            (None, None) => KeyLocation::Header(
-                HeaderName::from_bytes(config.header.as_bytes())
-                    .map_err(|_| format!("`header: {}` is not a header name", config.header))?,
-            ),
-        };
-        if let Some(pepper) = &config.pepper
-            && pepper.expose().len() > 64
-        {
-            return Err("`pepper` must be at most 64 bytes".to_owned());
-        }
         let slots = workers.unwrap_or_else(usable_cores).max(1);
-        let mut digest_key = [0u8; 32];
-        rand::fill(&mut digest_key);
         Ok(Self {
-            location,
+            location: KeyLocation::configured(config)?,
             bearer: config.bearer,
             config: config.clone(),
             store: Arc::new(store),
-            pepper: config.pepper.clone().filter(|p| !p.expose().is_empty()),
-            digest_key,
+            pepper: pepper(config)?,
+            digest_key: random_digest_key(),
             verified: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(config.cache_ttl)
@@ -236,18 +123,7 @@ impl ApiKeyVerifier {
 
     /// Verifies `key` for a request from `client`; returns the key's record.
     pub async fn verify(&self, key: &str, client: IpAddr) -> Result<Arc<KeyRecord>, KeyError> {
-        let Some(id) = parse_key(key) else {
-            self.count("malformed", "none");
-            return Err(KeyError::Malformed);
-        };
-        if self.staleness().is_some() {
-            self.count("stale", "none");
-            return Err(KeyError::Stale);
-        }
-        let Some(record) = self.store.records.get(id).cloned() else {
-            self.count("unknown", "none");
-            return Err(KeyError::UnknownId);
-        };
+        let record = self.record_of(key)?;
         let digest = self.digest(key);
         if let Some(verified) = self.cached(&digest, &record).await {
             self.count("valid", "hit");
@@ -260,22 +136,7 @@ impl ApiKeyVerifier {
         // Concurrent requests with the same key share this one verification.
         let verified = self
             .verified
-            .try_get_with(digest, async {
-                match self.hash_check(key, &record).await {
-                    Ok(true) => {
-                        self.count("valid", "miss");
-                        Ok(Verified {
-                            record: record.clone(),
-                            at: Instant::now(),
-                        })
-                    }
-                    Ok(false) => {
-                        self.count("invalid", "miss");
-                        Err(KeyError::WrongSecret)
-                    }
-                    Err(error) => Err(error),
-                }
-            })
+            .try_get_with(digest, self.hash_verified(key, &record))
             .await;
         match verified {
             Ok(verified) => admit(verified.record, client),
@@ -285,6 +146,46 @@ impl ApiKeyVerifier {
                 }
                 Err(*error)
             }
+        }
+    }
+
+    /// The record `key` claims by its id, refused before any hash when the key is
+    /// malformed, the store stale or the id unknown.
+    fn record_of(&self, key: &str) -> Result<Arc<KeyRecord>, KeyError> {
+        let Some(id) = parse_key(key) else {
+            self.count("malformed", "none");
+            return Err(KeyError::Malformed);
+        };
+        if self.staleness().is_some() {
+            self.count("stale", "none");
+            return Err(KeyError::Stale);
+        }
+        let Some(record) = self.store.records.get(id).cloned() else {
+            self.count("unknown", "none");
+            return Err(KeyError::UnknownId);
+        };
+        Ok(record)
+    }
+
+    /// A fresh success for `record` when `key` hashes to it, else why not.
+    async fn hash_verified(
+        &self,
+        key: &str,
+        record: &Arc<KeyRecord>,
+    ) -> Result<Verified, KeyError> {
+        match self.hash_check(key, record).await {
+            Ok(true) => {
+                self.count("valid", "miss");
+                Ok(Verified {
+                    record: record.clone(),
+                    at: Instant::now(),
+                })
+            }
+            Ok(false) => {
+                self.count("invalid", "miss");
+                Err(KeyError::WrongSecret)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -309,16 +210,7 @@ impl ApiKeyVerifier {
 
     /// The argon2 verification, off the async runtime, within the bounded pool.
     async fn hash_check(&self, key: &str, record: &KeyRecord) -> Result<bool, KeyError> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            self.count("overloaded", "miss");
-            return Err(KeyError::Overloaded);
-        }
-        let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let Ok(permit) = permit else {
-            return Err(KeyError::Fault);
-        };
+        let permit = self.slot().await?;
         let key = key.to_owned();
         let hash = record.hash.clone();
         let pepper = self.pepper.clone();
@@ -334,6 +226,18 @@ impl ApiKeyVerifier {
             self.count("error", "miss");
             KeyError::Fault
         })
+    }
+
+    /// A slot in the pool, waited for in the bounded queue; a full queue is refused at once.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, KeyError> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.count("overloaded", "miss");
+            return Err(KeyError::Overloaded);
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| KeyError::Fault)
     }
 
     fn digest(&self, key: &str) -> [u8; 32] {
@@ -353,44 +257,29 @@ impl ApiKeyVerifier {
     }
 }
 
+/// The pepper, if any: at most 64 bytes; an empty one is none.
+fn pepper(config: &ApiKeyConfig) -> Result<Option<Secret>, String> {
+    match &config.pepper {
+        Some(pepper) if pepper.expose().len() > 64 => {
+            Err("`pepper` must be at most 64 bytes".to_owned())
+        }
+        pepper => Ok(pepper.clone().filter(|p| !p.expose().is_empty())),
+    }
+}
+
+/// What the caches' HMAC is keyed with: random per verifier (and what it inherits), so
+/// a digest says nothing of the key outside this process.
+fn random_digest_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    key
+}
+
 fn admit(record: Arc<KeyRecord>, client: IpAddr) -> Result<Arc<KeyRecord>, KeyError> {
     record
         .admits(client, SystemTime::now())
         .map_err(KeyError::Restricted)?;
     Ok(record)
-}
-
-/// argon2 with the optional pepper as its secret input; the comparison inside is
-/// constant-time.
-pub fn verify_hash(key: &str, hash: &str, pepper: Option<&Secret>) -> bool {
-    let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(hash) else {
-        return false;
-    };
-    // The hash's own parameters are used for verifying; `hasher` only supplies the pepper.
-    hasher(pepper).is_ok_and(|hasher| hasher.verify_password(key.as_bytes(), &parsed).is_ok())
-}
-
-/// The PHC hash of `key`, with the optional pepper (what `moat keys` stores).
-pub fn hash_key(key: &str, pepper: Option<&Secret>) -> Result<String, String> {
-    use argon2::PasswordHasher;
-    hasher(pepper)?
-        .hash_password(key.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// argon2id with the default parameters and the pepper, if any, as its secret input.
-fn hasher(pepper: Option<&Secret>) -> Result<Argon2<'_>, String> {
-    match pepper {
-        Some(pepper) => Argon2::new_with_secret(
-            pepper.expose().as_bytes(),
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::default(),
-        )
-        .map_err(|e| e.to_string()),
-        None => Ok(Argon2::default()),
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! `Absent`, `Valid(identity)` or `Refused` — never a guess, never a fall-through on a
 //! credential that is present and wrong.
 
-use super::api_key::ApiKeyVerifier;
+use std::borrow::Cow;
+
+use super::api_key::{ApiKeyVerifier, KeyError};
 use super::jwt::{JwtError, JwtVerifier};
 use super::{Request, extract, keystore};
 use crate::reject::Rejection;
@@ -50,37 +52,34 @@ pub(super) async fn bearer(verifier: &JwtVerifier, request: &Request<'_>) -> Out
             bearer: true,
             ..Identity::default()
         }),
-        Err(error) => {
-            tracing::info!(
-                request_id = request.caller.request_id,
-                reason = error.reason(),
-                "bearer token refused"
-            );
-            Outcome::Refused {
-                rejection: Rejection::from(error),
-                credential: "token",
-                reason: error.reason(),
-            }
-        }
+        Err(error) => token_refused(error, request),
+    }
+}
+
+fn token_refused(error: JwtError, request: &Request<'_>) -> Outcome {
+    tracing::info!(
+        request_id = request.caller.request_id,
+        reason = error.reason(),
+        "bearer token refused"
+    );
+    Outcome::Refused {
+        rejection: Rejection::from(error),
+        credential: "token",
+        reason: error.reason(),
     }
 }
 
 pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Outcome {
-    let twice = |rejection| Outcome::Refused {
-        rejection,
-        credential: "key",
-        reason: "unreadable, or sent more than once",
-    };
-    let located = match extract::api_key(request.caller, &verifier.location) {
-        Ok(located) => located,
-        Err(rejection) => return twice(rejection),
-    };
-    let from_bearer = request.bearer_key.filter(|_| verifier.bearer);
-    let (key, in_bearer) = match (located, from_bearer) {
-        (Some(_), Some(_)) => return twice(Rejection::InvalidApiKey),
-        (Some(key), None) => (key, false),
-        (None, Some(key)) => (std::borrow::Cow::Borrowed(key), true),
-        (None, None) => return Outcome::Absent,
+    let (key, in_bearer) = match presented_key(verifier, request) {
+        Ok(Some(presented)) => presented,
+        Ok(None) => return Outcome::Absent,
+        Err(rejection) => {
+            return Outcome::Refused {
+                rejection,
+                credential: "key",
+                reason: "unreadable, or sent more than once",
+            };
+        }
     };
     match verifier.verify(&key, request.caller.client).await {
         Ok(record) => Outcome::Valid(Identity {
@@ -91,24 +90,43 @@ pub(super) async fn key(verifier: &ApiKeyVerifier, request: &Request<'_>) -> Out
             // Its 403 carries the RFC 6750 challenge a bearer client reads.
             bearer: in_bearer,
         }),
-        Err(error) => {
-            // The id of a well-formed key is not a secret; the rest of it is. It is what the
-            // client claimed, not a verified key: never logged as `key_id`.
-            tracing::info!(
-                request_id = request.caller.request_id,
-                claimed_key_id = keystore::parse_key(&key).unwrap_or("-"),
-                reason = error.reason(),
-                "API key refused"
-            );
-            let rejection = match Rejection::from(error) {
-                Rejection::InvalidApiKey if in_bearer => Rejection::InvalidBearerKey,
-                rejection => rejection,
-            };
-            Outcome::Refused {
-                rejection,
-                credential: "key",
-                reason: error.reason(),
-            }
-        }
+        Err(error) => key_refused(error, &key, in_bearer, request),
+    }
+}
+
+/// The key the request presents to `verifier`, and whether it came in the bearer slot:
+/// where the scheme reads it, or a key-shaped bearer if the scheme reads that too — never
+/// both, and never one sent twice.
+fn presented_key<'r>(
+    verifier: &ApiKeyVerifier,
+    request: &Request<'r>,
+) -> Result<Option<(Cow<'r, str>, bool)>, Rejection> {
+    let located = extract::api_key(request.caller, &verifier.location)?;
+    let from_bearer = request.bearer_key.filter(|_| verifier.bearer);
+    match (located, from_bearer) {
+        (Some(_), Some(_)) => Err(Rejection::InvalidApiKey),
+        (Some(key), None) => Ok(Some((key, false))),
+        (None, Some(key)) => Ok(Some((Cow::Borrowed(key), true))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn key_refused(error: KeyError, key: &str, in_bearer: bool, request: &Request<'_>) -> Outcome {
+    // The id of a well-formed key is not a secret; the rest of it is. It is what the
+    // client claimed, not a verified key: never logged as `key_id`.
+    tracing::info!(
+        request_id = request.caller.request_id,
+        claimed_key_id = keystore::parse_key(key).unwrap_or("-"),
+        reason = error.reason(),
+        "API key refused"
+    );
+    let rejection = match Rejection::from(error) {
+        Rejection::InvalidApiKey if in_bearer => Rejection::InvalidBearerKey,
+        rejection => rejection,
+    };
+    Outcome::Refused {
+        rejection,
+        credential: "key",
+        reason: error.reason(),
     }
 }

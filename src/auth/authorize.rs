@@ -21,14 +21,10 @@ pub fn authorize(
     required: &[String],
     operation: Option<&Operation>,
 ) -> Result<(), Denied> {
-    if let (Some(allowed), Some(operation)) = (identity.allowed_operations.as_deref(), operation) {
-        let long_name = operation.long_name();
-        if !allowed
-            .iter()
-            .any(|o| **o == *operation.id || *o == long_name)
-        {
-            return Err(Denied::OperationNotAllowed);
-        }
+    if let (Some(allowed), Some(operation)) = (identity.allowed_operations.as_deref(), operation)
+        && !names_operation(allowed, operation)
+    {
+        return Err(Denied::OperationNotAllowed);
     }
     let missing: Vec<String> = required
         .iter()
@@ -40,6 +36,14 @@ pub fn authorize(
     } else {
         Err(Denied::MissingScopes(missing))
     }
+}
+
+/// Whether an `operations` allowlist names `operation`: by its id, or as `METHOD /template`.
+fn names_operation(allowed: &[String], operation: &Operation) -> bool {
+    let long_name = operation.long_name();
+    allowed
+        .iter()
+        .any(|o| **o == *operation.id || *o == long_name)
 }
 
 #[cfg(test)]

@@ -19,7 +19,21 @@ pub(super) fn api_key<'r>(
     caller: &Caller<'r>,
     location: &KeyLocation,
 ) -> Result<Option<Cow<'r, str>>, Rejection> {
-    let values: Vec<Cow<'r, str>> = match location {
+    let values = values_at(caller, location)?;
+    match values.len() {
+        0 => Ok(None),
+        1 => Ok(values.into_iter().next()),
+        _ => Err(Rejection::InvalidApiKey),
+    }
+}
+
+/// Every value sent under the key's name at `location`; a header value that is not text is
+/// refused.
+fn values_at<'r>(
+    caller: &Caller<'r>,
+    location: &KeyLocation,
+) -> Result<Vec<Cow<'r, str>>, Rejection> {
+    Ok(match location {
         KeyLocation::Header(name) => caller
             .headers
             .get_all(name)
@@ -39,12 +53,7 @@ pub(super) fn api_key<'r>(
             .filter(|(key, _)| key == name)
             .map(|(_, value)| Cow::Borrowed(value))
             .collect(),
-    };
-    match values.len() {
-        0 => Ok(None),
-        1 => Ok(values.into_iter().next()),
-        _ => Err(Rejection::InvalidApiKey),
-    }
+    })
 }
 
 /// The bearer token, if the request carries one: exactly one `Authorization` header, scheme
@@ -94,13 +103,7 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .filter(|pair| cookie_pair(pair).is_none_or(|(key, _)| key != name))
-                .collect::<Vec<_>>()
-                .join(";")
-        })
+        .map(|value| without_cookie(value, name))
         .filter(|value| !value.trim().is_empty())
         .collect();
     headers.remove(COOKIE);
@@ -111,27 +114,23 @@ fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// One `Cookie` header's value without the cookie `name`, the others as sent.
+fn without_cookie(value: &str, name: &str) -> String {
+    value
+        .split(';')
+        .filter(|pair| cookie_pair(pair).is_none_or(|(key, _)| key != name))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// The URI without query parameters that carry API keys (every other byte of the query
 /// stays), or `None` when there is nothing to remove.
 pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Option<Uri> {
-    let names: Vec<&str> = credentials
-        .iter()
-        .filter_map(|location| match location {
-            KeyLocation::Query(name) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    let names = query_names(credentials);
     let query = uri.query().filter(|_| !names.is_empty())?;
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| {
-            let raw_name = pair.split('=').next().unwrap_or_default();
-            let decoded: String = form_urlencoded::parse(raw_name.as_bytes())
-                .next()
-                .map(|(name, _)| name.into_owned())
-                .unwrap_or_default();
-            !names.contains(&decoded.as_str())
-        })
+        .filter(|pair| !names.contains(&pair_name(pair).as_str()))
         .collect();
     if kept.len() == query.split('&').count() {
         return None;
@@ -144,6 +143,26 @@ pub fn without_query_credentials(uri: &Uri, credentials: &[KeyLocation]) -> Opti
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
     Uri::from_parts(parts).ok()
+}
+
+/// The query parameters API keys travel in.
+fn query_names(credentials: &[KeyLocation]) -> Vec<&str> {
+    credentials
+        .iter()
+        .filter_map(|location| match location {
+            KeyLocation::Query(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The decoded name of a query's `name=value` pair.
+fn pair_name(pair: &str) -> String {
+    let raw_name = pair.split('=').next().unwrap_or_default();
+    form_urlencoded::parse(raw_name.as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

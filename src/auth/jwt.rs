@@ -5,72 +5,24 @@
 //! among configured keys), and tokens over 8 KiB are refused unread. Verified tokens are
 //! cached by SHA-256 digest until they expire, so signatures are not re-checked per request.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde_json::Value;
 
 mod claims;
+mod error;
 mod keys;
+mod refresh;
 
-use self::claims::{check_times, classify, now, numeric_date, scopes};
-use self::keys::{Keys, digest, load_keys, parse_jwks};
+use self::claims::{check_times, classify, now, numeric_date, scopes, subject};
+pub use self::error::JwtError;
+use self::keys::{Keys, digest, load_keys};
+use self::refresh::JwksSource;
 use crate::config::JwtConfig;
-use crate::reject::Rejection;
 
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-/// Why a token was refused: for the log only; the client learns `invalid_token` or
-/// `token_expired`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtError {
-    TooLarge,
-    Malformed,
-    AlgorithmNotAllowed,
-    CriticalHeader,
-    UnknownKey,
-    BadSignature,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-    BadClaims,
-}
-
-impl JwtError {
-    pub fn reason(self) -> &'static str {
-        match self {
-            JwtError::TooLarge => "token larger than 8 KiB",
-            JwtError::Malformed => "malformed token",
-            JwtError::AlgorithmNotAllowed => "algorithm not allowed",
-            JwtError::CriticalHeader => "crit header",
-            JwtError::UnknownKey => "unknown key",
-            JwtError::BadSignature => "bad signature",
-            JwtError::Expired => "expired",
-            JwtError::NotYetValid => "not yet valid",
-            JwtError::IssuedInFuture => "issued in the future",
-            JwtError::BadClaims => "missing or invalid claims",
-        }
-    }
-}
-
-/// The client learns only "invalid" or "expired"; the reason goes to the log.
-impl From<JwtError> for Rejection {
-    fn from(error: JwtError) -> Rejection {
-        match error {
-            JwtError::Expired => Rejection::TokenExpired,
-            JwtError::TooLarge
-            | JwtError::Malformed
-            | JwtError::AlgorithmNotAllowed
-            | JwtError::CriticalHeader
-            | JwtError::UnknownKey
-            | JwtError::BadSignature
-            | JwtError::NotYetValid
-            | JwtError::IssuedInFuture
-            | JwtError::BadClaims => Rejection::InvalidToken,
-        }
-    }
-}
 
 /// A verified token's identity.
 #[derive(Debug)]
@@ -79,17 +31,6 @@ pub struct Verified {
     pub scopes: Vec<String>,
     /// `exp` as seconds since the epoch; fractional, as RFC 7519 §2 allows.
     expires: f64,
-}
-
-/// Where a fetched key set comes from, and when it was last tried and loaded.
-struct JwksSource {
-    url: String,
-    refresh_every: Duration,
-    /// An unknown `kid` triggers at most one fetch per this interval, so a stream of forged
-    /// `kid`s cannot turn moat into a load generator against the identity provider.
-    min_interval: Duration,
-    last_attempt: Mutex<Instant>,
-    last_loaded: Mutex<Instant>,
 }
 
 pub struct JwtVerifier {
@@ -113,41 +54,17 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     pub fn new(config: &JwtConfig) -> Result<Self, String> {
-        let algorithms = config
-            .algorithms
-            .iter()
-            .map(|name| {
-                name.parse::<Algorithm>()
-                    .map_err(|_| format!("`{name}` is not a JWT algorithm moat supports"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let algorithms = algorithms(config)?;
         let Some(&first) = algorithms.first() else {
             return Err("`algorithms` must list at least one algorithm".to_owned());
         };
         let (keys, material) = load_keys(config, &algorithms)?;
-        let jwks = config.jwks_url.as_ref().map(|url| JwksSource {
-            url: url.clone(),
-            refresh_every: config.jwks_refresh,
-            min_interval: config.jwks_min_refresh,
-            last_attempt: Mutex::new(Instant::now()),
-            last_loaded: Mutex::new(Instant::now()),
-        });
-        let mut validation = Validation::new(first);
-        validation.algorithms = algorithms;
-        // `exp`, `nbf` and `iat` are compared here, as the NumericDates RFC 7519 §2 defines
-        // (fractional seconds included); the library would round them to whole seconds.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = true;
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&config.audience);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         Ok(Self {
             config: config.clone(),
             material,
-            validation,
+            validation: validation(config, first, algorithms),
             keys,
-            jwks,
+            jwks: JwksSource::of(config),
             scope_claim: config.scope_claim.clone(),
             leeway: config.leeway.as_secs_f64(),
             cache: moka::sync::Cache::builder()
@@ -184,31 +101,12 @@ impl JwtVerifier {
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(JwtError::AlgorithmNotAllowed);
         }
-        let key_set;
-        let key = match &self.keys {
-            Keys::Single(key) => key,
-            Keys::ByKid(keys) => {
-                key_set = keys.load();
-                header
-                    .kid
-                    .as_deref()
-                    .and_then(|kid| key_set.get(kid))
-                    .ok_or(JwtError::UnknownKey)?
-            }
-        };
-        let data = jsonwebtoken::decode::<Value>(token, key, &self.validation).map_err(classify)?;
-        let claims = data.claims;
+        let claims = self.decode(token, &header)?;
         // `iss` must be a string equal to the issuer (the library also accepts other shapes).
         if !claims.get("iss").is_some_and(Value::is_string) {
             return Err(JwtError::BadClaims);
         }
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            // It is forwarded as `X-Moat-Subject`: it must fit a header.
-            .filter(|s| !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control))
-            .ok_or(JwtError::BadClaims)?
-            .to_owned();
+        let subject = subject(&claims)?;
         let expires = numeric_date(&claims, "exp")?.ok_or(JwtError::BadClaims)?;
         check_times(
             expires,
@@ -222,6 +120,24 @@ impl JwtVerifier {
             scopes: scopes(&claims, &self.scope_claim)?,
             expires,
         })
+    }
+
+    /// The token's claims, its signature checked with the key its header selects.
+    fn decode(&self, token: &str, header: &Header) -> Result<Value, JwtError> {
+        let key_set;
+        let key = match &self.keys {
+            Keys::Single(key) => key,
+            Keys::ByKid(keys) => {
+                key_set = keys.load();
+                header
+                    .kid
+                    .as_deref()
+                    .and_then(|kid| key_set.get(kid))
+                    .ok_or(JwtError::UnknownKey)?
+            }
+        };
+        let data = jsonwebtoken::decode::<Value>(token, key, &self.validation).map_err(classify)?;
+        Ok(data.claims)
     }
 
     /// What a reload keeps: `previous` itself when it was built from the same config and
@@ -246,57 +162,34 @@ impl JwtVerifier {
     pub fn clear_cache(&self) {
         self.cache.invalidate_all();
     }
-
-    /// True when a `jwks_url` set is older than `jwks_refresh`.
-    pub fn refresh_due(&self) -> bool {
-        self.jwks
-            .as_ref()
-            .is_some_and(|source| lock(&source.last_loaded).elapsed() >= source.refresh_every)
-    }
-
-    /// Fetches the `jwks_url` set again, at most once per `jwks_min_refresh`; keeps the last
-    /// good set when the fetch or the set is bad. True when new keys were loaded.
-    pub async fn refresh(&self) -> bool {
-        let (Some(source), Keys::ByKid(keys)) = (&self.jwks, &self.keys) else {
-            return false;
-        };
-        {
-            let mut last = lock(&source.last_attempt);
-            if last.elapsed() < source.min_interval {
-                return false;
-            }
-            *last = Instant::now();
-        }
-        // One attempt, briefly: this may run on a request's path (an unknown `kid`).
-        let attempt =
-            crate::fetch::fetch_async(&source.url, Duration::ZERO, crate::input::Kind::KeyMaterial);
-        let fetched = tokio::time::timeout(Duration::from_secs(3), attempt)
-            .await
-            .unwrap_or_else(|_| Err("no answer within 3s".to_owned()));
-        let parsed = fetched.and_then(|bytes| {
-            let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
-            parse_jwks(&text, &source.url)
-        });
-        match parsed {
-            Ok(set) => {
-                keys.store(Arc::new(set));
-                *lock(&source.last_loaded) = Instant::now();
-                self.clear_cache();
-                tracing::info!(url = %source.url, "JWKS refreshed");
-                true
-            }
-            Err(error) => {
-                tracing::warn!(url = %source.url, error = %error, "JWKS refresh failed; keeping the last good set");
-                false
-            }
-        }
-    }
 }
 
-fn lock(mutex: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The configured algorithms, each one moat supports.
+fn algorithms(config: &JwtConfig) -> Result<Vec<Algorithm>, String> {
+    config
+        .algorithms
+        .iter()
+        .map(|name| {
+            name.parse::<Algorithm>()
+                .map_err(|_| format!("`{name}` is not a JWT algorithm moat supports"))
+        })
+        .collect()
+}
+
+/// The library's checks, made strict: only the allowed algorithms, the issuer and audience
+/// required with `exp` and `sub`.
+fn validation(config: &JwtConfig, first: Algorithm, algorithms: Vec<Algorithm>) -> Validation {
+    let mut validation = Validation::new(first);
+    validation.algorithms = algorithms;
+    // `exp`, `nbf` and `iat` are compared here, as the NumericDates RFC 7519 §2 defines
+    // (fractional seconds included); the library would round them to whole seconds.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = true;
+    validation.set_issuer(&[&config.issuer]);
+    validation.set_audience(&config.audience);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation
 }
 
 #[cfg(test)]

@@ -1,120 +1,21 @@
 //! The API-key store (`config/keys.yaml`, design §3): argon2id PHC hashes of whole keys with
-//! their scopes and restrictions, loaded into an immutable map by id. Also the key format
-//! (`moat_<id>_<secret>`) and the atomic writes `moat keys` makes (its edits: `store_edit`).
+//! their scopes and restrictions (`record`), loaded into an immutable map by id. Also the key
+//! format (`key`) and the atomic writes `moat keys` makes (its edits: `store_edit`).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::{Quota, RateLimit, TokenBudget};
+mod key;
+mod record;
 
-/// One key's record. The hash is never logged or printed in full.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRecord {
-    pub id: String,
-    pub hash: String,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "timestamp")]
-    pub expires_at: Option<SystemTime>,
-    #[serde(default, deserialize_with = "timestamp")]
-    pub not_before: Option<SystemTime>,
-    #[serde(default)]
-    pub allowed_cidrs: Option<Vec<IpNet>>,
-    /// Allowlist of operationIds (or `METHOD /template`).
-    #[serde(default)]
-    pub operations: Option<Vec<String>>,
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Requests per calendar window (UTC); counted in the limit store.
-    #[serde(default)]
-    pub quota: Option<Quota>,
-    /// LLM operations only (see `llm`): the models the key may name.
-    #[serde(default)]
-    pub models: Option<Vec<String>>,
-    /// LLM operations only: the most `max_tokens` a request may ask for, and what a request
-    /// that asks for none reserves.
-    #[serde(default)]
-    pub max_tokens: Option<u64>,
-    /// LLM operations only: streamed requests in flight at once, per moat process.
-    #[serde(default)]
-    pub max_concurrent_streams: Option<u32>,
-    /// LLM operations only: prompt and completion tokens per calendar window.
-    #[serde(default)]
-    pub token_budget: Option<TokenBudget>,
-    /// LLM operations only: the same per UTC minute.
-    #[serde(default)]
-    pub tokens_per_minute: Option<u64>,
-    #[serde(default)]
-    pub disabled: bool,
-}
-
-impl std::fmt::Debug for KeyRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRecord")
-            .field("id", &self.id)
-            .field("owner", &self.owner)
-            .field("scopes", &self.scopes)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a key record does not admit a request now (for the log; the client sees one 401).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restriction {
-    Disabled,
-    Expired,
-    NotYetValid,
-    Address,
-}
-
-impl KeyRecord {
-    /// Checks the record's time, state and address restrictions.
-    pub fn admits(&self, client: IpAddr, now: SystemTime) -> Result<(), Restriction> {
-        if self.disabled {
-            return Err(Restriction::Disabled);
-        }
-        if self.expires_at.is_some_and(|at| now >= at) {
-            return Err(Restriction::Expired);
-        }
-        if self.not_before.is_some_and(|at| now < at) {
-            return Err(Restriction::NotYetValid);
-        }
-        if let Some(cidrs) = &self.allowed_cidrs
-            && !cidrs.iter().any(|net| net.contains(&client))
-        {
-            return Err(Restriction::Address);
-        }
-        Ok(())
-    }
-}
-
-impl KeyRecord {
-    /// The record's state regardless of client address, for `moat keys list`.
-    pub fn admits_any_address(&self, now: SystemTime) -> Result<(), &'static str> {
-        if self.disabled {
-            Err("disabled")
-        } else if self.expires_at.is_some_and(|at| now >= at) {
-            Err("expired")
-        } else if self.not_before.is_some_and(|at| now < at) {
-            Err("pending")
-        } else {
-            Ok(())
-        }
-    }
-}
+pub use self::key::{looks_like_key, new_key, parse_key, valid_id};
+pub use self::record::{KeyRecord, Restriction};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,30 +97,14 @@ impl KeyStore {
     }
 
     pub fn parse(text: &str) -> Result<KeyStore, Vec<String>> {
-        let mut options = serde_saphyr::Options::default();
-        options.strict_booleans = true;
-        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
         // An empty or comment-only file is an empty store (a fresh `keys.yaml`).
-        let file: Option<StoreFile> =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| vec![e.to_string()])?;
+        let file: Option<StoreFile> = serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|e| vec![e.to_string()])?;
         let file = file.unwrap_or(StoreFile { keys: Vec::new() });
         let mut problems = Vec::new();
         let mut records = HashMap::new();
         for record in file.keys {
-            if !valid_id(&record.id) {
-                problems.push(format!(
-                    "key id `{}` must be 1–63 of [a-z0-9-], starting with a letter or digit",
-                    record.id
-                ));
-            }
-            if !record.hash.starts_with("$argon2id$")
-                || argon2::password_hash::phc::PasswordHash::new(&record.hash).is_err()
-            {
-                problems.push(format!(
-                    "key `{}`: `hash` must be an argon2id PHC string (make one with `moat keys hash`)",
-                    record.id
-                ));
-            }
+            record.check(&mut problems);
             let id = record.id.clone();
             if records.insert(id.clone(), Arc::new(record)).is_some() {
                 problems.push(format!("key id `{id}` appears twice"));
@@ -237,66 +122,20 @@ impl KeyStore {
     }
 }
 
-fn timestamp<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<SystemTime>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_rfc3339_weak(&text).map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "`{text}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
-        ))
-    })
-}
-
-/// `[a-z0-9][a-z0-9-]{0,62}`.
-pub fn valid_id(id: &str) -> bool {
-    let bytes = id.as_bytes();
-    (1..=63).contains(&bytes.len())
-        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-}
-
-/// Splits `moat_<id>_<secret>` into the id, checking the whole shape: the secret is 32
-/// bytes of base64url without padding (43 characters).
-/// Whether a bearer value is meant as a moat key rather than a token: the prefix alone, so
-/// a malformed key is still refused as a key (before any hash), never tried as a JWT.
-pub fn looks_like_key(value: &str) -> bool {
-    value.starts_with("moat_")
-}
-
-pub fn parse_key(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("moat_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let well_formed = valid_id(id)
-        && secret.len() == 43
-        && URL_SAFE_NO_PAD
-            .decode(secret)
-            .is_ok_and(|bytes| bytes.len() == 32);
-    well_formed.then_some(id)
-}
-
-/// A new key for `id`: 32 random bytes.
-pub fn new_key(id: &str) -> String {
-    let mut secret = [0u8; 32];
-    rand::fill(&mut secret);
-    format!("moat_{id}_{}", URL_SAFE_NO_PAD.encode(secret))
+/// YAML as the store is read: only `true` and `false` are booleans, and a key given twice
+/// is an error.
+pub(super) fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options
 }
 
 /// Writes `text` to `path` atomically: a temporary file in the same directory, mode 0600,
 /// renamed over the old one, so a reader never sees half a store.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("keys.yaml");
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let temporary = temporary_beside(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -312,6 +151,20 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+/// `.<name>.<pid>.tmp` in the directory of `path`: the same file system, so the rename is
+/// atomic.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("keys.yaml");
+    dir.join(format!(".{name}.{}.tmp", std::process::id()))
+}
+
 /// Milliseconds since the Unix epoch: when the store was read, kept in an `AtomicU64`.
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
@@ -320,6 +173,9 @@ fn unix_ms(at: SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     #[test]

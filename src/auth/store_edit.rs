@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use super::keystore::yaml_options;
+
 /// Fields in the order a new or rewritten record shows them; others follow by name.
 const FIELD_ORDER: [&str; 11] = [
     "id",
@@ -34,25 +36,7 @@ pub struct StoreText {
 impl StoreText {
     /// `text` as the loader reads it; an empty (or comment-only) file is an empty store.
     pub fn parse(text: String) -> Result<StoreText, String> {
-        let mut document = parse_document(&text)?;
-        if document.is_null() {
-            document = Value::Object(Map::from_iter([("keys".to_owned(), Value::Array(vec![]))]));
-        }
-        let Some(object) = document.as_object_mut() else {
-            return Err("the store must be a mapping with a `keys` list".to_owned());
-        };
-        let keys = object
-            .entry("keys")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if keys.is_null() {
-            *keys = Value::Array(Vec::new());
-        }
-        if !keys
-            .as_array()
-            .is_some_and(|k| k.iter().all(Value::is_object))
-        {
-            return Err("`keys` must be a list of key records".to_owned());
-        }
+        let document = with_keys_list(parse_document(&text)?)?;
         Ok(StoreText {
             text,
             document,
@@ -124,12 +108,33 @@ impl StoreText {
     }
 }
 
+/// The document with its `keys` list, as the loader reads it: an empty document, a missing
+/// `keys` or one with nothing after it is an empty list.
+fn with_keys_list(mut document: Value) -> Result<Value, String> {
+    if document.is_null() {
+        document = Value::Object(Map::from_iter([("keys".to_owned(), Value::Array(vec![]))]));
+    }
+    let Some(object) = document.as_object_mut() else {
+        return Err("the store must be a mapping with a `keys` list".to_owned());
+    };
+    let keys = object
+        .entry("keys")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if keys.is_null() {
+        *keys = Value::Array(Vec::new());
+    }
+    if !keys
+        .as_array()
+        .is_some_and(|k| k.iter().all(Value::is_object))
+    {
+        return Err("`keys` must be a list of key records".to_owned());
+    }
+    Ok(document)
+}
+
 /// YAML (or JSON) → a JSON value, with the loader's strictness.
 fn parse_document(text: &str) -> Result<Value, String> {
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| e.to_string())
 }
 
 /// The whole store as block YAML, values in JSON syntax (which YAML reads the same way).
@@ -186,32 +191,8 @@ fn append_text(text: &str, record: &Map<String, Value>) -> Option<String> {
             2
         }
         Some(at) => {
-            let rest = lines[at]["keys:".len()..].trim_start();
-            let comment = if rest.starts_with('#') {
-                Some(rest.to_owned())
-            } else if let Some(after) = rest.strip_prefix("[]") {
-                let after = after.trim_start();
-                if !after.is_empty() && !after.starts_with('#') {
-                    return None;
-                }
-                (!after.is_empty()).then(|| after.to_owned())
-            } else if rest.is_empty() {
-                None
-            } else {
-                return None;
-            };
-            lines[at] = match comment {
-                Some(comment) => format!("keys: {comment}"),
-                None => "keys:".to_owned(),
-            };
-            lines[at + 1..]
-                .iter()
-                .find(|line| {
-                    let trimmed = line.trim_start();
-                    !trimmed.is_empty() && !trimmed.starts_with('#')
-                })
-                .filter(|line| line.trim_start().starts_with('-'))
-                .map_or(2, |line| line.len() - line.trim_start().len())
+            lines[at] = opened_keys_line(&lines[at])?;
+            item_indent(&lines[at + 1..])
         }
     };
     let mut out = lines.join("\n");
@@ -220,26 +201,52 @@ fn append_text(text: &str, record: &Map<String, Value>) -> Option<String> {
     Some(out)
 }
 
+/// The `keys:` line ready for block items to follow it: `keys: []` opened, a comment kept.
+/// `None` when it already holds items (flow style), which a line edit can't extend.
+fn opened_keys_line(line: &str) -> Option<String> {
+    let rest = line["keys:".len()..].trim_start();
+    let comment = if rest.starts_with('#') {
+        Some(rest)
+    } else if let Some(after) = rest.strip_prefix("[]") {
+        let after = after.trim_start();
+        if !after.is_empty() && !after.starts_with('#') {
+            return None;
+        }
+        (!after.is_empty()).then_some(after)
+    } else if rest.is_empty() {
+        None
+    } else {
+        return None;
+    };
+    Some(match comment {
+        Some(comment) => format!("keys: {comment}"),
+        None => "keys:".to_owned(),
+    })
+}
+
+/// The indent of the list's items: that of the first line below `keys:` that holds more
+/// than a comment, if it is an item; else 2.
+fn item_indent(below: &[String]) -> usize {
+    below
+        .iter()
+        .find(|line| {
+            let trimmed = line.trim_start();
+            !trimmed.is_empty() && !trimmed.starts_with('#')
+        })
+        .filter(|line| line.trim_start().starts_with('-'))
+        .map_or(2, |line| indent_of(line))
+}
+
 /// The text with `field: value` set in the block-style record `id`: its line replaced, or
 /// added after the `id` line. `None` when no line reads `id: <id>`.
 fn set_text(text: &str, id: &str, field: &str, value: &Value) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.iter().position(|line| {
-        let trimmed = line.trim_start().trim_start_matches("- ").trim();
-        trimmed
-            .strip_prefix("id:")
-            .map(|v| v.split(" #").next().unwrap_or(v))
-            .map(|v| v.trim().trim_matches('"').trim_matches('\''))
-            == Some(id)
-    })?;
-    let item_indent = lines[start].len() - lines[start].trim_start().len();
+    let start = lines.iter().position(|line| is_id_line(line, id))?;
+    let item_indent = indent_of(lines[start]);
     let field_indent = item_indent + 2;
     let end = lines[start + 1..]
         .iter()
-        .position(|line| {
-            let indent = line.len() - line.trim_start().len();
-            !line.trim().is_empty() && indent <= item_indent
-        })
+        .position(|line| !line.trim().is_empty() && indent_of(line) <= item_indent)
         .map_or(lines.len(), |offset| start + 1 + offset);
     let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     let new_line = format!("{}{field}: {value}", " ".repeat(field_indent));
@@ -251,6 +258,20 @@ fn set_text(text: &str, id: &str, field: &str, value: &Value) -> Option<String> 
     let mut joined = out.join("\n");
     joined.push('\n');
     Some(joined)
+}
+
+/// Whether `line` reads `id: <id>` (or `- id: <id>`), quoted or not, a comment after it.
+fn is_id_line(line: &str, id: &str) -> bool {
+    let trimmed = line.trim_start().trim_start_matches("- ").trim();
+    trimmed
+        .strip_prefix("id:")
+        .map(|v| v.split(" #").next().unwrap_or(v))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\''))
+        == Some(id)
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! change the document's structure), with the `VAR_FILE` secrets convention as fallback.
 
 mod auth;
+mod check;
 mod de;
+mod env_files;
 mod policy;
 mod sections;
 mod typos;
@@ -23,9 +25,12 @@ pub use self::sections::{
     TlsConfig, UpstreamConfig, usable_cores,
 };
 
-pub use self::vars::{EncryptedEnvSummary, env_or_file, mentions_placeholder};
-use self::vars::{Variables, operation_lines, read_env_files, resolve_variables};
+pub use self::env_files::EncryptedEnvSummary;
+use self::env_files::read_env_files;
+use self::vars::{Variables, operation_lines, resolve_variables};
+pub use self::vars::{env_or_file, mentions_placeholder};
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -128,30 +133,9 @@ impl Config {
         let (mut config, mut problems) = Self::parse_leniently(&text, &lookup);
         if let Some(config) = &mut config {
             config.encrypted_env = env_files.encrypted;
+            config.warn_about_inert_settings();
         }
         problems.splice(0..0, env_files.problems);
-        if let Some(inject) = config.as_ref().and_then(|c| c.policy.inject_max_tokens) {
-            tracing::warn!(
-                "`policy.inject_max_tokens` is now `policy.stream_usage` (read as such: {inject}): \
-                 the bound a key admits is always written into LLM requests, and the option \
-                 left is whether streams are asked for their usage"
-            );
-        }
-        if let Some(config) = &config
-            && config.env.encrypted_dotenv.is_none()
-        {
-            for var in [
-                crate::secrets::IDENTITY_VAR,
-                crate::secrets::IDENTITY_FILE_VAR,
-            ] {
-                if std::env::var_os(var).is_some() {
-                    tracing::warn!(
-                        "{var} is set, but `env.encrypted_dotenv` names no file: the identity \
-                         decrypts nothing (add `env: {{encrypted_dotenv: .env.age}}`)"
-                    );
-                }
-            }
-        }
         let problems = problems
             .into_iter()
             .map(|p| p.replace("--> <input>:", &header))
@@ -181,22 +165,12 @@ impl Config {
             mut problems,
         } = resolve_variables(text, env);
         let unresolved = !problems.is_empty();
-        let mut options = serde_saphyr::Options::default().with_properties(properties);
-        // Compose syntax so quoted scalars are expanded too; its "unset means empty" rule
-        // never applies because every reference without a default has a value or a problem.
-        options.property_syntax = serde_saphyr::PropertySyntax::DockerCompose;
-        options.strict_booleans = true;
-        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-        let mut config: Config = match serde_saphyr::from_str_with_options(text, options) {
+        let parsed = serde_saphyr::from_str_with_options(text, yaml_options(properties));
+        let mut config: Config = match parsed {
             Ok(config) => config,
             Err(_) if unresolved => return (None, problems),
             Err(error) => {
-                let message = error.to_string();
-                problems.push(
-                    typos::explain(&message, text)
-                        .or_else(|| typos::suggest(&message))
-                        .unwrap_or(message),
-                );
+                problems.push(explained(error.to_string(), text));
                 return (None, problems);
             }
         };
@@ -207,88 +181,25 @@ impl Config {
         config.policy.operation_lines = operation_lines(text);
         (Some(config), problems)
     }
+}
 
-    /// Cross-field rules that serde cannot express; reports all of them at once.
-    fn check(&self) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        if self.listen == self.admin_listen && self.listen.port() != 0 {
-            problems.push(format!(
-                "`admin_listen` ({}) must differ from `listen`: health and metrics never share \
-                 the public port",
-                self.admin_listen
-            ));
-        }
-        if let Some(openapi) = &self.openapi {
-            match (&openapi.file, &openapi.url) {
-                (Some(_), None) => {}
-                (None, Some(url)) => {
-                    if !url.starts_with("http://") {
-                        problems.push(format!(
-                            "`openapi.url` ({url}) must be an http:// URL of the model"
-                        ));
-                    }
-                }
-                _ => problems.push("`openapi` needs exactly one of `file` and `url`".to_owned()),
-            }
-        }
-        let limits = &self.limits;
-        for (name, value) in [
-            ("limits.max_body_bytes", limits.max_body_bytes),
-            ("limits.max_header_bytes", limits.max_header_bytes as u64),
-            ("limits.max_uri_bytes", limits.max_uri_bytes as u64),
-            ("limits.max_json_depth", limits.max_json_depth as u64),
-            ("limits.max_string_bytes", limits.max_string_bytes as u64),
-            ("limits.max_array_items", limits.max_array_items as u64),
-            (
-                "limits.max_object_members",
-                limits.max_object_members as u64,
-            ),
-            ("limits.max_connections", limits.max_connections as u64),
-            (
-                "limits.max_requests_per_connection",
-                limits.max_requests_per_connection,
-            ),
-            (
-                "limits.hash_workers",
-                limits.hash_workers.map_or(1, |n| n as u64),
-            ),
-            (
-                "limits.h2_max_concurrent_streams",
-                u64::from(limits.h2_max_concurrent_streams),
-            ),
-        ] {
-            if value == 0 {
-                problems.push(format!("`{name}` must be greater than 0"));
-            }
-        }
-        for (name, value) in [
-            ("limits.header_read_timeout", limits.header_read_timeout),
-            ("limits.body_read_timeout", limits.body_read_timeout),
-            ("upstream.connect_timeout", self.upstream.connect_timeout),
-            ("upstream.response_timeout", self.upstream.response_timeout),
-            ("upstream.idle_timeout", self.upstream.idle_timeout),
-            (
-                "upstream.pool_idle_timeout",
-                self.upstream.pool_idle_timeout,
-            ),
-        ] {
-            if value.is_zero() {
-                problems.push(format!("`{name}` must be longer than 0s"));
-            }
-        }
-        if self.policy.max_tokens_fields.0.is_empty() {
-            problems.push(
-                "`policy.max_tokens_fields` must name at least one field (max_tokens, \
-                 max_completion_tokens, n_predict): the bound moat admits is written there"
-                    .to_owned(),
-            );
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
-    }
+/// The config's YAML: strict booleans, no duplicate keys, `${VAR}`s expanded inside
+/// scalars from `properties`.
+fn yaml_options(properties: HashMap<String, String>) -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default().with_properties(properties);
+    // Compose syntax so quoted scalars are expanded too; its "unset means empty" rule
+    // never applies because every reference without a default has a value or a problem.
+    options.property_syntax = serde_saphyr::PropertySyntax::DockerCompose;
+    options.strict_booleans = true;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options
+}
+
+/// A parse error, with the typo it most likely is where one can be told.
+fn explained(message: String, text: &str) -> String {
+    typos::explain(&message, text)
+        .or_else(|| typos::suggest(&message))
+        .unwrap_or(message)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! age: moat's own whole-file format (`moat env encrypt`), and the wrapping of a SOPS data
 //! key; where identities come from.
 
+use std::ffi::OsString;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -29,17 +30,9 @@ pub fn identities(sops: bool) -> Result<Vec<IdentitySource>, String> {
         texts.extend([(SOPS_KEY_VAR, false), (SOPS_KEY_FILE_VAR, true)]);
     }
     for (var, is_file) in texts {
-        let Some(value) = std::env::var_os(var) else {
-            continue;
-        };
-        sources.push(if is_file {
-            read_identity_file(Path::new(&value), &format!("{var} ("))?
-        } else {
-            let text = value
-                .into_string()
-                .map_err(|_| format!("{var} is not UTF-8"))?;
-            parse_identities(&Zeroizing::new(text), var.to_owned())?
-        });
+        if let Some(value) = std::env::var_os(var) {
+            sources.push(from_variable(var, is_file, value)?);
+        }
     }
     if sops
         && std::env::var_os(SOPS_KEY_VAR).is_none()
@@ -56,6 +49,17 @@ pub fn identity_files() -> impl Iterator<Item = PathBuf> {
     [IDENTITY_FILE_VAR, SOPS_KEY_FILE_VAR]
         .into_iter()
         .filter_map(|var| std::env::var_os(var).map(PathBuf::from))
+}
+
+/// The identities the variable `var` holds, or (`is_file`) the file it names holds.
+fn from_variable(var: &str, is_file: bool, value: OsString) -> Result<IdentitySource, String> {
+    if is_file {
+        return read_identity_file(Path::new(&value), &format!("{var} ("));
+    }
+    let text = value
+        .into_string()
+        .map_err(|_| format!("{var} is not UTF-8"))?;
+    parse_identities(&Zeroizing::new(text), var.to_owned())
 }
 
 fn sops_default_keys_file() -> Option<PathBuf> {
@@ -124,14 +128,7 @@ pub fn decrypt_file(ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
 /// Encrypts `plaintext` to every recipient (`age1…` public keys), ASCII-armored so the
 /// result can be committed and diffed.
 pub fn encrypt(recipients: &[String], plaintext: &[u8]) -> Result<String, String> {
-    let parsed = recipients
-        .iter()
-        .map(|r| {
-            r.trim()
-                .parse::<age::x25519::Recipient>()
-                .map_err(|e| format!("recipient `{r}`: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let parsed = parse_recipients(recipients)?;
     let encryptor =
         age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| format!("cannot encrypt: {e}"))?;
@@ -146,6 +143,17 @@ pub fn encrypt(recipients: &[String], plaintext: &[u8]) -> Result<String, String
         .and_then(|armored| armored.finish())
         .map_err(|e| e.to_string())?;
     String::from_utf8(output).map_err(|e| e.to_string())
+}
+
+fn parse_recipients(recipients: &[String]) -> Result<Vec<age::x25519::Recipient>, String> {
+    recipients
+        .iter()
+        .map(|r| {
+            r.trim()
+                .parse::<age::x25519::Recipient>()
+                .map_err(|e| format!("recipient `{r}`: {e}"))
+        })
+        .collect()
 }
 
 /// A new identity as an identity file's text, and its public key.

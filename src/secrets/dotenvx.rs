@@ -79,23 +79,11 @@ impl File {
         let secret = self.private_key(keys_file)?;
         let mut variables = Vec::with_capacity(self.items.len());
         for (name, value) in self.items {
-            let Some(encoded) = value.strip_prefix(PREFIX) else {
-                variables.push((name, value));
-                continue;
+            let plaintext = match value.strip_prefix(PREFIX) {
+                Some(encoded) => decrypt_value(&secret, &name, encoded)?,
+                None => value,
             };
-            let plaintext = STANDARD
-                .decode(encoded.trim())
-                .ok()
-                .and_then(|message| ecies::decrypt(&secret, &message).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "`{name}` does not decrypt: the value was changed, or encrypted to \
-                         another key (set it again with `dotenvx set {name} …`)"
-                    )
-                })?;
-            let plaintext = String::from_utf8(plaintext)
-                .map_err(|_| format!("`{name}` decrypts to bytes that are not UTF-8"))?;
-            variables.push((name, Zeroizing::new(plaintext)));
+            variables.push((name, plaintext));
         }
         Ok(variables)
     }
@@ -103,37 +91,14 @@ impl File {
     /// The private key for one of the file's public keys: from `DOTENV_PRIVATE_KEY[_ENV]`
     /// (comma-separated keys allowed, as dotenvx does), else from `keys_file`.
     fn private_key(&self, keys_file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, String> {
-        let (from_file, keys_origin) = match keys_file {
-            Some(path) => {
-                check_permissions(path, "dotenvx keys file (env.dotenv_keys)")?;
-                let text = Zeroizing::new(
-                    crate::input::read(path, crate::input::Kind::EnvFile)
-                        .map_err(|e| format!("env.dotenv_keys: {e}"))?,
-                );
-                let keys = parse_dotenv_ordered(&text)
-                    .map_err(|e| format!("env.dotenv_keys ({}): {e}", path.display()))?;
-                (keys, path.display().to_string())
-            }
-            None => (Vec::new(), String::new()),
-        };
+        let (from_file, keys_origin) = read_keys_file(keys_file)?;
         let mut tried = Vec::new();
         for (suffix, public) in &self.public_keys {
             let name = format!("{PRIVATE}{suffix}");
-            let mut candidates: Vec<(Zeroizing<String>, String)> = Vec::new();
-            if let Ok(value) = std::env::var(&name) {
-                candidates.push((Zeroizing::new(value), format!("${name}")));
-            }
-            if let Some((_, value)) = from_file.iter().find(|(n, _)| *n == name) {
-                candidates.push((value.clone(), format!("{name} in {keys_origin}")));
-            }
+            let candidates = candidates(&name, &from_file, &keys_origin);
             for (value, origin) in &candidates {
-                for hex in value.split(',') {
-                    let key = decode_secret(hex.trim()).ok_or_else(|| {
-                        format!("{origin} is not a dotenvx private key (64 hex digits)")
-                    })?;
-                    if public.is_empty() || public_of(&key).as_deref() == Some(public.as_str()) {
-                        return Ok(key);
-                    }
+                if let Some(key) = key_for(value, origin, public)? {
+                    return Ok(key);
                 }
                 tried.push(origin.clone());
             }
@@ -141,12 +106,18 @@ impl File {
                 tried.push(format!("${name} (unset)"));
             }
         }
+        Err(self.no_private_key(&tried, keys_file.is_some()))
+    }
+
+    /// What was tried, and what to set.
+    fn no_private_key(&self, tried: &[String], keys_file_given: bool) -> String {
         let publics: Vec<&str> = self.public_keys.iter().map(|(_, k)| k.as_str()).collect();
-        let hint = match keys_file {
-            Some(_) => String::new(),
-            None => " or name the .env.keys file in `env.dotenv_keys`".to_owned(),
+        let hint = if keys_file_given {
+            ""
+        } else {
+            " or name the .env.keys file in `env.dotenv_keys`"
         };
-        Err(format!(
+        format!(
             "no private key for {PUBLIC} {}: tried {}; set {}{hint}",
             publics.join(", "),
             tried.join(", "),
@@ -155,8 +126,70 @@ impl File {
                 .map(|(suffix, _)| format!("{PRIVATE}{suffix}"))
                 .collect::<Vec<_>>()
                 .join(" or "),
-        ))
+        )
     }
+}
+
+/// One `encrypted:` value (the base64 after the prefix), decrypted with `secret`.
+fn decrypt_value(secret: &[u8], name: &str, encoded: &str) -> Result<Zeroizing<String>, String> {
+    let plaintext = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|message| ecies::decrypt(secret, &message).ok())
+        .ok_or_else(|| {
+            format!(
+                "`{name}` does not decrypt: the value was changed, or encrypted to \
+                 another key (set it again with `dotenvx set {name} …`)"
+            )
+        })?;
+    String::from_utf8(plaintext)
+        .map(Zeroizing::new)
+        .map_err(|_| format!("`{name}` decrypts to bytes that are not UTF-8"))
+}
+
+/// The variables of `env.dotenv_keys`, if given, and where they came from.
+fn read_keys_file(keys_file: Option<&Path>) -> Result<(Variables, String), String> {
+    let Some(path) = keys_file else {
+        return Ok((Vec::new(), String::new()));
+    };
+    check_permissions(path, "dotenvx keys file (env.dotenv_keys)")?;
+    let text = Zeroizing::new(
+        crate::input::read(path, crate::input::Kind::EnvFile)
+            .map_err(|e| format!("env.dotenv_keys: {e}"))?,
+    );
+    let keys = parse_dotenv_ordered(&text)
+        .map_err(|e| format!("env.dotenv_keys ({}): {e}", path.display()))?;
+    Ok((keys, path.display().to_string()))
+}
+
+/// The values the private key `name` may have, each with where it came from: the
+/// environment first, then the keys file.
+fn candidates(
+    name: &str,
+    from_file: &Variables,
+    keys_origin: &str,
+) -> Vec<(Zeroizing<String>, String)> {
+    let mut candidates = Vec::new();
+    if let Ok(value) = std::env::var(name) {
+        candidates.push((Zeroizing::new(value), format!("${name}")));
+    }
+    if let Some((_, value)) = from_file.iter().find(|(n, _)| n == name) {
+        candidates.push((value.clone(), format!("{name} in {keys_origin}")));
+    }
+    candidates
+}
+
+/// The key among a candidate's comma-separated ones that belongs to `public` (any key when
+/// the file names no public key); a key that is not 64 hex digits is an error.
+fn key_for(value: &str, origin: &str, public: &str) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    for hex in value.split(',') {
+        let key = decode_secret(hex.trim())
+            .ok_or_else(|| format!("{origin} is not a dotenvx private key (64 hex digits)"))?;
+        if public.is_empty() || public_of(&key).as_deref() == Some(public) {
+            return Ok(Some(key));
+        }
+    }
+    Ok(None)
 }
 
 fn decode_secret(hex: &str) -> Option<Zeroizing<Vec<u8>>> {

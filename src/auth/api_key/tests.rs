@@ -1,7 +1,7 @@
 //! Unit tests of `api_key`.
 
 use super::*;
-use crate::auth::keystore::new_key;
+use crate::auth::keystore::{Restriction, new_key};
 
 const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 

@@ -7,6 +7,16 @@ use serde_json::Value;
 
 use super::JwtError;
 
+/// `sub`: a non-empty string that fits the `X-Moat-Subject` header it is forwarded in.
+pub(super) fn subject(claims: &Value) -> Result<String, JwtError> {
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 512 && !s.chars().any(char::is_control))
+        .map(str::to_owned)
+        .ok_or(JwtError::BadClaims)
+}
+
 /// Scopes from the configured claim, space-separated (`scope`) or an array (`scp`).
 pub(super) fn scopes(claims: &Value, claim: &str) -> Result<Vec<String>, JwtError> {
     let value = claims.get(claim).or_else(|| claims.get("scp"));

@@ -2,6 +2,7 @@
 //! digest of the bytes so a reload that changed nothing keeps the verifier (and its cache).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -9,7 +10,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sha2::{Digest, Sha256};
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, Secret};
 
 pub(super) enum Keys {
     /// One key (`public_key_file` or `secret`): every allowed algorithm of its family.
@@ -24,9 +25,26 @@ pub(super) fn load_keys(
     config: &JwtConfig,
     algorithms: &[Algorithm],
 ) -> Result<(Keys, [u8; 32]), String> {
-    let hmac = algorithms
-        .iter()
-        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    exactly_one_source(config)?;
+    if let Some(secret) = &config.secret {
+        return from_secret(secret, algorithms);
+    }
+    if algorithms.iter().any(is_hmac) {
+        // An HMAC algorithm next to a public key is the classic confusion attack.
+        return Err("HS* algorithms need `secret`; do not mix them with public keys".to_owned());
+    }
+    if let Some(path) = &config.public_key_file {
+        return from_pem_file(path, algorithms[0]);
+    }
+    if let Some(url) = &config.jwks_url {
+        return from_jwks_url(url);
+    }
+    let path = config.jwks_file.as_ref().ok_or("no key source")?;
+    let text = crate::input::read_to_string(path, crate::input::Kind::KeyMaterial)?;
+    parse_jwks(&text, &path.display().to_string()).map(|set| by_kid(set, &text))
+}
+
+fn exactly_one_source(config: &JwtConfig) -> Result<(), String> {
     let sources = [
         config.secret.is_some(),
         config.public_key_file.is_some(),
@@ -39,68 +57,68 @@ pub(super) fn load_keys(
                 .to_owned(),
         );
     }
-    if let Some(secret) = &config.secret {
-        if algorithms
-            .iter()
-            .any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        {
-            return Err("`secret` keys only verify HS256/HS384/HS512; list only those".to_owned());
-        }
-        if secret.expose().len() < 32 {
-            return Err("`secret` must be at least 32 bytes".to_owned());
-        }
-        return DecodingKey::from_secret(secret.expose().as_bytes())
-            .map(|key| (Keys::Single(key), [0; 32]))
-            .map_err(|e| format!("`secret`: {e}"));
+    Ok(())
+}
+
+fn is_hmac(algorithm: &Algorithm) -> bool {
+    matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    )
+}
+
+/// `secret`: HMAC only, and long enough not to be guessed.
+fn from_secret(secret: &Secret, algorithms: &[Algorithm]) -> Result<(Keys, [u8; 32]), String> {
+    if !algorithms.iter().all(is_hmac) {
+        return Err("`secret` keys only verify HS256/HS384/HS512; list only those".to_owned());
     }
-    if hmac {
-        // An HMAC algorithm next to a public key is the classic confusion attack.
-        return Err("HS* algorithms need `secret`; do not mix them with public keys".to_owned());
+    if secret.expose().len() < 32 {
+        return Err("`secret` must be at least 32 bytes".to_owned());
     }
-    if let Some(path) = &config.public_key_file {
-        let pem = crate::input::read(path, crate::input::Kind::KeyMaterial)?;
-        let family = algorithms[0];
-        let key = match family {
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
-            Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
-            _ => DecodingKey::from_rsa_pem(&pem),
-        };
-        return key
-            .map(|key| (Keys::Single(key), digest(&pem)))
-            .map_err(|e| {
-                format!(
-                    "{}: not a {family:?} public key in PEM: {e}",
-                    path.display()
-                )
-            });
-    }
-    if let Some(url) = &config.jwks_url {
-        if !url.starts_with("http://") {
-            return Err(format!(
-                "`jwks_url` ({url}) must be http:// (a sidecar neighbour)"
-            ));
-        }
-        let bytes = crate::fetch::fetch(
-            url,
-            Duration::from_secs(30),
-            crate::input::Kind::KeyMaterial,
-        )?;
-        let text = String::from_utf8(bytes).map_err(|_| format!("{url}: not UTF-8"))?;
-        return parse_jwks(&text, url).map(|set| {
-            (
-                Keys::ByKid(ArcSwap::from_pointee(set)),
-                digest(text.as_bytes()),
+    DecodingKey::from_secret(secret.expose().as_bytes())
+        .map(|key| (Keys::Single(key), [0; 32]))
+        .map_err(|e| format!("`secret`: {e}"))
+}
+
+/// `public_key_file`: one PEM key of the family of the first allowed algorithm.
+fn from_pem_file(path: &Path, family: Algorithm) -> Result<(Keys, [u8; 32]), String> {
+    let pem = crate::input::read(path, crate::input::Kind::KeyMaterial)?;
+    let key = match family {
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
+        _ => DecodingKey::from_rsa_pem(&pem),
+    };
+    key.map(|key| (Keys::Single(key), digest(&pem)))
+        .map_err(|e| {
+            format!(
+                "{}: not a {family:?} public key in PEM: {e}",
+                path.display()
             )
-        });
+        })
+}
+
+/// `jwks_url`: fetched now, from a neighbour over plain HTTP.
+fn from_jwks_url(url: &str) -> Result<(Keys, [u8; 32]), String> {
+    if !url.starts_with("http://") {
+        return Err(format!(
+            "`jwks_url` ({url}) must be http:// (a sidecar neighbour)"
+        ));
     }
-    let path = config.jwks_file.as_ref().ok_or("no key source")?;
-    let text = crate::input::read_to_string(path, crate::input::Kind::KeyMaterial)?;
-    parse_jwks(&text, &path.display().to_string()).map(|set| {
-        (
-            Keys::ByKid(ArcSwap::from_pointee(set)),
-            digest(text.as_bytes()),
-        )
-    })
+    let bytes = crate::fetch::fetch(
+        url,
+        Duration::from_secs(30),
+        crate::input::Kind::KeyMaterial,
+    )?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{url}: not UTF-8"))?;
+    parse_jwks(&text, url).map(|set| by_kid(set, &text))
+}
+
+/// A key set, and the digest of the text it was parsed from.
+fn by_kid(set: HashMap<String, DecodingKey>, text: &str) -> (Keys, [u8; 32]) {
+    (
+        Keys::ByKid(ArcSwap::from_pointee(set)),
+        digest(text.as_bytes()),
+    )
 }
 
 pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {

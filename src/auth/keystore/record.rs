@@ -1,0 +1,137 @@
+//! One key's record as the store holds it: its scopes, limits and restrictions, and whether
+//! it admits a request now.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::valid_id;
+use crate::config::{Quota, RateLimit, TokenBudget};
+
+/// One key's record. The hash is never logged or printed in full.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    pub id: String,
+    pub hash: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default, deserialize_with = "timestamp")]
+    pub expires_at: Option<SystemTime>,
+    #[serde(default, deserialize_with = "timestamp")]
+    pub not_before: Option<SystemTime>,
+    #[serde(default)]
+    pub allowed_cidrs: Option<Vec<IpNet>>,
+    /// Allowlist of operationIds (or `METHOD /template`).
+    #[serde(default)]
+    pub operations: Option<Vec<String>>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Requests per calendar window (UTC); counted in the limit store.
+    #[serde(default)]
+    pub quota: Option<Quota>,
+    /// LLM operations only (see `llm`): the models the key may name.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// LLM operations only: the most `max_tokens` a request may ask for, and what a request
+    /// that asks for none reserves.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// LLM operations only: streamed requests in flight at once, per moat process.
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+    /// LLM operations only: prompt and completion tokens per calendar window.
+    #[serde(default)]
+    pub token_budget: Option<TokenBudget>,
+    /// LLM operations only: the same per UTC minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key record does not admit a request now (for the log; the client sees one 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    Disabled,
+    Expired,
+    NotYetValid,
+    Address,
+}
+
+impl KeyRecord {
+    /// Checks the record's time, state and address restrictions.
+    pub fn admits(&self, client: IpAddr, now: SystemTime) -> Result<(), Restriction> {
+        if self.disabled {
+            return Err(Restriction::Disabled);
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return Err(Restriction::Expired);
+        }
+        if self.not_before.is_some_and(|at| now < at) {
+            return Err(Restriction::NotYetValid);
+        }
+        if let Some(cidrs) = &self.allowed_cidrs
+            && !cidrs.iter().any(|net| net.contains(&client))
+        {
+            return Err(Restriction::Address);
+        }
+        Ok(())
+    }
+
+    /// The record's state regardless of client address, for `moat keys list`.
+    pub fn admits_any_address(&self, now: SystemTime) -> Result<(), &'static str> {
+        if self.disabled {
+            Err("disabled")
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            Err("expired")
+        } else if self.not_before.is_some_and(|at| now < at) {
+            Err("pending")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// What is wrong with the record on its own: the shape of its id, the format of its hash.
+    pub(super) fn check(&self, problems: &mut Vec<String>) {
+        if !valid_id(&self.id) {
+            problems.push(format!(
+                "key id `{}` must be 1–63 of [a-z0-9-], starting with a letter or digit",
+                self.id
+            ));
+        }
+        if !self.hash.starts_with("$argon2id$")
+            || argon2::password_hash::phc::PasswordHash::new(&self.hash).is_err()
+        {
+            problems.push(format!(
+                "key `{}`: `hash` must be an argon2id PHC string (make one with `moat keys hash`)",
+                self.id
+            ));
+        }
+    }
+}
+
+fn timestamp<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_rfc3339_weak(&text).map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
+        ))
+    })
+}

@@ -1,0 +1,97 @@
+//! The `env` section's files, read before the config is expanded (its `${VAR}`s may come
+//! from them): `env.dotenv` and `env.encrypted_dotenv`, each failure a problem of its own.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Just the `env` section, read before variables are expanded (they may come from it).
+#[derive(Deserialize)]
+struct EnvPrelude {
+    #[serde(default)]
+    env: Option<EnvPreludeSection>,
+}
+
+#[derive(Deserialize)]
+struct EnvPreludeSection {
+    dotenv: Option<PathBuf>,
+    encrypted_dotenv: Option<PathBuf>,
+    dotenv_keys: Option<PathBuf>,
+}
+
+/// What `env.encrypted_dotenv` held, for `moat check`: its format and variable names.
+#[derive(Debug, Clone)]
+pub struct EncryptedEnvSummary {
+    pub format: crate::secrets::Format,
+    pub names: Vec<String>,
+}
+
+/// What the env files gave: their variables, the encrypted file's summary, and each file's
+/// problem. A file that fails leaves its variables unset — they are reported where the
+/// config uses them — and the rest of the config is still read, so its other files are
+/// known (and watched: fixing the broken one reloads).
+#[derive(Default)]
+pub(super) struct EnvFiles {
+    pub variables: HashMap<String, String>,
+    pub encrypted: Option<EncryptedEnvSummary>,
+    pub problems: Vec<String>,
+}
+
+/// The variables of `env.dotenv` and `env.encrypted_dotenv`, if the config names them. A
+/// variable set by both is an error: which one was meant is not for moat to guess.
+pub(super) fn read_env_files(text: &str) -> Result<EnvFiles, String> {
+    let prelude: EnvPrelude = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let mut read = EnvFiles::default();
+    let Some(env) = prelude.env else {
+        return Ok(read);
+    };
+    if let Some(path) = &env.dotenv {
+        match read_dotenv(path) {
+            Ok(variables) => read.variables = variables,
+            Err(problem) => read.problems.push(problem),
+        }
+    }
+    if let Some(path) = &env.encrypted_dotenv {
+        match encrypted_variables(path, env.dotenv_keys.as_deref(), &read.variables) {
+            Ok((variables, summary)) => {
+                read.variables.extend(variables);
+                read.encrypted = Some(summary);
+            }
+            Err(problem) => read.problems.push(problem),
+        }
+    }
+    Ok(read)
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, String> {
+    let text = crate::input::read(path, crate::input::Kind::EnvFile)
+        .map_err(|e| format!("env.dotenv: {e}"))?;
+    crate::secrets::parse_dotenv(&text, &format!("env.dotenv ({})", path.display()))
+}
+
+/// The variables of the encrypted dotenv file, none of them already set by `plain`.
+fn encrypted_variables(
+    path: &Path,
+    keys: Option<&Path>,
+    plain: &HashMap<String, String>,
+) -> Result<(HashMap<String, String>, EncryptedEnvSummary), String> {
+    let mut variables = HashMap::new();
+    let file = crate::secrets::read_encrypted_dotenv(path, keys)?;
+    let mut names = Vec::with_capacity(file.variables.len());
+    for (name, value) in file.variables {
+        if plain.contains_key(&name) {
+            return Err(format!(
+                "`{name}` is set by both env.dotenv and env.encrypted_dotenv ({}); keep it in one",
+                path.display()
+            ));
+        }
+        names.push(name.clone());
+        variables.insert(name, value.as_str().to_owned());
+    }
+    let summary = EncryptedEnvSummary {
+        format: file.format,
+        names,
+    };
+    Ok((variables, summary))
+}
