@@ -1,7 +1,7 @@
 //! Credential checks: a cached bearer token and a cached API key (what every request after
 //! the first pays), uncached RS256 and ES256 signature checks, and one argon2id verify.
 //! Run: `cargo bench --bench credentials`.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

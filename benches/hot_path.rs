@@ -3,7 +3,7 @@
 //! (once per start) loading the 3 MB OpenAI spec; and what the end of every request costs
 //! the status board against the two prometheus-client histograms it replaced.
 //! Run: `cargo bench --bench hot_path`.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::hint::black_box;
 use std::path::Path;

@@ -8,7 +8,7 @@
 //! (`cli`, the stages they exercise directly, `config`, `spec`, `status`); the rest is `pub(crate)`,
 //! so the compiler reports what nothing uses.
 
-pub mod access;
+pub(crate) mod access;
 pub(crate) mod admin;
 pub(crate) mod admit;
 pub mod auth;

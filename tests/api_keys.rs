@@ -1,7 +1,7 @@
 //! API keys end to end: real argon2id hashes, keys minted by `moat keys`, every refusal the
 //! same 401, no hash for malformed keys or unknown ids, bearer before key, and a flood of
 //! wrong secrets that must not starve a cached valid key.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! The shape of the code, checked as code: the top-level modules of `src/` import one
 //! another in one direction only (no `crate::` import closes a circle).
 //! `cargo test --test architecture -- --nocapture` prints the layers.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

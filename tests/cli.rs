@@ -1,5 +1,5 @@
 //! The command line's reports: `moat check` gathers every problem of every file at once.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

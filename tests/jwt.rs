@@ -1,7 +1,7 @@
 //! Bearer JWTs end to end: keys generated here (HMAC, RSA, EC P-256, Ed25519), real signed
 //! tokens, and every attack the design names refused with 401 before anything reaches the
 //! model.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

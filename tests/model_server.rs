@@ -2,7 +2,7 @@
 //! behind the real moat, which loads the model's own OpenAPI document from its URL.
 //! Needs the virtualenv `scripts/test` creates (`.venv` with fastapi, uvicorn,
 //! scikit-learn); CI sets MOAT_REQUIRE_MODEL_SERVER=1 so a missing one is a failure there.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Property tests on real schemas (the FastAPI iris server's): instances generated to be
 //! valid pass moat's body validation, and each kind of mutation fails it.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::path::Path;
 

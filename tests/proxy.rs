@@ -1,6 +1,6 @@
 //! The proxy core end to end: the real binary between a raw-socket client and a real
 //! upstream server that reports what it received.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

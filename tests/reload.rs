@@ -1,7 +1,7 @@
 //! Live reload: a revoked key is refused within seconds without a restart, a broken config
 //! leaves the old one serving, SIGHUP reloads, and a request in flight during a swap
 //! completes.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! `..data` swap and an editor's rename-over save reload once each, and after a reload an
 //! exhausted client is still limited, a verified key is not hashed again, and a revoked key
 //! is refused within seconds.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

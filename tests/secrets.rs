@@ -1,7 +1,7 @@
 //! Secrets end to end: an age-encrypted dotenv made with `moat env` feeds `serve`; a file
 //! that does not decrypt stops the start; and known secrets driven through every success
 //! and failure path never appear in anything moat prints.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

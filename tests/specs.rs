@@ -1,6 +1,6 @@
 //! Every real model-server spec in `tests/fixtures/specs/` loads, routes as its server
 //! would, and validates a request the way its schema says.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 use std::path::Path;
 use std::time::Instant;

@@ -4,7 +4,7 @@
 //! loaded snapshot and a failed reload — it refreshes by itself, under its own strict CSP,
 //! and no credential, body or query value ever reaches it. And every metric the Grafana
 //! dashboard in `examples/grafana/` queries exists on `/metrics`.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! TLS end to end, with a CA, server and client certificates generated here: HTTP/1.1 and
 //! HTTP/2 chosen by ALPN, mTLS accepted and refused with the subject forwarded, a
 //! certificate swapped while serving, and an HTTP/2 stream reset that reaches the upstream.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

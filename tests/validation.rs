@@ -1,6 +1,6 @@
 //! OpenAPI routing and validation end to end: the real binary, a spec file, and a
 //! recording upstream that proves what was refused never arrived.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 

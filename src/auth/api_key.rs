@@ -50,7 +50,8 @@ pub struct ApiKeyVerifier {
     config: ApiKeyConfig,
     store: Arc<KeyStore>,
     pepper: Option<Secret>,
-    digest_key: [u8; 32],
+    /// A whole HMAC-SHA256 block, so keying the MAC cannot fail.
+    digest_key: [u8; 64],
     /// Async, so concurrent first uses of one key wait for a single hash (`try_get_with`).
     verified: moka::future::Cache<[u8; 32], Verified>,
     /// The previous snapshot's successes (same config, same digest key), read through on a
@@ -127,7 +128,7 @@ impl ApiKeyVerifier {
         let digest = self.digest(key);
         if let Some(verified) = self.cached(&digest, &record).await {
             self.count("valid", "hit");
-            return admit(verified.record, client);
+            return within_restrictions(verified.record, client);
         }
         if self.refused.contains_key(&digest) {
             self.count("invalid", "hit");
@@ -139,7 +140,7 @@ impl ApiKeyVerifier {
             .try_get_with(digest, self.hash_verified(key, &record))
             .await;
         match verified {
-            Ok(verified) => admit(verified.record, client),
+            Ok(verified) => within_restrictions(verified.record, client),
             Err(error) => {
                 if *error == KeyError::WrongSecret {
                     self.refused.insert(digest, ());
@@ -241,8 +242,7 @@ impl ApiKeyVerifier {
     }
 
     fn digest(&self, key: &str) -> [u8; 32] {
-        let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.digest_key)
-            .expect("HMAC takes any key length");
+        let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new(&self.digest_key.into());
         mac.update(key.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -269,13 +269,14 @@ fn pepper(config: &ApiKeyConfig) -> Result<Option<Secret>, String> {
 
 /// What the caches' HMAC is keyed with: random per verifier (and what it inherits), so
 /// a digest says nothing of the key outside this process.
-fn random_digest_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
+fn random_digest_key() -> [u8; 64] {
+    let mut key = [0u8; 64];
     rand::fill(&mut key);
     key
 }
 
-fn admit(record: Arc<KeyRecord>, client: IpAddr) -> Result<Arc<KeyRecord>, KeyError> {
+/// The verified record, if its time, state and address restrictions admit `client` now.
+fn within_restrictions(record: Arc<KeyRecord>, client: IpAddr) -> Result<Arc<KeyRecord>, KeyError> {
     record
         .admits(client, SystemTime::now())
         .map_err(KeyError::Restricted)?;

@@ -18,7 +18,7 @@ mod upkeep;
 pub use self::extract::{strip_credentials, without_query_credentials};
 pub mod jwt;
 pub mod keystore;
-pub mod store_edit;
+pub(crate) mod store_edit;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

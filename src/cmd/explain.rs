@@ -26,7 +26,7 @@ pub struct Input {
 }
 
 /// The printed report and whether moat would forward the request.
-pub struct Report {
+pub struct Explanation {
     pub text: String,
     pub forwarded: bool,
 }
@@ -46,7 +46,7 @@ fn explained_snapshot(config_path: &Path) -> Result<Snapshot, crate::config::Con
 
 /// Runs stages 1–6 on `input` against `snapshot` — `admit` itself, on an in-memory body —
 /// and renders what each stage decided.
-pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, String> {
+pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Explanation, String> {
     let (request, notes) = request::build(input)?;
     let (parts, body) = request.into_parts();
     let mut trail = Trail::explaining();
@@ -59,7 +59,7 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Report, Strin
         &mut trail,
     )
     .await;
-    let mut out = Report {
+    let mut out = Explanation {
         text: String::new(),
         forwarded: false,
     };

@@ -10,7 +10,7 @@
 
 /// A serde-saphyr message rewritten to name the typo, or `None` to keep the original.
 pub fn explain(message: &str, text: &str) -> Option<String> {
-    let report = Report::parse(message)?;
+    let report = UnknownName::parse(message)?;
     let lines: Vec<&str> = text.lines().collect();
     let (line, name) = match report.kind {
         Kind::Field => find_field(&lines, report.line, report.column, &report.expected)?,
@@ -32,7 +32,7 @@ pub fn explain(message: &str, text: &str) -> Option<String> {
 
 /// Appends "did you mean" to serde's own unknown-field message (no interpolation involved).
 pub fn suggest(message: &str) -> Option<String> {
-    let report = Report::parse(message)?;
+    let report = UnknownName::parse(message)?;
     let name = report.named?;
     let near = nearest(&name, &report.expected)?;
     let first = message.lines().next().unwrap_or(message);
@@ -51,7 +51,7 @@ enum Kind {
 }
 
 #[derive(Debug)]
-struct Report {
+struct UnknownName {
     kind: Kind,
     line: usize,
     column: usize,
@@ -60,9 +60,9 @@ struct Report {
     expected: Vec<String>,
 }
 
-impl Report {
+impl UnknownName {
     /// `line L column C: unknown field `X`, expected one of a, b, c` (or `expected a`).
-    fn parse(message: &str) -> Option<Report> {
+    fn parse(message: &str) -> Option<UnknownName> {
         let first = message.lines().next()?;
         let at = first.find("line ")?;
         let rest = &first[at + "line ".len()..];
@@ -81,7 +81,7 @@ impl Report {
             .filter(|item| !item.is_empty())
             .collect();
         let named = (!name.starts_with("an interpolated ")).then(|| name.to_owned());
-        Some(Report {
+        Some(UnknownName {
             kind,
             line: line.trim().parse().ok()?,
             column: column.trim().parse().ok()?,

@@ -8,10 +8,10 @@
 //! the request path. Reading the page never touches a lock a request takes, but for the
 //! brief one on each thread's ring while it is copied.
 
-pub mod histogram;
-pub mod page;
+pub(crate) mod histogram;
+pub(crate) mod page;
 mod recent;
-pub mod report;
+pub(crate) mod report;
 mod table;
 
 use self::table::{Table, lock, push_bounded, unix_seconds};

@@ -2,9 +2,9 @@
 //! check is a plain function over what the request carries; the pipeline decides what a
 //! failure means (refuse, or in shadow mode log and forward).
 
-pub mod body;
+pub(crate) mod body;
 pub mod json;
-pub mod params;
+pub(crate) mod params;
 
 use bytes::Bytes;
 use http::HeaderMap;

@@ -1,7 +1,7 @@
 //! End-to-end harness: the real `moat` binary on ephemeral loopback ports, a real upstream
 //! HTTP server that records what it received, and a raw-bytes HTTP/1.1 client for requests
 //! no well-behaved client library would send.
-#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 #![allow(dead_code)]
 
 use std::convert::Infallible;

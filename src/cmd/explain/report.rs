@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use http::{Method, Uri};
 
-use super::Report;
+use super::Explanation;
 use crate::admit::Verdict;
 use crate::reject::{Rejection, Stage};
 use crate::trail::{Note, Trail};
@@ -37,10 +37,14 @@ fn fail_label(stage: Stage) -> &'static str {
     }
 }
 
-impl Report {
+impl Explanation {
     /// Each stage's verdict and details from the trail, in stage order, up to the one that
     /// refused; then the verdict.
-    pub(super) fn render(mut self, trail: &Trail, verdict: Result<Verdict, Rejection>) -> Report {
+    pub(super) fn render(
+        mut self,
+        trail: &Trail,
+        verdict: Result<Verdict, Rejection>,
+    ) -> Explanation {
         let failed = verdict.as_ref().err();
         for (stage, label) in GROUPS {
             let notes: Vec<_> = trail
@@ -81,7 +85,7 @@ impl Report {
         }
     }
 
-    fn verdict(mut self, verdict: Result<Verdict, Rejection>) -> Report {
+    fn verdict(mut self, verdict: Result<Verdict, Rejection>) -> Explanation {
         match verdict {
             Ok(Verdict::Forward(admitted)) => self.forward(admitted.method(), admitted.uri()),
             Ok(Verdict::Options(_)) => {
@@ -124,7 +128,7 @@ impl Report {
         }
     }
 
-    fn verdict_refused(mut self, rejection: &Rejection) -> Report {
+    fn verdict_refused(mut self, rejection: &Rejection) -> Explanation {
         let _ = writeln!(
             self.text,
             "verdict: refused with {} {}, not forwarded",
@@ -134,7 +138,7 @@ impl Report {
         self
     }
 
-    fn forward(mut self, method: &Method, uri: &Uri) -> Report {
+    fn forward(mut self, method: &Method, uri: &Uri) -> Explanation {
         let _ = writeln!(
             self.text,
             "verdict: {method} {} would be forwarded to the model (explain never forwards)",

@@ -10,7 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
-/// SOPS's own pattern for an encrypted value (`aes/cipher.go`).
+/// SOPS's own pattern for an encrypted value (`aes/cipher.go`). A literal: it compiles, and
+/// the tests that decrypt SOPS files would fail at once if it did not.
+#[allow(clippy::expect_used)]
 static ENCRYPTED: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]$")
         .expect("a valid pattern")

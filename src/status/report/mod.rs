@@ -20,7 +20,7 @@ use super::histogram::Counts;
 use super::{Board, Tick, Window, lock, unix_seconds};
 
 #[derive(Serialize)]
-pub struct Report {
+pub struct StatusReport {
     generated_at: String,
     moat: Process,
     /// The span "last minute" figures cover: 60–70 s, or the time since start.
@@ -101,7 +101,7 @@ struct UpstreamMinute {
 }
 
 /// What `/status.json` answers.
-pub fn build(board: &Board, serving: Serving) -> Report {
+pub fn build(board: &Board, serving: Serving) -> StatusReport {
     let now = SystemTime::now();
     let history = lock(&board.history);
     let (window_start, window) = match history.windows.front() {
@@ -120,7 +120,7 @@ pub fn build(board: &Board, serving: Serving) -> Report {
     };
     let timeline = timeline(&history, live);
     drop(history);
-    Report {
+    StatusReport {
         generated_at: rfc3339(now),
         moat: Process {
             version: env!("CARGO_PKG_VERSION"),
