@@ -88,37 +88,19 @@ impl<'d> Compiler<'d> {
     }
 }
 
+/// What a fragment carries as is besides ASCII letters and digits.
+const FRAGMENT_SAFE: &str = "/~-._:@!$&'()*+,;=";
+
 /// A pointer as a URI fragment: the characters a URI cannot carry, percent-encoded.
 fn fragment(pointer: &str) -> String {
     let mut out = String::with_capacity(pointer.len());
     for c in pointer.chars() {
-        match c {
-            'A'..='Z'
-            | 'a'..='z'
-            | '0'..='9'
-            | '/'
-            | '~'
-            | '-'
-            | '.'
-            | '_'
-            | ':'
-            | '@'
-            | '!'
-            | '$'
-            | '&'
-            | '\''
-            | '('
-            | ')'
-            | '*'
-            | '+'
-            | ','
-            | ';'
-            | '=' => out.push(c),
-            other => {
-                let mut buffer = [0u8; 4];
-                for byte in other.encode_utf8(&mut buffer).bytes() {
-                    out.push_str(&format!("%{byte:02X}"));
-                }
+        if c.is_ascii_alphanumeric() || FRAGMENT_SAFE.contains(c) {
+            out.push(c);
+        } else {
+            let mut buffer = [0u8; 4];
+            for byte in c.encode_utf8(&mut buffer).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
             }
         }
     }

@@ -51,3 +51,12 @@ pub fn request_body(
         Err(Rejection::BodySchema(errors))
     }
 }
+
+/// A name as a refusal shows it: cut at 64 characters, so a huge one is not echoed back.
+fn shortened(name: &str) -> String {
+    let mut shown: String = name.chars().take(64).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    shown
+}
