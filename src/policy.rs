@@ -121,19 +121,12 @@ impl Routes {
 
     /// Resolves every operation's requirement and mode; reports every problem at once.
     pub fn resolve(config: &Config, spec: Option<&Spec>) -> Result<Routes, Vec<String>> {
-        let policy = &config.policy;
         let mut resolver = Resolver::new(config);
         let unrouted = resolver.unrouted();
-        let mut operations = Vec::new();
-        let mut problems = Vec::new();
-        if let Some(spec) = spec {
-            operations = spec.operations.iter().map(|o| resolver.route(o)).collect();
-            problems.extend(resolver.unknown_keys(spec));
-        } else if !policy.operations.is_empty() {
-            problems.push(
-                "policy.operations needs an `openapi` document to name operations".to_owned(),
-            );
-        }
+        let (operations, mut problems) = match spec {
+            Some(spec) => resolver.operations(spec),
+            None => (Vec::new(), resolver.without_spec()),
+        };
         problems.extend(resolver.unbound_problems());
         if problems.is_empty() {
             Ok(Routes {

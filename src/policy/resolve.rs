@@ -45,7 +45,22 @@ impl<'c> Resolver<'c> {
         }
     }
 
-    pub(super) fn route(&mut self, operation: &Operation) -> Route {
+    /// Every operation's route, and a problem for each `policy.operations` key that named
+    /// none of them.
+    pub(super) fn operations(&mut self, spec: &Spec) -> (Vec<Route>, Vec<String>) {
+        let routes = spec.operations.iter().map(|o| self.route(o)).collect();
+        (routes, self.unknown_keys(spec))
+    }
+
+    /// Without a spec there are no operations for `policy.operations` to name.
+    pub(super) fn without_spec(&self) -> Vec<String> {
+        if self.policy.operations.is_empty() {
+            return Vec::new();
+        }
+        vec!["policy.operations needs an `openapi` document to name operations".to_owned()]
+    }
+
+    fn route(&mut self, operation: &Operation) -> Route {
         let entry = self.entry(operation);
         let (security, context) = self.security(operation, entry.as_ref());
         let policy = entry.map(|(_, policy)| policy);
@@ -88,7 +103,7 @@ impl<'c> Resolver<'c> {
     }
 
     /// A problem for each `policy.operations` key that named no operation.
-    pub(super) fn unknown_keys(&self, spec: &Spec) -> Vec<String> {
+    fn unknown_keys(&self, spec: &Spec) -> Vec<String> {
         self.policy
             .operations
             .keys()
@@ -118,7 +133,7 @@ impl Compiler<'_> {
         Requirement(alternatives)
     }
 
-    /// One alternative's bound schemes, bearer schemes first; the unbound are noted.
+    /// One alternative's bound schemes, bearer schemes first.
     fn alternative(
         &mut self,
         alternative: &Alternative,
@@ -129,18 +144,24 @@ impl Compiler<'_> {
         ordered.sort_by_key(|(scheme, _)| !bearer(scheme));
         ordered
             .into_iter()
-            .filter_map(|(scheme, scopes)| {
-                if self.schemes.contains_key(scheme) {
-                    Some((Arc::from(scheme.as_str()), scopes.clone()))
-                } else {
-                    self.unbound
-                        .entry(scheme.clone())
-                        .or_default()
-                        .push(context.to_owned());
-                    None
-                }
-            })
+            .filter_map(|(scheme, scopes)| self.bound(scheme, scopes, context))
             .collect()
+    }
+
+    /// The scheme with its scopes when `auth.schemes` binds it; else `None`, and the scheme
+    /// noted as unbound where `context` uses it.
+    fn bound(
+        &mut self,
+        scheme: &str,
+        scopes: &[String],
+        context: &str,
+    ) -> Option<(Arc<str>, Vec<String>)> {
+        if self.schemes.contains_key(scheme) {
+            return Some((Arc::from(scheme), scopes.to_vec()));
+        }
+        let users = self.unbound.entry(scheme.to_owned()).or_default();
+        users.push(context.to_owned());
+        None
     }
 
     /// An unbound scheme is dropped from its alternative above; the load must then fail.

@@ -60,17 +60,13 @@ pub(super) fn compile_operations(
     let prefix = server_prefix(docs.root(), &mut warnings);
     let mut builder = Builder::new(docs, warnings)?;
     let (operations, routes) = builder.operations(operations, &prefix);
-    let Builder {
-        mut problems,
-        mut warnings,
-        ..
-    } = builder;
-    warnings.extend(duplicate_ids(&operations));
+    builder.warnings.extend(duplicate_ids(&operations));
+    let mut problems = builder.problems;
     match Router::build(&routes) {
         Ok(router) if problems.is_empty() => Ok(Compiled {
             operations,
             router,
-            warnings,
+            warnings: builder.warnings,
         }),
         Ok(_) => Err(problems),
         Err(mut unroutable) => {

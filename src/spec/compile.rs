@@ -4,7 +4,7 @@
 //! formats added, and no way to fetch a remote `$ref`.
 
 use base64::Engine;
-use jsonschema::{Draft, PatternOptions, Registry, ValidationOptions, Validator};
+use jsonschema::{Draft, PatternOptions, Registry, ValidationError, ValidationOptions, Validator};
 use serde_json::{Value, json};
 
 use super::source::Documents;
@@ -140,15 +140,20 @@ impl Schema {
             if errors.len() >= MAX_ERRORS {
                 break;
             }
-            let mut message = error.masked_with("the value").to_string();
-            truncate(&mut message, MAX_MESSAGE);
-            errors.push(FieldError {
-                location,
-                pointer: format!("{prefix}{}", error.instance_path().as_str()),
-                message,
-            });
+            errors.push(field_error(&error, location, prefix));
         }
         false
+    }
+}
+
+/// One failure as a refusal reports it: where it is, and what is wrong without the value.
+fn field_error(error: &ValidationError<'_>, location: &'static str, prefix: &str) -> FieldError {
+    let mut message = error.masked_with("the value").to_string();
+    truncate(&mut message, MAX_MESSAGE);
+    FieldError {
+        location,
+        pointer: format!("{prefix}{}", error.instance_path().as_str()),
+        message,
     }
 }
 

@@ -91,21 +91,25 @@ fn overlay(docs: &Documents, report: &Report) -> Option<Overlay> {
         .iter()
         .map(|(pointer, findings)| report.action(doc, pointer, findings))
         .collect();
-    if actions.is_empty() {
-        return None;
+    (!actions.is_empty()).then(|| Overlay::closing(doc, actions))
+}
+
+impl Overlay {
+    /// The overlay of `actions` on the spec `doc`, titled for review.
+    fn closing(doc: &Value, actions: Vec<Action>) -> Overlay {
+        let title = doc
+            .pointer("/info/title")
+            .and_then(Value::as_str)
+            .unwrap_or("the spec");
+        Overlay {
+            overlay: "1.0.0",
+            info: Info {
+                title: format!("What {title} leaves open (moat spec loose): review each value"),
+                version: "1.0.0",
+            },
+            actions,
+        }
     }
-    let title = doc
-        .pointer("/info/title")
-        .and_then(Value::as_str)
-        .unwrap_or("the spec");
-    Some(Overlay {
-        overlay: "1.0.0",
-        info: Info {
-            title: format!("What {title} leaves open (moat spec loose): review each value"),
-            version: "1.0.0",
-        },
-        actions,
-    })
 }
 
 impl Report {
@@ -130,11 +134,6 @@ impl Report {
     /// The action that closes what is open at `pointer`: every finding's update merged,
     /// described with the operations that reach it.
     fn action(&self, doc: &Value, pointer: &str, findings: &[Finding]) -> Action {
-        let operations: Vec<&str> = self
-            .reached_by
-            .get(pointer)
-            .map(|ops| ops.iter().map(String::as_str).collect())
-            .unwrap_or_default();
         let mut update = Map::new();
         for finding in findings {
             if let Value::Object(members) = &finding.update {
@@ -147,10 +146,20 @@ impl Report {
             description: format!(
                 "#{pointer}: {} (reached by {})",
                 what.join("; "),
-                operations.join(", ")
+                self.reaching(pointer)
             ),
             update,
         }
+    }
+
+    /// The operations whose requests reach `pointer`, as a list.
+    fn reaching(&self, pointer: &str) -> String {
+        let operations: Vec<&str> = self
+            .reached_by
+            .get(pointer)
+            .map(|ops| ops.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        operations.join(", ")
     }
 }
 

@@ -75,11 +75,7 @@ fn allows_copy(overlay: &Value) -> Result<bool, String> {
 }
 
 fn modifier(action: &Value, copy_allowed: bool) -> Result<Modifier<'_>, String> {
-    let remove = match action.get("remove") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err("`remove` must be true or false".to_owned()),
-    };
+    let remove = remove_flag(action)?;
     let update = action.get("update");
     let copy = copy_source(action, copy_allowed)?;
     // The specification lets `remove` silence the others; a file that says two things
@@ -95,6 +91,15 @@ fn modifier(action: &Value, copy_allowed: bool) -> Result<Modifier<'_>, String> 
             "the action has more than one of `update`, `remove: true` and `copy`; keep one"
                 .to_owned(),
         ),
+    }
+}
+
+/// An action's `remove`: false when absent.
+fn remove_flag(action: &Value) -> Result<bool, String> {
+    match action.get("remove") {
+        None | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(_) => Err("`remove` must be true or false".to_owned()),
     }
 }
 
@@ -187,14 +192,10 @@ fn remove(doc: &mut Value, mut pointers: Vec<String>) -> Result<(), String> {
     if pointers.iter().any(String::is_empty) {
         return Err("cannot remove the whole document".to_owned());
     }
-    let key = |pointer: &String| -> (String, Option<usize>, String) {
-        let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
-        (parent.to_owned(), last.parse().ok(), last.to_owned())
-    };
-    pointers.sort_by_key(|pointer| std::cmp::Reverse(key(pointer)));
+    pointers.sort_by_key(|pointer| std::cmp::Reverse(split_last(pointer)));
     pointers.dedup();
     for pointer in &pointers {
-        let (parent, index, last) = key(pointer);
+        let (parent, index, last) = split_last(pointer);
         match doc.pointer_mut(&parent) {
             Some(Value::Array(entries)) => {
                 if let Some(index) = index.filter(|&i| i < entries.len()) {
@@ -208,6 +209,13 @@ fn remove(doc: &mut Value, mut pointers: Vec<String>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A pointer's parent, and its last segment as an array index (if it reads as one) and as
+/// written.
+fn split_last(pointer: &str) -> (String, Option<usize>, String) {
+    let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    (parent.to_owned(), last.parse().ok(), last.to_owned())
 }
 
 #[cfg(test)]

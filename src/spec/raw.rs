@@ -161,13 +161,10 @@ impl<'d> Reader<'d> {
             .value
             .get("requestBody")
             .and_then(|_| self.body(&operation.at.child("requestBody")));
+        let id = operation.value.get("operationId").and_then(Value::as_str);
         RawOperation {
             security: self.security(&operation),
-            id: operation
-                .value
-                .get("operationId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            id: id.map(str::to_owned),
             method: method.clone(),
             template: template.to_owned(),
             at: operation.at,

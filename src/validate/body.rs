@@ -2,6 +2,8 @@
 //! body must be there, and JSON and form bodies must parse strictly and match their schema.
 //! The bytes checked are the bytes forwarded; nothing is re-serialised.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
@@ -129,26 +131,36 @@ fn form_object(body: &[u8], shape: &[(String, Types)]) -> Value {
     let mut object = Map::new();
     for (name, value) in form_urlencoded::parse(body) {
         let types = types_of(shape, &name).unwrap_or(Types::ANY);
-        let value = if types == Types::ARRAY {
-            coerce(&value, Types::ANY)
-        } else {
-            coerce(&value, types)
-        };
-        match object.get_mut(name.as_ref()) {
-            Some(Value::Array(items)) if types.contains(Types::ARRAY) => items.push(value),
-            Some(existing) => {
-                let first = existing.take();
-                *existing = Value::Array(vec![first, value]);
-            }
-            None if types == Types::ARRAY => {
-                object.insert(name.into_owned(), Value::Array(vec![value]));
-            }
-            None => {
-                object.insert(name.into_owned(), value);
-            }
-        }
+        // The items of an array property may be anything its schema allows.
+        let value = coerce(
+            &value,
+            if types == Types::ARRAY {
+                Types::ANY
+            } else {
+                types
+            },
+        );
+        add_form_value(&mut object, name, value, types);
     }
     Value::Object(object)
+}
+
+/// Adds one pair's value: an array property's values, and those of a name given again,
+/// gather into an array.
+fn add_form_value(object: &mut Map<String, Value>, name: Cow<'_, str>, value: Value, types: Types) {
+    match object.get_mut(name.as_ref()) {
+        Some(Value::Array(items)) if types.contains(Types::ARRAY) => items.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+        None if types == Types::ARRAY => {
+            object.insert(name.into_owned(), Value::Array(vec![value]));
+        }
+        None => {
+            object.insert(name.into_owned(), value);
+        }
+    }
 }
 
 #[cfg(test)]

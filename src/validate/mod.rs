@@ -29,11 +29,7 @@ pub fn parameters(
         reject_unknown_query,
         &mut errors,
     );
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Rejection::InvalidParameters(errors))
-    }
+    refused_if_any(errors, Rejection::InvalidParameters)
 }
 
 /// Checks the buffered body against the operation's request body.
@@ -45,10 +41,18 @@ pub fn request_body(
 ) -> Result<(), Rejection> {
     let mut errors = Vec::new();
     body::check(operation, headers, body, limits, &mut errors)?;
+    refused_if_any(errors, Rejection::BodySchema)
+}
+
+/// Passes when nothing failed; else the rejection that reports every failure.
+fn refused_if_any(
+    errors: Vec<FieldError>,
+    rejection: fn(Vec<FieldError>) -> Rejection,
+) -> Result<(), Rejection> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Rejection::BodySchema(errors))
+        Err(rejection(errors))
     }
 }
 

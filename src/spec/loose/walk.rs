@@ -103,22 +103,22 @@ impl<'r> Walk<'r> {
             self.report.reached(&at.pointer, &self.name);
         }
         match schema {
-            Value::Bool(true) if own => self.report.found(
-                &at.pointer,
-                &self.name,
-                "`true`: accepts any value",
-                json!({}),
-            ),
+            Value::Bool(true) if own => self.found(at, "`true`: accepts any value", json!({})),
             Value::Object(map) => {
                 if own {
                     for (what, update) in open_ends(map, in_all_of) {
-                        self.report.found(&at.pointer, &self.name, what, update);
+                        self.found(at, what, update);
                     }
                 }
                 self.children(at, map, in_all_of);
             }
             _ => {}
         }
+    }
+
+    /// What is open at `at`, for this operation.
+    fn found(&mut self, at: &Loc, what: &str, update: Value) {
+        self.report.found(&at.pointer, &self.name, what, update);
     }
 
     /// Walks on to the schema's `$ref` target and each of its subschemas.
@@ -128,27 +128,33 @@ impl<'r> Walk<'r> {
         {
             self.schema(&Loc { uri, pointer }, in_all_of);
         }
-        for keyword in BY_NAME {
-            if let Some(Value::Object(members)) = map.get(keyword) {
-                for name in members.keys() {
-                    self.schema(&at.child(keyword).child(name), false);
-                }
-            }
-        }
-        for keyword in LISTED {
-            if let Some(Value::Array(branches)) = map.get(keyword) {
-                for index in 0..branches.len() {
-                    let child = at.child(keyword).child(&index.to_string());
-                    self.schema(&child, keyword == "allOf");
-                }
-            }
-        }
-        for keyword in SINGLE {
-            if map.get(keyword).is_some_and(Value::is_object) {
-                self.schema(&at.child(keyword), false);
-            }
+        for (child, in_all_of) in subschemas(at, map) {
+            self.schema(&child, in_all_of);
         }
     }
+}
+
+/// Where each subschema of the schema at `at` is, and whether it is an `allOf` branch.
+fn subschemas(at: &Loc, map: &Map<String, Value>) -> Vec<(Loc, bool)> {
+    let mut found = Vec::new();
+    for keyword in BY_NAME {
+        if let Some(Value::Object(members)) = map.get(keyword) {
+            let named = members.keys().map(|name| at.child(keyword).child(name));
+            found.extend(named.map(|child| (child, false)));
+        }
+    }
+    for keyword in LISTED {
+        if let Some(Value::Array(branches)) = map.get(keyword) {
+            let indexed = (0..branches.len()).map(|i| at.child(keyword).child(&i.to_string()));
+            found.extend(indexed.map(|child| (child, keyword == "allOf")));
+        }
+    }
+    for keyword in SINGLE {
+        if map.get(keyword).is_some_and(Value::is_object) {
+            found.push((at.child(keyword), false));
+        }
+    }
+    found
 }
 
 fn is_json(range: &str) -> bool {

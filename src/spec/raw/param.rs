@@ -46,17 +46,12 @@ impl Reader<'_> {
         Some((name, location))
     }
 
-    /// The parameter's `style` (`form` in a query or cookie unless it says, else
-    /// `simple`), when moat can read that style in that location.
+    /// The parameter's `style`, when moat can read that style in that location.
     fn style(&mut self, at: &Loc, param: &Value, location: &str) -> Option<Style> {
-        let default_style = match location {
-            "query" | "cookie" => "form",
-            _ => "simple",
-        };
         let style_name = param
             .get("style")
             .and_then(Value::as_str)
-            .unwrap_or(default_style);
+            .unwrap_or(default_style(location));
         let style = style_in(style_name, location);
         if style.is_none() {
             self.problem(
@@ -68,6 +63,14 @@ impl Reader<'_> {
             );
         }
         style
+    }
+}
+
+/// The style a parameter has when it does not say.
+fn default_style(location: &str) -> &'static str {
+    match location {
+        "query" | "cookie" => "form",
+        _ => "simple",
     }
 }
 

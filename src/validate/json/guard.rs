@@ -11,7 +11,13 @@ use crate::spec::compile::MAX_ERRORS;
 /// object of `value` within its limit. Failures are reported like schema failures (the
 /// body's pointer, capped at `MAX_ERRORS`), so shadow mode counts them the same way.
 pub fn guard(value: &Value, limits: &JsonLimits, errors: &mut Vec<FieldError>) {
-    guard_at(value, limits, None, errors);
+    Guard { limits, errors }.value(value, None);
+}
+
+/// One walk over a document, collecting its failures.
+struct Guard<'g> {
+    limits: &'g JsonLimits,
+    errors: &'g mut Vec<FieldError>,
 }
 
 /// Where the walk is: a chain on the stack, so the hot path builds no pointer text; one is
@@ -44,92 +50,79 @@ fn pointer(path: Option<&Path<'_>>) -> String {
         .collect()
 }
 
-fn guard_at(
-    value: &Value,
-    limits: &JsonLimits,
-    path: Option<&Path<'_>>,
-    errors: &mut Vec<FieldError>,
-) {
-    if errors.len() >= MAX_ERRORS {
-        return;
-    }
-    match value {
-        Value::String(text) if text.len() > limits.max_string_bytes => {
-            fail(errors, path, too_long("the string", text.len(), limits));
+impl Guard<'_> {
+    fn value(&mut self, value: &Value, path: Option<&Path<'_>>) {
+        if self.errors.len() >= MAX_ERRORS {
+            return;
         }
-        Value::Array(items) => guard_array(items, limits, path, errors),
-        Value::Object(members) => guard_object(members, limits, path, errors),
-        _ => {}
-    }
-}
-
-fn guard_array(
-    items: &[Value],
-    limits: &JsonLimits,
-    path: Option<&Path<'_>>,
-    errors: &mut Vec<FieldError>,
-) {
-    if items.len() > limits.max_array_items {
-        let message = format!(
-            "the array has {} items, over limits.max_array_items ({})",
-            items.len(),
-            limits.max_array_items
-        );
-        fail(errors, path, message);
-        return;
-    }
-    for (index, item) in items.iter().enumerate() {
-        let step = Path {
-            parent: path,
-            segment: Segment::Index(index),
-        };
-        guard_at(item, limits, Some(&step), errors);
-    }
-}
-
-fn guard_object(
-    members: &Map<String, Value>,
-    limits: &JsonLimits,
-    path: Option<&Path<'_>>,
-    errors: &mut Vec<FieldError>,
-) {
-    if members.len() > limits.max_object_members {
-        let message = format!(
-            "the object has {} members, over limits.max_object_members ({})",
-            members.len(),
-            limits.max_object_members
-        );
-        fail(errors, path, message);
-        return;
-    }
-    for (name, member) in members {
-        if name.len() > limits.max_string_bytes {
-            // The object's pointer: the name itself is the long string.
-            fail(errors, path, too_long("a member name", name.len(), limits));
-            continue;
+        match value {
+            Value::String(text) if text.len() > self.limits.max_string_bytes => {
+                self.fail(path, self.too_long("the string", text.len()));
+            }
+            Value::Array(items) => self.array(items, path),
+            Value::Object(members) => self.object(members, path),
+            _ => {}
         }
-        let step = Path {
-            parent: path,
-            segment: Segment::Name(name),
-        };
-        guard_at(member, limits, Some(&step), errors);
     }
-}
 
-/// The failure of a string (or member name) over `limits.max_string_bytes`.
-fn too_long(subject: &str, len: usize, limits: &JsonLimits) -> String {
-    format!(
-        "{subject} is {len} bytes, over limits.max_string_bytes ({})",
-        limits.max_string_bytes
-    )
-}
+    fn array(&mut self, items: &[Value], path: Option<&Path<'_>>) {
+        let limit = self.limits.max_array_items;
+        if items.len() > limit {
+            let message = format!(
+                "the array has {} items, over limits.max_array_items ({limit})",
+                items.len()
+            );
+            self.fail(path, message);
+            return;
+        }
+        for (index, item) in items.iter().enumerate() {
+            let step = Path {
+                parent: path,
+                segment: Segment::Index(index),
+            };
+            self.value(item, Some(&step));
+        }
+    }
 
-fn fail(errors: &mut Vec<FieldError>, path: Option<&Path<'_>>, message: String) {
-    if errors.len() < MAX_ERRORS {
-        errors.push(FieldError {
-            location: "body",
-            pointer: pointer(path),
-            message,
-        });
+    fn object(&mut self, members: &Map<String, Value>, path: Option<&Path<'_>>) {
+        let limit = self.limits.max_object_members;
+        if members.len() > limit {
+            let message = format!(
+                "the object has {} members, over limits.max_object_members ({limit})",
+                members.len()
+            );
+            self.fail(path, message);
+            return;
+        }
+        for (name, member) in members {
+            if name.len() > self.limits.max_string_bytes {
+                // The object's pointer: the name itself is the long string.
+                self.fail(path, self.too_long("a member name", name.len()));
+                continue;
+            }
+            let step = Path {
+                parent: path,
+                segment: Segment::Name(name),
+            };
+            self.value(member, Some(&step));
+        }
+    }
+
+    /// The failure of a string (or member name) over `limits.max_string_bytes`.
+    fn too_long(&self, subject: &str, len: usize) -> String {
+        format!(
+            "{subject} is {len} bytes, over limits.max_string_bytes ({})",
+            self.limits.max_string_bytes
+        )
+    }
+
+    fn fail(&mut self, path: Option<&Path<'_>>, message: String) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(FieldError {
+                location: "body",
+                pointer: pointer(path),
+                message,
+            });
+        }
     }
 }

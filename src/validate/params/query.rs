@@ -95,17 +95,20 @@ fn deep_object(
 ) -> Option<Value> {
     let mut object = Map::new();
     for (i, (name, value)) in pairs.iter().enumerate() {
-        let Some(key) = name
-            .strip_prefix(param.name.as_str())
-            .and_then(|rest| rest.strip_prefix('['))
-            .and_then(|rest| rest.strip_suffix(']'))
-        else {
+        let Some(key) = deep_key(name, &param.name) else {
             continue;
         };
         used[i] = true;
         object.insert(key.to_owned(), coerce(value, property_types(shape, key)));
     }
     (!object.is_empty()).then_some(Value::Object(object))
+}
+
+/// `filter[kind]` → `kind`, for the parameter called `filter`.
+fn deep_key<'n>(name: &'n str, param: &str) -> Option<&'n str> {
+    name.strip_prefix(param)?
+        .strip_prefix('[')?
+        .strip_suffix(']')
 }
 
 /// An exploded form object: each property is its own query parameter.

@@ -75,29 +75,39 @@ pub(in crate::validate) fn types_of(properties: &[(String, Types)], key: &str) -
 /// Text → the JSON value its schema expects, when the text reads as that type; otherwise
 /// the text stays a string and the schema reports the mismatch.
 pub fn coerce(text: &str, types: Types) -> Value {
+    number(text, types)
+        .or_else(|| boolean(text, types))
+        .unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+/// The text as a number, when the schema admits one and the text reads as one: an integer
+/// exactly, else (for `number`) a finite float not spelled with letters (`inf`, `NaN`).
+fn number(text: &str, types: Types) -> Option<Value> {
     if types.contains(Types::INTEGER) || types.contains(Types::NUMBER) {
         if let Ok(integer) = text.parse::<i64>() {
-            return Value::from(integer);
+            return Some(Value::from(integer));
         }
         if let Ok(integer) = text.parse::<u64>() {
-            return Value::from(integer);
+            return Some(Value::from(integer));
         }
     }
-    if types.contains(Types::NUMBER)
-        && let Ok(number) = text.parse::<f64>()
-        && number.is_finite()
-        && !text.starts_with(|c: char| c.is_ascii_alphabetic())
-    {
-        return Value::from(number);
+    if !types.contains(Types::NUMBER) || text.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
     }
-    if types.contains(Types::BOOLEAN) && types != Types::ANY {
-        match text {
-            "true" => return Value::Bool(true),
-            "false" => return Value::Bool(false),
-            _ => {}
-        }
+    let number = text.parse::<f64>().ok()?;
+    number.is_finite().then(|| Value::from(number))
+}
+
+/// `true` or `false`, when the schema says boolean (and not just anything).
+fn boolean(text: &str, types: Types) -> Option<Value> {
+    if !types.contains(Types::BOOLEAN) || types == Types::ANY {
+        return None;
     }
-    Value::String(text.to_owned())
+    match text {
+        "true" => Some(Value::Bool(true)),
+        "false" => Some(Value::Bool(false)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
