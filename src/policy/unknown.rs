@@ -1,5 +1,4 @@
-//! The problem for a `policy.operations` key that names no operation: where it is, what
-//! it may have meant, and the operations there are.
+//! Telling a `policy.operations` key that names no operation what it may have meant.
 
 use crate::spec::{Operation, Spec};
 

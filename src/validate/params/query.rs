@@ -22,6 +22,8 @@ enum Found {
     Repeated,
 }
 
+/// Checks the query parameters against the query string; with `reject_unknown`, a pair
+/// no parameter takes is a failure too.
 pub(super) fn check(
     params: &[Param],
     query: &str,
