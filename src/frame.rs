@@ -3,13 +3,15 @@
 //! it differently; what passes is decoded once for routing while the original bytes are
 //! what gets forwarded.
 
+mod host;
+
 use std::borrow::Cow;
 
-use http::header::HOST;
 use http::{HeaderMap, Uri, Version};
 
+pub use self::host::authority;
 use crate::config::Limits;
-use crate::reject::{HostProblem, PathProblem, Rejection};
+use crate::reject::{PathProblem, Rejection};
 
 /// Applies the URI and header size limits, the Host rules, then the path and query checks.
 /// Returns the percent-decoded path (borrowed when it had no escapes, which is the common
@@ -20,6 +22,19 @@ pub fn check<'a>(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<Cow<'a, str>, Rejection> {
+    check_sizes(uri, headers, limits)?;
+    authority(uri, version, headers).map_err(Rejection::InvalidHost)?;
+    let Some(path_and_query) = uri.path_and_query() else {
+        return Err(Rejection::InvalidPath(PathProblem::NotOriginForm));
+    };
+    if let Some(query) = path_and_query.query() {
+        check_query(query.as_bytes()).map_err(Rejection::InvalidPath)?;
+    }
+    canonical_path(path_and_query.path()).map_err(Rejection::InvalidPath)
+}
+
+/// `limits.max_uri_bytes` on the request target, `limits.max_header_bytes` on the headers.
+fn check_sizes(uri: &Uri, headers: &HeaderMap, limits: &Limits) -> Result<(), Rejection> {
     let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > limits.max_uri_bytes {
         return Err(Rejection::UriTooLong {
@@ -31,116 +46,7 @@ pub fn check<'a>(
             limit: limits.max_header_bytes,
         });
     }
-    authority(uri, version, headers).map_err(Rejection::InvalidHost)?;
-    let Some(path_and_query) = uri.path_and_query() else {
-        return Err(Rejection::InvalidPath(PathProblem::NotOriginForm));
-    };
-    if let Some(query) = path_and_query.query() {
-        check_query(query.as_bytes()).map_err(Rejection::InvalidPath)?;
-    }
-    canonical_path(path_and_query.path()).map_err(Rejection::InvalidPath)
-}
-
-/// The authority a request is addressed to, by RFC 9112 §3.2 (and RFC 9113 §8.3.1 for
-/// HTTP/2): one `Host` line, required on HTTP/1.1, of valid `host[:port]` syntax; the
-/// request target's own authority (absolute-form, or HTTP/2's `:authority`) wins over
-/// `Host`, and on HTTP/2 the two must agree. `None`: an HTTP/1.0 request without one.
-pub fn authority<'a>(
-    uri: &'a Uri,
-    version: Version,
-    headers: &'a HeaderMap,
-) -> Result<Option<&'a str>, HostProblem> {
-    let mut hosts = headers.get_all(HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
-        return Err(HostProblem::Twice);
-    }
-    let host = host
-        .map(|value| value.to_str().map_err(|_| HostProblem::Malformed))
-        .transpose()?;
-    if host.is_some_and(|host| !valid_authority(host)) {
-        return Err(HostProblem::Malformed);
-    }
-    match (uri.authority(), host) {
-        (Some(target), Some(host))
-            if version >= Version::HTTP_2 && !target.as_str().eq_ignore_ascii_case(host) =>
-        {
-            Err(HostProblem::Conflicting)
-        }
-        (None, None) if version == Version::HTTP_11 => Err(HostProblem::Missing),
-        (Some(_), None) if version == Version::HTTP_11 => Err(HostProblem::Missing),
-        (Some(target), _) => Ok(Some(target.as_str())),
-        (None, host) => Ok(host),
-    }
-}
-
-/// `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IPv6 (or
-/// IPvFuture) literal, or a reg-name / IPv4 of unreserved, sub-delims and `%XX`; then
-/// digits after one colon. An empty value is valid (a target without authority).
-fn valid_authority(value: &str) -> bool {
-    let (host_ok, port) = match value.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((literal, after)) => (valid_ip_literal(literal), after),
-            None => return false,
-        },
-        None => match value.rsplit_once(':') {
-            Some((host, _)) => (valid_reg_name(host), &value[host.len()..]),
-            None => (valid_reg_name(value), ""),
-        },
-    };
-    let port_ok = match port.strip_prefix(':') {
-        Some(digits) => digits.bytes().all(|b| b.is_ascii_digit()),
-        None => port.is_empty(),
-    };
-    host_ok && port_ok
-}
-
-fn valid_ip_literal(literal: &str) -> bool {
-    if literal.parse::<std::net::Ipv6Addr>().is_ok() {
-        return true;
-    }
-    // IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
-    let Some((version, rest)) = literal
-        .strip_prefix(['v', 'V'])
-        .and_then(|future| future.split_once('.'))
-    else {
-        return false;
-    };
-    !version.is_empty()
-        && version.bytes().all(|b| b.is_ascii_hexdigit())
-        && !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b == b':' || is_unreserved(b) || is_sub_delim(b))
-}
-
-fn valid_reg_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                if decode_escape(bytes, i).is_none() {
-                    return false;
-                }
-                i += 3;
-            }
-            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
-            _ => return false,
-        }
-    }
-    true
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn is_sub_delim(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-    )
+    Ok(())
 }
 
 /// Header bytes as HTTP/1.1 would carry them (`name: value\r\n`), the measure
@@ -158,6 +64,20 @@ pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathProblem> {
     if bytes.first() != Some(&b'/') {
         return Err(PathProblem::NotOriginForm);
     }
+    let has_escape = check_path_bytes(bytes)?;
+    check_segments(&path[1..])?;
+    if !has_escape {
+        return Ok(Cow::Borrowed(path));
+    }
+    let decoded = percent_decode(bytes);
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| PathProblem::InvalidUtf8)
+}
+
+/// Refuses the bytes that have no single meaning in a path; true when it has escapes to
+/// decode.
+fn check_path_bytes(bytes: &[u8]) -> Result<bool, PathProblem> {
     let mut has_escape = false;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
@@ -169,20 +89,29 @@ pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathProblem> {
             b'"' | b'<' | b'>' | b'{' | b'}' | b'|' | b'^' | b'`' | b' ' | b'[' | b']' | b'#'
             | b'?' => return Err(PathProblem::InvalidCharacter),
             b'%' => {
-                let decoded = decode_escape(bytes, i).ok_or(PathProblem::BadPercentEncoding)?;
-                // Each of these decodes to something a router, a file system or a second
-                // decoder treats as structure; the model would not see what moat checked.
-                if matches!(decoded, b'/' | b'\\' | b'.' | b'%' | 0..=0x1f | 0x7f) {
-                    return Err(PathProblem::EncodedDelimiter);
-                }
+                check_escape(bytes, i)?;
                 has_escape = true;
             }
             _ => {}
         }
     }
-    // Segments after the leading '/'. A trailing '/' is a distinct path (routing decides),
-    // but an empty segment anywhere else is an ambiguity.
-    let rest = &path[1..];
+    Ok(has_escape)
+}
+
+/// The escape at `percent_at` must decode, and not to structure.
+fn check_escape(bytes: &[u8], percent_at: usize) -> Result<(), PathProblem> {
+    let decoded = decode_escape(bytes, percent_at).ok_or(PathProblem::BadPercentEncoding)?;
+    // Each of these decodes to something a router, a file system or a second decoder
+    // treats as structure; the model would not see what moat checked.
+    if matches!(decoded, b'/' | b'\\' | b'.' | b'%' | 0..=0x1f | 0x7f) {
+        return Err(PathProblem::EncodedDelimiter);
+    }
+    Ok(())
+}
+
+/// The segments after the leading '/'. A trailing '/' is a distinct path (routing decides),
+/// but an empty segment anywhere else is an ambiguity.
+fn check_segments(rest: &str) -> Result<(), PathProblem> {
     let mut segments = rest.split('/').peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
@@ -193,13 +122,7 @@ pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathProblem> {
             return Err(PathProblem::DotSegment);
         }
     }
-    if !has_escape {
-        return Ok(Cow::Borrowed(path));
-    }
-    let decoded = percent_decode(bytes);
-    String::from_utf8(decoded)
-        .map(Cow::Owned)
-        .map_err(|_| PathProblem::InvalidUtf8)
+    Ok(())
 }
 
 /// The query is forwarded byte for byte and parsed later; here only what no parser could
@@ -252,6 +175,9 @@ fn percent_decode(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HOST;
+
+    use crate::reject::HostProblem;
 
     #[test]
     fn ordinary_paths_pass_borrowed() {

@@ -6,12 +6,15 @@
 //! bound in `auth.schemes`, or the load fails: an unbound scheme would make its alternative
 //! read as public.
 
-use std::collections::{BTreeMap, HashSet};
+mod resolve;
+mod unknown;
+
 use std::fmt;
 use std::sync::Arc;
 
+use self::resolve::Resolver;
 pub use crate::config::{Alternative, Mode};
-use crate::config::{Config, LlmSetting, SchemeConfig};
+use crate::config::{Config, LlmSetting};
 use crate::spec::Operation;
 use crate::spec::Spec;
 
@@ -118,66 +121,13 @@ impl Routes {
 
     /// Resolves every operation's requirement and mode; reports every problem at once.
     pub fn resolve(config: &Config, spec: Option<&Spec>) -> Result<Routes, Vec<String>> {
-        let policy = &config.policy;
-        let mut compiler = Compiler {
-            schemes: &config.auth.schemes,
-            unbound: BTreeMap::new(),
+        let mut resolver = Resolver::new(config);
+        let unrouted = resolver.unrouted();
+        let (operations, mut problems) = match spec {
+            Some(spec) => resolver.operations(spec),
+            None => (Vec::new(), resolver.without_spec()),
         };
-        let mut problems = Vec::new();
-        let default = policy.default.clone().unwrap_or_default();
-        let unrouted = Route {
-            requirement: compiler.compile(&default, "policy.default"),
-            mode: policy.mode,
-            llm: None,
-        };
-        let mut operations = Vec::new();
-        let mut used = HashSet::new();
-        if let Some(spec) = spec {
-            for operation in &spec.operations {
-                let long_name = operation.long_name();
-                let overlay = [operation.id.to_string(), long_name]
-                    .into_iter()
-                    .find_map(|key| policy.operations.get(&key).map(|p| (key, p)));
-                if let Some((key, _)) = &overlay {
-                    used.insert(key.clone());
-                }
-                let set = overlay
-                    .as_ref()
-                    .and_then(|(key, policy)| Some((key, policy.security()?)));
-                let (security, context) = match (set, &operation.security) {
-                    (Some((key, security)), _) => {
-                        (security.to_vec(), format!("policy.operations.{key}"))
-                    }
-                    (None, Some(security)) => (
-                        security.clone(),
-                        format!("spec security of `{}`", operation.id),
-                    ),
-                    (None, None) => (default.clone(), "policy.default".to_owned()),
-                };
-                let setting = overlay.as_ref().and_then(|(_, policy)| policy.llm());
-                operations.push(Route {
-                    requirement: compiler.compile(&security, &context),
-                    mode: overlay
-                        .and_then(|(_, policy)| policy.mode())
-                        .unwrap_or(policy.mode),
-                    llm: LlmProfile::resolve(setting, operation),
-                });
-            }
-            for key in policy.operations.keys() {
-                if !used.contains(key) {
-                    problems.push(unknown_operation(
-                        key,
-                        policy.operation_lines.get(key),
-                        spec,
-                    ));
-                }
-            }
-        } else if !policy.operations.is_empty() {
-            problems.push(
-                "policy.operations needs an `openapi` document to name operations".to_owned(),
-            );
-        }
-        problems.extend(compiler.unbound_problems());
+        problems.extend(resolver.unbound_problems());
         if problems.is_empty() {
             Ok(Routes {
                 operations,
@@ -187,117 +137,6 @@ impl Routes {
             Err(problems)
         }
     }
-}
-
-/// Compiles `security` lists against the configured schemes, collecting unbound names.
-struct Compiler<'c> {
-    schemes: &'c BTreeMap<String, SchemeConfig>,
-    /// Scheme name → the places that use it.
-    unbound: BTreeMap<String, Vec<String>>,
-}
-
-impl Compiler<'_> {
-    fn compile(&mut self, security: &[Alternative], context: &str) -> Requirement {
-        let bearer = |scheme: &str| matches!(self.schemes.get(scheme), Some(SchemeConfig::Jwt(_)));
-        let alternatives = security
-            .iter()
-            .map(|alternative| {
-                let mut ordered: Vec<_> = alternative.iter().collect();
-                ordered.sort_by_key(|(scheme, _)| !bearer(scheme));
-                ordered
-                    .into_iter()
-                    .filter_map(|(scheme, scopes)| {
-                        if self.schemes.contains_key(scheme) {
-                            Some((Arc::from(scheme.as_str()), scopes.clone()))
-                        } else {
-                            self.unbound
-                                .entry(scheme.clone())
-                                .or_default()
-                                .push(context.to_owned());
-                            None
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Requirement(alternatives)
-    }
-
-    /// An unbound scheme is dropped from its alternative above; the load must then fail.
-    fn unbound_problems(self) -> Vec<String> {
-        self.unbound
-            .into_iter()
-            .map(|(scheme, users)| {
-                let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
-                let more = match users.len() {
-                    0..=3 => String::new(),
-                    n => format!(" and {} more", n - 3),
-                };
-                format!(
-                    "security scheme `{scheme}` is not bound in `auth.schemes` (used by {}{more}); \
-                     add a verifier for it",
-                    shown.join(", ")
-                )
-            })
-            .collect()
-    }
-}
-
-/// A `policy.operations` key that names no operation: where it is, what it may have meant
-/// (a near operationId, or the spec's template when only parameter names differ), and the
-/// operations there are.
-fn unknown_operation(key: &str, line: Option<&usize>, spec: &Spec) -> String {
-    let at = line
-        .map(|line| format!(" (line {line})"))
-        .unwrap_or_default();
-    let shape = |name: &str| {
-        let mut out = String::new();
-        let mut in_param = false;
-        for c in name.chars() {
-            match c {
-                '{' => in_param = true,
-                '}' => {
-                    in_param = false;
-                    out.push_str("{}");
-                }
-                _ if !in_param => out.push(c),
-                _ => {}
-            }
-        }
-        out
-    };
-    let same_shape = spec
-        .operations
-        .iter()
-        .map(crate::spec::Operation::long_name)
-        .find(|long| shape(long) == shape(key));
-    let hint = match same_shape {
-        Some(long) => format!(
-            "; the spec names this path's parameters differently: write `\"{long}\"` (the \
-             template must use the spec's own parameter names)"
-        ),
-        None => spec
-            .operations
-            .iter()
-            .flat_map(|o| [o.id.to_string(), o.long_name()])
-            .map(|name| (strsim::damerau_levenshtein(key, &name), name))
-            .filter(|(distance, name)| *distance <= 3.max(name.len() / 4))
-            .min_by_key(|(distance, _)| *distance)
-            .map(|(_, name)| format!("; did you mean `{name}`?"))
-            .unwrap_or_default(),
-    };
-    let ids: Vec<&str> = spec.operations.iter().map(|o| &*o.id).take(12).collect();
-    let more = spec.operations.len().saturating_sub(ids.len());
-    let more = if more > 0 {
-        format!(" and {more} more (`moat check` lists them)")
-    } else {
-        String::new()
-    };
-    format!(
-        "policy.operations.{key}{at}: no operation has this operationId or `METHOD /template`{hint} \
-         (the spec's operationIds: {}{more})",
-        ids.join(", ")
-    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! parameters. Unknown path 404; known path, other method 405 with `Allow`. Nothing the
 //! spec does not declare is ever forwarded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
@@ -39,44 +40,21 @@ impl Router {
     /// `routes` are (template as matched — server prefix included —, method, operation
     /// index). Templates that differ only in parameter names share one entry.
     pub fn build(routes: &[(String, Method, usize)]) -> Result<Router, Vec<String>> {
-        let mut matcher = matchit::Router::new();
-        let mut paths: Vec<PathEntry> = Vec::new();
-        let mut by_key: std::collections::HashMap<String, usize> = Default::default();
-        let mut problems = Vec::new();
-        for (template, method, index) in routes {
-            let key = positional(template);
-            let entry = match by_key.get(&key) {
-                Some(&entry) => entry,
-                None => {
-                    if let Err(error) = matcher.insert(key.clone(), paths.len()) {
-                        problems.push(format!("path `{template}` cannot be routed: {error}"));
-                        continue;
-                    }
-                    by_key.insert(key, paths.len());
-                    paths.push(PathEntry {
-                        template: Arc::from(template.as_str()),
-                        methods: Vec::new(),
-                        allow: HeaderValue::from_static(""),
-                    });
-                    paths.len() - 1
-                }
-            };
-            if paths[entry].methods.iter().any(|(m, _)| m == method) {
-                problems.push(format!(
-                    "`{method} {template}` is declared twice (under different parameter names)"
-                ));
-                continue;
-            }
-            paths[entry].methods.push((method.clone(), *index));
+        let mut building = Building::default();
+        let problems: Vec<String> = routes
+            .iter()
+            .filter_map(|(template, method, index)| building.add(template, method, *index).err())
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
         }
+        let Building {
+            matcher, mut paths, ..
+        } = building;
         for path in &mut paths {
             path.allow = allow_header(&path.methods);
         }
-        if problems.is_empty() {
-            Ok(Router { matcher, paths })
-        } else {
-            Err(problems)
-        }
+        Ok(Router { matcher, paths })
     }
 
     pub fn route<'p>(&self, method: &Method, path: &'p str) -> Result<Routed<'p>, Rejection> {
@@ -84,16 +62,9 @@ impl Router {
             return Err(Rejection::RouteNotFound);
         };
         let entry = &self.paths[*found.value];
-        let declared = entry.methods.iter().find(|(m, _)| m == method);
-        // HEAD is GET without a body, as Starlette and most servers route it.
-        let declared = declared.or_else(|| {
-            (method == Method::HEAD)
-                .then(|| entry.methods.iter().find(|(m, _)| m == Method::GET))
-                .flatten()
-        });
-        match declared {
-            Some((_, index)) => Ok(Routed::Operation {
-                index: *index,
+        match entry.operation(method) {
+            Some(index) => Ok(Routed::Operation {
+                index,
                 template: entry.template.clone(),
                 values: found.params.iter().map(|(_, value)| value).collect(),
             }),
@@ -104,6 +75,66 @@ impl Router {
                 allow: entry.allow.clone(),
             }),
         }
+    }
+}
+
+impl PathEntry {
+    /// The operation `method` reaches here. HEAD is GET without a body, as Starlette and
+    /// most servers route it.
+    fn operation(&self, method: &Method) -> Option<usize> {
+        let declared = |wanted: &Method| {
+            self.methods
+                .iter()
+                .find(|(m, _)| m == wanted)
+                .map(|(_, index)| *index)
+        };
+        declared(method).or_else(|| {
+            (method == Method::HEAD)
+                .then(|| declared(&Method::GET))
+                .flatten()
+        })
+    }
+}
+
+/// The router as it is built: one entry per template, by its positional form.
+#[derive(Default)]
+struct Building {
+    matcher: matchit::Router<usize>,
+    paths: Vec<PathEntry>,
+    by_key: HashMap<String, usize>,
+}
+
+impl Building {
+    /// Adds the operation `index` at `method` on `template`; the same method twice on one
+    /// entry is a problem.
+    fn add(&mut self, template: &str, method: &Method, index: usize) -> Result<(), String> {
+        let entry = self.entry(template)?;
+        let methods = &mut self.paths[entry].methods;
+        if methods.iter().any(|(m, _)| m == method) {
+            return Err(format!(
+                "`{method} {template}` is declared twice (under different parameter names)"
+            ));
+        }
+        methods.push((method.clone(), index));
+        Ok(())
+    }
+
+    /// The entry of `template`, made on first sight.
+    fn entry(&mut self, template: &str) -> Result<usize, String> {
+        let key = positional(template);
+        if let Some(&entry) = self.by_key.get(&key) {
+            return Ok(entry);
+        }
+        self.matcher
+            .insert(key.clone(), self.paths.len())
+            .map_err(|error| format!("path `{template}` cannot be routed: {error}"))?;
+        self.by_key.insert(key, self.paths.len());
+        self.paths.push(PathEntry {
+            template: Arc::from(template),
+            methods: Vec::new(),
+            allow: HeaderValue::from_static(""),
+        });
+        Ok(self.paths.len() - 1)
     }
 }
 

@@ -1,18 +1,24 @@
 //! Compiling what [`raw`](super::raw) read: each operation's parameters and bodies with
 //! their schemas (each schema location compiled once and shared), path parameters put in
-//! template order.
+//! template order, and the routes to them.
+
+mod path_params;
+mod schemas;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
+use http::Method;
 
+use self::path_params::order_path_params;
 use super::compile::{Compiler, Schema};
 use super::normalize::Normalizer;
-use super::raw::{Loc, RawOperation, RawParam};
+use super::raw::{Loc, RawBody, RawOperation, RawParam};
+use super::root::server_prefix;
 use super::shape::{self, Shape, Types};
 use super::source::Documents;
-use super::{BodyKind, Media, Operation, Param, Params, RequestBody, Style};
+use super::{BodyKind, Media, Operation, Param, Params, RequestBody};
+use crate::route::Router;
 
 /// Normalises every schema a request can meet, in place, before anything is compiled.
 pub(super) fn normalize_request_schemas(
@@ -37,7 +43,40 @@ pub(super) fn normalize_request_schemas(
     warnings.append(&mut normalizer.warnings);
 }
 
-pub(super) fn duplicate_ids(operations: &[Operation]) -> Vec<String> {
+/// The operations compiled and routed, with the warnings gathered on the way.
+pub(super) struct Compiled {
+    pub(super) operations: Vec<Operation>,
+    pub(super) router: Router,
+    pub(super) warnings: Vec<String>,
+}
+
+/// Compiles every operation and routes it under the server prefix; fails with every
+/// problem at once.
+pub(super) fn compile_operations(
+    docs: &Documents,
+    operations: Vec<RawOperation>,
+    mut warnings: Vec<String>,
+) -> Result<Compiled, Vec<String>> {
+    let prefix = server_prefix(docs.root(), &mut warnings);
+    let mut builder = Builder::new(docs, warnings)?;
+    let (operations, routes) = builder.operations(operations, &prefix);
+    builder.warnings.extend(duplicate_ids(&operations));
+    let mut problems = builder.problems;
+    match Router::build(&routes) {
+        Ok(router) if problems.is_empty() => Ok(Compiled {
+            operations,
+            router,
+            warnings: builder.warnings,
+        }),
+        Ok(_) => Err(problems),
+        Err(mut unroutable) => {
+            problems.append(&mut unroutable);
+            Err(problems)
+        }
+    }
+}
+
+fn duplicate_ids(operations: &[Operation]) -> Vec<String> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for operation in operations {
         if !operation.id.contains(' ') {
@@ -59,43 +98,58 @@ pub(super) fn duplicate_ids(operations: &[Operation]) -> Vec<String> {
 }
 
 /// Turns raw operations into compiled ones, compiling each schema location once.
-pub(super) struct Builder<'d> {
-    pub(super) docs: &'d Documents,
-    pub(super) compiler: Compiler<'d>,
-    pub(super) cache: HashMap<Loc, Arc<Schema>>,
+struct Builder<'d> {
+    docs: &'d Documents,
+    compiler: Compiler<'d>,
+    cache: HashMap<Loc, Arc<Schema>>,
     /// Compiled schemas by document and text: the same schema written at many places (a
     /// `{type: string}` parameter in every operation) compiles once. A compiled schema
     /// costs 6 KB at the least, and OpenAI's spec has 574 parameters.
-    pub(super) by_text: HashMap<(String, String), Arc<Schema>>,
-    pub(super) problems: Vec<String>,
-    pub(super) warnings: Vec<String>,
+    by_text: HashMap<(String, String), Arc<Schema>>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'d> Builder<'d> {
+    fn new(docs: &'d Documents, warnings: Vec<String>) -> Result<Self, Vec<String>> {
+        Ok(Builder {
+            docs,
+            compiler: Compiler::new(docs).map_err(|e| vec![e])?,
+            cache: HashMap::new(),
+            by_text: HashMap::new(),
+            problems: Vec::new(),
+            warnings,
+        })
+    }
 }
 
 impl Builder<'_> {
-    pub(super) fn operation(&mut self, raw: RawOperation) -> Operation {
+    /// Compiles each operation, with its route: the template under the server `prefix`, its
+    /// method and the operation's index.
+    fn operations(
+        &mut self,
+        operations: Vec<RawOperation>,
+        prefix: &str,
+    ) -> (Vec<Operation>, Vec<(String, Method, usize)>) {
+        operations
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let template = format!("{prefix}{}", route_template(&raw.template));
+                let route = (template, raw.method.clone(), index);
+                (self.operation(raw), route)
+            })
+            .unzip()
+    }
+
+    fn operation(&mut self, raw: RawOperation) -> Operation {
         let id = raw
             .id
             .clone()
             .unwrap_or_else(|| format!("{} {}", raw.method, raw.template));
-        let mut params = Params::default();
-        for param in &raw.params {
-            let compiled = self.param(param);
-            match param.location.as_str() {
-                "path" => params.path.push(compiled),
-                "query" => params.query.push(compiled),
-                "header" => params.header.push(compiled),
-                _ => params.cookie.push(compiled),
-            }
-        }
+        let mut params = self.params(&raw.params);
         params.path = order_path_params(&raw, params.path, &mut self.warnings);
-        let body = raw.body.as_ref().map(|body| RequestBody {
-            required: body.required,
-            media: body
-                .media
-                .iter()
-                .map(|(range, at)| self.media(range, at.as_ref()))
-                .collect(),
-        });
+        let body = raw.body.as_ref().map(|body| self.body(body));
         Operation {
             id: Arc::from(id),
             method: raw.method,
@@ -104,6 +158,21 @@ impl Builder<'_> {
             body,
             security: raw.security,
         }
+    }
+
+    /// The parameters by location, each in the order the spec lists it.
+    fn params(&mut self, raw: &[RawParam]) -> Params {
+        let mut params = Params::default();
+        for param in raw {
+            let compiled = self.param(param);
+            match param.location.as_str() {
+                "path" => params.path.push(compiled),
+                "query" => params.query.push(compiled),
+                "header" => params.header.push(compiled),
+                _ => params.cookie.push(compiled),
+            }
+        }
+        params
     }
 
     fn param(&mut self, param: &RawParam) -> Param {
@@ -115,6 +184,17 @@ impl Builder<'_> {
             shape: self.shape(param.schema.as_ref()),
             schema: param.schema.as_ref().and_then(|at| self.schema(at)),
             json: param.json,
+        }
+    }
+
+    fn body(&mut self, body: &RawBody) -> RequestBody {
+        RequestBody {
+            required: body.required,
+            media: body
+                .media
+                .iter()
+                .map(|(range, at)| self.media(range, at.as_ref()))
+                .collect(),
         }
     }
 
@@ -142,65 +222,6 @@ impl Builder<'_> {
                 shape::shape_of(self.docs, &at.uri, schema)
             })
     }
-
-    fn schema(&mut self, at: &Loc) -> Option<Arc<Schema>> {
-        let at = &self.referenced(at);
-        if let Some(schema) = self.cache.get(at) {
-            return Some(schema.clone());
-        }
-        let text = self.text(at);
-        if let Some(schema) = text.as_ref().and_then(|text| self.by_text.get(text)) {
-            let schema = schema.clone();
-            self.cache.insert(at.clone(), schema.clone());
-            return Some(schema);
-        }
-        match self.compiler.compile(&at.uri, &at.pointer) {
-            Ok(schema) => {
-                let schema = Arc::new(schema);
-                self.cache.insert(at.clone(), schema.clone());
-                if let Some(text) = text {
-                    self.by_text.insert(text, schema.clone());
-                }
-                Some(schema)
-            }
-            Err(problem) => {
-                self.problems.push(problem);
-                None
-            }
-        }
-    }
-}
-
-impl Builder<'_> {
-    /// The key under which a schema's compiled form can be shared: its document and its
-    /// text. Identical text in one document validates identically — its `$ref`s resolve
-    /// against the same base — unless an `$id` inside moves the base; those are not shared.
-    fn text(&self, at: &Loc) -> Option<(String, String)> {
-        let text = serde_json::to_string(self.docs.get(&at.uri, &at.pointer)?).ok()?;
-        (!text.contains("\"$id\"")).then(|| (at.uri.clone(), text))
-    }
-
-    /// Where a schema that is nothing but a local `$ref` points, followed to the end of the
-    /// chain: it validates exactly as its target does, so the operations that name one
-    /// component (OpenAI's spec: 119 bodies, 99 components) share one compiled validator.
-    fn referenced(&self, at: &Loc) -> Loc {
-        let mut at = at.clone();
-        // A bounded walk: a cycle of bare `$ref`s is refused when it compiles.
-        for _ in 0..16 {
-            let Some(Value::Object(schema)) = self.docs.get(&at.uri, &at.pointer) else {
-                break;
-            };
-            let (1, Some(Value::String(reference))) = (schema.len(), schema.get("$ref")) else {
-                break;
-            };
-            // Only a same-document pointer with no percent-escapes maps to a `Loc` as is.
-            match reference.strip_prefix('#') {
-                Some(pointer) if !pointer.contains('%') => at.pointer = pointer.to_owned(),
-                _ => break,
-            }
-        }
-        at
-    }
 }
 
 /// `${NAME}` (KServe's Open Inference Protocol writes its templates so) read as `{NAME}`.
@@ -222,50 +243,4 @@ pub(super) fn body_kind(range: &str) -> BodyKind {
     } else {
         BodyKind::Opaque
     }
-}
-
-/// Path parameters in the order their placeholders appear in the template. A placeholder
-/// with no declaration gets an unconstrained string parameter (and a warning).
-fn order_path_params(
-    raw: &RawOperation,
-    declared: Vec<Param>,
-    warnings: &mut Vec<String>,
-) -> Vec<Param> {
-    let mut declared: Vec<Option<Param>> = declared.into_iter().map(Some).collect();
-    let mut ordered = Vec::new();
-    let template = route_template(&raw.template);
-    let mut rest = template.as_str();
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        let name = &rest[open + 1..open + close];
-        rest = &rest[open + close + 1..];
-        let found = declared
-            .iter_mut()
-            .find(|p| p.as_ref().is_some_and(|p| p.name == name))
-            .and_then(Option::take);
-        ordered.push(found.unwrap_or_else(|| {
-            warnings.push(format!(
-                "{}: path parameter `{name}` is not declared; any value is accepted",
-                raw.at
-            ));
-            Param {
-                name: name.to_owned(),
-                required: true,
-                style: Style::Simple,
-                explode: false,
-                shape: Shape::Scalar(Types::ANY),
-                schema: None,
-                json: false,
-            }
-        }));
-    }
-    for unused in declared.into_iter().flatten() {
-        warnings.push(format!(
-            "{}: path parameter `{}` is not in the template",
-            raw.at, unused.name
-        ));
-    }
-    ordered
 }

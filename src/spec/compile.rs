@@ -4,7 +4,7 @@
 //! formats added, and no way to fetch a remote `$ref`.
 
 use base64::Engine;
-use jsonschema::{Draft, PatternOptions, Registry, ValidationOptions, Validator};
+use jsonschema::{Draft, PatternOptions, Registry, ValidationError, ValidationOptions, Validator};
 use serde_json::{Value, json};
 
 use super::source::Documents;
@@ -88,37 +88,19 @@ impl<'d> Compiler<'d> {
     }
 }
 
+/// What a fragment carries as is besides ASCII letters and digits.
+const FRAGMENT_SAFE: &str = "/~-._:@!$&'()*+,;=";
+
 /// A pointer as a URI fragment: the characters a URI cannot carry, percent-encoded.
 fn fragment(pointer: &str) -> String {
     let mut out = String::with_capacity(pointer.len());
     for c in pointer.chars() {
-        match c {
-            'A'..='Z'
-            | 'a'..='z'
-            | '0'..='9'
-            | '/'
-            | '~'
-            | '-'
-            | '.'
-            | '_'
-            | ':'
-            | '@'
-            | '!'
-            | '$'
-            | '&'
-            | '\''
-            | '('
-            | ')'
-            | '*'
-            | '+'
-            | ','
-            | ';'
-            | '=' => out.push(c),
-            other => {
-                let mut buffer = [0u8; 4];
-                for byte in other.encode_utf8(&mut buffer).bytes() {
-                    out.push_str(&format!("%{byte:02X}"));
-                }
+        if c.is_ascii_alphanumeric() || FRAGMENT_SAFE.contains(c) {
+            out.push(c);
+        } else {
+            let mut buffer = [0u8; 4];
+            for byte in c.encode_utf8(&mut buffer).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
             }
         }
     }
@@ -158,15 +140,20 @@ impl Schema {
             if errors.len() >= MAX_ERRORS {
                 break;
             }
-            let mut message = error.masked_with("the value").to_string();
-            truncate(&mut message, MAX_MESSAGE);
-            errors.push(FieldError {
-                location,
-                pointer: format!("{prefix}{}", error.instance_path().as_str()),
-                message,
-            });
+            errors.push(field_error(&error, location, prefix));
         }
         false
+    }
+}
+
+/// One failure as a refusal reports it: where it is, and what is wrong without the value.
+fn field_error(error: &ValidationError<'_>, location: &'static str, prefix: &str) -> FieldError {
+    let mut message = error.masked_with("the value").to_string();
+    truncate(&mut message, MAX_MESSAGE);
+    FieldError {
+        location,
+        pointer: format!("{prefix}{}", error.instance_path().as_str()),
+        message,
     }
 }
 

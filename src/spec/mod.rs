@@ -9,17 +9,20 @@ pub mod loose;
 pub mod normalize;
 pub mod overlay;
 mod raw;
+mod risks;
+mod root;
 pub mod shape;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use http::Method;
 use serde_json::Value;
 
-use self::build::{Builder, duplicate_ids, normalize_request_schemas, route_template};
-use self::compile::{Compiler, Schema};
+pub use self::risks::overlay_risks;
+
+use self::build::{compile_operations, normalize_request_schemas};
+use self::compile::Schema;
 use self::raw::collect_operations;
 use self::shape::{Shape, Types};
 use self::source::Documents;
@@ -142,7 +145,7 @@ pub struct Effective {
 pub fn effective(mut docs: Documents) -> Result<Effective, Vec<String>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let version = check_version(docs.root()).map_err(|e| vec![e])?;
+    let version = root::check_version(docs.root()).map_err(|e| vec![e])?;
     let operations = collect_operations(&docs, &mut problems, &mut warnings);
     normalize_request_schemas(&mut docs, &operations, &mut problems, &mut warnings);
     if !problems.is_empty() {
@@ -164,181 +167,25 @@ pub fn loose(docs: Documents) -> Result<Option<loose::Overlay>, Vec<String>> {
     Ok(loose::report(&docs, &operations))
 }
 
-/// What applying `overlays` in turn to `docs` (the spec as read, before any overlay) takes
-/// away, one warning each: an operation an overlay made public, or whose security it
-/// removed so that `policy.default` decides; a bound on requests it removed (what `moat
-/// spec loose` reports newly after it). `moat check` prints them: an overlay is meant to
-/// tighten, and a loosening one should be a decision, not a slip.
-pub fn overlay_risks(mut docs: Documents, overlays: &[std::path::PathBuf]) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for file in overlays {
-        let Ok(before) = effective(docs.clone()) else {
-            return warnings;
-        };
-        let before_openings = loose::openings(&docs, &before.operations);
-        let Some(root) = docs.docs.get_mut(&docs.root) else {
-            return warnings;
-        };
-        if overlay::apply_files(root, std::slice::from_ref(file)).is_err() {
-            return warnings;
-        }
-        let Ok(after) = effective(docs.clone()) else {
-            return warnings;
-        };
-        let name = file.display();
-        for operation in &after.operations {
-            let was = before
-                .operations
-                .iter()
-                .find(|o| o.method == operation.method && o.template == operation.template)
-                .map(|o| &o.security);
-            let label = format!("{} {}", operation.method, operation.template);
-            match (was, &operation.security) {
-                (Some(Some(was)), Some(now)) if !is_public(was) && is_public(now) => {
-                    warnings.push(format!(
-                        "overlay {name} makes `{label}` public: it required credentials before"
-                    ));
-                }
-                (Some(Some(was)), None) if !is_public(was) => warnings.push(format!(
-                    "overlay {name} removes the security `{label}` declared: \
-                     `policy.default` decides it now"
-                )),
-                _ => {}
-            }
-        }
-        for opened in loose::openings(&docs, &after.operations).difference(&before_openings) {
-            warnings.push(format!("overlay {name} loosens a request schema: {opened}"));
-        }
-    }
-    warnings
-}
-
-/// A requirement any request meets: no alternative, or an empty one.
-fn is_public(security: &[Alternative]) -> bool {
-    security.is_empty() || security.iter().any(BTreeMap::is_empty)
-}
-
 /// Compiles loaded documents into a [`Spec`].
 pub fn load(docs: Documents) -> Result<Spec, Vec<String>> {
     let Effective {
         docs,
         version,
         operations,
-        mut warnings,
-    } = effective(docs)?;
-    let prefix = server_prefix(docs.root(), &mut warnings);
-    let security_schemes = match docs.root().pointer("/components/securitySchemes") {
-        Some(Value::Object(schemes)) => schemes.clone(),
-        _ => serde_json::Map::new(),
-    };
-    let mut builder = Builder {
-        docs: &docs,
-        compiler: Compiler::new(&docs).map_err(|e| vec![e])?,
-        cache: HashMap::new(),
-        by_text: HashMap::new(),
-        problems: Vec::new(),
         warnings,
-    };
-    let mut compiled = Vec::with_capacity(operations.len());
-    let mut routes = Vec::with_capacity(operations.len());
-    for raw in operations {
-        routes.push((
-            format!("{prefix}{}", route_template(&raw.template)),
-            raw.method.clone(),
-            compiled.len(),
-        ));
-        compiled.push(builder.operation(raw));
-    }
-    let Builder {
-        mut problems,
-        mut warnings,
-        ..
-    } = builder;
-    warnings.extend(duplicate_ids(&compiled));
-    let router = Router::build(&routes).map_err(|mut e| {
-        problems.append(&mut e);
-        problems.clone()
-    })?;
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let info = |field: &str| {
-        docs.root()
-            .pointer(&format!("/info/{field}"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    } = effective(docs)?;
+    let compiled = compile_operations(&docs, operations, warnings)?;
+    let doc = docs.root();
     Ok(Spec {
         version,
-        title: info("title"),
-        info_version: info("version"),
-        operations: compiled,
-        router,
-        warnings,
-        security_schemes,
+        title: root::info(doc, "title"),
+        info_version: root::info(doc, "version"),
+        operations: compiled.operations,
+        router: compiled.router,
+        warnings: compiled.warnings,
+        security_schemes: root::security_schemes(doc),
     })
-}
-
-fn check_version(root: &Value) -> Result<String, String> {
-    let version = root
-        .get("openapi")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if version.starts_with("3.0.")
-        || version.starts_with("3.1.")
-        || version == "3.0"
-        || version == "3.1"
-    {
-        Ok(version.to_owned())
-    } else if root.get("swagger").is_some() {
-        Err("this is a Swagger 2.0 document; convert it to OpenAPI 3 first".to_owned())
-    } else {
-        Err(format!(
-            "#/openapi: `{version}` is not a supported version; moat reads OpenAPI 3.0.x and 3.1.x"
-        ))
-    }
-}
-
-/// The path part of `servers[0].url` (variables replaced by their defaults), no trailing '/'.
-fn server_prefix(root: &Value, warnings: &mut Vec<String>) -> String {
-    let Some(server) = root.pointer("/servers/0") else {
-        return String::new();
-    };
-    let mut url = server
-        .get("url")
-        .and_then(Value::as_str)
-        .unwrap_or("/")
-        .to_owned();
-    if let Some(Value::Object(variables)) = server.get("variables") {
-        for (name, variable) in variables {
-            let default = variable
-                .get("default")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            url = url.replace(&format!("{{{name}}}"), default);
-        }
-    }
-    let path = match url.find("://") {
-        Some(scheme_end) => {
-            let rest = &url[scheme_end + 3..];
-            rest.find('/').map_or("", |slash| &rest[slash..])
-        }
-        None => url.as_str(),
-    };
-    let path = path.trim_end_matches('/');
-    if path.contains('{') {
-        warnings.push(format!(
-            "#/servers/0/url: `{url}` has an undefined variable; no prefix used"
-        ));
-        return String::new();
-    }
-    if !path.is_empty() && !path.starts_with('/') {
-        warnings.push(format!(
-            "#/servers/0/url: `{url}` is not a path; no prefix used"
-        ));
-        return String::new();
-    }
-    path.to_owned()
 }
 
 #[cfg(test)]

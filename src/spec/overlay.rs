@@ -38,19 +38,7 @@ enum Modifier<'a> {
 /// Applies one overlay document. On an error `doc` may be half changed: callers apply
 /// overlays to a document they discard on failure.
 pub fn apply(doc: &mut Value, overlay: &Value) -> Result<(), String> {
-    let version = overlay
-        .get("overlay")
-        .and_then(Value::as_str)
-        .ok_or("not an overlay: it has no `overlay: 1.0.0` (or 1.1.0) version field")?;
-    let copy_allowed = if version.starts_with("1.0.") {
-        false
-    } else if version.starts_with("1.1.") {
-        true
-    } else {
-        return Err(format!(
-            "overlay version `{version}` is not supported; moat reads 1.0.x and 1.1.x"
-        ));
-    };
+    let copy_allowed = allows_copy(overlay)?;
     let actions = overlay
         .get("actions")
         .and_then(Value::as_array)
@@ -68,21 +56,28 @@ pub fn apply(doc: &mut Value, overlay: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the overlay's version allows `copy` (1.1 does, 1.0 does not); an error for a
+/// document that is not an overlay or of a version moat does not read.
+fn allows_copy(overlay: &Value) -> Result<bool, String> {
+    let version = overlay
+        .get("overlay")
+        .and_then(Value::as_str)
+        .ok_or("not an overlay: it has no `overlay: 1.0.0` (or 1.1.0) version field")?;
+    if version.starts_with("1.0.") {
+        Ok(false)
+    } else if version.starts_with("1.1.") {
+        Ok(true)
+    } else {
+        Err(format!(
+            "overlay version `{version}` is not supported; moat reads 1.0.x and 1.1.x"
+        ))
+    }
+}
+
 fn modifier(action: &Value, copy_allowed: bool) -> Result<Modifier<'_>, String> {
-    let remove = match action.get("remove") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err("`remove` must be true or false".to_owned()),
-    };
+    let remove = remove_flag(action)?;
     let update = action.get("update");
-    let copy = match action.get("copy") {
-        None => None,
-        Some(_) if !copy_allowed => {
-            return Err("`copy` is an Overlay 1.1 action; declare `overlay: 1.1.0`".to_owned());
-        }
-        Some(Value::String(source)) => Some(source.as_str()),
-        Some(_) => return Err("`copy` must be a JSONPath string".to_owned()),
-    };
+    let copy = copy_source(action, copy_allowed)?;
     // The specification lets `remove` silence the others; a file that says two things
     // is more likely a mistake than a wish, so it is refused.
     match (remove, update, copy) {
@@ -99,9 +94,51 @@ fn modifier(action: &Value, copy_allowed: bool) -> Result<Modifier<'_>, String> 
     }
 }
 
+/// An action's `remove`: false when absent.
+fn remove_flag(action: &Value) -> Result<bool, String> {
+    match action.get("remove") {
+        None | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(_) => Err("`remove` must be true or false".to_owned()),
+    }
+}
+
+/// The JSONPath an action's `copy` names, if it has one.
+fn copy_source(action: &Value, copy_allowed: bool) -> Result<Option<&str>, String> {
+    match action.get("copy") {
+        None => Ok(None),
+        Some(_) if !copy_allowed => {
+            Err("`copy` is an Overlay 1.1 action; declare `overlay: 1.1.0`".to_owned())
+        }
+        Some(Value::String(source)) => Ok(Some(source.as_str())),
+        Some(_) => Err("`copy` must be a JSONPath string".to_owned()),
+    }
+}
+
 fn apply_action(doc: &mut Value, target: &str, modifier: &Modifier<'_>) -> Result<(), String> {
-    let path = parse_path(target)?;
-    let pointers: Vec<String> = path
+    let pointers = selected(doc, target)?;
+    let copied;
+    let update = match modifier {
+        Modifier::Remove => return remove(doc, pointers),
+        Modifier::Update(update) => *update,
+        Modifier::Copy(source) => {
+            copied = copy_of(doc, source)?;
+            &copied
+        }
+    };
+    for pointer in &pointers {
+        match doc.pointer_mut(pointer) {
+            Some(Value::Array(entries)) => entries.push(update.clone()),
+            Some(node) => merge(node, update),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// The JSON pointers of the nodes `target` selects; selecting nothing is an error.
+fn selected(doc: &Value, target: &str) -> Result<Vec<String>, String> {
+    let pointers: Vec<String> = parse_path(target)?
         .query_located(doc)
         .locations()
         .map(|location| location.to_json_pointer())
@@ -113,31 +150,19 @@ fn apply_action(doc: &mut Value, target: &str, modifier: &Modifier<'_>) -> Resul
                 .to_owned(),
         );
     }
-    let copied;
-    let update = match modifier {
-        Modifier::Remove => return remove(doc, pointers),
-        Modifier::Update(update) => *update,
-        Modifier::Copy(source) => {
-            let nodes = parse_path(source)?.query(doc).all();
-            let [node] = nodes.as_slice() else {
-                return Err(format!(
-                    "`copy: {source}` must select exactly one node; it selects {}",
-                    nodes.len()
-                ));
-            };
-            copied = (*node).clone();
-            &copied
-        }
+    Ok(pointers)
+}
+
+/// The one node `copy: source` selects, as the update.
+fn copy_of(doc: &Value, source: &str) -> Result<Value, String> {
+    let nodes = parse_path(source)?.query(doc).all();
+    let [node] = nodes.as_slice() else {
+        return Err(format!(
+            "`copy: {source}` must select exactly one node; it selects {}",
+            nodes.len()
+        ));
     };
-    for pointer in &pointers {
-        if let Some(node) = doc.pointer_mut(pointer) {
-            match node {
-                Value::Array(entries) => entries.push(update.clone()),
-                node => merge(node, update),
-            }
-        }
-    }
-    Ok(())
+    Ok((*node).clone())
 }
 
 fn parse_path(path: &str) -> Result<JsonPath, String> {
@@ -167,14 +192,10 @@ fn remove(doc: &mut Value, mut pointers: Vec<String>) -> Result<(), String> {
     if pointers.iter().any(String::is_empty) {
         return Err("cannot remove the whole document".to_owned());
     }
-    let key = |pointer: &String| -> (String, Option<usize>, String) {
-        let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
-        (parent.to_owned(), last.parse().ok(), last.to_owned())
-    };
-    pointers.sort_by_key(|pointer| std::cmp::Reverse(key(pointer)));
+    pointers.sort_by_key(|pointer| std::cmp::Reverse(split_last(pointer)));
     pointers.dedup();
     for pointer in &pointers {
-        let (parent, index, last) = key(pointer);
+        let (parent, index, last) = split_last(pointer);
         match doc.pointer_mut(&parent) {
             Some(Value::Array(entries)) => {
                 if let Some(index) = index.filter(|&i| i < entries.len()) {
@@ -188,6 +209,13 @@ fn remove(doc: &mut Value, mut pointers: Vec<String>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A pointer's parent, and its last segment as an array index (if it reads as one) and as
+/// written.
+fn split_last(pointer: &str) -> (String, Option<usize>, String) {
+    let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    (parent.to_owned(), last.parse().ok(), last.to_owned())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! way FastAPI and every other server coerces it. Derived once at load from the (normalised)
 //! schema, following `$ref`s and unions.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::source::Documents;
 
@@ -55,6 +55,13 @@ impl Types {
     }
 }
 
+/// The union of the types.
+impl FromIterator<Types> for Types {
+    fn from_iter<I: IntoIterator<Item = Types>>(types: I) -> Types {
+        types.into_iter().fold(Types::default(), Types::union)
+    }
+}
+
 /// How a parameter value is laid out, with the types of its parts.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Shape {
@@ -73,15 +80,19 @@ pub fn shape_of(docs: &Documents, uri: &str, schema: &Value) -> Shape {
         return Shape::Array(items);
     }
     if types == Types::OBJECT {
-        let mut properties = Vec::new();
-        if let Some((uri, Value::Object(map))) = member(docs, uri, schema, "properties", 0) {
-            for (name, property) in map {
-                properties.push((name.clone(), types_of(docs, &uri, property, 0)));
-            }
-        }
-        return Shape::Object(properties);
+        return Shape::Object(properties(docs, uri, schema));
     }
     Shape::Scalar(types)
+}
+
+/// Each property an object schema declares, with its types.
+fn properties(docs: &Documents, uri: &str, schema: &Value) -> Vec<(String, Types)> {
+    let Some((uri, Value::Object(map))) = member(docs, uri, schema, "properties", 0) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(name, property)| (name.clone(), types_of(docs, &uri, property, 0)))
+        .collect()
 }
 
 /// The union of types a schema admits (ANY when it does not say).
@@ -89,47 +100,47 @@ pub fn types_of(docs: &Documents, uri: &str, schema: &Value, depth: usize) -> Ty
     if depth > 16 {
         return Types::ANY;
     }
-    let Some((uri, schema)) = resolve(docs, uri, schema) else {
+    let Some((uri, Value::Object(map))) = resolve(docs, uri, schema) else {
         return Types::ANY;
     };
-    let Value::Object(map) = schema else {
-        return Types::ANY;
-    };
+    stated(map).unwrap_or_else(|| composed(docs, &uri, map, depth))
+}
+
+/// The types a schema states outright, with `type`, `enum` or `const`.
+fn stated(map: &Map<String, Value>) -> Option<Types> {
     if let Some(declared) = map.get("type") {
-        return match declared {
+        return Some(match declared {
             Value::String(name) => Types::of_name(name),
             Value::Array(names) => names
                 .iter()
                 .filter_map(Value::as_str)
-                .fold(Types::default(), |acc, name| {
-                    acc.union(Types::of_name(name))
-                }),
+                .map(Types::of_name)
+                .collect(),
             _ => Types::ANY,
-        };
+        });
     }
     if let Some(Value::Array(options)) = map.get("enum") {
-        return options
-            .iter()
-            .fold(Types::default(), |acc, v| acc.union(Types::of_value(v)));
+        return Some(options.iter().map(Types::of_value).collect());
     }
-    if let Some(constant) = map.get("const") {
-        return Types::of_value(constant);
-    }
+    map.get("const").map(Types::of_value)
+}
+
+/// The types a schema admits through its branches: the union of an `anyOf` or `oneOf`,
+/// else what an `allOf` says.
+fn composed(docs: &Documents, uri: &str, map: &Map<String, Value>, depth: usize) -> Types {
+    let branch = |branch: &Value| types_of(docs, uri, branch, depth + 1);
     for union in ["anyOf", "oneOf"] {
         if let Some(Value::Array(branches)) = map.get(union) {
-            return branches.iter().fold(Types::default(), |acc, branch| {
-                acc.union(types_of(docs, &uri, branch, depth + 1))
-            });
+            return branches.iter().map(branch).collect();
         }
     }
     if let Some(Value::Array(all)) = map.get("allOf") {
         // Every branch applies; the first that says something decides the coercion.
-        for branch in all {
-            let types = types_of(docs, &uri, branch, depth + 1);
-            if types != Types::ANY {
-                return types;
-            }
-        }
+        return all
+            .iter()
+            .map(branch)
+            .find(|types| *types != Types::ANY)
+            .unwrap_or(Types::ANY);
     }
     Types::ANY
 }
@@ -149,16 +160,11 @@ fn member<'a>(
     if let Some(value) = schema.get(key) {
         return Some((uri, value));
     }
-    for union in ["allOf", "anyOf", "oneOf"] {
-        if let Some(Value::Array(branches)) = schema.get(union) {
-            for branch in branches {
-                if let Some(found) = member(docs, &uri, branch, key, depth + 1) {
-                    return Some(found);
-                }
-            }
-        }
-    }
-    None
+    ["allOf", "anyOf", "oneOf"]
+        .iter()
+        .filter_map(|union| schema.get(union)?.as_array())
+        .flatten()
+        .find_map(|branch| member(docs, &uri, branch, key, depth + 1))
 }
 
 /// Follows `$ref`s to the schema they name.

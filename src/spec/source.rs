@@ -57,15 +57,20 @@ pub fn from_file(path: &Path) -> Result<Documents, String> {
         let bytes = crate::input::read(&file, crate::input::Kind::Spec)?;
         let value = parse(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
         for reference in external_refs(&value) {
-            let target = file
-                .parent()
-                .unwrap_or(Path::new("/"))
-                .join(reference.split('#').next().unwrap_or_default());
-            pending.push(normalize_path(&target));
+            pending.push(referenced_file(&file, &reference));
         }
         docs.insert(uri, value);
     }
     Ok(Documents { root, docs })
+}
+
+/// The file a `$ref` made from inside `file` names.
+fn referenced_file(file: &Path, reference: &str) -> PathBuf {
+    let target = file
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(reference.split('#').next().unwrap_or_default());
+    normalize_path(&target)
 }
 
 /// Parses a document fetched from `url`; a document served by the model cannot name other

@@ -2,13 +2,15 @@
 //! body must be there, and JSON and form bodies must parse strictly and match their schema.
 //! The bytes checked are the bytes forwarded; nothing is re-serialised.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use serde_json::{Map, Value};
 
 use super::json;
-use super::params::coerce;
+use super::params::{coerce, types_of};
 use crate::reject::{FieldError, Rejection};
 use crate::spec::shape::Types;
 use crate::spec::{BodyKind, Media, Operation};
@@ -20,64 +22,66 @@ pub fn check(
     limits: &json::JsonLimits,
     errors: &mut Vec<FieldError>,
 ) -> Result<(), Rejection> {
-    let Some(declared) = &operation.body else {
-        return if body.is_empty() {
-            Ok(())
-        } else {
-            Err(Rejection::UnexpectedBody)
-        };
-    };
-    if body.is_empty() {
-        return if declared.required {
-            Err(Rejection::BodyRequired)
-        } else {
-            Ok(())
-        };
+    match (&operation.body, body.is_empty()) {
+        (None, true) => Ok(()),
+        (None, false) => Err(Rejection::UnexpectedBody),
+        (Some(declared), true) if declared.required => Err(Rejection::BodyRequired),
+        (Some(_), true) => Ok(()),
+        (Some(declared), false) => {
+            let media = negotiate(&declared.media, headers)?;
+            check_media(media, body, limits, errors)
+        }
     }
-    let mut content_types = headers.get_all(CONTENT_TYPE).iter();
-    let (Some(content_type), None) = (content_types.next(), content_types.next()) else {
-        return Err(unsupported(&declared.media));
-    };
-    let content_type = content_type
-        .to_str()
-        .map_err(|_| unsupported(&declared.media))?;
-    let Some(media) = select(&declared.media, content_type) else {
-        return Err(unsupported(&declared.media));
-    };
-    match media.kind {
+}
+
+/// Parses the body as its media type says and checks it against the media's schema.
+fn check_media(
+    media: &Media,
+    body: &[u8],
+    limits: &json::JsonLimits,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), Rejection> {
+    let value = match media.kind {
         BodyKind::Json => {
-            if !charset_is_utf8(content_type) {
-                return Err(unsupported(&declared.media));
-            }
             let value = json::parse(body, limits.max_depth).map_err(Rejection::InvalidJson)?;
             json::guard(&value, limits, errors);
-            if let Some(schema) = &media.schema {
-                schema.check(&value, "body", "", errors);
-            }
+            value
         }
-        BodyKind::Form => {
-            let value = form_object(body, &media.form_shape);
-            if let Some(schema) = &media.schema {
-                schema.check(&value, "body", "", errors);
-            }
-        }
-        BodyKind::Opaque => {}
+        BodyKind::Form => form_object(body, &media.form_shape),
+        BodyKind::Opaque => return Ok(()),
+    };
+    if let Some(schema) = &media.schema {
+        schema.check(&value, "body", "", errors);
     }
     Ok(())
+}
+
+/// The declared media entry the request's one `Content-Type` selects (a JSON one only in
+/// UTF-8), else 415.
+fn negotiate<'m>(declared: &'m [Media], headers: &HeaderMap) -> Result<&'m Media, Rejection> {
+    let mut content_types = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(content_type), None) = (content_types.next(), content_types.next()) else {
+        return Err(unsupported(declared));
+    };
+    let content_type = content_type.to_str().map_err(|_| unsupported(declared))?;
+    match select(declared, content_type) {
+        Some(media) if media.kind != BodyKind::Json || charset_is_utf8(content_type) => Ok(media),
+        _ => Err(unsupported(declared)),
+    }
 }
 
 /// The declared media entry for a request content type: exact match first, then `type/*`,
 /// then `*/*` (RFC 9110 §12.5.1 precedence). Parameters such as `charset` do not take part.
 pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
-    let essence = essence(content_type);
-    let (kind, subtype) = essence.split_once('/')?;
+    let requested = essence(content_type);
+    let (kind, subtype) = requested.split_once('/')?;
     if kind.is_empty() || subtype.is_empty() || kind == "*" || subtype == "*" {
         return None;
     }
-    let range_of = |m: &Media| essence_owned(&m.range);
+    let range_of = |m: &Media| essence(&m.range);
     media
         .iter()
-        .find(|m| range_of(m) == essence)
+        .find(|m| range_of(m) == requested)
         .or_else(|| {
             media.iter().find(|m| {
                 let range = range_of(m);
@@ -91,11 +95,7 @@ pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
         .or_else(|| media.iter().find(|m| range_of(m) == "*/*"))
 }
 
-fn essence(content_type: &str) -> String {
-    essence_owned(content_type)
-}
-
-fn essence_owned(media_type: &str) -> String {
+fn essence(media_type: &str) -> String {
     media_type
         .split(';')
         .next()
@@ -130,30 +130,37 @@ fn unsupported(media: &[Media]) -> Rejection {
 fn form_object(body: &[u8], shape: &[(String, Types)]) -> Value {
     let mut object = Map::new();
     for (name, value) in form_urlencoded::parse(body) {
-        let types = shape
-            .iter()
-            .find(|(property, _)| *property == name)
-            .map_or(Types::ANY, |(_, types)| *types);
-        let value = if types == Types::ARRAY {
-            coerce(&value, Types::ANY)
-        } else {
-            coerce(&value, types)
-        };
-        match object.get_mut(name.as_ref()) {
-            Some(Value::Array(items)) if types.contains(Types::ARRAY) => items.push(value),
-            Some(existing) => {
-                let first = existing.take();
-                *existing = Value::Array(vec![first, value]);
-            }
-            None if types == Types::ARRAY => {
-                object.insert(name.into_owned(), Value::Array(vec![value]));
-            }
-            None => {
-                object.insert(name.into_owned(), value);
-            }
-        }
+        let types = types_of(shape, &name).unwrap_or(Types::ANY);
+        // The items of an array property may be anything its schema allows.
+        let value = coerce(
+            &value,
+            if types == Types::ARRAY {
+                Types::ANY
+            } else {
+                types
+            },
+        );
+        add_form_value(&mut object, name, value, types);
     }
     Value::Object(object)
+}
+
+/// Adds one pair's value: an array property's values, and those of a name given again,
+/// gather into an array.
+fn add_form_value(object: &mut Map<String, Value>, name: Cow<'_, str>, value: Value, types: Types) {
+    match object.get_mut(name.as_ref()) {
+        Some(Value::Array(items)) if types.contains(Types::ARRAY) => items.push(value),
+        Some(existing) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
+        None if types == Types::ARRAY => {
+            object.insert(name.into_owned(), Value::Array(vec![value]));
+        }
+        None => {
+            object.insert(name.into_owned(), value);
+        }
+    }
 }
 
 #[cfg(test)]

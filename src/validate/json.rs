@@ -5,13 +5,14 @@
 //! exactly, serde_json as a rounded float), a byte-order mark, and nesting deeper than
 //! `limits.max_json_depth` (checked before parsing, so a deep document costs no recursion).
 
-use std::fmt;
+mod guard;
+mod strict;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde::de::DeserializeSeed;
+use serde_json::Value;
 
-use crate::reject::FieldError;
-use crate::spec::compile::MAX_ERRORS;
+pub use self::guard::guard;
+use self::strict::Strict;
 
 /// What every JSON body is held to besides its schema (`limits.max_json_depth`,
 /// `max_string_bytes`, `max_array_items`, `max_object_members`).
@@ -32,131 +33,6 @@ impl JsonLimits {
             max_array_items: limits.max_array_items,
             max_object_members: limits.max_object_members,
         }
-    }
-}
-
-/// The guard rails for what no schema bounds: every string and member name, array and
-/// object of `value` within its limit. Failures are reported like schema failures (the
-/// body's pointer, capped at `MAX_ERRORS`), so shadow mode counts them the same way.
-pub fn guard(value: &Value, limits: &JsonLimits, errors: &mut Vec<FieldError>) {
-    guard_at(value, limits, None, errors);
-}
-
-/// Where the walk is: a chain on the stack, so the hot path builds no pointer text; one is
-/// written only for a failure.
-struct Path<'a> {
-    parent: Option<&'a Path<'a>>,
-    segment: Segment<'a>,
-}
-
-enum Segment<'a> {
-    Index(usize),
-    Name(&'a str),
-}
-
-/// The JSON pointer of `path` (`""` for the document itself).
-fn pointer(path: Option<&Path<'_>>) -> String {
-    let mut segments = Vec::new();
-    let mut at = path;
-    while let Some(step) = at {
-        segments.push(match step.segment {
-            Segment::Index(index) => index.to_string(),
-            Segment::Name(name) => crate::spec::normalize::escape(name),
-        });
-        at = step.parent;
-    }
-    segments
-        .iter()
-        .rev()
-        .map(|segment| format!("/{segment}"))
-        .collect()
-}
-
-fn guard_at(
-    value: &Value,
-    limits: &JsonLimits,
-    path: Option<&Path<'_>>,
-    errors: &mut Vec<FieldError>,
-) {
-    if errors.len() >= MAX_ERRORS {
-        return;
-    }
-    match value {
-        Value::String(text) if text.len() > limits.max_string_bytes => fail(
-            errors,
-            path,
-            format!(
-                "the string is {} bytes, over limits.max_string_bytes ({})",
-                text.len(),
-                limits.max_string_bytes
-            ),
-        ),
-        Value::Array(items) => {
-            if items.len() > limits.max_array_items {
-                fail(
-                    errors,
-                    path,
-                    format!(
-                        "the array has {} items, over limits.max_array_items ({})",
-                        items.len(),
-                        limits.max_array_items
-                    ),
-                );
-                return;
-            }
-            for (index, item) in items.iter().enumerate() {
-                let step = Path {
-                    parent: path,
-                    segment: Segment::Index(index),
-                };
-                guard_at(item, limits, Some(&step), errors);
-            }
-        }
-        Value::Object(members) => {
-            if members.len() > limits.max_object_members {
-                fail(
-                    errors,
-                    path,
-                    format!(
-                        "the object has {} members, over limits.max_object_members ({})",
-                        members.len(),
-                        limits.max_object_members
-                    ),
-                );
-                return;
-            }
-            for (name, member) in members {
-                if name.len() > limits.max_string_bytes {
-                    // The object's pointer: the name itself is the long string.
-                    fail(
-                        errors,
-                        path,
-                        format!(
-                            "a member name is {} bytes, over limits.max_string_bytes ({})",
-                            name.len(),
-                            limits.max_string_bytes
-                        ),
-                    );
-                    continue;
-                }
-                let step = Path {
-                    parent: path,
-                    segment: Segment::Name(name),
-                };
-                guard_at(member, limits, Some(&step), errors);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn fail(errors: &mut Vec<FieldError>, path: Option<&Path<'_>>, message: String) {
-    if errors.len() < MAX_ERRORS {
-        errors.push(FieldError {
-            location: "body",
-            pointer: pointer(path),
-            message,
-        });
     }
 }
 
@@ -183,13 +59,7 @@ fn scan(bytes: &[u8], max_depth: usize) -> Result<(), String> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
+            b'"' => i = past_string(bytes, i),
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max_depth {
@@ -201,112 +71,44 @@ fn scan(bytes: &[u8], max_depth: usize) -> Result<(), String> {
                 depth = depth.saturating_sub(1);
                 i += 1;
             }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                let mut integer = true;
-                while i < bytes.len()
-                    && matches!(bytes[i], b'-' | b'+' | b'0'..=b'9' | b'.' | b'e' | b'E')
-                {
-                    integer &= !matches!(bytes[i], b'.' | b'e' | b'E');
-                    i += 1;
-                }
-                if integer {
-                    let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
-                    if literal.parse::<i64>().is_err()
-                        && literal.parse::<u64>().is_err()
-                        && !literal.is_empty()
-                        && literal != "-"
-                    {
-                        return Err(format!(
-                            "an integer at byte {start} does not fit in 64 bits"
-                        ));
-                    }
-                }
-            }
+            b'-' | b'0'..=b'9' => i = past_number(bytes, i)?,
             _ => i += 1,
         }
     }
     Ok(())
 }
 
-/// Builds a `Value` like serde_json does, refusing duplicate object keys.
-struct Strict;
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
+/// Where the string opening at `quote` ends (past its closing quote).
+fn past_string(bytes: &[u8], quote: usize) -> usize {
+    let mut i = quote + 1;
+    while i < bytes.len() && bytes[i] != b'"' {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
     }
+    i + 1
 }
 
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+/// Where the number starting at `start` ends; an error when it is an integer that does not
+/// fit in 64 bits.
+fn past_number(bytes: &[u8], start: usize) -> Result<usize, String> {
+    let mut i = start;
+    let mut integer = true;
+    while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'0'..=b'9' | b'.' | b'e' | b'E') {
+        integer &= !matches!(bytes[i], b'.' | b'e' | b'E');
+        i += 1;
     }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("a number is out of range"))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element_seed(Strict)? {
-            items.push(item);
+    if integer {
+        let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+        if literal.parse::<i64>().is_err()
+            && literal.parse::<u64>().is_err()
+            && !literal.is_empty()
+            && literal != "-"
+        {
+            return Err(format!(
+                "an integer at byte {start} does not fit in 64 bits"
+            ));
         }
-        Ok(Value::Array(items))
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Strict)?;
-            match object.entry(key) {
-                serde_json::map::Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                serde_json::map::Entry::Occupied(slot) => {
-                    let key = slot.key();
-                    let mut shown: String = key.chars().take(64).collect();
-                    if shown.len() < key.len() {
-                        shown.push('…');
-                    }
-                    return Err(de::Error::custom(format!("duplicate key `{shown}`")));
-                }
-            }
-        }
-        Ok(Value::Object(object))
-    }
+    Ok(i)
 }
 
 #[cfg(test)]

@@ -29,11 +29,7 @@ pub fn parameters(
         reject_unknown_query,
         &mut errors,
     );
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Rejection::InvalidParameters(errors))
-    }
+    refused_if_any(errors, Rejection::InvalidParameters)
 }
 
 /// Checks the buffered body against the operation's request body.
@@ -45,9 +41,26 @@ pub fn request_body(
 ) -> Result<(), Rejection> {
     let mut errors = Vec::new();
     body::check(operation, headers, body, limits, &mut errors)?;
+    refused_if_any(errors, Rejection::BodySchema)
+}
+
+/// Passes when nothing failed; else the rejection that reports every failure.
+fn refused_if_any(
+    errors: Vec<FieldError>,
+    rejection: fn(Vec<FieldError>) -> Rejection,
+) -> Result<(), Rejection> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Rejection::BodySchema(errors))
+        Err(rejection(errors))
     }
+}
+
+/// A name as a refusal shows it: cut at 64 characters, so a huge one is not echoed back.
+fn shortened(name: &str) -> String {
+    let mut shown: String = name.chars().take(64).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    shown
 }

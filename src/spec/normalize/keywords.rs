@@ -116,25 +116,25 @@ const TYPES: &[&str] = &[
 impl Normalizer<'_> {
     pub(super) fn unknown_keywords(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {
         for (alias, keyword) in ALIASES {
-            if let Some(value) = map.remove(*alias) {
-                if map.contains_key(*keyword) {
-                    self.problem(at, &format!("both `{alias}` and `{keyword}`; keep one"));
-                } else {
-                    self.warning(at, &format!("`{alias}` is read as `{keyword}`"));
-                    map.insert((*keyword).to_owned(), value);
-                }
-            }
+            self.alias(map, at, alias, keyword);
         }
         for key in map.keys() {
             if !KNOWN.contains(&key.as_str()) && !key.starts_with("x-") {
-                self.problem(
-                    at,
-                    &format!(
-                        "unknown keyword `{key}`: moat cannot enforce it; fix its spelling, or \
-                         rename it `x-{key}` if it is only documentation"
-                    ),
-                );
+                self.problem(at, &unknown_keyword(key));
             }
+        }
+    }
+
+    /// A snake_case spelling read as the keyword it spells, unless both are there.
+    fn alias(&mut self, map: &mut Map<String, Value>, at: &At<'_>, alias: &str, keyword: &str) {
+        let Some(value) = map.remove(alias) else {
+            return;
+        };
+        if map.contains_key(keyword) {
+            self.problem(at, &format!("both `{alias}` and `{keyword}`; keep one"));
+        } else {
+            self.warning(at, &format!("`{alias}` is read as `{keyword}`"));
+            map.insert(keyword.to_owned(), value);
         }
     }
 
@@ -149,40 +149,14 @@ impl Normalizer<'_> {
         let Some(types) = map.get_mut("type") else {
             return;
         };
-        let names: Vec<&mut Value> = match types {
-            Value::Array(items) => items.iter_mut().collect(),
-            one => vec![one],
-        };
-        let mut problems = Vec::new();
-        let mut bytes = false;
-        for name in names {
-            match name.as_str() {
-                Some("bytes") => {
-                    // MLServer writes `type: bytes` for raw data sent as a JSON string.
-                    *name = Value::String("string".into());
-                    bytes = true;
-                }
-                Some(known) if TYPES.contains(&known) => {}
-                _ => problems.push(format!("`type: {name}` is not a JSON Schema type")),
-            }
-        }
+        let (bytes, problems) = check_type_names(types);
         if bytes {
             self.warning(
                 at,
                 "non-standard `type: bytes` is checked as `type: string`",
             );
         }
-        let declared = map.get("type").cloned().unwrap_or(Value::Null);
-        let is = |name: &str| {
-            declared == name
-                || declared
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|x| x == name))
-        };
-        if map.get("default").is_some_and(Value::is_string)
-            && !is("string")
-            && (is("integer") || is("number") || is("boolean"))
-        {
+        if string_default_for_other_type(map) {
             self.warning(at, "`default` is written as a string for a non-string type (ignored: defaults are not validated)");
         }
         for problem in problems {
@@ -237,4 +211,49 @@ impl Normalizer<'_> {
             self.problem(at, &problem);
         }
     }
+}
+
+/// Checks each name `type` gives, reading `bytes` as `string`: whether it did, and a problem
+/// for each name that is not a JSON Schema type.
+fn check_type_names(types: &mut Value) -> (bool, Vec<String>) {
+    let names: Vec<&mut Value> = match types {
+        Value::Array(items) => items.iter_mut().collect(),
+        one => vec![one],
+    };
+    let mut problems = Vec::new();
+    let mut bytes = false;
+    for name in names {
+        match name.as_str() {
+            Some("bytes") => {
+                // MLServer writes `type: bytes` for raw data sent as a JSON string.
+                *name = Value::String("string".into());
+                bytes = true;
+            }
+            Some(known) if TYPES.contains(&known) => {}
+            _ => problems.push(format!("`type: {name}` is not a JSON Schema type")),
+        }
+    }
+    (bytes, problems)
+}
+
+/// A string `default` in a schema that is a number or a boolean and never a string.
+fn string_default_for_other_type(map: &Map<String, Value>) -> bool {
+    let declared = map.get("type").unwrap_or(&Value::Null);
+    let is = |name: &str| {
+        *declared == name
+            || declared
+                .as_array()
+                .is_some_and(|t| t.iter().any(|x| x == name))
+    };
+    map.get("default").is_some_and(Value::is_string)
+        && !is("string")
+        && (is("integer") || is("number") || is("boolean"))
+}
+
+/// The problem of a keyword moat does not know.
+fn unknown_keyword(key: &str) -> String {
+    format!(
+        "unknown keyword `{key}`: moat cannot enforce it; fix its spelling, or rename it \
+         `x-{key}` if it is only documentation"
+    )
 }

@@ -8,6 +8,7 @@
 //! location, because a silently ignored keyword is a weakened check.
 
 mod keywords;
+mod references;
 mod rewrite;
 
 use std::collections::HashSet;
@@ -19,6 +20,31 @@ use super::source::Documents;
 use self::rewrite::{
     dependencies, discriminator, exclusive_bounds, nullable, numeric_format_bounds,
 };
+
+/// Keywords whose value is one subschema.
+const SINGLE: &[&str] = &[
+    "additionalProperties",
+    "items",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "contentSchema",
+];
+/// Keywords whose value maps names to subschemas.
+const BY_NAME: &[&str] = &[
+    "properties",
+    "patternProperties",
+    "dependentSchemas",
+    "$defs",
+    "definitions",
+];
+/// Keywords whose value lists subschemas.
+const LISTED: &[&str] = &["allOf", "anyOf", "oneOf", "prefixItems"];
 
 /// Visits schemas in place. Feed it schema locations with [`Normalizer::schema_at`].
 pub struct Normalizer<'d> {
@@ -60,34 +86,34 @@ impl<'d> Normalizer<'d> {
                 continue;
             }
             self.done.insert((uri.clone(), pointer.clone()));
-            let recursive_anchor = self.enclosing_recursive_anchor(&uri, &pointer);
-            let Some(slot) = self
-                .docs
-                .docs
-                .get_mut(&uri)
-                .and_then(|doc| doc.pointer_mut(&pointer))
-            else {
-                self.problems.push(format!(
-                    "{uri}#{pointer}: the referenced schema does not exist"
-                ));
-                continue;
-            };
-            let mut schema = std::mem::take(slot);
-            let at = At {
-                uri: &uri,
-                pointer: pointer.clone(),
-                recursive_anchor,
-            };
-            self.schema(&mut schema, &at);
-            if let Some(slot) = self
-                .docs
-                .docs
-                .get_mut(&uri)
-                .and_then(|doc| doc.pointer_mut(&pointer))
-            {
-                *slot = schema;
-            }
+            self.rewrite_in_place(&uri, pointer);
         }
+    }
+
+    /// Takes the schema out of its document to rewrite it, then puts it back: rewriting
+    /// reads the documents meanwhile (anchors, `$ref` targets).
+    fn rewrite_in_place(&mut self, uri: &str, pointer: String) {
+        let recursive_anchor = self.enclosing_recursive_anchor(uri, &pointer);
+        let Some(slot) = self.slot(uri, &pointer) else {
+            self.problems.push(format!(
+                "{uri}#{pointer}: the referenced schema does not exist"
+            ));
+            return;
+        };
+        let mut schema = std::mem::take(slot);
+        let at = At {
+            uri,
+            pointer,
+            recursive_anchor,
+        };
+        self.schema(&mut schema, &at);
+        if let Some(slot) = self.slot(uri, &at.pointer) {
+            *slot = schema;
+        }
+    }
+
+    fn slot(&mut self, uri: &str, pointer: &str) -> Option<&mut Value> {
+        self.docs.docs.get_mut(uri)?.pointer_mut(pointer)
     }
 
     /// True when this schema or one enclosing it has been normalised already.
@@ -116,18 +142,18 @@ impl<'d> Normalizer<'d> {
     }
 
     fn schema(&mut self, schema: &mut Value, at: &At<'_>) {
-        let Value::Object(map) = schema else {
-            if !schema.is_boolean() {
-                self.problem(at, "a schema must be an object or a boolean");
-            }
-            return;
-        };
-        let recursive_anchor = if map.get("$recursiveAnchor") == Some(&Value::Bool(true)) {
-            Some(at.pointer.clone())
-        } else {
-            at.recursive_anchor.clone()
-        };
-        map.remove("$recursiveAnchor");
+        match schema {
+            Value::Object(map) => self.object(map, at),
+            Value::Bool(_) => {}
+            _ => self.problem(at, "a schema must be an object or a boolean"),
+        }
+        // Last: wrapping for `nullable` moves the whole schema one level down.
+        nullable(schema);
+    }
+
+    /// Every rewrite of one schema object, then its subschemas.
+    fn object(&mut self, map: &mut Map<String, Value>, at: &At<'_>) {
+        let recursive_anchor = recursive_anchor(map, at);
         self.unknown_keywords(map, at);
         Self::drop_documentation(map);
         self.references(map, at, recursive_anchor.as_deref());
@@ -140,8 +166,6 @@ impl<'d> Normalizer<'d> {
         numeric_format_bounds(map);
         discriminator(map);
         self.subschemas(map, at, recursive_anchor);
-        // Last: wrapping for `nullable` moves the whole schema one level down.
-        nullable(schema);
     }
 
     fn problem(&mut self, at: &At<'_>, message: &str) {
@@ -154,94 +178,23 @@ impl<'d> Normalizer<'d> {
             .push(format!("{}#{}: {message}", at.uri, at.pointer));
     }
 
-    /// Queues `$ref` targets and turns the dynamic references real specs use into static
-    /// ones (the registry does not index anchors inside an OpenAPI document).
-    fn references(&mut self, map: &mut Map<String, Value>, at: &At<'_>, anchor: Option<&str>) {
-        if let Some(Value::String(reference)) = map.remove("$recursiveRef") {
-            match (reference.as_str(), anchor) {
-                ("#", Some(anchor)) => {
-                    map.insert("$ref".into(), Value::String(format!("#{anchor}")));
-                }
-                _ => self.problem(
-                    at,
-                    "`$recursiveRef` without an enclosing `$recursiveAnchor: true` schema",
-                ),
-            }
-        }
-        if let Some(Value::String(reference)) = map.remove("$dynamicRef") {
-            match self.dynamic_anchor(at.uri, reference.trim_start_matches('#')) {
-                Some(pointer) => {
-                    map.insert("$ref".into(), Value::String(format!("#{pointer}")));
-                }
-                None => self.problem(
-                    at,
-                    &format!("`$dynamicRef: {reference}` names no unique `$dynamicAnchor`"),
-                ),
-            }
-        }
-        if let Some(Value::String(reference)) = map.get("$ref") {
-            match self.docs.locate(at.uri, reference) {
-                Ok(target) => self.queue.push(target),
-                Err(message) => self.problem(at, &message),
-            }
-        }
-    }
-
-    /// The one schema in the document declaring `$dynamicAnchor: name`.
-    fn dynamic_anchor(&self, uri: &str, name: &str) -> Option<String> {
-        let mut found = Vec::new();
-        let mut stack = vec![(String::new(), self.docs.docs.get(uri)?)];
-        while let Some((pointer, value)) = stack.pop() {
-            match value {
-                Value::Object(map) => {
-                    if map.get("$dynamicAnchor").and_then(Value::as_str) == Some(name) {
-                        found.push(pointer.clone());
-                    }
-                    for (key, child) in map {
-                        stack.push((format!("{pointer}/{}", escape(key)), child));
-                    }
-                }
-                Value::Array(items) => {
-                    for (i, child) in items.iter().enumerate() {
-                        stack.push((format!("{pointer}/{i}"), child));
-                    }
-                }
-                _ => {}
-            }
-        }
-        (found.len() == 1).then(|| found.remove(0))
-    }
-
     fn subschemas(&mut self, map: &mut Map<String, Value>, at: &At<'_>, anchor: Option<String>) {
         for (key, child) in map.iter_mut() {
-            match key.as_str() {
-                "additionalProperties"
-                | "items"
-                | "not"
-                | "if"
-                | "then"
-                | "else"
-                | "contains"
-                | "propertyNames"
-                | "unevaluatedItems"
-                | "unevaluatedProperties"
-                | "contentSchema" => self.child(child, at, &anchor, &[key]),
-                "properties" | "patternProperties" | "dependentSchemas" | "$defs"
-                | "definitions" => {
-                    if let Value::Object(children) = child {
-                        for (name, child) in children.iter_mut() {
-                            self.child(child, at, &anchor, &[key, name]);
-                        }
-                    }
+            let key = key.as_str();
+            if SINGLE.contains(&key) {
+                self.child(child, at, &anchor, &[key]);
+            } else if BY_NAME.contains(&key)
+                && let Value::Object(children) = child
+            {
+                for (name, child) in children.iter_mut() {
+                    self.child(child, at, &anchor, &[key, name]);
                 }
-                "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
-                    if let Value::Array(children) = child {
-                        for (i, child) in children.iter_mut().enumerate() {
-                            self.child(child, at, &anchor, &[key, &i.to_string()]);
-                        }
-                    }
+            } else if LISTED.contains(&key)
+                && let Value::Array(children) = child
+            {
+                for (i, child) in children.iter_mut().enumerate() {
+                    self.child(child, at, &anchor, &[key, &i.to_string()]);
                 }
-                _ => {}
             }
         }
     }
@@ -258,6 +211,15 @@ impl<'d> Normalizer<'d> {
             recursive_anchor: anchor.clone(),
         };
         self.schema(child, &at);
+    }
+}
+
+/// Where a `$recursiveRef` in this schema points: here, when it says `$recursiveAnchor:
+/// true` (a keyword the compiler does not know, so taken out), else the enclosing anchor.
+fn recursive_anchor(map: &mut Map<String, Value>, at: &At<'_>) -> Option<String> {
+    match map.remove("$recursiveAnchor") {
+        Some(Value::Bool(true)) => Some(at.pointer.clone()),
+        _ => at.recursive_anchor.clone(),
     }
 }
 

@@ -63,26 +63,44 @@ pub(super) fn discriminator(map: &mut Map<String, Value>) {
         return;
     };
     let property = property.to_owned();
+    let mapped = explicit_mapping(discriminator);
     let mut constraints = vec![json!({"required": [property]})];
-    let mut mapped = Vec::new();
-    if let Some(Value::Object(mapping)) = discriminator.get("mapping") {
-        for (value, target) in mapping {
-            let Some(target) = target.as_str() else {
-                continue;
-            };
-            let reference = if target.contains('#') || target.contains('/') {
-                target.to_owned()
-            } else {
-                format!("#/components/schemas/{}", escape(target))
-            };
-            constraints.push(json!({
-                "if": {"properties": {&property: {"const": value}}, "required": [&property]},
-                "then": {"$ref": &reference}
-            }));
-            mapped.push((value.clone(), reference));
-        }
+    for (value, reference) in &mapped {
+        constraints.push(json!({
+            "if": {"properties": {&property: {"const": value}}, "required": [&property]},
+            "then": {"$ref": reference}
+        }));
     }
-    let covers_one_of = match map.get("oneOf") {
+    if covers_one_of(map, &mapped) {
+        map.remove("oneOf");
+        let values: Vec<&String> = mapped.iter().map(|(value, _)| value).collect();
+        constraints.push(json!({"properties": {&property: {"enum": values}}}));
+    }
+    extend_all_of(map, constraints);
+}
+
+/// The explicit `mapping`: each discriminating value with the `$ref` it selects (a bare
+/// name is a component schema's).
+fn explicit_mapping(discriminator: &Map<String, Value>) -> Vec<(String, String)> {
+    let Some(Value::Object(mapping)) = discriminator.get("mapping") else {
+        return Vec::new();
+    };
+    let reference = |target: &str| {
+        if target.contains('#') || target.contains('/') {
+            target.to_owned()
+        } else {
+            format!("#/components/schemas/{}", escape(target))
+        }
+    };
+    mapping
+        .iter()
+        .filter_map(|(value, target)| Some((value.clone(), reference(target.as_str()?))))
+        .collect()
+}
+
+/// Every `oneOf` branch is a `$ref` the mapping selects.
+fn covers_one_of(map: &Map<String, Value>, mapped: &[(String, String)]) -> bool {
+    match map.get("oneOf") {
         Some(Value::Array(branches)) if !mapped.is_empty() => branches.iter().all(|branch| {
             branch
                 .get("$ref")
@@ -90,12 +108,11 @@ pub(super) fn discriminator(map: &mut Map<String, Value>) {
                 .is_some_and(|r| mapped.iter().any(|(_, m)| m == r))
         }),
         _ => false,
-    };
-    if covers_one_of {
-        map.remove("oneOf");
-        let values: Vec<&String> = mapped.iter().map(|(value, _)| value).collect();
-        constraints.push(json!({"properties": {&property: {"enum": values}}}));
     }
+}
+
+/// Adds `constraints` to the schema's `allOf`, which keeps the document's own.
+fn extend_all_of(map: &mut Map<String, Value>, constraints: Vec<Value>) {
     match map.get_mut("allOf") {
         Some(Value::Array(all)) => all.extend(constraints),
         _ => {
@@ -123,13 +140,7 @@ pub(super) fn numeric_format_bounds(map: &mut Map<String, Value>) {
         return;
     }
     // An `allOf` keeps the document's own bounds and adds the format's.
-    let bounds = json!({"minimum": low, "maximum": high});
-    match map.get_mut("allOf") {
-        Some(Value::Array(all)) => all.push(bounds),
-        _ => {
-            map.insert("allOf".into(), Value::Array(vec![bounds]));
-        }
-    }
+    extend_all_of(map, vec![json!({"minimum": low, "maximum": high})]);
 }
 
 /// `nullable: true` (OpenAPI 3.0, and seen in 3.1 documents too) → `null` allowed. With a
@@ -138,26 +149,32 @@ pub(super) fn numeric_format_bounds(map: &mut Map<String, Value>) {
 /// the reading every generator that writes this form intends.
 pub(super) fn nullable(schema: &mut Value) {
     let Value::Object(map) = schema else { return };
-    match map.remove("nullable") {
-        Some(Value::Bool(true)) => {}
-        _ => return,
+    if map.remove("nullable") != Some(Value::Bool(true)) {
+        return;
     }
+    if map.contains_key("type") {
+        add_null(map);
+    } else {
+        let inner = std::mem::take(map);
+        map.insert(
+            "anyOf".into(),
+            json!([Value::Object(inner), {"type": "null"}]),
+        );
+    }
+}
+
+/// `null` joins the schema's `type`, and its `enum` if it has one.
+fn add_null(map: &mut Map<String, Value>) {
     if let Some(types) = map.get_mut("type") {
         match types {
             Value::Array(items) if !items.iter().any(|t| t == "null") => items.push(json!("null")),
             Value::Array(_) => {}
             one => *one = json!([one.clone(), "null"]),
         }
-        if let Some(Value::Array(options)) = map.get_mut("enum")
-            && !options.contains(&Value::Null)
-        {
-            options.push(Value::Null);
-        }
-        return;
     }
-    let inner = std::mem::take(map);
-    map.insert(
-        "anyOf".into(),
-        json!([Value::Object(inner), {"type": "null"}]),
-    );
+    if let Some(Value::Array(options)) = map.get_mut("enum")
+        && !options.contains(&Value::Null)
+    {
+        options.push(Value::Null);
+    }
 }
