@@ -98,7 +98,8 @@ impl LlmProfile {
 #[derive(Debug)]
 pub struct Routes {
     operations: Vec<Route>,
-    unrouted: Route,
+    /// The route of every request when no spec is configured.
+    no_spec: Route,
 }
 
 impl Routes {
@@ -109,20 +110,18 @@ impl Routes {
 
     /// Every route: the spec's operations, then the one without a spec.
     pub fn all(&self) -> impl Iterator<Item = &Route> {
-        self.operations
-            .iter()
-            .chain(std::iter::once(&self.unrouted))
+        self.operations.iter().chain(std::iter::once(&self.no_spec))
     }
 
     /// The route when no spec is configured: `policy.default` for every path.
-    pub fn unrouted(&self) -> &Route {
-        &self.unrouted
+    pub fn without_spec(&self) -> &Route {
+        &self.no_spec
     }
 
     /// Resolves every operation's requirement and mode; reports every problem at once.
     pub fn resolve(config: &Config, spec: Option<&Spec>) -> Result<Routes, Vec<String>> {
         let mut resolver = Resolver::new(config);
-        let unrouted = resolver.unrouted();
+        let no_spec = resolver.no_spec_route();
         let (operations, mut problems) = match spec {
             Some(spec) => resolver.operations(spec),
             None => (Vec::new(), resolver.without_spec()),
@@ -131,7 +130,7 @@ impl Routes {
         if problems.is_empty() {
             Ok(Routes {
                 operations,
-                unrouted,
+                no_spec,
             })
         } else {
             Err(problems)

@@ -1,7 +1,7 @@
 //! The shape of the code, checked as code: the top-level modules of `src/` import one
 //! another in one direction only (no `crate::` import closes a circle).
 //! `cargo test --test architecture -- --nocapture` prints the layers.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -153,4 +153,89 @@ fn the_top_level_modules_import_one_way() {
             );
         }
     }
+}
+/// Each function's length in lines (`fn` to its closing brace), over non-test code.
+fn function_lengths() -> Vec<(String, usize)> {
+    let mut lengths = Vec::new();
+    for (path, code) in sources() {
+        let lines: Vec<&str> = code.lines().collect();
+        let mut index = 0;
+        while index < lines.len() {
+            let line = lines[index].trim_start();
+            let is_fn = (line.starts_with("fn ")
+                || line.starts_with("pub fn ")
+                || line.starts_with("pub(crate) fn ")
+                || line.starts_with("pub(super) fn ")
+                || line.starts_with("async fn ")
+                || line.starts_with("pub async fn ")
+                || line.starts_with("pub(crate) async fn ")
+                || line.starts_with("const fn ")
+                || line.starts_with("pub const fn "))
+                && !line.ends_with(';');
+            if !is_fn {
+                index += 1;
+                continue;
+            }
+            let mut depth = 0i64;
+            let mut opened = false;
+            let mut end = index;
+            for (offset, body) in lines[index..].iter().enumerate() {
+                for c in body.chars() {
+                    match c {
+                        '{' => {
+                            depth += 1;
+                            opened = true;
+                        }
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                if opened && depth <= 0 {
+                    end = index + offset;
+                    break;
+                }
+                if !opened && body.trim_end().ends_with(';') {
+                    end = index + offset;
+                    break;
+                }
+            }
+            let name = line.split('(').next().unwrap_or(line).to_owned();
+            lengths.push((format!("{}: {name}", path.display()), end - index + 1));
+            index += 1;
+        }
+    }
+    lengths
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let mut long_files = Vec::new();
+    for (path, code) in sources() {
+        let lines = code.lines().count();
+        if lines > 300 {
+            long_files.push(format!("{} ({lines})", path.display()));
+        }
+    }
+    let mut lengths = function_lengths();
+    lengths.sort_by_key(|(_, length)| *length);
+    let count = lengths.len();
+    let median = lengths[count / 2].1;
+    let p90 = lengths[count * 9 / 10].1;
+    let over_50: Vec<String> = lengths
+        .iter()
+        .filter(|(_, length)| *length > 50)
+        .map(|(name, length)| format!("{name} ({length})"))
+        .collect();
+    eprintln!(
+        "{count} functions: median {median} lines, p90 {p90}, {} over 50 ({:.1} %)",
+        over_50.len(),
+        100.0 * over_50.len() as f64 / count as f64
+    );
+    eprintln!("files over 300 non-test lines: {}", long_files.len());
+    assert!(
+        long_files.is_empty(),
+        "non-test files over 300 lines: {long_files:?}"
+    );
+    assert!(median <= 10 && p90 <= 30, "median {median}, p90 {p90}");
+    assert!(over_50.is_empty(), "functions over 50 lines: {over_50:?}");
 }

@@ -2,7 +2,7 @@
 //! admit together what one would, Redis stopped mid-test gives each `on_error` mode what
 //! it says, and moat recovers by itself when Redis is back. Plus quotas in memory, with the
 //! `RateLimit-*` fields, made with `moat keys new --quota` as a user would.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! `moat spec effective` and `moat spec loose` on real specs: the loose report is a stable,
 //! reviewed snapshot, and it is an overlay moat can apply that leaves nothing open.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report
 
 mod support;
 

@@ -63,7 +63,7 @@ pub fn route<'s, 'p>(
 
 /// Without a spec every path goes on, under the route of requests without an operation.
 fn without_spec<'s>(snapshot: &'s Admission<'s>) -> Target<'s, 'static> {
-    let route = snapshot.routes.unrouted();
+    let route = snapshot.routes.without_spec();
     Target {
         operation: None,
         template: None,

@@ -100,7 +100,7 @@ async fn check(
     world
         .auth
         .check(
-            &routes.unrouted().requirement,
+            &routes.without_spec().requirement,
             &caller,
             &mut Trail::default(),
         )
@@ -162,6 +162,7 @@ async fn a_present_credential_that_fails_is_final() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one table of cases, each a sentence
 async fn scopes_are_checked_per_scheme_and_identities_are_never_merged_across_alternatives() {
     let world = world();
     let key = ("x-api-key", world.key.clone());

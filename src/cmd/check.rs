@@ -85,7 +85,7 @@ fn describe_routes(out: &mut String, snapshot: &Snapshot) {
             let _ = writeln!(
                 out,
                 "  routes        none: every path is forwarded (no `openapi` configured), {}",
-                snapshot.routes.unrouted().requirement
+                snapshot.routes.without_spec().requirement
             );
         }
         Some(spec) => describe_spec(out, snapshot, spec),

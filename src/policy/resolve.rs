@@ -37,7 +37,7 @@ impl<'c> Resolver<'c> {
     }
 
     /// The route when no spec is configured: `policy.default` for every path.
-    pub(super) fn unrouted(&mut self) -> Route {
+    pub(super) fn no_spec_route(&mut self) -> Route {
         Route {
             requirement: self.compiler.compile(&self.default, "policy.default"),
             mode: self.policy.mode,

@@ -28,7 +28,7 @@ struct Finding {
 }
 
 #[derive(Default)]
-struct Report {
+struct Openings {
     /// By JSON pointer in the spec's own document: what is open there.
     findings: BTreeMap<String, Vec<Finding>>,
     /// By JSON pointer: the operations whose requests reach it.
@@ -76,15 +76,15 @@ pub(super) fn openings(docs: &Documents, operations: &[RawOperation]) -> BTreeSe
         .collect()
 }
 
-fn collect(docs: &Documents, operations: &[RawOperation]) -> Report {
-    let mut report = Report::default();
+fn collect(docs: &Documents, operations: &[RawOperation]) -> Openings {
+    let mut report = Openings::default();
     for operation in operations {
         Walk::new(&mut report, docs, operation).operation(operation);
     }
     report
 }
 
-fn overlay(docs: &Documents, report: &Report) -> Option<Overlay> {
+fn overlay(docs: &Documents, report: &Openings) -> Option<Overlay> {
     let doc = docs.root();
     let actions: Vec<Action> = report
         .findings
@@ -112,7 +112,7 @@ impl Overlay {
     }
 }
 
-impl Report {
+impl Openings {
     fn found(&mut self, pointer: &str, operation: &str, what: &str, update: Value) {
         self.reached(pointer, operation);
         let findings = self.findings.entry(pointer.to_owned()).or_default();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::Report;
+use super::Openings;
 use super::open_ends::open_ends;
 use crate::spec::raw::{Loc, RawOperation};
 use crate::spec::source::Documents;
@@ -26,7 +26,7 @@ const SINGLE: [&str; 6] = [
 ];
 
 pub(super) struct Walk<'r> {
-    report: &'r mut Report,
+    report: &'r mut Openings,
     docs: &'r Documents,
     /// The operation's name in the report: its operationId, else `METHOD /template`.
     name: String,
@@ -36,7 +36,7 @@ pub(super) struct Walk<'r> {
 
 impl<'r> Walk<'r> {
     pub(super) fn new(
-        report: &'r mut Report,
+        report: &'r mut Openings,
         docs: &'r Documents,
         operation: &RawOperation,
     ) -> Self {
