@@ -14,6 +14,8 @@ pub struct Trail {
     pub operation: Option<OperationLabel>,
     /// The matched path template, once routed.
     pub route: Option<Arc<str>>,
+    /// The route is an LLM operation: refusals also carry OpenAI's error object.
+    pub openai: bool,
     /// The authenticated subject: the token's `sub`, else the key's `owner`.
     pub subject: Option<String>,
     /// The verified API key's id.

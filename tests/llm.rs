@@ -584,3 +584,72 @@ fn the_openai_client_raises_the_cut_as_an_api_error() {
     assert_eq!(got["after"], 429);
     assert!(eventually(|| model.log()["cancelled"] == 1));
 }
+
+/// The official `openai` client prints moat's reason: a refusal on an LLM operation carries
+/// OpenAI's `error` object beside the problem's fields, and the SDK builds its exception
+/// text from `error.message`.
+#[test]
+fn the_openai_client_shows_moats_reason_for_each_refusal() {
+    let Some(model) = Model::start() else {
+        return;
+    };
+    let python = support::model_python().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(
+        &store,
+        &[
+            "new",
+            "--id",
+            "sdk",
+            "--models",
+            "llama-3.1-8b",
+            "--token-budget",
+            "50/hour",
+        ],
+    );
+    let moat = Moat::start(&llm_config(&model, &store, ""));
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server/refusals_client.py");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("http://{}", moat.addr))
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", support::text(&output));
+    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cases = [
+        ("401", "AuthenticationError", "the API key is not valid"),
+        (
+            "403",
+            "PermissionDeniedError",
+            "may not use the model the request names",
+        ),
+        ("400", "BadRequestError", "/temperature: "),
+        ("429", "RateLimitError", "resets in "),
+    ];
+    for (status, kind, reason) in cases {
+        let refusal = &got[status];
+        assert_eq!(refusal["type"], kind, "{got}");
+        let text = refusal["text"].as_str().unwrap();
+        assert!(
+            text.contains(reason),
+            "{status}: {reason:?} not in {text:?}"
+        );
+    }
+    // The 400 says what the bound is, never the value sent.
+    let bad_request = got["400"]["text"].as_str().unwrap();
+    assert!(bad_request.contains("maximum of 2"), "{bad_request}");
+    assert!(
+        !bad_request.contains("the value 7") && !bad_request.contains(": 7"),
+        "{bad_request}"
+    );
+    assert!(
+        got["429"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("token budget"),
+        "{got}"
+    );
+}

@@ -238,6 +238,11 @@ fn the_status_page_shows_what_was_refused_and_why_and_refreshes_itself() {
         ]
     );
     assert_eq!(recent[2][1], "trace-status-1", "the client's request id");
+    // Why a validation refusal was refused: its pointers and messages, never the values.
+    assert!(recent[1][7].starts_with("/limit: "), "{:?}", recent[1]);
+    assert!(recent[2][7].contains("/instances/0: "), "{:?}", recent[2]);
+    assert!(recent[2][7].contains("/note: "), "{:?}", recent[2]);
+    assert_eq!(recent[3][7], "", "a 403 has no field errors");
     let shadow = rows(&browser, "shadow-refusals");
     assert_eq!(shadow.len(), 1);
     assert_eq!(
@@ -297,6 +302,29 @@ fn the_status_page_shows_what_was_refused_and_why_and_refreshes_itself() {
     let recent = rows(&browser, "refusals");
     assert_eq!(recent.len(), 9);
     assert_eq!(recent[0][5], "credentials_missing", "newest first");
+
+    // At 700 px nothing runs off the page (a wide table scrolls in its own box); on a wide
+    // screen the page is centred.
+    browser.resize(700, 1000);
+    let overflow =
+        "const root = document.documentElement; return root.scrollWidth - root.clientWidth;";
+    assert!(browser.wait_until("return window.innerWidth <= 700;"));
+    assert_eq!(
+        browser.eval(overflow),
+        json!(0),
+        "the page is wider than 700 px"
+    );
+    browser.resize(1900, 1000);
+    assert!(browser.wait_until("return window.innerWidth > 1600;"));
+    let margins = browser.eval(
+        "const r = document.querySelector('main').getBoundingClientRect(); \
+         return [Math.round(r.left), Math.round(window.innerWidth - r.right)];",
+    );
+    let (left, right) = (margins[0].as_i64().unwrap(), margins[1].as_i64().unwrap());
+    assert!(
+        left > 100 && (left - right).abs() <= 20,
+        "centred: {margins}"
+    );
 
     // A reload that fails is shown with its problem; the old configuration keeps serving.
     let original = std::fs::read_to_string(&world.moat.config_path).unwrap();

@@ -70,7 +70,7 @@ fn a_body_that_fails_its_schema_is_400_with_pointers_and_never_forwarded() {
         (r#"{"instances": [[1, 2, 3]]}"#, "/instances/0"),
         (r#"{"instances": [[1, 2, 3, 101]]}"#, "/instances/0/3"),
         (r#"{"instances": [[1, 2, 3, "4"]]}"#, "/instances/0/3"),
-        (r#"{"instances": [[1, 2, 3, 4]], "extra": 1}"#, ""),
+        (r#"{"instances": [[1, 2, 3, 4]], "extra": 1}"#, "/extra"),
         (
             r#"{"instances": [[1, 2, 3, 4]], "model_version": "latest"}"#,
             "/model_version",
@@ -243,6 +243,57 @@ fn parameters_are_parsed_by_style_coerced_and_validated() {
     let bad_header = post_json(moat.addr, PREDICT, &["X-Tenant: t-x"], VALID);
     assert_eq!(bad_header.status, 400);
     assert_eq!(upstream.count(), 4);
+}
+
+#[test]
+fn parameter_and_body_failures_come_back_together_and_reach_the_access_log_without_values() {
+    let upstream = Upstream::start();
+    let moat = moat_with(&upstream, "");
+    let secret = "sk-never-echo-7f3a";
+    let body = format!(r#"{{"instances": [[1, 2, 3, "{secret}"]], "extra": true}}"#);
+    let response = post_json(moat.addr, PREDICT, &[], &body);
+    assert_eq!(response.status, 400);
+    let problem = response.json();
+    assert_eq!(problem["code"], "invalid_parameters");
+    let places: Vec<(String, String)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["location"].as_str().unwrap().into(),
+                e["pointer"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for place in [
+        ("header", "/X-Tenant"),
+        ("body", "/instances/0/3"),
+        ("body", "/extra"),
+    ] {
+        assert!(
+            places.contains(&(place.0.into(), place.1.into())),
+            "{place:?} in {problem}"
+        );
+    }
+    // The one sentence clients print names the first failure; `message` repeats it.
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("request parameters are invalid: /X-Tenant: "),
+        "{detail}"
+    );
+    assert_eq!(problem["message"], problem["detail"]);
+    assert!(
+        problem.get("error").is_none(),
+        "OpenAI's shape only on LLM operations"
+    );
+    // The access line carries the same pointers and messages, never a value sent.
+    let line = moat.wait_for_access_lines(1).pop().unwrap();
+    assert_eq!(line["code"], "invalid_parameters");
+    assert_eq!(line["errors"], problem["errors"]);
+    assert!(!String::from_utf8_lossy(&response.body).contains(secret));
+    assert!(!line.to_string().contains(secret));
+    assert_eq!(upstream.count(), 0);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::AccessRecord;
-use crate::reject::Rejection;
+use crate::reject::{FieldError, Rejection};
 use crate::telemetry;
 
 impl AccessRecord {
@@ -43,6 +43,7 @@ impl AccessRecord {
             prompt_tokens: tokens.map(|t| t.prompt),
             completion_tokens: tokens.map(|t| t.completion),
             stream_cut: tokens.is_some_and(|t| t.cut),
+            errors: &self.errors,
         };
         LINE.with_borrow_mut(|buffer| {
             buffer.clear();
@@ -95,6 +96,9 @@ struct AccessLine<'a> {
     completion_tokens: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream_cut: bool,
+    /// A validation refusal's pointers and messages (never the values sent).
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
 }
 
 /// RFC 3339 with microseconds, as the other log lines write it.

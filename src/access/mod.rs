@@ -17,6 +17,7 @@ pub use self::body::{Recorded, Tokens, TokensOf};
 use crate::connection::RequestGuard;
 use crate::ids::{OperationLabel, RequestId, unrouted};
 use crate::metrics::{Metrics, PhaseLabels, RequestLabels};
+use crate::reject::{FieldError, Rejection};
 use crate::status::{Outcome, Refusal};
 use crate::trail::Trail;
 
@@ -39,6 +40,8 @@ pub struct AccessRecord {
     trail: Trail,
     status: StatusCode,
     rejection: Option<(&'static str, &'static str)>,
+    /// A validation refusal's field errors: pointers and messages, never values.
+    errors: Vec<FieldError>,
     upstream_time: Option<Duration>,
     bytes_sent: u64,
     /// The body reached its end (false: the client went away or the stream broke).
@@ -70,6 +73,7 @@ impl AccessRecord {
             trail: Trail::default(),
             status: CLIENT_CLOSED_REQUEST,
             rejection: None,
+            errors: Vec::new(),
             upstream_time: None,
             bytes_sent: 0,
             finished: false,
@@ -97,18 +101,21 @@ impl AccessRecord {
         (&self.request_id, &mut self.trail)
     }
 
-    /// The request was answered with `status`: `refused` the (stage, code) when moat
-    /// refused it, `upstream_time` how long the model took to its response head, `tokens`
+    /// The request was answered with `status`: `refused` the refusal when moat refused it
+    /// (its stage, code and field errors are kept), `upstream_time` how long the model took to its response head, `tokens`
     /// those of an LLM answer moat withheld.
     pub fn answered(
         &mut self,
         status: StatusCode,
-        refused: Option<(&'static str, &'static str)>,
+        refused: Option<&Rejection>,
         upstream_time: Option<Duration>,
         tokens: Option<Tokens>,
     ) {
         self.status = status;
-        self.rejection = refused;
+        if let Some(rejection) = refused {
+            self.rejection = Some((rejection.stage().as_str(), rejection.code()));
+            self.errors = rejection.errors().to_vec();
+        }
         self.upstream_time = upstream_time;
         self.tokens = tokens;
     }
@@ -185,12 +192,14 @@ impl AccessRecord {
         for shadowed in std::mem::take(&mut self.trail.shadowed) {
             let caller = (self.trail.key_id.clone(), self.trail.subject.clone());
             let labels = (shadowed.stage().as_str(), shadowed.code());
-            let refusal = self.refusal(at, &operation, labels, shadowed.status(), caller);
+            let mut refusal = self.refusal(at, &operation, labels, shadowed.status(), caller);
+            refusal.errors = shadowed.errors().to_vec();
             self.metrics.board.shadowed(refusal);
         }
         if let Some(labels) = self.rejection {
             let caller = (self.trail.key_id.take(), self.trail.subject.take());
-            let refusal = self.refusal(at, &operation, labels, self.status, caller);
+            let mut refusal = self.refusal(at, &operation, labels, self.status, caller);
+            refusal.errors = std::mem::take(&mut self.errors);
             self.metrics.board.refused(refusal);
         }
     }
@@ -212,6 +221,7 @@ impl AccessRecord {
             code,
             key_id,
             subject,
+            errors: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod admitted;
 mod body;
+mod check;
 mod describe;
 mod route;
 
@@ -19,6 +20,7 @@ use http_body::Body;
 
 pub use self::admitted::{Admitted, Verdict};
 pub use self::body::read_body;
+use self::check::check_request;
 use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
 pub use self::route::{Routing, Target, route};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
@@ -30,7 +32,6 @@ use crate::policy::Routes;
 use crate::reject::{Rejection, Stage};
 use crate::spec::{Operation, Spec};
 use crate::trail::Trail;
-use crate::validate::{self, json::JsonLimits};
 
 /// What admission reads of the serving snapshot: its policy data, never the client to the
 /// model (as linkerd2-proxy keeps policy apart from the client). The snapshot hands one out
@@ -83,12 +84,9 @@ where
     // 5. limit: the key's own rate limit and quota (and, on Redis, the shared per-client
     // limit), in one round trip at most.
     limit(snapshot, client, principal.as_ref(), target.mode, trail).await?;
-    // 6. validate: parameters first, then the body, read only now within its limits.
+    // 6. validate: parameters, then the body, read only now within its limits.
     let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
-    check_parameters(snapshot, &target, query, &parts.headers, trail)?;
-    let body = read_body(body, &parts.headers, limits).await?;
-    trail.body_read = true;
-    check_body(snapshot, &target, &parts.headers, &body, trail)?;
+    let body = check_request(snapshot, &target, query, &parts.headers, body, trail).await?;
     // 5 (LLM operations). With the body read and valid: the key's model allowlist,
     // max_tokens cap and stream slots, and a reservation in its token budgets.
     let metered = target.llm.map(|_| target.mode);
@@ -128,6 +126,7 @@ fn options(allow: http::HeaderValue, trail: &mut Trail) -> Verdict {
 fn routed(target: &Target<'_, '_>, trail: &mut Trail) {
     trail.operation = target.operation.map(Operation::label);
     trail.route = target.template.clone();
+    trail.openai = target.llm.is_some();
     trail.pass(Stage::Route, || describe_route(target));
 }
 
@@ -167,52 +166,6 @@ async fn limit(
         Err(rejection) => enforce(Err(rejection), mode, trail)?,
     }
     trail.pass(Stage::Limit, || describe_limits(snapshot, principal));
-    Ok(())
-}
-
-/// Stage 6, before the body is read: path, query, header and cookie parameters.
-fn check_parameters(
-    snapshot: &Admission<'_>,
-    target: &Target<'_, '_>,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    trail: &mut Trail,
-) -> Result<(), Rejection> {
-    let Some(operation) = target.operation else {
-        return Ok(());
-    };
-    let openapi = snapshot.config.openapi.as_ref();
-    let reject_unknown = openapi.is_some_and(|o| o.reject_unknown_query);
-    let verdict = validate::parameters(
-        operation,
-        &target.path_values,
-        query,
-        headers,
-        reject_unknown,
-    );
-    note_validity(trail, "parameters", verdict.is_ok());
-    enforce(verdict, target.mode, trail)
-}
-
-/// Stage 6 on the body: its content type, strict JSON and schema.
-fn check_body(
-    snapshot: &Admission<'_>,
-    target: &Target<'_, '_>,
-    headers: &HeaderMap,
-    body: &Bytes,
-    trail: &mut Trail,
-) -> Result<(), Rejection> {
-    let Some(operation) = target.operation else {
-        trail.pass(Stage::Validate, || {
-            "nothing to validate without an operation".to_owned()
-        });
-        return Ok(());
-    };
-    let limits = JsonLimits::of(&snapshot.config.limits);
-    let verdict = validate::request_body(operation, headers, body, &limits);
-    note_validity(trail, "body", verdict.is_ok());
-    enforce(verdict, target.mode, trail)?;
-    trail.pass(Stage::Validate, || format!("body {} bytes", body.len()));
     Ok(())
 }
 
@@ -265,19 +218,17 @@ fn strip_credentials(snapshot: &Admission<'_>, parts: &mut Parts, stripped: Opti
 
 /// In shadow mode a limit or validation failure is kept on the trail (logged and counted)
 /// and the request goes on.
-fn enforce(verdict: Result<(), Rejection>, mode: Mode, trail: &mut Trail) -> Result<(), Rejection> {
+pub(super) fn enforce(
+    verdict: Result<(), Rejection>,
+    mode: Mode,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
     match (verdict, mode) {
         (Err(rejection), Mode::Shadow) => {
             trail.shadowed.push(rejection);
             Ok(())
         }
         (verdict, _) => verdict,
-    }
-}
-
-fn note_validity(trail: &mut Trail, what: &'static str, valid: bool) {
-    if valid {
-        trail.note(Stage::Validate, || format!("{what}: valid"));
     }
 }
 

@@ -23,6 +23,7 @@ fn counters_and_histograms_appear_under_their_documented_names() {
         code: "invalid_path",
         key_id: None,
         subject: None,
+        errors: Vec::new(),
     });
     let operation: OperationLabel = "predict".into();
     metrics.board.record(&crate::status::Outcome {

@@ -21,7 +21,7 @@ use crate::forward::{ForwardContext, Forwarded};
 use crate::ids::{RequestId, X_REQUEST_ID};
 use crate::llm::{Grant, MeteredBody};
 use crate::metrics::Metrics;
-use crate::reject::Rejection;
+use crate::reject::{Audience, Rejection};
 use crate::snapshot::{Snapshot, State};
 
 /// The body of every response the public listener sends.
@@ -128,20 +128,17 @@ async fn answer(forwarded: Forwarded, llm: Option<Grant>, metrics: Arc<Metrics>)
 /// The response of `outcome`, and the record answered with it: its status, its refusal,
 /// the request id, and the quota fields of a key that has one.
 fn respond(outcome: Outcome, record: &mut AccessRecord, unread_body: bool) -> Response<Answer> {
-    let (mut response, refused, upstream_time, tokens) = match outcome {
-        Outcome::Forwarded(response, upstream_time) => (response, None, Some(upstream_time), None),
-        Outcome::Options(allow) => (options_response(allow), None, None, None),
-        Outcome::Refused(rejection, tokens) => {
-            let labels = (rejection.stage().as_str(), rejection.code());
-            let response = rejection
-                .into_response(record.request_id().as_str())
-                .map(Answer::moat);
-            (response, Some(labels), None, tokens)
+    let mut response = match outcome {
+        Outcome::Forwarded(response, upstream_time) => {
+            record.answered(response.status(), None, Some(upstream_time), None);
+            response
         }
+        Outcome::Options(allow) => {
+            record.answered(StatusCode::NO_CONTENT, None, None, None);
+            options_response(allow)
+        }
+        Outcome::Refused(rejection, tokens) => refusal(rejection, tokens, record, unread_body),
     };
-    if refused.is_some() && unread_body && !record.trail().body_read {
-        closing(&mut response);
-    }
     response
         .headers_mut()
         .insert(X_REQUEST_ID, record.request_id().header());
@@ -150,7 +147,28 @@ fn respond(outcome: Outcome, record: &mut AccessRecord, unread_body: bool) -> Re
     if let Some(quota) = &record.trail().quota {
         quota.write(response.headers_mut());
     }
-    record.answered(response.status(), refused, upstream_time, tokens);
+    response
+}
+
+/// A refusal's response, written for the clients of its operation: an LLM operation's
+/// also carries OpenAI's error object, which the OpenAI SDKs print.
+fn refusal(
+    rejection: Rejection,
+    tokens: Option<Tokens>,
+    record: &mut AccessRecord,
+    unread_body: bool,
+) -> Response<Answer> {
+    record.answered(rejection.status(), Some(&rejection), None, tokens);
+    let audience = match record.trail().openai {
+        true => Audience::OpenAi,
+        false => Audience::Any,
+    };
+    let mut response = rejection
+        .into_response(record.request_id().as_str(), audience)
+        .map(Answer::moat);
+    if unread_body && !record.trail().body_read {
+        closing(&mut response);
+    }
     response
 }
 

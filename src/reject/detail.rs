@@ -1,7 +1,7 @@
 //! The public detail of each refusal: what the client is told, naming the rule or the
 //! limit and never echoing a credential or anything else it sent.
 
-use super::Rejection;
+use super::{FieldError, Rejection};
 
 impl Rejection {
     pub fn detail(&self) -> String {
@@ -31,7 +31,7 @@ impl Rejection {
                 per,
                 retry_after,
             } => format!(
-                "the request's tokens do not fit in the API key's budget of {tokens} per {}; \
+                "the request's tokens do not fit in the API key's token budget of {tokens} per {}; \
                  it resets in {retry_after}s",
                 per.as_str()
             ),
@@ -39,6 +39,8 @@ impl Rejection {
                 format!("this API key has {limit} streams open already; retry when one ends")
             }
             R::InvalidLlmRequest(reason) => (*reason).to_owned(),
+            R::InvalidParameters(errors) => first_of("request parameters are invalid", errors),
+            R::BodySchema(errors) => first_of("the request body does not match its schema", errors),
             R::UnsupportedMediaType { accepted } => {
                 format!("the Content-Type must be one of: {accepted}")
             }
@@ -51,6 +53,24 @@ impl Rejection {
             fixed => fixed_detail(fixed).to_owned(),
         }
     }
+}
+
+/// `summary`, then the first field error (its pointer and message, which never hold the
+/// value sent), so a client library that prints one sentence prints the reason; the
+/// problem's `errors` lists them all.
+fn first_of(summary: &str, errors: &[FieldError]) -> String {
+    let Some(first) = errors.first() else {
+        return summary.to_owned();
+    };
+    let place = match first.pointer.as_str() {
+        "" => first.location,
+        pointer => pointer,
+    };
+    let more = match errors.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    format!("{summary}: {place}: {}{more}", first.message)
 }
 
 /// The detail of a refusal that says no more than its kind. The refusals whose detail
@@ -70,10 +90,8 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         R::LimitStoreUnavailable => "rate limits cannot be checked right now; retry shortly",
         R::KeyStoreStale => "API keys cannot be checked right now; retry shortly",
         R::ModelNotAllowed => "this API key may not use the model the request names",
-        R::InvalidParameters(_) => "request parameters are invalid",
         R::BodyRequired => "this operation requires a request body",
         R::UnexpectedBody => "this operation takes no request body",
-        R::BodySchema(_) => "the request body does not match its schema",
         R::BodyTimeout => "the request body was not received in time",
         R::BodyUnreadable => "the request body could not be read",
         R::UpstreamUnavailable => "the model server is unavailable",
@@ -90,6 +108,8 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         | R::TokenBudgetExceeded { .. }
         | R::TooManyStreams { .. }
         | R::InvalidLlmRequest(_)
+        | R::InvalidParameters(_)
+        | R::BodySchema(_)
         | R::UnsupportedMediaType { .. }
         | R::InvalidJson(_)
         | R::BodyTooLarge { .. }

@@ -9,6 +9,7 @@ mod response;
 
 pub use self::problems::{HostProblem, PathProblem};
 pub use self::quota::QuotaUsage;
+pub use self::response::Audience;
 
 use http::StatusCode;
 use http::header::HeaderValue;

@@ -1,6 +1,10 @@
 //! A [`Rejection`] on the wire: the problem+json body, the RFC 6750 challenge and the
 //! headers some refusals carry (`Retry-After`, `Allow`). The body is plain bytes: the
 //! pipeline wraps it in its response body, so refusals know nothing of the access record.
+//!
+//! Every body carries `message` (the same sentence as `detail`), which most client
+//! libraries print; on an LLM operation it also carries OpenAI's `error` object, from which
+//! the official OpenAI SDKs build their exception text.
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -9,10 +13,19 @@ use serde::Serialize;
 
 use super::{FieldError, Rejection};
 
+/// Which clients a refusal's body is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Any HTTP client: RFC 9457 problem+json.
+    Any,
+    /// An OpenAI-protocol operation: problem+json with OpenAI's `error` object beside it.
+    OpenAi,
+}
+
 impl Rejection {
     /// The problem+json response. `request_id` is moat's own validated id, safe to echo.
-    pub fn into_response(self, request_id: &str) -> Response<Bytes> {
-        let mut response = Response::new(self.problem(request_id));
+    pub fn into_response(self, request_id: &str, audience: Audience) -> Response<Bytes> {
+        let mut response = Response::new(self.problem(request_id, audience));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
@@ -27,16 +40,25 @@ impl Rejection {
     }
 
     /// The RFC 9457 body.
-    fn problem(&self, request_id: &str) -> Bytes {
+    fn problem(&self, request_id: &str, audience: Audience) -> Bytes {
         let status = self.status();
+        let detail = self.detail();
+        let error = (audience == Audience::OpenAi).then(|| OpenAiError {
+            message: &detail,
+            kind: openai_type(status),
+            code: self.code(),
+            param: self.param(),
+        });
         let problem = Problem {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
-            detail: self.detail(),
+            detail: &detail,
+            message: &detail,
             code: self.code(),
             request_id,
             errors: self.errors(),
+            error,
         };
         // Serialising a struct of strings and integers cannot fail; fall back to an empty
         // object rather than panic if it ever did.
@@ -55,7 +77,7 @@ impl Rejection {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             R::QuotaExceeded(usage) => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(usage.reset));
+                retry_after_at_most_once(headers, usage.reset);
                 usage.write(headers);
             }
             R::RateLimited { retry_after, quota } => {
@@ -65,7 +87,7 @@ impl Rejection {
                 }
             }
             R::TokenBudgetExceeded { retry_after, .. } => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                retry_after_at_most_once(headers, retry_after);
             }
             // The OpenAI SDKs retry a 502 unless told not to; the same request would make
             // the model run past its bound again, and be charged again.
@@ -101,6 +123,19 @@ impl Rejection {
     }
 }
 
+/// `Retry-After: seconds`, and, when that is further off than a client should wait in a
+/// call, `x-should-retry: false`: the OpenAI SDKs otherwise sleep and retry a 429 that
+/// cannot succeed until a quota or budget window turns.
+fn retry_after_at_most_once(headers: &mut HeaderMap, seconds: u64) {
+    headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    if seconds > WORTH_WAITING_FOR {
+        headers.insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
+    }
+}
+
+/// The longest `Retry-After` a client library sleeps on (the OpenAI SDKs' own bound).
+const WORTH_WAITING_FOR: u64 = 60;
+
 const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 #[derive(Serialize)]
@@ -109,8 +144,49 @@ struct Problem<'a> {
     kind: &'static str,
     title: &'static str,
     status: u16,
-    detail: String,
+    detail: &'a str,
+    /// `detail` again, where client libraries look for a reason.
+    message: &'a str,
     code: &'static str,
     request_id: &'a str,
     errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<OpenAiError<'a>>,
+}
+
+/// OpenAI's error object, as its API and the servers that follow it answer.
+#[derive(Serialize)]
+struct OpenAiError<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    param: Option<&'a str>,
+}
+
+/// OpenAI's error `type` for a status.
+fn openai_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    }
+}
+
+impl Rejection {
+    /// The request field an LLM refusal is about, as OpenAI's `param` names it.
+    fn param(&self) -> Option<&str> {
+        match self {
+            Rejection::MaxTokensExceeded { .. } => Some("max_tokens"),
+            Rejection::ModelNotAllowed => Some("model"),
+            Rejection::InvalidLlmRequest(reason) => reason.split('`').nth(1),
+            Rejection::BodySchema(errors) | Rejection::InvalidParameters(errors) => {
+                errors.first().map(|error| error.pointer.as_str())
+            }
+            _ => None,
+        }
+    }
 }

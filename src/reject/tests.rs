@@ -58,15 +58,48 @@ fn quota_spent() -> QuotaUsage {
 
 #[test]
 fn a_spent_quota_says_when_it_resets_in_retry_after_and_the_ratelimit_fields() {
-    let response = Rejection::QuotaExceeded(quota_spent()).into_response("r1");
+    let response =
+        Rejection::QuotaExceeded(quota_spent()).into_response("r1", super::Audience::Any);
     let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
     assert_eq!(header("retry-after"), "3600");
     assert_eq!(header("ratelimit-limit"), "100");
     assert_eq!(header("ratelimit-remaining"), "0");
     assert_eq!(header("ratelimit-reset"), "3600");
     assert_eq!(header("ratelimit-policy"), "100;w=86400");
-    let unavailable = Rejection::LimitStoreUnavailable.into_response("r2");
+    assert_eq!(
+        header("x-should-retry"),
+        "false",
+        "an hour is not worth a client's wait"
+    );
+    let unavailable = Rejection::LimitStoreUnavailable.into_response("r2", super::Audience::Any);
     assert_eq!(unavailable.headers()["retry-after"], "1");
+    assert!(!unavailable.headers().contains_key("x-should-retry"));
+}
+
+#[test]
+fn an_llm_operations_refusal_also_carries_openais_error_object() {
+    let body = |audience| {
+        let errors = vec![super::FieldError {
+            location: "body",
+            pointer: "/temperature".into(),
+            message: "the value is greater than the maximum of 2".into(),
+        }];
+        let response = Rejection::BodySchema(errors).into_response("r1", audience);
+        serde_json::from_slice::<serde_json::Value>(response.body()).unwrap()
+    };
+    let openai = body(super::Audience::OpenAi);
+    let sentence = "the request body does not match its schema: /temperature: the value is \
+                    greater than the maximum of 2";
+    assert_eq!(openai["detail"], sentence);
+    assert_eq!(openai["message"], sentence);
+    assert_eq!(
+        openai["error"],
+        serde_json::json!({"message": sentence, "type": "invalid_request_error",
+            "code": "body_schema", "param": "/temperature"})
+    );
+    let plain = body(super::Audience::Any);
+    assert_eq!(plain["message"], sentence);
+    assert!(plain.get("error").is_none());
 }
 
 /// What a client and a dashboard see, per variant; the challenge a 401/403 carries.
@@ -377,7 +410,8 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
 
 #[test]
 fn a_rejection_renders_as_problem_json_with_the_request_id() {
-    let response = Rejection::BodyTooLarge { limit: 10 }.into_response("req-1");
+    let response =
+        Rejection::BodyTooLarge { limit: 10 }.into_response("req-1", super::Audience::Any);
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
     let body = response.into_body();

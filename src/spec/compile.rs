@@ -4,16 +4,15 @@
 //! formats added, and no way to fetch a remote `$ref`.
 
 use base64::Engine;
-use jsonschema::{Draft, PatternOptions, Registry, ValidationError, ValidationOptions, Validator};
+use jsonschema::{Draft, PatternOptions, Registry, ValidationOptions, Validator};
 use serde_json::{Value, json};
 
+use super::failure;
 use super::source::Documents;
 use crate::reject::FieldError;
 
 /// At most this many failures are reported for one request.
 pub const MAX_ERRORS: usize = 20;
-/// Messages are cut here so a failure never echoes a huge input back.
-const MAX_MESSAGE: usize = 200;
 
 fn options() -> ValidationOptions<'static> {
     jsonschema::options()
@@ -140,31 +139,9 @@ impl Schema {
             if errors.len() >= MAX_ERRORS {
                 break;
             }
-            errors.push(field_error(&error, location, prefix));
+            failure::push(&error, location, prefix, errors, MAX_ERRORS);
         }
         false
-    }
-}
-
-/// One failure as a refusal reports it: where it is, and what is wrong without the value.
-fn field_error(error: &ValidationError<'_>, location: &'static str, prefix: &str) -> FieldError {
-    let mut message = error.masked_with("the value").to_string();
-    truncate(&mut message, MAX_MESSAGE);
-    FieldError {
-        location,
-        pointer: format!("{prefix}{}", error.instance_path().as_str()),
-        message,
-    }
-}
-
-fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod build;
 pub mod compile;
+mod failure;
 pub mod loose;
 pub mod normalize;
 pub mod overlay;

@@ -49,9 +49,13 @@
   const codeColumns = [
     [(c) => c.stage], [(c) => c.code, "code"], [(c) => c.status, statusClass], [(c) => c.count, "n"],
   ];
+  // A validation refusal's field errors: pointer and message, never the value sent.
+  const why = (item) =>
+    (item.errors || []).map((e) => (e.pointer || e.location) + ": " + e.message).join("; ");
   const refusalColumns = [
     [(r) => r.time.slice(11, 23)], [(r) => r.request_id, "code"], [(r) => r.operation],
     [(r) => r.status, statusClass], [(r) => r.stage], [(r) => r.code, "code"], [caller],
+    [why, "why"],
   ];
 
   function chart(timeline) {

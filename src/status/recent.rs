@@ -12,6 +12,7 @@ use thread_local::ThreadLocal;
 
 use super::{RefusalKey, Table, lock, push_bounded};
 use crate::ids::{OperationLabel, RequestId};
+use crate::reject::FieldError;
 
 /// How many refusals the page lists (and each thread keeps).
 pub const KEPT: usize = 50;
@@ -29,6 +30,8 @@ pub struct Refusal {
     pub code: &'static str,
     pub key_id: Option<String>,
     pub subject: Option<String>,
+    /// A validation refusal's pointers and messages, which never hold a value sent.
+    pub errors: Vec<FieldError>,
 }
 
 #[derive(Default)]
@@ -82,6 +85,7 @@ mod tests {
             code,
             key_id: None,
             subject: None,
+            errors: Vec::new(),
         }
     }
 

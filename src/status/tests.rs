@@ -47,6 +47,7 @@ fn refusal(code: &'static str, status: u16, key_id: Option<&str>) -> Refusal {
         code,
         key_id: key_id.map(str::to_owned),
         subject: None,
+        errors: Vec::new(),
     }
 }
 

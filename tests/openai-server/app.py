@@ -20,7 +20,7 @@ import time
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 bearer = HTTPBearer(auto_error=False)
 app = FastAPI(title="openai-compatible test server", version="1")
@@ -44,6 +44,7 @@ class Generation(BaseModel):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     n: int = 1
+    temperature: float | None = Field(default=None, ge=0, le=2)
     stream_options: StreamOptions | None = None
 
 

@@ -115,6 +115,12 @@ impl Browser {
         self.call("POST", &self.session_path("url"), &json!({"url": url}));
     }
 
+    /// Resizes the window (W3C Set Window Rect).
+    pub fn resize(&self, width: u32, height: u32) {
+        let rect = json!({"width": width, "height": height});
+        self.call("POST", &self.session_path("window/rect"), &rect);
+    }
+
     /// Runs `script` (a function body; `return` gives the value) in the page.
     pub fn eval(&self, script: &str) -> Value {
         self.call(

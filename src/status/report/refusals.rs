@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::reject::FieldError;
 use crate::status::Refusal;
 use crate::status::recent::RefusalLog;
 
@@ -33,6 +34,8 @@ struct RecentRow {
     code: &'static str,
     key_id: Option<String>,
     subject: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
 }
 
 impl Refusals {
@@ -66,5 +69,6 @@ fn row(refusal: &Refusal) -> RecentRow {
         code: refusal.code,
         key_id: refusal.key_id.clone(),
         subject: refusal.subject.clone(),
+        errors: refusal.errors.clone(),
     }
 }

@@ -1,0 +1,88 @@
+//! Stage 6 of design §1: the parameters, then the body, read only now within its limits.
+//! A request whose parameters and body both fail hears of both in one answer.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::Body;
+
+use super::{Admission, Target, enforce, read_body};
+use crate::reject::{Rejection, Stage};
+use crate::trail::Trail;
+use crate::validate::{self, json::JsonLimits};
+
+/// Stage 6: the parameters, then the body, read only now within its limits; a request
+/// whose parameters and body both fail hears of both.
+pub(super) async fn check_request<B>(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: B,
+    trail: &mut Trail,
+) -> Result<Bytes, Rejection>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let parameters = check_parameters(snapshot, target, query, headers, trail);
+    let body = match read_body(body, headers, &snapshot.config.limits).await {
+        Ok(body) => body,
+        Err(unread) => return Err(parameters.err().unwrap_or(unread)),
+    };
+    trail.body_read = true;
+    let checked = check_body(snapshot, target, headers, &body, trail);
+    validate::together(parameters, checked)?;
+    Ok(body)
+}
+
+/// Stage 6, before the body is read: path, query, header and cookie parameters.
+fn check_parameters(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
+    let Some(operation) = target.operation else {
+        return Ok(());
+    };
+    let openapi = snapshot.config.openapi.as_ref();
+    let reject_unknown = openapi.is_some_and(|o| o.reject_unknown_query);
+    let verdict = validate::parameters(
+        operation,
+        &target.path_values,
+        query,
+        headers,
+        reject_unknown,
+    );
+    note_validity(trail, "parameters", verdict.is_ok());
+    enforce(verdict, target.mode, trail)
+}
+
+/// Stage 6 on the body: its content type, strict JSON and schema.
+fn check_body(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
+    let Some(operation) = target.operation else {
+        trail.pass(Stage::Validate, || {
+            "nothing to validate without an operation".to_owned()
+        });
+        return Ok(());
+    };
+    let limits = JsonLimits::of(&snapshot.config.limits);
+    let verdict = validate::request_body(operation, headers, body, &limits);
+    note_validity(trail, "body", verdict.is_ok());
+    enforce(verdict, target.mode, trail)?;
+    trail.pass(Stage::Validate, || format!("body {} bytes", body.len()));
+    Ok(())
+}
+
+fn note_validity(trail: &mut Trail, what: &'static str, valid: bool) {
+    if valid {
+        trail.note(Stage::Validate, || format!("{what}: valid"));
+    }
+}
