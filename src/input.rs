@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::Path;
 
-/// What a file is read as; each kind has its own cap (README "Input files").
+/// What a file is read as; each kind has its own cap (docs/operations.md, "Input files").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `moat.yaml`.

@@ -463,7 +463,7 @@ fn two_moats_share_token_budgets_in_redis() {
     assert_eq!(metric(&b, r#"moat_llm_streams_cut_total{key="runner"}"#), 1);
 }
 
-/// The README's "LLM servers" section as a user follows it: its vLLM config (pointed at the
+/// docs/llm.md's "LLM servers" section as a user follows it: its vLLM config (pointed at the
 /// test server instead of vLLM's port) and its `moat keys new` command, checked with
 /// `moat check` and served.
 #[test]
@@ -472,7 +472,7 @@ fn the_readme_vllm_config_and_key_command_work_as_written() {
         return;
     };
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/llm.md")).unwrap();
     let section = readme
         .split("## LLM servers")
         .nth(1)

@@ -108,12 +108,12 @@ fn a_target_that_selects_nothing_fails_the_load_naming_the_file_and_action() {
     );
 }
 
-/// The overlays the README shows, on the specs it names: each loads (every target selects
+/// The overlays docs/requests.md shows, on the specs it names: each loads (every target selects
 /// something, or the load would fail).
 #[test]
 fn the_readme_overlays_load_on_the_specs_they_are_written_for() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/requests.md")).unwrap();
     let overlays: Vec<String> = readme
         .split("```yaml\n")
         .skip(1)
@@ -128,7 +128,11 @@ fn the_readme_overlays_load_on_the_specs_they_are_written_for() {
         })
         .filter(|block| block.starts_with("overlay:"))
         .collect();
-    assert_eq!(overlays.len(), 2, "the README's overlay examples");
+    assert_eq!(
+        overlays.len(),
+        2,
+        "the overlay examples in docs/requests.md"
+    );
     let dir = tempfile::tempdir().unwrap();
     // KServe's spec declares `ApiKeyAuth` on its operations: bound here to a JWT verifier.
     let kserve_auth = "auth:\n  schemes:\n    ApiKeyAuth: {type: jwt, issuer: \"https://login.example.com/\", \

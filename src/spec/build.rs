@@ -208,10 +208,15 @@ impl Builder<'_> {
             BodyKind::Opaque => None,
             _ => at.and_then(|at| self.schema(at)),
         };
+        let plan = match (kind, &schema) {
+            (BodyKind::Json, Some(_)) => at.and_then(|at| self.plan(at)),
+            _ => None,
+        };
         Media {
             range: range.to_ascii_lowercase(),
             kind,
             schema,
+            plan,
             form_shape,
         }
     }

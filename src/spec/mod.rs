@@ -9,6 +9,7 @@ mod failure;
 pub mod loose;
 pub mod normalize;
 pub mod overlay;
+pub mod plan;
 mod raw;
 mod risks;
 mod root;
@@ -121,6 +122,8 @@ pub struct Media {
     pub range: String,
     pub kind: BodyKind,
     pub schema: Option<Arc<Schema>>,
+    /// For JSON bodies: the rules checked while parsing, when the schema allows one.
+    pub plan: Option<Arc<plan::Plan>>,
     /// For form bodies: each property's types, for coercing the text values.
     pub form_shape: Vec<(String, Types)>,
 }

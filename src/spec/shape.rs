@@ -25,8 +25,22 @@ impl Types {
         self.0 & other.0 == other.0
     }
 
-    fn union(self, other: Types) -> Types {
+    pub fn union(self, other: Types) -> Types {
         Types(self.0 | other.0)
+    }
+
+    pub fn intersection(self, other: Types) -> Types {
+        Types(self.0 & other.0)
+    }
+
+    /// The type a JSON Schema `type` name says; `None` for a name that is not one.
+    pub fn named(name: &str) -> Option<Types> {
+        Some(Types::of_name(name)).filter(|types| *types != Types::default())
+    }
+
+    /// True when some type is in both.
+    pub fn overlaps(self, other: Types) -> bool {
+        self.0 & other.0 != 0
     }
 
     fn of_name(name: &str) -> Types {

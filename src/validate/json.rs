@@ -7,12 +7,14 @@
 
 mod guard;
 mod strict;
+mod walk;
 
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 pub use self::guard::guard;
 use self::strict::Strict;
+pub use self::walk::certainly_valid;
 
 /// What every JSON body is held to besides its schema (`limits.max_json_depth`,
 /// `max_string_bytes`, `max_array_items`, `max_object_members`).

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::Builder;
 use crate::spec::compile::Schema;
+use crate::spec::plan::{self, Plan};
 use crate::spec::raw::Loc;
 
 impl Builder<'_> {
@@ -24,6 +25,23 @@ impl Builder<'_> {
             return Some(schema);
         }
         self.compile(at, text)
+    }
+
+    /// The plan for a JSON body whose schema is at `at` (see `spec::plan`). A subschema the
+    /// plan leaves to the general validator is compiled (or shared) here, without adding a
+    /// problem when it does not compile on its own: then there is simply no plan.
+    pub(super) fn plan(&mut self, at: &Loc) -> Option<Arc<Plan>> {
+        let docs = self.docs;
+        let mut general = |at: &Loc| {
+            let at = &self.referenced(at);
+            if let Some(schema) = self.cache.get(at) {
+                return Some(schema.clone());
+            }
+            let schema = Arc::new(self.compiler.compile(&at.uri, &at.pointer).ok()?);
+            self.cache.insert(at.clone(), schema.clone());
+            Some(schema)
+        };
+        plan::build(docs, at, &mut general).map(Arc::new)
     }
 
     /// Compiles the schema at `at` and remembers it under its location and `text`.

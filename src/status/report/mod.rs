@@ -1,5 +1,5 @@
 //! `GET /status.json`: the board and what the serving snapshot is, as one JSON document —
-//! the page's only data source (its fields are listed in the README's "Status page"). Built
+//! the page's only data source (its fields are listed in docs/operations.md, "The status page"). Built
 //! when asked, from the counters, the sampler's copies and the [`Serving`] facts the admin
 //! listener reads off the snapshot; nothing here runs per request.
 
