@@ -1,6 +1,7 @@
 //! Large request bodies, stage by stage: a 0.85 MiB predict body (30,000 rows of 4 floats,
-//! the tensor) validated whole, then its parts — strict parse alone, serde_json's own
-//! `Value` parse (the reference), the guard rails and the schema on an already-parsed tree.
+//! the tensor) validated as `serve` does (the plan, checked while parsing), the
+//! general path it replaces, and their parts — strict parse alone, serde_json's own `Value`
+//! parse (the reference), the guard rails and the schema on an already-parsed tree.
 //! Run: `cargo bench --bench large_body`; for a profile, `cargo bench --profile profiling
 //! --bench large_body --no-run` and `perf record -g` the binary it names.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // bench code: a panic is the failure report; one table of cases
@@ -62,6 +63,25 @@ fn benches(c: &mut Criterion) {
     group.sample_size(30);
     group.bench_function("validate: strict JSON + guard rails + schema", |b| {
         b.iter(|| moat::validate::request_body(predict, &headers, black_box(&body), &limits))
+    });
+    let media = &predict.body.as_ref().unwrap().media[0];
+    let schema = media.schema.as_ref().unwrap();
+    group.bench_function(
+        "general path: strict parse + guard rails + schema (before)",
+        |b| {
+            b.iter(|| {
+                let value =
+                    moat::validate::json::parse(black_box(&body), limits.max_depth).unwrap();
+                let mut errors = Vec::new();
+                moat::validate::json::guard(&value, &limits, &mut errors);
+                schema.check(&value, "body", "", &mut errors);
+                errors
+            })
+        },
+    );
+    let plan = media.plan.as_ref().expect("planned");
+    group.bench_function("plan alone: certainly_valid", |b| {
+        b.iter(|| moat::validate::json::certainly_valid(black_box(&body), plan, &limits))
     });
     group.bench_function("strict JSON parse alone", |b| {
         b.iter(|| moat::validate::json::parse(black_box(&body), 64))
