@@ -2,7 +2,7 @@
 //! names them in a few fixed ways: `line N`, `FILE#/pointer`, the path of a file the config
 //! names), and else the line of the setting it names by its dotted key in the config.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, SchemeConfig};
 
@@ -95,56 +95,52 @@ impl Files {
 
 /// Every file the config names, with the code of a problem found in it.
 fn named_files(config: &Config) -> Vec<(String, &'static str)> {
-    let shown = |path: &Path| path.display().to_string();
     let mut named = Vec::new();
-    if let Some(openapi) = &config.openapi {
-        named.extend(openapi.file.as_deref().map(|f| (shown(f), "spec_invalid")));
-        named.extend(openapi.url.clone().map(|url| (url, "spec_invalid")));
+    let mut add = |code: &'static str, paths: &[Option<&PathBuf>]| {
         named.extend(
-            openapi
-                .overlays
+            paths
                 .iter()
-                .map(|f| (shown(f), "overlay_invalid")),
+                .flatten()
+                .map(|p| (p.display().to_string(), code)),
         );
+    };
+    if let Some(openapi) = &config.openapi {
+        add("spec_invalid", &[openapi.file.as_ref()]);
+        let overlays: Vec<_> = openapi.overlays.iter().map(Some).collect();
+        add("overlay_invalid", &overlays);
     }
     for scheme in config.auth.schemes.values() {
         match scheme {
-            SchemeConfig::ApiKey(key) => named.push((shown(&key.store), "key_store_invalid")),
-            SchemeConfig::Jwt(jwt) => {
-                let files = [&jwt.public_key_file, &jwt.jwks_file];
-                named.extend(
-                    files
-                        .into_iter()
-                        .flatten()
-                        .map(|f| (shown(f), "jwt_keys_invalid")),
-                );
-                named.extend(jwt.jwks_url.clone().map(|url| (url, "jwt_keys_invalid")));
-            }
+            SchemeConfig::ApiKey(key) => add("key_store_invalid", &[Some(&key.store)]),
+            SchemeConfig::Jwt(jwt) => add(
+                "jwt_keys_invalid",
+                &[jwt.public_key_file.as_ref(), jwt.jwks_file.as_ref()],
+            ),
         }
     }
     if let Some(tls) = &config.tls {
-        let files = [
-            Some(&tls.cert_file),
-            Some(&tls.key_file),
-            tls.client_ca_file.as_ref(),
-        ];
-        named.extend(
-            files
-                .into_iter()
-                .flatten()
-                .map(|f| (shown(f), "tls_invalid")),
-        );
+        let files = [Some(&tls.cert_file), Some(&tls.key_file)];
+        add("tls_invalid", &files);
+        add("tls_invalid", &[tls.client_ca_file.as_ref()]);
     }
     let env = &config.env;
-    named.extend(env.dotenv.as_deref().map(|f| (shown(f), "dotenv_invalid")));
-    let encrypted = [&env.encrypted_dotenv, &env.dotenv_keys];
-    named.extend(
-        encrypted
-            .into_iter()
-            .flatten()
-            .map(|f| (shown(f), "encrypted_env_invalid")),
-    );
+    add("dotenv_invalid", &[env.dotenv.as_ref()]);
+    let encrypted = [env.encrypted_dotenv.as_ref(), env.dotenv_keys.as_ref()];
+    add("encrypted_env_invalid", &encrypted);
+    named.extend(named_urls(config));
     named
+}
+
+/// The URLs the config names: a problem naming one is about what it serves.
+fn named_urls(config: &Config) -> Vec<(String, &'static str)> {
+    let spec = config.openapi.as_ref().and_then(|o| o.url.clone());
+    let mut urls: Vec<_> = spec.map(|url| (url, "spec_invalid")).into_iter().collect();
+    for scheme in config.auth.schemes.values() {
+        if let SchemeConfig::Jwt(jwt) = scheme {
+            urls.extend(jwt.jwks_url.clone().map(|url| (url, "jwt_keys_invalid")));
+        }
+    }
+    urls
 }
 
 /// The number after the first `line ` in `text`.
