@@ -353,3 +353,31 @@ fn the_summary_states_tls_with_the_certificates_names_and_expiry() {
         "{said}"
     );
 }
+
+#[test]
+fn offline_a_secret_redis_url_unset_still_lets_the_rest_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "openapi:\n  file: {}\nlimits:\n  store:\n    redis:\n      url: ${{REDIS_URL}}\n",
+        support::fixture("model.yaml")
+    );
+    std::fs::write(
+        dir.path().join("moat.yaml"),
+        config("http://127.0.0.1:1", &extra),
+    )
+    .unwrap();
+    let args = ["-c", "moat.yaml", "--offline", "--format", "json"];
+    let (output, _) = check_in(dir.path(), &args, &[]);
+    let report = document(&output);
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(
+        codes(&report["warnings"]),
+        ["unset_variable", "placeholder_unchecked"],
+        "{report:#}"
+    );
+    assert_eq!(report["warnings"][0]["line"], 10);
+    assert!(
+        report["summary"]["operations_checked"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+}

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use super::advice;
 use super::capture::{Caught, Logged};
 use super::findings::{Finding, Severity, logged_code};
-use super::locate::Files;
+use super::locate::{Files, Location};
 use super::spec_source::{self, Fetching, SpecSource};
-use crate::config::{Config, mentions_placeholder, without_placeholders};
+use crate::config::{Config, LimitStore, mentions_placeholder, without_placeholders};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -74,16 +74,8 @@ fn load_all(config_path: &Path, fetching: Fetching) -> (Checked, Files) {
         return (checked, files);
     };
     let spec = spec_source::prepare(&mut config, config_path, fetching, &files, &mut findings);
-    let built = Snapshot::from_config(config.clone(), &Arc::new(Metrics::new()), None);
-    let snapshot = match built {
-        Ok(snapshot) => Some(snapshot),
-        Err(problems) => {
-            for problem in &problems {
-                findings.extend(part_findings(problem, fetching.offline, &files));
-            }
-            None
-        }
-    };
+    let placeholders = fetching.offline.then(|| placeholder_lines(&findings));
+    let snapshot = build(&config, placeholders.as_deref(), &files, &mut findings);
     findings.extend(advice::warnings(&config, snapshot.as_ref(), &files));
     let config = Some(config);
     (
@@ -95,6 +87,36 @@ fn load_all(config_path: &Path, fetching: Fetching) -> (Checked, Files) {
         },
         files,
     )
+}
+
+/// The snapshot of `config`, or `None` with a finding for each problem. Offline, when only
+/// placeholders kept it from building and one of them is the Redis URL (a secret: it may
+/// hold a password), it is built again with the limits counted in memory, so the schemes
+/// and routes are still checked and listed.
+fn build(
+    config: &Config,
+    placeholders: Option<&[usize]>,
+    files: &Files,
+    findings: &mut Vec<Finding>,
+) -> Option<Snapshot> {
+    let metrics = Arc::new(Metrics::new());
+    let problems = match Snapshot::from_config(config.clone(), &metrics, None) {
+        Ok(snapshot) => return Some(snapshot),
+        Err(problems) => problems,
+    };
+    let found: Vec<Finding> = problems
+        .iter()
+        .flat_map(|problem| part_findings(problem, placeholders, files))
+        .collect();
+    let only_placeholders = found.iter().all(|f| f.severity == Severity::Warning);
+    findings.extend(found);
+    let redis = matches!(config.limits.store, LimitStore::Redis(_));
+    if !(placeholders.is_some() && only_placeholders && redis) {
+        return None;
+    }
+    let mut in_memory = config.clone();
+    in_memory.limits.store = LimitStore::Memory;
+    Snapshot::from_config(in_memory, &metrics, None).ok()
 }
 
 /// A problem of the config file or of the variables and env files it reads.
@@ -152,18 +174,34 @@ fn encrypted_env_locked(problem: &str) -> bool {
     tried.is_some_and(|tried| tried.split(", ").all(|t| t.ends_with("(unset)")))
 }
 
+/// The config lines where an unset variable was given a placeholder.
+fn placeholder_lines(findings: &[Finding]) -> Vec<usize> {
+    let placeholders = findings
+        .iter()
+        .filter(|f| f.code == "unset_variable" && f.severity == Severity::Warning);
+    placeholders.filter_map(|f| f.line).collect()
+}
+
 /// A problem of a part built from the config (spec, schemes, routes, TLS), unless a
-/// placeholder explains it: offline, a check a placeholder kept from
-/// running is a warning naming its variable; online, the unset variable was reported.
-fn part_findings(problem: &str, offline: bool, files: &Files) -> Vec<Finding> {
-    if mentions_placeholder(problem) {
-        let problem = without_placeholders(problem);
-        let (at, _) = files.locate(&problem);
-        let message = format!("not checked, a variable it uses is unset: {problem}");
+/// placeholder explains it — it names one, or the setting on a line that holds one (a
+/// secret's own text is never quoted). Offline (`placeholders` are the lines that hold
+/// one), that check is a warning that it did not run; online, the unset variable was
+/// reported.
+fn part_findings(problem: &str, placeholders: Option<&[usize]>, files: &Files) -> Vec<Finding> {
+    let finding = Finding::problem(Severity::Error, &without_placeholders(problem), files);
+    let on_placeholder = |lines: &[usize]| {
+        mentions_placeholder(problem) || finding.line.is_some_and(|line| lines.contains(&line))
+    };
+    if mentions_placeholder(problem) || placeholders.is_some_and(on_placeholder) {
+        let message = format!("not checked, a variable it uses is unset: {}", finding.text);
+        let at = Location {
+            file: finding.file,
+            line: finding.line,
+            pointer: finding.pointer,
+        };
         let warning = Finding::at(Severity::Warning, "placeholder_unchecked", at, &message);
-        return offline.then_some(warning).into_iter().collect();
+        return placeholders.map(|_| warning).into_iter().collect();
     }
-    let finding = Finding::problem(Severity::Error, problem, files);
     match finding.code {
         "key_store_invalid" => one_per_key(problem, &finding.file)
             .iter()
