@@ -128,6 +128,8 @@ fn named_files(config: &Config) -> Vec<(String, &'static str)> {
     let encrypted = [env.encrypted_dotenv.as_ref(), env.dotenv_keys.as_ref()];
     add("encrypted_env_invalid", &encrypted);
     named.extend(named_urls(config));
+    // An empty path would be found in every problem.
+    named.retain(|(file, _)| !file.is_empty());
     named
 }
 
