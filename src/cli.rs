@@ -32,7 +32,7 @@ enum Command {
         admin_listen: std::net::SocketAddr,
     },
     /// Load the config, report every problem, and exit 1 if there is one.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Run one request through stages 1-6 without forwarding; print each stage's verdict.
     /// Exit 0 if it would be forwarded, 1 if refused, 2 if the request or config is unusable.
     Explain {
@@ -138,6 +138,25 @@ impl TokenArgs {
     }
 }
 
+/// `moat check`: the config, the report's format, and whether to use the network.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// `text` for a person, `json` for CI: one document on stdout (progress on stderr).
+    #[arg(long, value_enum, default_value = "text")]
+    format: check::Format,
+    /// Never touch the network: `openapi.url`'s spec comes from the copy the last online
+    /// check cached (else operation checks are skipped with a warning), and unset
+    /// variables (secrets) are warnings checked with placeholders.
+    #[arg(long)]
+    offline: bool,
+    /// The most fetching `openapi.url` may take, all attempts together (default: the
+    /// config's `openapi.fetch_timeout`, at most 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    fetch_timeout: Option<Duration>,
+}
+
 #[derive(Debug, Args)]
 struct ConfigArg {
     /// The config file.
@@ -149,7 +168,12 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args.config),
-        Command::Check(args) => check::main(args.config),
+        Command::Check(args) => check::main(&check::Options {
+            config: args.config.config,
+            format: args.format,
+            offline: args.offline,
+            fetch_timeout: args.fetch_timeout,
+        }),
         Command::Demo {
             listen,
             admin_listen,

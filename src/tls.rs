@@ -14,8 +14,10 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
 mod subject;
+mod summary;
 
 pub use self::subject::client_subject;
+pub use self::summary::Leaf;
 use crate::config::TlsConfig;
 
 /// The crypto provider, passed explicitly rather than installed process-wide, so another

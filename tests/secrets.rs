@@ -331,6 +331,20 @@ fn known_secrets_never_appear_in_any_output() {
         ],
     );
     assert_eq!(check.status.code(), Some(1));
+    let check_json = moat(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--config",
+            server.config_path.to_str().unwrap(),
+        ],
+        &[
+            ("MOAT_AGE_IDENTITY", &setup.identity),
+            ("MOAT_TEST_PEPPER", PEPPER),
+        ],
+    );
+    assert_eq!(check_json.status.code(), Some(1));
     std::fs::write(&server.config_path, &config_text).unwrap();
     let check_ok = moat(
         &["check", "--config", server.config_path.to_str().unwrap()],
@@ -348,9 +362,10 @@ fn known_secrets_never_appear_in_any_output() {
         .contains("reload failed")));
 
     let printed = format!(
-        "{}\n{listed}\n{}\n{}",
+        "{}\n{listed}\n{}\n{}\n{}",
         server.lines().join("\n"),
         text(&check),
+        text(&check_json),
         text(&check_ok)
     );
     assert!(printed.contains("\"status\":200"), "the log was captured");

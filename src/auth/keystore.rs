@@ -72,17 +72,21 @@ impl KeyStore {
             .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
     }
 
+    /// A store anyone can write is refused (they could add a key of their own). One that
+    /// others can read is not warned about, unlike `.env` or a private key: it holds only
+    /// argon2id hashes of keys `moat keys new` draws from 32 random bytes, which no reader can
+    /// reverse, and a
+    /// git checkout leaves it 0644 — a warning on every start and every `moat check` would
+    /// teach people to ignore warnings.
     pub fn load(path: &Path) -> Result<KeyStore, Vec<String>> {
-        crate::secrets::check_permissions(path, "key store").map_err(|problem| vec![problem])?;
-        Self::read(path)
-    }
-
-    /// [`KeyStore::load`] for the periodic re-read: a store readable by others was warned
-    /// about at its load, not again every 30 s.
-    pub fn reload(path: &Path) -> Result<KeyStore, Vec<String>> {
         crate::secrets::refuse_world_writable(path, "key store")
             .map_err(|problem| vec![problem])?;
         Self::read(path)
+    }
+
+    /// [`KeyStore::load`] for the periodic re-read.
+    pub fn reload(path: &Path) -> Result<KeyStore, Vec<String>> {
+        Self::load(path)
     }
 
     fn read(path: &Path) -> Result<KeyStore, Vec<String>> {

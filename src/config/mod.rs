@@ -21,14 +21,14 @@ pub use self::policy::{
     PolicyConfig, Quota, RateLimit, TokenBudget,
 };
 pub use self::sections::{
-    EnvConfig, LimitStore, Limits, OnError, OpenApiConfig, RedisStoreConfig, RuntimeConfig,
-    TlsConfig, UpstreamConfig, usable_cores,
+    EnvConfig, LimitStore, Limits, OnError, OpenApiConfig, Prefetched, RedisStoreConfig,
+    RuntimeConfig, TlsConfig, UpstreamConfig, usable_cores,
 };
 
 pub use self::env_files::EncryptedEnvSummary;
 use self::env_files::read_env_files;
 use self::vars::{Variables, operation_lines, resolve_variables};
-pub use self::vars::{env_or_file, mentions_placeholder};
+pub use self::vars::{env_or_file, mentions_placeholder, without_placeholders};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -188,6 +188,20 @@ pub struct OpenApiConfig {
     pub reject_unknown_query: bool,
     #[serde(default = "secs::<60>", deserialize_with = "duration")]
     pub fetch_timeout: Duration,
+    /// The document at `url`, already fetched (or read from `moat check`'s cache): used
+    /// instead of fetching it again. Never in the config file.
+    #[serde(skip)]
+    pub prefetched: Option<Prefetched>,
+}
+
+/// A fetched spec's bytes, shared rather than copied with the config.
+#[derive(Clone)]
+pub struct Prefetched(pub std::sync::Arc<Vec<u8>>);
+
+impl std::fmt::Debug for Prefetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prefetched({} bytes)", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -225,3 +225,20 @@ fn the_old_inject_max_tokens_is_read_as_stream_usage() {
             .asks_stream_usage()
     );
 }
+
+#[test]
+fn a_problem_about_a_placeholder_names_the_variable_it_stands_for() {
+    let text = "listen: 127.0.0.1:8080\nupstream:\n  url: http://127.0.0.1:8000\nauth:\n  schemes:\n    k: {type: api_key, store: \"${STORE}/keys.yaml\"}\n";
+    let (config, problems) = Config::parse_leniently(text, &no_env);
+    assert!(problems[0].contains("`STORE` is not set"), "{problems:?}");
+    let Some(SchemeConfig::ApiKey(key)) = config.unwrap().auth.schemes.remove("k") else {
+        panic!("no api_key scheme");
+    };
+    let problem = format!("cannot read {}: gone", key.store.display());
+    assert!(mentions_placeholder(&problem));
+    assert_eq!(
+        without_placeholders(&problem),
+        "cannot read ${STORE}/keys.yaml: gone"
+    );
+    assert_eq!(without_placeholders("plain"), "plain");
+}

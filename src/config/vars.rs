@@ -74,6 +74,28 @@ pub fn mentions_placeholder(problem: &str) -> bool {
     problem.contains(PLACEHOLDER)
 }
 
+/// `problem` with each placeholder written as the `${NAME}` it stands in for: what
+/// `moat check --offline` says of a check a placeholder kept from running.
+pub fn without_placeholders(problem: &str) -> String {
+    let mut out = String::with_capacity(problem.len());
+    let mut rest = problem;
+    while let Some(at) = rest.find(PLACEHOLDER) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PLACEHOLDER.len()..];
+        let name_end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..name_end];
+        let padding = format!("-{}", "x".repeat(32));
+        out.push_str(&format!("${{{name}}}"));
+        rest = after[name_end..]
+            .strip_prefix(padding.as_str())
+            .unwrap_or(&after[name_end..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Long enough to pass length rules (a 32-byte `secret`), never a usable value.
 fn placeholder(name: &str) -> String {
     format!("{PLACEHOLDER}{name}-{}", "x".repeat(32))

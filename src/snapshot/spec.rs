@@ -17,10 +17,11 @@ pub(super) fn load_spec(openapi: &OpenApiConfig) -> Result<Spec, Vec<String>> {
 pub fn read_spec_documents(openapi: &OpenApiConfig) -> Result<source::Documents, Vec<String>> {
     let docs = match (&openapi.file, &openapi.url) {
         (Some(file), _) => source::from_file(file),
-        (None, Some(url)) => {
-            crate::fetch::fetch(url, openapi.fetch_timeout, crate::input::Kind::Spec)
-                .and_then(|bytes| source::from_bytes(url, &bytes))
-        }
+        (None, Some(url)) => match &openapi.prefetched {
+            Some(prefetched) => source::from_bytes(url, &prefetched.0),
+            None => crate::fetch::fetch(url, openapi.fetch_timeout, crate::input::Kind::Spec)
+                .and_then(|bytes| source::from_bytes(url, &bytes)),
+        },
         (None, None) => Err("`openapi` needs `file` or `url`".to_owned()),
     };
     docs.map_err(|e| vec![format!("openapi: {e}")])
