@@ -7,6 +7,7 @@ use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Uri};
 
+use super::Room;
 use crate::auth::Principal;
 use crate::llm::Grant;
 
@@ -20,6 +21,8 @@ pub struct Admitted {
     principal: Option<Principal>,
     /// An LLM operation's reservation and stream slot, to meter its response by.
     llm: Option<Grant>,
+    /// The body's room under `limits.max_buffered_body_bytes`, held until it is forwarded.
+    room: Room,
 }
 
 impl Admitted {
@@ -28,12 +31,14 @@ impl Admitted {
         body: Bytes,
         principal: Option<Principal>,
         llm: Option<Grant>,
+        room: Room,
     ) -> Self {
         Admitted {
             parts,
             body,
             principal,
             llm,
+            room,
         }
     }
 
@@ -54,6 +59,11 @@ impl Admitted {
     /// What the response of an LLM operation is metered by; `None` on other operations.
     pub fn take_llm(&mut self) -> Option<Grant> {
         self.llm.take()
+    }
+
+    /// The body's room: the pipeline holds it until the model has the body.
+    pub fn take_room(&mut self) -> Room {
+        std::mem::take(&mut self.room)
     }
 
     pub fn into_parts(self) -> (Parts, Bytes, Option<Principal>) {

@@ -2,56 +2,94 @@
 //! before reading when it declares too much, cut off at the limit when it doesn't say,
 //! and bounded in time.
 
-use std::time::Duration;
-
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
+use super::room::{BodyBudget, Room};
 use crate::config::Limits;
 use crate::reject::Rejection;
 
-/// Buffers the request body: refused from `Content-Length` before reading when it
-/// declares too much, and cut off at the limit when it doesn't say.
-pub async fn read_body<B>(body: B, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, Rejection>
+/// Buffers the request body within `limits.max_body_bytes`: refused from `Content-Length`
+/// before reading when it declares too much, cut off at the limit when it doesn't say.
+/// The bytes read hold room in `budget` (reserved up front for a declared length, as they
+/// arrive otherwise), returned with the body to be held until it has been forwarded.
+pub async fn read_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limits: &Limits,
+    budget: &BodyBudget,
+) -> Result<(Bytes, Room), Rejection>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit = limits.max_body_bytes;
-    if declared_length(headers).is_some_and(|length| length > limit) {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|length| length > limit) {
         return Err(Rejection::BodyTooLarge { limit });
     }
     // A body that is already over (most GETs) needs neither a read nor its timer.
     if body.is_end_stream() {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), Room::default()));
     }
-    let max = usize::try_from(limit).unwrap_or(usize::MAX);
-    collect_within(Limited::new(body, max), limits.body_read_timeout, limit).await
+    let mut room = Room::default();
+    if let Some(length) = declared {
+        budget.reserve(length, &mut room).await?;
+    }
+    let collect = collect(body, limit, budget, &mut room, declared);
+    match tokio::time::timeout(limits.body_read_timeout, collect).await {
+        Ok(Ok(bytes)) => Ok((bytes, room)),
+        Ok(Err(rejection)) => Err(rejection),
+        Err(_elapsed) => Err(Rejection::BodyTimeout),
+    }
 }
 
-async fn collect_within<B>(
-    body: Limited<B>,
-    timeout: Duration,
+/// The body's data frames, in one buffer: a body that came in one frame is kept as it is
+/// (no copy); others are appended into one buffer sized from `Content-Length` when given.
+async fn collect<B>(
+    body: B,
     limit: u64,
+    budget: &BodyBudget,
+    room: &mut Room,
+    declared: Option<u64>,
 ) -> Result<Bytes, Rejection>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match tokio::time::timeout(timeout, body.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(Rejection::BodyTooLarge { limit })
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut buffer = BytesMut::new();
+    let mut read = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            tracing::debug!(error = %error.into(), "client body unreadable");
+            Rejection::BodyUnreadable
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: nothing to forward or check
+        };
+        read += data.len() as u64;
+        if read > limit {
+            return Err(Rejection::BodyTooLarge { limit });
         }
-        Ok(Err(error)) => {
-            tracing::debug!(error = %error, "client body unreadable");
-            Err(Rejection::BodyUnreadable)
+        budget.reserve(read, room).await?;
+        match first.take() {
+            None if buffer.is_empty() => first = Some(data),
+            held => {
+                if buffer.is_empty() {
+                    let capacity = declared.unwrap_or(read).max(read);
+                    buffer.reserve(usize::try_from(capacity).unwrap_or(0));
+                }
+                buffer.extend_from_slice(&held.unwrap_or_default());
+                buffer.extend_from_slice(&data);
+            }
         }
-        Err(_elapsed) => Err(Rejection::BodyTimeout),
     }
+    Ok(first.unwrap_or_else(|| buffer.freeze()))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

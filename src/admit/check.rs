@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Body;
 
-use super::{Admission, Target, enforce, read_body};
+use super::{Admission, Room, Target, enforce, read_body};
 use crate::reject::{Rejection, Stage};
 use crate::trail::Trail;
 use crate::validate::{self, json::JsonLimits};
@@ -19,20 +19,21 @@ pub(super) async fn check_request<B>(
     headers: &HeaderMap,
     body: B,
     trail: &mut Trail,
-) -> Result<Bytes, Rejection>
+) -> Result<(Bytes, Room), Rejection>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let parameters = check_parameters(snapshot, target, query, headers, trail);
-    let body = match read_body(body, headers, &snapshot.config.limits).await {
-        Ok(body) => body,
-        Err(unread) => return Err(parameters.err().unwrap_or(unread)),
-    };
+    let (body, room) =
+        match read_body(body, headers, &snapshot.config.limits, snapshot.bodies).await {
+            Ok(read) => read,
+            Err(unread) => return Err(parameters.err().unwrap_or(unread)),
+        };
     trail.body_read = true;
     let checked = check_body(snapshot, target, headers, &body, trail);
     validate::together(parameters, checked)?;
-    Ok(body)
+    Ok((body, room))
 }
 
 /// Stage 6, before the body is read: path, query, header and cookie parameters.

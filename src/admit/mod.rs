@@ -9,6 +9,7 @@ mod admitted;
 mod body;
 mod check;
 mod describe;
+mod room;
 mod route;
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ pub use self::admitted::{Admitted, Verdict};
 pub use self::body::read_body;
 use self::check::check_request;
 use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
+pub use self::room::{BodyBudget, Room};
 pub use self::route::{Routing, Target, route};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
 use crate::config::{Config, Mode};
@@ -46,6 +48,8 @@ pub struct Admission<'s> {
     pub llm: &'s llm::Rules,
     /// Where API keys travel, to strip them before the request goes on.
     pub credentials: &'s [KeyLocation],
+    /// The room request bodies share (`limits.max_buffered_body_bytes`).
+    pub bodies: &'s BodyBudget,
 }
 
 /// Runs stages 1–6 on a request. `body` is any HTTP body: hyper's for `serve`, an
@@ -86,14 +90,14 @@ where
     limit(snapshot, client, principal.as_ref(), target.mode, trail).await?;
     // 6. validate: parameters, then the body, read only now within its limits.
     let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
-    let body = check_request(snapshot, &target, query, &parts.headers, body, trail).await?;
+    let (body, room) = check_request(snapshot, &target, query, &parts.headers, body, trail).await?;
     // 5 (LLM operations). With the body read and valid: the key's model allowlist,
     // max_tokens cap and stream slots, and a reservation in its token budgets.
     let metered = target.llm.map(|_| target.mode);
     let headers = &mut parts.headers;
     let (body, grant) = llm_stage(snapshot, metered, &principal, headers, body, trail).await?;
     strip_credentials(snapshot, &mut parts, stripped);
-    let admitted = Admitted::new(parts, body, principal, grant);
+    let admitted = Admitted::new(parts, body, principal, grant, room);
     Ok(Verdict::Forward(admitted))
 }
 

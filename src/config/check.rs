@@ -22,6 +22,15 @@ impl Config {
                 problems.push(format!("`{name}` must be longer than 0s"));
             }
         }
+        if let Some(buffered) = self.limits.max_buffered_body_bytes {
+            if buffered < self.limits.max_body_bytes {
+                problems.push(format!(
+                    "`limits.max_buffered_body_bytes` ({buffered}) must be at least \
+                     `limits.max_body_bytes` ({}): a body that large could never be read",
+                    self.limits.max_body_bytes
+                ));
+            }
+        }
         if self.policy.max_tokens_fields.0.is_empty() {
             problems.push(
                 "`policy.max_tokens_fields` must name at least one field (max_tokens, \
@@ -77,10 +86,11 @@ impl Config {
     }
 
     /// The timeouts that must be longer than zero, by their names in the config.
-    fn timeouts(&self) -> [(&'static str, Duration); 6] {
+    fn timeouts(&self) -> [(&'static str, Duration); 7] {
         let (limits, upstream) = (&self.limits, &self.upstream);
         [
             ("limits.header_read_timeout", limits.header_read_timeout),
+            ("limits.body_buffer_wait", limits.body_buffer_wait),
             ("limits.body_read_timeout", limits.body_read_timeout),
             ("upstream.connect_timeout", upstream.connect_timeout),
             ("upstream.response_timeout", upstream.response_timeout),

@@ -7,6 +7,7 @@ mod auth;
 mod check;
 mod de;
 mod env_files;
+mod memory;
 mod policy;
 mod sections;
 mod typos;

@@ -91,6 +91,23 @@ pub struct Limits {
     /// Where rate limits and quotas are counted: in this process (`memory`), or in Redis,
     /// shared by every replica.
     pub store: LimitStore,
+    /// The most request-body bytes held at once, all requests together (bodies are read
+    /// whole to be validated). Default: a quarter of the container's memory limit (cgroup),
+    /// else 256 MiB; never less than `max_body_bytes`. See [`Limits::buffered_body_bytes`].
+    pub max_buffered_body_bytes: Option<u64>,
+    /// How long a request waits for room under `max_buffered_body_bytes` before its 503.
+    #[serde(deserialize_with = "duration")]
+    pub body_buffer_wait: Duration,
+}
+
+impl Limits {
+    /// `max_buffered_body_bytes` as set, or derived from the memory this process may use.
+    pub fn buffered_body_bytes(&self) -> u64 {
+        self.max_buffered_body_bytes.unwrap_or_else(|| {
+            let derived = super::memory::limit().map_or(256 * 1024 * 1024, |bytes| bytes / 4);
+            derived.max(self.max_body_bytes)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -169,6 +186,8 @@ impl Default for Limits {
             max_requests_per_connection: 1000,
             hash_workers: None,
             store: LimitStore::Memory,
+            max_buffered_body_bytes: None,
+            body_buffer_wait: Duration::from_millis(250),
         }
     }
 }

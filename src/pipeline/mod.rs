@@ -101,7 +101,12 @@ async fn run(
     };
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
-    match snapshot.upstream.forward(admitted, &context).await {
+    // The body's room is given back once the model has answered: until then the body may
+    // be resent (a retry), so its bytes are still held.
+    let room = admitted.take_room();
+    let forwarded = snapshot.upstream.forward(admitted, &context).await;
+    drop(room);
+    match forwarded {
         Ok(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
         Err(rejection) => Outcome::Refused(rejection, None),
     }

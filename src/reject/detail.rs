@@ -86,6 +86,10 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         R::TokenExpired => "the bearer token has expired",
         R::InvalidApiKey | R::InvalidBearerKey => "the API key is not valid",
         R::Overloaded => "too many credential checks in progress; retry shortly",
+        R::BodiesOverloaded => {
+            "too many request bodies are being read at once (limits.max_buffered_body_bytes); \
+             retry shortly"
+        }
         R::OperationNotAllowed => "this API key may not call this operation",
         R::LimitStoreUnavailable => "rate limits cannot be checked right now; retry shortly",
         R::KeyStoreStale => "API keys cannot be checked right now; retry shortly",

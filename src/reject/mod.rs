@@ -6,41 +6,16 @@ mod detail;
 mod problems;
 mod quota;
 mod response;
+mod stage;
 
 pub use self::problems::{HostProblem, PathProblem};
 pub use self::quota::QuotaUsage;
 pub use self::response::Audience;
+pub use self::stage::Stage;
 
 use http::StatusCode;
 use http::header::HeaderValue;
 use serde::Serialize;
-
-/// The pipeline stage that refused a request; the `stage` label of
-/// `moat_rejections_total` and the `stage` field of the access log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Stage {
-    Frame,
-    Route,
-    Authenticate,
-    Authorize,
-    Limit,
-    Validate,
-    Forward,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Frame => "frame",
-            Stage::Route => "route",
-            Stage::Authenticate => "authenticate",
-            Stage::Authorize => "authorize",
-            Stage::Limit => "limit",
-            Stage::Validate => "validate",
-            Stage::Forward => "forward",
-        }
-    }
-}
 
 /// A refusal. Each variant fixes its status, stable `code` and public detail right here, so
 /// the mapping is exhaustive and pinned by the table test below.
@@ -76,6 +51,9 @@ pub enum Rejection {
     InvalidBearerKey,
     /// Stage 3: the key-verification queue is full.
     Overloaded,
+    /// Stage 6: the bodies being read already fill `limits.max_buffered_body_bytes`, and
+    /// no room came free within `limits.body_buffer_wait`.
+    BodiesOverloaded,
     /// Stage 4: the API key's `operations` allowlist does not include this operation.
     OperationNotAllowed,
     /// Stage 4: the credential is valid but lacks scopes the operation needs.
@@ -187,7 +165,8 @@ impl Rejection {
             | R::QuotaExceeded(_)
             | R::TokenBudgetExceeded { .. }
             | R::TooManyStreams { .. } => S::TOO_MANY_REQUESTS,
-            R::Overloaded | R::LimitStoreUnavailable | R::KeyStoreStale => S::SERVICE_UNAVAILABLE,
+            R::Overloaded | R::BodiesOverloaded => S::SERVICE_UNAVAILABLE,
+            R::LimitStoreUnavailable | R::KeyStoreStale => S::SERVICE_UNAVAILABLE,
             R::UnsupportedMediaType { .. } => S::UNSUPPORTED_MEDIA_TYPE,
             R::BodyTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             R::BodyTimeout => S::REQUEST_TIMEOUT,
@@ -211,7 +190,7 @@ impl Rejection {
             R::InvalidToken => "invalid_token",
             R::TokenExpired => "token_expired",
             R::InvalidApiKey | R::InvalidBearerKey => "invalid_api_key",
-            R::Overloaded => "overloaded",
+            R::Overloaded | R::BodiesOverloaded => "overloaded",
             R::OperationNotAllowed => "operation_not_allowed",
             R::InsufficientScope { .. } => "insufficient_scope",
             R::RateLimited { .. } => "rate_limited",
@@ -271,7 +250,8 @@ impl Rejection {
             | R::BodySchema(_)
             | R::BodyTooLarge { .. }
             | R::BodyTimeout
-            | R::BodyUnreadable => Stage::Validate,
+            | R::BodyUnreadable
+            | R::BodiesOverloaded => Stage::Validate,
             R::UpstreamUnavailable | R::UpstreamTimeout | R::UpstreamExceededMaxTokens { .. } => {
                 Stage::Forward
             }

@@ -71,6 +71,7 @@ impl Rejection {
         use Rejection as R;
         match self {
             R::Overloaded
+            | R::BodiesOverloaded
             | R::LimitStoreUnavailable
             | R::KeyStoreStale
             | R::TooManyStreams { .. } => {

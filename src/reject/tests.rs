@@ -43,9 +43,10 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::InvalidLlmRequest(_) => 33,
         Rejection::UpstreamExceededMaxTokens { .. } => 34,
         Rejection::InvalidHost(_) => 35,
+        Rejection::BodiesOverloaded => 36,
     }
 }
-const VARIANTS: usize = 36;
+const VARIANTS: usize = 37;
 
 fn quota_spent() -> QuotaUsage {
     QuotaUsage {
@@ -179,6 +180,13 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             503,
             "overloaded",
             "authenticate",
+            None,
+        ),
+        (
+            Rejection::BodiesOverloaded,
+            503,
+            "overloaded",
+            "validate",
             None,
         ),
         (

@@ -44,6 +44,9 @@ pub struct Snapshot {
     /// The public listener's TLS config, rebuilt with each snapshot so new certificates
     /// reach new connections.
     pub tls: Option<crate::tls::ServerTls>,
+    /// The room request bodies share (`limits.max_buffered_body_bytes`), carried over a
+    /// reload that keeps its bound.
+    pub bodies: Arc<crate::admit::BodyBudget>,
 }
 
 /// Hands the memory a load freed (the raw spec documents and their parse trees: tens of MB
@@ -69,6 +72,7 @@ impl Snapshot {
             limits: &self.limits,
             llm: &self.llm,
             credentials: &self.credentials,
+            bodies: &self.bodies,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::Snapshot;
+use crate::admit::BodyBudget;
 use crate::auth::Auth;
 use crate::config::{Config, Period, TokenBudget};
 use crate::forward::Upstream;
@@ -33,6 +34,7 @@ impl Parts {
     ) -> Result<Snapshot, Vec<String>> {
         let routes = routes(&config, &self.spec, &self.auth);
         let limits = limits(&config, &self.auth, previous, metrics);
+        let bodies = bodies(&config, previous);
         let llm = match &self.auth {
             Ok(auth) => crate::llm::Rules::new(llm_rules(auth), &config.policy),
             Err(_) => Err(Vec::new()),
@@ -55,6 +57,7 @@ impl Parts {
                     limits,
                     llm,
                     tls,
+                    bodies,
                 })
             }
             (upstream, spec, auth, routes, (limits, llm), tls) => Err([
@@ -71,6 +74,19 @@ impl Parts {
             .flatten()
             .collect()),
         }
+    }
+}
+
+/// The room request bodies share: the previous snapshot's while its bound is unchanged, so
+/// a reload keeps counting the bodies in flight.
+fn bodies(config: &Config, previous: Option<&Snapshot>) -> Arc<BodyBudget> {
+    let (bytes, wait) = (
+        config.limits.buffered_body_bytes(),
+        config.limits.body_buffer_wait,
+    );
+    match previous {
+        Some(previous) if previous.bodies.is(bytes, wait) => previous.bodies.clone(),
+        _ => Arc::new(BodyBudget::new(bytes, wait)),
     }
 }
 

@@ -1,0 +1,118 @@
+//! Bodies in flight are bounded (`limits.max_buffered_body_bytes`): past the bound a request
+//! waits `limits.body_buffer_wait`, then hears 503 `overloaded` with `Retry-After`, while
+//! the requests holding room go through; and however many clients send large bodies at
+//! once, moat's memory stays near its bound (its peak RSS, `VmHWM`, read from /proc).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use support::{Moat, Upstream, config, metric, read_response};
+
+const MIB: usize = 1024 * 1024;
+
+fn post_head(length: usize) -> String {
+    format!(
+        "POST /x HTTP/1.1\r\nHost: moat.test\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// A client that has declared a 1 MiB body and sent only its first byte.
+fn holding(moat: &Moat) -> TcpStream {
+    let mut stream = support::open(moat.addr, post_head(MIB).as_bytes());
+    stream.write_all(b"x").unwrap();
+    stream
+}
+
+#[test]
+fn a_body_that_finds_no_room_is_refused_503_and_the_ones_holding_room_go_through() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  max_body_bytes: 1048576\n  max_buffered_body_bytes: 2097152\n  body_buffer_wait: 100ms\n",
+    ));
+    let mut first = holding(&moat);
+    let mut second = holding(&moat);
+    // Both have reserved their declared length by the time a third one asks.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut request = post_head(MIB).into_bytes();
+    request.extend(std::iter::repeat_n(b'y', MIB));
+    let refused = support::raw(moat.addr, &request);
+    assert_eq!(
+        refused.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let problem = refused.json();
+    assert_eq!(problem["code"], "overloaded");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_buffered_body_bytes")
+    );
+    for stream in [&mut first, &mut second] {
+        stream.write_all(&vec![b'z'; MIB - 1]).unwrap();
+        assert_eq!(read_response(stream).status, 200);
+    }
+    // The room came back with the answers.
+    assert_eq!(support::raw(moat.addr, &request).status, 200);
+    assert_eq!(
+        metric(
+            &moat,
+            r#"moat_rejections_total{stage="validate",code="overloaded"}"#
+        ),
+        1
+    );
+}
+
+#[test]
+fn many_large_bodies_at_once_keep_memory_near_the_bound() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  max_body_bytes: 1048576\n  max_buffered_body_bytes: 8388608\n  body_buffer_wait: 50ms\n",
+    ));
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", moat.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            * 1024
+    };
+    let before = peak();
+    // 64 clients declare 1 MiB each and send it slowly: 8 fit, the rest are refused.
+    let mut streams: Vec<TcpStream> = (0..64).map(|_| holding(&moat)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    for stream in &mut streams {
+        let _ = stream.write_all(&vec![b'z'; MIB - 1]);
+    }
+    let statuses: Vec<u16> = streams
+        .iter_mut()
+        .map(|s| read_response(s).status)
+        .collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let shed = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(ok + shed, 64, "{statuses:?}");
+    assert!(
+        (1..=8).contains(&ok),
+        "at most 8 MiB of bodies at once: {statuses:?}"
+    );
+    let grown = peak().saturating_sub(before);
+    eprintln!("ok {ok} shed {shed}, peak RSS grew by {} KiB", grown / 1024);
+    // Bodies within the bound (8 MiB) plus what 64 connections and their reads cost; without
+    // the bound the 64 bodies alone are 64 MiB.
+    assert!(grown < 40 * MIB, "peak RSS grew by {} MiB", grown / MIB);
+}
