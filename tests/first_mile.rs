@@ -70,3 +70,145 @@ fn man_prints_a_roff_page_and_writes_one_per_subcommand() {
         assert!(page.starts_with(".TH "), "{name}: {page}");
     }
 }
+
+#[cfg(feature = "age")]
+#[test]
+fn env_keygen_makes_missing_directories_private_and_keeps_existing_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("secrets/age/identity");
+    let made = run_moat(&["env", "keygen", "-o", identity.to_str().unwrap()], &[]);
+    assert!(made.status.success(), "{}", text(&made));
+    assert!(text(&made).contains("public key: age1"), "{}", text(&made));
+    assert_eq!(mode(&identity), 0o600);
+    assert_eq!(mode(&dir.path().join("secrets")), 0o700);
+    assert_eq!(mode(&dir.path().join("secrets/age")), 0o700);
+    // A directory that exists keeps its mode; only the new one is made private.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let second = shared.join("new/identity");
+    let made = run_moat(&["env", "keygen", "-o", second.to_str().unwrap()], &[]);
+    assert!(made.status.success(), "{}", text(&made));
+    assert_eq!(mode(&shared), 0o755);
+    assert_eq!(mode(&shared.join("new")), 0o700);
+    // An identity is never overwritten.
+    let again = run_moat(&["env", "keygen", "-o", second.to_str().unwrap()], &[]);
+    assert!(!again.status.success());
+}
+
+/// `dotenv: .env` with no such file: `serve` refuses to start (the variables could be the
+/// secrets that keep a door shut), and says which file, which line, and what to do.
+#[test]
+fn a_missing_dotenv_file_stops_serve_naming_the_file_the_line_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let dotenv = dir.path().join(".env");
+    let path = dir.path().join("moat.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:1\n\
+             env:\n  dotenv: {}\n",
+            dotenv.display()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let served = run_moat(&["serve", "--config", config], &[]);
+    assert_eq!(served.status.code(), Some(64), "{}", text(&served));
+    let checked = run_moat(&["check", "--config", config], &[]);
+    assert_eq!(checked.status.code(), Some(1), "{}", text(&checked));
+    for said in [text(&served), text(&checked)] {
+        for expected in [
+            "line 6: env.dotenv",
+            &format!("{} does not exist", dotenv.display()),
+            "create it",
+            "or remove the `dotenv:` line",
+        ] {
+            assert!(
+                said.contains(expected),
+                "`{expected}` missing from:\n{said}"
+            );
+        }
+    }
+}
+
+/// A demo that cannot bind leaves nothing behind in `$TMPDIR` (its key store included).
+#[test]
+fn a_demo_that_cannot_bind_removes_its_session_directory() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap();
+    let output = run_moat(
+        &["demo", "--listen", &listen, "--admin-listen", "127.0.0.1:0"],
+        &[("TMPDIR", tmpdir), ("MOAT_LOG", "warn")],
+    );
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("cannot listen on"),
+        "{}",
+        text(&output)
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `moat demo --admin-listen ADDR` (as in `docker run … moat demo --admin-listen
+/// 0.0.0.0:9090`) serves the status page there; Ctrl-C ends it, taking its directory.
+#[test]
+fn the_demo_serves_its_status_page_on_the_admin_address_it_is_given() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen"])
+        .arg(admin.to_string())
+        .env("TMPDIR", tmp.path())
+        .env("MOAT_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.contains("Ctrl-C stops the demo"))
+        .collect();
+    let page = support::admin_get(admin, "/");
+    let status = support::admin_get(admin, "/status.json");
+    let _ = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let stopped = support::eventually(|| matches!(child.try_wait(), Ok(Some(_))));
+    if !stopped {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    assert!(
+        banner
+            .iter()
+            .any(|line| line.contains(&format!("(admin: http://{admin})"))),
+        "{banner:#?}"
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("<html"),
+        "not the status page"
+    );
+    assert_eq!(status.status, 200);
+    assert!(status.json()["totals"].is_object(), "{}", status.json());
+    assert!(stopped, "the demo did not stop on SIGINT");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
