@@ -212,3 +212,100 @@ fn the_demo_serves_its_status_page_on_the_admin_address_it_is_given() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// The Kubernetes example counts its two replicas' limits in Redis, so it ships one: the
+/// Service the Secret's URL names, the password key the Secret is made with, and a
+/// NetworkPolicy that admits the moat pods.
+#[test]
+fn the_kubernetes_example_ships_the_redis_its_config_counts_in() {
+    use serde_json::Value;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes");
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    let documents = |name: &str| -> Vec<Value> {
+        read(name)
+            .split("\n---\n")
+            .map(|doc| serde_saphyr::from_str(doc).unwrap())
+            .collect()
+    };
+    assert!(read("configmap.yaml").contains("      store:\n        redis:\n"));
+    let redis = documents("redis.yaml");
+    let of_kind = |kind: &str| redis.iter().find(|doc| doc["kind"] == kind).unwrap();
+    let service = of_kind("Service");
+    let host = service["metadata"]["name"].as_str().unwrap();
+    let port = &service["spec"]["ports"][0]["port"];
+    let secret = read("secret.yaml");
+    assert!(
+        secret.contains(&format!("@{host}:{port}/0")),
+        "secret.yaml's redis_url does not name {host}:{port}"
+    );
+    let container = &of_kind("Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let password = &container["env"][0]["valueFrom"]["secretKeyRef"];
+    assert_eq!(password["name"], "moat-keys");
+    let key = password["key"].as_str().unwrap();
+    assert!(secret.contains(&format!("--from-file={key}")), "{secret}");
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(format!(
+                "$({})",
+                container["env"][0]["name"].as_str().unwrap()
+            ))),
+        "{container}"
+    );
+    let pods = &documents("deployment.yaml")[0]["spec"]["template"]["metadata"]["labels"];
+    let admitted = &of_kind("NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"];
+    assert_eq!(&admitted["matchLabels"], pods);
+    assert!(read("deployment.yaml").contains("MOAT_REDIS_URL_FILE"));
+    assert!(read("README.md").contains("kubectl apply -f configmap.yaml -f redis.yaml"));
+}
+
+/// The compose example needs no Rust on the host: compose builds moat from the repository's
+/// Dockerfile, and `setup.sh` falls back to that image. With a moat binary it makes every
+/// file, the plaintext dotenv only ever in a pipe.
+#[cfg(feature = "age")]
+#[test]
+fn the_compose_setup_runs_with_a_moat_binary_or_the_image_compose_builds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose");
+    let compose: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("compose.yaml")).unwrap())
+            .unwrap();
+    let moat = &compose["services"]["moat"];
+    assert_eq!(moat["build"]["context"], "../..");
+    assert_eq!(moat["build"]["dockerfile"], "Dockerfile");
+    let script = std::fs::read_to_string(root.join("setup.sh")).unwrap();
+    assert!(script.contains("docker compose build moat"));
+    assert!(script.contains(&format!(" {})", moat["image"].as_str().unwrap())));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::copy(root.join("setup.sh"), dir.path().join("setup.sh")).unwrap();
+    let output = std::process::Command::new("bash")
+        .arg(dir.path().join("setup.sh"))
+        .env("MOAT", env!("CARGO_BIN_EXE_moat"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let identity = dir.path().join("secrets/age_identity");
+    for made in [
+        "secrets/key_pepper",
+        "config/keys.yaml",
+        "config/.env.age",
+        ".env",
+    ] {
+        assert!(dir.path().join(made).is_file(), "{made} missing");
+    }
+    let inspected = run_moat(
+        &[
+            "env",
+            "decrypt",
+            dir.path().join("config/.env.age").to_str().unwrap(),
+        ],
+        &[("MOAT_AGE_IDENTITY_FILE", identity.to_str().unwrap())],
+    );
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    let plain = String::from_utf8(inspected.stdout).unwrap();
+    assert!(
+        plain.starts_with("MOAT_JWT_SECRET=") && plain.len() > 60,
+        "not the secret"
+    );
+}
