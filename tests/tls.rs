@@ -268,6 +268,13 @@ fn plain_http_on_the_tls_port_is_told_to_use_https() {
         assert_eq!(get(stream, "/x", &[]).await.unwrap().0, 200);
     });
     assert_eq!(upstream.count(), 1, "only the TLS request is forwarded");
+    assert_eq!(
+        support::metric(
+            &moat,
+            "moat_connections_closed_total{reason=\"plain_http_on_tls\"}"
+        ),
+        1
+    );
 }
 
 #[test]
