@@ -54,8 +54,10 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// HEAD, the branch it points to and `packed-refs`. Only files that exist: cargo reruns a
-/// build script on every build when a watched path is missing.
+/// HEAD, the branch it points to and `packed-refs`. Only paths that exist: cargo reruns a
+/// build script on every build when a watched path is missing. A branch packed into
+/// `packed-refs` has no file of its own until its next commit writes one: its directory is
+/// watched instead.
 fn watch_git_files(dir: &Path) {
     let git_dir = git(dir, &["rev-parse", "--absolute-git-dir"]).map(PathBuf::from);
     let common_dir = git(dir, &["rev-parse", "--git-common-dir"]).map(|d| dir.join(d));
@@ -65,10 +67,15 @@ fn watch_git_files(dir: &Path) {
         watched.push(git_dir.join("HEAD"));
     }
     if let Some(common_dir) = &common_dir {
-        watched.extend(branch.map(|branch| common_dir.join(branch)));
+        if let Some(branch) = branch.map(|branch| common_dir.join(branch)) {
+            if !branch.is_file() {
+                watched.extend(branch.parent().map(Path::to_owned));
+            }
+            watched.push(branch);
+        }
         watched.push(common_dir.join("packed-refs"));
     }
-    for path in watched.into_iter().filter(|path| path.is_file()) {
+    for path in watched.into_iter().filter(|path| path.exists()) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 }
