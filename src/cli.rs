@@ -5,14 +5,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::cmd::env::EnvCommand;
 use crate::cmd::keys::KeysCommand;
 use crate::cmd::{check, demo, env, explain, healthcheck, keys, serve, spec, token};
+use crate::cmd::{completions, version};
 
 #[derive(Debug, Parser)]
-#[command(name = "moat", version, about = "A security sidecar for model servers")]
+#[command(
+    name = "moat",
+    version = version::SHORT,
+    long_version = version::LONG,
+    about = "A security sidecar for model servers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,6 +83,21 @@ enum Command {
             default_value = "http://127.0.0.1:9090/healthz"
         )]
         url: String,
+    },
+    /// Print the version, the git commit, the build date and the enabled cargo features.
+    Version,
+    /// Print a shell completion script, e.g. `moat completions bash >
+    /// /etc/bash_completion.d/moat`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print moat's man page (roff), e.g. `moat man | man -l -`.
+    Man {
+        /// Write one page per command and subcommand into this directory instead
+        /// (moat.1, moat-serve.1, moat-keys-new.1, ...).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -194,5 +215,8 @@ pub fn run() -> ExitCode {
             SpecCommand::Loose { config } => spec::loose(&config.config),
         },
         Command::Healthcheck { url } => healthcheck::main(&url),
+        Command::Version => version::main(),
+        Command::Completions { shell } => completions::completions(shell, Cli::command()),
+        Command::Man { out_dir } => completions::man(Cli::command(), out_dir.as_deref()),
     }
 }

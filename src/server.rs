@@ -5,6 +5,7 @@
 
 mod connections;
 mod listeners;
+mod plain_on_tls;
 mod proxy;
 
 use std::future::Future;

@@ -200,20 +200,6 @@ fn http1_and_http2_are_served_over_tls_by_alpn() {
             let (status, seen_version) = get(stream, "/x", &forged).await.unwrap();
             assert_eq!((status, seen_version), (200, version));
         }
-        // Plain HTTP on the TLS port gets no HTTP answer.
-        let plain = tokio::time::timeout(Duration::from_secs(5), async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut tcp = TcpStream::connect(moat.addr).await.unwrap();
-            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
-            let mut buffer = Vec::new();
-            let _ = tcp.read_to_end(&mut buffer).await;
-            buffer
-        })
-        .await
-        .unwrap();
-        assert!(!plain.starts_with(b"HTTP/"), "answered plain HTTP on TLS");
     });
     let seen = upstream.requests();
     assert_eq!(seen.len(), 2);
@@ -221,6 +207,74 @@ fn http1_and_http2_are_served_over_tls_by_alpn() {
         assert_eq!(request.header("x-forwarded-proto"), Some("https"));
         assert_eq!(request.header("x-moat-client-cert-subject"), None);
     }
+}
+
+/// `curl http://` on the TLS port: a 400 that says to use https://, one log line naming
+/// the client, nothing forwarded; and the start-up line says TLS is on, with which
+/// certificate until when.
+#[test]
+fn plain_http_on_the_tls_port_is_told_to_use_https() {
+    let pki = Pki::new();
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(&upstream.url(), &pki.tls_config(false)));
+    let listening: serde_json::Value = moat
+        .lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .find(|json: &serde_json::Value| json["message"] == "listening")
+        .unwrap();
+    assert_eq!(listening["scheme"], "https", "{listening}");
+    assert_eq!(listening["tls_cert"], pki.path("server.crt"), "{listening}");
+    // rcgen's default notAfter.
+    assert_eq!(
+        listening["tls_not_after"], "4096-01-01T00:00:00Z",
+        "{listening}"
+    );
+    let answer = runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tcp = TcpStream::connect(moat.addr).await.unwrap();
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buffer = Vec::new();
+            tcp.read_to_end(&mut buffer).await.unwrap();
+            String::from_utf8(buffer).unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\nthis port speaks TLS; use https://\n"),
+        "{answer}"
+    );
+    assert!(
+        eventually(|| moat.lines().iter().any(|line| {
+            line.contains("plain HTTP on the TLS port") && line.contains("\"client\":\"127.0.0.1\"")
+        })),
+        "{:#?}",
+        moat.lines()
+    );
+    // A TLS client is served as before.
+    runtime().block_on(async {
+        let stream = connect(moat.addr, client_config(&pki.ca.pem, &[b"http/1.1"], None))
+            .await
+            .unwrap();
+        assert_eq!(get(stream, "/x", &[]).await.unwrap().0, 200);
+    });
+    assert_eq!(upstream.count(), 1, "only the TLS request is forwarded");
+    assert_eq!(
+        support::metric(
+            &moat,
+            "moat_connections_closed_total{reason=\"plain_http_on_tls\"}"
+        ),
+        1
+    );
 }
 
 #[test]

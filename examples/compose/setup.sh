@@ -7,13 +7,25 @@
 #   config/.env.age        MOAT_JWT_SECRET (random HS256 secret), age-encrypted
 #   .env                   MOAT_UID/MOAT_GID for compose (who the moat container runs as)
 #
-# Usage: ./setup.sh            (MOAT=/path/to/moat ./setup.sh if moat is not on PATH)
+# Usage: ./setup.sh
+# moat runs from $MOAT or the `moat` on PATH if there is one; otherwise from the image compose
+# builds from the repository's Dockerfile (`docker compose build moat`): no Rust needed.
 # Refuses to overwrite anything that exists; delete secrets/ and those files to start over.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-MOAT=${MOAT:-moat}
-command -v "$MOAT" >/dev/null || { echo "setup.sh: no moat binary: set MOAT=/path/to/moat" >&2; exit 1; }
+if [[ -n ${MOAT:-} ]] || command -v moat >/dev/null; then
+  moat=("${MOAT:-moat}")
+  command -v "${moat[0]}" >/dev/null || { echo "setup.sh: MOAT=$MOAT is not a program" >&2; exit 1; }
+else
+  command -v docker >/dev/null || { echo "setup.sh: neither moat nor docker found" >&2; exit 1; }
+  echo "setup.sh: no moat on PATH: building the image (the first build compiles moat: a few minutes)" >&2
+  docker compose build moat
+  # As the calling user, in this directory: the files it writes are yours, as with a host
+  # binary. -i: `env encrypt` reads the plaintext on stdin.
+  moat=(docker run --rm -i --user "$(id -u):$(id -g)" -v "$PWD:/work" -w /work
+        -e MOAT_KEY_PEPPER_FILE moat:latest)
+fi
 
 for f in secrets/age_identity secrets/key_pepper config/keys.yaml config/.env.age .env; do
   if [[ -e $f ]]; then
@@ -28,7 +40,7 @@ mkdir -p secrets
 random_hex() { head -c "$1" /dev/urandom | od -An -vtx1 | tr -d ' \n'; }
 
 # 1. The age identity. Its public key is the recipient for config/.env.age.
-"$MOAT" env keygen -o secrets/age_identity   # prints the public key on stderr
+"${moat[@]}" env keygen -o secrets/age_identity   # prints the public key on stderr
 recipient=$(sed -n 's/^# public key: //p' secrets/age_identity)
 
 # 2. The key pepper: 32 random bytes, hex.
@@ -37,15 +49,12 @@ random_hex 32 > secrets/key_pepper
 # 3. The first API key. The key is printed once, here; only its hash is stored.
 echo "API key for 'demo' (scope predict, 1000 requests a day on both replicas), shown only once — keep it:"
 MOAT_KEY_PEPPER_FILE=secrets/key_pepper \
-  "$MOAT" keys new --id demo --scopes predict --owner compose-demo --quota 1000/day \
+  "${moat[@]}" keys new --id demo --scopes predict --owner compose-demo --quota 1000/day \
   --store config/keys.yaml
 
-# 4. The encrypted dotenv. The plaintext exists only in a 0600 temporary file, removed on exit.
-plain=$(mktemp)
-trap 'rm -f "$plain"' EXIT
-printf 'MOAT_JWT_SECRET=%s\n' "$(random_hex 32)" > "$plain"
-"$MOAT" env encrypt -r "$recipient" "$plain" -o config/.env.age
-rm -f "$plain"
+# 4. The encrypted dotenv. The plaintext goes through a pipe, never to a file.
+printf 'MOAT_JWT_SECRET=%s\n' "$(random_hex 32)" \
+  | "${moat[@]}" env encrypt -r "$recipient" -o config/.env.age
 
 # 5. Who the moat container runs as: compose bind-mounts the secrets with their host owner
 #    and mode 0600, so it must be their owner. Never root: as root, hand them to the image's

@@ -23,15 +23,33 @@ use banner::{Session, banner};
 const CONFIG: &str = include_str!("../../config/moat.yaml");
 const SPEC: &str = include_str!("../../config/openapi.json");
 
-/// Runs the demo until SIGINT or SIGTERM.
+/// Runs the demo until SIGINT or SIGTERM. A signal during the set-up ends it too, and
+/// whichever way it ends, the session's directory (its key store) goes with it.
 pub async fn run(
     listen: SocketAddr,
     admin_listen: SocketAddr,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (state, listeners, session, _dir) = tokio::select! {
+        ready = set_up(listen, admin_listen) => ready?,
+        () = &mut shutdown => return Ok(()),
+    };
+    print!("{}", banner(&session));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    tracing::info!(listen = %session.public, admin = %session.admin, "listening");
+    server::serve(state, listeners, shutdown).await;
+    Ok(())
+}
+
+/// The sample model, the session's files and credentials, and the bound listeners.
+async fn set_up(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> Result<(Arc<State>, Listeners, Session, SessionDir), String> {
     let model = model::start().await?;
-    let dir = tempfile_dir()?;
-    let files = Files::write(&dir)?;
+    let dir = SessionDir::create()?;
+    let files = Files::write(dir.path())?;
     let config = session_config(&files, listen, admin_listen, model)?;
     let credentials = Credentials::mint(&config, &files.store)?;
     let state = session_state(config, files.config)?;
@@ -43,23 +61,34 @@ pub async fn run(
         admin: listeners.admin_addr().map_err(|e| e.to_string())?,
         credentials,
     };
-    print!("{}", banner(&session));
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    tracing::info!(listen = %session.public, admin = %session.admin, "listening");
-    server::serve(state, listeners, shutdown).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok((state, listeners, session, dir))
 }
 
-/// A private directory for the session's files (spec copy, key store), removed at exit.
-fn tempfile_dir() -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("moat-demo-{}", random_hex(8)));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir)
+/// A private directory for the session's files (spec copy, key store with the session's
+/// key hashes), under `$TMPDIR`; removed when dropped, so no exit path — a port in use, a
+/// failed set-up, Ctrl-C, a panic — leaves it behind.
+struct SessionDir(PathBuf);
+
+impl SessionDir {
+    fn create() -> Result<SessionDir, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("moat-demo-{}", random_hex(8)));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(SessionDir(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SessionDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// `bytes` random bytes, in hex.

@@ -131,10 +131,18 @@ fn read_input(path: Option<&Path>) -> Result<zeroize::Zeroizing<Vec<u8>>, String
 }
 
 /// Creates `path` with mode 0600; an existing file is never overwritten (it may be the only
-/// copy of an identity).
+/// copy of an identity). Missing parent directories are made, 0700: they hold a secret
+/// (`moat env keygen -o secrets/age_identity` in a fresh checkout).
 #[cfg(feature = "age")]
 fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // Existing directories keep their mode: only the ones made here are 0700.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -2,6 +2,7 @@
 //! the exit code its outcome calls for.
 
 pub mod check;
+pub mod completions;
 pub mod demo;
 pub mod env;
 pub mod explain;
@@ -10,3 +11,4 @@ pub mod keys;
 pub mod serve;
 pub mod spec;
 pub mod token;
+pub mod version;

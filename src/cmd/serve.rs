@@ -51,10 +51,47 @@ async fn bind_and_serve(
         }
     };
     if let (Ok(public), Ok(admin)) = (listeners.public_addr(), listeners.admin_addr()) {
-        tracing::info!(listen = %public, admin = %admin, "listening");
+        let tls = Tls::of(&state);
+        tracing::info!(
+            listen = %public,
+            admin = %admin,
+            scheme = tls.scheme(),
+            tls_cert = tls.cert.as_deref(),
+            tls_not_after = tls.not_after.as_deref(),
+            version = super::version::SHORT,
+            "listening"
+        );
     }
     server::serve(state, listeners, shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// Whether the public listener speaks TLS, for the start-up line: which certificate, and
+/// until when it is valid (when its `notAfter` could be read).
+struct Tls {
+    cert: Option<String>,
+    not_after: Option<String>,
+}
+
+impl Tls {
+    fn of(state: &State) -> Tls {
+        let snapshot = state.snapshot.load();
+        let cert = snapshot
+            .config
+            .tls
+            .as_ref()
+            .map(|tls| tls.cert_file.display().to_string());
+        let not_after = snapshot.tls.as_ref().and_then(|tls| tls.not_after);
+        Tls {
+            cert,
+            not_after: not_after.map(|end| humantime::format_rfc3339_seconds(end).to_string()),
+        }
+    }
+
+    /// `https` or `http`: what a client must type before the address.
+    fn scheme(&self) -> &'static str {
+        if self.cert.is_some() { "https" } else { "http" }
+    }
 }
 
 /// The runtime `serve` and `demo` run on; `None` (said on stderr) when it cannot start.

@@ -47,12 +47,16 @@ pub(super) fn read_env_files(text: &str) -> Result<EnvFiles, String> {
         return Ok(read);
     };
     if let Some(path) = &env.dotenv {
-        match read_dotenv(path) {
+        match missing(text, "dotenv", path).map_or_else(|| read_dotenv(path), Err) {
             Ok(variables) => read.variables = variables,
             Err(problem) => read.problems.push(problem),
         }
     }
     if let Some(path) = &env.encrypted_dotenv {
+        if let Some(problem) = missing(text, "encrypted_dotenv", path) {
+            read.problems.push(problem);
+            return Ok(read);
+        }
         match encrypted_variables(path, env.dotenv_keys.as_deref(), &read.variables) {
             Ok((variables, summary)) => {
                 read.variables.extend(variables);
@@ -62,6 +66,50 @@ pub(super) fn read_env_files(text: &str) -> Result<EnvFiles, String> {
         }
     }
     Ok(read)
+}
+
+/// The problem of an env file that does not exist: which file (where a relative path
+/// leads), which line of the config names it, and the two ways out. Fail closed: the
+/// variables it would set may be secrets (a pepper, a JWT secret) whose absence opens a
+/// door, so `serve` does not start without them.
+fn missing(text: &str, key: &str, path: &Path) -> Option<String> {
+    if path.try_exists().unwrap_or(true) {
+        return None;
+    }
+    let line = key_line(text, key).map_or_else(String::new, |n| format!("line {n}: "));
+    let looked_at = std::env::current_dir()
+        .map(|dir| dir.join(path))
+        .unwrap_or_else(|_| path.to_owned());
+    let make = if key == "dotenv" {
+        "create it (`KEY=value` lines, mode 0600: `touch FILE && chmod 600 FILE`)"
+    } else {
+        "make it with `moat env encrypt -r RECIPIENT PLAIN.env -o FILE`"
+    };
+    Some(format!(
+        "{line}env.{key}: the file {} does not exist (looked for {}); {}, or remove the \
+         `{key}:` line. moat does not start without it: the variables it would set may be \
+         secrets",
+        path.display(),
+        looked_at.display(),
+        make.replace("FILE", &path.display().to_string()),
+    ))
+}
+
+/// The line (1-based) of the first `KEY:` in the config text outside comments, `KEY` a
+/// whole name (`dotenv:` is not found in `encrypted_dotenv:`).
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let needle = format!("{key}:");
+    text.lines().enumerate().find_map(|(index, line)| {
+        let code = line.split('#').next().unwrap_or("");
+        code.match_indices(&needle)
+            .any(|(at, _)| {
+                !code[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+            .then_some(index + 1)
+    })
 }
 
 fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, String> {

@@ -22,7 +22,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub key_verifications: Family<KeyVerificationLabels, Counter>,
     pub config_reloads: Family<ReloadLabels, Counter>,
-    /// Connections moat closed on its own (`max_requests`, `client_resets`).
+    /// Connections moat closed on its own (`max_requests`, `client_resets`,
+    /// `plain_http_on_tls`).
     pub connections_closed: Family<ReasonLabels, Counter>,
     /// Requests their client abandoned (`before_response`: logged as 499; `during_response`).
     pub cancelled: Family<PhaseLabels, Counter>,
@@ -114,7 +115,8 @@ const RELOADS: (&str, &str) = (
 const CLOSED: (&str, &str) = (
     "moat_connections_closed",
     "Client connections moat closed on its own, by reason (max_requests: \
-     limits.max_requests_per_connection; client_resets: the reset budget)",
+     limits.max_requests_per_connection; client_resets: the reset budget; \
+     plain_http_on_tls: plain HTTP sent to the TLS port)",
 );
 const CANCELLED: (&str, &str) = (
     "moat_client_cancelled_requests",

@@ -18,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::plain_on_tls;
 use super::proxy::Shared;
 use crate::config::Limits;
 use crate::connection::{Close, Connection};
@@ -126,7 +127,8 @@ impl Task {
     }
 }
 
-/// Serves a TLS connection once its handshake is done, with the protocol ALPN chose.
+/// Serves a TLS connection once its handshake is done, with the protocol ALPN chose; a
+/// connection that opens with anything but a handshake gets a plain-HTTP answer instead.
 pub(super) fn spawn_tls(
     shared: &Shared,
     protocols: &Protocols,
@@ -135,16 +137,39 @@ pub(super) fn spawn_tls(
     slot: OwnedSemaphorePermit,
 ) {
     let task = Task::of(shared);
-    let (http1_only, http2_only) = (protocols.http1_only.clone(), protocols.http2_only.clone());
+    let builders = (protocols.http1_only.clone(), protocols.http2_only.clone());
     tokio::spawn(async move {
-        let handshake = handshake(&task.state, stream, peer, task.silence);
-        if let Some(Some((stream, peer))) = until_stopped(handshake, task.stopping.clone()).await {
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let builder = if h2 { &http2_only } else { &http1_only };
-            task.serve(builder, stream, peer).await;
+        let start = tokio::time::Instant::now();
+        match first_byte(&stream, &task).await {
+            Some(first) if plain_on_tls::is_tls(first) => {
+                // The peek and the handshake share one header-read timeout.
+                let left = task.silence.saturating_sub(start.elapsed());
+                task.serve_tls(stream, peer, left, &builders).await;
+            }
+            Some(_) => plain_on_tls::refuse(&task.state, stream, peer.ip).await,
+            None => {}
         }
         drop(slot);
     });
+}
+
+impl Task {
+    /// The handshake within `timeout`, then the connection served by the builder for the
+    /// protocol ALPN chose: HTTP/1.1 (`builders.0`) or HTTP/2 (`builders.1`).
+    async fn serve_tls(
+        self,
+        stream: TcpStream,
+        peer: Peer,
+        timeout: Duration,
+        builders: &(auto::Builder<TokioExecutor>, auto::Builder<TokioExecutor>),
+    ) {
+        let handshake = handshake(&self.state, stream, peer, timeout);
+        if let Some(Some((stream, peer))) = until_stopped(handshake, self.stopping.clone()).await {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let builder = if h2 { &builders.1 } else { &builders.0 };
+            self.serve(builder, stream, peer).await;
+        }
+    }
 }
 
 /// Serves a plain TCP connection once its client has sent a byte.
@@ -160,14 +185,22 @@ pub(super) fn spawn_plain(
     tokio::spawn(async move {
         // The auto builder sniffs for the HTTP/2 preface before any of hyper's
         // timeouts start: a client that sends nothing must not hold a slot.
-        let mut first = [0u8; 1];
-        let peek = tokio::time::timeout(task.silence, stream.peek(&mut first));
-        let peeked = until_stopped(peek, task.stopping.clone()).await;
-        if matches!(peeked, Some(Ok(Ok(1)))) {
+        if first_byte(&stream, &task).await.is_some() {
             task.serve(&builder, stream, peer).await;
         }
         drop(slot);
     });
+}
+
+/// The connection's first byte, left unread; `None` when the client sends nothing within
+/// the header-read timeout, closes, or the server stops first.
+async fn first_byte(stream: &TcpStream, task: &Task) -> Option<u8> {
+    let mut first = [0u8; 1];
+    let peek = tokio::time::timeout(task.silence, stream.peek(&mut first));
+    match until_stopped(peek, task.stopping.clone()).await {
+        Some(Ok(Ok(1))) => Some(first[0]),
+        _ => None,
+    }
 }
 
 /// `work`, unless the server starts stopping first: a connection that has not sent a byte

@@ -1,8 +1,9 @@
 //! `moat spec loose`: what the effective spec leaves open in what a request may carry —
 //! strings with no length, pattern, enum or bounded format; numbers without both bounds;
 //! arrays without `maxItems`; objects open to any other property; schemas that accept
-//! anything; JSON bodies with no schema — written as an Overlay document whose actions
-//! close each one, to be reviewed and kept as the spec's tightening.
+//! anything; JSON bodies with no schema — written as an Overlay document with an action
+//! for each, to be reviewed and kept as the spec's tightening. An action's `update` holds
+//! only what the spec already states; the keywords that would close it are suggestions.
 //!
 //! Each schema location is reported once, with every operation that reaches it, and only
 //! in the spec's own document (the only one an overlay can target). The report reads the
@@ -17,14 +18,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use self::open_ends::Opening;
 use self::walk::Walk;
 use super::raw::RawOperation;
 use super::source::Documents;
 
-/// One thing left open, and the update that closes it.
+/// One thing left open, what closes it for certain, and what might.
 struct Finding {
     what: String,
     update: Value,
+    suggested: Value,
 }
 
 #[derive(Default)]
@@ -49,11 +52,16 @@ struct Info {
     version: &'static str,
 }
 
+/// One action: `update` holds only what the spec states, so the overlay applied as it is
+/// refuses nothing the spec allows; the guesses go in `x-moat-suggested` (a specification
+/// extension, which overlay tools ignore) for a person to review and move into `update`.
 #[derive(Serialize)]
 struct Action {
     target: String,
     description: String,
     update: Map<String, Value>,
+    #[serde(rename = "x-moat-suggested", skip_serializing_if = "Map::is_empty")]
+    suggested: Map<String, Value>,
 }
 
 /// The overlay that would close everything the spec leaves open; `None` when nothing is.
@@ -104,7 +112,10 @@ impl Overlay {
         Overlay {
             overlay: "1.0.0",
             info: Info {
-                title: format!("What {title} leaves open (moat spec loose): review each value"),
+                title: format!(
+                    "What {title} leaves open (moat spec loose): each update holds only what \
+                     the spec states; review x-moat-suggested and move what fits into update"
+                ),
                 version: "1.0.0",
             },
             actions,
@@ -113,13 +124,14 @@ impl Overlay {
 }
 
 impl Openings {
-    fn found(&mut self, pointer: &str, operation: &str, what: &str, update: Value) {
+    fn found(&mut self, pointer: &str, operation: &str, opening: Opening) {
         self.reached(pointer, operation);
         let findings = self.findings.entry(pointer.to_owned()).or_default();
-        if !findings.iter().any(|f| f.what == what) {
+        if !findings.iter().any(|f| f.what == opening.what) {
             findings.push(Finding {
-                what: what.to_owned(),
-                update,
+                what: opening.what.to_owned(),
+                update: opening.update,
+                suggested: opening.suggested,
             });
         }
     }
@@ -134,12 +146,15 @@ impl Openings {
     /// The action that closes what is open at `pointer`: every finding's update merged,
     /// described with the operations that reach it.
     fn action(&self, doc: &Value, pointer: &str, findings: &[Finding]) -> Action {
-        let mut update = Map::new();
-        for finding in findings {
-            if let Value::Object(members) = &finding.update {
-                update.extend(members.clone());
+        let merged = |pick: fn(&Finding) -> &Value| {
+            let mut merged = Map::new();
+            for finding in findings {
+                if let Value::Object(members) = pick(finding) {
+                    merged.extend(members.clone());
+                }
             }
-        }
+            merged
+        };
         let what: Vec<&str> = findings.iter().map(|f| f.what.as_str()).collect();
         Action {
             target: normalized_path(doc, pointer),
@@ -148,7 +163,8 @@ impl Openings {
                 what.join("; "),
                 self.reaching(pointer)
             ),
-            update,
+            update: merged(|f| &f.update),
+            suggested: merged(|f| &f.suggested),
         }
     }
 

@@ -19,8 +19,11 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: KeyTarget,
     },
-    /// List the keys with their state and restrictions (never their hashes in full).
+    /// List the keys with their state and restrictions (no hashes).
     List {
+        /// Add a column with each hash's algorithm and cost (never the hash itself).
+        #[arg(long)]
+        hashes: bool,
         #[command(flatten)]
         target: KeyTarget,
     },
@@ -198,9 +201,9 @@ impl KeysCommand {
                 .resolve()
                 .and_then(|target| store::hash_stdin(&target))
                 .map(|hash| println!("{hash}")),
-            KeysCommand::List { target } => target
+            KeysCommand::List { hashes, target } => target
                 .resolve()
-                .and_then(|target| store::list(&target.store))
+                .and_then(|target| store::list(&target.store, hashes))
                 .map(|table| print!("{table}")),
             KeysCommand::Revoke { id, target } => target
                 .resolve()

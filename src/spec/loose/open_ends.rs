@@ -1,5 +1,8 @@
 //! What one schema object leaves open, by the types it admits, each with the keywords
-//! that would close it.
+//! that would close it: as an update only what the spec itself states (applied as it is,
+//! the overlay then refuses nothing the spec allows), and the rest as a suggestion — a
+//! guess at the model's input domain (`maxLength: 256`) that a person has to review, since
+//! it may refuse valid requests (`minimum: 0` on a vector of floats would).
 
 use serde_json::{Map, Value, json};
 
@@ -18,8 +21,23 @@ const BOUNDED_FORMATS: &[&str] = &[
     "double",
 ];
 
-/// Something left open, and the update that closes it.
-type Opening = (&'static str, Value);
+/// Something left open, and what would close it.
+pub(super) struct Opening {
+    pub(super) what: &'static str,
+    /// Keywords that follow from what the schema already states: safe as they are.
+    pub(super) update: Value,
+    /// Keywords that are a guess: to review, and move into the update where they fit.
+    pub(super) suggested: Value,
+}
+
+/// An opening only a person can close: nothing in the update, the guess as a suggestion.
+pub(super) fn guess(what: &'static str, suggested: Value) -> Opening {
+    Opening {
+        what,
+        update: json!({}),
+        suggested,
+    }
+}
 
 /// The schema object being judged.
 struct Schema<'a> {
@@ -77,7 +95,7 @@ fn declared_types(map: &Map<String, Value>) -> Vec<&str> {
 fn open_composition(schema: &Schema<'_>) -> Option<Opening> {
     (schema.has("allOf") && !schema.in_all_of && !schema.closed("unevaluatedProperties")).then(
         || {
-            (
+            guess(
                 "an allOf composition open to any other property",
                 json!({"unevaluatedProperties": false}),
             )
@@ -91,7 +109,7 @@ fn untyped(schema: &Schema<'_>) -> Option<Opening> {
         .iter()
         .any(|keyword| schema.has(keyword));
     (!composed).then(|| {
-        (
+        guess(
             "no `type`: accepts any JSON value",
             json!({"type": "string", "maxLength": 256}),
         )
@@ -106,30 +124,44 @@ fn open_string(schema: &Schema<'_>) -> Option<Opening> {
         .is_some_and(|format| BOUNDED_FORMATS.contains(&format));
     let bounded = schema.has("maxLength") || schema.has("pattern") || format_bounds;
     (schema.admits("string") && !bounded).then(|| {
-        (
+        guess(
             "a string with no maxLength, pattern, enum or bounded format",
             json!({"maxLength": 256}),
         )
     })
 }
 
+/// Bounds for the sides a number leaves open; symmetric, as nothing says the model's
+/// numbers are positive.
 fn open_number(schema: &Schema<'_>) -> Option<Opening> {
     if !schema.admits("integer") && !schema.admits("number") {
         return None;
     }
-    let mut update = Map::new();
+    let mut suggested = Map::new();
     if !schema.has("minimum") && !schema.has("exclusiveMinimum") {
-        update.insert("minimum".into(), json!(0));
+        suggested.insert("minimum".into(), json!(-1_000_000));
     }
     if !schema.has("maximum") && !schema.has("exclusiveMaximum") {
-        update.insert("maximum".into(), json!(1_000_000));
+        suggested.insert("maximum".into(), json!(1_000_000));
     }
-    (!update.is_empty()).then_some(("a number without both bounds", Value::Object(update)))
+    (!suggested.is_empty()).then(|| guess("a number without both bounds", Value::Object(suggested)))
 }
 
+/// An array with no `maxItems`. A tuple closed after its `prefixItems` (`items: false`)
+/// states its own bound, which is taken as it is.
 fn open_array(schema: &Schema<'_>) -> Option<Opening> {
-    (schema.admits("array") && !schema.has("maxItems"))
-        .then(|| ("an array with no maxItems", json!({"maxItems": 100})))
+    if !schema.admits("array") || schema.has("maxItems") {
+        return None;
+    }
+    let what = "an array with no maxItems";
+    match schema.map.get("prefixItems") {
+        Some(Value::Array(tuple)) if schema.closed("items") => Some(Opening {
+            what,
+            update: json!({"maxItems": tuple.len()}),
+            suggested: json!({}),
+        }),
+        _ => Some(guess(what, json!({"maxItems": 100}))),
+    }
 }
 
 /// An object open to other properties, or a map with no bound on their number; inside an
@@ -143,11 +175,12 @@ fn open_object(schema: &Schema<'_>) -> Option<Opening> {
             None
         }
         _ if schema.in_all_of || schema.has("allOf") => None,
-        Some(Value::Object(_)) if !schema.has("maxProperties") => {
-            Some(("a map with no maxProperties", json!({"maxProperties": 64})))
-        }
+        Some(Value::Object(_)) if !schema.has("maxProperties") => Some(guess(
+            "a map with no maxProperties",
+            json!({"maxProperties": 64}),
+        )),
         Some(Value::Object(_)) => None,
-        _ => Some((
+        _ => Some(guess(
             "an object open to any other property",
             json!({"additionalProperties": false}),
         )),

@@ -14,9 +14,27 @@ fn normalized_paths_quote_names_and_index_arrays() {
     );
 }
 
+/// Every closing keyword is a suggestion (a guess at the model's domain that may refuse a
+/// valid request), but for a bound the schema states itself, which is an update.
 #[test]
 fn each_open_end_gets_the_keyword_that_closes_it() {
-    let cases = [
+    for (schema, expected) in cases() {
+        let Value::Object(map) = &schema else {
+            unreachable!()
+        };
+        let openings = open_ends(map, false);
+        assert!(
+            openings.iter().all(|o| o.update == json!({})),
+            "a guess in the update: {schema}"
+        );
+        let suggested: Vec<Value> = openings.into_iter().map(|o| o.suggested).collect();
+        assert_eq!(suggested, expected, "{schema}");
+    }
+}
+
+/// Schemas, and the suggestions that close each.
+fn cases() -> Vec<(Value, Vec<Value>)> {
+    vec![
         (json!({"type": "string"}), vec![json!({"maxLength": 256})]),
         (json!({"type": "string", "format": "uuid"}), vec![]),
         (
@@ -26,6 +44,10 @@ fn each_open_end_gets_the_keyword_that_closes_it() {
         (
             json!({"type": "integer", "minimum": 1}),
             vec![json!({"maximum": 1_000_000})],
+        ),
+        (
+            json!({"type": "number"}),
+            vec![json!({"minimum": -1_000_000, "maximum": 1_000_000})],
         ),
         (
             json!({"type": "array", "items": {}}),
@@ -50,12 +72,17 @@ fn each_open_end_gets_the_keyword_that_closes_it() {
             json!({"allOf": [{"$ref": "#/a"}], "type": "object"}),
             vec![json!({"unevaluatedProperties": false})],
         ),
-    ];
-    for (schema, expected) in cases {
-        let Value::Object(map) = &schema else {
-            unreachable!()
-        };
-        let updates: Vec<Value> = open_ends(map, false).into_iter().map(|(_, u)| u).collect();
-        assert_eq!(updates, expected, "{schema}");
-    }
+    ]
+}
+
+#[test]
+fn a_tuple_closed_after_its_prefix_items_states_its_own_max_items() {
+    let schema = json!({"type": "array", "prefixItems": [{"type": "number"}, {"type": "number"}], "items": false});
+    let Value::Object(map) = &schema else {
+        unreachable!()
+    };
+    let openings = open_ends(map, false);
+    assert_eq!(openings.len(), 1);
+    assert_eq!(openings[0].update, json!({"maxItems": 2}));
+    assert_eq!(openings[0].suggested, json!({}));
 }

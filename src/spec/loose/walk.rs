@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value, json};
 
 use super::Openings;
-use super::open_ends::open_ends;
+use super::open_ends::{Opening, guess, open_ends};
 use crate::spec::raw::{Loc, RawOperation};
 use crate::spec::source::Documents;
 use crate::spec::{BodyKind, build, normalize};
@@ -78,12 +78,11 @@ impl<'r> Walk<'r> {
             operation.at.pointer,
             normalize::escape(range)
         );
-        self.report.found(
-            &media,
-            &self.name,
+        let opening = guess(
             "a JSON body with no schema: any document is forwarded",
             json!({"schema": {"type": "object", "additionalProperties": false}}),
         );
+        self.report.found(&media, &self.name, opening);
     }
 
     /// Visits the schema at `at` and everything under it and behind its `$ref`s, once per
@@ -103,11 +102,17 @@ impl<'r> Walk<'r> {
             self.report.reached(&at.pointer, &self.name);
         }
         match schema {
-            Value::Bool(true) if own => self.found(at, "`true`: accepts any value", json!({})),
+            Value::Bool(true) if own => self.found(
+                at,
+                guess(
+                    "`true`: accepts any value",
+                    json!({"type": "string", "maxLength": 256}),
+                ),
+            ),
             Value::Object(map) => {
                 if own {
-                    for (what, update) in open_ends(map, in_all_of) {
-                        self.found(at, what, update);
+                    for opening in open_ends(map, in_all_of) {
+                        self.found(at, opening);
                     }
                 }
                 self.children(at, map, in_all_of);
@@ -117,8 +122,8 @@ impl<'r> Walk<'r> {
     }
 
     /// What is open at `at`, for this operation.
-    fn found(&mut self, at: &Loc, what: &str, update: Value) {
-        self.report.found(&at.pointer, &self.name, what, update);
+    fn found(&mut self, at: &Loc, opening: Opening) {
+        self.report.found(&at.pointer, &self.name, opening);
     }
 
     /// Walks on to the schema's `$ref` target and each of its subschemas.

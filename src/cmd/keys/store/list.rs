@@ -1,5 +1,5 @@
 //! `moat keys list`: the store as a table, one key a line, with its state and
-//! restrictions; of a hash only how it was made.
+//! restrictions; no hash, unless `--hashes` asks how each was made.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -7,18 +7,20 @@ use std::time::SystemTime;
 use super::read_store;
 use crate::auth::keystore::KeyRecord;
 
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 6] = [
     "id",
     "owner",
     "state",
     "expires_at",
     "scopes",
-    "hashed with",
     "restrictions",
 ];
+const HASH_COLUMN: &str = "hashed with";
 
-/// `moat keys list`: one line per key with its state and restrictions, hashes shortened.
-pub fn list(path: &Path) -> Result<String, String> {
+/// `moat keys list`: one line per key with its state and restrictions. No hash by default:
+/// not a secret, but noise, and text that invites copy-paste; `hashes` adds a column with
+/// each hash's algorithm and cost (never its salt or digest), for checking a raised cost.
+pub fn list(path: &Path, hashes: bool) -> Result<String, String> {
     if !path.exists() {
         return Err(format!(
             "no key store at {}; `moat keys new --id ID` creates it",
@@ -29,9 +31,16 @@ pub fn list(path: &Path) -> Result<String, String> {
     let mut ids: Vec<&String> = store.records.keys().collect();
     ids.sort();
     let now = SystemTime::now();
-    let mut out = row(COLUMNS);
+    let mut out = row(
+        COLUMNS.map(str::to_owned),
+        hashes.then(|| HASH_COLUMN.to_owned()),
+    );
     for id in ids {
-        out.push_str(&line(&store.records[id], now));
+        let record = &store.records[id];
+        out.push_str(&row(
+            cells(record, now),
+            hashes.then(|| hashed_with(&record.hash)),
+        ));
     }
     if store.records.is_empty() {
         out.push_str("(no keys yet: `moat keys new --id ID --scopes a,b`)\n");
@@ -39,8 +48,8 @@ pub fn list(path: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// One key's line of the table.
-fn line(record: &KeyRecord, now: SystemTime) -> String {
+/// One key's cells of the table, but for its hash.
+fn cells(record: &KeyRecord, now: SystemTime) -> [String; 6] {
     let state = match record.admits_any_address(now) {
         Ok(()) => "active",
         Err(restriction) => restriction,
@@ -53,31 +62,22 @@ fn line(record: &KeyRecord, now: SystemTime) -> String {
     } else {
         record.scopes.join(",")
     };
-    row([
-        &record.id,
-        record.owner.as_deref().unwrap_or("-"),
-        state,
-        expires_at.as_deref().unwrap_or("-"),
-        &scopes,
-        &hashed_with(&record.hash),
-        &restrictions(record),
-    ])
+    [
+        record.id.clone(),
+        record.owner.clone().unwrap_or_else(|| "-".to_owned()),
+        state.to_owned(),
+        expires_at.unwrap_or_else(|| "-".to_owned()),
+        scopes,
+        restrictions(record),
+    ]
 }
 
-/// The table's columns, the last one as long as it needs.
-fn row(cells: [&str; 7]) -> String {
-    let [
-        id,
-        owner,
-        state,
-        expires_at,
-        scopes,
-        hashed_with,
-        restrictions,
-    ] = cells;
-    format!(
-        "{id:<24} {owner:<16} {state:<9} {expires_at:<21} {scopes:<24} {hashed_with:<26} {restrictions}\n"
-    )
+/// The table's columns, the last one as long as it needs; the hash column, when asked
+/// for, before the restrictions (which run long).
+fn row(cells: [String; 6], hash: Option<String>) -> String {
+    let [id, owner, state, expires_at, scopes, restrictions] = cells;
+    let hash = hash.map_or_else(String::new, |hash| format!("{hash:<26} "));
+    format!("{id:<24} {owner:<16} {state:<9} {expires_at:<21} {scopes:<24} {hash}{restrictions}\n")
 }
 
 /// The algorithm and cost of a PHC hash (`argon2id m=19456,t=2,p=1`): what an operator
