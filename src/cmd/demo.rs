@@ -239,7 +239,8 @@ pub fn main(listen: std::net::SocketAddr, admin_listen: std::net::SocketAddr) ->
     let Some(runtime) = super::serve::multi_thread_runtime() else {
         return ExitCode::FAILURE;
     };
-    match runtime.block_on(run(listen, admin_listen, super::serve::shutdown_signal())) {
+    let demo = async { run(listen, admin_listen, super::serve::shutdown_signal()).await };
+    match runtime.block_on(demo) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("moat demo: {error}");
