@@ -8,8 +8,9 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::cmd::env::EnvCommand;
+use crate::cmd::init::InitArgs;
 use crate::cmd::keys::KeysCommand;
-use crate::cmd::{check, demo, env, explain, healthcheck, keys, serve, spec, token};
+use crate::cmd::{check, demo, env, explain, healthcheck, init, keys, serve, spec, token};
 use crate::cmd::{completions, version};
 
 #[derive(Debug, Parser)]
@@ -27,6 +28,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process: boxing buys nothing
 enum Command {
+    /// Write a starter config directory for a model, from its OpenAPI document.
+    ///
+    /// moat.yaml with a `read` or `admin` scope per operation, an empty key store, and .env
+    /// with fresh secrets; existing files are never overwritten.
+    Init(InitArgs),
     /// Load the config and serve until SIGTERM or SIGINT.
     Serve(ConfigArg),
     /// A sample model behind moat on the shipped config, with a fresh key and token, and
@@ -188,6 +194,7 @@ struct ConfigArg {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Init(args) => init::main(&args),
         Command::Serve(args) => serve::main(args.config),
         Command::Check(args) => check::main(&check::Options {
             config: args.config.config,

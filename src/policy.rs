@@ -6,8 +6,10 @@
 //! bound in `auth.schemes`, or the load fails: an unbound scheme would make its alternative
 //! read as public.
 
+pub mod classify;
 mod resolve;
 mod unknown;
+mod warnings;
 
 use std::fmt;
 use std::sync::Arc;
@@ -100,6 +102,8 @@ pub struct Routes {
     operations: Vec<Route>,
     /// The route of every request when no spec is configured.
     no_spec: Route,
+    /// What loads but is likely not meant (see `warnings`), for `moat check`.
+    warnings: Vec<String>,
 }
 
 impl Routes {
@@ -118,6 +122,12 @@ impl Routes {
         &self.no_spec
     }
 
+    /// What the policy loads with but likely did not mean: administrative-looking
+    /// operations every credential may call.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// Resolves every operation's requirement and mode; reports every problem at once.
     pub fn resolve(config: &Config, spec: Option<&Spec>) -> Result<Routes, Vec<String>> {
         let mut resolver = Resolver::new(config);
@@ -128,9 +138,13 @@ impl Routes {
         };
         problems.extend(resolver.unbound_problems());
         if problems.is_empty() {
+            let warnings = spec.map_or_else(Vec::new, |spec| {
+                warnings::open_admin_operations(spec, &operations)
+            });
             Ok(Routes {
                 operations,
                 no_spec,
+                warnings,
             })
         } else {
             Err(problems)

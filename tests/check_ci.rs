@@ -113,8 +113,8 @@ fn offline_json_on_the_shipped_config_needs_no_secret_and_no_model() {
     assert_eq!(codes(&report["warnings"]), ["unset_variable"], "{report:#}");
     let summary = &report["summary"];
     assert_eq!(summary["spec"]["source"], "file");
-    assert_eq!(summary["operations_checked"], 5);
-    assert_eq!(summary["operations"].as_array().unwrap().len(), 5);
+    assert_eq!(summary["operations_checked"], 6);
+    assert_eq!(summary["operations"].as_array().unwrap().len(), 6);
     assert_eq!(summary["tls"]["enabled"], false);
     assert_eq!(
         summary["tls"]["status"],

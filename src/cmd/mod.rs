@@ -7,6 +7,7 @@ pub mod demo;
 pub mod env;
 pub mod explain;
 pub mod healthcheck;
+pub mod init;
 pub mod keys;
 pub mod serve;
 pub mod spec;

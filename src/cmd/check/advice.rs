@@ -1,6 +1,6 @@
 //! The warnings `moat check` adds of its own: about what loads but deserves a second look
 //! (a listener or upstream off loopback, the spec's own warnings, what an overlay loosened,
-//! a certificate near its end).
+//! a certificate near its end, an administrative operation every credential may call).
 
 use std::time::SystemTime;
 
@@ -37,8 +37,28 @@ pub fn warnings(config: &Config, snapshot: Option<&Snapshot>, files: &Files) -> 
                 .map(|warning| warn("spec_warning", in_spec(config, files, warning), warning)),
         );
     }
+    if let Some(snapshot) = snapshot {
+        let at = policy_location(files);
+        found.extend(
+            snapshot
+                .routes
+                .warnings()
+                .iter()
+                .map(|warning| warn("admin_operation_open", at.clone(), warning)),
+        );
+    }
     found.extend(overlay_risks(config, files));
     found
+}
+
+/// Where an operation's open requirement most likely comes from: `policy.default`, else
+/// the `policy` section.
+fn policy_location(files: &Files) -> Location {
+    let default = files.setting("policy.default");
+    match default.line {
+        Some(_) => default,
+        None => files.setting("policy"),
+    }
 }
 
 /// A warning for each thing an overlay loosened (see `spec::overlay_risks`).
