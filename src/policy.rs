@@ -138,8 +138,9 @@ impl Routes {
         };
         problems.extend(resolver.unbound_problems());
         if problems.is_empty() {
+            let authenticating = !config.auth.schemes.is_empty();
             let warnings = spec.map_or_else(Vec::new, |spec| {
-                warnings::open_admin_operations(spec, &operations)
+                warnings::open_admin_operations(spec, &operations, authenticating)
             });
             Ok(Routes {
                 operations,

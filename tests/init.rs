@@ -304,6 +304,28 @@ fn check_warns_about_an_administrative_operation_every_credential_may_call() {
     let check = moat_in(work.path(), &["check", "--config", &config]);
     assert!(check.status.success(), "{}", text(&check));
     assert!(!text(&check).contains("warning"), "{}", text(&check));
+
+    // Public while keys guard the rest: worse still. Without any scheme, moat only
+    // validates, and every operation is public by choice.
+    let public = "  default: [{api_key: []}]\n  operations:\n    load_model: []\n";
+    let config = open_admin_config(work.path(), public);
+    let report = text(&moat_in(work.path(), &["check", "--config", &config]));
+    assert!(
+        report.contains("(load_model) looks administrative"),
+        "{report}"
+    );
+    assert!(
+        report.contains("but it is public: anyone may call it"),
+        "{report}"
+    );
+    let spec = work.path().join("spec.json");
+    let validating = support::config(
+        "http://127.0.0.1:8000",
+        &format!("openapi:\n  file: {}\n", spec.display()),
+    );
+    std::fs::write(work.path().join("moat.yaml"), validating).unwrap();
+    let report = text(&moat_in(work.path(), &["check", "--config", "moat.yaml"]));
+    assert!(!report.contains("looks administrative"), "{report}");
 }
 
 #[test]

@@ -1,17 +1,24 @@
 //! What a policy loads with but likely did not mean, as warnings for `moat check`: an
 //! operation that looks administrative (see `classify`) yet every credential — or anyone —
 //! may call, as `policy.default: [{bearer: []}, {api_key: []}]` leaves every operation the
-//! policy does not name.
+//! policy does not name. A config that binds no scheme at all uses moat to validate only,
+//! and its public operations are not warned about: all of them are public by choice.
 
 use super::classify::administrative;
 use super::{Requirement, Route};
 use crate::spec::Spec;
 
-/// A warning for each operation that looks administrative and needs no scope.
-pub(super) fn open_admin_operations(spec: &Spec, routes: &[Route]) -> Vec<String> {
+/// A warning for each operation that looks administrative and needs no scope; public ones
+/// only when `authenticating` (some scheme is bound).
+pub(super) fn open_admin_operations(
+    spec: &Spec,
+    routes: &[Route],
+    authenticating: bool,
+) -> Vec<String> {
     spec.operations
         .iter()
         .zip(routes)
+        .filter(|(_, route)| authenticating || !route.requirement.is_public())
         .filter_map(|(operation, route)| {
             let who = open_to(&route.requirement)?;
             let why = administrative(operation)?;
