@@ -76,7 +76,10 @@ fn every_relative_link_in_the_readme_and_docs_resolves() {
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
         for link in links(&text) {
-            if link.starts_with("http://") || link.starts_with("https://") || link.starts_with("mailto:") {
+            if link.starts_with("http://")
+                || link.starts_with("https://")
+                || link.starts_with("mailto:")
+            {
                 continue;
             }
             let (file, fragment) = link.split_once('#').unwrap_or((&link, ""));
@@ -98,12 +101,22 @@ fn every_relative_link_in_the_readme_and_docs_resolves() {
 #[test]
 fn the_readme_is_a_front_page_that_links_every_reference_page() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    assert!(readme.lines().count() <= 300, "{} lines", readme.lines().count());
+    assert!(
+        readme.lines().count() <= 300,
+        "{} lines",
+        readme.lines().count()
+    );
     for page in pages().iter().skip(1) {
         let name = format!("docs/{}", page.file_name().unwrap().to_str().unwrap());
-        assert!(readme.contains(&format!("]({name}")), "{name} is not linked from the README");
+        assert!(
+            readme.contains(&format!("]({name}")),
+            "{name} is not linked from the README"
+        );
     }
     for file in ["LICENSE", "CHANGELOG.md", "SECURITY.md", "ARCHITECTURE.md"] {
-        assert!(readme.contains(&format!("]({file})")), "{file} is not linked");
+        assert!(
+            readme.contains(&format!("]({file})")),
+            "{file} is not linked"
+        );
     }
 }

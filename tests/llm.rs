@@ -557,6 +557,22 @@ fn a_misspelled_llm_profile_is_named_with_its_line() {
 
 /// The official `openai` client sees a stream moat cut as the SDK's `APIError` carrying
 /// moat's code, after the tokens that fit; the next call is its `RateLimitError`.
+/// Runs one of `tests/openai-server/`'s scripts (the official `openai` client) against moat
+/// with `key`; what it printed, as JSON.
+fn openai_client(python: &Path, script: &str, moat: &Moat, key: &str) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/openai-server")
+        .join(script);
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}", moat.addr))
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", support::text(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn the_openai_client_raises_the_cut_as_an_api_error() {
     let Some(model) = Model::start() else {
@@ -567,16 +583,7 @@ fn the_openai_client_raises_the_cut_as_an_api_error() {
     let store = dir.path().join("keys.yaml");
     let key = moat_keys(&store, &["new", "--id", "sdk", "--token-budget", "40/hour"]);
     let moat = Moat::start(&llm_config(&model, &store, ""));
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server/budget_client.py");
-    let output = std::process::Command::new(&python)
-        .arg(script)
-        .arg(format!("http://{}", moat.addr))
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", support::text(&output));
-    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let got = openai_client(&python, "budget_client.py", &moat, &key);
     // The SDK writes `messages` compactly, as `MESSAGES` is.
     assert_eq!(got["received"], 40 - prompt_estimate(), "{got}");
     assert_eq!(got["error"]["type"], "APIError", "{got}");
@@ -609,16 +616,7 @@ fn the_openai_client_shows_moats_reason_for_each_refusal() {
         ],
     );
     let moat = Moat::start(&llm_config(&model, &store, ""));
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai-server/refusals_client.py");
-    let output = std::process::Command::new(&python)
-        .arg(script)
-        .arg(format!("http://{}", moat.addr))
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", support::text(&output));
-    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let got = openai_client(&python, "refusals_client.py", &moat, &key);
     let cases = [
         ("401", "AuthenticationError", "the API key is not valid"),
         (
