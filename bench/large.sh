@@ -101,12 +101,12 @@ script base64-auth "$WORK/base64.json" auth
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name pid url script body-file
-  local before after requests
+  local before after requests out="$OUT/${1//\//-}.txt"
   before=$(cpu_ticks "$2")
-  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/$4.lua" "$3" > "$OUT/$1.txt"
+  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/$4.lua" "$3" > "$out"
   after=$(cpu_ticks "$2")
-  requests=$(awk '/requests in/ {print $1}' "$OUT/$1.txt")
-  python3 - "$1" "$OUT/$1.txt" "$requests" "$((after - before))" "$(stat -c %s "$5")" "$(wrk_ms "$OUT/$1.txt" 99%)" <<'PY'
+  requests=$(awk '/requests in/ {print $1}' "$out")
+  python3 - "$1" "$out" "$requests" "$((after - before))" "$(stat -c %s "$5")" "$(wrk_ms "$out" 99%)" <<'PY'
 import re, sys
 name, path, requests, ticks, size, p99 = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 text = open(path).read()
