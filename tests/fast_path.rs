@@ -78,11 +78,14 @@ fn number_schema(n: &serde_json::Number, dice: &mut Dice) -> Value {
 
 fn string_schema(s: &str, dice: &mut Dice) -> Value {
     let length = s.chars().count() as u64;
-    match dice.roll(5) {
+    match dice.roll(7) {
         0 => json!({"type": "string", "maxLength": length + dice.roll(3) - 1.min(length)}),
         1 => json!({"type": "string", "minLength": length + dice.roll(2)}),
         2 => json!({"enum": [s, "other", null]}),
         3 => json!({"const": "other"}),
+        // A listed value must still meet the other keywords.
+        4 => json!({"enum": [s, "other"], "maxLength": length + dice.roll(2) - 1.min(length)}),
+        5 => json!({"const": s, "minLength": length + dice.roll(2)}),
         _ => json!({"type": "string", "pattern": "^[a-z]*$"}),
     }
 }

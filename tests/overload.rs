@@ -20,11 +20,28 @@ fn post_head(length: usize) -> String {
     )
 }
 
-/// A client that has declared a 1 MiB body and sent only its first byte.
+/// A client that has declared a 1 MiB body and sent all of it but its last byte: what it
+/// sent holds room (a declared length alone holds none).
 fn holding(moat: &Moat) -> TcpStream {
     let mut stream = support::open(moat.addr, post_head(MIB).as_bytes());
-    stream.write_all(b"x").unwrap();
+    let _ = stream.write_all(&vec![b'x'; MIB - 1]);
     stream
+}
+
+/// A declared length alone holds no room: a client that promises 1 MiB and stalls does not
+/// keep others out.
+#[test]
+fn a_promised_length_holds_no_room() {
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        "limits:\n  max_body_bytes: 1048576\n  max_buffered_body_bytes: 1048576\n  body_buffer_wait: 100ms\n",
+    ));
+    let _stalled = support::open(moat.addr, post_head(MIB).as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut request = post_head(1000).into_bytes();
+    request.extend(std::iter::repeat_n(b'y', 1000));
+    assert_eq!(support::raw(moat.addr, &request).status, 200);
 }
 
 #[test]
@@ -36,7 +53,7 @@ fn a_body_that_finds_no_room_is_refused_503_and_the_ones_holding_room_go_through
     ));
     let mut first = holding(&moat);
     let mut second = holding(&moat);
-    // Both have reserved their declared length by the time a third one asks.
+    // Both hold the room of what they sent by the time a third one asks.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let mut request = post_head(MIB).into_bytes();
     request.extend(std::iter::repeat_n(b'y', MIB));
@@ -57,7 +74,7 @@ fn a_body_that_finds_no_room_is_refused_503_and_the_ones_holding_room_go_through
             .contains("max_buffered_body_bytes")
     );
     for stream in [&mut first, &mut second] {
-        stream.write_all(&vec![b'z'; MIB - 1]).unwrap();
+        stream.write_all(b"z").unwrap();
         assert_eq!(read_response(stream).status, 200);
     }
     // The room came back with the answers.
@@ -93,11 +110,11 @@ fn many_large_bodies_at_once_keep_memory_near_the_bound() {
             * 1024
     };
     let before = peak();
-    // 64 clients declare 1 MiB each and send it slowly: 8 fit, the rest are refused.
+    // 64 clients send all of 1 MiB but the last byte: 8 fit, the rest are refused.
     let mut streams: Vec<TcpStream> = (0..64).map(|_| holding(&moat)).collect();
     std::thread::sleep(std::time::Duration::from_millis(400));
     for stream in &mut streams {
-        let _ = stream.write_all(&vec![b'z'; MIB - 1]);
+        let _ = stream.write_all(b"z");
     }
     let statuses: Vec<u16> = streams
         .iter_mut()
@@ -106,10 +123,9 @@ fn many_large_bodies_at_once_keep_memory_near_the_bound() {
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let shed = statuses.iter().filter(|s| **s == 503).count();
     assert_eq!(ok + shed, 64, "{statuses:?}");
-    assert!(
-        (1..=8).contains(&ok),
-        "at most 8 MiB of bodies at once: {statuses:?}"
-    );
+    // At most 8 bodies hold room at once; more may be answered over time, as room comes
+    // back, so the bound shows in the sheds and in the memory, not in a count of 200s.
+    assert!(ok >= 1 && shed >= 1, "{statuses:?}");
     let grown = peak().saturating_sub(before);
     eprintln!("ok {ok} shed {shed}, peak RSS grew by {} KiB", grown / 1024);
     // Bodies within the bound (8 MiB) plus what 64 connections and their reads cost; without

@@ -14,8 +14,9 @@ use crate::reject::Rejection;
 
 /// Buffers the request body within `limits.max_body_bytes`: refused from `Content-Length`
 /// before reading when it declares too much, cut off at the limit when it doesn't say.
-/// The bytes read hold room in `budget` (reserved up front for a declared length, as they
-/// arrive otherwise), returned with the body to be held until it has been forwarded.
+/// The bytes read hold room in `budget` as they arrive — never for what a `Content-Length`
+/// only promises, or a client could declare a large body, send nothing and hold the room —
+/// and the room is returned with the body, to be held until it has been forwarded.
 pub async fn read_body<B>(
     body: B,
     headers: &HeaderMap,
@@ -27,8 +28,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit = limits.max_body_bytes;
-    let declared = declared_length(headers);
-    if declared.is_some_and(|length| length > limit) {
+    if declared_length(headers).is_some_and(|length| length > limit) {
         return Err(Rejection::BodyTooLarge { limit });
     }
     // A body that is already over (most GETs) needs neither a read nor its timer.
@@ -36,10 +36,7 @@ where
         return Ok((Bytes::new(), Room::default()));
     }
     let mut room = Room::default();
-    if let Some(length) = declared {
-        budget.reserve(length, &mut room).await?;
-    }
-    let collect = collect(body, limit, budget, &mut room, declared);
+    let collect = collect(body, limit, budget, &mut room);
     match tokio::time::timeout(limits.body_read_timeout, collect).await {
         Ok(Ok(bytes)) => Ok((bytes, room)),
         Ok(Err(rejection)) => Err(rejection),
@@ -48,13 +45,13 @@ where
 }
 
 /// The body's data frames, in one buffer: a body that came in one frame is kept as it is
-/// (no copy); others are appended into one buffer sized from `Content-Length` when given.
+/// (no copy); others are appended into one buffer that grows with what arrived (never
+/// sized from a `Content-Length` the room does not yet cover).
 async fn collect<B>(
     body: B,
     limit: u64,
     budget: &BodyBudget,
     room: &mut Room,
-    declared: Option<u64>,
 ) -> Result<Bytes, Rejection>
 where
     B: Body<Data = Bytes>,
@@ -80,10 +77,6 @@ where
         match first.take() {
             None if buffer.is_empty() => first = Some(data),
             held => {
-                if buffer.is_empty() {
-                    let capacity = declared.unwrap_or(read).max(read);
-                    buffer.reserve(usize::try_from(capacity).unwrap_or(0));
-                }
                 buffer.extend_from_slice(&held.unwrap_or_default());
                 buffer.extend_from_slice(&data);
             }

@@ -25,7 +25,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
     };
     if !snapshot.config.upstream.is_loopback() {
         tracing::warn!(
-            upstream = %snapshot.config.upstream.url,
+            upstream = %snapshot.config.upstream.shown_url(),
             "the upstream is not on loopback: make sure its port is not reachable around moat"
         );
     }

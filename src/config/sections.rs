@@ -39,6 +39,18 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
 }
 
+impl UpstreamConfig {
+    /// The upstream URL as it may be shown (logs, `moat check`): without user info, which
+    /// can carry a password.
+    pub fn shown_url(&self) -> String {
+        let url = &self.url;
+        let scheme = url.scheme_str().unwrap_or("http");
+        let host = url.host().unwrap_or_default();
+        let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+        format!("{scheme}://{host}{port}{}", url.path())
+    }
+}
+
 /// `runtime.threads`: how many proxy threads, each with its own single-threaded runtime and
 /// its own `SO_REUSEPORT` listener, so a connection lives on one core from accept to close
 /// (no work stealing, no cross-core wakeups; as nginx workers and Pingora's thread-per-core).

@@ -54,7 +54,7 @@ fn config_summary(config: &Config) -> Value {
     json!({
         "listen": config.listen.to_string(),
         "admin_listen": config.admin_listen.to_string(),
-        "upstream": config.upstream.url.to_string(),
+        "upstream": config.upstream.shown_url(),
         "tls": {
             "enabled": tls.cert_file.is_some(),
             "status": tls.describe(now),

@@ -79,7 +79,7 @@ fn describe_config(out: &mut String, config: &Config, offline: bool) {
     }
     let _ = writeln!(out, "  listen        {}", config.listen);
     let _ = writeln!(out, "  admin_listen  {}", config.admin_listen);
-    let _ = writeln!(out, "  upstream      {}", config.upstream.url);
+    let _ = writeln!(out, "  upstream      {}", config.upstream.shown_url());
     let tls = TlsStatus::of(config).describe(SystemTime::now());
     let _ = writeln!(out, "  tls           {tls}");
     let _ = writeln!(

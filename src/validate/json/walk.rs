@@ -126,8 +126,11 @@ impl Walk<'_> {
         let Some(typed) = self.typed() else {
             return true;
         };
+        // Every keyword applies: a listed string must still meet the length bounds.
         if let Some(allowed) = &typed.strings {
-            return allowed.iter().any(|s| s == text);
+            if !allowed.iter().any(|s| s == text) {
+                return false;
+            }
         }
         if typed.min_length.is_none() && typed.max_length.is_none() {
             return true;

@@ -183,4 +183,15 @@ fn string_enums_and_lengths_count_code_points() {
     };
     assert!(valid(&choice, r#""both""#));
     assert!(!valid(&choice, r#""other""#));
+    let short_choice = Plan {
+        root: typed(|t| {
+            t.strings = Some(vec!["abcdef".into(), "ab".into()]);
+            t.max_length = Some(3);
+        }),
+    };
+    assert!(valid(&short_choice, r#""ab""#));
+    assert!(
+        !valid(&short_choice, r#""abcdef""#),
+        "listed, but longer than maxLength"
+    );
 }
