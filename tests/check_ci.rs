@@ -381,3 +381,21 @@ fn offline_a_secret_redis_url_unset_still_lets_the_rest_be_checked() {
         "{report:#}"
     );
 }
+
+/// An upstream URL with a password in it (`http://svc:${UP_PASS}@…`) is shown without its
+/// user info, in both formats: CI logs are where a secret must not turn up.
+#[test]
+fn the_upstream_password_never_reaches_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config("http://svc:${UP_PASS}@127.0.0.1:1", "");
+    std::fs::write(dir.path().join("moat.yaml"), text).unwrap();
+    let env = [("UP_PASS", "hunter2secret")];
+    for format in ["json", "text"] {
+        let args = ["-c", "moat.yaml", "--offline", "--format", format];
+        let (output, _) = check_in(dir.path(), &args, &env);
+        let printed = support::text(&output);
+        assert!(printed.contains("http://127.0.0.1:1/"), "{printed}");
+        assert!(!printed.contains("hunter2secret"), "{printed}");
+        assert!(!printed.contains("svc:"), "{printed}");
+    }
+}
