@@ -7,6 +7,9 @@
 # utime + stime from /proc) and p99.
 # Needs: wrk, nginx and openssl (Debian: apt-get install wrk nginx-light openssl).
 # Usage: bench/large.sh [duration=10s] [connections=4]
+# OVERLOAD=1 then runs the tensor with every check at 8, 64 and 256 connections (wrk's
+# timeout 2 s), printing goodput (2xx/s), 503s, timeouts and moat's peak RSS: bodies in
+# flight are bounded by limits.max_buffered_body_bytes (32 MiB here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in wrk nginx taskset openssl python3; do
@@ -68,7 +71,7 @@ limits: {max_requests_per_connection: 100000, max_body_bytes: 4194304}
 CONF
 every_check_config
 sed -i -e "s|file: .*fastapi-iris.json|file: $WORK/spec.json|" \
-  -e "s|limits: {max_requests_per_connection: 100000}|limits: {max_requests_per_connection: 100000, max_body_bytes: 4194304}|" \
+  -e "s|limits: {max_requests_per_connection: 100000}|limits: {max_requests_per_connection: 100000, max_body_bytes: 4194304, max_buffered_body_bytes: 33554432}|" \
   "$WORK/moat-full.yaml"
 
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
@@ -126,3 +129,22 @@ run base64/nginx "$NGINX_PID" http://127.0.0.1:18080/v1/encode base64 "$WORK/bas
 run base64/hyper-ceiling "$CEILING_PID" http://127.0.0.1:18004/v1/encode base64 "$WORK/base64.json"
 run base64/moat-forwarding "$MOAT_PID" http://127.0.0.1:18081/v1/encode base64 "$WORK/base64.json"
 run base64/moat-every-check "$FULL_PID" http://127.0.0.1:18083/v1/encode base64-auth "$WORK/base64.json"
+
+if [ "${OVERLOAD:-}" = 1 ]; then
+  echo "overload: tensor, every check, max_buffered_body_bytes 32 MiB; idle RSS $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$FULL_PID/status")"
+  for connections in 8 64 256; do
+    taskset -c "$OTHER_CPU" wrk -t1 -c"$connections" -d"$DURATION" --timeout 2s --latency \
+      -s "$WORK/tensor-auth.lua" http://127.0.0.1:18083/v1/models/iris:predict > "$OUT/overload-$connections.txt"
+    python3 - "$OUT/overload-$connections.txt" "$connections" "$(awk '/VmHWM/ {print $2}' "/proc/$FULL_PID/status")" "$DURATION" <<'PY'
+import re, sys
+text, connections, hwm_kib, duration = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+seconds = float(duration.rstrip("s"))
+total = int(re.search(r"(\d+) requests in", text).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+bad = int(bad.group(1)) if bad else 0
+timeouts = re.search(r"timeout (\d+)", text)
+print(f"{connections:>4} connections: goodput {(total - bad) / seconds:6.1f} req/s, non-2xx {bad}, "
+      f"client timeouts {timeouts.group(1) if timeouts else 0}, peak RSS {hwm_kib / 1024:.0f} MiB")
+PY
+  done
+fi

@@ -14,9 +14,11 @@ use crate::reject::Rejection;
 
 /// Buffers the request body within `limits.max_body_bytes`: refused from `Content-Length`
 /// before reading when it declares too much, cut off at the limit when it doesn't say.
-/// The bytes read hold room in `budget` as they arrive — never for what a `Content-Length`
-/// only promises, or a client could declare a large body, send nothing and hold the room —
-/// and the room is returned with the body, to be held until it has been forwarded.
+/// The body holds room in `budget` from its first bytes: all its `Content-Length` at once
+/// (a body that got only part of its room would wait for the rest while holding it, and at
+/// 256 such bodies none completes), or, without a length, as the bytes arrive. Nothing is
+/// held before the first byte, so a client that sends headers and stalls keeps no one out.
+/// The room is returned with the body, to be held until it has been forwarded.
 pub async fn read_body<B>(
     body: B,
     headers: &HeaderMap,
@@ -28,7 +30,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit = limits.max_body_bytes;
-    if declared_length(headers).is_some_and(|length| length > limit) {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|length| length > limit) {
         return Err(Rejection::BodyTooLarge { limit });
     }
     // A body that is already over (most GETs) needs neither a read nor its timer.
@@ -36,7 +39,7 @@ where
         return Ok((Bytes::new(), Room::default()));
     }
     let mut room = Room::default();
-    let collect = collect(body, limit, budget, &mut room);
+    let collect = collect(body, limit, budget, &mut room, declared.unwrap_or(0));
     match tokio::time::timeout(limits.body_read_timeout, collect).await {
         Ok(Ok(bytes)) => Ok((bytes, room)),
         Ok(Err(rejection)) => Err(rejection),
@@ -52,6 +55,7 @@ async fn collect<B>(
     limit: u64,
     budget: &BodyBudget,
     room: &mut Room,
+    declared: u64,
 ) -> Result<Bytes, Rejection>
 where
     B: Body<Data = Bytes>,
@@ -73,7 +77,7 @@ where
         if read > limit {
             return Err(Rejection::BodyTooLarge { limit });
         }
-        budget.reserve(read, room).await?;
+        budget.reserve(read.max(declared), room).await?;
         match first.take() {
             None if buffer.is_empty() => first = Some(data),
             held => {
