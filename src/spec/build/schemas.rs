@@ -14,17 +14,9 @@ impl Builder<'_> {
     /// The compiled schema at `at`, compiled now unless one it shares with already is; a
     /// schema that does not compile is a problem, and `None`.
     pub(super) fn schema(&mut self, at: &Loc) -> Option<Arc<Schema>> {
-        let at = &self.referenced(at);
-        if let Some(schema) = self.cache.get(at) {
-            return Some(schema.clone());
-        }
-        let text = self.text(at);
-        if let Some(schema) = text.as_ref().and_then(|text| self.by_text.get(text)) {
-            let schema = schema.clone();
-            self.cache.insert(at.clone(), schema.clone());
-            return Some(schema);
-        }
-        self.compile(at, text)
+        self.compiled(at)
+            .map_err(|problem| self.problems.push(problem))
+            .ok()
     }
 
     /// The plan for a JSON body whose schema is at `at` (see `spec::plan`). A subschema the
@@ -32,34 +24,28 @@ impl Builder<'_> {
     /// problem when it does not compile on its own: then there is simply no plan.
     pub(super) fn plan(&mut self, at: &Loc) -> Option<Arc<Plan>> {
         let docs = self.docs;
-        let mut general = |at: &Loc| {
-            let at = &self.referenced(at);
-            if let Some(schema) = self.cache.get(at) {
-                return Some(schema.clone());
-            }
-            let schema = Arc::new(self.compiler.compile(&at.uri, &at.pointer).ok()?);
-            self.cache.insert(at.clone(), schema.clone());
-            Some(schema)
-        };
-        plan::build(docs, at, &mut general).map(Arc::new)
+        plan::build(docs, at, &mut |at| self.compiled(at).ok()).map(Arc::new)
     }
 
-    /// Compiles the schema at `at` and remembers it under its location and `text`.
-    fn compile(&mut self, at: &Loc, text: Option<(String, String)>) -> Option<Arc<Schema>> {
-        match self.compiler.compile(&at.uri, &at.pointer) {
-            Ok(schema) => {
-                let schema = Arc::new(schema);
-                self.cache.insert(at.clone(), schema.clone());
-                if let Some(text) = text {
-                    self.by_text.insert(text, schema.clone());
-                }
-                Some(schema)
-            }
-            Err(problem) => {
-                self.problems.push(problem);
-                None
-            }
+    /// The compiled schema at `at`: shared by location, by text within a document, through
+    /// chains of bare `$ref`s, else compiled now and remembered under its location and text.
+    fn compiled(&mut self, at: &Loc) -> Result<Arc<Schema>, String> {
+        let at = &self.referenced(at);
+        if let Some(schema) = self.cache.get(at) {
+            return Ok(schema.clone());
         }
+        let text = self.text(at);
+        if let Some(schema) = text.as_ref().and_then(|text| self.by_text.get(text)) {
+            let schema = schema.clone();
+            self.cache.insert(at.clone(), schema.clone());
+            return Ok(schema);
+        }
+        let schema = Arc::new(self.compiler.compile(&at.uri, &at.pointer)?);
+        self.cache.insert(at.clone(), schema.clone());
+        if let Some(text) = text {
+            self.by_text.insert(text, schema.clone());
+        }
+        Ok(schema)
     }
 
     /// The key under which a schema's compiled form can be shared: its document and its
