@@ -89,7 +89,7 @@ pub(crate) fn serving(snapshot: &Snapshot, generation: i64, connect: Option<Dura
         spec: snapshot.spec.as_deref().map(spec_row),
         key_stores: snapshot.key_stores().map(key_store_row).collect(),
         tls_not_after: snapshot.tls.as_ref().and_then(|tls| tls.not_after),
-        upstream: upstream_address(snapshot),
+        upstream: snapshot.config.upstream.address(),
         upstream_connect: connect,
     }
 }
@@ -109,16 +109,6 @@ fn key_store_row(store: KeyStoreState<'_>) -> KeyStoreRow {
         digest: store.digest.to_owned(),
         keys: store.keys,
         age_seconds: store.age.as_secs(),
-    }
-}
-
-/// `host:port` of the upstream URL, without user info.
-fn upstream_address(snapshot: &Snapshot) -> String {
-    let url = &snapshot.config.upstream.url;
-    let host = url.host().unwrap_or_default();
-    match url.port_u16() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
     }
 }
 

@@ -43,11 +43,17 @@ impl UpstreamConfig {
     /// The upstream URL as it may be shown (logs, `moat check`): without user info, which
     /// can carry a password.
     pub fn shown_url(&self) -> String {
-        let url = &self.url;
-        let scheme = url.scheme_str().unwrap_or("http");
-        let host = url.host().unwrap_or_default();
-        let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-        format!("{scheme}://{host}{port}{}", url.path())
+        let scheme = self.url.scheme_str().unwrap_or("http");
+        format!("{scheme}://{}{}", self.address(), self.url.path())
+    }
+
+    /// `host[:port]` of the upstream, without user info (the status page shows this).
+    pub fn address(&self) -> String {
+        let host = self.url.host().unwrap_or_default();
+        match self.url.port_u16() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
     }
 }
 
