@@ -46,22 +46,9 @@ spec["paths"]["/v1/encode"] = {"post": {"operationId": "encode",
 json.dump(spec, open(f"{work}/spec.json", "w"))
 PY
 
-cat > "$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000; client_max_body_size 16m;
-  server { listen 127.0.0.1:18000;
-    location / { default_type application/json; return 200 '{"predictions":[0]}'; } } }
-CONF
+upstream_conf '{"predictions":[0]}' 'client_max_body_size 16m;'
 # nginx buffers request bodies in memory up to client_body_buffer_size (else to disk).
-cat > "$WORK/nginx-proxy.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/proxy.pid; error_log $WORK/proxy.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000; client_max_body_size 16m; client_body_buffer_size 4m;
-  upstream model { server 127.0.0.1:18000; keepalive 64; }
-  server { listen 127.0.0.1:18080;
-    location / { proxy_pass http://model; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-CONF
+proxy_conf 'client_max_body_size 16m; client_body_buffer_size 4m;'
 cat > "$WORK/moat.yaml" <<CONF
 listen: 127.0.0.1:18081
 admin_listen: 127.0.0.1:19090

@@ -14,15 +14,29 @@ build_moat() {
 }
 
 # The upstream: nginx on 127.0.0.1:18000 answering a fixed JSON body (default: a predict
-# answer), as fast as a model never is. Writes $WORK/upstream.conf.
+# answer), as fast as a model never is; $2 adds http-level settings. Writes
+# $WORK/upstream.conf.
 upstream_conf() {
   local body=${1:-'{"predictions":[{"label":"setosa","class_index":0}]}'}
   cat > "$WORK/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
+http { access_log off; keepalive_requests 100000;${2:+ $2}
   server { listen 127.0.0.1:18000;
     location / { default_type application/json; return 200 '$body'; } } }
+CONF
+}
+
+# nginx as a plain reverse proxy on 127.0.0.1:18080 to the upstream, no checks: the
+# baseline; $1 adds http-level settings. Writes $WORK/nginx-proxy.conf.
+proxy_conf() {
+  cat > "$WORK/nginx-proxy.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/proxy.pid; error_log $WORK/proxy.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000;${1:+ $1}
+  upstream model { server 127.0.0.1:18000; keepalive 64; }
+  server { listen 127.0.0.1:18080;
+    location / { proxy_pass http://model; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
 }
 

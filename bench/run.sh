@@ -24,15 +24,7 @@ cargo build --release --locked --quiet --manifest-path bench/ceiling/Cargo.toml 
 CEILING=target/ceiling/release/moat-bench-ceiling
 
 upstream_conf
-# nginx as a plain reverse proxy, no checks: the baseline.
-cat > "$WORK/nginx-proxy.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/proxy.pid; error_log $WORK/proxy.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 100000;
-  upstream model { server 127.0.0.1:18000; keepalive 64; }
-  server { listen 127.0.0.1:18080;
-    location / { proxy_pass http://model; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-CONF
+proxy_conf
 cat > "$WORK/moat.yaml" <<CONF
 listen: 127.0.0.1:18081
 admin_listen: 127.0.0.1:19090
