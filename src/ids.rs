@@ -40,7 +40,10 @@ impl RequestId {
         for (i, digit) in text.iter_mut().enumerate() {
             *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
         }
-        RequestId(HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0")))
+        // Shared from the start (`from_owner`): the id is cloned into the upstream request
+        // and the response, and a copied value would allocate again on its first clone.
+        let shared = bytes::Bytes::from_owner(text);
+        RequestId(HeaderValue::from_maybe_shared(shared).unwrap_or(HeaderValue::from_static("0")))
     }
 
     /// Only visible ASCII ever gets in (see [`client_request_id`]).
@@ -66,4 +69,72 @@ pub fn client_request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     valid.then_some(value)
+}
+
+/// A name a verified credential carries — a token's subject, a key's id — made once when
+/// the credential is first verified and shared by every request it admits: the access log
+/// and the status page read its text, the model gets its header value, and neither is
+/// copied per request (a request clones two pointers).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Name {
+    text: Arc<str>,
+    /// `None` when the text cannot travel in a header (not visible ASCII): then it is not
+    /// sent to the model at all.
+    header: Option<HeaderValue>,
+}
+
+impl Name {
+    pub fn new(text: &str) -> Name {
+        // Shared from the start (`from_owner`), so cloning it never allocates.
+        let shared = bytes::Bytes::from_owner(text.as_bytes().to_vec());
+        let header = HeaderValue::from_maybe_shared(shared)
+            .ok()
+            .filter(|value| value.to_str().is_ok());
+        Name {
+            text: Arc::from(text),
+            header,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The name as a header value, if it can be one.
+    pub fn header(&self) -> Option<&HeaderValue> {
+        self.header.as_ref()
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Name {
+        Name::new(text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Name::new(&text))
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::ids::OperationLabel;
+use crate::ids::{Name, OperationLabel};
 use crate::reject::{Rejection, Stage};
 
 #[derive(Debug, Default)]
@@ -17,9 +17,9 @@ pub struct Trail {
     /// The route is an LLM operation: refusals also carry OpenAI's error object.
     pub openai: bool,
     /// The authenticated subject: the token's `sub`, else the key's `owner`.
-    pub subject: Option<String>,
+    pub subject: Option<Name>,
     /// The verified API key's id.
-    pub key_id: Option<String>,
+    pub key_id: Option<Name>,
     /// Failures `policy.mode: shadow` let through, in stage order.
     pub shadowed: Vec<Rejection>,
     /// The request body was read to its end (a refusal before that leaves it unread).

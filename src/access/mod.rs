@@ -15,7 +15,7 @@ use http::{Method, StatusCode, Uri};
 
 pub use self::body::{Recorded, Tokens, TokensOf};
 use crate::connection::RequestGuard;
-use crate::ids::{OperationLabel, RequestId, unrouted};
+use crate::ids::{Name, OperationLabel, RequestId, unrouted};
 use crate::metrics::{Metrics, PhaseLabels, RequestLabels};
 use crate::reject::{FieldError, Rejection};
 use crate::status::{Outcome, Refusal};
@@ -210,7 +210,7 @@ impl AccessRecord {
         operation: &OperationLabel,
         (stage, code): (&'static str, &'static str),
         status: StatusCode,
-        (key_id, subject): (Option<String>, Option<String>),
+        (key_id, subject): (Option<Name>, Option<Name>),
     ) -> Refusal {
         Refusal {
             at,

@@ -225,10 +225,6 @@ impl Principal {
         if identity.key_id.is_some() {
             self.key_id = identity.key_id;
         }
-        for scope in identity.scopes {
-            if !self.scopes.contains(&scope) {
-                self.scopes.push(scope);
-            }
-        }
+        self.scopes = self.scopes.union(&identity.scopes);
     }
 }

@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use super::api_key::{ApiKeyVerifier, KeyError};
 use super::jwt::{JwtError, JwtVerifier};
-use super::{Request, extract, keystore};
+use super::{Request, Scopes, extract, keystore};
+use crate::ids::Name;
 use crate::reject::Rejection;
 
 /// What one scheme made of a request.
@@ -27,9 +28,9 @@ pub(super) enum Outcome {
 /// A verified credential: who, and what it may do.
 #[derive(Debug, Default)]
 pub struct Identity {
-    pub subject: Option<String>,
-    pub key_id: Option<String>,
-    pub scopes: Vec<String>,
+    pub subject: Option<Name>,
+    pub key_id: Option<Name>,
+    pub scopes: Scopes,
     /// A key's `operations` allowlist.
     pub allowed_operations: Option<Vec<String>>,
     /// A bearer token (whose 403 carries an RFC 6750 challenge), not an API key.

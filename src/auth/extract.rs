@@ -14,46 +14,41 @@ use super::api_key::KeyLocation;
 use crate::reject::Rejection;
 use crate::validate::params::{cookie_pair, cookies};
 
-/// The API key where `location` says: exactly one value, or refused.
+/// The API key where `location` says: exactly one value, or refused. Read without
+/// collecting: this runs on every request of a keyed operation.
 pub(super) fn api_key<'r>(
     caller: &Caller<'r>,
     location: &KeyLocation,
 ) -> Result<Option<Cow<'r, str>>, Rejection> {
-    let values = values_at(caller, location)?;
-    match values.len() {
-        0 => Ok(None),
-        1 => Ok(values.into_iter().next()),
-        _ => Err(Rejection::InvalidApiKey),
+    match location {
+        KeyLocation::Header(name) => exactly_one(caller.headers.get_all(name).iter().map(|v| {
+            v.to_str()
+                .map(Cow::Borrowed)
+                .map_err(|_| Rejection::InvalidApiKey)
+        })),
+        KeyLocation::Query(name) => exactly_one(
+            form_urlencoded::parse(caller.query.unwrap_or("").as_bytes())
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| Ok(value)),
+        ),
+        KeyLocation::Cookie(name) => exactly_one(
+            cookies(caller.headers)
+                .into_iter()
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| Ok(Cow::Borrowed(value))),
+        ),
     }
 }
 
-/// Every value sent under the key's name at `location`; a header value that is not text is
-/// refused.
-fn values_at<'r>(
-    caller: &Caller<'r>,
-    location: &KeyLocation,
-) -> Result<Vec<Cow<'r, str>>, Rejection> {
-    Ok(match location {
-        KeyLocation::Header(name) => caller
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| {
-                v.to_str()
-                    .map(Cow::Borrowed)
-                    .map_err(|_| Rejection::InvalidApiKey)
-            })
-            .collect::<Result<_, _>>()?,
-        KeyLocation::Query(name) => form_urlencoded::parse(caller.query.unwrap_or("").as_bytes())
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| Cow::Owned(value.into_owned()))
-            .collect(),
-        KeyLocation::Cookie(name) => cookies(caller.headers)
-            .into_iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| Cow::Borrowed(value))
-            .collect(),
-    })
+/// The one value sent; `None` for none, refused when sent more than once (or unreadable).
+fn exactly_one<'r>(
+    mut values: impl Iterator<Item = Result<Cow<'r, str>, Rejection>>,
+) -> Result<Option<Cow<'r, str>>, Rejection> {
+    let first = values.next().transpose()?;
+    match values.next() {
+        None => Ok(first),
+        Some(_) => Err(Rejection::InvalidApiKey),
+    }
 }
 
 /// The bearer token, if the request carries one: exactly one `Authorization` header, scheme

@@ -11,6 +11,9 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde_json::Value;
 
+use super::Scopes;
+use crate::ids::Name;
+
 mod claims;
 mod error;
 mod keys;
@@ -27,8 +30,8 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// A verified token's identity.
 #[derive(Debug)]
 pub struct Verified {
-    pub subject: String,
-    pub scopes: Vec<String>,
+    pub subject: Name,
+    pub scopes: Scopes,
     /// `exp` as seconds since the epoch; fractional, as RFC 7519 §2 allows.
     expires: f64,
 }
@@ -116,8 +119,8 @@ impl JwtVerifier {
             self.leeway,
         )?;
         Ok(Verified {
-            subject,
-            scopes: scopes(&claims, &self.scope_claim)?,
+            subject: Name::new(&subject),
+            scopes: Scopes::new(scopes(&claims, &self.scope_claim)?),
             expires,
         })
     }

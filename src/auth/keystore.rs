@@ -109,7 +109,7 @@ impl KeyStore {
         let mut records = HashMap::new();
         for record in file.keys {
             record.check(&mut problems);
-            let id = record.id.clone();
+            let id = record.id.to_string();
             if records.insert(id.clone(), Arc::new(record)).is_some() {
                 problems.push(format!("key id `{id}` appears twice"));
             }

@@ -13,6 +13,7 @@ mod authorize;
 mod bind;
 mod extract;
 mod rules;
+mod scopes;
 mod upkeep;
 
 pub use self::extract::{strip_credentials, without_query_credentials};
@@ -30,7 +31,9 @@ use self::api_key::ApiKeyVerifier;
 pub use self::api_key::KeyLocation;
 pub use self::authenticate::Identity;
 use self::jwt::JwtVerifier;
+pub use self::scopes::Scopes;
 use crate::config::Config;
+use crate::ids::Name;
 use crate::metrics::Metrics;
 use crate::reject::Rejection;
 use crate::spec::{Operation, Spec};
@@ -69,9 +72,9 @@ impl Verifier {
 /// Who the request is, once authenticated and authorised.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub subject: Option<String>,
-    pub key_id: Option<String>,
-    pub scopes: Vec<String>,
+    pub subject: Option<Name>,
+    pub key_id: Option<Name>,
+    pub scopes: Scopes,
 }
 
 /// The verifier bound to each scheme name.

@@ -202,7 +202,7 @@ async fn scopes_are_checked_per_scheme_and_identities_are_never_merged_across_al
         Some("team"),
         "nothing taken from the token"
     );
-    assert_eq!(principal.scopes, ["predict"]);
+    assert_eq!(principal.scopes[..], ["predict"]);
     // The first alternative that passes wins; the other credential is not merged in.
     let principal = check(
         &world,
@@ -229,7 +229,7 @@ async fn scopes_are_checked_per_scheme_and_identities_are_never_merged_across_al
         (principal.subject.as_deref(), principal.key_id.as_deref()),
         (Some("alice"), Some("ops"))
     );
-    assert_eq!(principal.scopes, ["read", "predict"]);
+    assert_eq!(principal.scopes[..], ["read", "predict"]);
 }
 
 #[tokio::test]

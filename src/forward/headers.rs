@@ -45,12 +45,13 @@ pub fn prepare_request_headers(
 ) {
     let original_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(headers);
-    let doomed: Vec<HeaderName> = headers
+    // `Host` is replaced below; the rest are rare, so they are found one at a time rather
+    // than collected into a list on every request.
+    while let Some(name) = headers
         .keys()
-        .filter(|name| is_client_controlled_identity(name))
+        .find(|name| is_client_controlled_identity(name))
         .cloned()
-        .collect();
-    for name in doomed {
+    {
         headers.remove(name);
     }
     // moat sends its own framing and has already answered any `Expect`.
@@ -73,27 +74,37 @@ pub fn prepare_request_headers(
 }
 
 /// Who moat verified the caller to be: `X-Moat-Subject`, `X-Moat-Key-Id`, `X-Moat-Scopes`.
+/// The values were built when the credential was first verified; inserting them shares
+/// their bytes. A name that cannot be a header value is not sent; no scopes, an empty
+/// `X-Moat-Scopes`.
 fn add_identity(headers: &mut HeaderMap, principal: &Principal) {
     let identity = [
-        (X_MOAT_SUBJECT, principal.subject.as_deref()),
-        (X_MOAT_KEY_ID, principal.key_id.as_deref()),
+        (
+            X_MOAT_SUBJECT,
+            principal.subject.as_ref().and_then(|n| n.header()),
+        ),
+        (
+            X_MOAT_KEY_ID,
+            principal.key_id.as_ref().and_then(|n| n.header()),
+        ),
     ];
     for (name, value) in identity {
-        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert(name, value);
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
         }
     }
-    if let Ok(scopes) = HeaderValue::from_str(&principal.scopes.join(" ")) {
-        headers.insert(X_MOAT_SCOPES, scopes);
+    if principal.scopes.is_empty() {
+        headers.insert(X_MOAT_SCOPES, HeaderValue::from_static(""));
+    } else if let Some(scopes) = principal.scopes.header() {
+        headers.insert(X_MOAT_SCOPES, scopes.clone());
     }
 }
 
 /// Headers only moat may set: identity (`X-Moat-*`), client address and protocol
-/// (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), and the host moat replaces.
+/// (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`). (`Host` moat replaces.)
 fn is_client_controlled_identity(name: &HeaderName) -> bool {
     let name = name.as_str();
-    name == "host"
-        || name == "forwarded"
+    name == "forwarded"
         || name == "x-real-ip"
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-moat-")

@@ -14,8 +14,8 @@ use crate::reject::Rejection;
 fn principal(key: &str) -> Principal {
     Principal {
         subject: None,
-        key_id: Some(key.to_owned()),
-        scopes: Vec::new(),
+        key_id: Some(key.into()),
+        scopes: Default::default(),
     }
 }
 

@@ -145,7 +145,7 @@ fn key_limits(auth: &Auth) -> Vec<(String, KeyLimits)> {
                 ],
                 streams: record.max_concurrent_streams,
             };
-            (limits != KeyLimits::default()).then(|| (record.id.clone(), limits))
+            (limits != KeyLimits::default()).then(|| (record.id.to_string(), limits))
         })
         .collect()
 }
@@ -153,6 +153,6 @@ fn key_limits(auth: &Auth) -> Vec<(String, KeyLimits)> {
 /// Every key whose record sets LLM rules: (key id, rules).
 fn llm_rules(auth: &Auth) -> Vec<(String, crate::llm::KeyRules)> {
     auth.records()
-        .filter_map(|record| Some((record.id.clone(), crate::llm::KeyRules::of(record)?)))
+        .filter_map(|record| Some((record.id.to_string(), crate::llm::KeyRules::of(record)?)))
         .collect()
 }

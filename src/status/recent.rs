@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use thread_local::ThreadLocal;
 
 use super::{RefusalKey, Table, lock, push_bounded};
-use crate::ids::{OperationLabel, RequestId};
+use crate::ids::{Name, OperationLabel, RequestId};
 use crate::reject::FieldError;
 
 /// How many refusals the page lists (and each thread keeps).
@@ -28,8 +28,8 @@ pub struct Refusal {
     pub status: u16,
     pub stage: &'static str,
     pub code: &'static str,
-    pub key_id: Option<String>,
-    pub subject: Option<String>,
+    pub key_id: Option<Name>,
+    pub subject: Option<Name>,
     /// A validation refusal's pointers and messages, which never hold a value sent.
     pub errors: Vec<FieldError>,
 }

@@ -45,7 +45,7 @@ fn refusal(code: &'static str, status: u16, key_id: Option<&str>) -> Refusal {
             "authorize"
         },
         code,
-        key_id: key_id.map(str::to_owned),
+        key_id: key_id.map(Into::into),
         subject: None,
         errors: Vec::new(),
     }

@@ -79,36 +79,45 @@ fn negotiate<'m>(declared: &'m [Media], headers: &HeaderMap) -> Result<&'m Media
 
 /// The declared media entry for a request content type: exact match first, then `type/*`,
 /// then `*/*` (RFC 9110 §12.5.1 precedence). Parameters such as `charset` do not take part.
+/// Media types compare case-insensitively, without lowercasing copies: this runs on every
+/// request with a body.
 pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
-    let requested = essence(content_type);
-    let (kind, subtype) = requested.split_once('/')?;
+    let (kind, subtype) = essence(content_type).split_once('/')?;
     if kind.is_empty() || subtype.is_empty() || kind == "*" || subtype == "*" {
         return None;
     }
-    let range_of = |m: &Media| essence(&m.range);
+    let range_of = |m: &'m Media| essence(&m.range).split_once('/').unwrap_or_default();
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     media
         .iter()
-        .find(|m| range_of(m) == requested)
+        .find(|m| {
+            let (k, s) = range_of(m);
+            same(k, kind) && same(s, subtype)
+        })
         .or_else(|| {
             media.iter().find(|m| {
-                let range = range_of(m);
                 // `application/*+json` style suffix ranges.
-                range.split_once('/').is_some_and(|(k, s)| {
-                    k == kind && s.starts_with("*+") && subtype.ends_with(&s[1..])
-                })
+                let (k, s) = range_of(m);
+                same(k, kind) && s.starts_with("*+") && ends_with_ignoring_case(subtype, &s[1..])
             })
         })
-        .or_else(|| media.iter().find(|m| range_of(m) == format!("{kind}/*")))
-        .or_else(|| media.iter().find(|m| range_of(m) == "*/*"))
+        .or_else(|| {
+            media.iter().find(|m| {
+                let (k, s) = range_of(m);
+                same(k, kind) && s == "*"
+            })
+        })
+        .or_else(|| media.iter().find(|m| range_of(m) == ("*", "*")))
 }
 
-fn essence(media_type: &str) -> String {
-    media_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
+/// A media type without its parameters.
+fn essence(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or_default().trim()
+}
+
+fn ends_with_ignoring_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// JSON is UTF-8 (RFC 8259 §8.1); any other declared charset is refused.

@@ -90,7 +90,10 @@ fn validate(
     errors: &mut Vec<FieldError>,
 ) {
     if let (Some(value), Some(schema)) = (value, &param.schema) {
-        schema.check(&value, location, &pointer(&param.name), errors);
+        // The pointer is built only for a failure: a valid request allocates none.
+        if !schema.is_valid(&value) {
+            schema.check(&value, location, &pointer(&param.name), errors);
+        }
     }
 }
 

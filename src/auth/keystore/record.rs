@@ -8,18 +8,20 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::valid_id;
+use crate::auth::Scopes;
 use crate::config::{Quota, RateLimit, TokenBudget};
+use crate::ids::Name;
 
 /// One key's record. The hash is never logged or printed in full.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
-    pub id: String,
+    pub id: Name,
     pub hash: String,
     #[serde(default)]
-    pub scopes: Vec<String>,
+    pub scopes: Scopes,
     #[serde(default)]
-    pub owner: Option<String>,
+    pub owner: Option<Name>,
     #[serde(default, deserialize_with = "timestamp")]
     pub expires_at: Option<SystemTime>,
     #[serde(default, deserialize_with = "timestamp")]

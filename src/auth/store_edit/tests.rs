@@ -52,7 +52,7 @@ fn the_empty_forms_open_into_a_block_list_and_keep_their_comments() {
         }
         let store = crate::auth::keystore::KeyStore::parse(&out)
             .unwrap_or_else(|e| panic!("{text:?} → {out}: {e:?}"));
-        assert_eq!(store.records["first"].scopes, vec!["predict"]);
+        assert_eq!(store.records["first"].scopes[..], ["predict"]);
     }
 }
 
@@ -80,7 +80,7 @@ fn json_and_flow_stores_are_edited_by_rewriting_them_as_block_yaml() {
         assert!(rewritten, "{text}");
         let loaded = crate::auth::keystore::KeyStore::parse(&out).expect("loads");
         assert!(loaded.records["a"].disabled, "{out}");
-        assert_eq!(loaded.records["a"].scopes, vec!["x"]);
+        assert_eq!(loaded.records["a"].scopes[..], ["x"]);
         assert!(!loaded.records["b"].disabled);
         assert!(out.starts_with("keys:\n  - id: \"a\"\n    hash: "), "{out}");
     }

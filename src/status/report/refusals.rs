@@ -67,8 +67,8 @@ fn row(refusal: &Refusal) -> RecentRow {
         status: refusal.status,
         stage: refusal.stage,
         code: refusal.code,
-        key_id: refusal.key_id.clone(),
-        subject: refusal.subject.clone(),
+        key_id: refusal.key_id.as_deref().map(str::to_owned),
+        subject: refusal.subject.as_deref().map(str::to_owned),
         errors: refusal.errors.clone(),
     }
 }

@@ -63,8 +63,8 @@ fn cells(record: &KeyRecord, now: SystemTime) -> [String; 6] {
         record.scopes.join(",")
     };
     [
-        record.id.clone(),
-        record.owner.clone().unwrap_or_else(|| "-".to_owned()),
+        record.id.to_string(),
+        record.owner.as_deref().unwrap_or("-").to_owned(),
         state.to_owned(),
         expires_at.unwrap_or_else(|| "-".to_owned()),
         scopes,
