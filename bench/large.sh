@@ -89,7 +89,6 @@ script tensor-auth "$WORK/tensor.json" auth
 script base64 "$WORK/base64.json"
 script base64-auth "$WORK/base64.json" auth
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name pid url script body-file
   local before after requests out="$OUT/${1//\//-}.txt"
   before=$(cpu_ticks "$2")

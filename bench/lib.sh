@@ -78,3 +78,6 @@ policy:
   default: [{bearer: [predict], api_key: [predict]}]
 CONF
 }
+
+# The CPU time (user + system, in clock ticks of 10 ms) process $1 has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -48,7 +48,9 @@ every_check_config
 
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
 taskset -c "$PROXY_CPU" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" &
+NGINX_MASTER=$!
 taskset -c "$PROXY_CPU" "$CEILING" 127.0.0.1:18004 127.0.0.1:18000 &
+CEILING_PID=$!
 # Forwarding alone runs with the access log off, as nginx's; the others log every request.
 MOAT_LOG=info,moat::access=off taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat.yaml" > "$OUT/moat.log" &
 MOAT_PID=$!
@@ -70,17 +72,25 @@ wrk.headers["Authorization"] = "Bearer $TOKEN"
 wrk.headers["X-API-Key"] = "$(cat "$WORK/key.txt")"
 LUA
 
-run() { # name url [script]
+run() { # name pid url [script] — pid: the proxy whose CPU per request is printed (0: none)
   echo "== $1"
-  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "${3:-$WORK/predict.lua}" "$2" \
+  local before=0 after=0
+  [ "$2" = 0 ] || before=$(cpu_ticks "$2")
+  taskset -c "$OTHER_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "${4:-$WORK/predict.lua}" "$3" \
     | tee "$OUT/$1.txt" | grep -E "Requests/sec|50%|99%|Non-2xx|Socket errors" || true
+  [ "$2" = 0 ] || after=$(cpu_ticks "$2")
+  if [ "$2" != 0 ]; then
+    echo "$(awk '/requests in/ {print $1}' "$OUT/$1.txt") $((after - before))" > "$OUT/$1.cpu"
+    echo "    CPU per request: $(awk '{printf "%.1f", $2 * 10000 / $1}' "$OUT/$1.cpu") µs"
+  fi
 }
-run upstream-direct http://127.0.0.1:18000/v1/models/iris:predict
-run nginx-proxy http://127.0.0.1:18080/v1/models/iris:predict
-run hyper-ceiling http://127.0.0.1:18004/v1/models/iris:predict
-run moat-proxy http://127.0.0.1:18081/v1/models/iris:predict
-run moat-checks http://127.0.0.1:18082/v1/models/iris:predict
-run moat-full http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
+NGINX_PID=$(pgrep -P "$NGINX_MASTER" | head -1)
+run upstream-direct 0 http://127.0.0.1:18000/v1/models/iris:predict
+run nginx-proxy "$NGINX_PID" http://127.0.0.1:18080/v1/models/iris:predict
+run hyper-ceiling "$CEILING_PID" http://127.0.0.1:18004/v1/models/iris:predict
+run moat-proxy "$MOAT_PID" http://127.0.0.1:18081/v1/models/iris:predict
+run moat-checks "$CHECKS_PID" http://127.0.0.1:18082/v1/models/iris:predict
+run moat-full "$FULL_PID" http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
 echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
 rps() { grep Requests/sec "$OUT/$1.txt" | awk '{print $2}'; }
@@ -90,6 +100,9 @@ echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps 
 echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"
 p99() { wrk_ms "$OUT/$1.txt" 99%; }
 echo "ratio p99 moat with bearer+key+validation/nginx: $(python3 -c "print(round($(p99 moat-full)/$(p99 nginx-proxy), 3))")"
+cpu() { awk '{print $2 * 10000 / $1}' "$OUT/$1.cpu"; }
+echo "ratio CPU per request moat with bearer+key+validation/bare hyper: $(python3 -c "print(round($(cpu moat-full)/$(cpu hyper-ceiling), 3))")"
+echo "ratio CPU per request moat/bare hyper: $(python3 -c "print(round($(cpu moat-proxy)/$(cpu hyper-ceiling), 3))")"
 
 # Allocations per proxied request: libc's malloc/calloc/realloc counted with uprobes in
 # the real binary under load (root and perf needed; the probes slow moat down, so this is a

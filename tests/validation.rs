@@ -38,6 +38,26 @@ fn a_valid_predict_request_is_forwarded_byte_for_byte() {
 }
 
 #[test]
+fn a_chunked_json_body_is_read_whole_and_forwarded_with_its_length() {
+    let upstream = Upstream::start();
+    let moat = moat_with(&upstream, "");
+    let (first, rest) = VALID.split_at(10);
+    let request = format!(
+        "POST {PREDICT} HTTP/1.1\r\nHost: x\r\n{TENANT}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+        first.len(),
+        rest.len()
+    );
+    assert_eq!(support::raw(moat.addr, request.as_bytes()).status, 200);
+    let seen = upstream.requests();
+    assert_eq!(&seen[0].body[..], VALID.as_bytes());
+    let length = VALID.len().to_string();
+    assert_eq!(seen[0].header("content-length"), Some(length.as_str()));
+    assert_eq!(seen[0].header("transfer-encoding"), None);
+}
+
+#[test]
 fn undeclared_paths_are_404_and_undeclared_methods_405_with_allow() {
     let upstream = Upstream::start();
     let moat = moat_with(&upstream, "");

@@ -2,22 +2,22 @@
 //! builds one (its constructor is private to the module), so nothing reaches `forward`
 //! without having passed the stages.
 
-use bytes::Bytes;
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Uri};
 
 use super::Room;
+use super::stream::RequestBody;
 use crate::auth::Principal;
 use crate::llm::Grant;
 
 /// A request every stage let through: its head (a query credential already removed), its
-/// checked body and who sent it. Only [`admit`] makes one, so nothing reaches `forward`
+/// body (checked, or bounded as it streams) and who sent it. Only [`admit`] makes one, so nothing reaches `forward`
 /// without having passed the stages.
 #[derive(Debug)]
-pub struct Admitted {
+pub struct Admitted<B> {
     parts: Parts,
-    body: Bytes,
+    body: RequestBody<B>,
     principal: Option<Principal>,
     /// An LLM operation's reservation and stream slot, to meter its response by.
     llm: Option<Grant>,
@@ -25,10 +25,10 @@ pub struct Admitted {
     room: Room,
 }
 
-impl Admitted {
+impl<B> Admitted<B> {
     pub(super) fn new(
         parts: Parts,
-        body: Bytes,
+        body: RequestBody<B>,
         principal: Option<Principal>,
         llm: Option<Grant>,
         room: Room,
@@ -66,7 +66,7 @@ impl Admitted {
         std::mem::take(&mut self.room)
     }
 
-    pub fn into_parts(self) -> (Parts, Bytes, Option<Principal>) {
+    pub fn into_parts(self) -> (Parts, RequestBody<B>, Option<Principal>) {
         (self.parts, self.body, self.principal)
     }
 }
@@ -74,8 +74,8 @@ impl Admitted {
 /// What admission decided, short of a refusal.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // `Forward` is the common case: boxing it allocates per request
-pub enum Verdict {
-    Forward(Admitted),
+pub enum Verdict<B> {
+    Forward(Admitted<B>),
     /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
     Options(HeaderValue),
 }

@@ -30,10 +30,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit = limits.max_body_bytes;
-    let declared = declared_length(headers);
-    if declared.is_some_and(|length| length > limit) {
-        return Err(Rejection::BodyTooLarge { limit });
-    }
+    let declared = refuse_declared_excess(headers, limits)?;
     // A body that is already over (most GETs) needs neither a read nor its timer.
     if body.is_end_stream() {
         return Ok((Bytes::new(), Room::default()));
@@ -87,6 +84,20 @@ where
         }
     }
     Ok(first.unwrap_or_else(|| buffer.freeze()))
+}
+
+/// The body's `Content-Length`, refused before anything is read when it is past
+/// `limits.max_body_bytes`.
+pub fn refuse_declared_excess(
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<Option<u64>, Rejection> {
+    let declared = declared_length(headers);
+    let limit = limits.max_body_bytes;
+    match declared.is_some_and(|length| length > limit) {
+        true => Err(Rejection::BodyTooLarge { limit }),
+        false => Ok(declared),
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

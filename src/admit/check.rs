@@ -5,13 +5,15 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Body;
 
-use super::{Admission, Room, Target, enforce, read_body};
+use super::stream::{Bounded, RequestBody};
+use super::{Admission, Room, Target, enforce, read_body, refuse_declared_excess};
 use crate::reject::{Rejection, Stage};
 use crate::trail::Trail;
 use crate::validate::{self, json::JsonLimits};
 
 /// Stage 6: the parameters, then the body, read only now within its limits; a request
-/// whose parameters and body both fail hears of both.
+/// whose parameters and body both fail hears of both. A body no check needs whole is not
+/// read: it goes to the model as it arrives (see `stream`).
 pub(super) async fn check_request<B>(
     snapshot: &Admission<'_>,
     target: &Target<'_, '_>,
@@ -19,12 +21,27 @@ pub(super) async fn check_request<B>(
     headers: &HeaderMap,
     body: B,
     trail: &mut Trail,
-) -> Result<(Bytes, Room), Rejection>
+) -> Result<(RequestBody<B>, Room), Rejection>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let parameters = check_parameters(snapshot, target, query, headers, trail);
+    if let Some(required) = streamable(target, headers, &body) {
+        parameters?;
+        let limits = &snapshot.config.limits;
+        refuse_declared_excess(headers, limits)?;
+        trail.pass(Stage::Validate, || {
+            "body relayed as it arrives: no check reads it".to_owned()
+        });
+        let bounded = Bounded::new(
+            body,
+            limits.max_body_bytes,
+            limits.body_read_timeout,
+            required,
+        );
+        return Ok((RequestBody::Streamed(bounded), Room::default()));
+    }
     let (body, room) =
         match read_body(body, headers, &snapshot.config.limits, snapshot.bodies).await {
             Ok(read) => read,
@@ -33,7 +50,19 @@ where
     trail.body_read = true;
     let checked = check_body(snapshot, target, headers, &body, trail);
     validate::together(parameters, checked)?;
-    Ok((body, room))
+    Ok((RequestBody::Whole(body), room))
+}
+
+/// `Some(required)` when the body can go to the model unread: there is one, no LLM meter
+/// reads it, and the operation (if any) declares a media type moat does not parse for it.
+fn streamable<B: Body>(target: &Target<'_, '_>, headers: &HeaderMap, body: &B) -> Option<bool> {
+    if target.llm.is_some() || body.is_end_stream() {
+        return None;
+    }
+    match target.operation {
+        None => Some(false),
+        Some(operation) => validate::body::unparsed(operation, headers),
+    }
 }
 
 /// Stage 6, before the body is read: path, query, header and cookie parameters.

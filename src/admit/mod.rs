@@ -11,6 +11,7 @@ mod check;
 mod describe;
 mod room;
 mod route;
+mod stream;
 
 use std::net::IpAddr;
 
@@ -20,11 +21,12 @@ use http::{HeaderMap, Uri};
 use http_body::Body;
 
 pub use self::admitted::{Admitted, Verdict};
-pub use self::body::read_body;
+pub use self::body::{read_body, refuse_declared_excess};
 use self::check::check_request;
 use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
 pub use self::room::{BodyBudget, Room};
 pub use self::route::{Routing, Target, route};
+pub use self::stream::{Bounded, RequestBody, refusal_in};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
 use crate::config::{Config, Mode};
 use crate::frame;
@@ -61,7 +63,7 @@ pub async fn admit<B>(
     client: IpAddr,
     request_id: &str,
     trail: &mut Trail,
-) -> Result<Verdict, Rejection>
+) -> Result<Verdict<B>, Rejection>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -118,7 +120,7 @@ fn caller<'r>(
 }
 
 /// `OPTIONS` on a declared path that does not declare it: moat answers itself.
-fn options(allow: http::HeaderValue, trail: &mut Trail) -> Verdict {
+fn options<B>(allow: http::HeaderValue, trail: &mut Trail) -> Verdict<B> {
     trail.pass(Stage::Route, || {
         let allow = allow.to_str().unwrap_or_default();
         format!("OPTIONS answered by moat: 204, Allow: {allow}")
@@ -175,16 +177,20 @@ async fn limit(
 
 /// Stage 5 of an LLM operation (see `llm::check_request`), on the body stage 6 let through;
 /// `metered`: the operation's mode when it is an LLM operation, else `None` (nothing to do).
-async fn llm_stage(
+async fn llm_stage<B>(
     snapshot: &Admission<'_>,
     metered: Option<Mode>,
     principal: &Option<Principal>,
     headers: &mut HeaderMap,
-    body: Bytes,
+    body: RequestBody<B>,
     trail: &mut Trail,
-) -> Result<(Bytes, Option<Grant>), Rejection> {
+) -> Result<(RequestBody<B>, Option<Grant>), Rejection> {
     let Some(mode) = metered else {
         return Ok((body, None));
+    };
+    // Never streamed: stage 6 reads an LLM operation's body whole (see `check_request`).
+    let RequestBody::Whole(body) = body else {
+        return Err(Rejection::Internal(Stage::Limit));
     };
     let (body, grant, request) = llm::check_request(
         snapshot.llm,
@@ -197,7 +203,7 @@ async fn llm_stage(
     )
     .await?;
     trail.pass(Stage::Limit, || describe_llm(&request, grant.as_ref()));
-    Ok((body, grant))
+    Ok((RequestBody::Whole(body), grant))
 }
 
 /// A key carried in the query, removed from the URI; `None` when nothing was removed.

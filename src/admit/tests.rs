@@ -92,7 +92,7 @@ async fn run(
     target: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (String, Trail, Option<super::Admitted>) {
+) -> (String, Trail, Option<super::Admitted<Full<Bytes>>>) {
     let mut request = Request::builder().method(method).uri(target);
     if !headers
         .iter()

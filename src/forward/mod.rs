@@ -10,10 +10,10 @@ use http::header::HeaderValue;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::admit::Admitted;
+use crate::admit::{Admitted, Bounded, RequestBody, refusal_in};
 use crate::config::UpstreamConfig;
 use crate::ids::RequestId;
 use crate::reject::{Rejection, Stage};
@@ -26,6 +26,9 @@ use self::headers::drop_unframed_length;
 pub use self::headers::{forwarded_for, prepare_request_headers, strip_hop_by_hop};
 pub use self::pool::Lease;
 use self::pool::Pool;
+
+/// The body the model gets: read whole by moat, or the client's relayed as it arrives.
+pub type OutboundBody = Either<Full<Bytes>, Bounded<Incoming>>;
 
 /// What moat knows about the request that the upstream should be told.
 pub struct ForwardContext<'a> {
@@ -79,7 +82,7 @@ impl Upstream {
     /// [`Admitted`] request can be forwarded — and returns the streaming response.
     pub async fn forward(
         &self,
-        admitted: Admitted,
+        admitted: Admitted<Incoming>,
         context: &ForwardContext<'_>,
     ) -> Result<Forwarded, Rejection> {
         let (parts, body, principal) = admitted.into_parts();
@@ -131,17 +134,23 @@ impl Upstream {
         Ok(parts)
     }
 
-    /// Sends the request on a pooled connection. Only an idempotent request keeps a copy
-    /// of itself, for the one resend it gets when the pooled connection turns out to have
-    /// been closed by the model (RFC 9110 §9.2.2); a POST moves its headers and body
-    /// straight into the upstream request.
+    /// Sends the request on a pooled connection. Only an idempotent request read whole
+    /// keeps a copy of itself, for the one resend it gets when the pooled connection turns
+    /// out to have been closed by the model (RFC 9110 §9.2.2); a POST moves its headers and
+    /// body straight into the upstream request, and a streamed body cannot be sent twice.
     async fn exchange(
         &self,
         parts: Parts,
-        body: Bytes,
+        body: RequestBody<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
-        let mut retry = is_idempotent(&parts.method).then(|| (parts.clone(), body.clone()));
-        let mut request = Request::from_parts(parts, Full::new(body));
+        let (mut retry, body) = match body {
+            RequestBody::Whole(bytes) => {
+                let retry = is_idempotent(&parts.method).then(|| (parts.clone(), bytes.clone()));
+                (retry, Either::Left(Full::new(bytes)))
+            }
+            RequestBody::Streamed(bounded) => (None, Either::Right(bounded)),
+        };
+        let mut request = Request::from_parts(parts, body);
         loop {
             let mut lease = self.pool.lease().await.map_err(UpstreamError::Connect)?;
             match lease.sender.send_request(request).await {
@@ -151,7 +160,7 @@ impl Upstream {
                         return Err(UpstreamError::Send(error));
                     };
                     tracing::debug!(error = %error, "retrying an idempotent request once");
-                    request = Request::from_parts(parts, Full::new(body));
+                    request = Request::from_parts(parts, Either::Left(Full::new(body)));
                 }
                 Err(error) => return Err(UpstreamError::Send(error)),
             }
@@ -193,6 +202,14 @@ enum UpstreamError {
 
 impl UpstreamError {
     fn into_rejection(self) -> Rejection {
+        // A streamed request body that broke a limit on the way: the client's fault, told
+        // as the limit's own refusal.
+        if let UpstreamError::Send(error) = &self {
+            if let Some(rejection) = refusal_in(error) {
+                tracing::debug!(error = %error, "streamed request body refused in flight");
+                return rejection;
+            }
+        }
         let timed_out = match &self {
             UpstreamError::Connect(io) => io.kind() == std::io::ErrorKind::TimedOut,
             UpstreamError::Send(error) => error.is_timeout(),

@@ -14,14 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 
-pub type Sender = SendRequest<Full<Bytes>>;
+pub type Sender = SendRequest<super::OutboundBody>;
 
 pub struct Pool {
     /// One stack per proxy thread: a connection's task runs on the runtime that opened

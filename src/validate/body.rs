@@ -34,6 +34,16 @@ pub fn check(
     }
 }
 
+/// Whether a body the operation declares can go to the model unread, relayed as it
+/// arrives: when the request's content type selects a media type moat does not parse
+/// (`BodyKind::Opaque`), reading it first would check nothing. `Some(required)` when so;
+/// `None` sends the body through [`check`] (which also refuses what is wrong with it).
+pub fn unparsed(operation: &Operation, headers: &HeaderMap) -> Option<bool> {
+    let declared = operation.body.as_ref()?;
+    let media = negotiate(&declared.media, headers).ok()?;
+    (media.kind == BodyKind::Opaque).then_some(declared.required)
+}
+
 /// Parses the body as its media type says and checks it against the media's schema.
 fn check_media(
     media: &Media,

@@ -40,10 +40,10 @@ fn fail_label(stage: Stage) -> &'static str {
 impl Explanation {
     /// Each stage's verdict and details from the trail, in stage order, up to the one that
     /// refused; then the verdict.
-    pub(super) fn render(
+    pub(super) fn render<B>(
         mut self,
         trail: &Trail,
-        verdict: Result<Verdict, Rejection>,
+        verdict: Result<Verdict<B>, Rejection>,
     ) -> Explanation {
         let failed = verdict.as_ref().err();
         for (stage, label) in GROUPS {
@@ -85,7 +85,7 @@ impl Explanation {
         }
     }
 
-    fn verdict(mut self, verdict: Result<Verdict, Rejection>) -> Explanation {
+    fn verdict<B>(mut self, verdict: Result<Verdict<B>, Rejection>) -> Explanation {
         match verdict {
             Ok(Verdict::Forward(admitted)) => self.forward(admitted.method(), admitted.uri()),
             Ok(Verdict::Options(_)) => {

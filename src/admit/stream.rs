@@ -1,0 +1,218 @@
+//! A request body moat relays to the model as it arrives instead of reading it first:
+//! one no check needs whole (no spec, or a media type moat does not parse — images,
+//! audio, `application/octet-stream` tensors). Buffering those would only cost memory and
+//! latency: nothing is parsed. The body's limits still hold, counted as it passes —
+//! `limits.max_body_bytes` and `limits.body_read_timeout` — and a body that breaks one
+//! fails in the middle: the model sees a request cut short (never a complete one), and
+//! `forward` answers the client with the limit's own refusal (413, 408, 400), read back
+//! from the [`Cut`] error the upstream exchange failed with.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use crate::reject::Rejection;
+
+/// The body stage 7 sends: read whole and checked by stage 6, or streamed (see the module).
+#[derive(Debug)]
+pub enum RequestBody<B> {
+    Whole(Bytes),
+    Streamed(Bounded<B>),
+}
+
+/// Why a streamed body was cut; [`Cut::rejection`] is what the client is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Cut {
+    #[error("the request body went past {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the request body was not received in time")]
+    Timeout,
+    #[error("the request body broke off")]
+    Unreadable,
+    #[error("the required request body was empty")]
+    Empty,
+}
+
+impl Cut {
+    pub fn rejection(self) -> Rejection {
+        match self {
+            Cut::TooLarge { limit } => Rejection::BodyTooLarge { limit },
+            Cut::Timeout => Rejection::BodyTimeout,
+            Cut::Unreadable => Rejection::BodyUnreadable,
+            Cut::Empty => Rejection::BodyRequired,
+        }
+    }
+}
+
+pin_project! {
+    /// A client's body within its limits, checked frame by frame.
+    #[derive(Debug)]
+    pub struct Bounded<B> {
+        #[pin]
+        body: B,
+        // `limits.body_read_timeout`, from the moment the body was admitted.
+        #[pin]
+        deadline: Sleep,
+        limit: u64,
+        read: u64,
+        // The operation requires a body: one that ends empty is refused (a chunked
+        // request can announce a body and send none).
+        required: bool,
+        failed: bool,
+    }
+}
+
+impl<B> Bounded<B> {
+    pub fn new(body: B, limit: u64, timeout: Duration, required: bool) -> Self {
+        Bounded {
+            body,
+            deadline: tokio::time::sleep(timeout),
+            limit,
+            read: 0,
+            required,
+            failed: false,
+        }
+    }
+}
+
+impl<B> Body for Bounded<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Cut;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Cut>>> {
+        let this = self.project();
+        if *this.failed {
+            return Poll::Ready(None);
+        }
+        let verdict = match this.body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                *this.read += frame.data_ref().map_or(0, |data| data.len() as u64);
+                match *this.read > *this.limit {
+                    true => Err(Cut::TooLarge { limit: *this.limit }),
+                    false => Ok(Some(frame)),
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                tracing::debug!(error = %error.into(), "client body unreadable");
+                Err(Cut::Unreadable)
+            }
+            Poll::Ready(None) if *this.required && *this.read == 0 => Err(Cut::Empty),
+            Poll::Ready(None) => Ok(None),
+            Poll::Pending => {
+                // Only a client that keeps the body waiting is timed: a model reading
+                // slowly holds the frames back, not the client.
+                std::task::ready!(this.deadline.poll(cx));
+                Err(Cut::Timeout)
+            }
+        };
+        Poll::Ready(match verdict {
+            Ok(frame) => frame.map(Ok),
+            Err(cut) => {
+                *this.failed = true;
+                Some(Err(cut))
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || (self.body.is_end_stream() && !(self.required && self.read == 0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The refusal a failed upstream exchange carries, when it failed because the client's
+/// streamed body broke a limit (hyper keeps the body's error as the cause).
+pub fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<Rejection> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(cut) = error.downcast_ref::<Cut>() {
+            return Some(cut.rejection());
+        }
+        cause = error.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    fn chunks(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = std::io::Error> {
+        let frames = parts
+            .iter()
+            .map(|part| Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(part.as_bytes()))));
+        StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>()))
+    }
+
+    async fn relay(
+        body: impl Body<Data = Bytes, Error = std::io::Error>,
+        limit: u64,
+        required: bool,
+    ) -> Result<Bytes, Rejection> {
+        let bounded = Bounded::new(body, limit, Duration::from_secs(5), required);
+        match bounded.collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(cut) => Err(cut.rejection()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_within_its_limit_passes_unchanged() {
+        let body = relay(chunks(&["ab", "cd"]), 4, true).await;
+        assert_eq!(body, Ok(Bytes::from_static(b"abcd")));
+    }
+
+    #[tokio::test]
+    async fn a_body_past_its_limit_fails_at_the_frame_that_crosses_it() {
+        let body = relay(chunks(&["ab", "cd", "e"]), 4, false).await;
+        assert_eq!(body, Err(Rejection::BodyTooLarge { limit: 4 }));
+    }
+
+    #[tokio::test]
+    async fn a_required_body_that_ends_empty_is_refused() {
+        assert_eq!(
+            relay(chunks(&[]), 4, true).await,
+            Err(Rejection::BodyRequired)
+        );
+        assert_eq!(relay(chunks(&[]), 4, false).await, Ok(Bytes::new()));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_past_the_read_timeout_is_refused() {
+        let stalled = StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, std::io::Error>,
+        >());
+        let bounded = Bounded::new(stalled, 4, Duration::from_millis(20), false);
+        let cut = bounded.collect().await.err();
+        assert_eq!(cut, Some(Cut::Timeout));
+    }
+
+    /// As hyper reports a body's error: its own error, the body's as the source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("error writing a body to connection")]
+    struct Sending(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    #[test]
+    fn the_refusal_is_found_under_the_errors_that_wrap_it() {
+        let wrapped = Sending(Box::new(Sending(Box::new(Cut::Timeout))));
+        assert_eq!(refusal_in(&wrapped), Some(Rejection::BodyTimeout));
+        let reset = Sending(Box::new(std::io::Error::other("reset")));
+        assert_eq!(refusal_in(&reset), None);
+    }
+}
