@@ -189,10 +189,13 @@ fn a_streamed_body_past_the_limit_is_refused_413_and_never_reaches_the_model_who
 fn a_client_that_stalls_mid_body_is_refused_408_and_the_model_gets_no_complete_request() {
     let model = SocketModel::start();
     let moat = Moat::start(&config(&model.url, "limits:\n  body_read_timeout: 300ms\n"));
-    let mut client = support::open(moat.addr, post_head("Content-Length: 1000\r\n").as_bytes());
-    client.write_all(&[b'z'; 400]).unwrap();
+    let mut client = support::open(
+        moat.addr,
+        post_head("Content-Length: 200000\r\n").as_bytes(),
+    );
+    client.write_all(&[b'z'; 100_000]).unwrap();
     // The model already has what was sent; then the client goes quiet.
-    assert!(matches!(model.wait_for(400), Event::Received(400)));
+    assert_eq!(model.wait_for(100_000), Event::Received(100_000));
     let response = read_response(&mut client);
     assert_eq!(
         response.status,
@@ -201,7 +204,7 @@ fn a_client_that_stalls_mid_body_is_refused_408_and_the_model_gets_no_complete_r
         String::from_utf8_lossy(&response.body)
     );
     assert_eq!(response.json()["code"], "body_timeout");
-    assert_eq!(model.end(), Event::CutOff(400));
+    assert_eq!(model.end(), Event::CutOff(100_000));
 }
 
 #[test]
@@ -221,11 +224,14 @@ fn an_opaque_media_type_of_a_declared_operation_is_streamed_and_a_json_one_is_re
         &model.url,
         &format!("openapi:\n  file: {}\n", spec.display()),
     ));
-    let mut client = support::open(moat.addr, post_head("Content-Length: 1000\r\n").as_bytes());
-    client.write_all(&[b'z'; 500]).unwrap();
-    assert!(matches!(model.wait_for(500), Event::Received(500)));
-    client.write_all(&[b'z'; 500]).unwrap();
-    assert_eq!(model.end(), Event::Complete(1000));
+    let mut client = support::open(
+        moat.addr,
+        post_head("Content-Length: 200000\r\n").as_bytes(),
+    );
+    client.write_all(&[b'z'; 100_000]).unwrap();
+    assert_eq!(model.wait_for(100_000), Event::Received(100_000));
+    client.write_all(&[b'z'; 100_000]).unwrap();
+    assert_eq!(model.end(), Event::Complete(200_000));
     assert_eq!(read_response(&mut client).status, 200);
 
     // JSON is parsed and checked before any of it is forwarded: an invalid one never
