@@ -248,3 +248,55 @@ fn an_opaque_media_type_of_a_declared_operation_is_streamed_and_a_json_one_is_re
         "the model heard of a refused body"
     );
 }
+
+/// A model that answers `/early` at once without reading the upload (and then neither reads
+/// nor closes), and answers anything else normally.
+fn early_answering_model() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"POST /early") {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly");
+                    thread::sleep(Duration::from_secs(10));
+                } else {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_model_that_answers_before_the_upload_ends_holds_up_no_other_request() {
+    let model = early_answering_model();
+    // Without its own connection the next request would wait for the upload to end:
+    // past the response timeout, a 504.
+    let moat = Moat::start(&config(
+        &model,
+        "  response_timeout: 2s\nlimits:\n  max_body_bytes: 8388608\n",
+    ));
+    let head = "POST /early HTTP/1.1\r\nHost: moat.test\r\nContent-Type: application/octet-stream\r\n\
+                Content-Length: 4194304\r\n\r\n";
+    let mut uploading = support::open(moat.addr, head.as_bytes());
+    uploading.write_all(&[b'u'; 128 * 1024]).unwrap();
+    let mut answer = [0u8; 12];
+    uploading.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // The upload is still open on moat's connection to the model; the next request must
+    // not wait for it.
+    let next = support::raw(
+        moat.addr,
+        b"GET /next HTTP/1.1\r\nHost: moat.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(next.status, 200);
+    assert_eq!(&next.body[..], b"ok");
+}

@@ -8,6 +8,7 @@ use http_body::Body;
 use super::body::declared_length;
 use super::stream::{Bounded, RequestBody};
 use super::{Admission, Room, Target, enforce, read_body, refuse_declared_excess};
+use crate::config::Mode;
 use crate::reject::{Rejection, Stage};
 use crate::trail::Trail;
 use crate::validate::{self, json::JsonLimits};
@@ -39,7 +40,8 @@ where
             body,
             limits.max_body_bytes,
             limits.body_read_timeout,
-            required,
+            // In shadow mode an empty required body is forwarded, as a read one would be.
+            required && target.mode == Mode::Enforce,
         );
         return Ok((RequestBody::Streamed(bounded), Room::default()));
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::reject::Rejection;
 
@@ -55,9 +55,15 @@ pin_project! {
     pub struct Bounded<B> {
         #[pin]
         body: B,
-        // `limits.body_read_timeout`, from the moment the body was admitted.
+        // When the client's time runs out if it keeps the body waiting from `waiting_since`.
         #[pin]
         deadline: Sleep,
+        // `limits.body_read_timeout`, counted only while the body waits on the client: the
+        // time it keeps the body waiting, summed, so a model that reads slowly (hyper then
+        // does not ask for the next frame) never makes the client's upload late.
+        timeout: Duration,
+        waited: Duration,
+        waiting_since: Option<Instant>,
         limit: u64,
         read: u64,
         // The operation requires a body: one that ends empty is refused (a chunked
@@ -72,6 +78,9 @@ impl<B> Bounded<B> {
         Bounded {
             body,
             deadline: tokio::time::sleep(timeout),
+            timeout,
+            waited: Duration::ZERO,
+            waiting_since: None,
             limit,
             read: 0,
             required,
@@ -92,11 +101,17 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Cut>>> {
-        let this = self.project();
+        let mut this = self.project();
         if *this.failed {
             return Poll::Ready(None);
         }
-        let verdict = match this.body.poll_frame(cx) {
+        let polled = this.body.as_mut().poll_frame(cx);
+        if polled.is_ready() {
+            if let Some(since) = this.waiting_since.take() {
+                *this.waited += since.elapsed();
+            }
+        }
+        let verdict = match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.read += frame.data_ref().map_or(0, |data| data.len() as u64);
                 match *this.read > *this.limit {
@@ -111,8 +126,12 @@ where
             Poll::Ready(None) if *this.required && *this.read == 0 => Err(Cut::Empty),
             Poll::Ready(None) => Ok(None),
             Poll::Pending => {
-                // Only a client that keeps the body waiting is timed: a model reading
-                // slowly holds the frames back, not the client.
+                if this.waiting_since.is_none() {
+                    let now = Instant::now();
+                    *this.waiting_since = Some(now);
+                    let left = this.timeout.saturating_sub(*this.waited);
+                    this.deadline.as_mut().reset(now + left);
+                }
                 std::task::ready!(this.deadline.poll(cx));
                 Err(Cut::Timeout)
             }
@@ -201,6 +220,36 @@ mod tests {
         let bounded = Bounded::new(stalled, 4, Duration::from_millis(20), false);
         let cut = bounded.collect().await.err();
         assert_eq!(cut, Some(Cut::Timeout));
+    }
+
+    #[tokio::test]
+    async fn time_the_model_takes_to_ask_for_the_next_frame_is_not_the_clients() {
+        let (sender, frames) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let frames = futures_util::stream::unfold(frames, |mut frames| async move {
+            let data = frames.recv().await?;
+            Some((Ok::<_, std::io::Error>(Frame::data(data)), frames))
+        });
+        let bounded = Bounded::new(
+            StreamBody::new(frames),
+            100,
+            Duration::from_millis(50),
+            false,
+        );
+        let mut bounded = std::pin::pin!(bounded);
+        // The client is quick: each frame is there before it is asked for, but the body
+        // waits (pending) a moment between them as a socket's would.
+        let send = |data: &'static [u8]| {
+            let sender = sender.clone();
+            tokio::spawn(async move { sender.send(Bytes::from_static(data)).await })
+        };
+        send(b"ab");
+        assert!(bounded.as_mut().frame().await.unwrap().is_ok());
+        // The reader (the model's side) takes longer than the whole timeout to come back.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        send(b"cd");
+        assert!(bounded.as_mut().frame().await.unwrap().is_ok());
+        drop(sender);
+        assert!(bounded.as_mut().frame().await.is_none());
     }
 
     /// As hyper reports a body's error: its own error, the body's as the source.

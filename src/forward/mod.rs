@@ -86,6 +86,10 @@ impl Upstream {
         context: &ForwardContext<'_>,
     ) -> Result<Forwarded, Rejection> {
         let (parts, body, principal) = admitted.into_parts();
+        // A streamed body may still be going up when the model has answered (a model that
+        // answers without reading it all); its connection then is not ready for another
+        // request until the upload ends, so it goes back to no one: it closes when done.
+        let reusable = matches!(body, RequestBody::Whole(_));
         let parts = self.upstream_parts(parts, principal.as_ref(), context)?;
         let head_request = parts.method == Method::HEAD;
         let started = Instant::now();
@@ -102,7 +106,7 @@ impl Upstream {
         relayed_head(&mut head, &incoming, head_request);
         // A response with nothing more to read frees its connection now; a switch of
         // protocols never gives it back.
-        let lease = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        let lease = if head.status == StatusCode::SWITCHING_PROTOCOLS || !reusable {
             None
         } else if head_request || http_body::Body::is_end_stream(&incoming) {
             lease.release();
