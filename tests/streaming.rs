@@ -300,3 +300,40 @@ fn a_model_that_answers_before_the_upload_ends_holds_up_no_other_request() {
     assert_eq!(next.status, 200);
     assert_eq!(&next.body[..], b"ok");
 }
+
+/// A chunked body that announces itself and ends empty, on an operation that requires one:
+/// refused when enforced, forwarded (and counted) in shadow mode — as a body read whole is.
+#[test]
+fn an_empty_streamed_body_that_is_required_is_refused_only_when_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("openapi.yaml");
+    std::fs::write(
+        &spec,
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /v1/blob:\n    post:\n      \
+         operationId: blob\n      requestBody:\n        required: true\n        content:\n          \
+         application/octet-stream: {}\n      responses: {'200': {description: ok}}\n",
+    )
+    .unwrap();
+    let empty = "POST /v1/blob HTTP/1.1\r\nHost: moat.test\r\nContent-Type: application/octet-stream\r\n\
+                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
+    for (mode, status) in [("enforce", 400), ("shadow", 200)] {
+        let upstream = support::Upstream::start();
+        let moat = Moat::start(&config(
+            &upstream.url(),
+            &format!(
+                "openapi:\n  file: {}\npolicy:\n  operations:\n    blob: {{mode: {mode}}}\n",
+                spec.display()
+            ),
+        ));
+        let response = support::raw(moat.addr, empty.as_bytes());
+        assert_eq!(
+            response.status,
+            status,
+            "{mode}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        if status == 400 {
+            assert_eq!(response.json()["code"], "body_required");
+        }
+    }
+}
