@@ -40,10 +40,8 @@ impl RequestId {
         for (i, digit) in text.iter_mut().enumerate() {
             *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
         }
-        // Shared from the start (`from_owner`): the id is cloned into the upstream request
-        // and the response, and a copied value would allocate again on its first clone.
-        let shared = bytes::Bytes::from_owner(text);
-        RequestId(HeaderValue::from_maybe_shared(shared).unwrap_or(HeaderValue::from_static("0")))
+        // Cloned into the upstream request and the response: shared from the start.
+        RequestId(shared_header(text).unwrap_or(HeaderValue::from_static("0")))
     }
 
     /// Only visible ASCII ever gets in (see [`client_request_id`]).
@@ -85,14 +83,9 @@ pub struct Name {
 
 impl Name {
     pub fn new(text: &str) -> Name {
-        // Shared from the start (`from_owner`), so cloning it never allocates.
-        let shared = bytes::Bytes::from_owner(text.as_bytes().to_vec());
-        let header = HeaderValue::from_maybe_shared(shared)
-            .ok()
-            .filter(|value| value.to_str().is_ok());
         Name {
             text: Arc::from(text),
-            header,
+            header: shared_header(text.as_bytes().to_vec()),
         }
     }
 
@@ -137,4 +130,13 @@ impl<'de> serde::Deserialize<'de> for Name {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Ok(Name::new(&text))
     }
+}
+
+/// `bytes` as a header value shared from the start (`Bytes::from_owner`): a value built
+/// once and cloned into many requests and responses, where a copied value would allocate
+/// again on its first clone. `None` unless it is visible ASCII (`to_str` reads it).
+pub fn shared_header<T: AsRef<[u8]> + Send + 'static>(bytes: T) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(bytes))
+        .ok()
+        .filter(|value| value.to_str().is_ok())
 }

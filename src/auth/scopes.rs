@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+use crate::ids::shared_header;
+
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Scopes(Option<Arc<List>>);
 
@@ -22,10 +24,7 @@ impl Scopes {
         if scopes.is_empty() {
             return Scopes(None);
         }
-        let joined = bytes::Bytes::from_owner(scopes.join(" ").into_bytes());
-        let header = HeaderValue::from_maybe_shared(joined)
-            .ok()
-            .filter(|value| value.to_str().is_ok());
+        let header = shared_header(scopes.join(" ").into_bytes());
         Scopes(Some(Arc::new(List { scopes, header })))
     }
 
@@ -64,12 +63,6 @@ impl std::ops::Deref for Scopes {
 impl std::fmt::Debug for Scopes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl From<Vec<String>> for Scopes {
-    fn from(scopes: Vec<String>) -> Scopes {
-        Scopes::new(scopes)
     }
 }
 
