@@ -19,9 +19,10 @@ use crate::reject::Rejection;
 /// 256 such bodies none completes), or, without a length, as the bytes arrive. Nothing is
 /// held before the first byte, so a client that sends headers and stalls keeps no one out.
 /// The room is returned with the body, to be held until it has been forwarded.
+/// `declared`: the body's `Content-Length` ([`declared_length`]).
 pub async fn read_body<B>(
     body: B,
-    headers: &HeaderMap,
+    declared: Option<u64>,
     limits: &Limits,
     budget: &BodyBudget,
 ) -> Result<(Bytes, Room), Rejection>
@@ -30,7 +31,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit = limits.max_body_bytes;
-    let declared = refuse_declared_excess(headers, limits)?;
+    refuse_declared_excess(declared, limits)?;
     // A body that is already over (most GETs) needs neither a read nor its timer.
     if body.is_end_stream() {
         return Ok((Bytes::new(), Room::default()));
@@ -86,20 +87,20 @@ where
     Ok(first.unwrap_or_else(|| buffer.freeze()))
 }
 
-/// The body's `Content-Length`, refused before anything is read when it is past
-/// `limits.max_body_bytes`.
-pub fn refuse_declared_excess(
-    headers: &HeaderMap,
+/// A body whose `Content-Length` is past `limits.max_body_bytes`, refused before anything
+/// of it is read (or sent on).
+pub(super) fn refuse_declared_excess(
+    declared: Option<u64>,
     limits: &Limits,
-) -> Result<Option<u64>, Rejection> {
-    let declared = declared_length(headers);
+) -> Result<(), Rejection> {
     let limit = limits.max_body_bytes;
     match declared.is_some_and(|length| length > limit) {
         true => Err(Rejection::BodyTooLarge { limit }),
-        false => Ok(declared),
+        false => Ok(()),
     }
 }
 
+/// The body's `Content-Length`, read once for stage 6.
 pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

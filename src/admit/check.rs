@@ -5,9 +5,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Body;
 
-use super::body::declared_length;
+use super::body::{declared_length, refuse_declared_excess};
 use super::stream::{Bounded, RequestBody};
-use super::{Admission, Room, Target, enforce, read_body, refuse_declared_excess};
+use super::{Admission, Room, Target, enforce, read_body};
 use crate::config::Mode;
 use crate::reject::{Rejection, Stage};
 use crate::trail::Trail;
@@ -29,10 +29,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let parameters = check_parameters(snapshot, target, query, headers, trail);
-    if let Some(required) = streamable(target, headers, &body) {
+    let declared = declared_length(headers);
+    if let Some(required) = streamable(target, headers, declared, &body) {
         parameters?;
         let limits = &snapshot.config.limits;
-        refuse_declared_excess(headers, limits)?;
+        refuse_declared_excess(declared, limits)?;
         trail.pass(Stage::Validate, || {
             "body relayed as it arrives: no check reads it".to_owned()
         });
@@ -46,7 +47,7 @@ where
         return Ok((RequestBody::Streamed(bounded), Room::default()));
     }
     let (body, room) =
-        match read_body(body, headers, &snapshot.config.limits, snapshot.bodies).await {
+        match read_body(body, declared, &snapshot.config.limits, snapshot.bodies).await {
             Ok(read) => read,
             Err(unread) => return Err(parameters.err().unwrap_or(unread)),
         };
@@ -65,8 +66,13 @@ const STREAM_FROM_BYTES: u64 = 64 * 1024;
 /// `Some(required)` when the body can go to the model unread: there is one (chunked, or
 /// declared at least [`STREAM_FROM_BYTES`] long), no LLM meter reads it, and the operation
 /// (if any) declares a media type moat does not parse for it.
-fn streamable<B: Body>(target: &Target<'_, '_>, headers: &HeaderMap, body: &B) -> Option<bool> {
-    let small = declared_length(headers).is_some_and(|length| length < STREAM_FROM_BYTES);
+fn streamable<B: Body>(
+    target: &Target<'_, '_>,
+    headers: &HeaderMap,
+    declared: Option<u64>,
+    body: &B,
+) -> Option<bool> {
+    let small = declared.is_some_and(|length| length < STREAM_FROM_BYTES);
     if target.llm.is_some() || body.is_end_stream() || small {
         return None;
     }

@@ -21,7 +21,7 @@ use http::{HeaderMap, Uri};
 use http_body::Body;
 
 pub use self::admitted::{Admitted, Verdict};
-pub use self::body::{read_body, refuse_declared_excess};
+pub use self::body::read_body;
 use self::check::check_request;
 use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
 pub use self::room::{BodyBudget, Room};
