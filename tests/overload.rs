@@ -127,21 +127,7 @@ fn many_large_bodies_at_once_keep_memory_near_the_bound() {
         &upstream,
         "  max_body_bytes: 1048576\n  max_buffered_body_bytes: 8388608\n  body_buffer_wait: 50ms\n",
     );
-    let peak = || {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", moat.pid())).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .unwrap()
-            .to_owned();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<usize>()
-            .unwrap()
-            * 1024
-    };
-    let before = peak();
+    let before = moat.peak_rss();
     // 64 clients send all of 1 MiB but the last byte: 8 fit, the rest are refused.
     let mut streams: Vec<TcpStream> = (0..64).map(|_| holding(&moat)).collect();
     std::thread::sleep(std::time::Duration::from_millis(400));
@@ -158,7 +144,7 @@ fn many_large_bodies_at_once_keep_memory_near_the_bound() {
     // At most 8 bodies hold room at once; more may be answered over time, as room comes
     // back, so the bound shows in the sheds and in the memory, not in a count of 200s.
     assert!(ok >= 1 && shed >= 1, "{statuses:?}");
-    let grown = peak().saturating_sub(before);
+    let grown = moat.peak_rss().saturating_sub(before);
     eprintln!("ok {ok} shed {shed}, peak RSS grew by {} KiB", grown / 1024);
     // Bodies within the bound (8 MiB) plus what 64 connections and their reads cost; without
     // the bound the 64 bodies alone are 64 MiB.

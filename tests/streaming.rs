@@ -114,23 +114,11 @@ fn post_head(headers: &str) -> String {
     )
 }
 
-fn peak_rss(moat: &Moat) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", moat.pid())).unwrap();
-    let kib: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 #[test]
 fn the_model_gets_the_body_while_the_client_is_still_sending_it_and_memory_does_not_grow() {
     let model = SocketModel::start();
     let moat = Moat::start(&config(&model.url, "limits:\n  max_body_bytes: 67108864\n"));
-    let before = peak_rss(&moat);
+    let before = moat.peak_rss();
     let length = 48 * MIB;
     let mut client = support::open(
         moat.addr,
@@ -150,7 +138,7 @@ fn the_model_gets_the_body_while_the_client_is_still_sending_it_and_memory_does_
     assert_eq!(model.end(), Event::Complete(length));
     let response = read_response(&mut client);
     assert_eq!(response.status, 200);
-    let grown = peak_rss(&moat).saturating_sub(before);
+    let grown = moat.peak_rss().saturating_sub(before);
     eprintln!(
         "48 MiB streamed; moat's peak RSS grew by {} KiB",
         grown / 1024

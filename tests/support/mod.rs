@@ -405,6 +405,19 @@ impl Moat {
         self.child.id()
     }
 
+    /// moat's peak resident memory so far, in bytes (`VmHWM` from /proc).
+    pub fn peak_rss(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: usize = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        kib * 1024
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
