@@ -148,14 +148,13 @@ impl Walk<'_> {
             && typed.max_length.is_none_or(|max| length <= max)
     }
 
-    /// True when `value` lies within 10^-12 (relative) of one of the node's bounds.
+    /// True when `value` lies within 10^-12 of one of the node's bounds, relative to the
+    /// bound (a bound of 0 is near only 0).
     fn near_a_bound(&self, value: f64) -> bool {
         let Some(typed) = self.typed() else {
             return false;
         };
-        let near = |bound: Bound| {
-            (value - bound.value).abs() <= 1e-12 * value.abs().max(bound.value.abs())
-        };
+        let near = |bound: Bound| (value - bound.value).abs() <= 1e-12 * bound.value.abs();
         typed.minimum.is_some_and(near) || typed.maximum.is_some_and(near)
     }
 

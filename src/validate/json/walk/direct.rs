@@ -107,17 +107,18 @@ impl<'b> Bytes<'b> {
     fn text(&mut self) -> Result<&'b str, Stop> {
         let start = self.at + 1;
         let rest = self.body.get(start..).ok_or(Stop::Refused)?;
-        let length = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            .ok_or(Stop::Refused)?;
-        match rest[length] {
-            b'"' => {}
-            b'\\' => return Err(Stop::Unsupported),
-            _ => return Err(Stop::Refused), // a control character
+        // memchr, then a loop the compiler vectorises: a 1 MiB base64 string byte by byte
+        // through one closure halved the req/s of such bodies.
+        let length = memchr::memchr2(b'"', b'\\', rest).ok_or(Stop::Refused)?;
+        if rest[length] == b'\\' {
+            return Err(Stop::Unsupported);
+        }
+        let text = &rest[..length];
+        if text.iter().fold(false, |control, &b| control | (b < 0x20)) {
+            return Err(Stop::Refused);
         }
         self.at = start + length + 1;
-        std::str::from_utf8(&rest[..length]).map_err(|_| Stop::Refused)
+        std::str::from_utf8(text).map_err(|_| Stop::Refused)
     }
 
     fn string(&mut self, walk: Walk<'_>) -> Step {
@@ -265,8 +266,10 @@ impl<'b> Bytes<'b> {
 fn decimal(walk: Walk<'_>, negative: bool, significand: u64, exponent: i32) -> Result<f64, Stop> {
     let index = exponent.unsigned_abs() as usize;
     let power = *POW10.get(index).ok_or(Stop::Unsupported)?;
-    #[allow(clippy::cast_precision_loss)] // under 2^53: exact
-    let magnitude = significand as f64;
+    // Through `i64`: x86-64 converts signed integers in one instruction, unsigned in
+    // several (a tenth of the walk).
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_wrap)] // under 2^53: exact
+    let magnitude = significand as i64 as f64;
     let sign = if negative { -1.0 } else { 1.0 };
     if exponent >= 0 {
         let value = sign * magnitude * power;
@@ -278,7 +281,8 @@ fn decimal(walk: Walk<'_>, negative: bool, significand: u64, exponent: i32) -> R
     }
     // A division per number was a quarter of a tensor's walk. The product with the
     // reciprocal is within 3·10^-16 of the quotient, relative: it is used only when no bound
-    // lies within 10^-12 of it, so every comparison comes out as the quotient's would.
+    // lies within 10^-12 of it (relative to the bound), so every comparison comes out as
+    // the quotient's would.
     let close = sign * magnitude * INVERSE_POW10[index];
     if walk.near_a_bound(close) {
         Ok(sign * (magnitude / power))
