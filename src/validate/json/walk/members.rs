@@ -41,8 +41,7 @@ impl<'t, K: Borrow<str> + Hash + Eq> Members<'t, K> {
     /// undeclared where `additionalProperties` is false, or past `max_object_members`.
     pub(super) fn node(&mut self, key: K, limits: &JsonLimits) -> Option<&'t Node> {
         self.count += 1;
-        if self.count > limits.max_object_members || key.borrow().len() > limits.max_string_bytes
-        {
+        if self.count > limits.max_object_members || key.borrow().len() > limits.max_string_bytes {
             return None;
         }
         let typed = self.typed;
@@ -56,7 +55,10 @@ impl<'t, K: Borrow<str> + Hash + Eq> Members<'t, K> {
                 Some(&typed.properties[index].1)
             }
             Some(_) => None,
-            None => typed.additional.as_ref().filter(|_| self.others.insert(key)),
+            None => typed
+                .additional
+                .as_ref()
+                .filter(|_| self.others.insert(key)),
         }
     }
 

@@ -230,6 +230,6 @@ proptest::proptest! {
         let bound = Some(Bound { value: bound, exclusive });
         let number = typed(|t| if upper { t.maximum = bound } else { t.minimum = bound });
         let plan = Plan { root: typed(|t| { t.types = Types::ARRAY; t.items = number; }) };
-        agrees(&plan, &format!("[{text}]"));
+        let _checked_inside = agrees(&plan, &format!("[{text}]"));
     }
 }
