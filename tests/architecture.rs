@@ -180,6 +180,8 @@ fn function_lengths() -> Vec<(String, usize)> {
             let mut opened = false;
             let mut end = index;
             for (offset, body) in lines[index..].iter().enumerate() {
+                // A brace in a character literal (`b'{'`) opens nothing.
+                let body = body.replace("'{'", "").replace("'}'", "");
                 for c in body.chars() {
                     match c {
                         '{' => {
