@@ -3,6 +3,7 @@
 //! it differently; what passes is decoded once for routing while the original bytes are
 //! what gets forwarded.
 
+pub(crate) mod fuzz;
 mod host;
 
 use std::borrow::Cow;

@@ -19,6 +19,7 @@ pub(crate) mod connection;
 pub(crate) mod fetch;
 pub(crate) mod forward;
 pub mod frame;
+pub mod fuzz;
 pub(crate) mod idle;
 pub(crate) mod ids;
 pub(crate) mod input;

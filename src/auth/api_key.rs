@@ -63,7 +63,7 @@ pub struct ApiKeyVerifier {
     queue_limit: usize,
     metrics: Option<Arc<Metrics>>,
     /// [`verify_hash`]; a test puts a failing one here to see faults handled as faults.
-    hash_verifier: fn(&str, &str, Option<&Secret>) -> bool,
+    pub(super) hash_verifier: fn(&str, &str, Option<&Secret>) -> bool,
 }
 
 impl std::fmt::Debug for ApiKeyVerifier {

@@ -12,6 +12,7 @@ mod authenticate;
 mod authorize;
 mod bind;
 mod extract;
+pub(crate) mod fuzz;
 mod rules;
 mod scopes;
 mod upkeep;

@@ -7,6 +7,7 @@ mod auth;
 mod check;
 mod de;
 mod env_files;
+pub(crate) mod fuzz;
 mod memory;
 mod policy;
 mod sections;

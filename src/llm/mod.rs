@@ -14,7 +14,7 @@
 mod admission;
 mod body;
 mod grant;
-mod meter;
+pub(crate) mod meter;
 mod request;
 mod rewrite;
 mod rules;

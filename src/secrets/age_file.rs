@@ -77,7 +77,7 @@ fn read_identity_file(file: &Path, origin: &str) -> Result<IdentitySource, Strin
     parse_identities(&Zeroizing::new(text), origin)
 }
 
-fn parse_identities(text: &str, origin: String) -> Result<IdentitySource, String> {
+pub(super) fn parse_identities(text: &str, origin: String) -> Result<IdentitySource, String> {
     let identities = age::IdentityFile::from_buffer(text.as_bytes())
         .and_then(|file| file.into_identities().map_err(std::io::Error::other))
         // The parser's messages may quote the line: say only where it came from.

@@ -11,6 +11,7 @@ mod age_file;
 mod dotenv;
 #[cfg(feature = "age")]
 mod dotenvx;
+pub(crate) mod fuzz;
 #[cfg(feature = "age")]
 mod inspect;
 mod permissions;

@@ -16,6 +16,8 @@ use std::path::Path;
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+pub(crate) mod fuzz;
+
 /// Applies the overlay files to `doc`, in order.
 pub fn apply_files(doc: &mut Value, files: &[impl AsRef<Path>]) -> Result<(), String> {
     for file in files {

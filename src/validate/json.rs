@@ -5,6 +5,7 @@
 //! exactly, serde_json as a rounded float), a byte-order mark, and nesting deeper than
 //! `limits.max_json_depth` (checked before parsing, so a deep document costs no recursion).
 
+pub(crate) mod fuzz;
 mod guard;
 mod strict;
 mod walk;

@@ -3,6 +3,7 @@
 //! failure means (refuse, or in shadow mode log and forward).
 
 pub(crate) mod body;
+pub(crate) mod fuzz;
 pub mod json;
 pub(crate) mod params;
 

@@ -9,6 +9,7 @@
 
 mod count;
 mod events;
+pub(crate) mod fuzz;
 
 use bytes::{Bytes, BytesMut};
 
