@@ -87,9 +87,11 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// `±significand × 10^exponent` as serde_json computes it (one correctly rounded
-/// multiplication or division), or a value that compares with the node's bounds as that one
-/// does.
+/// `±significand × 10^exponent` as serde_json computes it — one correctly rounded
+/// multiplication or division, since both the significand (under 2^53) and the power
+/// (≤ 10^22) are exact floats: its simple reader does just that, and its exact one
+/// (`float_roundtrip`, which `jsonschema` turns on here) takes the same first step for such
+/// numbers. Or a value that compares with the node's bounds as that one does.
 fn decimal(walk: Walk<'_>, negative: bool, significand: u64, exponent: i32) -> Result<f64, Stop> {
     let index = exponent.unsigned_abs() as usize;
     let power = *POW10.get(index).ok_or(Stop::Unsupported)?;
