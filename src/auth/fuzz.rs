@@ -38,11 +38,14 @@ pub fn credentials(bytes: &[u8]) {
         }
     }
     if let Ok(Some(token)) = bearer_token(&headers) {
-        assert!(!token.is_empty());
-        let sent = headers.get_all(http::header::AUTHORIZATION).iter();
+        // What was sent after the scheme, without the whitespace around it.
+        let sent = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let after_scheme = sent.and_then(|v| v.split_once(' ')).map(|(_, t)| t.trim());
         assert!(
-            sent.filter_map(|v| v.to_str().ok())
-                .any(|v| v.ends_with(token))
+            !token.is_empty() && after_scheme == Some(token),
+            "{token:?}"
         );
     }
     let caller = Caller {
