@@ -153,3 +153,16 @@ fn json_reads_usage_at_the_end_or_counts_bytes_and_a_refusal_costs_nothing() {
     meter.end();
     assert_eq!(meter.total(), 0);
 }
+
+#[test]
+fn nothing_after_done_is_counted_however_the_frames_were_cut() {
+    let before = format!("{}data: [DONE]\n\n", chunk("hello"));
+    let after = chunk("more text after the end");
+    let mut one = Meter::new(true, true, 0, None, false);
+    pass(one.feed(Bytes::from(format!("{before}{after}"))));
+    let mut two = Meter::new(true, true, 0, None, false);
+    pass(two.feed(Bytes::from(before)));
+    pass(two.feed(Bytes::from(after)));
+    assert_eq!(one.completion, two.completion);
+    assert!(one.completion > 0);
+}
