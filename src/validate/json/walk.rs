@@ -158,6 +158,27 @@ impl Walk<'_> {
         typed.minimum.is_some_and(near) || typed.maximum.is_some_and(near)
     }
 
+    /// The walk into an array's items; `None` when the node admits no array, or its items
+    /// would sit past the depth limit.
+    fn items(&self) -> Option<Walk<'_>> {
+        if !self.admits(Types::ARRAY) {
+            return None;
+        }
+        self.down(self.typed().map_or(&Node::Any, |t| &t.items))
+    }
+
+    /// True when an array of `count` items meets the node's `minItems` and `maxItems`.
+    fn item_count_fits(&self, count: u64) -> bool {
+        self.typed().is_none_or(|t| {
+            t.min_items.is_none_or(|min| count >= min) && t.max_items.is_none_or(|max| count <= max)
+        })
+    }
+
+    /// True when an object may open here: the node admits one, within the depth limit.
+    fn opens_object(&self) -> bool {
+        self.admits(Types::OBJECT) && self.depth < self.limits.max_depth
+    }
+
     /// The walk one level down, into `node`; unsure past the depth limit.
     fn down<'q>(&self, node: &'q Node) -> Option<Walk<'q>>
     where
@@ -235,12 +256,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if !self.admits(Types::ARRAY) {
-            return Err(unsure());
-        }
-        let typed = self.typed();
-        let items = typed.map_or(&Node::Any, |t| &t.items);
-        let walk = self.down(items).ok_or_else(unsure)?;
+        let walk = self.items().ok_or_else(unsure)?;
         let mut count = 0u64;
         while seq.next_element_seed(walk)?.is_some() {
             count += 1;
@@ -248,14 +264,11 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 return Err(unsure());
             }
         }
-        let fits = typed.is_none_or(|t| {
-            t.min_items.is_none_or(|min| count >= min) && t.max_items.is_none_or(|max| count <= max)
-        });
-        fits.then_some(()).ok_or_else(unsure)
+        self.item_count_fits(count).then_some(()).ok_or_else(unsure)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        if !self.admits(Types::OBJECT) || self.depth + 1 > self.limits.max_depth {
+        if !self.opens_object() {
             return Err(unsure());
         }
         self.members(map)

@@ -116,12 +116,7 @@ impl<'b> Bytes<'b> {
 
     fn array(&mut self, walk: Walk<'_>) -> Step {
         self.at += 1;
-        if !walk.admits(Types::ARRAY) {
-            return Err(Stop::Refused);
-        }
-        let typed = walk.typed();
-        let items = walk.down(typed.map_or(&Node::Any, |t| &t.items));
-        let items = items.ok_or(Stop::Refused)?;
+        let items = walk.items().ok_or(Stop::Refused)?;
         if items.depth > MAX_NESTING {
             return Err(Stop::Unsupported);
         }
@@ -141,15 +136,14 @@ impl<'b> Bytes<'b> {
                 }
             }
         }
-        let fits = typed.is_none_or(|t| {
-            t.min_items.is_none_or(|min| count >= min) && t.max_items.is_none_or(|max| count <= max)
-        });
-        fits.then_some(()).ok_or(Stop::Refused)
+        walk.item_count_fits(count)
+            .then_some(())
+            .ok_or(Stop::Refused)
     }
 
     fn object(&mut self, walk: Walk<'_>) -> Step {
         self.at += 1;
-        if !walk.admits(Types::OBJECT) || walk.depth + 1 > walk.limits.max_depth {
+        if !walk.opens_object() {
             return Err(Stop::Refused);
         }
         if walk.depth + 1 > MAX_NESTING {

@@ -6,10 +6,10 @@ use super::{Bytes, Step, Stop, Walk};
 use crate::validate::json::walk::{EXACT, huge};
 
 impl Bytes<'_> {
-    /// Digits from here on: how many, and their value (exact while `count` ≤ 19).
-    fn digits(&mut self) -> (u32, u64) {
+    /// Digits from here on, appended to the digits of `value`: how many, and the value of
+    /// all of them (exact while there are at most 19 in all).
+    fn digits(&mut self, mut value: u64) -> (u32, u64) {
         let mut count = 0;
-        let mut value = 0u64;
         while let Some(digit @ b'0'..=b'9') = self.peek() {
             value = value.wrapping_mul(10).wrapping_add(u64::from(digit - b'0'));
             count += 1;
@@ -22,7 +22,7 @@ impl Bytes<'_> {
         let negative = self.peek() == Some(b'-');
         self.at += usize::from(negative);
         let first = self.peek();
-        let (whole_digits, whole) = self.digits();
+        let (whole_digits, whole) = self.digits(0);
         if whole_digits == 0 || (first == Some(b'0') && whole_digits > 1) {
             return Err(Stop::Refused);
         }
@@ -33,14 +33,12 @@ impl Bytes<'_> {
         if self.peek() == Some(b'.') {
             self.at += 1;
             integer = false;
-            let (count, fraction) = self.digits();
+            let (count, joined) = self.digits(whole);
             if count == 0 {
                 return Err(Stop::Refused);
             }
             digits += count;
-            significand = whole
-                .wrapping_mul(POW10_U64.get(count as usize).copied().unwrap_or(0))
-                .wrapping_add(fraction);
+            significand = joined;
             exponent = -i32::try_from(count).map_err(|_| Stop::Unsupported)?;
         }
         if let Some(b'e' | b'E') = self.peek() {
@@ -63,7 +61,7 @@ impl Bytes<'_> {
         self.at += 1;
         let negative = self.peek() == Some(b'-');
         self.at += usize::from(matches!(self.peek(), Some(b'-' | b'+')));
-        let (count, value) = self.digits();
+        let (count, value) = self.digits(0);
         if count == 0 {
             return Err(Stop::Refused);
         }
@@ -125,17 +123,6 @@ const INVERSE_POW10: [f64; 23] = [
     1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14,
     1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22,
 ];
-
-/// Powers of ten up to 10^19, for joining a number's whole and fractional digits.
-const POW10_U64: [u64; 20] = {
-    let mut powers = [1u64; 20];
-    let mut i = 1;
-    while i < 20 {
-        powers[i] = powers[i - 1] * 10;
-        i += 1;
-    }
-    powers
-};
 
 /// An integer literal: what serde_json reads as `u64` or `i64` (`-0` it reads as a float).
 fn integer_value(walk: Walk<'_>, negative: bool, digits: u32, value: u64) -> Step {
