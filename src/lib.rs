@@ -20,6 +20,7 @@ pub(crate) mod fetch;
 pub(crate) mod forward;
 pub mod frame;
 pub mod fuzz;
+pub mod grpc;
 pub(crate) mod idle;
 pub(crate) mod ids;
 pub(crate) mod input;

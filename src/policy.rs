@@ -17,6 +17,7 @@ use std::sync::Arc;
 use self::resolve::Resolver;
 pub use crate::config::{Alternative, Mode};
 use crate::config::{Config, LlmSetting};
+use crate::grpc::Services;
 use crate::spec::Operation;
 use crate::spec::Spec;
 
@@ -96,10 +97,13 @@ impl LlmProfile {
     }
 }
 
-/// One route per spec operation (by its index), and the one for requests without a spec.
+/// One route per spec operation (by its index), then one per gRPC method, and the one for
+/// requests without a spec.
 #[derive(Debug)]
 pub struct Routes {
     operations: Vec<Route>,
+    /// Where the gRPC methods' routes begin in `operations`.
+    grpc_start: usize,
     /// The route of every request when no spec is configured.
     no_spec: Route,
     /// What loads but is likely not meant (see `warnings`), for `moat check`.
@@ -112,7 +116,12 @@ impl Routes {
         &self.operations[index]
     }
 
-    /// Every route: the spec's operations, then the one without a spec.
+    /// The route of the gRPC method `index` (see `grpc::Services`).
+    pub fn grpc(&self, index: usize) -> &Route {
+        &self.operations[self.grpc_start + index]
+    }
+
+    /// Every route: the spec's operations, the gRPC methods, then the one without a spec.
     pub fn all(&self) -> impl Iterator<Item = &Route> {
         self.operations.iter().chain(std::iter::once(&self.no_spec))
     }
@@ -129,21 +138,27 @@ impl Routes {
     }
 
     /// Resolves every operation's requirement and mode; reports every problem at once.
-    pub fn resolve(config: &Config, spec: Option<&Spec>) -> Result<Routes, Vec<String>> {
+    pub fn resolve(
+        config: &Config,
+        spec: Option<&Spec>,
+        grpc: Option<&Services>,
+    ) -> Result<Routes, Vec<String>> {
         let mut resolver = Resolver::new(config);
         let no_spec = resolver.no_spec_route();
-        let (operations, mut problems) = match spec {
-            Some(spec) => resolver.operations(spec),
-            None => (Vec::new(), resolver.without_spec()),
+        let spec_operations = spec.map_or(&[][..], |spec| &spec.operations);
+        let grpc_operations = grpc.map_or(&[][..], |grpc| &grpc.operations);
+        let all: Vec<&Operation> = spec_operations.iter().chain(grpc_operations).collect();
+        let (operations, mut problems) = match spec.is_some() || grpc.is_some() {
+            true => resolver.operations(&all),
+            false => (Vec::new(), resolver.without_spec()),
         };
         problems.extend(resolver.unbound_problems());
         if problems.is_empty() {
             let authenticating = !config.auth.schemes.is_empty();
-            let warnings = spec.map_or_else(Vec::new, |spec| {
-                warnings::open_admin_operations(spec, &operations, authenticating)
-            });
+            let warnings = warnings::open_admin_operations(&all, &operations, authenticating);
             Ok(Routes {
                 operations,
+                grpc_start: spec_operations.len(),
                 no_spec,
                 warnings,
             })

@@ -39,6 +39,7 @@ impl Inputs {
             files.extend(openapi.file.clone());
             files.extend(openapi.overlays.iter().cloned());
         }
+        files.extend(config.grpc.iter().flat_map(|grpc| grpc.files().cloned()));
         files.extend(config.auth.schemes.values().flat_map(scheme_files));
         Inputs(
             files

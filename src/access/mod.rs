@@ -83,6 +83,11 @@ impl AccessRecord {
         }
     }
 
+    /// When the request head arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn request_id(&self) -> &RequestId {
         &self.request_id
     }

@@ -9,6 +9,7 @@ use http::{Method, Uri};
 use super::Room;
 use super::stream::RequestBody;
 use crate::auth::Principal;
+use crate::grpc::health::HealthAnswer;
 use crate::llm::Grant;
 
 /// A request every stage let through: its head (a query credential already removed), its
@@ -52,6 +53,10 @@ impl<B> Admitted<B> {
         &self.parts.method
     }
 
+    pub fn headers(&self) -> &http::HeaderMap {
+        &self.parts.headers
+    }
+
     pub fn uri(&self) -> &Uri {
         &self.parts.uri
     }
@@ -78,4 +83,6 @@ pub enum Verdict<B> {
     Forward(Admitted<B>),
     /// `OPTIONS` on a declared path that does not declare it: moat answers with `Allow`.
     Options(HeaderValue),
+    /// The gRPC health check, answered by moat (see `grpc::health`).
+    Health(HealthAnswer),
 }

@@ -9,7 +9,9 @@ use super::body::{declared_length, refuse_declared_excess};
 use super::stream::{Bounded, RequestBody};
 use super::{Admission, Room, Target, enforce, read_body};
 use crate::config::Mode;
+use crate::grpc::framing::Framing;
 use crate::reject::{Rejection, Stage};
+use crate::spec::Rpc;
 use crate::trail::Trail;
 use crate::validate::{self, json::JsonLimits};
 
@@ -28,6 +30,9 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if let Some(rpc) = target.operation.and_then(|operation| operation.rpc) {
+        return grpc_messages(snapshot, rpc, body, trail).await;
+    }
     let parameters = check_parameters(snapshot, target, query, headers, trail);
     let declared = declared_length(headers);
     if let Some(required) = streamable(target, headers, declared, &body) {
@@ -56,6 +61,58 @@ where
     validate::together(parameters, checked)?;
     Ok((RequestBody::Whole(body), room))
 }
+
+/// A gRPC call's messages, checked as they go to the model (see `grpc::framing`): one
+/// message at most `grpc.max_message_bytes`, framed whole; a unary call's one message within
+/// `limits.body_read_timeout`. A streaming call's messages come when the client has them
+/// (the call's deadline and the model bound it, not a body timeout). The health check moat
+/// answers itself is read whole.
+async fn grpc_messages<B>(
+    snapshot: &Admission<'_>,
+    rpc: Rpc,
+    body: B,
+    trail: &mut Trail,
+) -> Result<(RequestBody<B>, Room), Rejection>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limits = &snapshot.config.limits;
+    let max_message = snapshot
+        .config
+        .grpc
+        .as_ref()
+        .map_or(0, |g| g.max_message_bytes);
+    let framing = Framing::new(max_message, !rpc.client_streaming);
+    if rpc.answered_by_moat {
+        let (body, room) = read_body(body, None, limits, snapshot.bodies).await?;
+        let mut framing = framing;
+        framing
+            .feed(&body)
+            .and_then(|()| framing.finish())
+            .map_err(|e| e.rejection())?;
+        trail.body_read = true;
+        return Ok((RequestBody::Whole(body), room));
+    }
+    trail.pass(Stage::Validate, || {
+        format!("gRPC messages relayed as they arrive, each within {max_message} bytes")
+    });
+    let timeout = match rpc.client_streaming {
+        false => limits.body_read_timeout,
+        true => STREAMS_WAIT,
+    };
+    let bounded = Bounded::new(body, u64::MAX, timeout, !rpc.client_streaming);
+    Ok((
+        RequestBody::Streamed(bounded.with_framing(framing)),
+        Room::default(),
+    ))
+}
+
+/// How long a streaming gRPC call's client may keep moat waiting for its next message, in
+/// all: no bound of moat's own — a year stands for none — since a bidirectional stream
+/// waits on the model's answers by design; its deadline (`grpc-timeout`) and the model's
+/// own limits end it.
+const STREAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// Bodies declared smaller than this are read whole even when nothing checks them: held,
 /// one goes to the model in the same write as the request head; streamed, hyper writes the

@@ -30,6 +30,7 @@ pub use self::stream::{Bounded, RequestBody, refusal_in};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
 use crate::config::{Config, Mode};
 use crate::frame;
+use crate::grpc::Services;
 use crate::limit::RateLimits;
 use crate::llm::{self, Grant};
 use crate::policy::Routes;
@@ -44,6 +45,8 @@ pub struct Admission<'s> {
     pub config: &'s Config,
     /// `None` when no spec is configured: every path is forwarded.
     pub spec: Option<&'s Spec>,
+    /// The model's gRPC services, when configured.
+    pub grpc: Option<&'s Services>,
     pub routes: &'s Routes,
     pub auth: &'s Auth,
     pub limits: &'s RateLimits,
@@ -73,7 +76,8 @@ where
     let path = frame::check(&parts.uri, parts.version, &parts.headers, limits)?;
     trail.pass(Stage::Frame, || format!("canonical path {path}"));
     // 2. route: only what the spec declares goes further.
-    let target = match route(snapshot, &parts.method, &path)? {
+    let grpc = crate::grpc::is_grpc(&parts.headers);
+    let target = match route(snapshot, &parts.method, &path, grpc)? {
         Routing::Options(allow) => return Ok(options(allow, trail)),
         Routing::Target(target) => target,
     };
@@ -93,6 +97,9 @@ where
     // 6. validate: parameters, then the body, read only now within its limits.
     let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
     let (body, room) = check_request(snapshot, &target, query, &parts.headers, body, trail).await?;
+    if let Some(answer) = answered_by_moat(snapshot, &target, &body) {
+        return Ok(Verdict::Health(answer));
+    }
     // 5 (LLM operations). With the body read and valid: the key's model allowlist,
     // max_tokens cap and stream slots, and a reservation in its token budgets.
     let metered = target.llm.map(|_| target.mode);
@@ -204,6 +211,21 @@ async fn llm_stage<B>(
     .await?;
     trail.pass(Stage::Limit, || describe_llm(&request, grant.as_ref()));
     Ok((RequestBody::Whole(body), grant))
+}
+
+/// The health check moat answers itself, on the body stage 6 read whole.
+fn answered_by_moat<B>(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    body: &RequestBody<B>,
+) -> Option<crate::grpc::health::HealthAnswer> {
+    let rpc = target.operation?.rpc?;
+    match (rpc.answered_by_moat, body, snapshot.grpc) {
+        (true, RequestBody::Whole(body), Some(services)) => {
+            Some(crate::grpc::health::answer(body, services))
+        }
+        _ => None,
+    }
 }
 
 /// A key carried in the query, removed from the URI; `None` when nothing was removed.

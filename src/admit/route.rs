@@ -32,12 +32,17 @@ pub struct Target<'s, 'p> {
 }
 
 /// Stage 2: the operation at `path` and its security requirement and mode (the
-/// operation's own mode, else the policy's).
+/// operation's own mode, else the policy's). A gRPC call (`grpc`) is routed among the gRPC
+/// methods only, and an HTTP request among the spec's operations only.
 pub fn route<'s, 'p>(
     snapshot: &'s Admission<'s>,
     method: &Method,
     path: &'p str,
+    grpc: bool,
 ) -> Result<Routing<'s, 'p>, Rejection> {
+    if grpc {
+        return grpc_method(snapshot, method, path).map(Routing::Target);
+    }
     let Some(spec) = &snapshot.spec else {
         return Ok(Routing::Target(without_spec(snapshot)));
     };
@@ -58,6 +63,31 @@ pub fn route<'s, 'p>(
                 llm: route.llm,
             })
         }
+    })
+}
+
+/// A gRPC call: the method at `path`, called with POST. Without `grpc` services configured
+/// no call is routed: it would reach the model unchecked, over a protocol it may not serve.
+fn grpc_method<'s>(
+    snapshot: &'s Admission<'s>,
+    method: &Method,
+    path: &str,
+) -> Result<Target<'s, 'static>, Rejection> {
+    let services = snapshot.grpc.ok_or(Rejection::RouteNotFound)?;
+    let (index, template) = services.route(path).ok_or(Rejection::RouteNotFound)?;
+    if method != Method::POST {
+        return Err(Rejection::MethodNotAllowed {
+            allow: HeaderValue::from_static("POST"),
+        });
+    }
+    let route = snapshot.routes.grpc(index);
+    Ok(Target {
+        operation: Some(&services.operations[index]),
+        template: Some(template),
+        path_values: Vec::new(),
+        requirement: &route.requirement,
+        mode: route.mode,
+        llm: None,
     })
 }
 

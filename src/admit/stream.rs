@@ -16,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use crate::grpc::framing::{Framing, FramingError};
 use crate::reject::Rejection;
 
 /// The body stage 7 sends: read whole and checked by stage 6, or streamed (see the module).
@@ -36,6 +37,8 @@ pub enum Cut {
     Unreadable,
     #[error("the required request body was empty")]
     Empty,
+    #[error("the gRPC messages broke their framing")]
+    Grpc(FramingError),
 }
 
 impl Cut {
@@ -45,6 +48,7 @@ impl Cut {
             Cut::Timeout => Rejection::BodyTimeout,
             Cut::Unreadable => Rejection::BodyUnreadable,
             Cut::Empty => Rejection::BodyRequired,
+            Cut::Grpc(error) => error.rejection(),
         }
     }
 }
@@ -69,6 +73,8 @@ pin_project! {
         // The operation requires a body: one that ends empty is refused (a chunked
         // request can announce a body and send none).
         required: bool,
+        // A gRPC call's messages, checked as they pass (see `grpc::framing`).
+        framing: Option<Framing>,
         failed: bool,
     }
 }
@@ -84,8 +90,15 @@ impl<B> Bounded<B> {
             limit,
             read: 0,
             required,
+            framing: None,
             failed: false,
         }
+    }
+
+    /// The same, with the body read as a gRPC call's messages.
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = Some(framing);
+        self
     }
 }
 
@@ -114,9 +127,10 @@ where
         let verdict = match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.read += frame.data_ref().map_or(0, |data| data.len() as u64);
+                let ended = this.body.is_end_stream();
                 match *this.read > *this.limit {
                     true => Err(Cut::TooLarge { limit: *this.limit }),
-                    false => Ok(Some(frame)),
+                    false => framed(this.framing, frame.data_ref(), ended).map(|()| Some(frame)),
                 }
             }
             Poll::Ready(Some(Err(error))) => {
@@ -124,7 +138,7 @@ where
                 Err(Cut::Unreadable)
             }
             Poll::Ready(None) if *this.required && *this.read == 0 => Err(Cut::Empty),
-            Poll::Ready(None) => Ok(None),
+            Poll::Ready(None) => framed(this.framing, None, true).map(|()| None),
             Poll::Pending => {
                 if this.waiting_since.is_none() {
                     let now = Instant::now();
@@ -151,6 +165,21 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Feeds a gRPC call's bytes to its framing, and checks it ends between messages when the
+/// body has `ended` (hyper asks no further once a body says it has ended).
+fn framed(framing: &mut Option<Framing>, data: Option<&Bytes>, ended: bool) -> Result<(), Cut> {
+    let Some(framing) = framing else {
+        return Ok(());
+    };
+    if let Some(data) = data {
+        framing.feed(data).map_err(Cut::Grpc)?;
+    }
+    match ended {
+        true => framing.finish().map_err(Cut::Grpc),
+        false => Ok(()),
     }
 }
 

@@ -123,6 +123,7 @@ async fn run(
     match verdict {
         Ok(Verdict::Forward(admitted)) => ("admitted".to_owned(), trail, Some(admitted)),
         Ok(Verdict::Options(_)) => ("options".to_owned(), trail, None),
+        Ok(Verdict::Health(_)) => ("health".to_owned(), trail, None),
         Err(rejection) => (rejection.code().to_owned(), trail, None),
     }
 }

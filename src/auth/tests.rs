@@ -82,7 +82,7 @@ async fn check(
     )
     .unwrap();
     config.policy.default = parsed.policy.default;
-    let routes = Routes::resolve(&config, None).unwrap();
+    let routes = Routes::resolve(&config, None, None).unwrap();
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         map.append(

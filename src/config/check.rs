@@ -12,6 +12,7 @@ impl Config {
         let mut problems = Vec::new();
         problems.extend(self.shared_admin_port());
         problems.extend(self.openapi.as_ref().and_then(openapi_problem));
+        problems.extend(self.grpc.iter().flat_map(|grpc| grpc.problems()));
         for (name, value) in self.counts() {
             if value == 0 {
                 problems.push(format!("`{name}` must be greater than 0"));

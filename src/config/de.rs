@@ -54,7 +54,7 @@ pub(super) fn upstream_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result
     parse_upstream_url(&text).map_err(serde::de::Error::custom)
 }
 
-fn parse_upstream_url(text: &str) -> Result<Uri, String> {
+pub(super) fn parse_upstream_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text
         .parse()
         .map_err(|e| format!("`{text}` is not a URL ({e})"))?;

@@ -8,6 +8,7 @@ mod check;
 mod de;
 mod env_files;
 pub(crate) mod fuzz;
+mod grpc;
 mod memory;
 mod policy;
 mod sections;
@@ -29,6 +30,7 @@ pub use self::sections::{
 
 pub use self::env_files::EncryptedEnvSummary;
 use self::env_files::read_env_files;
+pub use self::grpc::GrpcConfig;
 use self::vars::{Variables, operation_lines, resolve_variables};
 pub use self::vars::{env_or_file, mentions_placeholder, without_placeholders};
 
@@ -78,6 +80,9 @@ pub struct Config {
     /// that passes the frame checks (and says so at start-up).
     #[serde(default)]
     pub openapi: Option<OpenApiConfig>,
+    /// The model's gRPC services: their methods become operations beside the spec's.
+    #[serde(default)]
+    pub grpc: Option<GrpcConfig>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

@@ -14,14 +14,17 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::admit::{Admitted, Bounded, RequestBody, refusal_in};
-use crate::config::UpstreamConfig;
+use crate::config::{GrpcConfig, UpstreamConfig};
+use crate::grpc::is_grpc;
 use crate::ids::RequestId;
 use crate::reject::{Rejection, Stage};
 mod body;
+mod grpc;
 mod headers;
 mod pool;
 
 pub use self::body::{IdleTimeout, UpstreamBody};
+use self::grpc::GrpcUpstream;
 use self::headers::drop_unframed_length;
 pub use self::headers::{forwarded_for, prepare_request_headers, strip_hop_by_hop};
 pub use self::pool::Lease;
@@ -38,6 +41,8 @@ pub struct ForwardContext<'a> {
     /// The verified client certificate's subject, when mTLS is on.
     pub client_cert: Option<&'a HeaderValue>,
     pub request_id: &'a RequestId,
+    /// When the request head arrived: a gRPC call's deadline counts from here.
+    pub received: Instant,
 }
 
 /// The upstream's response, with how long its head took.
@@ -54,10 +59,12 @@ pub struct Upstream {
     host: HeaderValue,
     response_timeout: Duration,
     idle_timeout: Duration,
+    /// The model's gRPC port, when `grpc` is configured.
+    grpc: Option<GrpcUpstream>,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+    pub fn new(config: &UpstreamConfig, grpc: Option<&GrpcConfig>) -> Result<Self, String> {
         let url = &config.url;
         let authority = url
             .authority()
@@ -75,6 +82,9 @@ impl Upstream {
             host,
             response_timeout: config.response_timeout,
             idle_timeout: config.idle_timeout,
+            grpc: grpc
+                .map(|grpc| GrpcUpstream::new(grpc, config))
+                .transpose()?,
         })
     }
 
@@ -85,6 +95,10 @@ impl Upstream {
         admitted: Admitted<Incoming>,
         context: &ForwardContext<'_>,
     ) -> Result<Forwarded, Rejection> {
+        // Routing sends a gRPC call on only when gRPC services are configured.
+        if let Some(grpc) = self.grpc.as_ref().filter(|_| is_grpc(admitted.headers())) {
+            return grpc.forward(admitted, context).await;
+        }
         let (parts, body, principal) = admitted.into_parts();
         // A streamed body may still be going up when the model has answered (a model that
         // answers without reading it all); its connection then is not ready for another
@@ -199,13 +213,13 @@ fn relayed_head(head: &mut http::response::Parts, incoming: &Incoming, head_requ
 }
 
 /// Why the model gave no response head.
-enum UpstreamError {
+pub(super) enum UpstreamError {
     Connect(std::io::Error),
     Send(hyper::Error),
 }
 
 impl UpstreamError {
-    fn into_rejection(self) -> Rejection {
+    pub(super) fn into_rejection(self) -> Rejection {
         // A streamed request body that broke a limit on the way: the client's fault, told
         // as the limit's own refusal.
         if let UpstreamError::Send(error) = &self {

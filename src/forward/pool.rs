@@ -90,18 +90,7 @@ impl Pool {
     }
 
     async fn connect(&self) -> io::Result<Sender> {
-        let connect = async {
-            match self.host.parse::<IpAddr>() {
-                Ok(ip) => TcpStream::connect(SocketAddr::new(ip, self.port)).await,
-                // A name (`model:8080` in compose): resolved on every connect, as
-                // Kubernetes and compose expect when the model is replaced.
-                Err(_) => TcpStream::connect((self.host.as_str(), self.port)).await,
-            }
-        };
-        let stream = tokio::time::timeout(self.connect_timeout, connect)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
+        let stream = open(&self.host, self.port, self.connect_timeout).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(io::Error::other)?;
@@ -112,6 +101,23 @@ impl Pool {
         });
         Ok(sender)
     }
+}
+
+/// A TCP connection to the model, within `timeout`, without Nagle's delay.
+pub(super) async fn open(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let connect = async {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
+            // A name (`model:8080` in compose): resolved on every connect, as Kubernetes
+            // and compose expect when the model is replaced.
+            Err(_) => TcpStream::connect((host, port)).await,
+        }
+    };
+    let stream = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 impl Lease {

@@ -13,6 +13,7 @@ fn context() -> ForwardContext<'static> {
             "x-request-id",
             "req-1",
         )])))),
+        received: std::time::Instant::now(),
     }
 }
 

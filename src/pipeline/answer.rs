@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -21,7 +22,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pin_project! {
     #[project = AnswerProj]
     pub enum Answer {
-        Moat { #[pin] body: Full<Bytes> },
+        Moat { #[pin] body: Own },
         Upstream { #[pin] body: UpstreamBody },
         Metered { #[pin] body: MeteredBody<UpstreamBody> },
         Held { #[pin] body: MeteredBody<Full<Bytes>> },
@@ -31,7 +32,14 @@ pin_project! {
 impl Answer {
     pub fn moat(bytes: Bytes) -> Answer {
         Answer::Moat {
-            body: Full::new(bytes),
+            body: Own::new(bytes, None),
+        }
+    }
+
+    /// moat's own gRPC answer: its message, then the trailers that carry its status.
+    pub fn moat_with_trailers(bytes: Bytes, trailers: HeaderMap) -> Answer {
+        Answer::Moat {
+            body: Own::new(bytes, Some(trailers)),
         }
     }
 
@@ -57,7 +65,7 @@ impl Body for Answer {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            AnswerProj::Moat { body } => body.poll_frame(cx).map_err(|never| match never {}),
+            AnswerProj::Moat { body } => body.poll_frame(cx),
             AnswerProj::Upstream { body } => body.poll_frame(cx),
             AnswerProj::Metered { body } => body.poll_frame(cx),
             AnswerProj::Held { body } => body.poll_frame(cx),
@@ -80,6 +88,49 @@ impl Body for Answer {
             Answer::Metered { body } => body.size_hint(),
             Answer::Held { body } => body.size_hint(),
         }
+    }
+}
+
+/// moat's own bytes, and the trailers a gRPC answer ends with (`Full` carries none).
+pub struct Own {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Own {
+    fn new(bytes: Bytes, trailers: Option<HeaderMap>) -> Own {
+        Own {
+            data: (!bytes.is_empty()).then_some(bytes),
+            trailers,
+        }
+    }
+}
+
+impl Body for Own {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = match (self.data.take(), self.trailers.take()) {
+            (Some(data), trailers) => {
+                self.trailers = trailers;
+                Frame::data(data)
+            }
+            (None, Some(trailers)) => Frame::trailers(trailers),
+            (None, None) => return Poll::Ready(None),
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |data| data.len() as u64))
     }
 }
 

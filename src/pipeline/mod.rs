@@ -18,6 +18,7 @@ pub use self::answer::Answer;
 use crate::access::{AccessRecord, Recorded, RequestHead, Tokens};
 use crate::admit::{Verdict, admit};
 use crate::forward::{ForwardContext, Forwarded};
+use crate::grpc::health::HealthAnswer;
 use crate::ids::{RequestId, X_REQUEST_ID};
 use crate::llm::{Grant, MeteredBody};
 use crate::metrics::Metrics;
@@ -51,6 +52,17 @@ enum Outcome {
     Options(HeaderValue),
     /// A stage refused it (with the tokens of an LLM answer withheld, if any).
     Refused(Rejection, Option<Tokens>),
+    /// The gRPC health check, answered by moat.
+    Health(HealthAnswer),
+}
+
+/// What the response is written for, known from the request head.
+#[derive(Clone, Copy)]
+struct Asked {
+    /// An HTTP/1 request whose body a refusal leaves unread (see `closing`).
+    unread_body: bool,
+    /// A gRPC call: a refusal is a Trailers-Only response (see `reject/grpc.rs`).
+    grpc: bool,
 }
 
 /// Answers one request. Never fails: every refusal becomes a problem+json response here.
@@ -61,9 +73,11 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let snapshot = state.snapshot.load_full();
-    // An HTTP/1 request whose body a refusal leaves unread (see `closing`).
-    let unread_body =
-        request.version() <= Version::HTTP_11 && !http_body::Body::is_end_stream(request.body());
+    let asked = Asked {
+        unread_body: request.version() <= Version::HTTP_11
+            && !http_body::Body::is_end_stream(request.body()),
+        grpc: crate::grpc::is_grpc(request.headers()),
+    };
     let head = RequestHead {
         request_id: RequestId::of(request.headers()),
         client: peer.ip,
@@ -73,7 +87,7 @@ pub async fn handle(
     let mut record =
         AccessRecord::begin(state.metrics.clone(), started, head, peer.connection.open());
     let outcome = run(&snapshot, request, &peer, &mut record).await;
-    let response = respond(outcome, &mut record, unread_body);
+    let response = respond(outcome, &mut record, asked);
     response.map(|body| Recorded::new(body, record))
 }
 
@@ -85,12 +99,14 @@ async fn run(
     record: &mut AccessRecord,
 ) -> Outcome {
     let (parts, body) = request.into_parts();
+    let received = record.started();
     let (request_id, trail) = record.request_and_trail();
     let admission = snapshot.admission();
     let verdict = admit(&admission, parts, body, peer.ip, request_id.as_str(), trail);
     let mut admitted = match verdict.await {
         Ok(Verdict::Forward(admitted)) => admitted,
         Ok(Verdict::Options(allow)) => return Outcome::Options(allow),
+        Ok(Verdict::Health(answer)) => return Outcome::Health(answer),
         Err(rejection) => return Outcome::Refused(rejection, None),
     };
     let context = ForwardContext {
@@ -98,6 +114,7 @@ async fn run(
         proto: peer.proto,
         client_cert: peer.client_cert.as_ref(),
         request_id,
+        received,
     };
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
@@ -132,7 +149,7 @@ async fn answer(forwarded: Forwarded, llm: Option<Grant>, metrics: Arc<Metrics>)
 
 /// The response of `outcome`, and the record answered with it: its status, its refusal,
 /// the request id, and the quota fields of a key that has one.
-fn respond(outcome: Outcome, record: &mut AccessRecord, unread_body: bool) -> Response<Answer> {
+fn respond(outcome: Outcome, record: &mut AccessRecord, asked: Asked) -> Response<Answer> {
     let mut response = match outcome {
         Outcome::Forwarded(response, upstream_time) => {
             record.answered(response.status(), None, Some(upstream_time), None);
@@ -142,7 +159,11 @@ fn respond(outcome: Outcome, record: &mut AccessRecord, unread_body: bool) -> Re
             record.answered(StatusCode::NO_CONTENT, None, None, None);
             options_response(allow)
         }
-        Outcome::Refused(rejection, tokens) => refusal(rejection, tokens, record, unread_body),
+        Outcome::Refused(rejection, tokens) => refusal(rejection, tokens, record, asked),
+        Outcome::Health(answer) => {
+            record.answered(StatusCode::OK, None, None, None);
+            health_response(answer)
+        }
     };
     response
         .headers_mut()
@@ -161,17 +182,18 @@ fn refusal(
     rejection: Rejection,
     tokens: Option<Tokens>,
     record: &mut AccessRecord,
-    unread_body: bool,
+    asked: Asked,
 ) -> Response<Answer> {
     record.answered(rejection.status(), Some(&rejection), None, tokens);
-    let audience = match record.trail().openai {
-        true => Audience::OpenAi,
-        false => Audience::Any,
+    let audience = match (asked.grpc, record.trail().openai) {
+        (true, _) => Audience::Grpc,
+        (false, true) => Audience::OpenAi,
+        (false, false) => Audience::Any,
     };
     let mut response = rejection
         .into_response(record.request_id().as_str(), audience)
         .map(Answer::moat);
-    if unread_body && !record.trail().body_read {
+    if asked.unread_body && !record.trail().body_read {
         closing(&mut response);
     }
     response
@@ -186,6 +208,18 @@ fn closing(response: &mut Response<Answer>) {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
+}
+
+/// The health check's answer: its message, then `grpc-status` in the trailers.
+fn health_response(answer: HealthAnswer) -> Response<Answer> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", answer.status.header());
+    let mut response = Response::new(Answer::moat_with_trailers(answer.message, trailers));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    response
 }
 
 /// `OPTIONS` on a declared path whose spec does not declare OPTIONS: answered here, with

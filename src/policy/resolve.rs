@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::unknown::unknown_operation;
 use super::{Alternative, LlmProfile, Requirement, Route};
 use crate::config::{Config, OperationPolicy, PolicyConfig, SchemeConfig};
-use crate::spec::{Operation, Spec};
+use crate::spec::Operation;
 
 /// Resolves routes one after another, remembering which `policy.operations` keys named an
 /// operation and which schemes are not bound.
@@ -47,17 +47,22 @@ impl<'c> Resolver<'c> {
 
     /// Every operation's route, and a problem for each `policy.operations` key that named
     /// none of them.
-    pub(super) fn operations(&mut self, spec: &Spec) -> (Vec<Route>, Vec<String>) {
-        let routes = spec.operations.iter().map(|o| self.route(o)).collect();
-        (routes, self.unknown_keys(spec))
+    pub(super) fn operations(&mut self, operations: &[&Operation]) -> (Vec<Route>, Vec<String>) {
+        let routes = operations.iter().map(|o| self.route(o)).collect();
+        (routes, self.unknown_keys(operations))
     }
 
-    /// Without a spec there are no operations for `policy.operations` to name.
+    /// Without a spec or gRPC services there are no operations for `policy.operations` to
+    /// name.
     pub(super) fn without_spec(&self) -> Vec<String> {
         if self.policy.operations.is_empty() {
             return Vec::new();
         }
-        vec!["policy.operations needs an `openapi` document to name operations".to_owned()]
+        vec![
+            "policy.operations needs an `openapi` document or `grpc` services to name \
+             operations"
+                .to_owned(),
+        ]
     }
 
     fn route(&mut self, operation: &Operation) -> Route {
@@ -103,12 +108,12 @@ impl<'c> Resolver<'c> {
     }
 
     /// A problem for each `policy.operations` key that named no operation.
-    fn unknown_keys(&self, spec: &Spec) -> Vec<String> {
+    fn unknown_keys(&self, operations: &[&Operation]) -> Vec<String> {
         self.policy
             .operations
             .keys()
             .filter(|key| !self.used.contains(*key))
-            .map(|key| unknown_operation(key, self.policy.operation_lines.get(key), spec))
+            .map(|key| unknown_operation(key, self.policy.operation_lines.get(key), operations))
             .collect()
     }
 

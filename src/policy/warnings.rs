@@ -6,16 +6,16 @@
 
 use super::classify::administrative;
 use super::{Requirement, Route};
-use crate::spec::Spec;
+use crate::spec::Operation;
 
 /// A warning for each operation that looks administrative and needs no scope; public ones
 /// only when `authenticating` (some scheme is bound).
 pub(super) fn open_admin_operations(
-    spec: &Spec,
+    operations: &[&Operation],
     routes: &[Route],
     authenticating: bool,
 ) -> Vec<String> {
-    spec.operations
+    operations
         .iter()
         .zip(routes)
         .filter(|(_, route)| authenticating || !route.requirement.is_public())

@@ -46,6 +46,8 @@ impl Rejection {
             }
             R::InvalidJson(reason) => format!("the body is not acceptable JSON: {reason}"),
             R::BodyTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
+            R::InvalidGrpcMessage(reason) => format!("the gRPC messages are malformed: {reason}"),
+            R::GrpcMessageTooLarge { limit } => format!("a gRPC message is over {limit} bytes"),
             R::UpstreamExceededMaxTokens { admitted } => format!(
                 "the model answered with more than the {admitted} completion tokens moat \
                  admitted and wrote into the request as max_tokens; the answer was withheld"
@@ -117,6 +119,8 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         | R::UnsupportedMediaType { .. }
         | R::InvalidJson(_)
         | R::BodyTooLarge { .. }
+        | R::InvalidGrpcMessage(_)
+        | R::GrpcMessageTooLarge { .. }
         | R::UpstreamExceededMaxTokens { .. } => "the request was refused",
     }
 }

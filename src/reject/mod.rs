@@ -3,11 +3,13 @@
 //! [`Rejection::into_response`] turns it into bytes on the wire.
 
 mod detail;
+mod grpc;
 mod problems;
 mod quota;
 mod response;
 mod stage;
 
+pub use self::grpc::GrpcCode;
 pub use self::problems::{HostProblem, PathProblem};
 pub use self::quota::QuotaUsage;
 pub use self::response::Audience;
@@ -119,6 +121,14 @@ pub enum Rejection {
     BodyTimeout,
     /// The client's body framing broke off (reset, malformed chunking).
     BodyUnreadable,
+    /// A gRPC call's messages are not framed as gRPC frames them (a length prefix that
+    /// promises more than the stream carries, a second message on a unary call): the
+    /// reason says which, never what was sent.
+    InvalidGrpcMessage(&'static str),
+    /// A gRPC message's length prefix is past `grpc.max_message_bytes`.
+    GrpcMessageTooLarge {
+        limit: u64,
+    },
     /// The upstream refused or reset the connection, or answered with garbage.
     UpstreamUnavailable,
     /// The upstream did not connect or answer within its timeout.
@@ -151,7 +161,8 @@ impl Rejection {
             | R::UnexpectedBody
             | R::InvalidJson(_)
             | R::BodySchema(_)
-            | R::BodyUnreadable => S::BAD_REQUEST,
+            | R::BodyUnreadable
+            | R::InvalidGrpcMessage(_) => S::BAD_REQUEST,
             R::UriTooLong { .. } => S::URI_TOO_LONG,
             R::HeadersTooLarge { .. } => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
             R::RouteNotFound => S::NOT_FOUND,
@@ -168,7 +179,7 @@ impl Rejection {
             R::Overloaded | R::BodiesOverloaded => S::SERVICE_UNAVAILABLE,
             R::LimitStoreUnavailable | R::KeyStoreStale => S::SERVICE_UNAVAILABLE,
             R::UnsupportedMediaType { .. } => S::UNSUPPORTED_MEDIA_TYPE,
-            R::BodyTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            R::BodyTooLarge { .. } | R::GrpcMessageTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             R::BodyTimeout => S::REQUEST_TIMEOUT,
             R::UpstreamUnavailable | R::UpstreamExceededMaxTokens { .. } => S::BAD_GATEWAY,
             R::UpstreamTimeout => S::GATEWAY_TIMEOUT,
@@ -211,6 +222,8 @@ impl Rejection {
             R::BodyTooLarge { .. } => "body_too_large",
             R::BodyTimeout => "body_timeout",
             R::BodyUnreadable => "body_unreadable",
+            R::InvalidGrpcMessage(_) => "invalid_grpc_message",
+            R::GrpcMessageTooLarge { .. } => "grpc_message_too_large",
             R::UpstreamUnavailable => "upstream_unavailable",
             R::UpstreamTimeout => "upstream_timeout",
             R::UpstreamExceededMaxTokens { .. } => "upstream_exceeded_max_tokens",
@@ -251,6 +264,8 @@ impl Rejection {
             | R::BodyTooLarge { .. }
             | R::BodyTimeout
             | R::BodyUnreadable
+            | R::InvalidGrpcMessage(_)
+            | R::GrpcMessageTooLarge { .. }
             | R::BodiesOverloaded => Stage::Validate,
             R::UpstreamUnavailable | R::UpstreamTimeout | R::UpstreamExceededMaxTokens { .. } => {
                 Stage::Forward

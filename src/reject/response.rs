@@ -20,11 +20,16 @@ pub enum Audience {
     Any,
     /// An OpenAI-protocol operation: problem+json with OpenAI's `error` object beside it.
     OpenAi,
+    /// A gRPC call: a Trailers-Only response with `grpc-status` (see `reject/grpc.rs`).
+    Grpc,
 }
 
 impl Rejection {
     /// The problem+json response. `request_id` is moat's own validated id, safe to echo.
     pub fn into_response(self, request_id: &str, audience: Audience) -> Response<Bytes> {
+        if audience == Audience::Grpc {
+            return self.into_grpc_response(request_id);
+        }
         let mut response = Response::new(self.problem(request_id, audience));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();

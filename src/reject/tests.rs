@@ -44,9 +44,11 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::UpstreamExceededMaxTokens { .. } => 34,
         Rejection::InvalidHost(_) => 35,
         Rejection::BodiesOverloaded => 36,
+        Rejection::InvalidGrpcMessage(_) => 37,
+        Rejection::GrpcMessageTooLarge { .. } => 38,
     }
 }
-const VARIANTS: usize = 37;
+const VARIANTS: usize = 39;
 
 fn quota_spent() -> QuotaUsage {
     QuotaUsage {
@@ -345,6 +347,20 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             Rejection::BodyUnreadable,
             400,
             "body_unreadable",
+            "validate",
+            None,
+        ),
+        (
+            Rejection::InvalidGrpcMessage("a second message on a unary call"),
+            400,
+            "invalid_grpc_message",
+            "validate",
+            None,
+        ),
+        (
+            Rejection::GrpcMessageTooLarge { limit: 8 },
+            413,
+            "grpc_message_too_large",
             "validate",
             None,
         ),

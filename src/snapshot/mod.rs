@@ -17,6 +17,7 @@ use crate::admit::Admission;
 use crate::auth::{Auth, KeyLocation};
 use crate::config::{Config, ConfigError};
 use crate::forward::Upstream;
+use crate::grpc::Services;
 use crate::limit::RateLimits;
 use crate::metrics::{KeyStoreState, Metrics};
 use crate::policy::Routes;
@@ -30,6 +31,8 @@ pub struct Snapshot {
     /// The compiled OpenAPI document; `None` when the config names none. Shared with the
     /// snapshot a key-store-only refresh builds (see [`Snapshot::with_key_stores`]).
     pub spec: Option<Arc<Spec>>,
+    /// The model's gRPC services; `None` when the config names none.
+    pub grpc: Option<Arc<Services>>,
     pub auth: Auth,
     /// Each operation's requirement and mode (and the one without a spec).
     pub routes: Routes,
@@ -67,6 +70,7 @@ impl Snapshot {
         Admission {
             config: &self.config,
             spec: self.spec.as_deref(),
+            grpc: self.grpc.as_deref(),
             routes: &self.routes,
             auth: &self.auth,
             limits: &self.limits,
@@ -114,10 +118,13 @@ impl Snapshot {
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, Vec<String>> {
         let upstream = match previous {
-            Some(previous) if previous.config.upstream == config.upstream => {
+            Some(previous)
+                if previous.config.upstream == config.upstream
+                    && previous.config.grpc == config.grpc =>
+            {
                 Ok(previous.upstream.clone())
             }
-            _ => Upstream::new(&config.upstream)
+            _ => Upstream::new(&config.upstream, config.grpc.as_ref())
                 .map(Arc::new)
                 .map_err(|e| vec![e]),
         };
@@ -125,6 +132,11 @@ impl Snapshot {
             .openapi
             .as_ref()
             .map(|openapi| spec::load_spec(openapi).map(Arc::new))
+            .transpose();
+        let grpc = config
+            .grpc
+            .as_ref()
+            .map(|grpc| crate::grpc::load(grpc).map(Arc::new))
             .transpose();
         let auth = match &spec {
             Ok(spec) => Auth::load(&config, spec.as_deref(), metrics, previous.map(|p| &p.auth)),
@@ -138,6 +150,7 @@ impl Snapshot {
         let parts = Parts {
             upstream,
             spec,
+            grpc,
             auth,
             tls,
         };
@@ -156,6 +169,7 @@ impl Snapshot {
         let parts = Parts {
             upstream: Ok(self.upstream.clone()),
             spec: Ok(self.spec.clone()),
+            grpc: Ok(self.grpc.clone()),
             auth,
             tls: Ok(self.tls.clone()),
         };

@@ -9,6 +9,7 @@ use crate::admit::BodyBudget;
 use crate::auth::Auth;
 use crate::config::{Config, Period, TokenBudget};
 use crate::forward::Upstream;
+use crate::grpc::Services;
 use crate::limit::{KeyLimits, RateLimits};
 use crate::metrics::Metrics;
 use crate::policy::Routes;
@@ -19,6 +20,7 @@ use crate::tls::ServerTls;
 pub(super) struct Parts {
     pub upstream: Result<Arc<Upstream>, Vec<String>>,
     pub spec: Result<Option<Arc<Spec>>, Vec<String>>,
+    pub grpc: Result<Option<Arc<Services>>, Vec<String>>,
     pub auth: Result<Auth, Vec<String>>,
     pub tls: Result<Option<ServerTls>, Vec<String>>,
 }
@@ -32,7 +34,7 @@ impl Parts {
         metrics: &Arc<Metrics>,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, Vec<String>> {
-        let routes = routes(&config, &self.spec, &self.auth);
+        let routes = routes(&config, &self.spec, &self.grpc, &self.auth);
         let limits = limits(&config, &self.auth, previous, metrics);
         let bodies = bodies(&config, previous);
         let llm = match &self.auth {
@@ -42,27 +44,35 @@ impl Parts {
         let Parts {
             upstream,
             spec,
+            grpc,
             auth,
             tls,
         } = self;
-        match (upstream, spec, auth, routes, (limits, llm), tls) {
-            (Ok(upstream), Ok(spec), Ok(auth), Ok(routes), (Ok(limits), Ok(llm)), Ok(tls)) => {
-                Ok(Snapshot {
-                    credentials: auth.credential_locations(),
-                    config,
-                    upstream,
-                    spec,
-                    auth,
-                    routes,
-                    limits,
-                    llm,
-                    tls,
-                    bodies,
-                })
-            }
-            (upstream, spec, auth, routes, (limits, llm), tls) => Err([
+        match (upstream, (spec, grpc), auth, routes, (limits, llm), tls) {
+            (
+                Ok(upstream),
+                (Ok(spec), Ok(grpc)),
+                Ok(auth),
+                Ok(routes),
+                (Ok(limits), Ok(llm)),
+                Ok(tls),
+            ) => Ok(Snapshot {
+                credentials: auth.credential_locations(),
+                config,
+                upstream,
+                spec,
+                grpc,
+                auth,
+                routes,
+                limits,
+                llm,
+                tls,
+                bodies,
+            }),
+            (upstream, (spec, grpc), auth, routes, (limits, llm), tls) => Err([
                 upstream.err(),
                 spec.err(),
+                grpc.err(),
                 auth.err(),
                 routes.err(),
                 limits.err(),
@@ -95,11 +105,12 @@ fn bodies(config: &Config, previous: Option<&Snapshot>) -> Arc<BodyBudget> {
 fn routes(
     config: &Config,
     spec: &Result<Option<Arc<Spec>>, Vec<String>>,
+    grpc: &Result<Option<Arc<Services>>, Vec<String>>,
     auth: &Result<Auth, Vec<String>>,
 ) -> Result<Routes, Vec<String>> {
-    let routes = match spec {
-        Ok(spec) => Routes::resolve(config, spec.as_deref()),
-        Err(_) => Err(Vec::new()),
+    let routes = match (spec, grpc) {
+        (Ok(spec), Ok(grpc)) => Routes::resolve(config, spec.as_deref(), grpc.as_deref()),
+        _ => Err(Vec::new()),
     };
     match (routes, auth) {
         (Ok(routes), Ok(auth)) => match auth.check_routes(&routes) {

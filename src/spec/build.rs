@@ -157,6 +157,7 @@ impl Builder<'_> {
             params,
             body,
             security: raw.security,
+            rpc: None,
         }
     }
 

@@ -56,6 +56,17 @@ pub struct Operation {
     /// The spec's `security` for this operation (its own, else the document's); `None`
     /// when the spec declares none, so the policy's default applies.
     pub security: Option<Vec<Alternative>>,
+    /// A gRPC method (see `grpc`); `None` for the spec's HTTP operations.
+    pub rpc: Option<Rpc>,
+}
+
+/// What a gRPC method's operation knows of the method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rpc {
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+    /// moat answers it itself (the health check), nothing is forwarded.
+    pub answered_by_moat: bool,
 }
 
 impl Operation {
@@ -79,6 +90,7 @@ impl Operation {
             params: Params::default(),
             body: None,
             security: None,
+            rpc: None,
         }
     }
 }

@@ -92,6 +92,14 @@ impl Explanation {
                 self.line("verdict: answered by moat (204), not forwarded");
                 self
             }
+            Ok(Verdict::Health(answer)) => {
+                let status = answer.status as u8;
+                self.line(&format!(
+                    "verdict: the gRPC health check, answered by moat (grpc-status {status}), \
+                     not forwarded"
+                ));
+                self
+            }
             // A refusal at a stage the report does not group was rendered above.
             Err(rejection) => self.verdict_refused(&rejection),
         }

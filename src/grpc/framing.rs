@@ -1,0 +1,209 @@
+//! A gRPC call's messages as they pass: each a 5-byte prefix (a compressed flag, a
+//! big-endian length) and that many bytes. Read from the prefix, a message over
+//! `grpc.max_message_bytes` is refused before any of it is held; a stream that ends inside
+//! a prefix or a message — a length that promises more than was sent — is refused instead
+//! of leaving the model waiting for bytes that never come; a unary call carries exactly one
+//! message. Plain state over byte slices: no I/O, no allocation, fed by `admit::Bounded`.
+
+use crate::reject::Rejection;
+
+#[derive(Debug, Clone)]
+pub struct Framing {
+    limit: u64,
+    unary: bool,
+    messages: u64,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// `have` bytes of the next prefix read, into `prefix`.
+    Prefix { have: usize, prefix: [u8; 5] },
+    /// Inside a message, `left` bytes of it still to come.
+    Message { left: u64 },
+}
+
+/// Why a call's messages are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingError {
+    TooLarge { limit: u64 },
+    Malformed(&'static str),
+}
+
+impl FramingError {
+    pub fn rejection(self) -> Rejection {
+        match self {
+            FramingError::TooLarge { limit } => Rejection::GrpcMessageTooLarge { limit },
+            FramingError::Malformed(reason) => Rejection::InvalidGrpcMessage(reason),
+        }
+    }
+}
+
+impl Framing {
+    /// Messages of at most `limit` bytes; `unary`: the method takes exactly one.
+    pub fn new(limit: u64, unary: bool) -> Framing {
+        Framing {
+            limit,
+            unary,
+            messages: 0,
+            state: State::Prefix {
+                have: 0,
+                prefix: [0; 5],
+            },
+        }
+    }
+
+    /// Reads the next bytes of the stream.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), FramingError> {
+        while !data.is_empty() {
+            match &mut self.state {
+                State::Message { left } => {
+                    let take = (*left).min(data.len() as u64);
+                    *left -= take;
+                    // `take` ≤ `data.len()`, so the cast back cannot truncate.
+                    data = &data[take as usize..];
+                    if *left == 0 {
+                        self.state = State::Prefix {
+                            have: 0,
+                            prefix: [0; 5],
+                        };
+                    }
+                }
+                State::Prefix { have, prefix } => {
+                    let take = (5 - *have).min(data.len());
+                    prefix[*have..*have + take].copy_from_slice(&data[..take]);
+                    *have += take;
+                    data = &data[take..];
+                    if *have == 5 {
+                        let prefix = *prefix;
+                        self.message(prefix)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A complete prefix: the message it announces.
+    fn message(&mut self, prefix: [u8; 5]) -> Result<(), FramingError> {
+        if prefix[0] > 1 {
+            return Err(FramingError::Malformed(
+                "a message's compressed flag is neither 0 nor 1",
+            ));
+        }
+        self.messages += 1;
+        if self.unary && self.messages > 1 {
+            return Err(FramingError::Malformed(
+                "a unary method takes one message and more were sent",
+            ));
+        }
+        let length = u64::from(u32::from_be_bytes([
+            prefix[1], prefix[2], prefix[3], prefix[4],
+        ]));
+        if length > self.limit {
+            return Err(FramingError::TooLarge { limit: self.limit });
+        }
+        self.state = match length {
+            0 => State::Prefix {
+                have: 0,
+                prefix: [0; 5],
+            },
+            left => State::Message { left },
+        };
+        Ok(())
+    }
+
+    /// The stream ended: it must end between messages, and a unary call must have sent one.
+    pub fn finish(&self) -> Result<(), FramingError> {
+        match self.state {
+            State::Message { .. } => Err(FramingError::Malformed(
+                "the stream ended inside a message: its length prefix promises more bytes than \
+                 were sent",
+            )),
+            State::Prefix { have, .. } if have > 0 => Err(FramingError::Malformed(
+                "the stream ended inside a message's 5-byte prefix",
+            )),
+            _ if self.unary && self.messages == 0 => Err(FramingError::Malformed(
+                "a unary method takes one message and none was sent",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Messages whose prefix has been read so far.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(flag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![flag];
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Feeds `bytes` cut into pieces of every size from 1 up, and finishes.
+    fn verdicts(limit: u64, unary: bool, bytes: &[u8]) -> Vec<Result<(), FramingError>> {
+        (1..=bytes.len().max(1))
+            .map(|size| {
+                let mut framing = Framing::new(limit, unary);
+                for piece in bytes.chunks(size) {
+                    framing.feed(piece)?;
+                }
+                framing.finish()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_pass_however_the_stream_is_cut() {
+        let mut stream = frame(0, b"hello");
+        stream.extend(frame(1, b""));
+        stream.extend(frame(0, &[7; 300]));
+        assert!(verdicts(300, false, &stream).iter().all(Result::is_ok));
+        assert!(
+            verdicts(300, true, &frame(0, b"one"))
+                .iter()
+                .all(Result::is_ok)
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_from_its_prefix() {
+        // Only the prefix is sent: the refusal needs none of the message.
+        let prefix = &frame(0, &[0; 301])[..5];
+        let mut framing = Framing::new(300, false);
+        assert_eq!(
+            framing.feed(prefix),
+            Err(FramingError::TooLarge { limit: 300 })
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_short_or_a_second_unary_message_is_malformed() {
+        let whole = frame(0, b"hello");
+        for cut in 1..whole.len() {
+            let verdict = verdicts(100, false, &whole[..cut]);
+            assert!(verdict.iter().all(Result::is_err), "cut at {cut}");
+        }
+        let mut two = frame(0, b"a");
+        two.extend(frame(0, b"b"));
+        assert!(verdicts(100, true, &two).iter().all(Result::is_err));
+        assert!(verdicts(100, false, &two).iter().all(Result::is_ok));
+        assert!(Framing::new(100, true).finish().is_err(), "no message");
+        assert!(
+            Framing::new(100, false).finish().is_ok(),
+            "a stream may be empty"
+        );
+        assert!(
+            verdicts(100, false, &frame(2, b"x"))
+                .iter()
+                .all(Result::is_err)
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The model's gRPC services, read from its `.proto` files (compiled in-process by protox)
+//! or a `FileDescriptorSet`: every method an operation named `package.Service/Method`,
+//! routed by its path `/package.Service/Method` and held to the same policy as the spec's
+//! operations. Also the pieces of the protocol a sidecar must read itself: whether a
+//! request is a gRPC call, its messages' framing (`framing`), its deadline (`timeout`), and
+//! the health service moat answers (`health`).
+
+pub mod framing;
+pub mod health;
+mod load;
+pub mod timeout;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+
+pub use self::load::load;
+use crate::spec::Operation;
+
+/// The methods of the configured services, as operations.
+pub struct Services {
+    /// In the order the descriptors list them; moat's own health check last.
+    pub operations: Vec<Operation>,
+    by_path: HashMap<String, usize>,
+    /// Each operation's path, shared with the requests routed to it.
+    paths: Vec<Arc<str>>,
+    /// The `.proto` files (or the descriptor set's files) the services come from.
+    pub files: Vec<String>,
+}
+
+impl Services {
+    /// The operation at `path` (`/package.Service/Method`), and the path as routed.
+    pub fn route(&self, path: &str) -> Option<(usize, Arc<str>)> {
+        let index = *self.by_path.get(path)?;
+        Some((index, self.paths[index].clone()))
+    }
+}
+
+/// A gRPC call: `content-type: application/grpc`, `application/grpc+proto` or another
+/// `+codec`. gRPC-Web (`application/grpc-web…`) is not gRPC: its framing and trailers
+/// differ, and moat does not translate it.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    let Some(rest) = value
+        .get(..16)
+        .filter(|prefix| prefix.eq_ignore_ascii_case(b"application/grpc"))
+        .map(|_| &value[16..])
+    else {
+        return false;
+    };
+    matches!(rest.first(), None | Some(b'+' | b';'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_is_told_by_its_content_type() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, http::HeaderValue::from_static(value));
+            is_grpc(&headers)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto"));
+        assert!(with("Application/GRPC;charset=utf-8"));
+        assert!(!with("application/grpc-web"));
+        assert!(!with("application/grpc-web+proto"));
+        assert!(!with("application/json"));
+        assert!(!with("application/grp"));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+}
