@@ -1,0 +1,365 @@
+//! gRPC model servers behind moat, end to end: a real MLServer 1.7 (the Open Inference
+//! Protocol's `inference.GRPCInferenceService`, scikit-learn iris) called with NVIDIA's
+//! official `tritonclient.grpc` and raw grpcio; and a real grpcio server of every streaming
+//! kind (`tests/grpc/stream_server.py`). Both from the `.venv-grpc` virtualenv that
+//! `scripts/test` makes.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const SETOSA: [&str; 4] = ["5.1", "3.5", "1.4", "0.2"];
+const VIRGINICA: [&str; 4] = ["6.7", "3.0", "5.2", "2.3"];
+
+/// The Python of `.venv-grpc` (or `MOAT_TEST_GRPC_PYTHON`); `None` — the test says it
+/// skipped — when there is none, unless `MOAT_REQUIRE_MODEL_SERVER` makes that a failure.
+fn grpc_python() -> Option<PathBuf> {
+    let python = std::env::var_os("MOAT_TEST_GRPC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join(".venv-grpc/bin/python"));
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("MOAT_REQUIRE_MODEL_SERVER").is_none(),
+        "no Python with mlserver and grpcio at {}: run scripts/test",
+        python.display()
+    );
+    eprintln!("skipped: no gRPC virtualenv (scripts/test creates it)");
+    None
+}
+
+/// A child process and the processes it starts (its own process group), killed when dropped.
+struct Group(Child);
+
+impl Group {
+    fn spawn(command: &mut Command) -> Group {
+        use std::os::unix::process::CommandExt as _;
+        command.process_group(0).stdin(Stdio::null());
+        Group(command.spawn().expect("start a test server"))
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: `kill` with the negated group id of a child this test started.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// MLServer serving the iris model (a logistic regression trained here), REST and gRPC.
+struct MlServer {
+    _group: Group,
+    _dir: tempfile::TempDir,
+    rest: u16,
+    grpc: u16,
+}
+
+impl MlServer {
+    fn start(python: &Path) -> MlServer {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("iris");
+        std::fs::create_dir(&model).unwrap();
+        let train = "import joblib, sys\nfrom sklearn.datasets import load_iris\n\
+                     from sklearn.linear_model import LogisticRegression\n\
+                     X, y = load_iris(return_X_y=True)\n\
+                     joblib.dump(LogisticRegression(max_iter=1000).fit(X, y), sys.argv[1])\n";
+        let trained = Command::new(python)
+            .args(["-c", train])
+            .arg(model.join("model.joblib"))
+            .status()
+            .unwrap();
+        assert!(trained.success(), "training the iris model failed");
+        let settings = json!({"name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib", "version": "v1"}});
+        std::fs::write(model.join("model-settings.json"), settings.to_string()).unwrap();
+        let (rest, grpc, metrics) = (free_port(), free_port(), free_port());
+        let server = json!({"host": "127.0.0.1", "http_port": rest, "grpc_port": grpc,
+            "metrics_port": metrics, "parallel_workers": 0});
+        std::fs::write(dir.path().join("settings.json"), server.to_string()).unwrap();
+        let mlserver = python.with_file_name("mlserver");
+        let group = Group::spawn(
+            Command::new(mlserver)
+                .arg("start")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let ready = format!("127.0.0.1:{rest}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let up = || {
+            std::net::TcpStream::connect(ready).is_ok()
+                && get(ready, "/v2/models/iris/ready", &[]).status == 200
+        };
+        while !up() {
+            assert!(Instant::now() < deadline, "MLServer did not get ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        MlServer {
+            _group: group,
+            _dir: dir,
+            rest,
+            grpc,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    closed_port().port()
+}
+
+/// Runs `tests/grpc/client.py ARGS` and reads the JSON it prints.
+fn client(python: &Path, args: &[&str]) -> Value {
+    let output = Command::new(python)
+        .arg(Path::new(ROOT).join("tests/grpc/client.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "client.py {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn infer(python: &Path, moat: &Moat, key: &str, x: [&str; 4]) -> Value {
+    let addr = moat.addr.to_string();
+    let mut args = vec!["infer", &addr, key];
+    args.extend(x);
+    client(python, &args)
+}
+
+fn raw(python: &Path, moat: &Moat, path: &str, key: &str, message: &str) -> Value {
+    client(python, &["raw", &moat.addr.to_string(), path, key, message])
+}
+
+/// moat with the shipped OIP proto in front of `server`'s REST and gRPC ports, every
+/// operation needing a key from `store` and inference the `predict` scope.
+fn moat_for(server: &MlServer, store: &Path) -> Moat {
+    let proto = Path::new(ROOT).join("examples/grpc/open_inference_grpc.proto");
+    Moat::start(&config(
+        &format!("http://127.0.0.1:{}", server.rest),
+        &format!(
+            "grpc:\n  protos: [{}]\n  port: {}\n\
+             auth:\n  schemes:\n    api_key: {{type: api_key, header: X-API-Key, store: {}}}\n\
+             policy:\n  default: [{{api_key: []}}]\n  operations:\n    \
+             inference.GRPCInferenceService/ModelInfer: [{{api_key: [predict]}}]\n",
+            proto.display(),
+            server.grpc,
+            store.display()
+        ),
+    ))
+}
+
+#[test]
+fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest() {
+    let Some(python) = grpc_python() else { return };
+    let server = MlServer::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let ops = moat_keys(&store, &["new", "--id", "ops", "--scopes", "predict"]);
+    let reader = moat_keys(&store, &["new", "--id", "reader", "--scopes", "read"]);
+    let limited = moat_keys(&store, &["new", "--id", "limited", "--rate-limit", "1/1"]);
+    let quota = moat_keys(
+        &store,
+        &[
+            "new", "--id", "quota", "--scopes", "predict", "--quota", "3/day",
+        ],
+    );
+    let moat = moat_for(&server, &store);
+
+    // The official client, with a key: the model's own answer.
+    let setosa = infer(&python, &moat, &ops, SETOSA);
+    assert_eq!(setosa, json!({"code": "OK", "predict": [[0]]}));
+    let virginica = infer(&python, &moat, &ops, VIRGINICA);
+    assert_eq!(virginica["predict"], json!([[2]]), "{virginica}");
+
+    // No key, a key without the scope: refused as a gRPC client reads it.
+    let missing = infer(&python, &moat, "-", SETOSA);
+    assert_eq!(missing["code"], "UNAUTHENTICATED", "{missing}");
+    assert_eq!(missing["message"], "this operation requires credentials");
+    let scope = infer(&python, &moat, &reader, SETOSA);
+    assert_eq!(scope["code"], "PERMISSION_DENIED", "{scope}");
+
+    // Over the key's rate limit: RESOURCE_EXHAUSTED, with RetryInfo, moat's code and the
+    // request id in the trailing metadata.
+    let live = "/inference.GRPCInferenceService/ServerLive";
+    assert_eq!(raw(&python, &moat, live, &limited, "")["code"], "OK");
+    let limited_again = raw(&python, &moat, live, &limited, "");
+    assert_eq!(
+        limited_again["code"], "RESOURCE_EXHAUSTED",
+        "{limited_again}"
+    );
+    assert_eq!(limited_again["trailing"]["moat-code"], "rate_limited");
+    assert_eq!(
+        limited_again["trailing"]["x-request-id"]
+            .as_str()
+            .map(str::len),
+        Some(32)
+    );
+    let details = &limited_again["details"];
+    assert_eq!(
+        details["types"][0],
+        "type.googleapis.com/google.rpc.RetryInfo"
+    );
+    assert!(details["retry_seconds"].as_i64().unwrap() >= 1, "{details}");
+
+    // Methods the proto does not declare never reach the model: MLServer's own
+    // RepositoryModelUnload (which would take the model away), server reflection.
+    let unload = raw(
+        &python,
+        &moat,
+        "/inference.model_repository.ModelRepositoryService/RepositoryModelUnload",
+        &ops,
+        "120469726973",
+    );
+    assert_eq!(unload["code"], "UNIMPLEMENTED", "{unload}");
+    let reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+    assert_eq!(
+        raw(&python, &moat, reflection, &ops, "")["code"],
+        "UNIMPLEMENTED"
+    );
+    assert_eq!(
+        infer(&python, &moat, &ops, SETOSA)["code"],
+        "OK",
+        "still loaded"
+    );
+
+    // The health check is public and answered: SERVING for the services moat routes.
+    let check = "/grpc.health.v1.Health/Check";
+    let health = raw(&python, &moat, check, "-", "");
+    assert_eq!(health, json!({"code": "OK", "response": "0801"}));
+    let named = hex("inference.GRPCInferenceService");
+    assert_eq!(raw(&python, &moat, check, "-", &named)["response"], "0801");
+    let unknown = raw(&python, &moat, check, "-", &hex("nope.Service"));
+    assert_eq!(unknown["code"], "NOT_FOUND", "{unknown}");
+
+    // One quota, counted across gRPC and REST calls of the same key.
+    assert_eq!(infer(&python, &moat, &quota, SETOSA)["code"], "OK");
+    let rest = post_json(
+        moat.addr,
+        "/v2/models/iris/infer",
+        &[&format!("X-API-Key: {quota}")],
+        r#"{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
+            "data": [5.1, 3.5, 1.4, 0.2]}]}"#,
+    );
+    assert_eq!(rest.status, 200, "{}", String::from_utf8_lossy(&rest.body));
+    assert_eq!(infer(&python, &moat, &quota, SETOSA)["code"], "OK");
+    let spent = raw(&python, &moat, live, &quota, "");
+    assert_eq!(spent["code"], "RESOURCE_EXHAUSTED", "{spent}");
+    assert_eq!(spent["trailing"]["moat-code"], "quota_exceeded");
+    let types = &spent["details"]["types"];
+    assert_eq!(
+        types[1], "type.googleapis.com/google.rpc.QuotaFailure",
+        "{spent}"
+    );
+
+    // Seen like REST: the access log names the method, the key and the subject.
+    let lines = moat.access_log();
+    let inferred = lines
+        .iter()
+        .find(|line| {
+            line["key_id"] == "ops"
+                && line["operation"] == "inference.GRPCInferenceService/ModelInfer"
+        })
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(
+        inferred["route"],
+        "/inference.GRPCInferenceService/ModelInfer"
+    );
+}
+
+/// `service` as a `HealthCheckRequest`, hex-encoded.
+fn hex(service: &str) -> String {
+    let mut bytes = vec![0x0a, service.len() as u8];
+    bytes.extend_from_slice(service.as_bytes());
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The streaming test server, and the file it logs what it saw to.
+fn stream_server(python: &Path, dir: &Path) -> (Group, u16, PathBuf) {
+    let port = free_port();
+    let log = dir.join("server.jsonl");
+    let mut command = Command::new(python);
+    command
+        .arg(Path::new(ROOT).join("tests/grpc/stream_server.py"))
+        .arg(port.to_string())
+        .arg(&log)
+        .current_dir(Path::new(ROOT).join("tests/grpc"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let group = Group::spawn(&mut command);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        eventually(|| std::net::TcpStream::connect(addr).is_ok()),
+        "the stream server did not listen"
+    );
+    (group, port, log)
+}
+
+fn server_log(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[test]
+fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_model() {
+    let Some(python) = grpc_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, log) = stream_server(&python, dir.path());
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(&store, &["new", "--id", "streamer"]);
+    let moat = Moat::start(&config(
+        &format!("http://127.0.0.1:{port}"),
+        &format!(
+            "grpc:\n  protos: [{}]\n  upstream: http://127.0.0.1:{port}\n\
+             auth:\n  schemes:\n    api_key: {{type: api_key, header: X-API-Key, store: {}}}\n\
+             policy:\n  default: [{{api_key: []}}]\n",
+            Path::new(ROOT).join("tests/grpc/stream.proto").display(),
+            store.display()
+        ),
+    ));
+    let addr = moat.addr.to_string();
+
+    // Server streaming: the first message arrives long before the last is sent.
+    let counted = client(&python, &["count", &addr, &key, "5", "300"]);
+    assert_eq!(counted["values"], json!([1, 2, 3, 4, 5]), "{counted}");
+    let times: Vec<f64> = serde_json::from_value(counted["times"].clone()).unwrap();
+    assert!(times[4] - times[0] > 0.9, "relayed as they came: {times:?}");
+
+    // Bidirectional: each message goes on before the client sends the next.
+    let echoed = client(&python, &["echo", &addr, &key, "4"]);
+    assert_eq!(echoed["values"], json!([1, 2, 3, 4]), "{echoed}");
+    // Client streaming.
+    let summed = client(&python, &["sum", &addr, &key, "1", "2", "39"]);
+    assert_eq!(summed["value"], 42, "{summed}");
+
+    // The client's cancel reaches the model.
+    assert_eq!(client(&python, &["cancel", &addr, &key])["cancelled"], true);
+    assert!(
+        eventually(|| server_log(&log).iter().any(|e| e["event"] == "cancelled")),
+        "the model never saw the cancel: {:?}",
+        server_log(&log)
+    );
+
+    // The key never reaches the model; who called does.
+    let seen = server_log(&log);
+    let count = seen.iter().find(|e| e["method"] == "Count").unwrap();
+    let metadata = count["metadata"].as_object().unwrap();
+    assert!(!metadata.contains_key("x-api-key"), "{metadata:?}");
+    assert_eq!(metadata["x-moat-key-id"], "streamer");
+}
