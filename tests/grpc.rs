@@ -3,6 +3,7 @@
 //! official `tritonclient.grpc` and raw grpcio; and a real grpcio server of every streaming
 //! kind (`tests/grpc/stream_server.py`). Both from the `.venv-grpc` virtualenv that
 //! `scripts/test` makes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod support;
 
