@@ -324,13 +324,17 @@ fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_m
     let (_server, port, log) = stream_server(&python, dir.path());
     let store = dir.path().join("keys.yaml");
     let key = moat_keys(&store, &["new", "--id", "streamer"]);
+    let proto = dir.path().join("stream.proto");
+    let original =
+        std::fs::read_to_string(Path::new(ROOT).join("tests/grpc/stream.proto")).unwrap();
+    std::fs::write(&proto, &original).unwrap();
     let moat = Moat::start(&config(
         &format!("http://127.0.0.1:{port}"),
         &format!(
             "grpc:\n  protos: [{}]\n  upstream: http://127.0.0.1:{port}\n\
              auth:\n  schemes:\n    api_key: {{type: api_key, header: X-API-Key, store: {}}}\n\
              policy:\n  default: [{{api_key: []}}]\n",
-            Path::new(ROOT).join("tests/grpc/stream.proto").display(),
+            proto.display(),
             store.display()
         ),
     ));
@@ -363,4 +367,57 @@ fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_m
     let metadata = count["metadata"].as_object().unwrap();
     assert!(!metadata.contains_key("x-api-key"), "{metadata:?}");
     assert_eq!(metadata["x-moat-key-id"], "streamer");
+    let unbounded = count["time_remaining"].as_f64().unwrap();
+    assert!(
+        unbounded > 1e9,
+        "no deadline was given, none goes on: {count}"
+    );
+
+    // A deadline: what is left of it goes on to the model, and it ends the call there.
+    let late = client(&python, &["deadline", &addr, &key, "0.8"]);
+    assert_eq!(late["code"], "DEADLINE_EXCEEDED", "{late}");
+    let waits = || {
+        server_log(&log)
+            .into_iter()
+            .filter(|e| e["method"] == "Wait")
+    };
+    let called = waits()
+        .filter(|e| e.get("metadata").is_some())
+        .last()
+        .unwrap();
+    let left = called["time_remaining"].as_f64().unwrap();
+    assert!(left > 0.3 && left <= 0.8, "the budget forwarded: {left}");
+    assert!(
+        eventually(|| waits().filter(|e| e["event"] == "cancelled").count() == 2),
+        "the deadline did not end the call at the model"
+    );
+    reload_keeps_serving_a_broken_proto(&python, &moat, &key, &proto, &original);
+}
+
+/// A proto that does not compile keeps the methods that were served; a proto without a
+/// method refuses it from the reload on.
+fn reload_keeps_serving_a_broken_proto(
+    python: &Path,
+    moat: &Moat,
+    key: &str,
+    proto: &Path,
+    original: &str,
+) {
+    let addr = moat.addr.to_string();
+    let sum = || client(python, &["sum", &addr, key, "2", "3"]);
+    std::fs::write(proto, original.replace("rpc Sum", "rpc Sum Sum")).unwrap();
+    assert!(
+        eventually(|| moat.lines().iter().any(|l| l.contains("reload failed"))),
+        "{:?}",
+        moat.lines()
+    );
+    assert_eq!(sum()["value"], 5, "still served");
+    let without_sum: String = original
+        .lines()
+        .filter(|line| !line.contains("rpc Sum"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(proto, without_sum).unwrap();
+    assert!(eventually(|| sum()["code"] == "UNIMPLEMENTED"), "{}", sum());
+    assert_eq!(sum()["trailing"]["moat-code"], "route_not_found");
 }

@@ -64,7 +64,10 @@ where
         let result = ready!(this.body.as_mut().poll_frame(cx)).map(|r| r.map_err(Into::into));
         let record = this.record;
         match &result {
-            Some(Ok(frame)) => record.sent(frame.data_ref().map_or(0, Bytes::len)),
+            Some(Ok(frame)) => match frame.trailers_ref() {
+                Some(trailers) => record.grpc_status_in(trailers),
+                None => record.sent(frame.data_ref().map_or(0, Bytes::len)),
+            },
             Some(Err(error)) => record.stream_error = Some(error.to_string()),
             None => {}
         }

@@ -32,6 +32,7 @@ impl AccessRecord {
             subject: self.trail.subject.as_deref(),
             key_id: self.trail.key_id.as_deref(),
             status: self.status.as_u16(),
+            grpc_status: self.grpc_status,
             stage,
             code,
             shadow_code: self.trail.shadowed.first().map(Rejection::code),
@@ -77,6 +78,8 @@ struct AccessLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     key_id: Option<&'a str>,
     status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stage: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

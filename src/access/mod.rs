@@ -49,6 +49,9 @@ pub struct AccessRecord {
     stream_error: Option<String>,
     /// An LLM operation's tokens, as metered.
     tokens: Option<Tokens>,
+    /// A gRPC call's `grpc-status`: from the response head (Trailers-Only, moat's refusals)
+    /// or the trailers that end its body.
+    grpc_status: Option<u16>,
     /// Keeps the connection counted as busy until the response is done (see `idle`), and
     /// tells it whether the client reset this request (see `connection`).
     stream: RequestGuard,
@@ -79,6 +82,7 @@ impl AccessRecord {
             finished: false,
             stream_error: None,
             tokens: None,
+            grpc_status: None,
             stream,
         }
     }
@@ -125,6 +129,16 @@ impl AccessRecord {
         self.tokens = tokens;
     }
 
+    /// The `grpc-status` in `headers` (a response head or trailers), if there is one.
+    pub fn grpc_status_in(&mut self, headers: &http::HeaderMap) {
+        let status = headers
+            .get(GRPC_STATUS)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        if status.is_some() {
+            self.grpc_status = status;
+        }
+    }
+
     /// `bytes` of the response body reached the client.
     fn sent(&mut self, bytes: usize) {
         self.bytes_sent += bytes as u64;
@@ -135,6 +149,8 @@ impl AccessRecord {
         self.trail.operation.clone().unwrap_or_else(unrouted)
     }
 }
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// nginx's non-standard status for a request whose client went away before any response.
 const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {

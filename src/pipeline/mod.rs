@@ -165,6 +165,9 @@ fn respond(outcome: Outcome, record: &mut AccessRecord, asked: Asked) -> Respons
             health_response(answer)
         }
     };
+    if asked.grpc {
+        record.grpc_status_in(response.headers());
+    }
     response
         .headers_mut()
         .insert(X_REQUEST_ID, record.request_id().header());

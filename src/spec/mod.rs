@@ -61,12 +61,30 @@ pub struct Operation {
 }
 
 /// What a gRPC method's operation knows of the method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rpc {
     pub client_streaming: bool,
     pub server_streaming: bool,
     /// moat answers it itself (the health check), nothing is forwarded.
     pub answered_by_moat: bool,
+}
+
+impl Rpc {
+    /// `unary`, `server streaming`, `client streaming`, `bidi streaming`; `answered by
+    /// moat` for the health check.
+    pub fn kind(&self) -> &'static str {
+        match (
+            self.answered_by_moat,
+            self.client_streaming,
+            self.server_streaming,
+        ) {
+            (true, _, _) => "answered by moat",
+            (false, false, false) => "unary",
+            (false, false, true) => "server streaming",
+            (false, true, false) => "client streaming",
+            (false, true, true) => "bidi streaming",
+        }
+    }
 }
 
 impl Operation {

@@ -7,6 +7,7 @@ and grpcio for raw calls and streams. Each command prints one JSON object.
     python client.py echo ADDR KEY|- N
     python client.py sum ADDR KEY|- V1 V2 ...
     python client.py cancel ADDR KEY|-
+    python client.py deadline ADDR KEY|- SECONDS
 """
 import base64
 import json
@@ -125,7 +126,17 @@ def cancel(addr, key):
         return {"cancelled": future.cancel()}
 
 
-COMMANDS = {"infer": infer, "raw": raw, "count": count, "echo": echo, "sum": total, "cancel": cancel}
+def deadline(addr, key, seconds):
+    with grpc.insecure_channel(addr) as channel:
+        call = channel.unary_unary("/demo.v1.Stream/Wait")
+        try:
+            call(encode(n=1), metadata=metadata(key), timeout=float(seconds))
+            return {"code": "OK"}
+        except grpc.RpcError as error:
+            return failure(error)
+
+
+COMMANDS = {"infer": infer, "raw": raw, "count": count, "echo": echo, "sum": total, "cancel": cancel, "deadline": deadline}
 
 if __name__ == "__main__":
     print(json.dumps(COMMANDS[sys.argv[1]](*sys.argv[2:])))

@@ -25,7 +25,7 @@ def log(event):
 
 def seen(method, context):
     metadata = {k: v for k, v in context.invocation_metadata() if not k.endswith("-bin")}
-    log({"method": method, "metadata": metadata})
+    log({"method": method, "metadata": metadata, "time_remaining": context.time_remaining()})
 
 
 def count(request, context):

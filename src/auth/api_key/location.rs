@@ -13,6 +13,21 @@ pub enum KeyLocation {
     Cookie(String),
 }
 
+/// The header a key travels in. Never a gRPC binary header (`-bin`): its value is
+/// base64 of arbitrary bytes, which gRPC libraries decode and re-encode at will, so the
+/// same key could arrive spelled two ways.
+fn header(name: &str) -> Result<HeaderName, String> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`header: {name}` is not a header name"))?;
+    match header.as_str().ends_with("-bin") {
+        true => Err(format!(
+            "`header: {name}`: a `-bin` header is gRPC binary metadata and never carries a key; \
+             name a text header such as x-api-key"
+        )),
+        false => Ok(header),
+    }
+}
+
 impl KeyLocation {
     /// The scheme's `query` or `cookie`, else its `header`.
     pub(super) fn configured(config: &ApiKeyConfig) -> Result<KeyLocation, String> {
@@ -20,10 +35,7 @@ impl KeyLocation {
             (Some(_), Some(_)) => return Err("give `query` or `cookie`, not both".to_owned()),
             (Some(name), None) => KeyLocation::Query(name.clone()),
             (None, Some(name)) => KeyLocation::Cookie(name.clone()),
-            (None, None) => KeyLocation::Header(
-                HeaderName::from_bytes(config.header.as_bytes())
-                    .map_err(|_| format!("`header: {}` is not a header name", config.header))?,
-            ),
+            (None, None) => KeyLocation::Header(header(&config.header)?),
         })
     }
 
@@ -34,5 +46,21 @@ impl KeyLocation {
             KeyLocation::Query(name) => ("query", name),
             KeyLocation::Cookie(name) => ("cookie", name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_header_is_a_text_header() {
+        assert_eq!(header("X-API-Key").unwrap(), "x-api-key");
+        assert!(
+            header("x-api-key-bin")
+                .unwrap_err()
+                .contains("binary metadata")
+        );
+        assert!(header("bad header").is_err());
     }
 }

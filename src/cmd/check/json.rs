@@ -98,25 +98,34 @@ fn spec_summary(source: &SpecSource, snapshot: Option<&Snapshot>) -> Value {
 }
 
 /// Each operation: method, path template, operationId, mode, requirement, LLM or not.
+/// gRPC methods follow, with `method: "gRPC"` and their kind (`unary`, `server streaming`, …).
 fn operations(snapshot: &Snapshot) -> Vec<Value> {
-    let Some(spec) = snapshot.spec.as_deref() else {
-        return Vec::new();
-    };
-    spec.operations
-        .iter()
-        .enumerate()
-        .map(|(index, operation)| {
-            let route = snapshot.routes.operation(index);
-            json!({
-                "method": operation.method.as_str(),
-                "path": operation.template.to_string(),
-                "operation_id": operation.id.to_string(),
-                "mode": route.mode.as_str(),
-                "requirement": route.requirement.to_string(),
-                "llm": route.llm.is_some(),
-            })
+    let spec = snapshot.spec.as_deref().map_or(&[][..], |s| &s.operations);
+    let grpc = snapshot.grpc.as_deref().map_or(&[][..], |g| &g.operations);
+    let http = spec.iter().enumerate().map(|(index, operation)| {
+        let route = snapshot.routes.operation(index);
+        json!({
+            "method": operation.method.as_str(),
+            "path": operation.template.to_string(),
+            "operation_id": operation.id.to_string(),
+            "mode": route.mode.as_str(),
+            "requirement": route.requirement.to_string(),
+            "llm": route.llm.is_some(),
         })
-        .collect()
+    });
+    let rpc = grpc.iter().enumerate().map(|(index, operation)| {
+        let route = snapshot.routes.grpc(index);
+        json!({
+            "method": "gRPC",
+            "path": operation.template.to_string(),
+            "operation_id": operation.id.to_string(),
+            "mode": route.mode.as_str(),
+            "requirement": route.requirement.to_string(),
+            "llm": false,
+            "kind": operation.rpc.unwrap_or_default().kind(),
+        })
+    });
+    http.chain(rpc).collect()
 }
 
 #[cfg(test)]

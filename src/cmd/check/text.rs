@@ -104,6 +104,13 @@ fn describe_snapshot(out: &mut String, snapshot: &Snapshot, source: &SpecSource)
                 "  openapi       not checked: no copy of {url} (see the warnings)"
             );
         }
+        (None, _) if snapshot.grpc.is_some() => {
+            let _ = writeln!(
+                out,
+                "  routes        HTTP: every path is forwarded (no `openapi` configured), {}",
+                snapshot.routes.without_spec().requirement
+            );
+        }
         (None, _) => {
             let _ = writeln!(
                 out,
@@ -112,6 +119,42 @@ fn describe_snapshot(out: &mut String, snapshot: &Snapshot, source: &SpecSource)
             );
         }
         (Some(spec), _) => describe_spec(out, snapshot, spec, source),
+    }
+    if let Some(grpc) = &snapshot.grpc {
+        describe_grpc(out, snapshot, grpc);
+    }
+}
+
+/// The gRPC services: where they come from, then each method with its mode and requirement.
+fn describe_grpc(out: &mut String, snapshot: &Snapshot, grpc: &crate::grpc::Services) {
+    let to = snapshot
+        .config
+        .grpc
+        .as_ref()
+        .map_or_else(String::new, |config| {
+            match config.upstream_uri(&snapshot.config.upstream) {
+                Ok(uri) => format!(", forwarded over h2c to {uri}"),
+                Err(problem) => format!(" ({problem})"),
+            }
+        });
+    let _ = writeln!(
+        out,
+        "  grpc          {} methods from {}{to}",
+        grpc.operations.len(),
+        grpc.files.join(", ")
+    );
+    for (index, operation) in grpc.operations.iter().enumerate() {
+        let route = snapshot.routes.grpc(index);
+        let rpc = operation.rpc.unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<50} {:<40} {:<8} {}",
+            "gRPC",
+            operation.template,
+            rpc.kind(),
+            route.mode.as_str(),
+            route.requirement
+        );
     }
 }
 
