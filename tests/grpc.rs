@@ -383,7 +383,7 @@ fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_m
     };
     let called = waits()
         .filter(|e| e.get("metadata").is_some())
-        .last()
+        .next_back()
         .unwrap();
     let left = called["time_remaining"].as_f64().unwrap();
     assert!(left > 0.3 && left <= 0.8, "the budget forwarded: {left}");
