@@ -381,10 +381,7 @@ fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_m
             .into_iter()
             .filter(|e| e["method"] == "Wait")
     };
-    let called = waits()
-        .filter(|e| e.get("metadata").is_some())
-        .next_back()
-        .unwrap();
+    let called = waits().rfind(|e| e.get("metadata").is_some()).unwrap();
     let left = called["time_remaining"].as_f64().unwrap();
     assert!(left > 0.3 && left <= 0.8, "the budget forwarded: {left}");
     assert!(
