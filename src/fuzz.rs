@@ -62,6 +62,10 @@ pub const TARGETS: &[Target] = &[
         name: "sse",
         run: crate::llm::meter::fuzz::target,
     },
+    Target {
+        name: "grpc",
+        run: crate::grpc::fuzz::target,
+    },
     #[cfg(feature = "age")]
     Target {
         name: "encrypted_env",

@@ -6,6 +6,7 @@
 //! the health service moat answers (`health`).
 
 pub mod framing;
+pub(crate) mod fuzz;
 pub mod health;
 mod load;
 pub mod timeout;

@@ -27,16 +27,21 @@ pub fn parse(value: &HeaderValue) -> Option<Duration> {
     })
 }
 
-/// `left` as a `grpc-timeout` value: in milliseconds (rounded up, so a deadline never
-/// reaches the model shorter than moat's own by rounding) while that fits in 8 digits.
+/// `left` as a `grpc-timeout` value: in the finest unit whose count fits in 8 digits,
+/// rounded up, so the deadline never reaches the model shorter than moat's own.
 pub fn format(left: Duration) -> HeaderValue {
-    let millis = left.as_nanos().div_ceil(1_000_000);
-    match millis < 100_000_000 {
-        true => HeaderValue::from_str(&format!("{millis}m")),
-        false => HeaderValue::from_str(&format!("{}S", left.as_secs().min(99_999_999))),
-    }
-    .unwrap_or(HeaderValue::from_static("99999999S"))
+    let nanos = left.as_nanos();
+    let value = [(1_000_000, 'm'), (1_000_000_000, 'S'), (60_000_000_000, 'M')]
+        .into_iter()
+        .map(|(per, unit)| (nanos.div_ceil(per), unit))
+        .find(|(count, _)| *count < MAX_COUNT)
+        .unwrap_or((nanos.div_ceil(3_600_000_000_000).min(MAX_COUNT - 1), 'H'));
+    HeaderValue::from_str(&format!("{}{}", value.0, value.1))
+        .unwrap_or(HeaderValue::from_static("99999999H"))
 }
+
+/// gRPC's timeout counts have at most 8 digits.
+const MAX_COUNT: u128 = 100_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -61,5 +66,7 @@ mod tests {
         assert_eq!(format(Duration::from_micros(1500)), "2m");
         assert_eq!(format(Duration::from_secs(2)), "2000m");
         assert_eq!(format(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(format(Duration::from_secs(359_999_996_400)), "99999999H");
+        assert_eq!(format(Duration::from_secs(100_000_000)), "1666667M");
     }
 }

@@ -1,0 +1,86 @@
+//! Fuzz target of a gRPC call's framing and deadline (`fuzz/`, replayed by
+//! `tests/fuzz_targets.rs`). The first byte picks the method's kind and message bound; the
+//! rest is the request stream. [`Framing`] reads it the same however the stream is cut,
+//! and agrees with a reading of the whole stream at once. Any bytes as `grpc-timeout` read
+//! as a deadline, or none; one that reads goes on rounded up, never shorter.
+
+use http::HeaderValue;
+
+use super::framing::{Framing, FramingError};
+use super::timeout;
+
+pub fn target(bytes: &[u8]) {
+    let Some((&first, stream)) = bytes.split_first() else {
+        return;
+    };
+    let unary = first & 1 == 1;
+    let limit = u64::from(first >> 1) * 3;
+    let whole = at_once(stream, limit, unary);
+    for cut in [1, 2, 5, 7, stream.len().max(1)] {
+        assert_eq!(fed(stream, limit, unary, cut), whole, "cut every {cut} bytes");
+    }
+    deadline(bytes);
+}
+
+/// The stream fed `cut` bytes at a time, then finished.
+fn fed(stream: &[u8], limit: u64, unary: bool, cut: usize) -> Result<(), FramingError> {
+    let mut framing = Framing::new(limit, unary);
+    for piece in stream.chunks(cut) {
+        framing.feed(piece)?;
+    }
+    framing.finish()
+}
+
+/// The same verdict, from the whole stream in one reading.
+fn at_once(mut stream: &[u8], limit: u64, unary: bool) -> Result<(), FramingError> {
+    let mut messages = 0;
+    while !stream.is_empty() {
+        let Some((prefix, rest)) = stream.split_first_chunk::<5>() else {
+            return Err(FramingError::Malformed(
+                "the stream ended inside a message's 5-byte prefix",
+            ));
+        };
+        if prefix[0] > 1 {
+            return Err(FramingError::Malformed(
+                "a message's compressed flag is neither 0 nor 1",
+            ));
+        }
+        messages += 1;
+        if unary && messages > 1 {
+            return Err(FramingError::Malformed(
+                "a unary method takes one message and more were sent",
+            ));
+        }
+        let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
+        if u64::from(length) > limit {
+            return Err(FramingError::TooLarge { limit });
+        }
+        let Some(after) = rest.get(length as usize..) else {
+            return Err(FramingError::Malformed(
+                "the stream ended inside a message: its length prefix promises more bytes than \
+                 were sent",
+            ));
+        };
+        stream = after;
+    }
+    match unary && messages == 0 {
+        true => Err(FramingError::Malformed(
+            "a unary method takes one message and none was sent",
+        )),
+        false => Ok(()),
+    }
+}
+
+fn deadline(bytes: &[u8]) {
+    let Ok(value) = HeaderValue::from_bytes(bytes) else {
+        return;
+    };
+    let Some(deadline) = timeout::parse(&value) else {
+        return;
+    };
+    let forwarded = timeout::parse(&timeout::format(deadline));
+    assert!(
+        forwarded.is_some_and(|f| f >= deadline),
+        "{deadline:?} went on as {forwarded:?}"
+    );
+}
