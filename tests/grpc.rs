@@ -418,3 +418,33 @@ fn reload_keeps_serving_a_broken_proto(
     assert!(eventually(|| sum()["code"] == "UNIMPLEMENTED"), "{}", sum());
     assert_eq!(sum()["trailing"]["moat-code"], "route_not_found");
 }
+
+/// docs/grpc.md's command, on the shipped example: every method listed with its kind and
+/// requirement, the health check public.
+#[test]
+fn moat_check_lists_the_example_methods() {
+    let output = run_moat(&["check", "--config", "examples/grpc/moat.yaml"], &[]);
+    let report = text(&output);
+    assert!(output.status.success(), "{report}");
+    let line = |path: &str| {
+        report
+            .lines()
+            .find(|line| line.contains(path))
+            .unwrap_or_else(|| panic!("{path} not listed:\n{report}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("/inference.GRPCInferenceService/ModelInfer"),
+        "gRPC /inference.GRPCInferenceService/ModelInfer unary enforce api_key[predict]"
+    );
+    assert_eq!(
+        line("/grpc.health.v1.Health/Check"),
+        "gRPC /grpc.health.v1.Health/Check answered by moat enforce public"
+    );
+    assert!(
+        report.contains("7 methods from open_inference_grpc.proto"),
+        "{report}"
+    );
+}

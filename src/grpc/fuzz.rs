@@ -17,7 +17,11 @@ pub fn target(bytes: &[u8]) {
     let limit = u64::from(first >> 1) * 3;
     let whole = at_once(stream, limit, unary);
     for cut in [1, 2, 5, 7, stream.len().max(1)] {
-        assert_eq!(fed(stream, limit, unary, cut), whole, "cut every {cut} bytes");
+        assert_eq!(
+            fed(stream, limit, unary, cut),
+            whole,
+            "cut every {cut} bytes"
+        );
     }
     deadline(bytes);
 }

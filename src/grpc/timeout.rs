@@ -31,11 +31,15 @@ pub fn parse(value: &HeaderValue) -> Option<Duration> {
 /// rounded up, so the deadline never reaches the model shorter than moat's own.
 pub fn format(left: Duration) -> HeaderValue {
     let nanos = left.as_nanos();
-    let value = [(1_000_000, 'm'), (1_000_000_000, 'S'), (60_000_000_000, 'M')]
-        .into_iter()
-        .map(|(per, unit)| (nanos.div_ceil(per), unit))
-        .find(|(count, _)| *count < MAX_COUNT)
-        .unwrap_or((nanos.div_ceil(3_600_000_000_000).min(MAX_COUNT - 1), 'H'));
+    let value = [
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+    ]
+    .into_iter()
+    .map(|(per, unit)| (nanos.div_ceil(per), unit))
+    .find(|(count, _)| *count < MAX_COUNT)
+    .unwrap_or((nanos.div_ceil(3_600_000_000_000).min(MAX_COUNT - 1), 'H'));
     HeaderValue::from_str(&format!("{}{}", value.0, value.1))
         .unwrap_or(HeaderValue::from_static("99999999H"))
 }

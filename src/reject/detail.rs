@@ -38,7 +38,7 @@ impl Rejection {
             R::TooManyStreams { limit } => {
                 format!("this API key has {limit} streams open already; retry when one ends")
             }
-            R::InvalidLlmRequest(reason) => (*reason).to_owned(),
+            R::InvalidLlmRequest(reason) | R::InvalidGrpcMessage(reason) => (*reason).to_owned(),
             R::InvalidParameters(errors) => first_of("request parameters are invalid", errors),
             R::BodySchema(errors) => first_of("the request body does not match its schema", errors),
             R::UnsupportedMediaType { accepted } => {
@@ -46,7 +46,6 @@ impl Rejection {
             }
             R::InvalidJson(reason) => format!("the body is not acceptable JSON: {reason}"),
             R::BodyTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
-            R::InvalidGrpcMessage(reason) => format!("the gRPC messages are malformed: {reason}"),
             R::GrpcMessageTooLarge { limit } => format!("a gRPC message is over {limit} bytes"),
             R::UpstreamExceededMaxTokens { admitted } => format!(
                 "the model answered with more than the {admitted} completion tokens moat \

@@ -249,6 +249,29 @@ mod tests {
         );
     }
 
+    /// docs/grpc.md's table says what `of_status` does, row by row.
+    #[test]
+    fn the_documented_table_is_the_mapping() {
+        let doc = include_str!("../../docs/grpc.md");
+        let rows: Vec<&str> = doc
+            .lines()
+            .filter(|line| line.starts_with("| 4") || line.starts_with("| 5"))
+            .collect();
+        assert_eq!(rows.len(), 8, "{rows:?}");
+        for row in rows {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let code: u8 = cells[2]
+                .split(['(', ')'])
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            for status in cells[1].split(", ") {
+                let status = StatusCode::from_u16(status.parse().unwrap()).unwrap();
+                assert_eq!(GrpcCode::of_status(status) as u8, code, "{row}");
+            }
+        }
+    }
+
     #[test]
     fn the_message_is_percent_encoded() {
         assert_eq!(percent_encoded("a b%c\u{e9}\n"), "a b%25c%C3%A9%0A");

@@ -36,7 +36,6 @@ impl Parts {
     ) -> Result<Snapshot, Vec<String>> {
         let routes = routes(&config, &self.spec, &self.grpc, &self.auth);
         let limits = limits(&config, &self.auth, previous, metrics);
-        let bodies = bodies(&config, previous);
         let llm = match &self.auth {
             Ok(auth) => crate::llm::Rules::new(llm_rules(auth), &config.policy),
             Err(_) => Err(Vec::new()),
@@ -48,31 +47,25 @@ impl Parts {
             auth,
             tls,
         } = self;
-        match (upstream, (spec, grpc), auth, routes, (limits, llm), tls) {
-            (
-                Ok(upstream),
-                (Ok(spec), Ok(grpc)),
-                Ok(auth),
-                Ok(routes),
-                (Ok(limits), Ok(llm)),
-                Ok(tls),
-            ) => Ok(Snapshot {
-                credentials: auth.credential_locations(),
-                config,
-                upstream,
-                spec,
-                grpc,
-                auth,
-                routes,
-                limits,
-                llm,
-                tls,
-                bodies,
-            }),
-            (upstream, (spec, grpc), auth, routes, (limits, llm), tls) => Err([
+        match (upstream, both(spec, grpc), auth, routes, (limits, llm), tls) {
+            (Ok(upstream), Ok(api), Ok(auth), Ok(routes), (Ok(limits), Ok(llm)), Ok(tls)) => {
+                Ok(Snapshot {
+                    credentials: auth.credential_locations(),
+                    bodies: bodies(&config, previous),
+                    config,
+                    upstream,
+                    spec: api.0,
+                    grpc: api.1,
+                    auth,
+                    routes,
+                    limits,
+                    llm,
+                    tls,
+                })
+            }
+            (upstream, api, auth, routes, (limits, llm), tls) => Err([
                 upstream.err(),
-                spec.err(),
-                grpc.err(),
+                api.err(),
                 auth.err(),
                 routes.err(),
                 limits.err(),
@@ -84,6 +77,17 @@ impl Parts {
             .flatten()
             .collect()),
         }
+    }
+}
+
+/// The API's two definitions (the spec, the gRPC services) together, or the problems of both.
+fn both<A, B>(
+    spec: Result<A, Vec<String>>,
+    grpc: Result<B, Vec<String>>,
+) -> Result<(A, B), Vec<String>> {
+    match (spec, grpc) {
+        (Ok(spec), Ok(grpc)) => Ok((spec, grpc)),
+        (spec, grpc) => Err(spec.err().into_iter().chain(grpc.err()).flatten().collect()),
     }
 }
 
