@@ -50,14 +50,16 @@ enum Command {
     Explain {
         #[command(flatten)]
         config: ConfigArg,
-        /// GET, POST, ...
+        /// GET, POST, ...; or GRPC for a call of a `grpc` method.
         method: String,
-        /// `/path?query` or a full URL (only its path and query are used).
+        /// `/path?query` or a full URL (only its path and query are used); after GRPC, the
+        /// method as `package.Service/Method`.
         url: String,
         /// A request header, `Name: value`; repeatable.
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
-        /// The request body, or @FILE to read it from a file.
+        /// The request body, or @FILE to read it from a file; after GRPC, the message as
+        /// proto3 JSON (moat encodes it).
         #[arg(short, long)]
         data: Option<String>,
         /// The client address the request comes from (for allowed_cidrs).

@@ -448,3 +448,44 @@ fn moat_check_lists_the_example_methods() {
         "{report}"
     );
 }
+
+/// `moat explain GRPC`: the message given as proto3 JSON, encoded by the method's input type,
+/// through the same stages as `serve`.
+#[test]
+fn moat_explain_runs_a_grpc_call_through_the_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let key = moat_keys(&store, &["new", "--id", "ops", "--scopes", "predict"]);
+    let store_env = [("MOAT_KEY_STORE", store.to_str().unwrap())];
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "--config", "examples/grpc/moat.yaml", "GRPC"];
+        all.extend_from_slice(args);
+        let output = run_moat(&all, &store_env);
+        (output.status.code(), text(&output))
+    };
+    let header = format!("x-api-key: {key}");
+    let message = r#"{"model_name": "iris", "inputs": [{"name": "input-0", "datatype": "FP32",
+        "shape": [1, 4], "contents": {"fp32_contents": [5.1, 3.5, 1.4, 0.2]}}]}"#;
+    let infer = "inference.GRPCInferenceService/ModelInfer";
+    let (code, report) = explain(&[infer, "-H", &header, "-d", message]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("encoded as inference.ModelInferRequest (52 bytes framed)"),
+        "{report}"
+    );
+    assert!(report.contains("valid key `ops`"), "{report}");
+    assert!(!report.contains(&key), "the key is never echoed");
+    let (code, report) = explain(&[infer, "-d", message]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("401 credentials_missing"), "{report}");
+    let (code, report) = explain(&[infer, "-d", r#"{"model_nme": "iris"}"#]);
+    assert_eq!(code, Some(2), "{report}");
+    assert!(
+        report.contains("unrecognized field name 'model_nme'"),
+        "{report}"
+    );
+    let unload = "inference.GRPCInferenceService/RepositoryModelUnload";
+    let (code, report) = explain(&[unload, "-H", &header]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("404 route_not_found"), "{report}");
+}

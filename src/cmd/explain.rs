@@ -47,7 +47,7 @@ fn explained_snapshot(config_path: &Path) -> Result<Snapshot, crate::config::Con
 /// Runs stages 1–6 on `input` against `snapshot` — `admit` itself, on an in-memory body —
 /// and renders what each stage decided.
 pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Explanation, String> {
-    let (request, notes) = request::build(input)?;
+    let (request, notes) = request::build(input, snapshot.grpc.as_deref())?;
     let (parts, body) = request.into_parts();
     let mut trail = Trail::explaining();
     let verdict = admit(

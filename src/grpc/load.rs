@@ -21,11 +21,12 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
         None => compile(&config.protos, &config.includes),
     }
     .map_err(|problem| vec![problem])?;
-    let mut operations: Vec<Operation> = pool
+    let mut methods: Vec<Option<MethodDescriptor>> = pool
         .services()
         .flat_map(|service| service.methods().collect::<Vec<_>>())
-        .map(|method| operation(&method))
+        .map(Some)
         .collect();
+    let mut operations: Vec<Operation> = methods.iter().flatten().map(operation).collect();
     if operations.is_empty() {
         return Err(vec![format!(
             "grpc: {} declare no service: there is no method to route",
@@ -34,6 +35,7 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
     }
     if pool.get_service_by_name(health::SERVICE).is_none() {
         operations.push(health::operation());
+        methods.push(None);
     }
     let by_path = operations
         .iter()
@@ -49,6 +51,7 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
         operations,
         by_path,
         paths,
+        methods,
         files,
     })
 }

@@ -14,8 +14,11 @@ pub mod timeout;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
+use prost::Message as _;
+use prost_reflect::{DynamicMessage, MethodDescriptor};
 
 pub use self::load::load;
 use crate::spec::Operation;
@@ -27,11 +30,41 @@ pub struct Services {
     by_path: HashMap<String, usize>,
     /// Each operation's path, shared with the requests routed to it.
     paths: Vec<Arc<str>>,
+    /// Each operation's method as the descriptors define it (`None`: moat's health check).
+    methods: Vec<Option<MethodDescriptor>>,
     /// The `.proto` files (or the descriptor set's files) the services come from.
     pub files: Vec<String>,
 }
 
 impl Services {
+    /// A request message of the method at `path`, given as proto3 JSON, encoded and framed
+    /// as a call carries it (for `moat explain`).
+    pub fn message_from_json(&self, path: &str, json: &[u8]) -> Result<(Bytes, String), String> {
+        let index = *self
+            .by_path
+            .get(path)
+            .ok_or_else(|| format!("no gRPC method is declared at {path}"))?;
+        let input = self.methods[index]
+            .as_ref()
+            .ok_or("moat answers the health check itself: explain it without --data")?
+            .input();
+        let mut reader = serde_json::Deserializer::from_slice(json);
+        let message = DynamicMessage::deserialize(input.clone(), &mut reader)
+            .and_then(|message| reader.end().map(|()| message))
+            .map_err(|error| {
+                format!(
+                    "--data is not a {} in proto3 JSON: {error}",
+                    input.full_name()
+                )
+            })?;
+        let encoded = message.encode_to_vec();
+        let mut framed = BytesMut::with_capacity(5 + encoded.len());
+        framed.put_u8(0);
+        framed.put_u32(u32::try_from(encoded.len()).map_err(|_| "the message is too large")?);
+        framed.put_slice(&encoded);
+        Ok((framed.freeze(), input.full_name().to_owned()))
+    }
+
     /// The operation at `path` (`/package.Service/Method`), and the path as routed.
     pub fn route(&self, path: &str) -> Option<(usize, Arc<str>)> {
         let index = *self.by_path.get(path)?;

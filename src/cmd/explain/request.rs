@@ -2,16 +2,23 @@
 //! client would send it.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TE};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::Full;
 
 use super::Input;
+use crate::grpc::Services;
 
 /// The request `input` describes, and notes on what was assumed; a malformed one is a
-/// usage error, not a verdict.
-pub(super) fn build(input: &Input) -> Result<(Request<Full<Bytes>>, Vec<String>), String> {
+/// usage error, not a verdict. The method `GRPC` makes it a gRPC call of `grpc`'s.
+pub(super) fn build(
+    input: &Input,
+    grpc: Option<&Services>,
+) -> Result<(Request<Full<Bytes>>, Vec<String>), String> {
+    if input.method.eq_ignore_ascii_case("grpc") {
+        return grpc_call(input, grpc);
+    }
     let method = Method::from_bytes(input.method.as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", input.method))?;
     let (uri, host) = target(&input.url)?;
@@ -26,6 +33,42 @@ pub(super) fn build(input: &Input) -> Result<(Request<Full<Bytes>>, Vec<String>)
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok((request, notes))
+}
+
+/// `GRPC package.Service/Method`: a call as gRPC clients send it — POST over HTTP/2,
+/// `application/grpc`, `te: trailers` — its message given as proto3 JSON and encoded by the
+/// method's input type.
+fn grpc_call(
+    input: &Input,
+    grpc: Option<&Services>,
+) -> Result<(Request<Full<Bytes>>, Vec<String>), String> {
+    let grpc = grpc.ok_or("the config names no gRPC services (`grpc.protos`)")?;
+    let path = format!("/{}", input.url.trim_start_matches('/'));
+    let uri: Uri = path
+        .parse()
+        .map_err(|_| format!("`{}` is not a gRPC method name", input.url))?;
+    let mut headers = headers(&input.headers)?;
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(TE, HeaderValue::from_static("trailers"));
+    let mut notes = Vec::new();
+    let body = match &input.body {
+        Some(json) => {
+            let (message, type_name) = grpc.message_from_json(&path, json)?;
+            notes.push(format!(
+                "gRPC call over HTTP/2; its message given as proto3 JSON, encoded as {type_name} \
+                 ({} bytes framed)",
+                message.len()
+            ));
+            message
+        }
+        None => Bytes::new(),
+    };
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_2;
     *request.headers_mut() = headers;
     Ok((request, notes))
 }
