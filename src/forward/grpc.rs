@@ -19,7 +19,7 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use thread_local::ThreadLocal;
 
-use super::pool::open;
+use super::pool::{drive, open};
 use super::{
     ForwardContext, Forwarded, UpstreamBody, UpstreamError, prepare_request_headers,
     strip_hop_by_hop,
@@ -168,11 +168,7 @@ impl GrpcUpstream {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "upstream gRPC connection ended");
-            }
-        });
+        drive(connection);
         Ok(sender)
     }
 }

@@ -94,11 +94,7 @@ impl Pool {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "upstream connection ended");
-            }
-        });
+        drive(connection);
         Ok(sender)
     }
 }
@@ -118,6 +114,18 @@ pub(super) async fn open(host: &str, port: u16, timeout: Duration) -> io::Result
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Runs a connection to the model on this thread's runtime until it closes.
+pub(super) fn drive<C>(connection: C)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error, "upstream connection ended");
+        }
+    });
 }
 
 impl Lease {
