@@ -2,7 +2,8 @@
 # gRPC: unary ModelInfer (the iris model on MLServer 1.7, scikit-learn runtime) straight to
 # MLServer's gRPC port vs through moat (API key, scope, the OIP proto, framing checked), with
 # h2load: h2c, one connection per client, one stream at a time. Prints req/s, p50/p99 per
-# call and moat's CPU per call. moat on core 0, MLServer on core 1.
+# call and moat's CPU per call; and, for scale, moat's CPU per call of the same inference
+# over REST (HTTP/1.1 JSON, same rate). moat on core 0, MLServer on core 1.
 # Needs: h2load (Debian's nghttp2-client) and .venv-grpc (scripts/test makes it).
 # Usage: bench/grpc.sh [requests=3000] [clients=4]
 set -euo pipefail
@@ -41,6 +42,7 @@ KEY=$("$MOAT" keys new --id bench --scopes predict --store "$WORK/keys.yaml" 2>/
 cat > "$WORK/moat.yaml" <<YAML
 listen: 127.0.0.1:18190
 admin_listen: 127.0.0.1:18191
+limits: {max_requests_per_connection: 100000000}   # h2load does not reconnect after a GOAWAY
 upstream: {url: http://127.0.0.1:18180}
 grpc: {protos: [examples/grpc/open_inference_grpc.proto], port: 18181}
 auth: {schemes: {api_key: {type: api_key, header: X-API-Key, store: $WORK/keys.yaml}}}
@@ -64,10 +66,18 @@ run direct 18181
 before=$(ticks)
 run moat 18190 "x-api-key: $KEY"
 after=$(ticks)
+echo '{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}' \
+  > "$WORK/rest.json"
+rest_before=$(ticks)
+h2load --h1 -n "$REQUESTS" -c "$CLIENTS" -H 'content-type: application/json' -H "x-api-key: $KEY" \
+  -d "$WORK/rest.json" http://127.0.0.1:18190/v2/models/iris/infer >"$WORK/rest.out"
+rest_after=$(ticks)
+grep -q "$REQUESTS succeeded" "$WORK/rest.out" || { cat "$WORK/rest.out"; exit 1; }
 
-"$PY" - "$WORK" "$REQUESTS" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
-import re, statistics, sys
-work, requests, before, after, hz = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
+"$PY" - "$WORK" "$REQUESTS" "$before" "$after" "$rest_before" "$rest_after" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+work, requests = sys.argv[1], int(sys.argv[2])
+before, after, rest_before, rest_after, hz = map(int, sys.argv[3:])
 def figures(name):
     out = open(f"{work}/{name}.out").read()
     ok = re.search(r"(\d+) succeeded", out).group(1)
@@ -82,4 +92,6 @@ d, m = rows["direct"], rows["moat"]
 cpu = (after - before) / hz * 1000 / requests
 print(f"added   p50 {m[2] - d[2]:+.2f} ms  p99 {m[3] - d[3]:+.2f} ms  "
       f"throughput {m[1] / d[1]:.2f}x  moat CPU {cpu * 1000:.0f} us per call")
+rest = (rest_after - rest_before) / hz * 1000 / requests
+print(f"REST    the same inference through moat (HTTP/1.1 JSON): moat CPU {rest * 1000:.0f} us per call")
 PY
