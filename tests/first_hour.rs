@@ -431,7 +431,7 @@ fn check_reports_every_problem_past_an_unset_variable_with_suggestions_and_warni
         "{report}"
     );
     assert!(
-        report.contains("the spec's operationIds: health_health_get"),
+        report.contains("(the operations: health_health_get"),
         "{report}"
     );
     let line = original

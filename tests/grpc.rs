@@ -388,6 +388,19 @@ fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_m
         eventually(|| waits().filter(|e| e["event"] == "cancelled").count() == 2),
         "the deadline did not end the call at the model"
     );
+    // gRPC over HTTP/1.1 is refused before routing: trailers would not reach the client.
+    let h1 = send(
+        moat.addr,
+        "POST",
+        "/demo.v1.Stream/Sum",
+        &[
+            &format!("X-API-Key: {key}"),
+            "Content-Type: application/grpc",
+        ],
+        b"\0\0\0\0\0",
+    );
+    assert_eq!(h1.header("grpc-status"), Some("3"), "{h1:?}");
+    assert_eq!(h1.header("moat-code"), Some("invalid_grpc_message"));
     reload_keeps_serving_a_broken_proto(&python, &moat, &key, &proto, &original);
 }
 

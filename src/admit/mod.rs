@@ -75,9 +75,8 @@ where
     // 1. frame: sizes and the one canonical reading of the path.
     let path = frame::check(&parts.uri, parts.version, &parts.headers, limits)?;
     trail.pass(Stage::Frame, || format!("canonical path {path}"));
-    // 2. route: only what the spec declares goes further.
-    let grpc = crate::grpc::is_grpc(&parts.headers);
-    let target = match route(snapshot, &parts.method, &path, grpc)? {
+    // 2. route: only what the spec (or the `.proto`) declares goes further.
+    let target = match route_request(snapshot, &parts, &path)? {
         Routing::Options(allow) => return Ok(options(allow, trail)),
         Routing::Target(target) => target,
     };
@@ -108,6 +107,22 @@ where
     strip_credentials(snapshot, &mut parts, stripped);
     let admitted = Admitted::new(parts, body, principal, grant, room);
     Ok(Verdict::Forward(admitted))
+}
+
+/// Stage 2 for this request: a gRPC call among the gRPC methods — over HTTP/2 only, where
+/// its trailers can reach the client — and any other request among the spec's operations.
+fn route_request<'s, 'p>(
+    snapshot: &'s Admission<'s>,
+    parts: &Parts,
+    path: &'p str,
+) -> Result<Routing<'s, 'p>, Rejection> {
+    let grpc = crate::grpc::is_grpc(&parts.headers);
+    if grpc && parts.version != http::Version::HTTP_2 {
+        return Err(Rejection::InvalidGrpcMessage(
+            "gRPC is spoken over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)",
+        ));
+    }
+    route(snapshot, &parts.method, path, grpc)
 }
 
 /// The request as stages 3–4 see it.
