@@ -146,13 +146,14 @@ fn raw(python: &Path, moat: &Moat, path: &str, key: &str, message: &str) -> Valu
 }
 
 /// moat with the shipped OIP proto in front of `server`'s REST and gRPC ports, every
-/// operation needing a key from `store` and inference the `predict` scope.
-fn moat_for(server: &MlServer, store: &Path) -> Moat {
+/// operation needing a key from `store` and inference the `predict` scope; `grpc_extra`
+/// goes under `grpc:`.
+fn moat_for(server: &MlServer, store: &Path, grpc_extra: &str) -> Moat {
     let proto = Path::new(ROOT).join("examples/grpc/open_inference_grpc.proto");
     Moat::start(&config(
         &format!("http://127.0.0.1:{}", server.rest),
         &format!(
-            "grpc:\n  protos: [{}]\n  port: {}\n\
+            "grpc:\n  protos: [{}]\n  port: {}\n{grpc_extra}\
              auth:\n  schemes:\n    api_key: {{type: api_key, header: X-API-Key, store: {}}}\n\
              policy:\n  default: [{{api_key: []}}]\n  operations:\n    \
              inference.GRPCInferenceService/ModelInfer: [{{api_key: [predict]}}]\n",
@@ -178,7 +179,7 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
             "new", "--id", "quota", "--scopes", "predict", "--quota", "3/day",
         ],
     );
-    let moat = moat_for(&server, &store);
+    let moat = moat_for(&server, &store, "");
 
     // The official client, with a key: the model's own answer.
     let setosa = infer(&python, &moat, &ops, SETOSA);
@@ -266,6 +267,8 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
         "{spent}"
     );
 
+    unknown_fields_are_refused_unless_the_method_allows_them(&python, &server, &moat, &store, &ops);
+
     // Seen like REST: the access log names the method, the key and the subject.
     let lines = moat.access_log();
     let inferred = lines
@@ -278,6 +281,49 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
     assert_eq!(
         inferred["route"],
         "/inference.GRPCInferenceService/ModelInfer"
+    );
+}
+
+/// A ModelInferRequest naming the model and carrying field 99, which the OIP proto does not
+/// declare: refused with the field's path, unless `grpc.methods` allows unknown fields —
+/// then it is MLServer that answers.
+fn unknown_fields_are_refused_unless_the_method_allows_them(
+    python: &Path,
+    server: &MlServer,
+    moat: &Moat,
+    store: &Path,
+    key: &str,
+) {
+    let infer = "/inference.GRPCInferenceService/ModelInfer";
+    let unknown = "0a0469726973980601";
+    let refused = raw(python, moat, infer, key, unknown);
+    assert_eq!(refused["code"], "INVALID_ARGUMENT", "{refused}");
+    assert_eq!(refused["trailing"]["moat-code"], "grpc_message_schema");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("field number 99"),
+        "{refused}"
+    );
+    assert_eq!(
+        refused["details"]["types"][0],
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
+    let garbage = raw(python, moat, infer, key, "0aff");
+    assert_eq!(
+        garbage["trailing"]["moat-code"], "grpc_message_schema",
+        "{garbage}"
+    );
+    let lenient = moat_for(
+        server,
+        store,
+        "  methods:\n    inference.GRPCInferenceService/ModelInfer: {unknown_fields: allow}\n",
+    );
+    let passed = raw(python, &lenient, infer, key, unknown);
+    assert!(
+        passed["trailing"].get("moat-code").is_none(),
+        "MLServer answered: {passed}"
     );
 }
 

@@ -30,8 +30,22 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let limit = limits.max_body_bytes;
     refuse_declared_excess(declared, limits)?;
+    read_within(body, declared, limits.max_body_bytes, limits, budget).await
+}
+
+/// [`read_body`] with `limit` in place of `limits.max_body_bytes` (a gRPC message's bound).
+pub(super) async fn read_within<B>(
+    body: B,
+    declared: Option<u64>,
+    limit: u64,
+    limits: &Limits,
+    budget: &BodyBudget,
+) -> Result<(Bytes, Room), Rejection>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // A body that is already over (most GETs) needs neither a read nor its timer.
     if body.is_end_stream() {
         return Ok((Bytes::new(), Room::default()));

@@ -5,11 +5,12 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Body;
 
-use super::body::{declared_length, refuse_declared_excess};
+use super::body::{declared_length, read_within, refuse_declared_excess};
 use super::stream::{Bounded, RequestBody};
 use super::{Admission, Room, Target, enforce, read_body};
 use crate::config::Mode;
-use crate::grpc::framing::Framing;
+use crate::grpc::framing::{Framing, FramingError};
+use crate::grpc::message::MessageCheck;
 use crate::reject::{Rejection, Stage};
 use crate::spec::Rpc;
 use crate::trail::Trail;
@@ -30,7 +31,10 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if let Some(rpc) = target.operation.and_then(|operation| operation.rpc) {
+    if let Some(rpc) = target
+        .operation
+        .and_then(|operation| operation.rpc.as_ref())
+    {
         return grpc_messages(snapshot, rpc, body, trail).await;
     }
     let parameters = check_parameters(snapshot, target, query, headers, trail);
@@ -62,14 +66,15 @@ where
     Ok((RequestBody::Whole(body), room))
 }
 
-/// A gRPC call's messages, checked as they go to the model (see `grpc::framing`): one
-/// message at most `grpc.max_message_bytes`, framed whole; a unary call's one message within
-/// `limits.body_read_timeout`. A streaming call's messages come when the client has them
-/// (the call's deadline and the model bound it, not a body timeout). The health check moat
-/// answers itself is read whole.
+/// A gRPC call's messages, checked against the method's input type (see `grpc::framing`,
+/// `grpc::message`), each within `grpc.max_message_bytes`. A unary call's one message is
+/// read whole within `limits.body_read_timeout` and checked before anything reaches the
+/// model, so a refusal is a clean gRPC status and the message forwarded is the one checked;
+/// a streaming call's messages are checked as they pass, when the client has them (the
+/// call's deadline and the model bound it, not a body timeout).
 async fn grpc_messages<B>(
     snapshot: &Admission<'_>,
-    rpc: Rpc,
+    rpc: &Rpc,
     body: B,
     trail: &mut Trail,
 ) -> Result<(RequestBody<B>, Room), Rejection>
@@ -83,29 +88,35 @@ where
         .grpc
         .as_ref()
         .map_or(0, |g| g.max_message_bytes);
-    let framing = Framing::new(max_message, !rpc.client_streaming);
-    if rpc.answered_by_moat {
-        let (body, room) = read_body(body, None, limits, snapshot.bodies).await?;
-        let mut framing = framing;
-        framing
-            .feed(&body)
-            .and_then(|()| framing.finish())
-            .map_err(|e| e.rejection())?;
-        trail.body_read = true;
-        return Ok((RequestBody::Whole(body), room));
+    let mut framing = Framing::new(max_message, !rpc.client_streaming);
+    if let Some(input) = &rpc.input {
+        let check = MessageCheck::new(input.clone(), rpc.allow_unknown_fields, limits);
+        framing = framing.checking(check);
     }
+    if rpc.client_streaming {
+        trail.pass(Stage::Validate, || {
+            format!("gRPC messages checked as they pass, each within {max_message} bytes")
+        });
+        let bounded = Bounded::new(body, u64::MAX, STREAMS_WAIT, false);
+        return Ok((
+            RequestBody::Streamed(bounded.with_framing(framing)),
+            Room::default(),
+        ));
+    }
+    let read = read_within(body, None, max_message + 5, limits, snapshot.bodies).await;
+    let (message, room) = read.map_err(|rejection| match rejection {
+        Rejection::BodyTooLarge { .. } => Rejection::GrpcMessageTooLarge { limit: max_message },
+        other => other,
+    })?;
+    trail.body_read = true;
+    framing
+        .feed(&message)
+        .and_then(|()| framing.finish())
+        .map_err(FramingError::rejection)?;
     trail.pass(Stage::Validate, || {
-        format!("gRPC messages relayed as they arrive, each within {max_message} bytes")
+        "the gRPC message matches its type".to_owned()
     });
-    let timeout = match rpc.client_streaming {
-        false => limits.body_read_timeout,
-        true => STREAMS_WAIT,
-    };
-    let bounded = Bounded::new(body, u64::MAX, timeout, !rpc.client_streaming);
-    Ok((
-        RequestBody::Streamed(bounded.with_framing(framing)),
-        Room::default(),
-    ))
+    Ok((RequestBody::Whole(message), room))
 }
 
 /// How long a streaming gRPC call's client may keep moat waiting for its next message, in

@@ -234,7 +234,7 @@ fn answered_by_moat<B>(
     target: &Target<'_, '_>,
     body: &RequestBody<B>,
 ) -> Option<crate::grpc::health::HealthAnswer> {
-    let rpc = target.operation?.rpc?;
+    let rpc = target.operation?.rpc.as_ref()?;
     match (rpc.answered_by_moat, body, snapshot.grpc) {
         (true, RequestBody::Whole(body), Some(services)) => {
             Some(crate::grpc::health::answer(body, services))

@@ -27,7 +27,7 @@ pub enum RequestBody<B> {
 }
 
 /// Why a streamed body was cut; [`Cut::rejection`] is what the client is told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Cut {
     #[error("the request body went past {limit} bytes")]
     TooLarge { limit: u64 },
@@ -42,13 +42,13 @@ pub enum Cut {
 }
 
 impl Cut {
-    pub fn rejection(self) -> Rejection {
+    pub fn rejection(&self) -> Rejection {
         match self {
-            Cut::TooLarge { limit } => Rejection::BodyTooLarge { limit },
+            Cut::TooLarge { limit } => Rejection::BodyTooLarge { limit: *limit },
             Cut::Timeout => Rejection::BodyTimeout,
             Cut::Unreadable => Rejection::BodyUnreadable,
             Cut::Empty => Rejection::BodyRequired,
-            Cut::Grpc(error) => error.rejection(),
+            Cut::Grpc(error) => error.clone().rejection(),
         }
     }
 }
@@ -73,8 +73,9 @@ pin_project! {
         // The operation requires a body: one that ends empty is refused (a chunked
         // request can announce a body and send none).
         required: bool,
-        // A gRPC call's messages, checked as they pass (see `grpc::framing`).
-        framing: Option<Framing>,
+        // A gRPC call's messages, checked as they pass (see `grpc::framing`); boxed, as only
+        // streaming calls have one.
+        framing: Option<Box<Framing>>,
         failed: bool,
     }
 }
@@ -97,7 +98,7 @@ impl<B> Bounded<B> {
 
     /// The same, with the body read as a gRPC call's messages.
     pub fn with_framing(mut self, framing: Framing) -> Self {
-        self.framing = Some(framing);
+        self.framing = Some(Box::new(framing));
         self
     }
 }
@@ -170,7 +171,11 @@ where
 
 /// Feeds a gRPC call's bytes to its framing, and checks it ends between messages when the
 /// body has `ended` (hyper asks no further once a body says it has ended).
-fn framed(framing: &mut Option<Framing>, data: Option<&Bytes>, ended: bool) -> Result<(), Cut> {
+fn framed(
+    framing: &mut Option<Box<Framing>>,
+    data: Option<&Bytes>,
+    ended: bool,
+) -> Result<(), Cut> {
     let Some(framing) = framing else {
         return Ok(());
     };

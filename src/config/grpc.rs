@@ -2,6 +2,7 @@
 //! compiled in-process, or a `FileDescriptorSet` from `protoc`/`buf`), where the model's
 //! gRPC port is, and the bound on one message.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use http::Uri;
@@ -33,6 +34,26 @@ pub struct GrpcConfig {
     /// is held (gRPC's own default receive limit).
     #[serde(default = "four_mib")]
     pub max_message_bytes: u64,
+    /// Settings per method, by `package.Service/Method`.
+    #[serde(default)]
+    pub methods: BTreeMap<String, MethodConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodConfig {
+    /// Fields the method's input type does not declare: refused (the default), or let
+    /// through for a service that evolves faster than the proto moat has.
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownFields {
+    #[default]
+    Refuse,
+    Allow,
 }
 
 fn four_mib() -> u64 {

@@ -3,9 +3,15 @@
 //! `grpc.max_message_bytes` is refused before any of it is held; a stream that ends inside
 //! a prefix or a message — a length that promises more than was sent — is refused instead
 //! of leaving the model waiting for bytes that never come; a unary call carries exactly one
-//! message. Plain state over byte slices: no I/O, no allocation, fed by `admit::Bounded`.
+//! message. With a [`MessageCheck`], each message is also checked against its type as soon
+//! as its last byte has passed (a message that came in one piece is checked in place; one
+//! split over several is gathered first, within the limit). Plain state over bytes: no I/O,
+//! fed by `admit::Bounded`.
 
-use crate::reject::Rejection;
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::message::MessageCheck;
+use crate::reject::{FieldError, Rejection};
 
 #[derive(Debug, Clone)]
 pub struct Framing {
@@ -13,6 +19,9 @@ pub struct Framing {
     unary: bool,
     messages: u64,
     state: State,
+    check: Option<MessageCheck>,
+    /// The message being gathered, when it is checked and came in pieces.
+    gathered: BytesMut,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -24,10 +33,17 @@ enum State {
 }
 
 /// Why a call's messages are refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FramingError {
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
     Malformed(&'static str),
+    /// The call's `message`th message (from 1) does not match its type.
+    Invalid {
+        message: u64,
+        errors: Vec<FieldError>,
+    },
 }
 
 impl FramingError {
@@ -35,6 +51,9 @@ impl FramingError {
         match self {
             FramingError::TooLarge { limit } => Rejection::GrpcMessageTooLarge { limit },
             FramingError::Malformed(reason) => Rejection::InvalidGrpcMessage(reason),
+            FramingError::Invalid { message, errors } => {
+                Rejection::GrpcMessageSchema { message, errors }
+            }
         }
     }
 }
@@ -50,30 +69,46 @@ impl Framing {
                 have: 0,
                 prefix: [0; 5],
             },
+            check: None,
+            gathered: BytesMut::new(),
         }
     }
 
+    /// The same, each message checked against its type by `check`.
+    pub fn checking(mut self, check: MessageCheck) -> Framing {
+        self.check = Some(check);
+        self
+    }
+
     /// Reads the next bytes of the stream.
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), FramingError> {
+    pub fn feed(&mut self, data: &Bytes) -> Result<(), FramingError> {
+        let mut data = data.clone();
         while !data.is_empty() {
             match &mut self.state {
                 State::Message { left } => {
-                    let take = (*left).min(data.len() as u64);
-                    *left -= take;
                     // `take` ≤ `data.len()`, so the cast back cannot truncate.
-                    data = &data[take as usize..];
-                    if *left == 0 {
-                        self.state = State::Prefix {
-                            have: 0,
-                            prefix: [0; 5],
-                        };
+                    let take = (*left).min(data.len() as u64) as usize;
+                    let whole = *left == take as u64 && self.gathered.is_empty();
+                    *left -= take as u64;
+                    let done = *left == 0;
+                    let piece = data.split_to(take);
+                    if self.check.is_some() {
+                        if whole {
+                            self.checked(piece)?;
+                            continue;
+                        }
+                        self.gathered.extend_from_slice(&piece);
+                    }
+                    if done {
+                        let message = self.gathered.split().freeze();
+                        self.checked(message)?;
                     }
                 }
                 State::Prefix { have, prefix } => {
                     let take = (5 - *have).min(data.len());
                     prefix[*have..*have + take].copy_from_slice(&data[..take]);
                     *have += take;
-                    data = &data[take..];
+                    data.advance(take);
                     if *have == 5 {
                         let prefix = *prefix;
                         self.message(prefix)?;
@@ -92,6 +127,10 @@ impl Framing {
             ));
         }
         self.messages += 1;
+        self.state = State::Prefix {
+            have: 0,
+            prefix: [0; 5],
+        };
         if self.unary && self.messages > 1 {
             return Err(FramingError::Malformed(
                 "a unary method takes one message and more were sent",
@@ -103,14 +142,31 @@ impl Framing {
         if length > self.limit {
             return Err(FramingError::TooLarge { limit: self.limit });
         }
-        self.state = match length {
-            0 => State::Prefix {
-                have: 0,
-                prefix: [0; 5],
-            },
-            left => State::Message { left },
+        match length {
+            0 => self.checked(Bytes::new()),
+            left => {
+                self.state = State::Message { left };
+                Ok(())
+            }
+        }
+    }
+
+    /// A whole message has passed: checked (when a check is set), and the next prefix is
+    /// read from here on.
+    fn checked(&mut self, message: Bytes) -> Result<(), FramingError> {
+        self.state = State::Prefix {
+            have: 0,
+            prefix: [0; 5],
         };
-        Ok(())
+        let Some(check) = &self.check else {
+            return Ok(());
+        };
+        check
+            .check(message)
+            .map_err(|errors| FramingError::Invalid {
+                message: self.messages,
+                errors,
+            })
     }
 
     /// The stream ended: it must end between messages, and a unary call must have sent one.
@@ -153,7 +209,7 @@ mod tests {
             .map(|size| {
                 let mut framing = Framing::new(limit, unary);
                 for piece in bytes.chunks(size) {
-                    framing.feed(piece)?;
+                    framing.feed(&Bytes::copy_from_slice(piece))?;
                 }
                 framing.finish()
             })
@@ -179,7 +235,7 @@ mod tests {
         let prefix = &frame(0, &[0; 301])[..5];
         let mut framing = Framing::new(300, false);
         assert_eq!(
-            framing.feed(prefix),
+            framing.feed(&Bytes::copy_from_slice(prefix)),
             Err(FramingError::TooLarge { limit: 300 })
         );
     }

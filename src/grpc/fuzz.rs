@@ -30,7 +30,7 @@ pub fn target(bytes: &[u8]) {
 fn fed(stream: &[u8], limit: u64, unary: bool, cut: usize) -> Result<(), FramingError> {
     let mut framing = Framing::new(limit, unary);
     for piece in stream.chunks(cut) {
-        framing.feed(piece)?;
+        framing.feed(&bytes::Bytes::copy_from_slice(piece))?;
     }
     framing.finish()
 }

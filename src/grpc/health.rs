@@ -33,6 +33,8 @@ pub(super) fn operation() -> Operation {
             client_streaming: false,
             server_streaming: false,
             answered_by_moat: true,
+            input: None,
+            allow_unknown_fields: false,
         }),
     }
 }

@@ -11,7 +11,7 @@ use prost_reflect::{DescriptorPool, MethodDescriptor};
 
 use super::Services;
 use super::health;
-use crate::config::GrpcConfig;
+use crate::config::{GrpcConfig, UnknownFields};
 use crate::spec::{Operation, Params, Rpc};
 
 /// The services `config` names, each method an operation.
@@ -21,18 +21,7 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
         None => compile(&config.protos, &config.includes),
     }
     .map_err(|problem| vec![problem])?;
-    let mut methods: Vec<Option<MethodDescriptor>> = pool
-        .services()
-        .flat_map(|service| service.methods().collect::<Vec<_>>())
-        .map(Some)
-        .collect();
-    let mut operations: Vec<Operation> = methods.iter().flatten().map(operation).collect();
-    if operations.is_empty() {
-        return Err(vec![format!(
-            "grpc: {} declare no service: there is no method to route",
-            sources(config)
-        )]);
-    }
+    let (mut methods, mut operations) = methods(&pool, config)?;
     if pool.get_service_by_name(health::SERVICE).is_none() {
         operations.push(health::operation());
         methods.push(None);
@@ -56,10 +45,49 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
     })
 }
 
+/// Every method of the pool's services, and its operation; `grpc.methods` must name only
+/// methods there are.
+type Methods = (Vec<Option<MethodDescriptor>>, Vec<Operation>);
+
+fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Methods, Vec<String>> {
+    let methods: Vec<Option<MethodDescriptor>> = pool
+        .services()
+        .flat_map(|service| service.methods().collect::<Vec<_>>())
+        .map(Some)
+        .collect();
+    let allowed = |method: &MethodDescriptor| {
+        config
+            .methods
+            .get(&method_name(method))
+            .is_some_and(|m| m.unknown_fields == UnknownFields::Allow)
+    };
+    let operations: Vec<Operation> = methods
+        .iter()
+        .flatten()
+        .map(|method| operation(method, allowed(method)))
+        .collect();
+    let unknown: Vec<String> = config
+        .methods
+        .keys()
+        .filter(|name| !operations.iter().any(|o| &*o.id == name.as_str()))
+        .map(|name| format!("grpc.methods.{name}: no method of the services has this name"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    if operations.is_empty() {
+        return Err(vec![format!(
+            "grpc: {} declare no service: there is no method to route",
+            sources(config)
+        )]);
+    }
+    Ok((methods, operations))
+}
+
 /// A method as an operation: `POST /package.Service/Method`, named
 /// `package.Service/Method`; no parameters or OpenAPI body, the policy's default security.
-fn operation(method: &MethodDescriptor) -> Operation {
-    let name = format!("{}/{}", method.parent_service().full_name(), method.name());
+fn operation(method: &MethodDescriptor, allow_unknown_fields: bool) -> Operation {
+    let name = method_name(method);
     Operation {
         template: format!("/{name}"),
         id: Arc::from(name),
@@ -71,8 +99,15 @@ fn operation(method: &MethodDescriptor) -> Operation {
             client_streaming: method.is_client_streaming(),
             server_streaming: method.is_server_streaming(),
             answered_by_moat: false,
+            input: Some(method.input()),
+            allow_unknown_fields,
         }),
     }
+}
+
+/// `package.Service/Method`.
+fn method_name(method: &MethodDescriptor) -> String {
+    format!("{}/{}", method.parent_service().full_name(), method.name())
 }
 
 fn sources(config: &GrpcConfig) -> String {
@@ -154,6 +189,7 @@ mod tests {
             upstream: None,
             port: Some(1),
             max_message_bytes: 1024,
+            methods: Default::default(),
         }
     }
 

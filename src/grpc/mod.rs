@@ -9,6 +9,7 @@ pub mod framing;
 pub(crate) mod fuzz;
 pub mod health;
 mod load;
+pub mod message;
 pub mod timeout;
 
 use std::collections::HashMap;

@@ -39,11 +39,10 @@ impl Rejection {
                 format!("this API key has {limit} streams open already; retry when one ends")
             }
             R::InvalidLlmRequest(reason) | R::InvalidGrpcMessage(reason) => (*reason).to_owned(),
-            R::InvalidParameters(errors) => first_of("request parameters are invalid", errors),
-            R::BodySchema(errors) => first_of("the request body does not match its schema", errors),
-            R::UnsupportedMediaType { accepted } => {
-                format!("the Content-Type must be one of: {accepted}")
-            }
+            R::InvalidParameters(_)
+            | R::BodySchema(_)
+            | R::GrpcMessageSchema { .. }
+            | R::UnsupportedMediaType { .. } => self.field_detail(),
             R::InvalidJson(reason) => format!("the body is not acceptable JSON: {reason}"),
             R::BodyTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
             R::GrpcMessageTooLarge { limit } => format!("a gRPC message is over {limit} bytes"),
@@ -52,6 +51,29 @@ impl Rejection {
                  admitted and wrote into the request as max_tokens; the answer was withheld"
             ),
             fixed => fixed_detail(fixed).to_owned(),
+        }
+    }
+}
+
+impl Rejection {
+    /// The detail of a refusal of fields: what failed, then the first error (or, for the
+    /// content type, what is accepted).
+    fn field_detail(&self) -> String {
+        match self {
+            Rejection::UnsupportedMediaType { accepted } => {
+                format!("the Content-Type must be one of: {accepted}")
+            }
+            Rejection::InvalidParameters(errors) => {
+                first_of("request parameters are invalid", errors)
+            }
+            Rejection::BodySchema(errors) => {
+                first_of("the request body does not match its schema", errors)
+            }
+            Rejection::GrpcMessageSchema { message, errors } => first_of(
+                &format!("message {message} does not match its type"),
+                errors,
+            ),
+            _ => String::new(),
         }
     }
 }
@@ -120,6 +142,7 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         | R::BodyTooLarge { .. }
         | R::InvalidGrpcMessage(_)
         | R::GrpcMessageTooLarge { .. }
+        | R::GrpcMessageSchema { .. }
         | R::UpstreamExceededMaxTokens { .. } => "the request was refused",
     }
 }

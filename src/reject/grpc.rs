@@ -79,9 +79,26 @@ impl Rejection {
         response
     }
 
-    /// `google.rpc.Status` with the details a client waits on: when to retry, and which
-    /// quota is spent.
+    /// `google.rpc.Status` with the details a client acts on: when to retry, which quota is
+    /// spent, which fields of a message are wrong.
     fn status_details(&self, code: GrpcCode, detail: &str) -> Option<HeaderValue> {
+        let details = match self {
+            Rejection::GrpcMessageSchema { errors, .. } => vec![bad_request(errors)],
+            _ => self.retry_details(detail)?,
+        };
+        let status = Status {
+            code: code as i32,
+            message: detail.to_owned(),
+            details,
+        };
+        let encoded =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec());
+        HeaderValue::from_str(&encoded).ok()
+    }
+
+    /// `RetryInfo`, and `QuotaFailure` for a spent quota or budget; `None` for a refusal a
+    /// retry does not cure.
+    fn retry_details(&self, detail: &str) -> Option<Vec<prost_types::Any>> {
         use Rejection as R;
         let (retry_after, quota) = match self {
             R::RateLimited { retry_after, .. } => (*retry_after, false),
@@ -94,15 +111,11 @@ impl Rejection {
             | R::KeyStoreStale => (1, false),
             _ => return None,
         };
-        let mut details = vec![any(
-            "google.rpc.RetryInfo",
-            RetryInfo {
-                retry_delay: Some(prost_types::Duration {
-                    seconds: i64::try_from(retry_after).unwrap_or(i64::MAX),
-                    nanos: 0,
-                }),
-            },
-        )];
+        let retry_delay = Some(prost_types::Duration {
+            seconds: i64::try_from(retry_after).unwrap_or(i64::MAX),
+            nanos: 0,
+        });
+        let mut details = vec![any("google.rpc.RetryInfo", RetryInfo { retry_delay })];
         if quota {
             let violation = Violation {
                 subject: "api_key".to_owned(),
@@ -113,15 +126,20 @@ impl Rejection {
             };
             details.push(any("google.rpc.QuotaFailure", failure));
         }
-        let status = Status {
-            code: code as i32,
-            message: detail.to_owned(),
-            details,
-        };
-        let encoded =
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec());
-        HeaderValue::from_str(&encoded).ok()
+        Some(details)
     }
+}
+
+/// `google.rpc.BadRequest`: each field path and what is wrong with it (never the value).
+fn bad_request(errors: &[super::FieldError]) -> prost_types::Any {
+    let field_violations = errors
+        .iter()
+        .map(|error| FieldViolation {
+            field: error.pointer.clone(),
+            description: error.message.clone(),
+        })
+        .collect();
+    any("google.rpc.BadRequest", BadRequest { field_violations })
 }
 
 fn any(name: &str, message: impl prost::Message) -> prost_types::Any {
@@ -167,6 +185,21 @@ struct RetryInfo {
 struct QuotaFailure {
     #[prost(message, repeated, tag = "1")]
     violations: Vec<Violation>,
+}
+
+/// `google.rpc.BadRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BadRequest {
+    #[prost(message, repeated, tag = "1")]
+    field_violations: Vec<FieldViolation>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct FieldViolation {
+    #[prost(string, tag = "1")]
+    field: String,
+    #[prost(string, tag = "2")]
+    description: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

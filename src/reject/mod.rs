@@ -121,10 +121,13 @@ pub enum Rejection {
     BodyTimeout,
     /// The client's body framing broke off (reset, malformed chunking).
     BodyUnreadable,
-    /// A gRPC call's messages are not framed as gRPC frames them (a length prefix that
-    /// promises more than the stream carries, a second message on a unary call): the
-    /// reason says which, never what was sent.
+    /// A gRPC call framed wrong, or not over HTTP/2: the reason says which, never the bytes.
     InvalidGrpcMessage(&'static str),
+    /// A gRPC call's `message`th message (from 1) does not match its method's input type.
+    GrpcMessageSchema {
+        message: u64,
+        errors: Vec<FieldError>,
+    },
     /// A gRPC message's length prefix is past `grpc.max_message_bytes`.
     GrpcMessageTooLarge {
         limit: u64,
@@ -162,7 +165,8 @@ impl Rejection {
             | R::InvalidJson(_)
             | R::BodySchema(_)
             | R::BodyUnreadable
-            | R::InvalidGrpcMessage(_) => S::BAD_REQUEST,
+            | R::InvalidGrpcMessage(_)
+            | R::GrpcMessageSchema { .. } => S::BAD_REQUEST,
             R::UriTooLong { .. } => S::URI_TOO_LONG,
             R::HeadersTooLarge { .. } => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
             R::RouteNotFound => S::NOT_FOUND,
@@ -223,6 +227,7 @@ impl Rejection {
             R::BodyTimeout => "body_timeout",
             R::BodyUnreadable => "body_unreadable",
             R::InvalidGrpcMessage(_) => "invalid_grpc_message",
+            R::GrpcMessageSchema { .. } => "grpc_message_schema",
             R::GrpcMessageTooLarge { .. } => "grpc_message_too_large",
             R::UpstreamUnavailable => "upstream_unavailable",
             R::UpstreamTimeout => "upstream_timeout",
@@ -265,6 +270,7 @@ impl Rejection {
             | R::BodyTimeout
             | R::BodyUnreadable
             | R::InvalidGrpcMessage(_)
+            | R::GrpcMessageSchema { .. }
             | R::GrpcMessageTooLarge { .. }
             | R::BodiesOverloaded => Stage::Validate,
             R::UpstreamUnavailable | R::UpstreamTimeout | R::UpstreamExceededMaxTokens { .. } => {
@@ -278,6 +284,7 @@ impl Rejection {
     pub fn errors(&self) -> &[FieldError] {
         match self {
             Rejection::InvalidParameters(errors) | Rejection::BodySchema(errors) => errors,
+            Rejection::GrpcMessageSchema { errors, .. } => errors,
             _ => &[],
         }
     }

@@ -46,9 +46,10 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::BodiesOverloaded => 36,
         Rejection::InvalidGrpcMessage(_) => 37,
         Rejection::GrpcMessageTooLarge { .. } => 38,
+        Rejection::GrpcMessageSchema { .. } => 39,
     }
 }
-const VARIANTS: usize = 39;
+const VARIANTS: usize = 40;
 
 fn quota_spent() -> QuotaUsage {
     QuotaUsage {
@@ -354,6 +355,16 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             Rejection::InvalidGrpcMessage("a second message on a unary call"),
             400,
             "invalid_grpc_message",
+            "validate",
+            None,
+        ),
+        (
+            Rejection::GrpcMessageSchema {
+                message: 2,
+                errors: vec![],
+            },
+            400,
+            "grpc_message_schema",
             "validate",
             None,
         ),

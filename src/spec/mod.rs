@@ -61,12 +61,16 @@ pub struct Operation {
 }
 
 /// What a gRPC method's operation knows of the method.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rpc {
     pub client_streaming: bool,
     pub server_streaming: bool,
     /// moat answers it itself (the health check), nothing is forwarded.
     pub answered_by_moat: bool,
+    /// The type of its request messages, each checked against it (`None`: the health check).
+    pub input: Option<prost_reflect::MessageDescriptor>,
+    /// `grpc.methods.<method>.unknown_fields: allow`.
+    pub allow_unknown_fields: bool,
 }
 
 impl Rpc {

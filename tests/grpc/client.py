@@ -46,6 +46,9 @@ def details(value):
         if detail.type_url.endswith("google.rpc.RetryInfo"):
             retry = error_details_pb2.RetryInfo.FromString(detail.value)
             out["retry_seconds"] = retry.retry_delay.seconds
+        if detail.type_url.endswith("google.rpc.BadRequest"):
+            bad = error_details_pb2.BadRequest.FromString(detail.value)
+            out["fields"] = [v.field for v in bad.field_violations]
     return out
 
 

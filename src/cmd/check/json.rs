@@ -122,7 +122,7 @@ fn operations(snapshot: &Snapshot) -> Vec<Value> {
             "mode": route.mode.as_str(),
             "requirement": route.requirement.to_string(),
             "llm": false,
-            "kind": operation.rpc.unwrap_or_default().kind(),
+            "kind": operation.rpc.as_ref().map_or("", crate::spec::Rpc::kind),
         })
     });
     http.chain(rpc).collect()

@@ -126,6 +126,8 @@ fn describe_snapshot(out: &mut String, snapshot: &Snapshot, source: &SpecSource)
 }
 
 /// The gRPC services: where they come from, then each method with its mode and requirement.
+use crate::spec::Rpc;
+
 fn describe_grpc(out: &mut String, snapshot: &Snapshot, grpc: &crate::grpc::Services) {
     let to = snapshot
         .config
@@ -145,13 +147,12 @@ fn describe_grpc(out: &mut String, snapshot: &Snapshot, grpc: &crate::grpc::Serv
     );
     for (index, operation) in grpc.operations.iter().enumerate() {
         let route = snapshot.routes.grpc(index);
-        let rpc = operation.rpc.unwrap_or_default();
         let _ = writeln!(
             out,
             "  {:<7} {:<50} {:<40} {:<8} {}",
             "gRPC",
             operation.template,
-            rpc.kind(),
+            operation.rpc.as_ref().map_or("", Rpc::kind),
             route.mode.as_str(),
             route.requirement
         );

@@ -1,0 +1,229 @@
+//! One request message checked against its method's input type from the loaded
+//! descriptors: it must decode as that type (wire types, lengths, UTF-8 strings — prost-reflect
+//! decodes it, from shared bytes so `bytes` fields are not copied), carry no field the type
+//! does not declare (unless the method allows unknown fields), and stay within the guard
+//! rails the JSON bodies have: nesting depth, items per repeated field or map, bytes per
+//! string. Every violation names the field path (`inputs[0].shape`), never the value.
+
+use bytes::Bytes;
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _, Value};
+
+use crate::config::Limits;
+use crate::reject::FieldError;
+
+/// What a method's messages are checked against.
+#[derive(Debug, Clone)]
+pub struct MessageCheck {
+    input: MessageDescriptor,
+    allow_unknown: bool,
+    max_depth: usize,
+    max_items: usize,
+    max_members: usize,
+    max_string_bytes: usize,
+}
+
+impl MessageCheck {
+    pub fn new(input: MessageDescriptor, allow_unknown: bool, limits: &Limits) -> MessageCheck {
+        MessageCheck {
+            input,
+            allow_unknown,
+            max_depth: limits.max_json_depth,
+            max_items: limits.max_array_items,
+            max_members: limits.max_object_members,
+            max_string_bytes: limits.max_string_bytes,
+        }
+    }
+
+    /// Checks one message (without its 5-byte prefix).
+    pub fn check(&self, message: Bytes) -> Result<(), Vec<FieldError>> {
+        let decoded = DynamicMessage::decode(self.input.clone(), message).map_err(|error| {
+            vec![violation(
+                "",
+                format!("is not a {} ({error})", self.input.full_name()),
+            )]
+        })?;
+        let mut errors = Vec::new();
+        self.walk(&decoded, &mut String::new(), 1, &mut errors);
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(errors),
+        }
+    }
+
+    fn walk(
+        &self,
+        message: &DynamicMessage,
+        path: &mut String,
+        depth: usize,
+        errors: &mut Vec<FieldError>,
+    ) {
+        if depth > self.max_depth {
+            errors.push(violation(
+                path,
+                format!(
+                    "nests deeper than {} messages (limits.max_json_depth)",
+                    self.max_depth
+                ),
+            ));
+            return;
+        }
+        if !self.allow_unknown {
+            for unknown in message.unknown_fields() {
+                errors.push(violation(
+                    path,
+                    format!(
+                        "carries field number {}, which {} does not declare (grpc.methods.<method>.unknown_fields: allow lets it through)",
+                        unknown.number(),
+                        message.descriptor().full_name()
+                    ),
+                ));
+            }
+        }
+        for (field, value) in message.fields() {
+            let mark = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(field.name());
+            self.value(value, path, depth, errors);
+            path.truncate(mark);
+        }
+    }
+
+    fn value(&self, value: &Value, path: &mut String, depth: usize, errors: &mut Vec<FieldError>) {
+        match value {
+            Value::Message(message) => self.walk(message, path, depth + 1, errors),
+            Value::String(text) if text.len() > self.max_string_bytes => errors.push(violation(
+                path,
+                format!(
+                    "is longer than {} bytes (limits.max_string_bytes)",
+                    self.max_string_bytes
+                ),
+            )),
+            Value::List(items) => {
+                if items.len() > self.max_items {
+                    errors.push(violation(
+                        path,
+                        format!(
+                            "has more than {} items (limits.max_array_items)",
+                            self.max_items
+                        ),
+                    ));
+                    return;
+                }
+                for (index, item) in items.iter().enumerate() {
+                    let mark = path.len();
+                    path.push_str(&format!("[{index}]"));
+                    self.value(item, path, depth, errors);
+                    path.truncate(mark);
+                }
+            }
+            Value::Map(entries) => {
+                if entries.len() > self.max_members {
+                    errors.push(violation(
+                        path,
+                        format!(
+                            "has more than {} entries (limits.max_object_members)",
+                            self.max_members
+                        ),
+                    ));
+                    return;
+                }
+                for value in entries.values() {
+                    self.value(value, path, depth, errors);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn violation(path: &str, message: String) -> FieldError {
+    FieldError {
+        location: "message",
+        pointer: path.to_owned(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    const PROTO: &str = r#"
+syntax = "proto3";
+package t;
+message Tensor { string name = 1; repeated int64 shape = 2; Tensor inner = 3; map<string, string> tags = 4; }
+message Request { string model_name = 1; repeated Tensor inputs = 2; }
+"#;
+
+    fn check(limits: &Limits, allow_unknown: bool) -> MessageCheck {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.proto"), PROTO).unwrap();
+        let pool = protox::compile(["t.proto"], [dir.path()]).unwrap();
+        let pool = prost_reflect::DescriptorPool::from_file_descriptor_set(pool).unwrap();
+        let input = pool.get_message_by_name("t.Request").unwrap();
+        MessageCheck::new(input, allow_unknown, limits)
+    }
+
+    fn encode(check: &MessageCheck, json: &str) -> Bytes {
+        let mut reader = serde_json::Deserializer::from_str(json);
+        let message = DynamicMessage::deserialize(check.input.clone(), &mut reader).unwrap();
+        Bytes::from(message.encode_to_vec())
+    }
+
+    #[test]
+    fn a_message_of_its_type_passes_and_garbage_does_not() {
+        let check = check(&Limits::default(), false);
+        let good = encode(
+            &check,
+            r#"{"model_name": "iris", "inputs": [{"name": "x", "shape": [1, 4]}]}"#,
+        );
+        assert_eq!(check.check(good), Ok(()));
+        let errors = check.check(Bytes::from_static(b"\x0a\xff")).unwrap_err();
+        assert!(
+            errors[0].message.starts_with("is not a t.Request"),
+            "{errors:?}"
+        );
+        // Field 1 (a string) sent as a varint: the wrong wire type.
+        assert!(check.check(Bytes::from_static(b"\x08\x01")).is_err());
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_by_its_path_unless_allowed() {
+        let strict = check(&Limits::default(), false);
+        let mut bytes = encode(&strict, r#"{"inputs": [{"name": "x"}]}"#).to_vec();
+        // inputs[0] gets field 9 (a varint) its type does not declare.
+        bytes[1] += 2;
+        bytes.extend_from_slice(b"\x48\x01");
+        let errors = strict.check(Bytes::from(bytes.clone())).unwrap_err();
+        assert_eq!(errors[0].pointer, "inputs[0]");
+        assert!(errors[0].message.contains("field number 9"), "{errors:?}");
+        assert_eq!(
+            check(&Limits::default(), true).check(Bytes::from(bytes)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_guard_rails_bound_depth_items_and_strings() {
+        let limits = Limits {
+            max_json_depth: 3,
+            max_array_items: 2,
+            max_string_bytes: 4,
+            ..Limits::default()
+        };
+        let check = check(&limits, false);
+        let deep = encode(
+            &check,
+            r#"{"inputs": [{"inner": {"inner": {"inner": {}}}}]}"#,
+        );
+        let errors = check.check(deep).unwrap_err();
+        assert_eq!(errors[0].pointer, "inputs[0].inner.inner");
+        let many = encode(&check, r#"{"inputs": [{"shape": [1, 2, 3]}]}"#);
+        assert_eq!(check.check(many).unwrap_err()[0].pointer, "inputs[0].shape");
+        let long = encode(&check, r#"{"model_name": "iris-long"}"#);
+        assert_eq!(check.check(long).unwrap_err()[0].pointer, "model_name");
+    }
+}
