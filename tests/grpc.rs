@@ -395,9 +395,26 @@ fn every_kind_of_stream_is_relayed_message_by_message_and_a_cancel_reaches_the_m
     // Bidirectional: each message goes on before the client sends the next.
     let echoed = client(&python, &["echo", &addr, &key, "4"]);
     assert_eq!(echoed["values"], json!([1, 2, 3, 4]), "{echoed}");
+    // A bad third message (field 2, which `Number` does not declare): the two before it
+    // reached the model and came back, then the call ends with the message's refusal.
+    let cut = client(&python, &["echo", &addr, &key, "2", "1001"]);
+    assert_eq!(cut["values"], json!([1, 2]), "{cut}");
+    assert_eq!(cut["code"], "INVALID_ARGUMENT", "{cut}");
+    assert_eq!(cut["trailing"]["moat-code"], "grpc_message_schema", "{cut}");
+    assert!(
+        cut["message"].as_str().unwrap().starts_with("message 3 "),
+        "{cut}"
+    );
     // Client streaming.
     let summed = client(&python, &["sum", &addr, &key, "1", "2", "39"]);
     assert_eq!(summed["value"], 42, "{summed}");
+    // Cut before the model answered: the refusal itself, Trailers-Only.
+    let bad_sum = client(&python, &["sum", &addr, &key, "1", "x0aff"]);
+    assert_eq!(bad_sum["code"], "INVALID_ARGUMENT", "{bad_sum}");
+    assert_eq!(
+        bad_sum["trailing"]["moat-code"], "grpc_message_schema",
+        "{bad_sum}"
+    );
 
     // The client's cancel reaches the model.
     assert_eq!(client(&python, &["cancel", &addr, &key])["cancelled"], true);

@@ -26,7 +26,7 @@ use self::check::check_request;
 use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
 pub use self::room::{BodyBudget, Room};
 pub use self::route::{Routing, Target, route};
-pub use self::stream::{Bounded, RequestBody, refusal_in};
+pub use self::stream::{Bounded, CutSlot, RequestBody, refusal_in};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
 use crate::config::{Config, Mode};
 use crate::frame;

@@ -8,6 +8,7 @@
 //! from the [`Cut`] error the upstream exchange failed with.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ pin_project! {
         required: bool,
         // A gRPC call's messages, checked as they pass (see `grpc::framing`); boxed, as only
         // streaming calls have one.
-        framing: Option<Box<Framing>>,
+        grpc: Option<Box<GrpcStream>>,
         failed: bool,
     }
 }
@@ -91,16 +92,36 @@ impl<B> Bounded<B> {
             limit,
             read: 0,
             required,
-            framing: None,
+            grpc: None,
             failed: false,
         }
     }
 
     /// The same, with the body read as a gRPC call's messages.
     pub fn with_framing(mut self, framing: Framing) -> Self {
-        self.framing = Some(Box::new(framing));
+        self.grpc = Some(Box::new(GrpcStream {
+            framing,
+            cut: CutSlot::default(),
+        }));
         self
     }
+
+    /// Where a gRPC stream's cut is kept, for the forward stage to tell the client why.
+    pub fn cut_slot(&self) -> Option<CutSlot> {
+        self.grpc.as_ref().map(|grpc| grpc.cut.clone())
+    }
+}
+
+/// Why a streamed body was cut, kept where the response side can read it: once the model
+/// has answered, a cut request stream can only end the response, and a gRPC client is then
+/// told the cut's own status in the trailers (see `forward::UpstreamBody`).
+pub type CutSlot = Arc<OnceLock<Cut>>;
+
+/// A gRPC stream's framing and the slot its cut goes to.
+#[derive(Debug)]
+struct GrpcStream {
+    framing: Framing,
+    cut: CutSlot,
 }
 
 impl<B> Body for Bounded<B>
@@ -131,7 +152,7 @@ where
                 let ended = this.body.is_end_stream();
                 match *this.read > *this.limit {
                     true => Err(Cut::TooLarge { limit: *this.limit }),
-                    false => framed(this.framing, frame.data_ref(), ended).map(|()| Some(frame)),
+                    false => framed(this.grpc, frame.data_ref(), ended).map(|()| Some(frame)),
                 }
             }
             Poll::Ready(Some(Err(error))) => {
@@ -139,7 +160,7 @@ where
                 Err(Cut::Unreadable)
             }
             Poll::Ready(None) if *this.required && *this.read == 0 => Err(Cut::Empty),
-            Poll::Ready(None) => framed(this.framing, None, true).map(|()| None),
+            Poll::Ready(None) => framed(this.grpc, None, true).map(|()| None),
             Poll::Pending => {
                 if this.waiting_since.is_none() {
                     let now = Instant::now();
@@ -155,6 +176,9 @@ where
             Ok(frame) => frame.map(Ok),
             Err(cut) => {
                 *this.failed = true;
+                if let Some(grpc) = this.grpc {
+                    let _ = grpc.cut.set(cut.clone());
+                }
                 Some(Err(cut))
             }
         })
@@ -172,11 +196,11 @@ where
 /// Feeds a gRPC call's bytes to its framing, and checks it ends between messages when the
 /// body has `ended` (hyper asks no further once a body says it has ended).
 fn framed(
-    framing: &mut Option<Box<Framing>>,
+    grpc: &mut Option<Box<GrpcStream>>,
     data: Option<&Bytes>,
     ended: bool,
 ) -> Result<(), Cut> {
-    let Some(framing) = framing else {
+    let Some(GrpcStream { framing, .. }) = grpc.as_deref_mut() else {
         return Ok(());
     };
     if let Some(data) = data {

@@ -13,6 +13,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::Lease;
+use crate::admit::CutSlot;
+use crate::reject::Audience;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -31,6 +33,9 @@ pin_project! {
         // The connection it arrives on, given back to the pool once the body has ended
         // cleanly; dropped (closing it) if the body fails or is abandoned.
         lease: Option<Lease>,
+        // A gRPC call's request stream, once cut: the call ends with the cut's status.
+        cut: Option<CutSlot>,
+        ended: bool,
     }
 }
 
@@ -43,8 +48,26 @@ impl UpstreamBody {
             idle: tokio::time::sleep(idle_timeout),
             timeout: idle_timeout,
             lease,
+            cut: None,
+            ended: false,
         }
     }
+
+    /// A gRPC response whose call ends with the status of its request stream's cut, if it
+    /// is cut: in the trailers, in place of the model's (or of the reset the cut caused).
+    pub fn ending_with(mut self, cut: Option<CutSlot>) -> Self {
+        self.cut = cut;
+        self
+    }
+}
+
+/// The trailers of a cut gRPC call: its refusal's `grpc-status`, message and `moat-code`.
+fn cut_trailers(cut: Option<&CutSlot>) -> Option<http::HeaderMap> {
+    let rejection = cut?.get()?.rejection();
+    let (parts, _) = rejection.into_response("", Audience::Grpc).into_parts();
+    let mut trailers = parts.headers;
+    trailers.remove(http::header::CONTENT_TYPE);
+    Some(trailers)
 }
 
 fn release(lease: &mut Option<Lease>) {
@@ -62,7 +85,23 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        Poll::Ready(match this.body.as_mut().poll_frame(cx) {
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        let polled = this.body.as_mut().poll_frame(cx);
+        let ending = match &polled {
+            Poll::Ready(Some(Ok(frame))) => frame.is_trailers(),
+            Poll::Ready(Some(Err(_)) | None) => true,
+            Poll::Pending => false,
+        };
+        if ending {
+            if let Some(trailers) = cut_trailers(this.cut.as_ref()) {
+                *this.ended = true;
+                this.lease.take();
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+        }
+        Poll::Ready(match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if this.body.is_end_stream() {
                     release(this.lease);
@@ -88,7 +127,7 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.ended || (self.body.is_end_stream() && self.cut.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {

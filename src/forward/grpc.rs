@@ -97,21 +97,28 @@ impl GrpcUpstream {
         parts.uri = self.uri(parts.uri.path_and_query())?;
         parts.version = Version::HTTP_2;
         parts.extensions.clear();
-        let body = match body {
-            RequestBody::Whole(bytes) => Either::Left(Full::new(bytes)),
-            RequestBody::Streamed(bounded) => Either::Right(Box::pin(bounded)),
+        let (body, cut) = match body {
+            RequestBody::Whole(bytes) => (Either::Left(Full::new(bytes)), None),
+            RequestBody::Streamed(bounded) => {
+                let cut = bounded.cut_slot();
+                (Either::Right(Box::pin(bounded)), cut)
+            }
         };
         let started = Instant::now();
         let exchange = self.exchange(Request::from_parts(parts, body));
         let response = match tokio::time::timeout(wait, exchange).await {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(error.into_rejection()),
+            // A request stream cut before the model answered: the cut's own refusal.
+            Ok(Err(error)) => match cut.as_ref().and_then(|cut| cut.get()) {
+                Some(cut) => return Err(cut.rejection()),
+                None => return Err(error.into_rejection()),
+            },
             Err(_elapsed) => return Err(Rejection::UpstreamTimeout),
         };
         let upstream_time = started.elapsed();
         let (mut head, incoming) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        let body = UpstreamBody::new(incoming, self.idle_timeout, None);
+        let body = UpstreamBody::new(incoming, self.idle_timeout, None).ending_with(cut);
         Ok(Forwarded {
             response: Response::from_parts(head, body),
             upstream_time,

@@ -4,8 +4,8 @@ and grpcio for raw calls and streams. Each command prints one JSON object.
     python client.py infer ADDR KEY|- X1 X2 X3 X4
     python client.py raw ADDR /pkg.Service/Method KEY|- HEX_MESSAGE
     python client.py count ADDR KEY|- N DELAY_MS
-    python client.py echo ADDR KEY|- N
-    python client.py sum ADDR KEY|- V1 V2 ...
+    python client.py echo ADDR KEY|- N [BAD_HEX]   (BAD_HEX: sent after the N messages)
+    python client.py sum ADDR KEY|- V1 V2 ...       (xHEX: a message as raw bytes)
     python client.py cancel ADDR KEY|-
     python client.py deadline ADDR KEY|- SECONDS
 """
@@ -92,9 +92,9 @@ def count(addr, key, n, delay_ms):
         return {"code": "OK", "values": values, "times": times}
 
 
-def echo(addr, key, n):
+def echo(addr, key, n, bad=None):
     """Sends the next message only once the previous one came back: a proxy that held the
-    request stream until it ended would never answer."""
+    request stream until it ended would never answer. `bad` (hex) goes last."""
     outgoing = queue.Queue()
     with grpc.insecure_channel(addr) as channel:
         call = channel.stream_stream("/demo.v1.Stream/Echo")
@@ -104,10 +104,12 @@ def echo(addr, key, n):
             for i in range(int(n)):
                 outgoing.put(encode(value=i + 1))
                 values.append(decode(next(responses)).get(1, 0))
+            if bad is not None:
+                outgoing.put(bytes.fromhex(bad))
             outgoing.put(None)
             values.extend(decode(m).get(1, 0) for m in responses)
         except grpc.RpcError as error:
-            return failure(error)
+            return {**failure(error), "values": values}
         return {"code": "OK", "values": values}
 
 
@@ -115,7 +117,8 @@ def total(addr, key, *values):
     with grpc.insecure_channel(addr) as channel:
         call = channel.stream_unary("/demo.v1.Stream/Sum")
         try:
-            response = call(iter([encode(value=int(v)) for v in values]), metadata=metadata(key), timeout=10)
+            messages = [bytes.fromhex(v[1:]) if v.startswith("x") else encode(value=int(v)) for v in values]
+            response = call(iter(messages), metadata=metadata(key), timeout=10)
             return {"code": "OK", "value": decode(response).get(1, 0)}
         except grpc.RpcError as error:
             return failure(error)
