@@ -176,9 +176,7 @@ where
             Ok(frame) => frame.map(Ok),
             Err(cut) => {
                 *this.failed = true;
-                if let Some(grpc) = this.grpc {
-                    let _ = grpc.cut.set(cut.clone());
-                }
+                keep(this.grpc, &cut);
                 Some(Err(cut))
             }
         })
@@ -190,6 +188,13 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A gRPC stream's cut, kept for the response side (see [`CutSlot`]).
+fn keep(grpc: &Option<Box<GrpcStream>>, cut: &Cut) {
+    if let Some(grpc) = grpc {
+        let _ = grpc.cut.set(cut.clone());
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
@@ -25,6 +26,7 @@ use super::{
     strip_hop_by_hop,
 };
 use crate::admit::{Admitted, Bounded, RequestBody};
+use crate::auth::Principal;
 use crate::config::{GrpcConfig, UpstreamConfig};
 use crate::grpc::timeout::{self, GRPC_TIMEOUT};
 use crate::reject::Rejection;
@@ -75,28 +77,8 @@ impl GrpcUpstream {
         admitted: Admitted<Incoming>,
         context: &ForwardContext<'_>,
     ) -> Result<Forwarded, Rejection> {
-        let (mut parts, body, principal) = admitted.into_parts();
-        let deadline = parts.headers.get(GRPC_TIMEOUT).and_then(timeout::parse);
-        let host = HeaderValue::from_str(self.authority.as_str())
-            .map_err(|_| Rejection::Internal(crate::reject::Stage::Forward))?;
-        prepare_request_headers(&mut parts.headers, context, principal.as_ref(), &host);
-        // HTTP/2 names the host in `:authority`; gRPC requires `te: trailers`, which the
-        // hop-by-hop hygiene removed.
-        parts.headers.remove(header::HOST);
-        parts
-            .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
-        let wait = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_sub(context.received.elapsed());
-                parts.headers.insert(GRPC_TIMEOUT, timeout::format(left));
-                left.min(self.response_timeout)
-            }
-            None => self.response_timeout,
-        };
-        parts.uri = self.uri(parts.uri.path_and_query())?;
-        parts.version = Version::HTTP_2;
-        parts.extensions.clear();
+        let (parts, body, principal) = admitted.into_parts();
+        let (parts, wait) = self.upstream_parts(parts, principal.as_ref(), context)?;
         let (body, cut) = match body {
             RequestBody::Whole(bytes) => (Either::Left(Full::new(bytes)), None),
             RequestBody::Streamed(bounded) => {
@@ -123,6 +105,39 @@ impl GrpcUpstream {
             response: Response::from_parts(head, body),
             upstream_time,
         })
+    }
+
+    /// The call as the model gets it — moat's header hygiene, `te: trailers`, HTTP/2 to
+    /// the model's address, what is left of its deadline — and how long to wait for the
+    /// model's response head.
+    fn upstream_parts(
+        &self,
+        mut parts: Parts,
+        principal: Option<&Principal>,
+        context: &ForwardContext<'_>,
+    ) -> Result<(Parts, Duration), Rejection> {
+        let deadline = parts.headers.get(GRPC_TIMEOUT).and_then(timeout::parse);
+        let host = HeaderValue::from_str(self.authority.as_str())
+            .map_err(|_| Rejection::Internal(crate::reject::Stage::Forward))?;
+        prepare_request_headers(&mut parts.headers, context, principal, &host);
+        // HTTP/2 names the host in `:authority`; gRPC requires `te: trailers`, which the
+        // hop-by-hop hygiene removed.
+        parts.headers.remove(header::HOST);
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+        let wait = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_sub(context.received.elapsed());
+                parts.headers.insert(GRPC_TIMEOUT, timeout::format(left));
+                left.min(self.response_timeout)
+            }
+            None => self.response_timeout,
+        };
+        parts.uri = self.uri(parts.uri.path_and_query())?;
+        parts.version = Version::HTTP_2;
+        parts.extensions.clear();
+        Ok((parts, wait))
     }
 
     fn uri(&self, path: Option<&PathAndQuery>) -> Result<Uri, Rejection> {
