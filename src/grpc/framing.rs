@@ -126,6 +126,12 @@ impl Framing {
                 "a message's compressed flag is neither 0 nor 1",
             ));
         }
+        // A checked message must be readable as its type; decompression is not built yet.
+        if prefix[0] == 1 && self.check.is_some() {
+            return Err(FramingError::Malformed(
+                "compressed messages (grpc-encoding) are not accepted: send them uncompressed",
+            ));
+        }
         self.messages += 1;
         self.state = State::Prefix {
             have: 0,
