@@ -179,6 +179,30 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
             "new", "--id", "quota", "--scopes", "predict", "--quota", "3/day",
         ],
     );
+    let iris_only = moat_keys(
+        &store,
+        &[
+            "new",
+            "--id",
+            "iris-only",
+            "--scopes",
+            "predict",
+            "--models",
+            "iris",
+        ],
+    );
+    let other_only = moat_keys(
+        &store,
+        &[
+            "new",
+            "--id",
+            "other-only",
+            "--scopes",
+            "predict",
+            "--models",
+            "other",
+        ],
+    );
     let moat = moat_for(&server, &store, "");
 
     // The official client, with a key: the model's own answer.
@@ -193,6 +217,14 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
     assert_eq!(missing["message"], "this operation requires credentials");
     let scope = infer(&python, &moat, &reader, SETOSA);
     assert_eq!(scope["code"], "PERMISSION_DENIED", "{scope}");
+    // A key's `models` allowlist applies to the request's `model_name`.
+    assert_eq!(infer(&python, &moat, &iris_only, SETOSA)["code"], "OK");
+    let other = infer(&python, &moat, &other_only, SETOSA);
+    assert_eq!(other["code"], "PERMISSION_DENIED", "{other}");
+    assert_eq!(
+        other["message"],
+        "this API key may not use the model the request names"
+    );
 
     // Over the key's rate limit: RESOURCE_EXHAUSTED, with RetryInfo, moat's code and the
     // request id in the trailing metadata.
@@ -268,6 +300,7 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
     );
 
     unknown_fields_are_refused_unless_the_method_allows_them(&python, &server, &moat, &store, &ops);
+    inconsistent_tensors_are_refused_with_their_field(&python, &moat, &ops);
 
     // Seen like REST: the access log names the method, the key and the subject.
     let lines = moat.access_log();
@@ -325,6 +358,39 @@ fn unknown_fields_are_refused_unless_the_method_allows_them(
         passed["trailing"].get("moat-code").is_none(),
         "MLServer answered: {passed}"
     );
+}
+
+/// The Open Inference Protocol's tensors: data that does not fill the shape, an unknown
+/// datatype, a negative dimension — refused naming the field; consistent ones reach MLServer.
+fn inconsistent_tensors_are_refused_with_their_field(python: &Path, moat: &Moat, key: &str) {
+    let addr = moat.addr.to_string();
+    let tensor = |shape: &str, datatype: &str, data: &str| {
+        client(python, &["tensor", &addr, key, shape, datatype, data])
+    };
+    let fields = |answer: &Value| answer["details"]["fields"].clone();
+    let short = tensor("1,4", "FP32", "raw:8");
+    assert_eq!(short["code"], "INVALID_ARGUMENT", "{short}");
+    assert_eq!(fields(&short), json!(["raw_input_contents[0]"]), "{short}");
+    assert!(
+        short["message"].as_str().unwrap().contains("holds 8 bytes"),
+        "{short}"
+    );
+    let huge = tensor("1000000,1000000", "FP32", "raw:16");
+    assert_eq!(fields(&huge), json!(["raw_input_contents[0]"]), "{huge}");
+    assert_eq!(
+        fields(&tensor("1,4", "FP33", "raw:16")),
+        json!(["inputs[0]"])
+    );
+    assert_eq!(
+        fields(&tensor("1,-4", "FP32", "raw:16")),
+        json!(["inputs[0]"])
+    );
+    assert_eq!(
+        fields(&tensor("1,4", "FP32", "fp32:3")),
+        json!(["inputs[0]"])
+    );
+    assert_eq!(tensor("1,4", "FP32", "raw:16")["code"], "OK");
+    assert_eq!(tensor("1,4", "FP32", "fp32:4")["code"], "OK");
 }
 
 /// `service` as a `HealthCheckRequest`, hex-encoded.

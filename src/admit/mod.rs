@@ -96,7 +96,7 @@ where
     // 6. validate: parameters, then the body, read only now within its limits.
     let query = stripped.as_ref().map_or(parts.uri.query(), Uri::query);
     let (body, room) = check_request(snapshot, &target, query, &parts.headers, body, trail).await?;
-    if let Some(answer) = answered_by_moat(snapshot, &target, &body) {
+    if let Some(answer) = grpc_stage(snapshot, &target, principal.as_ref(), &body)? {
         return Ok(Verdict::Health(answer));
     }
     // 5 (LLM operations). With the body read and valid: the key's model allowlist,
@@ -228,19 +228,36 @@ async fn llm_stage<B>(
     Ok((RequestBody::Whole(body), grant))
 }
 
-/// The health check moat answers itself, on the body stage 6 read whole.
-fn answered_by_moat<B>(
+/// gRPC after stage 6, on a unary call's message (read whole): the health check moat
+/// answers itself, and an inference call's `model_name` against the key's `models`
+/// allowlist (the Open Inference Protocol's `ModelInferRequest`).
+fn grpc_stage<B>(
     snapshot: &Admission<'_>,
     target: &Target<'_, '_>,
+    principal: Option<&Principal>,
     body: &RequestBody<B>,
-) -> Option<crate::grpc::health::HealthAnswer> {
-    let rpc = target.operation?.rpc.as_ref()?;
-    match (rpc.answered_by_moat, body, snapshot.grpc) {
-        (true, RequestBody::Whole(body), Some(services)) => {
-            Some(crate::grpc::health::answer(body, services))
-        }
-        _ => None,
+) -> Result<Option<crate::grpc::health::HealthAnswer>, Rejection> {
+    use crate::grpc::{health, oip};
+    let (Some(rpc), RequestBody::Whole(body)) =
+        (target.operation.and_then(|o| o.rpc.as_ref()), body)
+    else {
+        return Ok(None);
+    };
+    if let (true, Some(services)) = (rpc.answered_by_moat, snapshot.grpc) {
+        return Ok(Some(health::answer(body, services)));
     }
+    if rpc
+        .input
+        .as_ref()
+        .is_some_and(|i| i.full_name() == oip::INFER_REQUEST)
+    {
+        let key_id = principal.and_then(|p| p.key_id.as_deref());
+        let model = oip::model_name(body);
+        if !snapshot.llm.allows_model(key_id, model.as_deref()) {
+            return Err(Rejection::ModelNotAllowed);
+        }
+    }
+    Ok(None)
 }
 
 /// A key carried in the query, removed from the URI; `None` when nothing was removed.

@@ -44,6 +44,9 @@ impl MessageCheck {
         })?;
         let mut errors = Vec::new();
         self.walk(&decoded, &mut String::new(), 1, &mut errors);
+        if errors.is_empty() && self.input.full_name() == super::oip::INFER_REQUEST {
+            errors = super::oip::check(&decoded);
+        }
         match errors.is_empty() {
             true => Ok(()),
             false => Err(errors),

@@ -10,6 +10,7 @@ pub(crate) mod fuzz;
 pub mod health;
 mod load;
 pub mod message;
+pub mod oip;
 pub mod timeout;
 
 use std::collections::HashMap;

@@ -44,6 +44,15 @@ impl Default for Rules {
 }
 
 impl Rules {
+    /// Whether the key may name `model`: a key without a `models` allowlist may name any;
+    /// one with an allowlist only what it lists (naming none is not allowed).
+    pub fn allows_model(&self, key_id: Option<&str>, model: Option<&str>) -> bool {
+        let models = key_id
+            .and_then(|id| self.keys.get(id))
+            .and_then(|rules| rules.models.as_ref());
+        models.is_none_or(|models| model.is_some_and(|m| models.iter().any(|n| n == m)))
+    }
+
     pub fn new(keys: Vec<(String, KeyRules)>, policy: &PolicyConfig) -> Result<Rules, Vec<String>> {
         let problems: Vec<String> = keys
             .iter()

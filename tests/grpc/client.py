@@ -8,6 +8,7 @@ and grpcio for raw calls and streams. Each command prints one JSON object.
     python client.py sum ADDR KEY|- V1 V2 ...       (xHEX: a message as raw bytes)
     python client.py cancel ADDR KEY|-
     python client.py deadline ADDR KEY|- SECONDS
+    python client.py tensor ADDR KEY|- SHAPE DATATYPE raw:BYTES|fp32:COUNT
 """
 import base64
 import json
@@ -142,7 +143,22 @@ def deadline(addr, key, seconds):
             return failure(error)
 
 
-COMMANDS = {"infer": infer, "raw": raw, "count": count, "echo": echo, "sum": total, "cancel": cancel, "deadline": deadline}
+def tensor(addr, key, shape, datatype, data):
+    """A ModelInferRequest for iris built with tritonclient's own protobuf classes, its
+    input's data as `raw:N` bytes of raw contents or `fp32:N` typed values."""
+    import tritonclient.grpc.service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="iris")
+    tensor = request.inputs.add(name="input-0", datatype=datatype, shape=[int(d) for d in shape.split(",")])
+    kind, count = data.split(":")
+    if kind == "raw":
+        request.raw_input_contents.append(b"\0" * int(count))
+    else:
+        tensor.contents.fp32_contents.extend([1.0] * int(count))
+    return raw(addr, "/inference.GRPCInferenceService/ModelInfer", key, request.SerializeToString().hex())
+
+
+COMMANDS = {"infer": infer, "raw": raw, "count": count, "echo": echo, "sum": total, "cancel": cancel, "deadline": deadline, "tensor": tensor}
 
 if __name__ == "__main__":
     print(json.dumps(COMMANDS[sys.argv[1]](*sys.argv[2:])))
