@@ -146,9 +146,10 @@ fn raw(python: &Path, moat: &Moat, path: &str, key: &str, message: &str) -> Valu
 }
 
 /// moat with the shipped OIP proto in front of `server`'s REST and gRPC ports, every
-/// operation needing a key from `store` and inference the `predict` scope; `grpc_extra`
-/// goes under `grpc:`.
-fn moat_for(server: &MlServer, store: &Path, grpc_extra: &str) -> Moat {
+/// operation needing a key from `store` and inference the `predict` scope (`infer`: its
+/// policy, or the default); `grpc_extra` goes under `grpc:`.
+fn moat_for(server: &MlServer, store: &Path, grpc_extra: &str, infer: Option<&str>) -> Moat {
+    let infer = infer.unwrap_or("[{api_key: [predict]}]");
     let proto = Path::new(ROOT).join("examples/grpc/open_inference_grpc.proto");
     Moat::start(&config(
         &format!("http://127.0.0.1:{}", server.rest),
@@ -156,7 +157,7 @@ fn moat_for(server: &MlServer, store: &Path, grpc_extra: &str) -> Moat {
             "grpc:\n  protos: [{}]\n  port: {}\n{grpc_extra}\
              auth:\n  schemes:\n    api_key: {{type: api_key, header: X-API-Key, store: {}}}\n\
              policy:\n  default: [{{api_key: []}}]\n  operations:\n    \
-             inference.GRPCInferenceService/ModelInfer: [{{api_key: [predict]}}]\n",
+             inference.GRPCInferenceService/ModelInfer: {infer}\n",
             proto.display(),
             server.grpc,
             store.display()
@@ -203,7 +204,7 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
             "other",
         ],
     );
-    let moat = moat_for(&server, &store, "");
+    let moat = moat_for(&server, &store, "", None);
 
     // The official client, with a key: the model's own answer.
     let setosa = infer(&python, &moat, &ops, SETOSA);
@@ -352,12 +353,23 @@ fn unknown_fields_are_refused_unless_the_method_allows_them(
         server,
         store,
         "  methods:\n    inference.GRPCInferenceService/ModelInfer: {unknown_fields: allow}\n",
+        None,
     );
     let passed = raw(python, &lenient, infer, key, unknown);
     assert!(
         passed["trailing"].get("moat-code").is_none(),
         "MLServer answered: {passed}"
     );
+    // In shadow mode the message goes on, and the would-be refusal is logged.
+    let shadow = "{mode: shadow, security: [{api_key: [predict]}]}";
+    let shadowed = moat_for(server, store, "", Some(shadow));
+    let passed = raw(python, &shadowed, infer, key, unknown);
+    assert!(
+        passed["trailing"].get("moat-code").is_none(),
+        "MLServer answered: {passed}"
+    );
+    let lines = shadowed.wait_for_access_lines(1);
+    assert_eq!(lines[0]["shadow_code"], "grpc_message_schema", "{lines:?}");
 }
 
 /// The Open Inference Protocol's tensors: data that does not fill the shape, an unknown

@@ -35,7 +35,7 @@ where
         .operation
         .and_then(|operation| operation.rpc.as_ref())
     {
-        return grpc_messages(snapshot, rpc, body, trail).await;
+        return grpc_messages(snapshot, rpc, target.mode, body, trail).await;
     }
     let parameters = check_parameters(snapshot, target, query, headers, trail);
     let declared = declared_length(headers);
@@ -75,6 +75,7 @@ where
 async fn grpc_messages<B>(
     snapshot: &Admission<'_>,
     rpc: &Rpc,
+    mode: Mode,
     body: B,
     trail: &mut Trail,
 ) -> Result<(RequestBody<B>, Room), Rejection>
@@ -109,10 +110,9 @@ where
         other => other,
     })?;
     trail.body_read = true;
-    framing
-        .feed(&message)
-        .and_then(|()| framing.finish())
-        .map_err(FramingError::rejection)?;
+    let checked = framing.feed(&message).and_then(|()| framing.finish());
+    // In shadow mode a message that does not match its type is counted and goes on.
+    enforce(checked.map_err(FramingError::rejection), mode, trail)?;
     trail.pass(Stage::Validate, || {
         "the gRPC message matches its type".to_owned()
     });
