@@ -5,6 +5,8 @@
 //! rails the JSON bodies have: nesting depth, items per repeated field or map, bytes per
 //! string. Every violation names the field path (`inputs[0].shape`), never the value.
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _, Value};
 
@@ -114,9 +116,14 @@ impl MessageCheck {
                     ));
                     return;
                 }
+                // Numbers, booleans and bytes have nothing to check: a tensor's values are
+                // not walked one by one.
+                if !matches!(items.first(), Some(Value::Message(_) | Value::String(_))) {
+                    return;
+                }
                 for (index, item) in items.iter().enumerate() {
                     let mark = path.len();
-                    path.push_str(&format!("[{index}]"));
+                    let _ = write!(path, "[{index}]");
                     self.value(item, path, depth, errors);
                     path.truncate(mark);
                 }
