@@ -105,29 +105,7 @@ impl MessageCheck {
                     self.max_string_bytes
                 ),
             )),
-            Value::List(items) => {
-                if items.len() > self.max_items {
-                    errors.push(violation(
-                        path,
-                        format!(
-                            "has more than {} items (limits.max_array_items)",
-                            self.max_items
-                        ),
-                    ));
-                    return;
-                }
-                // Numbers, booleans and bytes have nothing to check: a tensor's values are
-                // not walked one by one.
-                if !matches!(items.first(), Some(Value::Message(_) | Value::String(_))) {
-                    return;
-                }
-                for (index, item) in items.iter().enumerate() {
-                    let mark = path.len();
-                    let _ = write!(path, "[{index}]");
-                    self.value(item, path, depth, errors);
-                    path.truncate(mark);
-                }
-            }
+            Value::List(items) => self.list(items, path, depth, errors),
             Value::Map(entries) => {
                 if entries.len() > self.max_members {
                     errors.push(violation(
@@ -144,6 +122,29 @@ impl MessageCheck {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl MessageCheck {
+    /// A repeated field: its length, then each message or string in it.
+    fn list(&self, items: &[Value], path: &mut String, depth: usize, errors: &mut Vec<FieldError>) {
+        if items.len() > self.max_items {
+            let limit = self.max_items;
+            let why = format!("has more than {limit} items (limits.max_array_items)");
+            errors.push(violation(path, why));
+            return;
+        }
+        // Numbers, booleans and bytes have nothing to check: a tensor's values are not
+        // walked one by one.
+        if !matches!(items.first(), Some(Value::Message(_) | Value::String(_))) {
+            return;
+        }
+        for (index, item) in items.iter().enumerate() {
+            let mark = path.len();
+            let _ = write!(path, "[{index}]");
+            self.value(item, path, depth, errors);
+            path.truncate(mark);
         }
     }
 }
