@@ -25,7 +25,8 @@ pub use self::body::read_body;
 use self::check::check_request;
 use self::describe::{describe_limits, describe_llm, describe_principal, describe_route};
 pub use self::room::{BodyBudget, Room};
-pub use self::route::{Routing, Target, route};
+use self::route::route_request;
+pub use self::route::{Routing, Target};
 pub use self::stream::{Bounded, CutSlot, RequestBody, refusal_in};
 use crate::auth::{self, Auth, Caller, KeyLocation, Principal};
 use crate::config::{Config, Mode};
@@ -107,22 +108,6 @@ where
     strip_credentials(snapshot, &mut parts, stripped);
     let admitted = Admitted::new(parts, body, principal, grant, room);
     Ok(Verdict::Forward(admitted))
-}
-
-/// Stage 2 for this request: a gRPC call among the gRPC methods — over HTTP/2 only, where
-/// its trailers can reach the client — and any other request among the spec's operations.
-fn route_request<'s, 'p>(
-    snapshot: &'s Admission<'s>,
-    parts: &Parts,
-    path: &'p str,
-) -> Result<Routing<'s, 'p>, Rejection> {
-    let grpc = crate::grpc::is_grpc(&parts.headers);
-    if grpc && parts.version != http::Version::HTTP_2 {
-        return Err(Rejection::InvalidGrpcMessage(
-            "gRPC is spoken over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)",
-        ));
-    }
-    route(snapshot, &parts.method, path, grpc)
 }
 
 /// The request as stages 3–4 see it.

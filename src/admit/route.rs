@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http::Method;
 use http::header::HeaderValue;
+use http::request::Parts;
 
 use super::Admission;
 use crate::config::Mode;
@@ -64,6 +65,27 @@ pub fn route<'s, 'p>(
             })
         }
     })
+}
+
+/// Stage 2 for this request: a gRPC call among the gRPC methods — over HTTP/2 only, where
+/// its trailers can reach the client — and any other request among the spec's operations.
+pub(super) fn route_request<'s, 'p>(
+    snapshot: &'s Admission<'s>,
+    parts: &Parts,
+    path: &'p str,
+) -> Result<Routing<'s, 'p>, Rejection> {
+    let grpc = crate::grpc::is_grpc(&parts.headers);
+    if grpc && parts.version != http::Version::HTTP_2 {
+        return Err(Rejection::InvalidGrpcMessage(
+            "gRPC is spoken over HTTP/2 only (h2c with prior knowledge, or TLS with ALPN h2)",
+        ));
+    }
+    if grpc && !crate::grpc::is_protobuf(&parts.headers) {
+        return Err(Rejection::InvalidGrpcMessage(
+            "only protobuf messages (application/grpc, application/grpc+proto) are accepted",
+        ));
+    }
+    route(snapshot, &parts.method, path, grpc)
 }
 
 /// A gRPC call: the method at `path`, called with POST. Without `grpc` services configured

@@ -92,6 +92,23 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     matches!(rest.first(), None | Some(b'+' | b';'))
 }
 
+/// A gRPC call whose messages are protobuf: `application/grpc` or `application/grpc+proto`
+/// (parameters aside). Messages in another codec (`+json`, …) cannot be checked against the
+/// `.proto`.
+pub fn is_protobuf(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return false;
+    };
+    let media = value
+        .as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    let media = media.trim_ascii();
+    media.eq_ignore_ascii_case(b"application/grpc")
+        || media.eq_ignore_ascii_case(b"application/grpc+proto")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +128,17 @@ mod tests {
         assert!(!with("application/json"));
         assert!(!with("application/grp"));
         assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_protobuf_messages_are_read() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, http::HeaderValue::from_static(value));
+            is_protobuf(&headers)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto; charset=utf-8"));
+        assert!(!with("application/grpc+json"));
     }
 }
