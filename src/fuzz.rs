@@ -66,6 +66,10 @@ pub const TARGETS: &[Target] = &[
         name: "grpc",
         run: crate::grpc::fuzz::target,
     },
+    Target {
+        name: "grpc_message",
+        run: crate::grpc::fuzz::message,
+    },
     #[cfg(feature = "age")]
     Target {
         name: "encrypted_env",

@@ -7,6 +7,7 @@
 use http::HeaderValue;
 
 use super::framing::{Framing, FramingError};
+use super::message::MessageCheck;
 use super::timeout;
 
 pub fn target(bytes: &[u8]) {
@@ -87,4 +88,65 @@ fn deadline(bytes: &[u8]) {
         forwarded.is_some_and(|f| f >= deadline),
         "{deadline:?} went on as {forwarded:?}"
     );
+}
+
+/// Fuzz target `grpc_message`: any bytes as an Open Inference Protocol `ModelInferRequest`
+/// (the proto moat ships), checked as stage 6 checks a message. It never panics; a verdict
+/// is the same twice; a message the strict check passes, the lenient one (unknown fields
+/// allowed) passes too; and a refusal always names at least one reason.
+pub fn message(bytes: &[u8]) {
+    let Some((strict, lenient)) = &*CHECKS else {
+        panic!("the shipped OIP proto compiles");
+    };
+    let bytes = bytes::Bytes::copy_from_slice(bytes);
+    let verdict = strict.check(bytes.clone());
+    assert_eq!(
+        verdict,
+        strict.check(bytes.clone()),
+        "the same verdict twice"
+    );
+    match verdict {
+        Ok(()) => assert_eq!(
+            lenient.check(bytes),
+            Ok(()),
+            "strict passed, lenient refused"
+        ),
+        Err(errors) => assert!(
+            !errors.is_empty() && errors.iter().all(|e| !e.message.is_empty()),
+            "{errors:?}"
+        ),
+    }
+}
+
+/// The strict and the lenient check of `ModelInferRequest`, from the OIP proto compiled in
+/// memory.
+static CHECKS: std::sync::LazyLock<Option<(MessageCheck, MessageCheck)>> =
+    std::sync::LazyLock::new(|| {
+        let mut compiler = protox::Compiler::with_file_resolver(Shipped);
+        compiler.open_file(OIP_NAME).ok()?;
+        let input = compiler
+            .descriptor_pool()
+            .get_message_by_name(super::oip::INFER_REQUEST)?;
+        let limits = crate::config::Limits::default();
+        Some((
+            MessageCheck::new(input.clone(), false, &limits),
+            MessageCheck::new(input, true, &limits),
+        ))
+    });
+
+const OIP_NAME: &str = "open_inference_grpc.proto";
+
+/// Serves the one proto the target needs from the binary itself.
+struct Shipped;
+
+impl protox::file::FileResolver for Shipped {
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        match name {
+            OIP_NAME => protox::file::File::from_source(
+                name,
+                include_str!("../../examples/grpc/open_inference_grpc.proto"),
+            ),
+            _ => Err(protox::Error::file_not_found(name)),
+        }
+    }
 }
