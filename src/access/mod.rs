@@ -17,7 +17,7 @@ pub use self::body::{Recorded, Tokens, TokensOf};
 use crate::connection::RequestGuard;
 use crate::ids::{Name, OperationLabel, RequestId, unrouted};
 use crate::metrics::{Metrics, PhaseLabels, RequestLabels};
-use crate::reject::{FieldError, Rejection};
+use crate::reject::{FieldError, GRPC_STATUS, Rejection};
 use crate::status::{Outcome, Refusal};
 use crate::trail::Trail;
 
@@ -149,8 +149,6 @@ impl AccessRecord {
         self.trail.operation.clone().unwrap_or_else(unrouted)
     }
 }
-
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// nginx's non-standard status for a request whose client went away before any response.
 const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {

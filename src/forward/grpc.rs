@@ -42,6 +42,9 @@ pub struct GrpcUpstream {
     /// This thread's connection: its task runs on the runtime that opened it.
     connections: ThreadLocal<Mutex<Option<Sender>>>,
     authority: Authority,
+    /// `authority` as a header value, for the identity hygiene `prepare_request_headers`
+    /// shares with REST (HTTP/2 then sends it as `:authority`).
+    host_header: HeaderValue,
     host: String,
     port: u16,
     connect_timeout: Duration,
@@ -60,7 +63,10 @@ impl GrpcUpstream {
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
+        let host_header = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("grpc upstream `{uri}` has an invalid host"))?;
         Ok(GrpcUpstream {
+            host_header,
             host: host.to_owned(),
             port: authority.port_u16().unwrap_or(80),
             authority,
@@ -117,9 +123,7 @@ impl GrpcUpstream {
         context: &ForwardContext<'_>,
     ) -> Result<(Parts, Duration), Rejection> {
         let deadline = parts.headers.get(GRPC_TIMEOUT).and_then(timeout::parse);
-        let host = HeaderValue::from_str(self.authority.as_str())
-            .map_err(|_| Rejection::Internal(crate::reject::Stage::Forward))?;
-        prepare_request_headers(&mut parts.headers, context, principal, &host);
+        prepare_request_headers(&mut parts.headers, context, principal, &self.host_header);
         // HTTP/2 names the host in `:authority`; gRPC requires `te: trailers`, which the
         // hop-by-hop hygiene removed.
         parts.headers.remove(header::HOST);

@@ -8,7 +8,7 @@
 //! split over several is gathered first, within the limit). Plain state over bytes: no I/O,
 //! fed by `admit::Bounded`.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::message::MessageCheck;
 use crate::reject::{FieldError, Rejection};
@@ -30,6 +30,23 @@ enum State {
     Prefix { have: usize, prefix: [u8; 5] },
     /// Inside a message, `left` bytes of it still to come.
     Message { left: u64 },
+}
+
+/// Where a stream is between messages: the next prefix to read from its first byte.
+const NEXT: State = State::Prefix {
+    have: 0,
+    prefix: [0; 5],
+};
+
+/// `message` with its 5-byte prefix (not compressed), as a call carries it; `None` past
+/// the 4 GiB a prefix can announce.
+pub fn frame(message: &[u8]) -> Option<Bytes> {
+    let length = u32::try_from(message.len()).ok()?;
+    let mut framed = BytesMut::with_capacity(5 + message.len());
+    framed.put_u8(0);
+    framed.put_u32(length);
+    framed.put_slice(message);
+    Some(framed.freeze())
 }
 
 /// Why a call's messages are refused.
@@ -65,10 +82,7 @@ impl Framing {
             limit,
             unary,
             messages: 0,
-            state: State::Prefix {
-                have: 0,
-                prefix: [0; 5],
-            },
+            state: NEXT,
             check: None,
             gathered: BytesMut::new(),
         }
@@ -133,10 +147,7 @@ impl Framing {
             ));
         }
         self.messages += 1;
-        self.state = State::Prefix {
-            have: 0,
-            prefix: [0; 5],
-        };
+        self.state = NEXT;
         if self.unary && self.messages > 1 {
             return Err(FramingError::Malformed(
                 "a unary method takes one message and more were sent",
@@ -160,10 +171,7 @@ impl Framing {
     /// A whole message has passed: checked (when a check is set), and the next prefix is
     /// read from here on.
     fn checked(&mut self, message: Bytes) -> Result<(), FramingError> {
-        self.state = State::Prefix {
-            have: 0,
-            prefix: [0; 5],
-        };
+        self.state = NEXT;
         let Some(check) = &self.check else {
             return Ok(());
         };
@@ -190,11 +198,6 @@ impl Framing {
             )),
             _ => Ok(()),
         }
-    }
-
-    /// Messages whose prefix has been read so far.
-    pub fn messages(&self) -> u64 {
-        self.messages
     }
 }
 

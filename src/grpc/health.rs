@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::Method;
 use prost::Message as _;
 
@@ -94,10 +94,5 @@ fn serving(body: &[u8], services: &Services) -> Option<Bytes> {
     if !known {
         return None;
     }
-    let reply = HealthCheckResponse { status: SERVING }.encode_to_vec();
-    let mut framed = BytesMut::with_capacity(5 + reply.len());
-    framed.put_u8(0);
-    framed.put_u32(u32::try_from(reply.len()).unwrap_or(0));
-    framed.put_slice(&reply);
-    Some(framed.freeze())
+    super::framing::frame(&HealthCheckResponse { status: SERVING }.encode_to_vec())
 }

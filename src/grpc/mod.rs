@@ -16,7 +16,7 @@ pub mod timeout;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use prost::Message as _;
@@ -59,12 +59,8 @@ impl Services {
                     input.full_name()
                 )
             })?;
-        let encoded = message.encode_to_vec();
-        let mut framed = BytesMut::with_capacity(5 + encoded.len());
-        framed.put_u8(0);
-        framed.put_u32(u32::try_from(encoded.len()).map_err(|_| "the message is too large")?);
-        framed.put_slice(&encoded);
-        Ok((framed.freeze(), input.full_name().to_owned()))
+        let framed = framing::frame(&message.encode_to_vec()).ok_or("the message is too large")?;
+        Ok((framed, input.full_name().to_owned()))
     }
 
     /// The operation at `path` (`/package.Service/Method`), and the path as routed.

@@ -216,7 +216,7 @@ fn closing(response: &mut Response<Answer>) {
 /// The health check's answer: its message, then `grpc-status` in the trailers.
 fn health_response(answer: HealthAnswer) -> Response<Answer> {
     let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", answer.status.header());
+    trailers.insert(crate::reject::GRPC_STATUS, answer.status.header());
     let mut response = Response::new(Answer::moat_with_trailers(answer.message, trailers));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -50,7 +50,8 @@ impl GrpcCode {
     }
 }
 
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// The status of a gRPC call, in its response head (Trailers-Only) or its trailers.
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 const MOAT_CODE: HeaderName = HeaderName::from_static("moat-code");

@@ -9,7 +9,7 @@ mod quota;
 mod response;
 mod stage;
 
-pub use self::grpc::GrpcCode;
+pub use self::grpc::{GRPC_STATUS, GrpcCode};
 pub use self::problems::{HostProblem, PathProblem};
 pub use self::quota::QuotaUsage;
 pub use self::response::Audience;
