@@ -21,10 +21,9 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
         None => compile(&config.protos, &config.includes),
     }
     .map_err(|problem| vec![problem])?;
-    let (mut methods, mut operations) = methods(&pool, config)?;
+    let mut operations = methods(&pool, config)?;
     if pool.get_service_by_name(health::SERVICE).is_none() {
         operations.push(health::operation());
-        methods.push(None);
     }
     let by_path = operations
         .iter()
@@ -40,31 +39,23 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
         operations,
         by_path,
         paths,
-        methods,
         files,
     })
 }
 
-/// Every method of the pool's services, and its operation; `grpc.methods` must name only
+/// Every method of the pool's services as an operation; `grpc.methods` must name only
 /// methods there are.
-type Methods = (Vec<Option<MethodDescriptor>>, Vec<Operation>);
-
-fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Methods, Vec<String>> {
-    let methods: Vec<Option<MethodDescriptor>> = pool
-        .services()
-        .flat_map(|service| service.methods().collect::<Vec<_>>())
-        .map(Some)
-        .collect();
+fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Vec<Operation>, Vec<String>> {
     let allowed = |method: &MethodDescriptor| {
         config
             .methods
             .get(&method_name(method))
             .is_some_and(|m| m.unknown_fields == UnknownFields::Allow)
     };
-    let operations: Vec<Operation> = methods
-        .iter()
-        .flatten()
-        .map(|method| operation(method, allowed(method)))
+    let operations: Vec<Operation> = pool
+        .services()
+        .flat_map(|service| service.methods().collect::<Vec<_>>())
+        .map(|method| operation(&method, allowed(&method)))
         .collect();
     let unknown: Vec<String> = config
         .methods
@@ -81,7 +72,7 @@ fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Methods, Vec<St
             sources(config)
         )]);
     }
-    Ok((methods, operations))
+    Ok(operations)
 }
 
 /// A method as an operation: `POST /package.Service/Method`, named

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
 use prost::Message as _;
-use prost_reflect::{DynamicMessage, MethodDescriptor};
+use prost_reflect::DynamicMessage;
 
 pub use self::load::load;
 use crate::spec::Operation;
@@ -32,8 +32,6 @@ pub struct Services {
     by_path: HashMap<String, usize>,
     /// Each operation's path, shared with the requests routed to it.
     paths: Vec<Arc<str>>,
-    /// Each operation's method as the descriptors define it (`None`: moat's health check).
-    methods: Vec<Option<MethodDescriptor>>,
     /// The `.proto` files (or the descriptor set's files) the services come from.
     pub files: Vec<String>,
 }
@@ -46,10 +44,11 @@ impl Services {
             .by_path
             .get(path)
             .ok_or_else(|| format!("no gRPC method is declared at {path}"))?;
-        let input = self.methods[index]
+        let input = self.operations[index]
+            .rpc
             .as_ref()
-            .ok_or("moat answers the health check itself: explain it without --data")?
-            .input();
+            .and_then(|rpc| rpc.input.clone())
+            .ok_or("moat answers the health check itself: explain it without --data")?;
         let mut reader = serde_json::Deserializer::from_slice(json);
         let message = DynamicMessage::deserialize(input.clone(), &mut reader)
             .and_then(|message| reader.end().map(|()| message))
