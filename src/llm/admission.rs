@@ -70,11 +70,7 @@ pub async fn check_request(
 
 /// The key's `models` allowlist: authorisation, so never let through by shadow mode.
 fn check_model(key_rules: Option<&KeyRules>, request: &LlmRequest) -> Result<(), Rejection> {
-    let Some(models) = key_rules.and_then(|r| r.models.as_ref()) else {
-        return Ok(());
-    };
-    let named = request.model.as_ref();
-    match named.is_some_and(|model| models.contains(model)) {
+    match key_rules.is_none_or(|rules| rules.allows_model(request.model.as_deref())) {
         true => Ok(()),
         false => Err(Rejection::ModelNotAllowed),
     }

@@ -21,6 +21,15 @@ impl KeyRules {
             max_tokens: record.max_tokens,
         })
     }
+
+    /// Whether the key may name `model`: any, without a `models` allowlist; with one, only
+    /// what it lists (naming none is not allowed).
+    pub fn allows_model(&self, model: Option<&str>) -> bool {
+        let Some(models) = &self.models else {
+            return true;
+        };
+        model.is_some_and(|model| models.iter().any(|listed| listed == model))
+    }
 }
 
 /// Every key's rules, by key id, and how the admitted bound is written.
@@ -44,13 +53,11 @@ impl Default for Rules {
 }
 
 impl Rules {
-    /// Whether the key may name `model`: a key without a `models` allowlist may name any;
-    /// one with an allowlist only what it lists (naming none is not allowed).
+    /// Whether the key `key_id` may name `model` (see [`KeyRules::allows_model`]); a key
+    /// without rules, or no key, may name any.
     pub fn allows_model(&self, key_id: Option<&str>, model: Option<&str>) -> bool {
-        let models = key_id
-            .and_then(|id| self.keys.get(id))
-            .and_then(|rules| rules.models.as_ref());
-        models.is_none_or(|models| model.is_some_and(|m| models.iter().any(|n| n == m)))
+        let rules = key_id.and_then(|id| self.keys.get(id));
+        rules.is_none_or(|rules| rules.allows_model(model))
     }
 
     pub fn new(keys: Vec<(String, KeyRules)>, policy: &PolicyConfig) -> Result<Rules, Vec<String>> {
