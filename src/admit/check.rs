@@ -9,6 +9,7 @@ use super::body::{declared_length, read_within, refuse_declared_excess};
 use super::stream::{Bounded, RequestBody};
 use super::{Admission, Room, Target, enforce, read_body};
 use crate::config::Mode;
+use crate::grpc::encoding::Encoding;
 use crate::grpc::framing::{Framing, FramingError};
 use crate::grpc::message::MessageCheck;
 use crate::reject::{Rejection, Stage};
@@ -35,7 +36,7 @@ where
         .operation
         .and_then(|operation| operation.rpc.as_ref())
     {
-        return grpc_messages(snapshot, rpc, target.mode, body, trail).await;
+        return grpc_messages(snapshot, rpc, target.mode, headers, body, trail).await;
     }
     let parameters = check_parameters(snapshot, target, query, headers, trail);
     let declared = declared_length(headers);
@@ -71,11 +72,13 @@ where
 /// read whole within `limits.body_read_timeout` and checked before anything reaches the
 /// model, so a refusal is a clean gRPC status and the message forwarded is the one checked;
 /// a streaming call's messages are checked as they pass, when the client has them (the
-/// call's deadline and the model bound it, not a body timeout).
+/// call's deadline and the model bound it, not a body timeout). Compressed messages go on
+/// decompressed: the message forwarded is the one checked.
 async fn grpc_messages<B>(
     snapshot: &Admission<'_>,
     rpc: &Rpc,
     mode: Mode,
+    headers: &HeaderMap,
     body: B,
     trail: &mut Trail,
 ) -> Result<(RequestBody<B>, Room), Rejection>
@@ -84,16 +87,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limits = &snapshot.config.limits;
-    let max_message = snapshot
-        .config
-        .grpc
-        .as_ref()
-        .map_or(0, |g| g.max_message_bytes);
-    let mut framing = Framing::new(max_message, !rpc.client_streaming);
-    if let Some(input) = &rpc.input {
-        let check = MessageCheck::new(input.clone(), rpc.allow_unknown_fields, limits);
-        framing = framing.checking(check);
-    }
+    let (mut framing, max_message) = framing(snapshot, rpc, headers)?;
     if rpc.client_streaming {
         trail.pass(Stage::Validate, || {
             format!("gRPC messages checked as they pass, each within {max_message} bytes")
@@ -110,13 +104,34 @@ where
         other => other,
     })?;
     trail.body_read = true;
-    let checked = framing.feed(&message).and_then(|()| framing.finish());
+    let checked = framing.feed(&message).and_then(|relayed| {
+        framing.finish()?;
+        Ok(relayed)
+    });
     // In shadow mode a message that does not match its type is counted and goes on.
-    enforce(checked.map_err(FramingError::rejection), mode, trail)?;
+    let relayed = enforce(checked.map_err(FramingError::rejection), mode, trail)?;
     trail.pass(Stage::Validate, || {
         "the gRPC message matches its type".to_owned()
     });
-    Ok((RequestBody::Whole(message), room))
+    Ok((RequestBody::Whole(relayed.unwrap_or(message)), room))
+}
+
+/// How a call's messages are read (see `grpc::framing`), and their bound.
+fn framing(
+    snapshot: &Admission<'_>,
+    rpc: &Rpc,
+    headers: &HeaderMap,
+) -> Result<(Framing, u64), Rejection> {
+    let grpc = snapshot.config.grpc.as_ref();
+    let max_message = grpc.map_or(0, |g| g.max_message_bytes);
+    let encoding = Encoding::of(headers)?;
+    let mut framing = Framing::new(max_message, !rpc.client_streaming).encoded(encoding);
+    if let Some(input) = &rpc.input {
+        let limits = &snapshot.config.limits;
+        let check = MessageCheck::new(input.clone(), rpc.allow_unknown_fields, limits);
+        framing = framing.checking(check);
+    }
+    Ok((framing, max_message))
 }
 
 /// How long a streaming gRPC call's client may keep moat waiting for its next message, in

@@ -267,15 +267,15 @@ fn strip_credentials(snapshot: &Admission<'_>, parts: &mut Parts, stripped: Opti
 
 /// In shadow mode a limit or validation failure is kept on the trail (logged and counted)
 /// and the request goes on.
-pub(super) fn enforce(
-    verdict: Result<(), Rejection>,
+pub(super) fn enforce<T: Default>(
+    verdict: Result<T, Rejection>,
     mode: Mode,
     trail: &mut Trail,
-) -> Result<(), Rejection> {
+) -> Result<T, Rejection> {
     match (verdict, mode) {
         (Err(rejection), Mode::Shadow) => {
             trail.shadowed.push(rejection);
-            Ok(())
+            Ok(T::default())
         }
         (verdict, _) => verdict,
     }

@@ -152,7 +152,7 @@ where
                 let ended = this.body.is_end_stream();
                 match *this.read > *this.limit {
                     true => Err(Cut::TooLarge { limit: *this.limit }),
-                    false => framed(this.grpc, frame.data_ref(), ended).map(|()| Some(frame)),
+                    false => relayed(this.grpc, frame, ended).map(Some),
                 }
             }
             Poll::Ready(Some(Err(error))) => {
@@ -160,7 +160,7 @@ where
                 Err(Cut::Unreadable)
             }
             Poll::Ready(None) if *this.required && *this.read == 0 => Err(Cut::Empty),
-            Poll::Ready(None) => framed(this.grpc, None, true).map(|()| None),
+            Poll::Ready(None) => framed(this.grpc, None, true).map(|_| None),
             Poll::Pending => {
                 if this.waiting_since.is_none() {
                     let now = Instant::now();
@@ -198,23 +198,36 @@ fn keep(grpc: &Option<Box<GrpcStream>>, cut: &Cut) {
     }
 }
 
+/// A frame that passed the limit, as it goes on: a compressed gRPC message decompressed
+/// (see `grpc::framing`), anything else as it came.
+fn relayed(
+    grpc: &mut Option<Box<GrpcStream>>,
+    frame: Frame<Bytes>,
+    ended: bool,
+) -> Result<Frame<Bytes>, Cut> {
+    let relayed = framed(grpc, frame.data_ref(), ended)?;
+    Ok(relayed.map_or(frame, Frame::data))
+}
+
 /// Feeds a gRPC call's bytes to its framing, and checks it ends between messages when the
-/// body has `ended` (hyper asks no further once a body says it has ended).
+/// body has `ended` (hyper asks no further once a body says it has ended). `Some` bytes to
+/// forward in place of `data` (see [`Framing::feed`]).
 fn framed(
     grpc: &mut Option<Box<GrpcStream>>,
     data: Option<&Bytes>,
     ended: bool,
-) -> Result<(), Cut> {
+) -> Result<Option<Bytes>, Cut> {
     let Some(GrpcStream { framing, .. }) = grpc.as_deref_mut() else {
-        return Ok(());
+        return Ok(None);
     };
-    if let Some(data) = data {
-        framing.feed(data).map_err(Cut::Grpc)?;
+    let relayed = match data {
+        Some(data) => framing.feed(data).map_err(Cut::Grpc)?,
+        None => None,
+    };
+    if ended {
+        framing.finish().map_err(Cut::Grpc)?;
     }
-    match ended {
-        true => framing.finish().map_err(Cut::Grpc),
-        false => Ok(()),
-    }
+    Ok(relayed)
 }
 
 /// The refusal a failed upstream exchange carries, when it failed because the client's

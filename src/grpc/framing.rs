@@ -5,12 +5,15 @@
 //! of leaving the model waiting for bytes that never come; a unary call carries exactly one
 //! message. With a [`MessageCheck`], each message is also checked against its type as soon
 //! as its last byte has passed (a message that came in one piece is checked in place; one
-//! split over several is gathered first, within the limit). Plain state over bytes: no I/O,
-//! fed by `admit::Bounded`.
+//! split over several is gathered first, within the limit). A compressed message is held
+//! back, decompressed within the same limit (see `encoding`), checked, and forwarded
+//! decompressed in its place. Plain state over bytes: no I/O, fed by `admit::Bounded`.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::encoding::Encoding;
 use super::message::MessageCheck;
+use super::relay::Relay;
 use crate::reject::{FieldError, Rejection};
 
 #[derive(Debug, Clone)]
@@ -20,7 +23,8 @@ pub struct Framing {
     messages: u64,
     state: State,
     check: Option<MessageCheck>,
-    /// The message being gathered, when it is checked and came in pieces.
+    encoding: Encoding,
+    /// The message being gathered, when it is checked or compressed and came in pieces.
     gathered: BytesMut,
 }
 
@@ -28,8 +32,9 @@ pub struct Framing {
 enum State {
     /// `have` bytes of the next prefix read, into `prefix`.
     Prefix { have: usize, prefix: [u8; 5] },
-    /// Inside a message, `left` bytes of it still to come.
-    Message { left: u64 },
+    /// Inside a message, `left` bytes of it still to come; a `compressed` one is held back
+    /// from its prefix on, and goes on decompressed once whole.
+    Message { left: u64, compressed: bool },
 }
 
 /// Where a stream is between messages: the next prefix to read from its first byte.
@@ -76,7 +81,8 @@ impl FramingError {
 }
 
 impl Framing {
-    /// Messages of at most `limit` bytes; `unary`: the method takes exactly one.
+    /// Messages of at most `limit` bytes (compressed, and again decompressed); `unary`:
+    /// the method takes exactly one.
     pub fn new(limit: u64, unary: bool) -> Framing {
         Framing {
             limit,
@@ -84,6 +90,7 @@ impl Framing {
             messages: 0,
             state: NEXT,
             check: None,
+            encoding: Encoding::Identity,
             gathered: BytesMut::new(),
         }
     }
@@ -94,58 +101,106 @@ impl Framing {
         self
     }
 
-    /// Reads the next bytes of the stream.
-    pub fn feed(&mut self, data: &Bytes) -> Result<(), FramingError> {
-        let mut data = data.clone();
-        while !data.is_empty() {
+    /// The same, compressed messages read as `encoding` (the call's `grpc-encoding`).
+    pub fn encoded(mut self, encoding: Encoding) -> Framing {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Reads the next bytes of the stream. What goes on in their place: `None` for the
+    /// bytes as they came, or — when a compressed message began, lay or ended in them —
+    /// the bytes with that message held back, and its decompressed frame once it is whole.
+    pub fn feed(&mut self, data: &Bytes) -> Result<Option<Bytes>, FramingError> {
+        let mut relay = Relay::new(self.holding_back());
+        let mut rest = data.clone();
+        while !rest.is_empty() {
+            let at = data.len() - rest.len();
             match &mut self.state {
-                State::Message { left } => {
-                    // `take` ≤ `data.len()`, so the cast back cannot truncate.
-                    let take = (*left).min(data.len() as u64) as usize;
+                State::Message { left, compressed } => {
+                    // `take` ≤ `rest.len()`, so the cast back cannot truncate.
+                    let take = (*left).min(rest.len() as u64) as usize;
                     let whole = *left == take as u64 && self.gathered.is_empty();
+                    let compressed = *compressed;
                     *left -= take as u64;
                     let done = *left == 0;
-                    let piece = data.split_to(take);
-                    if self.check.is_some() {
-                        if whole {
-                            self.checked(piece)?;
-                            continue;
-                        }
-                        self.gathered.extend_from_slice(&piece);
-                    }
-                    if done {
-                        let message = self.gathered.split().freeze();
-                        self.checked(message)?;
+                    let piece = rest.split_to(take);
+                    if let Some(forward) = self.passed(piece, whole, done, compressed)? {
+                        relay.replace(data, at + take, forward);
                     }
                 }
                 State::Prefix { have, prefix } => {
-                    let take = (5 - *have).min(data.len());
-                    prefix[*have..*have + take].copy_from_slice(&data[..take]);
+                    if *have == 0 && rest[0] == 1 {
+                        relay.hold_back(data, at);
+                    }
+                    let take = (5 - *have).min(rest.len());
+                    prefix[*have..*have + take].copy_from_slice(&rest[..take]);
                     *have += take;
-                    data.advance(take);
+                    rest.advance(take);
                     if *have == 5 {
                         let prefix = *prefix;
-                        self.message(prefix)?;
+                        if let Some(forward) = self.message(prefix)? {
+                            relay.replace(data, at + take, forward);
+                        }
                     }
                 }
             }
         }
-        Ok(())
+        Ok(relay.finish(data))
+    }
+
+    /// Whether the stream is inside a compressed message (or its prefix).
+    fn holding_back(&self) -> bool {
+        match self.state {
+            State::Prefix { have, prefix } => have > 0 && prefix[0] == 1,
+            State::Message { compressed, .. } => compressed,
+        }
+    }
+
+    /// `piece` of the current message has passed, the rest of it if `done` (all of it if
+    /// `whole`): a message that is read (checked or compressed) is gathered, and read once
+    /// done. `Some` frame to forward in place of a compressed one.
+    fn passed(
+        &mut self,
+        piece: Bytes,
+        whole: bool,
+        done: bool,
+        compressed: bool,
+    ) -> Result<Option<Bytes>, FramingError> {
+        if self.check.is_none() && !compressed {
+            if done {
+                self.state = NEXT;
+            }
+            return Ok(None);
+        }
+        if whole {
+            return self.checked(piece, compressed);
+        }
+        self.gathered.extend_from_slice(&piece);
+        match done {
+            true => {
+                let message = self.gathered.split().freeze();
+                self.checked(message, compressed)
+            }
+            false => Ok(None),
+        }
     }
 
     /// A complete prefix: the message it announces.
-    fn message(&mut self, prefix: [u8; 5]) -> Result<(), FramingError> {
-        if prefix[0] > 1 {
-            return Err(FramingError::Malformed(
-                "a message's compressed flag is neither 0 nor 1",
-            ));
-        }
-        // A checked message must be readable as its type; decompression is not built yet.
-        if prefix[0] == 1 && self.check.is_some() {
-            return Err(FramingError::Malformed(
-                "compressed messages (grpc-encoding) are not accepted: send them uncompressed",
-            ));
-        }
+    fn message(&mut self, prefix: [u8; 5]) -> Result<Option<Bytes>, FramingError> {
+        let compressed = match prefix[0] {
+            0 => false,
+            1 if self.encoding == Encoding::Identity => {
+                return Err(FramingError::Malformed(
+                    "a message is flagged compressed but the call names no grpc-encoding",
+                ));
+            }
+            1 => true,
+            _ => {
+                return Err(FramingError::Malformed(
+                    "a message's compressed flag is neither 0 nor 1",
+                ));
+            }
+        };
         self.messages += 1;
         self.state = NEXT;
         if self.unary && self.messages > 1 {
@@ -160,27 +215,36 @@ impl Framing {
             return Err(FramingError::TooLarge { limit: self.limit });
         }
         match length {
-            0 => self.checked(Bytes::new()),
+            0 => self.checked(Bytes::new(), compressed),
             left => {
-                self.state = State::Message { left };
-                Ok(())
+                self.state = State::Message { left, compressed };
+                Ok(None)
             }
         }
     }
 
-    /// A whole message has passed: checked (when a check is set), and the next prefix is
-    /// read from here on.
-    fn checked(&mut self, message: Bytes) -> Result<(), FramingError> {
+    /// A whole message has passed: decompressed if it is compressed, checked (when a check
+    /// is set), and the next prefix is read from here on. `Some` frame to forward in place
+    /// of a compressed message: the one checked.
+    fn checked(&mut self, message: Bytes, compressed: bool) -> Result<Option<Bytes>, FramingError> {
         self.state = NEXT;
-        let Some(check) = &self.check else {
-            return Ok(());
+        let (message, forward) = match compressed {
+            true => {
+                let plain = self.encoding.decompress(&message, self.limit)?;
+                let framed = frame(&plain).ok_or(FramingError::TooLarge { limit: self.limit })?;
+                (plain, Some(framed))
+            }
+            false => (message, None),
         };
-        check
-            .check(message)
-            .map_err(|errors| FramingError::Invalid {
-                message: self.messages,
-                errors,
-            })
+        if let Some(check) = &self.check {
+            check
+                .check(message)
+                .map_err(|errors| FramingError::Invalid {
+                    message: self.messages,
+                    errors,
+                })?;
+        }
+        Ok(forward)
     }
 
     /// The stream ended: it must end between messages, and a unary call must have sent one.
@@ -228,7 +292,7 @@ mod tests {
     #[test]
     fn messages_pass_however_the_stream_is_cut() {
         let mut stream = frame(0, b"hello");
-        stream.extend(frame(1, b""));
+        stream.extend(frame(0, b""));
         stream.extend(frame(0, &[7; 300]));
         assert!(verdicts(300, false, &stream).iter().all(Result::is_ok));
         assert!(
@@ -270,5 +334,53 @@ mod tests {
                 .iter()
                 .all(Result::is_err)
         );
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// What a gzip stream turns into, fed in pieces of every size: the same plain stream.
+    #[test]
+    fn compressed_messages_go_on_decompressed_however_the_stream_is_cut() {
+        let mut stream = frame(0, b"plain");
+        stream.extend(frame(1, &gzip(b"squeezed")));
+        stream.extend(frame(0, b""));
+        stream.extend(frame(1, &gzip(&[]))); // an empty message, compressed
+        stream.extend(frame(0, b"tail"));
+        let mut expected = frame(0, b"plain");
+        expected.extend(frame(0, b"squeezed"));
+        expected.extend(frame(0, b""));
+        expected.extend(frame(0, b""));
+        expected.extend(frame(0, b"tail"));
+        for size in 1..=stream.len() {
+            let mut framing = Framing::new(100, false).encoded(Encoding::Gzip);
+            let mut relayed = Vec::new();
+            for piece in stream.chunks(size) {
+                let piece = Bytes::copy_from_slice(piece);
+                let out = framing.feed(&piece).unwrap();
+                relayed.extend_from_slice(&out.unwrap_or(piece));
+            }
+            framing.finish().unwrap();
+            assert_eq!(relayed, expected, "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn a_compressed_message_is_bounded_decompressed_and_needs_an_encoding() {
+        let bomb = frame(1, &gzip(&[0; 10_000]));
+        let mut framing = Framing::new(1000, true).encoded(Encoding::Gzip);
+        assert_eq!(
+            framing.feed(&Bytes::from(bomb.clone())),
+            Err(FramingError::TooLarge { limit: 1000 })
+        );
+        let mut plain = Framing::new(100_000, true);
+        assert!(matches!(
+            plain.feed(&Bytes::from(bomb)),
+            Err(FramingError::Malformed(_))
+        ));
     }
 }

@@ -1,12 +1,14 @@
 //! Fuzz target of a gRPC call's framing and deadline (`fuzz/`, replayed by
 //! `tests/fuzz_targets.rs`). The first byte picks the method's kind and message bound; the
-//! rest is the request stream. [`Framing`] reads it the same however the stream is cut,
-//! and agrees with a reading of the whole stream at once. Any bytes as `grpc-timeout` read
+//! rest is the request stream, its compressed messages gzip. [`Framing`] reads it the same
+//! however the stream is cut, and agrees with a reading of the whole stream at once — the
+//! verdict, and the stream it forwards (compressed messages decompressed in place). Any bytes as `grpc-timeout` read
 //! as a deadline, or none; one that reads goes on rounded up, never shorter.
 
 use http::HeaderValue;
 
-use super::framing::{Framing, FramingError};
+use super::encoding::Encoding;
+use super::framing::{Framing, FramingError, frame};
 use super::message::MessageCheck;
 use super::timeout;
 
@@ -27,17 +29,22 @@ pub fn target(bytes: &[u8]) {
     deadline(bytes);
 }
 
-/// The stream fed `cut` bytes at a time, then finished.
-fn fed(stream: &[u8], limit: u64, unary: bool, cut: usize) -> Result<(), FramingError> {
-    let mut framing = Framing::new(limit, unary);
+/// The stream fed `cut` bytes at a time, then finished: what went on.
+fn fed(stream: &[u8], limit: u64, unary: bool, cut: usize) -> Result<Vec<u8>, FramingError> {
+    let mut framing = Framing::new(limit, unary).encoded(Encoding::Gzip);
+    let mut relayed = Vec::new();
     for piece in stream.chunks(cut) {
-        framing.feed(&bytes::Bytes::copy_from_slice(piece))?;
+        let piece = bytes::Bytes::copy_from_slice(piece);
+        let out = framing.feed(&piece)?;
+        relayed.extend_from_slice(&out.unwrap_or(piece));
     }
-    framing.finish()
+    framing.finish()?;
+    Ok(relayed)
 }
 
-/// The same verdict, from the whole stream in one reading.
-fn at_once(mut stream: &[u8], limit: u64, unary: bool) -> Result<(), FramingError> {
+/// The same, from the whole stream in one reading.
+fn at_once(mut stream: &[u8], limit: u64, unary: bool) -> Result<Vec<u8>, FramingError> {
+    let mut relayed = Vec::new();
     let mut messages = 0;
     while !stream.is_empty() {
         let Some((prefix, rest)) = stream.split_first_chunk::<5>() else {
@@ -60,19 +67,28 @@ fn at_once(mut stream: &[u8], limit: u64, unary: bool) -> Result<(), FramingErro
         if u64::from(length) > limit {
             return Err(FramingError::TooLarge { limit });
         }
-        let Some(after) = rest.get(length as usize..) else {
+        let (Some(message), Some(after)) =
+            (rest.get(..length as usize), rest.get(length as usize..))
+        else {
             return Err(FramingError::Malformed(
                 "the stream ended inside a message: its length prefix promises more bytes than \
                  were sent",
             ));
         };
+        match prefix[0] {
+            1 => {
+                let plain = Encoding::Gzip.decompress(message, limit)?;
+                relayed.extend_from_slice(&frame(&plain).unwrap_or_default());
+            }
+            _ => relayed.extend_from_slice(&stream[..5 + message.len()]),
+        }
         stream = after;
     }
     match unary && messages == 0 {
         true => Err(FramingError::Malformed(
             "a unary method takes one message and none was sent",
         )),
-        false => Ok(()),
+        false => Ok(relayed),
     }
 }
 

@@ -5,12 +5,14 @@
 //! request is a gRPC call, its messages' framing (`framing`), its deadline (`timeout`), and
 //! the health service moat answers (`health`).
 
+pub mod encoding;
 pub mod framing;
 pub(crate) mod fuzz;
 pub mod health;
 mod load;
 pub mod message;
 pub mod oip;
+mod relay;
 pub mod timeout;
 
 use std::collections::HashMap;

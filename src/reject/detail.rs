@@ -122,6 +122,9 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         R::BodyTimeout => "the request body was not received in time",
         R::BodyUnreadable => "the request body could not be read",
         R::UpstreamUnavailable => "the model server is unavailable",
+        R::GrpcEncodingUnsupported => {
+            "the call's grpc-encoding is not one moat can read: send identity, gzip or deflate"
+        }
         R::UpstreamTimeout => "the model server did not answer in time",
         R::Internal(_) => "internal error",
         R::InvalidPath(_)

@@ -37,7 +37,7 @@ impl GrpcCode {
             400 | 414 | 415 => GrpcCode::InvalidArgument,
             401 => GrpcCode::Unauthenticated,
             403 => GrpcCode::PermissionDenied,
-            404 | 405 => GrpcCode::Unimplemented,
+            404 | 405 | 501 => GrpcCode::Unimplemented,
             408 | 504 => GrpcCode::DeadlineExceeded,
             413 | 429 | 431 => GrpcCode::ResourceExhausted,
             502 | 503 => GrpcCode::Unavailable,
@@ -56,6 +56,10 @@ const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 const MOAT_CODE: HeaderName = HeaderName::from_static("moat-code");
 
+/// The `grpc-encoding`s moat reads (`grpc::encoding`), listed in `grpc-accept-encoding` when
+/// it refuses another.
+pub const GRPC_ENCODINGS: &str = "identity,deflate,gzip";
+
 impl Rejection {
     pub fn grpc_code(&self) -> GrpcCode {
         GrpcCode::of_status(self.status())
@@ -73,6 +77,11 @@ impl Rejection {
             headers.insert(GRPC_MESSAGE, message);
         }
         headers.insert(MOAT_CODE, HeaderValue::from_static(self.code()));
+        if matches!(self, Rejection::GrpcEncodingUnsupported) {
+            // The gRPC spec's answer to an encoding the server cannot read: what it can.
+            let accepted = HeaderValue::from_static(GRPC_ENCODINGS);
+            headers.insert(HeaderName::from_static("grpc-accept-encoding"), accepted);
+        }
         if let Some(details) = self.status_details(code, &detail) {
             headers.insert(GRPC_DETAILS, details);
         }

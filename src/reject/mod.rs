@@ -10,14 +10,16 @@ mod response;
 mod stage;
 
 pub use self::grpc::{GRPC_STATUS, GrpcCode};
-pub use self::problems::{HostProblem, PathProblem};
+// For `grpc::encoding`'s test that the list is what it reads.
+#[cfg(test)]
+pub use self::grpc::GRPC_ENCODINGS;
+pub use self::problems::{FieldError, HostProblem, PathProblem};
 pub use self::quota::QuotaUsage;
 pub use self::response::Audience;
 pub use self::stage::Stage;
 
 use http::StatusCode;
 use http::header::HeaderValue;
-use serde::Serialize;
 
 /// A refusal. Each variant fixes its status, stable `code` and public detail right here, so
 /// the mapping is exhaustive and pinned by the table test below.
@@ -128,10 +130,13 @@ pub enum Rejection {
         message: u64,
         errors: Vec<FieldError>,
     },
-    /// A gRPC message's length prefix is past `grpc.max_message_bytes`.
+    /// A gRPC message's length prefix, or its size decompressed, is past
+    /// `grpc.max_message_bytes`.
     GrpcMessageTooLarge {
         limit: u64,
     },
+    /// A gRPC call's `grpc-encoding` names a compression moat cannot read.
+    GrpcEncodingUnsupported,
     /// The upstream refused or reset the connection, or answered with garbage.
     UpstreamUnavailable,
     /// The upstream did not connect or answer within its timeout.
@@ -185,6 +190,7 @@ impl Rejection {
             R::UnsupportedMediaType { .. } => S::UNSUPPORTED_MEDIA_TYPE,
             R::BodyTooLarge { .. } | R::GrpcMessageTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             R::BodyTimeout => S::REQUEST_TIMEOUT,
+            R::GrpcEncodingUnsupported => S::NOT_IMPLEMENTED,
             R::UpstreamUnavailable | R::UpstreamExceededMaxTokens { .. } => S::BAD_GATEWAY,
             R::UpstreamTimeout => S::GATEWAY_TIMEOUT,
             R::Internal(_) => S::INTERNAL_SERVER_ERROR,
@@ -229,6 +235,7 @@ impl Rejection {
             R::InvalidGrpcMessage(_) => "invalid_grpc_message",
             R::GrpcMessageSchema { .. } => "grpc_message_schema",
             R::GrpcMessageTooLarge { .. } => "grpc_message_too_large",
+            R::GrpcEncodingUnsupported => "grpc_encoding_unsupported",
             R::UpstreamUnavailable => "upstream_unavailable",
             R::UpstreamTimeout => "upstream_timeout",
             R::UpstreamExceededMaxTokens { .. } => "upstream_exceeded_max_tokens",
@@ -272,6 +279,7 @@ impl Rejection {
             | R::InvalidGrpcMessage(_)
             | R::GrpcMessageSchema { .. }
             | R::GrpcMessageTooLarge { .. }
+            | R::GrpcEncodingUnsupported
             | R::BodiesOverloaded => Stage::Validate,
             R::UpstreamUnavailable | R::UpstreamTimeout | R::UpstreamExceededMaxTokens { .. } => {
                 Stage::Forward
@@ -288,14 +296,6 @@ impl Rejection {
             _ => &[],
         }
     }
-}
-
-/// One entry of a problem's `errors` list (filled by the validation stage).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub location: &'static str,
-    pub pointer: String,
-    pub message: String,
 }
 
 #[cfg(test)]

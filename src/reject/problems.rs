@@ -1,6 +1,16 @@
-//! The rules stage 1 refuses a request by: what about its path or its `Host` could be read
-//! two ways. Each names the rule, never the offending bytes, so nothing the client sent is
-//! echoed.
+//! The parts of a refusal's problem: the rules stage 1 refuses a request by (what about its
+//! path or its `Host` could be read two ways — each names the rule, never the offending
+//! bytes, so nothing the client sent is echoed), and one field's error of stage 6.
+
+use serde::Serialize;
+
+/// One entry of a problem's `errors` list (filled by the validation stage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub location: &'static str,
+    pub pointer: String,
+    pub message: String,
+}
 
 /// Why a request path was refused at stage 1. The reason is public: it names the rule, never
 /// the offending bytes, so nothing the client sent is echoed.

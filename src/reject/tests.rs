@@ -47,9 +47,10 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::InvalidGrpcMessage(_) => 37,
         Rejection::GrpcMessageTooLarge { .. } => 38,
         Rejection::GrpcMessageSchema { .. } => 39,
+        Rejection::GrpcEncodingUnsupported => 40,
     }
 }
-const VARIANTS: usize = 40;
+const VARIANTS: usize = 41;
 
 fn quota_spent() -> QuotaUsage {
     QuotaUsage {
@@ -372,6 +373,13 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             Rejection::GrpcMessageTooLarge { limit: 8 },
             413,
             "grpc_message_too_large",
+            "validate",
+            None,
+        ),
+        (
+            Rejection::GrpcEncodingUnsupported,
+            501,
+            "grpc_encoding_unsupported",
             "validate",
             None,
         ),

@@ -8,7 +8,7 @@ and grpcio for raw calls and streams. Each command prints one JSON object.
     python client.py sum ADDR KEY|- V1 V2 ...       (xHEX: a message as raw bytes)
     python client.py cancel ADDR KEY|-
     python client.py deadline ADDR KEY|- SECONDS
-    python client.py tensor ADDR KEY|- SHAPE DATATYPE raw:BYTES|fp32:COUNT
+    python client.py tensor ADDR KEY|- SHAPE DATATYPE raw:BYTES|fp32:COUNT [gzip]
 """
 import base64
 import json
@@ -69,11 +69,14 @@ def infer(addr, key, *xs):
         return {"code": str(error.status()).removeprefix("StatusCode."), "message": error.message()}
 
 
-def raw(addr, path, key, hex_message):
+def raw(addr, path, key, hex_message, compression=None):
     with grpc.insecure_channel(addr) as channel:
         call = channel.unary_unary(path)
+        gzip = grpc.Compression.Gzip if compression == "gzip" else None
         try:
-            response, state = call.with_call(bytes.fromhex(hex_message), metadata=metadata(key), timeout=10)
+            response, state = call.with_call(
+                bytes.fromhex(hex_message), metadata=metadata(key), timeout=10, compression=gzip
+            )
             return {"code": "OK", "response": response.hex()}
         except grpc.RpcError as error:
             return failure(error)
@@ -143,19 +146,21 @@ def deadline(addr, key, seconds):
             return failure(error)
 
 
-def tensor(addr, key, shape, datatype, data):
+def tensor(addr, key, shape, datatype, data, compression=None):
     """A ModelInferRequest for iris built with tritonclient's own protobuf classes, its
-    input's data as `raw:N` bytes of raw contents or `fp32:N` typed values."""
+    input's data as `raw:N` bytes of raw contents or `fp32:N` typed values. Sent with
+    `gzip`, it carries a 4 KiB request id: grpc sends a message that would not shrink
+    uncompressed, and a few dozen bytes would not."""
     import tritonclient.grpc.service_pb2 as pb
 
-    request = pb.ModelInferRequest(model_name="iris")
+    request = pb.ModelInferRequest(model_name="iris", id="x" * 4096 if compression else "")
     tensor = request.inputs.add(name="input-0", datatype=datatype, shape=[int(d) for d in shape.split(",")])
     kind, count = data.split(":")
     if kind == "raw":
         request.raw_input_contents.append(b"\0" * int(count))
     else:
         tensor.contents.fp32_contents.extend([1.0] * int(count))
-    return raw(addr, "/inference.GRPCInferenceService/ModelInfer", key, request.SerializeToString().hex())
+    return raw(addr, "/inference.GRPCInferenceService/ModelInfer", key, request.SerializeToString().hex(), compression)
 
 
 COMMANDS = {"infer": infer, "raw": raw, "count": count, "echo": echo, "sum": total, "cancel": cancel, "deadline": deadline, "tensor": tensor}
