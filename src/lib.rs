@@ -27,6 +27,7 @@ pub(crate) mod input;
 pub(crate) mod limit;
 pub(crate) mod llm;
 pub(crate) mod metrics;
+pub(crate) mod oip;
 pub(crate) mod pipeline;
 pub(crate) mod policy;
 pub(crate) mod reject;

@@ -67,6 +67,9 @@ pub struct Route {
     /// Metered as an OpenAI-protocol LLM call (see `llm`): set by `llm: openai`, or
     /// detected from the path.
     pub llm: Option<LlmProfile>,
+    /// Never routed: a gRPC method that changes the model server, which `policy.operations`
+    /// does not name (see `spec::Rpc::administrative`).
+    pub closed: bool,
 }
 
 /// An operation metered as an OpenAI-protocol LLM call.

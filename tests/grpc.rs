@@ -300,6 +300,47 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
         "{spent}"
     );
 
+    // The REST twin of ModelInfer: the same tensor checks (a JSON pointer this time) and the
+    // same `models` allowlist, on the path's model.
+    let rest_infer = |key: &str, data: &str| {
+        post_json(
+            moat.addr,
+            "/v2/models/iris/infer",
+            &[&format!("X-API-Key: {key}")],
+            &format!(
+                r#"{{"inputs": [{{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": {data}}}]}}"#
+            ),
+        )
+    };
+    let short = rest_infer(&ops, "[5.1, 3.5]");
+    assert_eq!(
+        short.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&short.body)
+    );
+    let problem: Value = serde_json::from_slice(&short.body).unwrap();
+    assert_eq!(problem["code"], "body_schema");
+    assert_eq!(
+        problem["errors"][0]["pointer"], "/inputs/0/data",
+        "{problem}"
+    );
+    let nested = rest_infer(&ops, "[[5.1, 3.5, 1.4, 0.2]]");
+    assert_eq!(
+        nested.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&nested.body)
+    );
+    let other = rest_infer(&other_only, "[5.1, 3.5, 1.4, 0.2]");
+    assert_eq!(
+        other.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&other.body)
+    );
+    assert_eq!(rest_infer(&iris_only, "[5.1, 3.5, 1.4, 0.2]").status, 200);
+
     unknown_fields_are_refused_unless_the_method_allows_them(&python, &server, &moat, &store, &ops);
     inconsistent_tensors_are_refused_with_their_field(&python, &moat, &ops);
     compression_is_bounded_and_unknown_encodings_refused(&moat, &ops);
@@ -713,4 +754,83 @@ fn moat_explain_runs_a_grpc_call_through_the_stages() {
     let (code, report) = explain(&[unload, "-H", &header]);
     assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("404 route_not_found"), "{report}");
+}
+
+/// Methods that change the model server — Triton's shared-memory registration, loading and
+/// unloading models — are closed unless `policy.operations` names them, even when the proto
+/// declares them and the caller may infer.
+#[test]
+fn administrative_methods_are_closed_unless_the_policy_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("triton.proto"),
+        "syntax = \"proto3\";\npackage inference;\n\
+         service GRPCInferenceService {\n\
+           rpc ModelInfer (Req) returns (Res);\n\
+           rpc SystemSharedMemoryRegister (Req) returns (Res);\n\
+           rpc RepositoryModelLoad (Req) returns (Res);\n\
+         }\nmessage Req { string name = 1; }\nmessage Res {}\n",
+    )
+    .unwrap();
+    let proto = dir.path().join("triton.proto");
+    let write_config = |operations: &str| {
+        let path = dir.path().join("moat.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:1\n\
+                 grpc:\n  protos: [{}]\n  port: 1\n\
+                 policy:\n  default: []\n  operations: {{{operations}}}\n",
+                proto.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let closed = write_config("");
+    let explain = |config: &Path, method: &str| {
+        let config = config.to_str().unwrap();
+        let output = run_moat(
+            &["explain", "--config", config, "GRPC", method, "-d", "{}"],
+            &[],
+        );
+        (output.status.code(), text(&output))
+    };
+    for method in [
+        "inference.GRPCInferenceService/SystemSharedMemoryRegister",
+        "inference.GRPCInferenceService/RepositoryModelLoad",
+    ] {
+        let (code, report) = explain(&closed, method);
+        assert_eq!(code, Some(1), "{report}");
+        assert!(report.contains("404 route_not_found"), "{report}");
+    }
+    let (code, report) = explain(&closed, "inference.GRPCInferenceService/ModelInfer");
+    assert_eq!(code, Some(0), "{report}");
+    let check = run_moat(
+        &[
+            "check",
+            "--config",
+            closed.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let load = report["summary"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation_id"] == "inference.GRPCInferenceService/RepositoryModelLoad")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        load["requirement"].as_str().unwrap().starts_with("closed"),
+        "{load}"
+    );
+    let opened = write_config("inference.GRPCInferenceService/RepositoryModelLoad: []");
+    let (code, report) = explain(
+        &opened,
+        "inference.GRPCInferenceService/RepositoryModelLoad",
+    );
+    assert_eq!(code, Some(0), "{report}");
 }

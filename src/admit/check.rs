@@ -12,7 +12,8 @@ use crate::config::Mode;
 use crate::grpc::encoding::Encoding;
 use crate::grpc::framing::{Framing, FramingError};
 use crate::grpc::message::MessageCheck;
-use crate::reject::{Rejection, Stage};
+use crate::oip;
+use crate::reject::{FieldError, Rejection, Stage};
 use crate::spec::Rpc;
 use crate::trail::Trail;
 use crate::validate::{self, json::JsonLimits};
@@ -62,7 +63,8 @@ where
             Err(unread) => return Err(parameters.err().unwrap_or(unread)),
         };
     trail.body_read = true;
-    let checked = check_body(snapshot, target, headers, &body, trail);
+    let checked = check_body(snapshot, target, headers, &body, trail)
+        .and_then(|()| check_inference(snapshot, target, headers, &body, trail));
     validate::together(parameters, checked)?;
     Ok((RequestBody::Whole(body), room))
 }
@@ -140,6 +142,38 @@ fn framing(
 /// own limits end it.
 const STREAMS_WAIT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
+/// Stage 6 on an Open Inference Protocol REST infer call (`oip::rest`): its tensors
+/// consistent, within `limits.max_tensor_elements`. Under Triton's binary extension only
+/// the JSON part is read as JSON.
+fn check_inference(
+    snapshot: &Admission<'_>,
+    target: &Target<'_, '_>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    trail: &mut Trail,
+) -> Result<(), Rejection> {
+    if target.inference.is_none() {
+        return Ok(());
+    }
+    let json = match headers.get(oip::rest::HEADER_LENGTH) {
+        None => Some(&body[..]),
+        Some(length) => (length.to_str().ok())
+            .and_then(|length| length.parse::<usize>().ok())
+            .and_then(|length| body.get(..length)),
+    };
+    let verdict = match json {
+        Some(json) => oip::rest::check(json, snapshot.config.limits.max_tensor_elements),
+        None => Err(vec![FieldError {
+            location: "header",
+            pointer: oip::rest::HEADER_LENGTH.to_owned(),
+            message: "is not a length within the body".to_owned(),
+        }]),
+    };
+    let verdict = verdict.map_err(Rejection::BodySchema);
+    note_validity(trail, "tensors", verdict.is_ok());
+    enforce(verdict, target.mode, trail)
+}
+
 /// Bodies declared smaller than this are read whole even when nothing checks them: held,
 /// one goes to the model in the same write as the request head; streamed, hyper writes the
 /// head first and the body after it, a second syscall on both sides (measured: a 70-byte
@@ -156,7 +190,8 @@ fn streamable<B: Body>(
     body: &B,
 ) -> Option<bool> {
     let small = declared.is_some_and(|length| length < STREAM_FROM_BYTES);
-    if target.llm.is_some() || body.is_end_stream() || small {
+    let read = target.llm.is_some() || target.inference.is_some();
+    if read || body.is_end_stream() || small {
         return None;
     }
     match target.operation {

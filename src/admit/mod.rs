@@ -161,6 +161,11 @@ async fn authenticate(
     trail.pass(Stage::Authenticate, || {
         describe_principal(principal.as_ref())
     });
+    // The model an Open Inference Protocol REST call names is in its path: checked now,
+    // before its body is read.
+    if let Some(model) = target.inference {
+        allowed_model(snapshot, Some(model), principal.as_ref())?;
+    }
     Ok(principal)
 }
 
@@ -222,7 +227,8 @@ fn grpc_stage<B>(
     principal: Option<&Principal>,
     body: &RequestBody<B>,
 ) -> Result<Option<crate::grpc::health::HealthAnswer>, Rejection> {
-    use crate::grpc::{health, oip};
+    use crate::grpc::health;
+    use crate::oip;
     let (Some(rpc), RequestBody::Whole(body)) =
         (target.operation.and_then(|o| o.rpc.as_ref()), body)
     else {
@@ -236,13 +242,23 @@ fn grpc_stage<B>(
         .as_ref()
         .is_some_and(|i| i.full_name() == oip::INFER_REQUEST)
     {
-        let key_id = principal.and_then(|p| p.key_id.as_deref());
-        let model = oip::model_name(body);
-        if !snapshot.llm.allows_model(key_id, model.as_deref()) {
-            return Err(Rejection::ModelNotAllowed);
-        }
+        allowed_model(snapshot, oip::model_name(body).as_deref(), principal)?;
     }
     Ok(None)
+}
+
+/// Stage 4 for a call that names a model (the Open Inference Protocol's, over gRPC or
+/// REST): the key's `models` allowlist.
+fn allowed_model(
+    snapshot: &Admission<'_>,
+    model: Option<&str>,
+    principal: Option<&Principal>,
+) -> Result<(), Rejection> {
+    let key_id = principal.and_then(|p| p.key_id.as_deref());
+    match snapshot.llm.allows_model(key_id, model) {
+        true => Ok(()),
+        false => Err(Rejection::ModelNotAllowed),
+    }
 }
 
 /// A key carried in the query, removed from the URI; `None` when nothing was removed.

@@ -30,6 +30,8 @@ pub struct Target<'s, 'p> {
     pub mode: Mode,
     /// Metered as an LLM call.
     pub llm: Option<LlmProfile>,
+    /// The model an Open Inference Protocol REST infer call names (`oip::rest`).
+    pub inference: Option<&'p str>,
 }
 
 /// Stage 2: the operation at `path` and its security requirement and mode (the
@@ -44,8 +46,9 @@ pub fn route<'s, 'p>(
     if grpc {
         return grpc_method(snapshot, method, path).map(Routing::Target);
     }
+    let inference = crate::oip::rest::infer_model(method, path);
     let Some(spec) = &snapshot.spec else {
-        return Ok(Routing::Target(without_spec(snapshot)));
+        return Ok(Routing::Target(without_spec(snapshot, inference)));
     };
     Ok(match spec.router.route(method, path)? {
         Routed::Options { allow } => Routing::Options(allow),
@@ -62,6 +65,7 @@ pub fn route<'s, 'p>(
                 requirement: &route.requirement,
                 mode: route.mode,
                 llm: route.llm,
+                inference,
             })
         }
     })
@@ -103,6 +107,9 @@ fn grpc_method<'s>(
         });
     }
     let route = snapshot.routes.grpc(index);
+    if route.closed {
+        return Err(Rejection::RouteNotFound);
+    }
     Ok(Target {
         operation: Some(&services.operations[index]),
         template: Some(template),
@@ -110,11 +117,12 @@ fn grpc_method<'s>(
         requirement: &route.requirement,
         mode: route.mode,
         llm: None,
+        inference: None,
     })
 }
 
 /// Without a spec every path goes on, under the route of requests without an operation.
-fn without_spec<'s>(snapshot: &'s Admission<'s>) -> Target<'s, 'static> {
+fn without_spec<'s, 'p>(snapshot: &'s Admission<'s>, inference: Option<&'p str>) -> Target<'s, 'p> {
     let route = snapshot.routes.without_spec();
     Target {
         operation: None,
@@ -123,5 +131,6 @@ fn without_spec<'s>(snapshot: &'s Admission<'s>) -> Target<'s, 'static> {
         requirement: &route.requirement,
         mode: route.mode,
         llm: None,
+        inference,
     }
 }

@@ -18,6 +18,15 @@ mod spec_source;
 mod text;
 mod tls_status;
 
+/// A route's requirement as `moat check` shows it: a gRPC method that is never routed
+/// (`policy::Route::closed`) says so.
+fn requirement(route: &crate::policy::Route) -> String {
+    match route.closed {
+        true => "closed: changes the model server; name it in policy.operations to open it".into(),
+        false => route.requirement.to_string(),
+    }
+}
+
 /// How the report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

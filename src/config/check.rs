@@ -57,7 +57,7 @@ impl Config {
     }
 
     /// The counts and sizes that must be at least 1, by their names in the config.
-    fn counts(&self) -> [(&'static str, u64); 11] {
+    fn counts(&self) -> [(&'static str, u64); 12] {
         let limits = &self.limits;
         [
             ("limits.max_body_bytes", limits.max_body_bytes),
@@ -70,6 +70,7 @@ impl Config {
                 "limits.max_object_members",
                 limits.max_object_members as u64,
             ),
+            ("limits.max_tensor_elements", limits.max_tensor_elements),
             ("limits.max_connections", limits.max_connections as u64),
             (
                 "limits.max_requests_per_connection",

@@ -94,6 +94,9 @@ pub struct Limits {
     pub max_string_bytes: usize,
     pub max_array_items: usize,
     pub max_object_members: usize,
+    /// The elements an Open Inference Protocol call's inputs may hold in all (gRPC and its
+    /// REST twin, `oip`): the bound on the work one call asks of the model.
+    pub max_tensor_elements: u64,
     #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
     #[serde(deserialize_with = "duration")]
@@ -197,6 +200,7 @@ impl Default for Limits {
             max_string_bytes: 8 * 1024 * 1024,
             max_array_items: 1_000_000,
             max_object_members: 10_000,
+            max_tensor_elements: 16 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,

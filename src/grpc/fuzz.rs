@@ -142,7 +142,7 @@ static CHECKS: std::sync::LazyLock<Option<(MessageCheck, MessageCheck)>> =
         compiler.open_file(OIP_NAME).ok()?;
         let input = compiler
             .descriptor_pool()
-            .get_message_by_name(super::oip::INFER_REQUEST)?;
+            .get_message_by_name(crate::oip::INFER_REQUEST)?;
         let limits = crate::config::Limits::default();
         Some((
             MessageCheck::new(input.clone(), false, &limits),

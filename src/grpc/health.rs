@@ -35,6 +35,7 @@ pub(super) fn operation() -> Operation {
             answered_by_moat: true,
             input: None,
             allow_unknown_fields: false,
+            administrative: false,
         }),
     }
 }

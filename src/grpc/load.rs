@@ -92,8 +92,18 @@ fn operation(method: &MethodDescriptor, allow_unknown_fields: bool) -> Operation
             answered_by_moat: false,
             input: Some(method.input()),
             allow_unknown_fields,
+            administrative: administrative(method.name()),
         }),
     }
+}
+
+/// The Open Inference Protocol's (and Triton's) methods that change the server rather than
+/// ask it something: a caller that may infer should not thereby map shared memory into the
+/// server or take a model away.
+fn administrative(method: &str) -> bool {
+    method.ends_with("SharedMemoryRegister")
+        || method.ends_with("SharedMemoryUnregister")
+        || matches!(method, "RepositoryModelLoad" | "RepositoryModelUnload")
 }
 
 /// `package.Service/Method`.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _, Value};
 
 use crate::config::Limits;
+use crate::oip;
 use crate::reject::FieldError;
 
 /// What a method's messages are checked against.
@@ -22,6 +23,7 @@ pub struct MessageCheck {
     max_items: usize,
     max_members: usize,
     max_string_bytes: usize,
+    max_tensor_elements: u64,
 }
 
 impl MessageCheck {
@@ -33,6 +35,7 @@ impl MessageCheck {
             max_items: limits.max_array_items,
             max_members: limits.max_object_members,
             max_string_bytes: limits.max_string_bytes,
+            max_tensor_elements: limits.max_tensor_elements,
         }
     }
 
@@ -46,8 +49,8 @@ impl MessageCheck {
         })?;
         let mut errors = Vec::new();
         self.walk(&decoded, &mut String::new(), 1, &mut errors);
-        if errors.is_empty() && self.input.full_name() == super::oip::INFER_REQUEST {
-            errors = super::oip::check(&decoded);
+        if errors.is_empty() && self.input.full_name() == oip::INFER_REQUEST {
+            errors = oip::check(&decoded, self.max_tensor_elements);
         }
         match errors.is_empty() {
             true => Ok(()),

@@ -11,7 +11,6 @@ pub(crate) mod fuzz;
 pub mod health;
 mod load;
 pub mod message;
-pub mod oip;
 mod relay;
 pub mod timeout;
 

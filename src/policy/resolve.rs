@@ -42,6 +42,7 @@ impl<'c> Resolver<'c> {
             requirement: self.compiler.compile(&self.default, "policy.default"),
             mode: self.policy.mode,
             llm: None,
+            closed: false,
         }
     }
 
@@ -75,6 +76,7 @@ impl<'c> Resolver<'c> {
                 .and_then(OperationPolicy::mode)
                 .unwrap_or(self.policy.mode),
             llm: LlmProfile::resolve(policy.and_then(OperationPolicy::llm), operation),
+            closed: policy.is_none() && operation.rpc.as_ref().is_some_and(|r| r.administrative),
         }
     }
 

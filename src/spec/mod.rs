@@ -71,6 +71,9 @@ pub struct Rpc {
     pub input: Option<prost_reflect::MessageDescriptor>,
     /// `grpc.methods.<method>.unknown_fields: allow`.
     pub allow_unknown_fields: bool,
+    /// It changes the model server itself (registers shared memory, loads or unloads a
+    /// model): closed unless `policy.operations` names it.
+    pub administrative: bool,
 }
 
 impl Rpc {

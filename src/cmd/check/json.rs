@@ -120,7 +120,7 @@ fn operations(snapshot: &Snapshot) -> Vec<Value> {
             "path": operation.template.to_string(),
             "operation_id": operation.id.to_string(),
             "mode": route.mode.as_str(),
-            "requirement": route.requirement.to_string(),
+            "requirement": super::requirement(route),
             "llm": false,
             "kind": operation.rpc.as_ref().map_or("", crate::spec::Rpc::kind),
         })

@@ -154,7 +154,7 @@ fn describe_grpc(out: &mut String, snapshot: &Snapshot, grpc: &crate::grpc::Serv
             operation.template,
             operation.rpc.as_ref().map_or("", Rpc::kind),
             route.mode.as_str(),
-            route.requirement
+            super::requirement(route)
         );
     }
 }

@@ -1,10 +1,14 @@
 //! The Open Inference Protocol's tensors, checked for consistency in a decoded
-//! `inference.ModelInferRequest` (KServe, MLServer, Triton): every input's datatype is one
-//! the protocol defines, its shape has no negative dimension, and its data holds exactly
-//! as many elements as the shape says — `raw_input_contents[i]` as many bytes as elements ×
-//! the datatype's size, or the typed `contents` field as many values. A model server handed
-//! a shape of `[1000000, 1000000]` over 16 bytes fails inside (MLServer answers INTERNAL with
-//! a Python traceback); here it is a refusal naming the field.
+//! `inference.ModelInferRequest` (KServe, MLServer, Triton; its REST twin in `rest`): every
+//! input's datatype is one the protocol defines, its shape has no negative dimension, its
+//! data holds exactly as many elements as the shape says — `raw_input_contents[i]` as many
+//! bytes as elements × the datatype's size, or the typed `contents` field as many values —
+//! and the call's inputs hold at most `limits.max_tensor_elements` elements in all. A model
+//! server handed a shape of `[1000000, 1000000]` over 16 bytes fails inside (MLServer
+//! answers INTERNAL with a Python traceback); here it is a refusal naming the field, never
+//! its value.
+
+pub mod rest;
 
 use std::borrow::Cow;
 
@@ -29,9 +33,11 @@ pub fn model_name(framed: &[u8]) -> Option<String> {
         .map(|m: ModelName| m.model_name)
 }
 
-/// The violations of `request`'s tensors, each at its field path.
-pub fn check(request: &DynamicMessage) -> Vec<FieldError> {
+/// The violations of `request`'s tensors, each at its field path; `max_elements`: the
+/// bound on the elements of all its inputs together.
+pub fn check(request: &DynamicMessage, max_elements: u64) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    let mut total = Total::new(max_elements);
     let (inputs, raw) = (
         field(request, "inputs"),
         field(request, "raw_input_contents"),
@@ -51,41 +57,72 @@ pub fn check(request: &DynamicMessage) -> Vec<FieldError> {
             .get(index)
             .and_then(Value::as_bytes)
             .map(|b| b.len() as u64);
-        if let Err(problem) = tensor_problem(tensor, raw) {
+        let counted = tensor_problem(tensor, raw)
+            .and_then(|elements| total.add(elements).map_err(|why| ("inputs".into(), why)));
+        if let Err(problem) = counted {
             errors.push(error(&format!("{}[{index}]", problem.0), problem.1));
         }
     }
     errors
 }
 
+/// The elements of a call's inputs so far, against `limits.max_tensor_elements`.
+pub(crate) struct Total {
+    elements: u64,
+    limit: u64,
+}
+
+impl Total {
+    pub(crate) fn new(limit: u64) -> Total {
+        Total { elements: 0, limit }
+    }
+
+    /// One more input of `elements`: refused when it takes the call past the limit.
+    pub(crate) fn add(&mut self, elements: u64) -> Result<(), String> {
+        self.elements = self.elements.saturating_add(elements);
+        match self.elements > self.limit {
+            true => Err(format!(
+                "brings the call's inputs past {} elements (limits.max_tensor_elements)",
+                self.limit
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
+/// The element count of a shape: the product of its dimensions, none negative, without
+/// overflow.
+pub(crate) fn elements(shape: impl IntoIterator<Item = i64>) -> Result<u64, &'static str> {
+    let mut elements: u64 = 1;
+    for dimension in shape {
+        let dimension = u64::try_from(dimension).map_err(|_| "has a negative shape dimension")?;
+        elements = elements
+            .checked_mul(dimension)
+            .ok_or("has a shape whose element count overflows")?;
+    }
+    Ok(elements)
+}
+
+/// Why a datatype is refused: never the value, the ones the protocol defines.
+pub(crate) const UNKNOWN_DATATYPE: &str = "has a datatype the protocol does not define (BOOL, UINT8–64, INT8–64, FP16, BF16, FP32, FP64, BYTES)";
+
 /// What is wrong with one input tensor: the field (relative to `inputs` or
-/// `raw_input_contents`) and why.
-fn tensor_problem(tensor: &DynamicMessage, raw: Option<u64>) -> Result<(), (String, String)> {
+/// `raw_input_contents`) and why; else its element count.
+fn tensor_problem(tensor: &DynamicMessage, raw: Option<u64>) -> Result<u64, (String, String)> {
     let datatype = string(tensor, "datatype");
     let Some((size, typed)) = datatype_layout(&datatype) else {
-        return Err((
-            "inputs".into(),
-            format!("has datatype `{datatype}`, which the protocol does not define"),
-        ));
+        return Err(("inputs".into(), UNKNOWN_DATATYPE.into()));
     };
-    let mut elements: u64 = 1;
-    for dimension in list(&field(tensor, "shape")) {
-        let dimension = dimension.as_i64().unwrap_or(-1);
-        let Ok(dimension) = u64::try_from(dimension) else {
-            return Err(("inputs".into(), "has a negative shape dimension".into()));
-        };
-        elements = elements.checked_mul(dimension).ok_or((
-            "inputs".into(),
-            "has a shape whose element count overflows".into(),
-        ))?;
-    }
+    let shape = field(tensor, "shape");
+    let elements = elements(list(&shape).iter().map(|d| d.as_i64().unwrap_or(-1)))
+        .map_err(|why| ("inputs".to_owned(), why.to_owned()))?;
     match (raw, size) {
         (Some(bytes), Some(size)) if Some(bytes) != elements.checked_mul(size) => Err((
             "raw_input_contents".into(),
             format!("holds {bytes} bytes; the shape and datatype need {elements} × {size}"),
         )),
-        (Some(_), _) => Ok(()),
-        (None, _) => typed_count(tensor, typed, elements),
+        (Some(_), _) => Ok(elements),
+        (None, _) => typed_count(tensor, typed, elements).map(|()| elements),
     }
 }
 
@@ -111,7 +148,7 @@ fn typed_count(
 
 /// A datatype's element size in bytes (`None`: variable, BYTES) and its typed contents
 /// field (`None`: raw contents only).
-fn datatype_layout(datatype: &str) -> Option<(Option<u64>, Option<&'static str>)> {
+pub(crate) fn datatype_layout(datatype: &str) -> Option<(Option<u64>, Option<&'static str>)> {
     Some(match datatype {
         "BOOL" => (Some(1), Some("bool_contents")),
         "UINT8" => (Some(1), Some("uint_contents")),
@@ -173,7 +210,7 @@ mod tests {
     }
 
     fn fields(json: &str) -> Vec<String> {
-        check(&request(json))
+        check(&request(json), 1_000_000)
             .into_iter()
             .map(|e| e.pointer)
             .collect()
@@ -214,6 +251,17 @@ mod tests {
         let uneven = r#"{"inputs": [{"datatype": "UINT8", "shape": [1]}, {"datatype": "UINT8", "shape": [1]}],
             "raw_input_contents": ["AA=="]}"#;
         assert_eq!(fields(uneven)[0], "raw_input_contents");
+        // 2 + 3 elements, where the call may carry 4.
+        let many = r#"{"inputs": [{"datatype": "BOOL", "shape": [2]}, {"datatype": "BOOL", "shape": [3]}],
+            "raw_input_contents": ["AAA=", "AAAA"]}"#;
+        assert_eq!(check(&request(many), 5), []);
+        let errors = check(&request(many), 4);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].pointer, "inputs[1]");
+        assert!(
+            errors[0].message.contains("max_tensor_elements"),
+            "{errors:?}"
+        );
     }
 
     #[test]
