@@ -343,6 +343,7 @@ fn mlserver_over_grpc_gets_the_same_keys_scopes_limits_and_quotas_as_over_rest()
 
     unknown_fields_are_refused_unless_the_method_allows_them(&python, &server, &moat, &store, &ops);
     inconsistent_tensors_are_refused_with_their_field(&python, &moat, &ops);
+    rules_refuse_what_they_name(&python, &server, &store, &ops);
     compression_is_bounded_and_unknown_encodings_refused(&moat, &ops);
 
     // Seen like REST: the access log names the method, the key and the subject.
@@ -452,6 +453,29 @@ fn inconsistent_tensors_are_refused_with_their_field(python: &Path, moat: &Moat,
     let short = gzip("1,4", "raw:8");
     assert_eq!(fields(&short), json!(["raw_input_contents[0]"]), "{short}");
     assert_eq!(gzip("1,4", "raw:16")["code"], "OK");
+}
+
+/// `grpc.rules`: a JSON Schema over the message's proto3 JSON. A consistent tensor the rule
+/// bounds is refused at its field path; one within it reaches MLServer.
+fn rules_refuse_what_they_name(python: &Path, server: &MlServer, store: &Path, key: &str) {
+    let ruled = moat_for(
+        server,
+        store,
+        "  rules:\n    inference.GRPCInferenceService/ModelInfer:\n      \
+         properties: {inputs: {items: {properties: {shape: {items: {maximum: 4}}}}}}\n",
+        None,
+    );
+    let addr = ruled.addr.to_string();
+    let tensor =
+        |shape: &str, data: &str| client(python, &["tensor", &addr, key, shape, "FP32", data]);
+    let wide = tensor("2,8", "raw:64");
+    assert_eq!(wide["code"], "INVALID_ARGUMENT", "{wide}");
+    assert_eq!(
+        wide["details"]["fields"],
+        json!(["inputs[0].shape[1]"]),
+        "{wide}"
+    );
+    assert_eq!(tensor("1,4", "raw:16")["code"], "OK");
 }
 
 /// A gRPC call written by hand over HTTP/2 (grpcio cannot send pre-compressed bytes):

@@ -130,7 +130,8 @@ fn framing(
     let mut framing = Framing::new(max_message, !rpc.client_streaming).encoded(encoding);
     if let Some(input) = &rpc.input {
         let limits = &snapshot.config.limits;
-        let check = MessageCheck::new(input.clone(), rpc.allow_unknown_fields, limits);
+        let check = MessageCheck::new(input.clone(), rpc.allow_unknown_fields, limits)
+            .with_rules(rpc.rules.clone());
         framing = framing.checking(check);
     }
     Ok((framing, max_message))

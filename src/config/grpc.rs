@@ -37,6 +37,22 @@ pub struct GrpcConfig {
     /// Settings per method, by `package.Service/Method`.
     #[serde(default)]
     pub methods: BTreeMap<String, MethodConfig>,
+    /// Rules per method, by `package.Service/Method`: a JSON Schema (2020-12) each request
+    /// message's proto3 JSON must satisfy (proto field names, 64-bit integers as numbers).
+    #[serde(default)]
+    pub rules: BTreeMap<String, serde_json::Value>,
+    /// `buf.validate` annotations in the definitions, which moat does not enforce: a load
+    /// error (`refuse`, the default) or served without them (`ignore`).
+    #[serde(default)]
+    pub protovalidate: Protovalidate,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protovalidate {
+    #[default]
+    Refuse,
+    Ignore,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -36,6 +36,7 @@ pub(super) fn operation() -> Operation {
             input: None,
             allow_unknown_fields: false,
             administrative: false,
+            rules: None,
         }),
     }
 }

@@ -2,7 +2,7 @@
 //! user's machine), or a `FileDescriptorSet` decoded by prost-reflect. Every problem comes
 //! back as text naming the file (protox's errors carry the line and column).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use prost_reflect::{DescriptorPool, MethodDescriptor};
 
 use super::Services;
 use super::health;
-use crate::config::{GrpcConfig, UnknownFields};
+use crate::config::{GrpcConfig, Protovalidate, UnknownFields};
+use crate::spec::compile::SharedSchema;
 use crate::spec::{Operation, Params, Rpc};
 
 /// The services `config` names, each method an operation.
@@ -21,6 +22,7 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
         None => compile(&config.protos, &config.includes),
     }
     .map_err(|problem| vec![problem])?;
+    unenforced(&pool, config)?;
     let mut operations = methods(&pool, config)?;
     if pool.get_service_by_name(health::SERVICE).is_none() {
         operations.push(health::operation());
@@ -43,9 +45,10 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
     })
 }
 
-/// Every method of the pool's services as an operation; `grpc.methods` must name only
-/// methods there are.
+/// Every method of the pool's services as an operation; `grpc.methods` and `grpc.rules`
+/// must name only methods there are, and each rule must compile.
 fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Vec<Operation>, Vec<String>> {
+    let rules = compile_rules(config)?;
     let allowed = |method: &MethodDescriptor| {
         config
             .methods
@@ -55,14 +58,23 @@ fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Vec<Operation>,
     let operations: Vec<Operation> = pool
         .services()
         .flat_map(|service| service.methods().collect::<Vec<_>>())
-        .map(|method| operation(&method, allowed(&method)))
+        .map(|method| {
+            let rules = rules.get(&method_name(&method)).cloned();
+            operation(&method, allowed(&method), rules)
+        })
         .collect();
-    let unknown: Vec<String> = config
-        .methods
-        .keys()
-        .filter(|name| !operations.iter().any(|o| &*o.id == name.as_str()))
-        .map(|name| format!("grpc.methods.{name}: no method of the services has this name"))
-        .collect();
+    let named = |name: &String| operations.iter().any(|o| &*o.id == name.as_str());
+    let unknown: Vec<String> = [
+        ("methods", config.methods.keys().collect::<Vec<_>>()),
+        ("rules", config.rules.keys().collect()),
+    ]
+    .into_iter()
+    .flat_map(|(section, names)| {
+        names.into_iter().filter(|n| !named(n)).map(move |name| {
+            format!("grpc.{section}.{name}: no method of the services has this name")
+        })
+    })
+    .collect();
     if !unknown.is_empty() {
         return Err(unknown);
     }
@@ -75,9 +87,49 @@ fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Vec<Operation>,
     Ok(operations)
 }
 
+/// protovalidate annotations refuse the load, unless `grpc.protovalidate: ignore` (see
+/// `annotations`).
+fn unenforced(pool: &DescriptorPool, config: &GrpcConfig) -> Result<(), Vec<String>> {
+    if config.protovalidate == Protovalidate::Ignore {
+        return Ok(());
+    }
+    let places = super::annotations::annotated(pool);
+    match places.is_empty() {
+        true => Ok(()),
+        false => Err(vec![format!(
+            "grpc: {} carry buf.validate (protovalidate) rules, which moat does not enforce: \
+             write them as grpc.rules.<method> (JSON Schema), or set `grpc.protovalidate: \
+             ignore` to serve the methods without them",
+            places.join(", ")
+        )]),
+    }
+}
+
+/// `grpc.rules`, each compiled (a schema that does not compile is a load error).
+fn compile_rules(config: &GrpcConfig) -> Result<BTreeMap<String, SharedSchema>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut rules = BTreeMap::new();
+    for (name, schema) in &config.rules {
+        match crate::spec::compile::standalone(schema) {
+            Ok(schema) => {
+                rules.insert(name.clone(), SharedSchema(Arc::new(schema)));
+            }
+            Err(problem) => problems.push(format!("grpc.rules.{name}: {problem}")),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(rules),
+        false => Err(problems),
+    }
+}
+
 /// A method as an operation: `POST /package.Service/Method`, named
 /// `package.Service/Method`; no parameters or OpenAPI body, the policy's default security.
-fn operation(method: &MethodDescriptor, allow_unknown_fields: bool) -> Operation {
+fn operation(
+    method: &MethodDescriptor,
+    allow_unknown_fields: bool,
+    rules: Option<SharedSchema>,
+) -> Operation {
     let name = method_name(method);
     Operation {
         template: format!("/{name}"),
@@ -93,6 +145,7 @@ fn operation(method: &MethodDescriptor, allow_unknown_fields: bool) -> Operation
             input: Some(method.input()),
             allow_unknown_fields,
             administrative: administrative(method.name()),
+            rules,
         }),
     }
 }
@@ -191,6 +244,8 @@ mod tests {
             port: Some(1),
             max_message_bytes: 1024,
             methods: Default::default(),
+            rules: Default::default(),
+            protovalidate: Default::default(),
         }
     }
 
@@ -251,6 +306,39 @@ message ScoreReply { float y = 1; }
         let problems = load(&from_set).err().unwrap();
         assert!(
             problems[0].contains("not a FileDescriptorSet"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn rules_must_name_a_method_and_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = dir.path().join("scorer.proto");
+        std::fs::write(&proto, PROTO).unwrap();
+        let mut ruled = config(&[&proto]);
+        ruled.rules.insert(
+            "demo.v1.Scorer/Score".into(),
+            serde_json::json!({"maxProperties": 1}),
+        );
+        let services = load(&ruled).unwrap();
+        assert!(services.operations[0].rpc.as_ref().unwrap().rules.is_some());
+        assert!(services.operations[1].rpc.as_ref().unwrap().rules.is_none());
+        ruled
+            .rules
+            .insert("demo.v1.Scorer/Nope".into(), serde_json::json!({}));
+        let problems = load(&ruled).err().unwrap();
+        assert_eq!(
+            problems,
+            ["grpc.rules.demo.v1.Scorer/Nope: no method of the services has this name"]
+        );
+        ruled.rules.remove("demo.v1.Scorer/Nope");
+        ruled.rules.insert(
+            "demo.v1.Scorer/Watch".into(),
+            serde_json::json!({"pattern": "(?=x)"}),
+        );
+        let problems = load(&ruled).err().unwrap();
+        assert!(
+            problems[0].starts_with("grpc.rules.demo.v1.Scorer/Watch: the schema does not compile"),
             "{problems:?}"
         );
     }

@@ -8,11 +8,14 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _, Value};
+use prost_reflect::{
+    DynamicMessage, MessageDescriptor, ReflectMessage as _, SerializeOptions, Value,
+};
 
 use crate::config::Limits;
 use crate::oip;
 use crate::reject::FieldError;
+use crate::spec::compile::SharedSchema;
 
 /// What a method's messages are checked against.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct MessageCheck {
     max_members: usize,
     max_string_bytes: usize,
     max_tensor_elements: u64,
+    /// `grpc.rules.<method>`, over the message's proto3 JSON.
+    rules: Option<SharedSchema>,
 }
 
 impl MessageCheck {
@@ -36,7 +41,14 @@ impl MessageCheck {
             max_members: limits.max_object_members,
             max_string_bytes: limits.max_string_bytes,
             max_tensor_elements: limits.max_tensor_elements,
+            rules: None,
         }
+    }
+
+    /// The same, each message also held to `rules` (see [`MessageCheck::ruled`]).
+    pub fn with_rules(mut self, rules: Option<SharedSchema>) -> MessageCheck {
+        self.rules = rules;
+        self
     }
 
     /// Checks one message (without its 5-byte prefix).
@@ -51,6 +63,9 @@ impl MessageCheck {
         self.walk(&decoded, &mut String::new(), 1, &mut errors);
         if errors.is_empty() && self.input.full_name() == oip::INFER_REQUEST {
             errors = oip::check(&decoded, self.max_tensor_elements);
+        }
+        if errors.is_empty() {
+            self.ruled(&decoded, &mut errors);
         }
         match errors.is_empty() {
             true => Ok(()),
@@ -152,6 +167,52 @@ impl MessageCheck {
     }
 }
 
+impl MessageCheck {
+    /// `grpc.rules`: the message as proto3 JSON — proto field names, 64-bit integers as
+    /// numbers (so `maximum` applies), enums by name, bytes in base64, unset fields absent —
+    /// checked by the same validator as the REST bodies; each failure named by field path.
+    fn ruled(&self, message: &DynamicMessage, errors: &mut Vec<FieldError>) {
+        let Some(SharedSchema(rules)) = &self.rules else {
+            return;
+        };
+        let options = SerializeOptions::new()
+            .use_proto_field_name(true)
+            .stringify_64_bit_integers(false);
+        let json = match message.serialize_with_options(serde_json::value::Serializer, &options) {
+            Ok(json) => json,
+            Err(error) => {
+                let why = format!("cannot be read as proto3 JSON for grpc.rules ({error})");
+                return errors.push(violation("", why));
+            }
+        };
+        let mut failures = Vec::new();
+        if !rules.check(&json, "message", "", &mut failures) {
+            errors.extend(failures.into_iter().map(|mut failure| {
+                failure.pointer = field_path(&failure.pointer);
+                failure
+            }));
+        }
+    }
+}
+
+/// A JSON pointer into the message's JSON as the field path gRPC errors name:
+/// `/inputs/0/shape/1` → `inputs[0].shape[1]`.
+fn field_path(pointer: &str) -> String {
+    let mut path = String::with_capacity(pointer.len());
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            let _ = write!(path, "[{segment}]");
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&segment);
+        }
+    }
+    path
+}
+
 fn violation(path: &str, message: String) -> FieldError {
     FieldError {
         location: "message",
@@ -239,5 +300,44 @@ message Request { string model_name = 1; repeated Tensor inputs = 2; }
         assert_eq!(check.check(many).unwrap_err()[0].pointer, "inputs[0].shape");
         let long = encode(&check, r#"{"model_name": "iris-long"}"#);
         assert_eq!(check.check(long).unwrap_err()[0].pointer, "model_name");
+    }
+
+    #[test]
+    fn rules_hold_the_proto3_json_and_name_the_field_path() {
+        let rules = serde_json::json!({
+            "properties": {
+                "model_name": {"pattern": "^[a-z]+$"},
+                "inputs": {"items": {"properties": {"shape": {"items": {"maximum": 8}}}}}
+            }
+        });
+        let rules = crate::spec::compile::standalone(&rules).unwrap();
+        let check = check(&Limits::default(), false)
+            .with_rules(Some(SharedSchema(std::sync::Arc::new(rules))));
+        let good = encode(
+            &check,
+            r#"{"model_name": "iris", "inputs": [{"shape": [1, 8]}]}"#,
+        );
+        assert_eq!(check.check(good), Ok(()));
+        let wide = encode(
+            &check,
+            r#"{"model_name": "iris", "inputs": [{"shape": [1, 9]}]}"#,
+        );
+        let errors = check.check(wide).unwrap_err();
+        assert_eq!(errors[0].pointer, "inputs[0].shape[1]", "{errors:?}");
+        assert!(
+            !errors[0].message.contains('9'),
+            "no value echoed: {errors:?}"
+        );
+        let named = encode(&check, r#"{"model_name": "IRIS-secret"}"#);
+        let errors = check.check(named).unwrap_err();
+        assert_eq!(errors[0].pointer, "model_name");
+        assert!(!errors[0].message.contains("secret"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_pointer_reads_as_a_field_path() {
+        assert_eq!(field_path("/inputs/0/shape/1"), "inputs[0].shape[1]");
+        assert_eq!(field_path(""), "");
+        assert_eq!(field_path("/tags/a~1b"), "tags.a/b");
     }
 }

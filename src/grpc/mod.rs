@@ -5,6 +5,7 @@
 //! request is a gRPC call, its messages' framing (`framing`), its deadline (`timeout`), and
 //! the health service moat answers (`health`).
 
+mod annotations;
 pub mod encoding;
 pub mod framing;
 pub(crate) mod fuzz;

@@ -87,6 +87,28 @@ impl<'d> Compiler<'d> {
     }
 }
 
+/// Compiles a schema that stands alone (a gRPC method's `grpc.rules`): its own `$defs`, no
+/// document around it.
+pub fn standalone(schema: &Value) -> Result<Schema, String> {
+    let validator = options()
+        .build(schema)
+        .map_err(|e| format!("the schema does not compile: {}", e.masked()))?;
+    Ok(Schema { validator })
+}
+
+/// A compiled schema several operations' copies share (an `Rpc` is cloned with its
+/// operation); equal when it is the same one.
+#[derive(Debug, Clone)]
+pub struct SharedSchema(pub std::sync::Arc<Schema>);
+
+impl PartialEq for SharedSchema {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedSchema {}
+
 /// What a fragment carries as is besides ASCII letters and digits.
 const FRAGMENT_SAFE: &str = "/~-._:@!$&'()*+,;=";
 

@@ -74,6 +74,8 @@ pub struct Rpc {
     /// It changes the model server itself (registers shared memory, loads or unloads a
     /// model): closed unless `policy.operations` names it.
     pub administrative: bool,
+    /// `grpc.rules.<method>`: a JSON Schema over each message's proto3 JSON.
+    pub rules: Option<compile::SharedSchema>,
 }
 
 impl Rpc {
