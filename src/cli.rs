@@ -120,7 +120,8 @@ enum SpecCommand {
         format: spec::Format,
     },
     /// Print, as an OpenAPI Overlay to review and keep, what the effective spec leaves open
-    /// in requests: unbounded strings, numbers and arrays, open objects, empty schemas.
+    /// in requests: unbounded strings, numbers and arrays, open objects, empty schemas; and,
+    /// with `grpc`, the fields of each method's input that no proto bounds.
     Loose {
         #[command(flatten)]
         config: ConfigArg,

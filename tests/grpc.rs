@@ -739,6 +739,27 @@ fn moat_check_lists_the_example_methods() {
     );
 }
 
+/// `moat spec loose` on a gRPC config: the fields no proto bounds, per method, by path.
+#[test]
+fn moat_spec_loose_lists_the_open_fields_of_each_method() {
+    let output = run_moat(
+        &["spec", "loose", "--config", "examples/grpc/moat.yaml"],
+        &[],
+    );
+    let report = text(&output);
+    assert!(output.status.success(), "{report}");
+    let parsed: Value = serde_saphyr::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap();
+    let infer = &parsed["grpc"]["inference.GRPCInferenceService/ModelInfer"];
+    assert_eq!(infer["input"], "inference.ModelInferRequest", "{report}");
+    let open = infer["open"].as_array().unwrap();
+    assert!(
+        open.contains(&json!(
+            "inputs[].shape: repeated int64 (limits.max_array_items)"
+        )),
+        "{report}"
+    );
+}
+
 /// `moat explain GRPC`: the message given as proto3 JSON, encoded by the method's input type,
 /// through the same stages as `serve`.
 #[test]
@@ -772,6 +793,15 @@ fn moat_explain_runs_a_grpc_call_through_the_stages() {
     assert_eq!(code, Some(2), "{report}");
     assert!(
         report.contains("unrecognized field name 'model_nme'"),
+        "{report}"
+    );
+    // The decoded message's verdict, by field path.
+    let short = r#"{"model_name": "iris", "inputs": [{"name": "x", "datatype": "FP32",
+        "shape": [1, 4]}], "raw_input_contents": ["AAAA"]}"#;
+    let (code, report) = explain(&[infer, "-H", &header, "-d", short]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("message raw_input_contents[0]: holds 3 bytes"),
         "{report}"
     );
     let unload = "inference.GRPCInferenceService/RepositoryModelUnload";

@@ -84,12 +84,12 @@ extend google.protobuf.FieldOptions { FieldRules field = 1159; }
              service S { rpc Call (Req) returns (Req); }\n",
         )
         .unwrap();
-        let problems = super::super::load::load(&config).err().unwrap();
+        let problems = super::super::load(&config).err().unwrap();
         assert!(
             problems[0].contains("u.Req.name carry buf.validate"),
             "{problems:?}"
         );
         config.protovalidate = crate::config::Protovalidate::Ignore;
-        assert!(super::super::load::load(&config).is_ok());
+        assert!(super::super::load(&config).is_ok());
     }
 }

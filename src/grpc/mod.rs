@@ -11,6 +11,7 @@ pub mod framing;
 pub(crate) mod fuzz;
 pub mod health;
 mod load;
+pub mod loose;
 pub mod message;
 mod relay;
 pub mod timeout;
