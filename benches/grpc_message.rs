@@ -2,7 +2,9 @@
 //! with a 1 KiB and a 1 MiB FP32 tensor in `raw_input_contents`, decoded by prost-reflect,
 //! (and the 1 MiB as typed `fp32_contents`), walked for unknown fields and the guard rails,
 //! and its tensor checked for consistency —
-//! what stage 6 does to every unary `ModelInfer` call. Run: `cargo bench --bench grpc_message`.
+//! what stage 6 does to every unary `ModelInfer` call; then the 1 KiB call held to a
+//! `grpc.rules` schema (the message built as proto3 JSON), and the 1 MiB call sent gzip'd
+//! (decompressed, checked, reframed). Run: `cargo bench --bench grpc_message`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is the failure report
 
 use std::hint::black_box;
@@ -59,7 +61,82 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ModelInferRequest 1024 KiB typed fp32_contents", |b| {
         b.iter(|| check.check(black_box(encoded.clone())))
     });
+    ruled(&mut group, &input_of(&pool), &limits);
+    gzipped(&mut group, &input_of(&pool), &limits);
     group.finish();
+}
+
+fn input_of(pool: &DescriptorPool) -> prost_reflect::MessageDescriptor {
+    pool.get_message_by_name("inference.ModelInferRequest")
+        .unwrap()
+}
+
+/// An encoded `ModelInferRequest` for iris with `bytes` of FP32 raw contents, the bytes
+/// made by a small LCG (as incompressible as a real tensor, and the same every run).
+fn request(input: &prost_reflect::MessageDescriptor, bytes: usize) -> Bytes {
+    let json = format!(
+        r#"{{"model_name": "iris", "inputs": [{{"name": "input-0", "datatype": "FP32",
+            "shape": [1, {}]}}]}}"#,
+        bytes / 4
+    );
+    let mut reader = serde_json::Deserializer::from_str(&json);
+    let mut message = DynamicMessage::deserialize(input.clone(), &mut reader).unwrap();
+    let mut state = 0x2545_f491_u32;
+    let data: Vec<u8> = (0..bytes)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8
+        })
+        .collect();
+    let raw = Value::List(vec![Value::Bytes(Bytes::from(data))]);
+    message.set_field_by_name("raw_input_contents", raw);
+    Bytes::from(message.encode_to_vec())
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// The 1 KiB call held to a rule on its model and shapes (`grpc.rules`).
+fn ruled(group: &mut Group<'_>, input: &prost_reflect::MessageDescriptor, limits: &Limits) {
+    let schema = serde_json::json!({
+        "required": ["model_name"],
+        "properties": {"inputs": {"maxItems": 4, "items": {"properties": {"shape": {"items": {"maximum": 1_000_000}}}}}}
+    });
+    let rules = moat::spec::compile::standalone(&schema).unwrap();
+    let shared = moat::spec::compile::SharedSchema(std::sync::Arc::new(rules));
+    let check = MessageCheck::new(input.clone(), false, limits).with_rules(Some(shared));
+    let encoded = request(input, 1024);
+    assert_eq!(check.check(encoded.clone()), Ok(()));
+    group.throughput(Throughput::Bytes(encoded.len() as u64));
+    group.bench_function("ModelInferRequest 1 KiB tensor + grpc.rules", |b| {
+        b.iter(|| check.check(black_box(encoded.clone())))
+    });
+}
+
+/// The 1 MiB call gzip'd: its frame decompressed, checked and reframed, as stage 6 does.
+fn gzipped(group: &mut Group<'_>, input: &prost_reflect::MessageDescriptor, limits: &Limits) {
+    use moat::grpc::encoding::Encoding;
+    use moat::grpc::framing::Framing;
+    use std::io::Write as _;
+    let plain = request(input, 1 << 20);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&plain).unwrap();
+    let compressed = encoder.finish().unwrap();
+    let mut framed = vec![1];
+    framed.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&compressed);
+    let framed = Bytes::from(framed);
+    let check = MessageCheck::new(input.clone(), false, limits);
+    group.throughput(Throughput::Bytes(plain.len() as u64));
+    group.bench_function("ModelInferRequest 1024 KiB tensor, gzip", |b| {
+        b.iter(|| {
+            let mut framing = Framing::new(4 << 20, true)
+                .encoded(Encoding::Gzip)
+                .checking(check.clone());
+            let relayed = framing.feed(black_box(&framed)).unwrap();
+            framing.finish().unwrap();
+            relayed
+        })
+    });
 }
 
 criterion_group!(benches, bench);
