@@ -4,10 +4,14 @@
 //! and its tensor checked for consistency —
 //! what stage 6 does to every unary `ModelInfer` call; then the 1 KiB call held to a
 //! `grpc.rules` schema (the message built as proto3 JSON), and the 1 MiB call sent gzip'd
-//! (decompressed, checked, reframed). Run: `cargo bench --bench grpc_message`.
+//! (decompressed, checked, reframed). Each case also prints the allocations one check makes.
+//! Run: `cargo bench --bench grpc_message`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a panic is the failure report
+#![allow(unsafe_code)] // the counting allocator
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -15,6 +19,43 @@ use moat::config::Limits;
 use moat::grpc::message::MessageCheck;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
+
+/// The system allocator, counting allocations and the bytes they ask for: each case prints
+/// what one check allocates beside its time.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Prints the allocations one run of `work` makes.
+fn allocations<T>(name: &str, work: impl Fn() -> T) {
+    let (count, bytes) = (
+        ALLOCATIONS.load(Ordering::Relaxed),
+        ALLOCATED.load(Ordering::Relaxed),
+    );
+    black_box(work());
+    let count = ALLOCATIONS.load(Ordering::Relaxed) - count;
+    let bytes = ALLOCATED.load(Ordering::Relaxed) - bytes;
+    println!("allocations: {name}: {count} allocations, {bytes} bytes");
+}
 
 fn bench(c: &mut Criterion) {
     let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/grpc");
@@ -42,10 +83,9 @@ fn bench(c: &mut Criterion) {
         let encoded = Bytes::from(message.encode_to_vec());
         assert_eq!(check.check(encoded.clone()), Ok(()));
         group.throughput(Throughput::Bytes(encoded.len() as u64));
-        group.bench_function(
-            format!("ModelInferRequest {} KiB tensor", bytes / 1024),
-            |b| b.iter(|| check.check(black_box(encoded.clone()))),
-        );
+        let name = format!("ModelInferRequest {} KiB tensor", bytes / 1024);
+        allocations(&name, || check.check(encoded.clone()));
+        group.bench_function(name, |b| b.iter(|| check.check(black_box(encoded.clone()))));
     }
     // The same 1 MiB as typed values (`contents.fp32_contents`): each becomes a value.
     let json = format!(
@@ -58,6 +98,9 @@ fn bench(c: &mut Criterion) {
     let encoded = Bytes::from(message.encode_to_vec());
     assert_eq!(check.check(encoded.clone()), Ok(()));
     group.throughput(Throughput::Bytes(encoded.len() as u64));
+    allocations("ModelInferRequest 1024 KiB typed fp32_contents", || {
+        check.check(encoded.clone())
+    });
     group.bench_function("ModelInferRequest 1024 KiB typed fp32_contents", |b| {
         b.iter(|| check.check(black_box(encoded.clone())))
     });
@@ -107,6 +150,9 @@ fn ruled(group: &mut Group<'_>, input: &prost_reflect::MessageDescriptor, limits
     let encoded = request(input, 1024);
     assert_eq!(check.check(encoded.clone()), Ok(()));
     group.throughput(Throughput::Bytes(encoded.len() as u64));
+    allocations("ModelInferRequest 1 KiB tensor + grpc.rules", || {
+        check.check(encoded.clone())
+    });
     group.bench_function("ModelInferRequest 1 KiB tensor + grpc.rules", |b| {
         b.iter(|| check.check(black_box(encoded.clone())))
     });
@@ -127,16 +173,16 @@ fn gzipped(group: &mut Group<'_>, input: &prost_reflect::MessageDescriptor, limi
     let framed = Bytes::from(framed);
     let check = MessageCheck::new(input.clone(), false, limits);
     group.throughput(Throughput::Bytes(plain.len() as u64));
-    group.bench_function("ModelInferRequest 1024 KiB tensor, gzip", |b| {
-        b.iter(|| {
-            let mut framing = Framing::new(4 << 20, true)
-                .encoded(Encoding::Gzip)
-                .checking(check.clone());
-            let relayed = framing.feed(black_box(&framed)).unwrap();
-            framing.finish().unwrap();
-            relayed
-        })
-    });
+    let once = || {
+        let mut framing = Framing::new(4 << 20, true)
+            .encoded(Encoding::Gzip)
+            .checking(check.clone());
+        let relayed = framing.feed(black_box(&framed)).unwrap();
+        framing.finish().unwrap();
+        relayed
+    };
+    allocations("ModelInferRequest 1024 KiB tensor, gzip", once);
+    group.bench_function("ModelInferRequest 1024 KiB tensor, gzip", |b| b.iter(once));
 }
 
 criterion_group!(benches, bench);

@@ -534,7 +534,10 @@ fn compression_is_bounded_and_unknown_encodings_refused(moat: &Moat, key: &str) 
     assert_eq!(answer["grpc-status"], "8", "RESOURCE_EXHAUSTED: {answer:?}");
     assert_eq!(answer["moat-code"], "grpc_message_too_large");
     let grown = peak_rss(moat).saturating_sub(before);
-    eprintln!("gzip bomb refused; moat's peak RSS grew by {} KiB", grown >> 10);
+    eprintln!(
+        "gzip bomb refused; moat's peak RSS grew by {} KiB",
+        grown >> 10
+    );
     assert!(grown < 64 << 20, "peak RSS grew by {grown} bytes");
     let zstd = h2_call(moat, key, "zstd", b"\x28\xb5\x2f\xfd".to_vec());
     assert_eq!(zstd["grpc-status"], "12", "UNIMPLEMENTED: {zstd:?}");

@@ -39,9 +39,13 @@ impl Encoding {
         }
     }
 
-    /// `compressed` as the message it encodes, refused past `limit` bytes once decompressed.
+    /// `compressed` as the message it encodes, refused past `limit` bytes once decompressed,
+    /// and framed as it goes on (an uncompressed 5-byte prefix, then the message): one
+    /// buffer, the message never copied again. `[5..]` is the message.
     pub fn decompress(self, compressed: &[u8], limit: u64) -> Result<Bytes, FramingError> {
-        let mut message = Vec::with_capacity(compressed.len().saturating_mul(4).min(1 << 20));
+        let guess = compressed.len().saturating_mul(4).min(1 << 20);
+        let mut message = Vec::with_capacity(5 + guess);
+        message.extend_from_slice(&[0; 5]);
         let read = match self {
             Encoding::Identity => {
                 return Err(FramingError::Malformed(
@@ -60,9 +64,12 @@ impl Encoding {
                 read.map(|_| decoder.total_in() == compressed.len() as u64)
             }
         };
-        if message.len() as u64 > limit {
+        let length = message.len() as u64 - 5;
+        if length > limit {
             return Err(FramingError::TooLarge { limit });
         }
+        let prefix = u32::try_from(length).map_err(|_| FramingError::TooLarge { limit })?;
+        message[1..5].copy_from_slice(&prefix.to_be_bytes());
         match read {
             Ok(true) => Ok(Bytes::from(message)),
             Ok(false) => Err(FramingError::Malformed(
@@ -115,16 +122,17 @@ mod tests {
     #[test]
     fn a_message_decompresses_to_what_was_compressed() {
         let message = b"a message, compressed".repeat(10);
+        let framed = |m: &[u8]| [&[0][..], &(m.len() as u32).to_be_bytes(), m].concat();
         let gzipped = Encoding::Gzip.decompress(&gzip(&message), 1000);
-        assert_eq!(gzipped.as_deref(), Ok(&message[..]));
+        assert_eq!(gzipped.as_deref(), Ok(&framed(&message)[..]));
         let deflated = Encoding::Deflate.decompress(&zlib(&message), 1000);
-        assert_eq!(deflated.as_deref(), Ok(&message[..]));
+        assert_eq!(deflated.as_deref(), Ok(&framed(&message)[..]));
         // Two gzip members are one message, as `gzip -d` reads them.
         let mut two = gzip(b"ab");
         two.extend(gzip(b"cd"));
         assert_eq!(
             Encoding::Gzip.decompress(&two, 10).as_deref(),
-            Ok(&b"abcd"[..])
+            Ok(&framed(b"abcd")[..])
         );
     }
 

@@ -230,9 +230,8 @@ impl Framing {
         self.state = NEXT;
         let (message, forward) = match compressed {
             true => {
-                let plain = self.encoding.decompress(&message, self.limit)?;
-                let framed = frame(&plain).ok_or(FramingError::TooLarge { limit: self.limit })?;
-                (plain, Some(framed))
+                let framed = self.encoding.decompress(&message, self.limit)?;
+                (framed.slice(5..), Some(framed))
             }
             false => (message, None),
         };

@@ -77,8 +77,9 @@ fn at_once(mut stream: &[u8], limit: u64, unary: bool) -> Result<Vec<u8>, Framin
         };
         match prefix[0] {
             1 => {
-                let plain = Encoding::Gzip.decompress(message, limit)?;
-                relayed.extend_from_slice(&frame(&plain).unwrap_or_default());
+                // Reframed by `frame`, so the prefix `decompress` wrote is checked too.
+                let framed = Encoding::Gzip.decompress(message, limit)?;
+                relayed.extend_from_slice(&frame(&framed[5..]).unwrap_or_default());
             }
             _ => relayed.extend_from_slice(&stream[..5 + message.len()]),
         }
