@@ -32,6 +32,7 @@ pub(crate) mod pipeline;
 pub(crate) mod policy;
 pub(crate) mod reject;
 pub(crate) mod reload;
+pub(crate) mod respond;
 pub mod route;
 pub(crate) mod secrets;
 pub(crate) mod server;

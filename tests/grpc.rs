@@ -506,18 +506,6 @@ fn h2_call(moat: &Moat, key: &str, encoding: &str, message: Vec<u8>) -> http::He
     })
 }
 
-/// moat's peak resident memory so far (`VmHWM`), in bytes.
-fn peak_rss(moat: &Moat) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", moat.pid())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 /// A gzip bomb — 1 MiB that expands to 1 GiB of zeros, 1024 gzip members of 1 MiB each as
 /// `cat` would join them — is refused having expanded to the 4 MiB limit, moat's memory
 /// never near the gigabyte; an encoding moat cannot read is UNIMPLEMENTED with the ones
@@ -529,11 +517,11 @@ fn compression_is_bounded_and_unknown_encodings_refused(moat: &Moat, key: &str) 
     let member = encoder.finish().unwrap();
     let bomb = member.repeat(1024);
     assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
-    let before = peak_rss(moat);
+    let before = moat.peak_rss();
     let answer = h2_call(moat, key, "gzip", bomb);
     assert_eq!(answer["grpc-status"], "8", "RESOURCE_EXHAUSTED: {answer:?}");
     assert_eq!(answer["moat-code"], "grpc_message_too_large");
-    let grown = peak_rss(moat).saturating_sub(before);
+    let grown = moat.peak_rss().saturating_sub(before);
     eprintln!(
         "gzip bomb refused; moat's peak RSS grew by {} KiB",
         grown >> 10

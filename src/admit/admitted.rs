@@ -2,6 +2,8 @@
 //! builds one (its constructor is private to the module), so nothing reaches `forward`
 //! without having passed the stages.
 
+use std::sync::Arc;
+
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::{Method, Uri};
@@ -11,6 +13,7 @@ use super::stream::RequestBody;
 use crate::auth::Principal;
 use crate::grpc::health::HealthAnswer;
 use crate::llm::Grant;
+use crate::spec::Responses;
 
 /// A request every stage let through: its head (a query credential already removed), its
 /// body (checked, or bounded as it streams) and who sent it. Only [`admit`] makes one, so nothing reaches `forward`
@@ -24,6 +27,8 @@ pub struct Admitted<B> {
     llm: Option<Grant>,
     /// The body's room under `limits.max_buffered_body_bytes`, held until it is forwarded.
     room: Room,
+    /// What the spec declares the operation answers with (see `respond`).
+    responses: Option<Arc<Responses>>,
 }
 
 impl<B> Admitted<B> {
@@ -40,7 +45,19 @@ impl<B> Admitted<B> {
             principal,
             llm,
             room,
+            responses: None,
         }
+    }
+
+    /// The same, its answer to be held to `responses`.
+    pub(super) fn answering(mut self, responses: Option<Arc<Responses>>) -> Self {
+        self.responses = responses;
+        self
+    }
+
+    /// What the answer is held to: the pipeline takes it before the request goes on.
+    pub fn take_responses(&mut self) -> Option<Arc<Responses>> {
+        self.responses.take()
     }
 
     /// Read by the pipeline tests; `forward` takes the principal by value.

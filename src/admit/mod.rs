@@ -105,9 +105,10 @@ where
     let metered = target.llm.map(|_| target.mode);
     let headers = &mut parts.headers;
     let (body, grant) = llm_stage(snapshot, metered, &principal, headers, body, trail).await?;
+    let responses = target.operation.and_then(|o| o.responses.clone());
     strip_credentials(snapshot, &mut parts, stripped);
     let admitted = Admitted::new(parts, body, principal, grant, room);
-    Ok(Verdict::Forward(admitted))
+    Ok(Verdict::Forward(admitted.answering(responses)))
 }
 
 /// The request as stages 3–4 see it.

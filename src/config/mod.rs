@@ -11,6 +11,7 @@ pub(crate) mod fuzz;
 mod grpc;
 mod memory;
 mod policy;
+mod responses;
 mod sections;
 mod typos;
 mod vars;
@@ -31,6 +32,7 @@ pub use self::sections::{
 pub use self::env_files::EncryptedEnvSummary;
 use self::env_files::read_env_files;
 pub use self::grpc::{GrpcConfig, MethodConfig, Protovalidate, UnknownFields};
+pub use self::responses::{ResponseMode, ResponsesConfig};
 use self::vars::{Variables, operation_lines, resolve_variables};
 pub use self::vars::{env_or_file, mentions_placeholder, without_placeholders};
 
@@ -91,6 +93,9 @@ pub struct Config {
     pub env: EnvConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The model's answers held to the spec, and its errors concealed.
+    #[serde(default)]
+    pub responses: ResponsesConfig,
     /// Reload when a watched file changes (SIGHUP always reloads).
     #[serde(default = "yes")]
     pub watch_files: bool,

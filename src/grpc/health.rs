@@ -29,6 +29,7 @@ pub(super) fn operation() -> Operation {
         params: Params::default(),
         body: None,
         security: Some(Vec::new()),
+        responses: None,
         rpc: Some(Rpc {
             client_streaming: false,
             server_streaming: false,

@@ -138,6 +138,7 @@ fn operation(
         params: Params::default(),
         body: None,
         security: None,
+        responses: None,
         rpc: Some(Rpc {
             client_streaming: method.is_client_streaming(),
             server_streaming: method.is_server_streaming(),

@@ -23,6 +23,7 @@ use crate::ids::{RequestId, X_REQUEST_ID};
 use crate::llm::{Grant, MeteredBody};
 use crate::metrics::Metrics;
 use crate::reject::{Audience, Rejection};
+use crate::respond::{self, Check};
 use crate::snapshot::{Snapshot, State};
 
 /// The body of every response the public listener sends.
@@ -118,14 +119,44 @@ async fn run(
     };
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
+    let responses = admitted.take_responses();
     // The body's room is given back once the model has answered: until then the body may
     // be resent (a retry), so its bytes are still held.
     let room = admitted.take_room();
     let forwarded = snapshot.upstream.forward(admitted, &context).await;
     drop(room);
-    match forwarded {
+    let forwarded = match forwarded {
+        Ok(forwarded) => forwarded,
+        Err(rejection) => return Outcome::Refused(rejection, None),
+    };
+    match held(snapshot, responses.as_deref(), forwarded, record).await {
         Ok(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
-        Err(rejection) => Outcome::Refused(rejection, None),
+        Err(outcome) => outcome,
+    }
+}
+
+/// The model's answer held to what the spec declares (see `respond`): relayed, relayed
+/// with the violation on the record (`shadow`), refused, or a 5xx concealed.
+async fn held(
+    snapshot: &Snapshot,
+    responses: Option<&crate::spec::Responses>,
+    forwarded: Forwarded,
+    record: &mut AccessRecord,
+) -> Result<Forwarded, Outcome> {
+    let head = &forwarded.response;
+    let config = &snapshot.config.responses;
+    match respond::check(config, responses, head.status(), head.headers()) {
+        Check::Relay => Ok(forwarded),
+        Check::Shadowed(violation) => {
+            record.trail().shadowed.push(violation);
+            Ok(forwarded)
+        }
+        Check::Refuse(violation) => Err(Outcome::Refused(violation, None)),
+        Check::Conceal(status) => {
+            let body = forwarded.response.into_body();
+            respond::log_concealed(status, body, record.request_id().as_str()).await;
+            Err(Outcome::Refused(Rejection::UpstreamError { status }, None))
+        }
     }
 }
 

@@ -46,6 +46,7 @@ impl Rejection {
             R::InvalidJson(reason) => format!("the body is not acceptable JSON: {reason}"),
             R::BodyTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
             R::GrpcMessageTooLarge { limit } => format!("a gRPC message is over {limit} bytes"),
+            R::UpstreamResponseInvalid(detail) => detail.clone(),
             R::UpstreamExceededMaxTokens { admitted } => format!(
                 "the model answered with more than the {admitted} completion tokens moat \
                  admitted and wrote into the request as max_tokens; the answer was withheld"
@@ -122,10 +123,9 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         R::BodyTimeout => "the request body was not received in time",
         R::BodyUnreadable => "the request body could not be read",
         R::UpstreamUnavailable => "the model server is unavailable",
-        R::GrpcEncodingUnsupported => {
-            "the call's grpc-encoding is not one moat can read: send identity, gzip or deflate"
-        }
+        R::GrpcEncodingUnsupported => "moat reads only identity, gzip or deflate grpc-encoding",
         R::UpstreamTimeout => "the model server did not answer in time",
+        R::UpstreamError { .. } => "the model failed; its answer is logged with the request id",
         R::Internal(_) => "internal error",
         R::InvalidPath(_)
         | R::InvalidHost(_)
@@ -146,6 +146,7 @@ fn fixed_detail(rejection: &Rejection) -> &'static str {
         | R::InvalidGrpcMessage(_)
         | R::GrpcMessageTooLarge { .. }
         | R::GrpcMessageSchema { .. }
-        | R::UpstreamExceededMaxTokens { .. } => "the request was refused",
+        | R::UpstreamExceededMaxTokens { .. }
+        | R::UpstreamResponseInvalid(_) => "the request was refused",
     }
 }

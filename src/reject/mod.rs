@@ -147,6 +147,14 @@ pub enum Rejection {
     UpstreamExceededMaxTokens {
         admitted: u64,
     },
+    /// `responses.mode: enforce`: the model's answer is not one the spec declares (its
+    /// status or content type); the detail names which, never the body.
+    UpstreamResponseInvalid(String),
+    /// `responses.conceal_upstream_errors`: the model answered with this 5xx; its body is
+    /// replaced (and logged), its status kept.
+    UpstreamError {
+        status: StatusCode,
+    },
     /// A fault inside moat at `stage` (a verification task that panicked, say); the detail
     /// goes to the log, never to the client.
     Internal(Stage),
@@ -193,6 +201,8 @@ impl Rejection {
             R::GrpcEncodingUnsupported => S::NOT_IMPLEMENTED,
             R::UpstreamUnavailable | R::UpstreamExceededMaxTokens { .. } => S::BAD_GATEWAY,
             R::UpstreamTimeout => S::GATEWAY_TIMEOUT,
+            R::UpstreamResponseInvalid(_) => S::BAD_GATEWAY,
+            R::UpstreamError { status } => *status,
             R::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -239,52 +249,9 @@ impl Rejection {
             R::UpstreamUnavailable => "upstream_unavailable",
             R::UpstreamTimeout => "upstream_timeout",
             R::UpstreamExceededMaxTokens { .. } => "upstream_exceeded_max_tokens",
+            R::UpstreamResponseInvalid(_) => "upstream_response_invalid",
+            R::UpstreamError { .. } => "upstream_error",
             R::Internal(_) => "internal_error",
-        }
-    }
-
-    /// The pipeline stage each refusal belongs to.
-    pub fn stage(&self) -> Stage {
-        use Rejection as R;
-        match self {
-            R::InvalidPath(_) | R::UriTooLong { .. } | R::HeadersTooLarge { .. } => Stage::Frame,
-            R::InvalidHost(_) => Stage::Frame,
-            R::RouteNotFound | R::MethodNotAllowed { .. } => Stage::Route,
-            R::CredentialsMissing
-            | R::InvalidToken
-            | R::TokenExpired
-            | R::InvalidApiKey
-            | R::InvalidBearerKey
-            | R::Overloaded
-            | R::KeyStoreStale => Stage::Authenticate,
-            R::OperationNotAllowed | R::InsufficientScope { .. } | R::ModelNotAllowed => {
-                Stage::Authorize
-            }
-            R::RateLimited { .. }
-            | R::QuotaExceeded(_)
-            | R::LimitStoreUnavailable
-            | R::TokenBudgetExceeded { .. }
-            | R::TooManyStreams { .. } => Stage::Limit,
-            R::MaxTokensExceeded { .. }
-            | R::InvalidLlmRequest(_)
-            | R::InvalidParameters(_)
-            | R::UnsupportedMediaType { .. }
-            | R::BodyRequired
-            | R::UnexpectedBody
-            | R::InvalidJson(_)
-            | R::BodySchema(_)
-            | R::BodyTooLarge { .. }
-            | R::BodyTimeout
-            | R::BodyUnreadable
-            | R::InvalidGrpcMessage(_)
-            | R::GrpcMessageSchema { .. }
-            | R::GrpcMessageTooLarge { .. }
-            | R::GrpcEncodingUnsupported
-            | R::BodiesOverloaded => Stage::Validate,
-            R::UpstreamUnavailable | R::UpstreamTimeout | R::UpstreamExceededMaxTokens { .. } => {
-                Stage::Forward
-            }
-            R::Internal(stage) => *stage,
         }
     }
 

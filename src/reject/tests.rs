@@ -48,9 +48,11 @@ fn ordinal(rejection: &Rejection) -> usize {
         Rejection::GrpcMessageTooLarge { .. } => 38,
         Rejection::GrpcMessageSchema { .. } => 39,
         Rejection::GrpcEncodingUnsupported => 40,
+        Rejection::UpstreamResponseInvalid(_) => 41,
+        Rejection::UpstreamError { .. } => 42,
     }
 }
-const VARIANTS: usize = 41;
+const VARIANTS: usize = 43;
 
 fn quota_spent() -> QuotaUsage {
     QuotaUsage {
@@ -374,6 +376,22 @@ fn each_rejection_has_a_fixed_status_code_stage_and_challenge() {
             413,
             "grpc_message_too_large",
             "validate",
+            None,
+        ),
+        (
+            Rejection::UpstreamResponseInvalid("status 418 is not declared".into()),
+            502,
+            "upstream_response_invalid",
+            "forward",
+            None,
+        ),
+        (
+            Rejection::UpstreamError {
+                status: http::StatusCode::SERVICE_UNAVAILABLE,
+            },
+            503,
+            "upstream_error",
+            "forward",
             None,
         ),
         (

@@ -17,7 +17,7 @@ use super::raw::{Loc, RawBody, RawOperation, RawParam};
 use super::root::server_prefix;
 use super::shape::{self, Shape, Types};
 use super::source::Documents;
-use super::{BodyKind, Media, Operation, Param, Params, RequestBody};
+use super::{BodyKind, Media, Operation, Param, Params, RequestBody, Responses};
 use crate::route::Router;
 
 /// Normalises every schema a request can meet, in place, before anything is compiled.
@@ -150,6 +150,9 @@ impl Builder<'_> {
         let mut params = self.params(&raw.params);
         params.path = order_path_params(&raw, params.path, &mut self.warnings);
         let body = raw.body.as_ref().map(|body| self.body(body));
+        let at = raw.at.to_string();
+        let responses = (raw.responses)
+            .map(|declared| Arc::new(Responses::build(declared, &at, &mut self.warnings)));
         Operation {
             id: Arc::from(id),
             method: raw.method,
@@ -158,6 +161,7 @@ impl Builder<'_> {
             body,
             security: raw.security,
             rpc: None,
+            responses,
         }
     }
 

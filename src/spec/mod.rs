@@ -5,6 +5,9 @@
 
 mod build;
 pub mod compile;
+mod responses;
+
+pub use self::responses::Responses;
 mod failure;
 pub mod loose;
 pub mod normalize;
@@ -58,6 +61,8 @@ pub struct Operation {
     pub security: Option<Vec<Alternative>>,
     /// A gRPC method (see `grpc`); `None` for the spec's HTTP operations.
     pub rpc: Option<Rpc>,
+    /// What the spec declares it answers with; `None` when it declares no `responses`.
+    pub responses: Option<Arc<Responses>>,
 }
 
 /// What a gRPC method's operation knows of the method.
@@ -118,6 +123,7 @@ impl Operation {
             body: None,
             security: None,
             rpc: None,
+            responses: None,
         }
     }
 }

@@ -3,6 +3,9 @@
 //! parameters, bodies and path items are followed here; schemas are left where they are.
 
 mod param;
+mod responses;
+
+pub(super) use self::responses::RawResponses;
 
 use std::collections::HashSet;
 
@@ -65,6 +68,7 @@ pub(super) struct RawOperation {
     pub(super) at: Loc,
     pub(super) params: Vec<RawParam>,
     pub(super) body: Option<RawBody>,
+    pub(super) responses: Option<RawResponses>,
 }
 
 pub(super) struct RawBody {
@@ -162,6 +166,7 @@ impl<'d> Reader<'d> {
             .get("requestBody")
             .and_then(|_| self.body(&operation.at.child("requestBody")));
         let id = operation.value.get("operationId").and_then(Value::as_str);
+        let responses = self.responses(&operation);
         RawOperation {
             security: self.security(&operation),
             id: id.map(str::to_owned),
@@ -170,6 +175,7 @@ impl<'d> Reader<'d> {
             at: operation.at,
             params,
             body,
+            responses,
         }
     }
 

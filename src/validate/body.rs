@@ -92,32 +92,44 @@ fn negotiate<'m>(declared: &'m [Media], headers: &HeaderMap) -> Result<&'m Media
 /// Media types compare case-insensitively, without lowercasing copies: this runs on every
 /// request with a body.
 pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
-    let (kind, subtype) = essence(content_type).split_once('/')?;
-    if kind.is_empty() || subtype.is_empty() || kind == "*" || subtype == "*" {
-        return None;
-    }
-    let range_of = |m: &'m Media| essence(&m.range).split_once('/').unwrap_or_default();
-    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let (kind, subtype) = concrete(content_type)?;
+    // The first of the most specific: `min_by_key` keeps the first of equals.
     media
         .iter()
-        .find(|m| {
-            let (k, s) = range_of(m);
-            same(k, kind) && same(s, subtype)
-        })
-        .or_else(|| {
-            media.iter().find(|m| {
-                // `application/*+json` style suffix ranges.
-                let (k, s) = range_of(m);
-                same(k, kind) && s.starts_with("*+") && ends_with_ignoring_case(subtype, &s[1..])
-            })
-        })
-        .or_else(|| {
-            media.iter().find(|m| {
-                let (k, s) = range_of(m);
-                same(k, kind) && s == "*"
-            })
-        })
-        .or_else(|| media.iter().find(|m| range_of(m) == ("*", "*")))
+        .filter_map(|m| Some((precedence(&m.range, kind, subtype)?, m)))
+        .min_by_key(|(level, _)| *level)
+        .map(|(_, m)| m)
+}
+
+/// Whether any of `ranges` (a response's declared content) admits `content_type`.
+pub fn admits<'r>(mut ranges: impl Iterator<Item = &'r str>, content_type: &str) -> bool {
+    concrete(content_type)
+        .is_some_and(|(kind, subtype)| ranges.any(|r| precedence(r, kind, subtype).is_some()))
+}
+
+/// A content type's type and subtype, when it names one (not a range).
+fn concrete(content_type: &str) -> Option<(&str, &str)> {
+    let (kind, subtype) = essence(content_type).split_once('/')?;
+    match kind.is_empty() || subtype.is_empty() || kind == "*" || subtype == "*" {
+        true => None,
+        false => Some((kind, subtype)),
+    }
+}
+
+/// How specifically `range` admits `kind/subtype`: 0 exactly, 1 by a `type/*+suffix`
+/// range, 2 by `type/*`, 3 by `*/*`; `None` when it does not.
+fn precedence(range: &str, kind: &str, subtype: &str) -> Option<u8> {
+    let (k, s) = essence(range).split_once('/')?;
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    match (k, s) {
+        ("*", "*") => Some(3),
+        _ if !same(k, kind) => None,
+        (_, "*") => Some(2),
+        _ if same(s, subtype) => Some(0),
+        // `application/*+json` style suffix ranges.
+        _ if s.starts_with("*+") && ends_with_ignoring_case(subtype, &s[1..]) => Some(1),
+        _ => None,
+    }
 }
 
 /// A media type without its parameters.

@@ -1,0 +1,36 @@
+//! `responses:` — what moat does with the model's answers: hold them to the spec's declared
+//! statuses and content types (`mode`), and conceal the bodies of the model's 5xx
+//! (`conceal_upstream_errors`).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesConfig {
+    /// `shadow` (the default: nothing changes, a violation is logged and counted),
+    /// `enforce` (a violating answer becomes 502 `upstream_response_invalid`), or `off`.
+    #[serde(default)]
+    pub mode: ResponseMode,
+    /// A 5xx from the model keeps its status but its body becomes moat's problem+json
+    /// (`upstream_error`); the original's first bytes go to the log. Default: on in
+    /// `enforce`, off otherwise.
+    #[serde(default)]
+    pub conceal_upstream_errors: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseMode {
+    Off,
+    #[default]
+    Shadow,
+    Enforce,
+}
+
+impl ResponsesConfig {
+    /// Whether a 5xx's body is replaced (see the field).
+    pub fn conceals(&self) -> bool {
+        self.conceal_upstream_errors
+            .unwrap_or(self.mode == ResponseMode::Enforce)
+    }
+}

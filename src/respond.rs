@@ -1,0 +1,225 @@
+//! The model's answer held to what the spec declares, before any of it is relayed
+//! (`responses:`): its status must be one the operation declares (the code, its class, or
+//! `default`) and its content type one declared for that status. In `shadow` (the default)
+//! a violation is logged and counted and the answer relayed; in `enforce` it becomes 502
+//! `upstream_response_invalid`, naming what was wrong, never the body. Separately, a 5xx's
+//! body — where tracebacks, paths and configuration leak — is concealed behind moat's own
+//! problem+json when `conceal_upstream_errors` is on, its first bytes logged with the
+//! request id so an operator can still find it.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt as _;
+
+use crate::config::{ResponseMode, ResponsesConfig};
+use crate::reject::Rejection;
+use crate::spec::Responses;
+use crate::validate::body::admits;
+
+/// What to do with the model's answer, from its head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Check {
+    Relay,
+    /// Relayed; the violation is logged and counted (`shadow`).
+    Shadowed(Rejection),
+    /// Replaced by this refusal (`enforce`).
+    Refuse(Rejection),
+    /// A 5xx whose body is replaced by moat's (`conceal_upstream_errors`).
+    Conceal(StatusCode),
+}
+
+/// The verdict on an answer of `status` with `headers`, for an operation that declares
+/// `declared` (`None`: the spec declares no responses, or there is no spec).
+pub fn check(
+    config: &ResponsesConfig,
+    declared: Option<&Responses>,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Check {
+    if status.is_server_error() && config.conceals() {
+        return Check::Conceal(status);
+    }
+    let Some(declared) = declared.filter(|_| config.mode != ResponseMode::Off) else {
+        return Check::Relay;
+    };
+    let Err(reason) = held(declared, status, headers) else {
+        return Check::Relay;
+    };
+    let detail = format!("the model's answer does not match its API definition: {reason}");
+    let violation = Rejection::UpstreamResponseInvalid(detail);
+    match config.mode {
+        ResponseMode::Enforce => Check::Refuse(violation),
+        _ => Check::Shadowed(violation),
+    }
+}
+
+/// Whether the head matches what the spec declares; else why not.
+fn held(declared: &Responses, status: StatusCode, headers: &HeaderMap) -> Result<(), String> {
+    let code = status.as_u16();
+    let media = declared
+        .media_for(code)
+        .ok_or_else(|| format!("status {code} is not declared for this operation"))?;
+    if media.is_empty() || !has_body(status, headers) {
+        return Ok(());
+    }
+    let ranges = || media.iter().map(String::as_str);
+    match headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        Some(content_type) if admits(ranges(), content_type) => Ok(()),
+        Some(_) => Err(format!(
+            "its content type is not one declared for status {code} ({})",
+            media.join(", ")
+        )),
+        None => Err(format!(
+            "it has no Content-Type; status {code} declares {}",
+            media.join(", ")
+        )),
+    }
+}
+
+/// Whether the answer carries a body at all (a 204, a 304, or `Content-Length: 0` does not).
+fn has_body(status: StatusCode, headers: &HeaderMap) -> bool {
+    let empty = headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() == b"0");
+    !(empty || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED)
+}
+
+/// How much of a concealed body is read (the rest is dropped unread), and how much of its
+/// start and its end is logged: a Python traceback names the error on its last line.
+const READ_BYTES: usize = 64 * 1024;
+const LOGGED_BYTES: usize = 1024;
+
+/// Logs a concealed 5xx's body at warn — its first and last KiB, with the request id —
+/// reading at most [`READ_BYTES`] for at most a second.
+pub async fn log_concealed<B>(status: StatusCode, body: B, request_id: &str)
+where
+    B: Body,
+    B::Data: bytes::Buf,
+{
+    let mut read = Vec::new();
+    let mut body = std::pin::pin!(body);
+    let reading = async {
+        while read.len() < READ_BYTES {
+            let Some(Ok(frame)) = body.frame().await else {
+                break;
+            };
+            if let Ok(mut data) = frame.into_data() {
+                let take = (READ_BYTES - read.len()).min(bytes::Buf::remaining(&data));
+                read.extend_from_slice(&bytes::Buf::copy_to_bytes(&mut data, take));
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reading).await;
+    tracing::warn!(
+        request_id,
+        status = status.as_u16(),
+        body = %ends(&read),
+        "the model answered with an error; its body was concealed from the client"
+    );
+}
+
+/// `body`'s first and last [`LOGGED_BYTES`], or all of it when that is shorter.
+fn ends(body: &[u8]) -> String {
+    if body.len() <= 2 * LOGGED_BYTES {
+        return String::from_utf8_lossy(body).into_owned();
+    }
+    let (head, tail) = (&body[..LOGGED_BYTES], &body[body.len() - LOGGED_BYTES..]);
+    format!(
+        "{} … {}",
+        String::from_utf8_lossy(head),
+        String::from_utf8_lossy(tail)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared() -> Responses {
+        Responses::for_tests(&[
+            ("200", &["application/json"]),
+            ("422", &["application/json"]),
+        ])
+    }
+
+    fn head(content_type: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, content_type.parse().unwrap());
+        }
+        headers
+    }
+
+    fn config(mode: ResponseMode) -> ResponsesConfig {
+        ResponsesConfig {
+            mode,
+            conceal_upstream_errors: None,
+        }
+    }
+
+    #[test]
+    fn a_declared_status_and_type_is_relayed_and_others_are_violations() {
+        let enforce = config(ResponseMode::Enforce);
+        let spec = declared();
+        let json = head(Some("application/json; charset=utf-8"));
+        assert_eq!(
+            check(&enforce, Some(&spec), StatusCode::OK, &json),
+            Check::Relay
+        );
+        let teapot = check(&enforce, Some(&spec), StatusCode::IM_A_TEAPOT, &json);
+        let Check::Refuse(Rejection::UpstreamResponseInvalid(reason)) = teapot else {
+            panic!("{teapot:?}")
+        };
+        assert!(reason.ends_with(": status 418 is not declared for this operation"));
+        let html = check(
+            &enforce,
+            Some(&spec),
+            StatusCode::OK,
+            &head(Some("text/html")),
+        );
+        assert!(matches!(html, Check::Refuse(_)), "{html:?}");
+        let shadow = check(
+            &config(ResponseMode::Shadow),
+            Some(&spec),
+            StatusCode::OK,
+            &head(None),
+        );
+        assert!(matches!(shadow, Check::Shadowed(_)), "{shadow:?}");
+        let off = check(
+            &config(ResponseMode::Off),
+            Some(&spec),
+            StatusCode::IM_A_TEAPOT,
+            &json,
+        );
+        assert_eq!(off, Check::Relay);
+        assert_eq!(
+            check(&enforce, None, StatusCode::IM_A_TEAPOT, &json),
+            Check::Relay
+        );
+    }
+
+    #[test]
+    fn a_5xx_is_concealed_in_enforce_or_when_asked() {
+        let spec = declared();
+        let error = StatusCode::INTERNAL_SERVER_ERROR;
+        let enforce = config(ResponseMode::Enforce);
+        assert_eq!(
+            check(&enforce, Some(&spec), error, &head(None)),
+            Check::Conceal(error)
+        );
+        let shadow = config(ResponseMode::Shadow);
+        assert!(matches!(
+            check(&shadow, Some(&spec), error, &head(None)),
+            Check::Shadowed(_)
+        ));
+        let asked = ResponsesConfig {
+            mode: ResponseMode::Off,
+            conceal_upstream_errors: Some(true),
+        };
+        assert_eq!(
+            check(&asked, None, error, &head(None)),
+            Check::Conceal(error)
+        );
+    }
+}

@@ -1,0 +1,44 @@
+"""A FastAPI model server that misbehaves the ways real ones do, for tests/responses.rs:
+an error handler that puts the traceback in the body (as `debug=True` or a hand-written
+handler does), a status its spec does not declare, HTML where it declares JSON.
+
+Run:  uvicorn app:app --host 127.0.0.1 --port 8000
+"""
+from __future__ import annotations
+
+import traceback
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+app = FastAPI(title="failing model", version="1")
+
+
+class Prediction(BaseModel):
+    label: str
+
+
+@app.exception_handler(RuntimeError)
+async def traceback_in_body(request: Request, error: RuntimeError) -> PlainTextResponse:
+    return PlainTextResponse(traceback.format_exc(), status_code=500)
+
+
+@app.get("/v1/predict", response_model=Prediction)
+def predict() -> Prediction:
+    return Prediction(label="setosa")
+
+
+@app.get("/v1/crash", response_model=Prediction)
+def crash() -> Prediction:
+    raise RuntimeError("cannot open /srv/model/weights.bin with password=hunter2")
+
+
+@app.get("/v1/teapot", response_model=Prediction)
+def teapot() -> JSONResponse:
+    return JSONResponse({"label": "teapot"}, status_code=418)
+
+
+@app.get("/v1/html", response_model=Prediction)
+def html() -> HTMLResponse:
+    return HTMLResponse("<p>setosa</p>")
