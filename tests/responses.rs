@@ -38,8 +38,23 @@ fn enforce_refuses_undeclared_answers_and_conceals_errors() {
     );
     let html = get(moat.addr, "/v1/html", &[]);
     assert_eq!(html.status, 502, "{}", String::from_utf8_lossy(&html.body));
+    let predicted = get(moat.addr, "/v1/predict", &[]);
+    assert_eq!(
+        predicted.json()["label"],
+        "setosa",
+        "read whole, checked and relayed"
+    );
+    let wrong = get(moat.addr, "/v1/wrong-type", &[]);
+    assert_eq!(wrong.status, 502);
+    let detail = wrong.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("/label"), "{detail}");
+    assert!(!detail.contains('5'), "no value echoed: {detail}");
 
-    // The traceback never reaches the client; the request id finds it in moat's log.
+    the_traceback_is_concealed_and_logged(&moat);
+}
+
+/// The traceback never reaches the client; the request id finds it in moat's log.
+fn the_traceback_is_concealed_and_logged(moat: &Moat) {
     let crash = get(moat.addr, "/v1/crash", &[]);
     assert_eq!(crash.status, 500);
     let body = String::from_utf8_lossy(&crash.body).into_owned();
@@ -79,13 +94,17 @@ fn shadow_relays_and_counts_and_conceals_only_when_asked() {
         teapot.status, 418,
         "the default, shadow, changes no traffic"
     );
+    let wrong = get(moat.addr, "/v1/wrong-type", &[]);
+    assert_eq!(wrong.json()["label"], 5, "relayed in shadow");
     let crash = get(moat.addr, "/v1/crash", &[]);
     assert!(String::from_utf8_lossy(&crash.body).contains("hunter2"));
-    let lines = moat.wait_for_access_lines(2);
-    assert_eq!(
-        lines[0]["shadow_code"], "upstream_response_invalid",
-        "{lines:?}"
-    );
+    let lines = moat.wait_for_access_lines(3);
+    for line in &lines[..2] {
+        assert_eq!(
+            line["shadow_code"], "upstream_response_invalid",
+            "{lines:?}"
+        );
+    }
 
     let concealing = moat_for(&model, "responses:\n  conceal_upstream_errors: true\n");
     let crash = get(concealing.addr, "/v1/crash", &[]);

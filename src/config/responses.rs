@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponsesConfig {
     /// `shadow` (the default: nothing changes, a violation is logged and counted),
@@ -16,6 +16,14 @@ pub struct ResponsesConfig {
     /// `enforce`, off otherwise.
     #[serde(default)]
     pub conceal_upstream_errors: Option<bool>,
+    /// The largest JSON body checked against its schema, from its `Content-Length`; larger
+    /// ones, and ones without a length, are relayed as they stream and not checked.
+    #[serde(default = "one_mib")]
+    pub max_body_bytes: u64,
+}
+
+fn one_mib() -> u64 {
+    1024 * 1024
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -25,6 +33,16 @@ pub enum ResponseMode {
     #[default]
     Shadow,
     Enforce,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        ResponsesConfig {
+            mode: ResponseMode::default(),
+            conceal_upstream_errors: None,
+            max_body_bytes: one_mib(),
+        }
+    }
 }
 
 impl ResponsesConfig {

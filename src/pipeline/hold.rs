@@ -25,7 +25,7 @@ pub async fn hold(
     metrics: Arc<Metrics>,
 ) -> Result<Response<Answer>, (Rejection, Option<Tokens>)> {
     let (head, body) = response.into_parts();
-    let bytes = match read_whole(body).await {
+    let bytes = match read_whole(body, llm::MAX_JSON_BYTES).await {
         Ok(bytes) => bytes,
         Err(Some(rejection)) => return Err((rejection, None)),
         // Too big to hold is past any bound a request can be admitted with here.
@@ -48,10 +48,13 @@ pub async fn hold(
 }
 
 /// The whole body, or why there is none: `Some` the refusal of a body that failed (nothing
-/// was relayed: the reservation goes back whole when the grant drops), `None` one too big
-/// to hold.
-async fn read_whole(body: UpstreamBody) -> Result<Bytes, Option<Rejection>> {
-    match Limited::new(body, llm::MAX_JSON_BYTES).collect().await {
+/// was relayed: an LLM reservation goes back whole when the grant drops), `None` one past
+/// `limit` bytes.
+pub(super) async fn read_whole(
+    body: UpstreamBody,
+    limit: usize,
+) -> Result<Bytes, Option<Rejection>> {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(None),
         Err(error) if error.is::<IdleTimeout>() => Err(Some(Rejection::UpstreamTimeout)),

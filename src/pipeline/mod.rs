@@ -4,6 +4,7 @@
 //! request and answered once, rides on the response body until it ends.
 
 mod answer;
+mod held;
 mod hold;
 
 use std::net::IpAddr;
@@ -15,6 +16,7 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 pub use self::answer::Answer;
+use self::held::Held;
 use crate::access::{AccessRecord, Recorded, RequestHead, Tokens};
 use crate::admit::{Verdict, admit};
 use crate::forward::{ForwardContext, Forwarded};
@@ -23,7 +25,6 @@ use crate::ids::{RequestId, X_REQUEST_ID};
 use crate::llm::{Grant, MeteredBody};
 use crate::metrics::Metrics;
 use crate::reject::{Audience, Rejection};
-use crate::respond::{self, Check};
 use crate::snapshot::{Snapshot, State};
 
 /// The body of every response the public listener sends.
@@ -129,34 +130,10 @@ async fn run(
         Ok(forwarded) => forwarded,
         Err(rejection) => return Outcome::Refused(rejection, None),
     };
-    match held(snapshot, responses.as_deref(), forwarded, record).await {
-        Ok(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
-        Err(outcome) => outcome,
-    }
-}
-
-/// The model's answer held to what the spec declares (see `respond`): relayed, relayed
-/// with the violation on the record (`shadow`), refused, or a 5xx concealed.
-async fn held(
-    snapshot: &Snapshot,
-    responses: Option<&crate::spec::Responses>,
-    forwarded: Forwarded,
-    record: &mut AccessRecord,
-) -> Result<Forwarded, Outcome> {
-    let head = &forwarded.response;
-    let config = &snapshot.config.responses;
-    match respond::check(config, responses, head.status(), head.headers()) {
-        Check::Relay => Ok(forwarded),
-        Check::Shadowed(violation) => {
-            record.trail().shadowed.push(violation);
-            Ok(forwarded)
-        }
-        Check::Refuse(violation) => Err(Outcome::Refused(violation, None)),
-        Check::Conceal(status) => {
-            let body = forwarded.response.into_body();
-            respond::log_concealed(status, body, record.request_id().as_str()).await;
-            Err(Outcome::Refused(Rejection::UpstreamError { status }, None))
-        }
+    let metered = llm.is_some();
+    match held::held(snapshot, responses.as_deref(), metered, forwarded, record).await {
+        Held::Relay(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
+        Held::Done(outcome) => outcome,
     }
 }
 

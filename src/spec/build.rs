@@ -17,7 +17,7 @@ use super::raw::{Loc, RawBody, RawOperation, RawParam};
 use super::root::server_prefix;
 use super::shape::{self, Shape, Types};
 use super::source::Documents;
-use super::{BodyKind, Media, Operation, Param, Params, RequestBody, Responses};
+use super::{BodyKind, Media, Operation, Param, Params, RequestBody, ResponseMedia, Responses};
 use crate::route::Router;
 
 /// Normalises every schema a request can meet, in place, before anything is compiled.
@@ -39,6 +39,20 @@ pub(super) fn normalize_request_schemas(
             normalizer.schema_at(&at.uri, &at.pointer);
         }
     }
+    // Response schemas after every request's: a problem in one is a warning (its answers
+    // go unchecked), never a load failure.
+    let before = normalizer.problems.len();
+    let responses = operations.iter().flat_map(|o| o.responses.iter().flatten());
+    let schemas = responses.flat_map(|(_, media)| media.iter().filter_map(|(_, at)| at.as_ref()));
+    for at in schemas {
+        normalizer.schema_at(&at.uri, &at.pointer);
+    }
+    let unchecked = normalizer.problems.split_off(before);
+    warnings.extend(
+        unchecked
+            .into_iter()
+            .map(|p| format!("{p} (a response schema: its answers go unchecked)")),
+    );
     problems.append(&mut normalizer.problems);
     warnings.append(&mut normalizer.warnings);
 }
@@ -151,8 +165,16 @@ impl Builder<'_> {
         params.path = order_path_params(&raw, params.path, &mut self.warnings);
         let body = raw.body.as_ref().map(|body| self.body(body));
         let at = raw.at.to_string();
-        let responses = (raw.responses)
-            .map(|declared| Arc::new(Responses::build(declared, &at, &mut self.warnings)));
+        let responses = (raw.responses).map(|declared| {
+            let declared = declared.into_iter().map(|(status, media)| {
+                let media = media
+                    .into_iter()
+                    .map(|(range, at)| self.response_media(range, at));
+                (status, media.collect())
+            });
+            let declared = declared.collect();
+            Arc::new(Responses::build(declared, &at, &mut self.warnings))
+        });
         Operation {
             id: Arc::from(id),
             method: raw.method,
@@ -224,6 +246,22 @@ impl Builder<'_> {
             plan,
             form_shape,
         }
+    }
+
+    /// A response's media range and, for JSON, its compiled schema: one that does not
+    /// compile is a warning (its answers go unchecked), never a load failure — responses
+    /// were never checked before, so a spec that loaded must still load.
+    fn response_media(&mut self, range: String, at: Option<Loc>) -> ResponseMedia {
+        let json = body_kind(&range) == BodyKind::Json;
+        let schema = at.filter(|_| json).and_then(|at| match self.compiled(&at) {
+            Ok(schema) => Some(schema),
+            Err(problem) => {
+                let warning = format!("{problem} (a response schema: its answers go unchecked)");
+                self.warnings.push(warning);
+                None
+            }
+        });
+        ResponseMedia { range, schema }
     }
 
     fn shape(&self, at: Option<&Loc>) -> Shape {

@@ -7,7 +7,7 @@ mod build;
 pub mod compile;
 mod responses;
 
-pub use self::responses::Responses;
+pub use self::responses::{ResponseMedia, Responses};
 mod failure;
 pub mod loose;
 pub mod normalize;

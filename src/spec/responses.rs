@@ -1,13 +1,24 @@
 //! What the spec declares an operation answers with: per status — a code (`200`), a class
-//! (`2XX`) or `default` — the media ranges its content may have. Read by the response
-//! checks (`respond`), which hold the model's answers to it.
+//! (`2XX`) or `default` — the media ranges its content may have, each with its compiled
+//! schema (JSON ones). Read by the response checks (`respond`), which hold the model's
+//! answers to it.
 
-use super::raw::RawResponses;
+use std::sync::Arc;
+
+use super::compile::Schema;
 
 /// An operation's declared responses.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Responses {
-    declared: Vec<(StatusKey, Vec<String>)>,
+    declared: Vec<(StatusKey, Vec<ResponseMedia>)>,
+}
+
+/// A media range a response may have, and the schema its JSON body must match (`None`:
+/// not JSON, no schema, or one that did not compile — then its bodies go unchecked).
+#[derive(Debug)]
+pub struct ResponseMedia {
+    pub range: String,
+    pub schema: Option<Arc<Schema>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +43,11 @@ impl StatusKey {
 
 impl Responses {
     /// From what `raw` read; a key that is no status is a warning, and ignored.
-    pub(super) fn build(raw: RawResponses, at: &str, warnings: &mut Vec<String>) -> Responses {
+    pub(super) fn build(
+        raw: Vec<(String, Vec<ResponseMedia>)>,
+        at: &str,
+        warnings: &mut Vec<String>,
+    ) -> Responses {
         let declared = raw
             .into_iter()
             .filter_map(|(key, media)| match StatusKey::parse(&key) {
@@ -50,7 +65,7 @@ impl Responses {
 
     /// The media ranges declared for `status` — its code, else its class, else `default`;
     /// `None` when the spec does not declare it.
-    pub fn media_for(&self, status: u16) -> Option<&[String]> {
+    pub fn media_for(&self, status: u16) -> Option<&[ResponseMedia]> {
         let find = |wanted: StatusKey| {
             let found = self.declared.iter().find(|(key, _)| *key == wanted);
             found.map(|(_, media)| media.as_slice())
@@ -65,59 +80,56 @@ impl Responses {
     /// Declared responses from `(status key, media ranges)`, for unit tests elsewhere.
     #[cfg(test)]
     pub fn for_tests(declared: &[(&str, &[&str])]) -> Responses {
-        let raw = declared
-            .iter()
-            .map(|(key, media)| {
-                (
-                    key.to_string(),
-                    media.iter().map(|m| m.to_string()).collect(),
-                )
-            })
-            .collect();
-        Responses::build(raw, "#", &mut Vec::new())
+        Responses::build(raw(declared), "#", &mut Vec::new())
     }
+}
+
+/// `(status key, media ranges)` as `build` takes them, without schemas.
+#[cfg(test)]
+fn raw(declared: &[(&str, &[&str])]) -> Vec<(String, Vec<ResponseMedia>)> {
+    let media = |ranges: &[&str]| {
+        (ranges.iter())
+            .map(|range| ResponseMedia {
+                range: range.to_string(),
+                schema: None,
+            })
+            .collect()
+    };
+    (declared.iter())
+        .map(|(key, ranges)| (key.to_string(), media(ranges)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn responses(keys: &[(&str, &[&str])]) -> (Responses, Vec<String>) {
-        let raw = keys
-            .iter()
-            .map(|(key, media)| {
-                (
-                    key.to_string(),
-                    media.iter().map(|m| m.to_string()).collect(),
-                )
-            })
-            .collect();
-        let mut warnings = Vec::new();
-        (
-            Responses::build(raw, "#/paths/~1p/get", &mut warnings),
-            warnings,
-        )
+    fn ranges(media: Option<&[ResponseMedia]>) -> Option<Vec<&str>> {
+        media.map(|media| media.iter().map(|m| m.range.as_str()).collect())
     }
 
     #[test]
     fn a_status_is_found_by_code_then_class_then_default() {
-        let (declared, warnings) = responses(&[
-            ("200", &["application/json"]),
-            ("4xx", &["application/problem+json"]),
-            ("default", &[]),
-            ("abc", &[]),
-        ]);
-        assert_eq!(
-            declared.media_for(200),
-            Some(&["application/json".to_owned()][..])
+        let mut warnings = Vec::new();
+        let declared = Responses::build(
+            raw(&[
+                ("200", &["application/json"]),
+                ("4xx", &["application/problem+json"]),
+                ("default", &[]),
+                ("abc", &[]),
+            ]),
+            "#/paths/~1p/get",
+            &mut warnings,
         );
         assert_eq!(
-            declared.media_for(422),
-            Some(&["application/problem+json".to_owned()][..])
+            ranges(declared.media_for(200)),
+            Some(vec!["application/json"])
         );
-        assert_eq!(declared.media_for(503), Some(&[][..]));
+        let problem = Some(vec!["application/problem+json"]);
+        assert_eq!(ranges(declared.media_for(422)), problem);
+        assert_eq!(ranges(declared.media_for(503)), Some(vec![]));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        let (strict, _) = responses(&[("200", &[])]);
-        assert_eq!(strict.media_for(500), None);
+        let strict = Responses::for_tests(&[("200", &[])]);
+        assert!(strict.media_for(500).is_none());
     }
 }

@@ -1,6 +1,7 @@
 """A FastAPI model server that misbehaves the ways real ones do, for tests/responses.rs:
 an error handler that puts the traceback in the body (as `debug=True` or a hand-written
-handler does), a status its spec does not declare, HTML where it declares JSON.
+handler does), a status its spec does not declare, HTML where it declares JSON, a number
+where it declares a string.
 
 Run:  uvicorn app:app --host 127.0.0.1 --port 8000
 """
@@ -37,6 +38,13 @@ def crash() -> Prediction:
 @app.get("/v1/teapot", response_model=Prediction)
 def teapot() -> JSONResponse:
     return JSONResponse({"label": "teapot"}, status_code=418)
+
+
+@app.get("/v1/wrong-type", response_model=Prediction)
+def wrong_type() -> JSONResponse:
+    # A JSONResponse bypasses FastAPI's own response_model check, as handlers that build
+    # their answers by hand do.
+    return JSONResponse({"label": 5})
 
 
 @app.get("/v1/html", response_model=Prediction)

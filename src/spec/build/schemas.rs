@@ -29,7 +29,7 @@ impl Builder<'_> {
 
     /// The compiled schema at `at`: shared by location, by text within a document, through
     /// chains of bare `$ref`s, else compiled now and remembered under its location and text.
-    fn compiled(&mut self, at: &Loc) -> Result<Arc<Schema>, String> {
+    pub(super) fn compiled(&mut self, at: &Loc) -> Result<Arc<Schema>, String> {
         let at = &self.referenced(at);
         if let Some(schema) = self.cache.get(at) {
             return Ok(schema.clone());

@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 
-use super::{Node, Reader};
+use super::{Loc, Node, Reader};
 
-/// A status key as written, and the media ranges of its content (empty: no body declared).
-pub(in crate::spec) type RawResponses = Vec<(String, Vec<String>)>;
+/// A status key as written, and the media ranges of its content with where each one's
+/// schema is (empty: no body declared).
+pub(in crate::spec) type RawResponses = Vec<(String, Vec<(String, Option<Loc>)>)>;
 
 impl Reader<'_> {
     /// The operation's declared responses; `None` when it declares none.
@@ -17,11 +18,17 @@ impl Reader<'_> {
         let at = operation.at.child("responses");
         let mut declared = Vec::with_capacity(responses.len());
         for key in responses.keys() {
-            let Some(Node { value, .. }) = self.deref(&at.child(key)) else {
+            let Some(Node { value, at }) = self.deref(&at.child(key)) else {
                 continue;
             };
             let media = match value.get("content") {
-                Some(Value::Object(content)) => content.keys().cloned().collect(),
+                Some(Value::Object(content)) => (content.iter())
+                    .map(|(range, media)| {
+                        let schema = media.get("schema");
+                        let at = at.child("content").child(range).child("schema");
+                        (range.clone(), schema.map(|_| at))
+                    })
+                    .collect(),
                 _ => Vec::new(),
             };
             declared.push((key.clone(), media));

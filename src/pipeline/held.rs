@@ -1,0 +1,94 @@
+//! The model's answer held to what the spec declares, before any of it is relayed (see
+//! `respond` for the rules): its head first; then, for a JSON body the spec gives a schema
+//! and whose `Content-Length` is within `responses.max_body_bytes`, the body read whole
+//! and validated. Bodies past the bound, without a length, or of LLM operations (metered
+//! instead) stream on unchecked.
+
+use http::Response;
+use http::header::CONTENT_LENGTH;
+
+use super::{Answer, Outcome, hold};
+use crate::access::AccessRecord;
+use crate::forward::Forwarded;
+use crate::reject::Rejection;
+use crate::respond::{self, Check};
+use crate::snapshot::Snapshot;
+use crate::spec::Responses;
+use crate::spec::compile::Schema;
+
+/// What came of the check: the answer to relay (metered if it is an LLM's), or an outcome
+/// already decided — a refusal, a concealed error, or a body read and checked.
+#[allow(clippy::large_enum_variant)] // both are the common case: boxing either allocates per request
+pub(super) enum Held {
+    Relay(Forwarded),
+    Done(Outcome),
+}
+
+/// Holds `forwarded` to `responses`; `metered`: an LLM operation's answer, whose body the
+/// meter reads instead.
+pub(super) async fn held(
+    snapshot: &Snapshot,
+    responses: Option<&Responses>,
+    metered: bool,
+    forwarded: Forwarded,
+    record: &mut AccessRecord,
+) -> Held {
+    let head = &forwarded.response;
+    let config = &snapshot.config.responses;
+    match respond::check(config, responses, head.status(), head.headers()) {
+        Check::Relay => Held::Relay(forwarded),
+        Check::Validate(schema) if !metered && within(&forwarded, config.max_body_bytes) => {
+            validated(snapshot, forwarded, &schema, record).await
+        }
+        // Not checked: too large to hold, no length, or metered.
+        Check::Validate(_) => Held::Relay(forwarded),
+        Check::Shadowed(violation) => {
+            record.trail().shadowed.push(violation);
+            Held::Relay(forwarded)
+        }
+        Check::Refuse(violation) => Held::Done(Outcome::Refused(violation, None)),
+        Check::Conceal(status) => {
+            let body = forwarded.response.into_body();
+            respond::log_concealed(status, body, record.request_id().as_str()).await;
+            Held::Done(Outcome::Refused(Rejection::UpstreamError { status }, None))
+        }
+    }
+}
+
+/// Whether the answer declares a length within `limit`.
+fn within(forwarded: &Forwarded, limit: u64) -> bool {
+    let length = forwarded.response.headers().get(CONTENT_LENGTH);
+    let length = length.and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
+    length.is_some_and(|length| length <= limit)
+}
+
+/// The body read whole and checked against `schema`: relayed (a violation counted, in
+/// shadow), or refused in enforce.
+async fn validated(
+    snapshot: &Snapshot,
+    forwarded: Forwarded,
+    schema: &Schema,
+    record: &mut AccessRecord,
+) -> Held {
+    let config = &snapshot.config.responses;
+    let upstream_time = forwarded.upstream_time;
+    let (head, body) = forwarded.response.into_parts();
+    let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let bytes = match hold::read_whole(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => {
+            let refusal = refusal.unwrap_or(Rejection::UpstreamUnavailable);
+            return Held::Done(Outcome::Refused(refusal, None));
+        }
+    };
+    let depth = snapshot.config.limits.max_json_depth;
+    if let Err(reason) = respond::json_verdict(&bytes, schema, depth) {
+        match respond::violation(config, reason) {
+            Check::Refuse(violation) => return Held::Done(Outcome::Refused(violation, None)),
+            Check::Shadowed(violation) => record.trail().shadowed.push(violation),
+            _ => {}
+        }
+    }
+    let response = Response::from_parts(head, Answer::moat(bytes));
+    Held::Done(Outcome::Forwarded(response, upstream_time))
+}
