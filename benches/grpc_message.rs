@@ -71,16 +71,7 @@ fn bench(c: &mut Criterion) {
     let check = MessageCheck::new(input.clone(), false, &limits);
     let mut group = c.benchmark_group("grpc_message");
     for bytes in [1024usize, 1 << 20] {
-        let json = format!(
-            r#"{{"model_name": "iris", "inputs": [{{"name": "input-0", "datatype": "FP32",
-                "shape": [1, {}]}}]}}"#,
-            bytes / 4
-        );
-        let mut reader = serde_json::Deserializer::from_str(&json);
-        let mut message = DynamicMessage::deserialize(input.clone(), &mut reader).unwrap();
-        let raw = Value::List(vec![Value::Bytes(Bytes::from(vec![0u8; bytes]))]);
-        message.set_field_by_name("raw_input_contents", raw);
-        let encoded = Bytes::from(message.encode_to_vec());
+        let encoded = request(&input, bytes);
         assert_eq!(check.check(encoded.clone()), Ok(()));
         group.throughput(Throughput::Bytes(encoded.len() as u64));
         let name = format!("ModelInferRequest {} KiB tensor", bytes / 1024);

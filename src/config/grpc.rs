@@ -86,6 +86,23 @@ fn optional_upstream_url<'de, D: Deserializer<'de>>(
 }
 
 impl GrpcConfig {
+    /// A config of `protos` with every other setting at its default (port 1), for unit
+    /// tests elsewhere.
+    #[cfg(test)]
+    pub fn for_tests(protos: Vec<PathBuf>) -> GrpcConfig {
+        GrpcConfig {
+            protos,
+            includes: Vec::new(),
+            descriptor_set: None,
+            upstream: None,
+            port: Some(1),
+            max_message_bytes: 1024,
+            methods: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            protovalidate: Protovalidate::Refuse,
+        }
+    }
+
     /// The problems serde cannot see: one source of definitions, one upstream address.
     pub(super) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();

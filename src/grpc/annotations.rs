@@ -66,17 +66,8 @@ extend google.protobuf.FieldOptions { FieldRules field = 1159; }
         compiler.open_files(["user.proto"]).unwrap();
         assert_eq!(annotated(&compiler.descriptor_pool()), ["u.Req.name"]);
         // Not served unless the operator says so.
-        let mut config = crate::config::GrpcConfig {
-            protos: vec![dir.path().join("user.proto")],
-            includes: vec![dir.path().to_owned()],
-            descriptor_set: None,
-            upstream: None,
-            port: Some(1),
-            max_message_bytes: 1024,
-            methods: Default::default(),
-            rules: Default::default(),
-            protovalidate: Default::default(),
-        };
+        let mut config = crate::config::GrpcConfig::for_tests(vec![dir.path().join("user.proto")]);
+        config.includes = vec![dir.path().to_owned()];
         std::fs::write(
             dir.path().join("user.proto"),
             "syntax = \"proto3\";\npackage u;\nimport \"buf/validate/validate.proto\";\n\

@@ -237,17 +237,7 @@ mod tests {
     use super::*;
 
     fn config(protos: &[&Path]) -> GrpcConfig {
-        GrpcConfig {
-            protos: protos.iter().map(|p| p.to_path_buf()).collect(),
-            includes: Vec::new(),
-            descriptor_set: None,
-            upstream: None,
-            port: Some(1),
-            max_message_bytes: 1024,
-            methods: Default::default(),
-            rules: Default::default(),
-            protovalidate: Default::default(),
-        }
+        GrpcConfig::for_tests(protos.iter().map(|p| p.to_path_buf()).collect())
     }
 
     const PROTO: &str = r#"

@@ -87,23 +87,11 @@ mod tests {
 
     #[test]
     fn the_inference_request_lists_its_open_fields() {
-        let config = crate::config::GrpcConfig {
-            protos: vec![
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/examples/grpc/open_inference_grpc.proto"
-                )
-                .into(),
-            ],
-            includes: Vec::new(),
-            descriptor_set: None,
-            upstream: None,
-            port: Some(1),
-            max_message_bytes: 1024,
-            methods: Default::default(),
-            rules: Default::default(),
-            protovalidate: Default::default(),
-        };
+        let proto = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/grpc/open_inference_grpc.proto"
+        );
+        let config = crate::config::GrpcConfig::for_tests(vec![proto.into()]);
         let services = super::super::load(&config).unwrap();
         let report = open_fields(&services).unwrap();
         let infer = &report["grpc"]["inference.GRPCInferenceService/ModelInfer"];
