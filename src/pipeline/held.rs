@@ -1,8 +1,8 @@
 //! The model's answer held to what the spec declares, before any of it is relayed (see
 //! `respond` for the rules): its head first; then, for a JSON body the spec gives a schema
 //! and whose `Content-Length` is within `responses.max_body_bytes`, the body read whole
-//! and validated. Bodies past the bound, without a length, or of LLM operations (metered
-//! instead) stream on unchecked.
+//! and validated. Bodies past the bound, without a length, of LLM operations (metered
+//! instead) or of HEAD requests (none) stream on unchecked.
 
 use http::Response;
 use http::header::CONTENT_LENGTH;
@@ -24,12 +24,12 @@ pub(super) enum Held {
     Done(Outcome),
 }
 
-/// Holds `forwarded` to `responses`; `metered`: an LLM operation's answer, whose body the
-/// meter reads instead.
+/// Holds `forwarded` to `responses`; `unread`: its body is not checked (an LLM
+/// operation's, which the meter reads instead, or a HEAD's, which has none).
 pub(super) async fn held(
     snapshot: &Snapshot,
     responses: Option<&Responses>,
-    metered: bool,
+    unread: bool,
     forwarded: Forwarded,
     record: &mut AccessRecord,
 ) -> Held {
@@ -37,10 +37,10 @@ pub(super) async fn held(
     let config = &snapshot.config.responses;
     match respond::check(config, responses, head.status(), head.headers()) {
         Check::Relay => Held::Relay(forwarded),
-        Check::Validate(schema) if !metered && within(&forwarded, config.max_body_bytes) => {
+        Check::Validate(schema) if !unread && within(&forwarded, config.max_body_bytes) => {
             validated(snapshot, forwarded, &schema, record).await
         }
-        // Not checked: too large to hold, no length, or metered.
+        // Not checked: too large to hold, no length, metered, or a HEAD's.
         Check::Validate(_) => Held::Relay(forwarded),
         Check::Shadowed(violation) => {
             record.trail().shadowed.push(violation);

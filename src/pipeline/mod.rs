@@ -121,6 +121,8 @@ async fn run(
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
     let responses = admitted.take_responses();
+    // An LLM's answer is metered instead of checked; a HEAD's has no body to check.
+    let unread = llm.is_some() || admitted.method() == http::Method::HEAD;
     // The body's room is given back once the model has answered: until then the body may
     // be resent (a retry), so its bytes are still held.
     let room = admitted.take_room();
@@ -130,8 +132,7 @@ async fn run(
         Ok(forwarded) => forwarded,
         Err(rejection) => return Outcome::Refused(rejection, None),
     };
-    let metered = llm.is_some();
-    match held::held(snapshot, responses.as_deref(), metered, forwarded, record).await {
+    match held::held(snapshot, responses.as_deref(), unread, forwarded, record).await {
         Held::Relay(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
         Held::Done(outcome) => outcome,
     }
