@@ -44,6 +44,16 @@ fn enforce_refuses_undeclared_answers_and_conceals_errors() {
         "setosa",
         "read whole, checked and relayed"
     );
+    // Past responses.max_body_bytes: relayed as it streams, counted as not checked.
+    let big = get(moat.addr, "/v1/big", &[]);
+    assert_eq!(big.status, 200);
+    assert_eq!(
+        big.body.len(),
+        5 * 1024 * 1024 + 12,
+        "the whole answer relayed"
+    );
+    let not_checked = r#"moat_response_not_checked_total{reason="too_large"}"#;
+    assert_eq!(support::metric(&moat, not_checked), 1);
     let wrong = get(moat.addr, "/v1/wrong-type", &[]);
     assert_eq!(wrong.status, 502);
     let detail = wrong.json()["detail"].as_str().unwrap().to_owned();

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub connections_closed: Family<ReasonLabels, Counter>,
     /// Requests their client abandoned (`before_response`: logged as 499; `during_response`).
     pub cancelled: Family<PhaseLabels, Counter>,
+    /// Answers with a declared schema relayed without their body checked (see `respond`).
+    pub responses_not_checked: Family<ReasonLabels, Counter>,
     /// Increments with every configuration swapped in (the first load is generation 0).
     pub config_generation: Gauge,
     /// The status page's counters; `/metrics` takes the request and upstream latency
@@ -59,6 +61,7 @@ impl Metrics {
         let config_reloads = registered(r, RELOADS, Family::default());
         let connections_closed = registered(r, CLOSED, Family::default());
         let cancelled = registered(r, CANCELLED, Family::default());
+        let responses_not_checked = registered(r, NOT_CHECKED, Family::default());
         let config_generation = registered(r, GENERATION, Gauge::default());
         r.register_collector(Box::new(Latencies(board.clone())));
         r.register_collector(Box::new(Refusals(board.clone())));
@@ -71,6 +74,7 @@ impl Metrics {
             config_reloads,
             connections_closed,
             cancelled,
+            responses_not_checked,
             config_generation,
             board,
             stores,
@@ -122,6 +126,12 @@ const CANCELLED: (&str, &str) = (
     "moat_client_cancelled_requests",
     "Requests the client reset or abandoned, by phase (before_response: logged as 499; \
      during_response: a response body cut short)",
+);
+const NOT_CHECKED: (&str, &str) = (
+    "moat_response_not_checked",
+    "Answers whose body the spec gives a schema, relayed unchecked, by reason (too_large: \
+     past responses.max_body_bytes; no_length: no Content-Length, streamed; metered: an LLM \
+     operation's)",
 );
 const GENERATION: (&str, &str) = (
     "moat_config_generation",

@@ -10,6 +10,7 @@ use http::header::CONTENT_LENGTH;
 use super::{Answer, Outcome, hold};
 use crate::access::AccessRecord;
 use crate::forward::Forwarded;
+use crate::metrics::ReasonLabels;
 use crate::reject::Rejection;
 use crate::respond::{self, Check};
 use crate::snapshot::Snapshot;
@@ -37,11 +38,18 @@ pub(super) async fn held(
     let config = &snapshot.config.responses;
     match respond::check(config, responses, head.status(), head.headers()) {
         Check::Relay => Held::Relay(forwarded),
-        Check::Validate(schema) if !unread && within(&forwarded, config.max_body_bytes) => {
-            validated(snapshot, forwarded, &schema, record).await
-        }
-        // Not checked: too large to hold, no length, metered, or a HEAD's.
-        Check::Validate(_) => Held::Relay(forwarded),
+        Check::Validate(schema) => match unchecked(&forwarded, unread, config.max_body_bytes) {
+            None => validated(snapshot, forwarded, &schema, record).await,
+            Some(reason) => {
+                let labels = ReasonLabels { reason };
+                record
+                    .metrics()
+                    .responses_not_checked
+                    .get_or_create(&labels)
+                    .inc();
+                Held::Relay(forwarded)
+            }
+        },
         Check::Shadowed(violation) => {
             record.trail().shadowed.push(violation);
             Held::Relay(forwarded)
@@ -55,11 +63,17 @@ pub(super) async fn held(
     }
 }
 
-/// Whether the answer declares a length within `limit`.
-fn within(forwarded: &Forwarded, limit: u64) -> bool {
+/// Why the body goes on unchecked, if it does: `metered` (an LLM operation's, or a HEAD's,
+/// which has none), `no_length` (streamed), `too_large` (past `limit`).
+fn unchecked(forwarded: &Forwarded, unread: bool, limit: u64) -> Option<&'static str> {
     let length = forwarded.response.headers().get(CONTENT_LENGTH);
     let length = length.and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
-    length.is_some_and(|length| length <= limit)
+    match length {
+        _ if unread => Some("metered"),
+        None => Some("no_length"),
+        Some(length) if length > limit => Some("too_large"),
+        Some(_) => None,
+    }
 }
 
 /// The body read whole and checked against `schema`: relayed (a violation counted, in

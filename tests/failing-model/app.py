@@ -47,6 +47,12 @@ def wrong_type() -> JSONResponse:
     return JSONResponse({"label": 5})
 
 
+@app.get("/v1/big", response_model=Prediction)
+def big() -> Prediction:
+    # 5 MiB: past moat's default responses.max_body_bytes (1 MiB).
+    return Prediction(label="x" * (5 * 1024 * 1024))
+
+
 @app.get("/v1/html", response_model=Prediction)
 def html() -> HTMLResponse:
     return HTMLResponse("<p>setosa</p>")
