@@ -16,16 +16,19 @@ use std::sync::Arc;
 
 use crate::config::{ResponseMode, ResponsesConfig};
 use crate::reject::Rejection;
-use crate::spec::Responses;
+use serde_json::Value;
+
 use crate::spec::compile::Schema;
+use crate::spec::{Declared, ResponseMedia, Responses};
 use crate::validate::body::admits;
 
 /// What to do with the model's answer, from its head.
 #[derive(Debug)]
 pub enum Check {
     Relay,
-    /// Relayed once its JSON body (within `responses.max_body_bytes`) matches this schema.
-    Validate(Arc<Schema>),
+    /// Relayed once its JSON body (within `responses.max_body_bytes`) matches this schema;
+    /// what it declares, to strip what it does not.
+    Validate(Arc<Schema>, Option<Arc<Declared>>),
     /// Relayed; the violation is logged and counted (`shadow`).
     Shadowed(Rejection),
     /// Replaced by this refusal (`enforce`).
@@ -49,7 +52,10 @@ pub fn check(
         return Check::Relay;
     };
     match held(declared, status, headers) {
-        Ok(Some(schema)) => Check::Validate(schema),
+        Ok(Some(media)) => match &media.schema {
+            Some(schema) => Check::Validate(schema.clone(), media.declared.clone()),
+            None => Check::Relay,
+        },
         Ok(None) => Check::Relay,
         Err(reason) => violation(config, reason),
     }
@@ -65,13 +71,13 @@ pub fn violation(config: &ResponsesConfig, reason: String) -> Check {
     }
 }
 
-/// Whether the head matches what the spec declares — and the schema its body must match,
-/// if any; else why not.
-fn held(
-    declared: &Responses,
+/// Whether the head matches what the spec declares — and the media its body is held to,
+/// if it has one; else why not.
+fn held<'r>(
+    declared: &'r Responses,
     status: StatusCode,
     headers: &HeaderMap,
-) -> Result<Option<Arc<Schema>>, String> {
+) -> Result<Option<&'r ResponseMedia>, String> {
     let code = status.as_u16();
     let media = declared
         .media_for(code)
@@ -96,7 +102,7 @@ fn held(
         .iter()
         .find(|m| admits(std::iter::once(m.range.as_str()), content_type));
     match matched {
-        Some(media) => Ok(media.schema.clone()),
+        Some(media) => Ok(Some(media)),
         None => Err(format!(
             "its content type is not one declared for status {code} ({})",
             ranges()
@@ -105,18 +111,38 @@ fn held(
 }
 
 /// A JSON body against its declared schema: parsed as strictly as requests are, then
-/// validated; the first failure by its pointer, never a value.
-pub fn json_verdict(body: &[u8], schema: &Schema, max_depth: usize) -> Result<(), String> {
+/// validated; the first failure by its pointer, never a value. `Ok` with the parsed body
+/// (for stripping), `Err` with the reason and the body if it parsed.
+pub fn json_verdict(
+    body: &[u8],
+    schema: &Schema,
+    max_depth: usize,
+) -> Result<Value, (String, Option<Value>)> {
     let value = crate::validate::json::parse(body, max_depth)
-        .map_err(|why| format!("its body is not acceptable JSON: {why}"))?;
+        .map_err(|why| (format!("its body is not acceptable JSON: {why}"), None))?;
     let mut errors = Vec::new();
     if schema.check(&value, "body", "", &mut errors) {
-        return Ok(());
+        return Ok(value);
     }
-    match errors.first() {
-        Some(first) => Err(format!("{}: {}", pointer(&first.pointer), first.message)),
-        None => Err("its body does not match the declared schema".to_owned()),
+    let reason = match errors.first() {
+        Some(first) => format!("{}: {}", pointer(&first.pointer), first.message),
+        None => "its body does not match the declared schema".to_owned(),
+    };
+    Err((reason, Some(value)))
+}
+
+/// `value` without the members `declared` does not declare, serialised — `None` when
+/// nothing was removed (the model's own bytes then go on untouched).
+pub fn stripped(declared: &Declared, mut value: Value) -> Option<bytes::Bytes> {
+    let removed = declared.strip(&mut value);
+    if removed == 0 {
+        return None;
     }
+    tracing::debug!(
+        removed,
+        "undeclared members removed from the model's answer"
+    );
+    serde_json::to_vec(&value).ok().map(bytes::Bytes::from)
 }
 
 /// A pointer as the detail shows it: `/` for the whole body.

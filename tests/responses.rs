@@ -22,7 +22,10 @@ fn enforce_refuses_undeclared_answers_and_conceals_errors() {
     let Some(model) = PyServer::start("tests/failing-model") else {
         return;
     };
-    let moat = moat_for(&model, "responses:\n  mode: enforce\n");
+    let moat = moat_for(
+        &model,
+        "responses:\n  mode: enforce\n  strip_undeclared: true\n",
+    );
     assert_eq!(get(moat.addr, "/v1/predict", &[]).status, 200);
 
     let teapot = get(moat.addr, "/v1/teapot", &[]);
@@ -44,6 +47,10 @@ fn enforce_refuses_undeclared_answers_and_conceals_errors() {
         "setosa",
         "read whole, checked and relayed"
     );
+    // More than the contract: what it does not declare is removed, the rest intact.
+    let extra = get(moat.addr, "/v1/extra", &[]);
+    assert_eq!(extra.status, 200);
+    assert_eq!(extra.json(), serde_json::json!({"label": "setosa"}));
     // Past responses.max_body_bytes: relayed as it streams, counted as not checked.
     let big = get(moat.addr, "/v1/big", &[]);
     assert_eq!(big.status, 200);

@@ -20,6 +20,10 @@ pub struct ResponsesConfig {
     /// ones, and ones without a length, are relayed as they stream and not checked.
     #[serde(default = "one_mib")]
     pub max_body_bytes: u64,
+    /// Members of a checked JSON answer that its schema does not declare are removed before
+    /// it is relayed (the body re-serialised only when something was removed).
+    #[serde(default)]
+    pub strip_undeclared: bool,
 }
 
 fn one_mib() -> u64 {
@@ -41,6 +45,7 @@ impl Default for ResponsesConfig {
             mode: ResponseMode::default(),
             conceal_upstream_errors: None,
             max_body_bytes: one_mib(),
+            strip_undeclared: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::metrics::ReasonLabels;
 use crate::reject::Rejection;
 use crate::respond::{self, Check};
 use crate::snapshot::Snapshot;
+use crate::spec::Declared;
 use crate::spec::Responses;
 use crate::spec::compile::Schema;
 
@@ -38,18 +39,22 @@ pub(super) async fn held(
     let config = &snapshot.config.responses;
     match respond::check(config, responses, head.status(), head.headers()) {
         Check::Relay => Held::Relay(forwarded),
-        Check::Validate(schema) => match unchecked(&forwarded, unread, config.max_body_bytes) {
-            None => validated(snapshot, forwarded, &schema, record).await,
-            Some(reason) => {
-                let labels = ReasonLabels { reason };
-                record
-                    .metrics()
-                    .responses_not_checked
-                    .get_or_create(&labels)
-                    .inc();
-                Held::Relay(forwarded)
+        Check::Validate(schema, declared) => {
+            match unchecked(&forwarded, unread, config.max_body_bytes) {
+                None => {
+                    validated(snapshot, forwarded, (&schema, declared.as_deref()), record).await
+                }
+                Some(reason) => {
+                    let labels = ReasonLabels { reason };
+                    record
+                        .metrics()
+                        .responses_not_checked
+                        .get_or_create(&labels)
+                        .inc();
+                    Held::Relay(forwarded)
+                }
             }
-        },
+        }
         Check::Shadowed(violation) => {
             record.trail().shadowed.push(violation);
             Held::Relay(forwarded)
@@ -76,19 +81,19 @@ fn unchecked(forwarded: &Forwarded, unread: bool, limit: u64) -> Option<&'static
     }
 }
 
-/// The body read whole and checked against `schema`: relayed (a violation counted, in
-/// shadow), or refused in enforce.
+/// The body read whole and checked against its schema: relayed (a violation counted, in
+/// shadow; undeclared members removed with `strip_undeclared`), or refused in enforce.
 async fn validated(
     snapshot: &Snapshot,
     forwarded: Forwarded,
-    schema: &Schema,
+    (schema, declared): (&Schema, Option<&Declared>),
     record: &mut AccessRecord,
 ) -> Held {
     let config = &snapshot.config.responses;
     let upstream_time = forwarded.upstream_time;
-    let (head, body) = forwarded.response.into_parts();
+    let (mut head, body) = forwarded.response.into_parts();
     let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-    let bytes = match hold::read_whole(body, limit).await {
+    let mut bytes = match hold::read_whole(body, limit).await {
         Ok(bytes) => bytes,
         Err(refusal) => {
             let refusal = refusal.unwrap_or(Rejection::UpstreamUnavailable);
@@ -96,11 +101,21 @@ async fn validated(
         }
     };
     let depth = snapshot.config.limits.max_json_depth;
-    if let Err(reason) = respond::json_verdict(&bytes, schema, depth) {
-        match respond::violation(config, reason) {
+    let parsed = match respond::json_verdict(&bytes, schema, depth) {
+        Ok(value) => Some(value),
+        Err((reason, value)) => match respond::violation(config, reason) {
             Check::Refuse(violation) => return Held::Done(Outcome::Refused(violation, None)),
-            Check::Shadowed(violation) => record.trail().shadowed.push(violation),
-            _ => {}
+            Check::Shadowed(violation) => {
+                record.trail().shadowed.push(violation);
+                value
+            }
+            _ => value,
+        },
+    };
+    if let (true, Some(declared), Some(value)) = (config.strip_undeclared, declared, parsed) {
+        if let Some(stripped) = respond::stripped(declared, value) {
+            head.headers.insert(CONTENT_LENGTH, stripped.len().into());
+            bytes = stripped;
         }
     }
     let response = Response::from_parts(head, Answer::moat(bytes));

@@ -17,7 +17,7 @@ use super::raw::{Loc, RawBody, RawOperation, RawParam};
 use super::root::server_prefix;
 use super::shape::{self, Shape, Types};
 use super::source::Documents;
-use super::{BodyKind, Media, Operation, Param, Params, RequestBody, ResponseMedia, Responses};
+use super::{BodyKind, Media, Operation, Param, Params, RequestBody, Responses};
 use crate::route::Router;
 
 /// Normalises every schema a request can meet, in place, before anything is compiled.
@@ -246,22 +246,6 @@ impl Builder<'_> {
             plan,
             form_shape,
         }
-    }
-
-    /// A response's media range and, for JSON, its compiled schema: one that does not
-    /// compile is a warning (its answers go unchecked), never a load failure — responses
-    /// were never checked before, so a spec that loaded must still load.
-    fn response_media(&mut self, range: String, at: Option<Loc>) -> ResponseMedia {
-        let json = body_kind(&range) == BodyKind::Json;
-        let schema = at.filter(|_| json).and_then(|at| match self.compiled(&at) {
-            Ok(schema) => Some(schema),
-            Err(problem) => {
-                let warning = format!("{problem} (a response schema: its answers go unchecked)");
-                self.warnings.push(warning);
-                None
-            }
-        });
-        ResponseMedia { range, schema }
     }
 
     fn shape(&self, at: Option<&Loc>) -> Shape {

@@ -5,8 +5,10 @@
 
 mod build;
 pub mod compile;
+mod declared;
 mod responses;
 
+pub use self::declared::Declared;
 pub use self::responses::{ResponseMedia, Responses};
 mod failure;
 pub mod loose;

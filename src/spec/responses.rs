@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::compile::Schema;
+use super::declared::Declared;
 
 /// An operation's declared responses.
 #[derive(Debug, Default)]
@@ -19,6 +20,8 @@ pub struct Responses {
 pub struct ResponseMedia {
     pub range: String,
     pub schema: Option<Arc<Schema>>,
+    /// The members the schema declares, for `responses.strip_undeclared` (with `schema`).
+    pub declared: Option<Arc<Declared>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +95,7 @@ fn raw(declared: &[(&str, &[&str])]) -> Vec<(String, Vec<ResponseMedia>)> {
             .map(|range| ResponseMedia {
                 range: range.to_string(),
                 schema: None,
+                declared: None,
             })
             .collect()
     };

@@ -47,6 +47,12 @@ def wrong_type() -> JSONResponse:
     return JSONResponse({"label": 5})
 
 
+@app.get("/v1/extra", response_model=Prediction)
+def extra() -> JSONResponse:
+    # More than the contract says: an internal id and a credential beside the label.
+    return JSONResponse({"label": "setosa", "internal_id": 42, "upstream_token": "sk-live-123"})
+
+
 @app.get("/v1/big", response_model=Prediction)
 def big() -> Prediction:
     # 5 MiB: past moat's default responses.max_body_bytes (1 MiB).

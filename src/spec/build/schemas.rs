@@ -1,14 +1,15 @@
-//! Each schema a request meets compiled once: shared by location, by text within a
-//! document, and through chains of bare `$ref`s.
+//! Each schema a request (or a response) meets compiled once: shared by location, by text
+//! within a document, and through chains of bare `$ref`s.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::Builder;
+use super::{Builder, body_kind};
 use crate::spec::compile::Schema;
 use crate::spec::plan::{self, Plan};
 use crate::spec::raw::Loc;
+use crate::spec::{BodyKind, Declared, ResponseMedia};
 
 impl Builder<'_> {
     /// The compiled schema at `at`, compiled now unless one it shares with already is; a
@@ -17,6 +18,36 @@ impl Builder<'_> {
         self.compiled(at)
             .map_err(|problem| self.problems.push(problem))
             .ok()
+    }
+
+    /// A response's media range and, for JSON, its compiled schema: one that does not
+    /// compile is a warning (its answers go unchecked), never a load failure — responses
+    /// were never checked before, so a spec that loaded must still load.
+    pub(super) fn response_media(&mut self, range: String, at: Option<Loc>) -> ResponseMedia {
+        let json = body_kind(&range) == BodyKind::Json;
+        let Some(at) = at.filter(|_| json) else {
+            return ResponseMedia {
+                range,
+                schema: None,
+                declared: None,
+            };
+        };
+        let schema = match self.compiled(&at) {
+            Ok(schema) => Some(schema),
+            Err(problem) => {
+                let warning = format!("{problem} (a response schema: its answers go unchecked)");
+                self.warnings.push(warning);
+                None
+            }
+        };
+        let declared = schema
+            .as_ref()
+            .map(|_| Arc::new(Declared::of(self.docs, &at)));
+        ResponseMedia {
+            range,
+            schema,
+            declared,
+        }
     }
 
     /// The plan for a JSON body whose schema is at `at` (see `spec::plan`). A subschema the
@@ -29,7 +60,7 @@ impl Builder<'_> {
 
     /// The compiled schema at `at`: shared by location, by text within a document, through
     /// chains of bare `$ref`s, else compiled now and remembered under its location and text.
-    pub(super) fn compiled(&mut self, at: &Loc) -> Result<Arc<Schema>, String> {
+    fn compiled(&mut self, at: &Loc) -> Result<Arc<Schema>, String> {
         let at = &self.referenced(at);
         if let Some(schema) = self.cache.get(at) {
             return Ok(schema.clone());
