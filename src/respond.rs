@@ -1,26 +1,28 @@
 //! The model's answer held to what the spec declares, before any of it is relayed
 //! (`responses:`): its status must be one the operation declares (the code, its class, or
-//! `default`) and its content type one declared for that status. In `shadow` (the default)
-//! a violation is logged and counted and the answer relayed; in `enforce` it becomes 502
-//! `upstream_response_invalid`, naming what was wrong, never the body. Separately, a 5xx's
-//! body — where tracebacks, paths and configuration leak — is concealed behind moat's own
-//! problem+json when `conceal_upstream_errors` is on, its first bytes logged with the
-//! request id so an operator can still find it.
+//! `default`), its content type one declared for that status, and a JSON body the schema
+//! declared for it (read by `pipeline::held`; undeclared members removed with
+//! `strip_undeclared`). In `shadow` (the default) a violation is logged and counted and the
+//! answer relayed; in `enforce` it becomes 502 `upstream_response_invalid`, naming what was
+//! wrong, never a value of the body. Separately, a 5xx's body — where tracebacks, paths and
+//! configuration leak — is concealed behind moat's own problem+json when
+//! `conceal_upstream_errors` is on, its first and last KiB logged with the request id so an
+//! operator can still find it.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt as _;
-
-use std::sync::Arc;
+use serde_json::Value;
 
 use crate::config::{ResponseMode, ResponsesConfig};
 use crate::reject::Rejection;
-use serde_json::Value;
-
 use crate::spec::compile::Schema;
 use crate::spec::{Declared, ResponseMedia, Responses};
-use crate::validate::body::admits;
+use crate::validate::body::select_by;
 
 /// What to do with the model's answer, from its head.
 #[derive(Debug)]
@@ -57,17 +59,21 @@ pub fn check(
             None => Check::Relay,
         },
         Ok(None) => Check::Relay,
-        Err(reason) => violation(config, reason),
+        Err(reason) => match violation(config, reason) {
+            Ok(shadowed) => Check::Shadowed(shadowed),
+            Err(refusal) => Check::Refuse(refusal),
+        },
     }
 }
 
-/// A violation as the mode has it: refused in `enforce`, relayed and counted otherwise.
-pub fn violation(config: &ResponsesConfig, reason: String) -> Check {
+/// A violation as the mode has it: `Err` the refusal in `enforce`; `Ok` the violation to
+/// log and count while the answer is relayed (`shadow`).
+pub fn violation(config: &ResponsesConfig, reason: String) -> Result<Rejection, Rejection> {
     let detail = format!("the model's answer does not match its API definition: {reason}");
     let violation = Rejection::UpstreamResponseInvalid(detail);
     match config.mode {
-        ResponseMode::Enforce => Check::Refuse(violation),
-        _ => Check::Shadowed(violation),
+        ResponseMode::Enforce => Err(violation),
+        _ => Ok(violation),
     }
 }
 
@@ -98,10 +104,7 @@ fn held<'r>(
             ranges()
         ));
     };
-    let matched = media
-        .iter()
-        .find(|m| admits(std::iter::once(m.range.as_str()), content_type));
-    match matched {
+    match select_by(media, |m| &m.range, content_type) {
         Some(media) => Ok(Some(media)),
         None => Err(format!(
             "its content type is not one declared for status {code} ({})",
@@ -133,7 +136,7 @@ pub fn json_verdict(
 
 /// `value` without the members `declared` does not declare, serialised — `None` when
 /// nothing was removed (the model's own bytes then go on untouched).
-pub fn stripped(declared: &Declared, mut value: Value) -> Option<bytes::Bytes> {
+pub fn stripped(declared: &Declared, mut value: Value) -> Option<Bytes> {
     let removed = declared.strip(&mut value);
     if removed == 0 {
         return None;
@@ -142,7 +145,7 @@ pub fn stripped(declared: &Declared, mut value: Value) -> Option<bytes::Bytes> {
         removed,
         "undeclared members removed from the model's answer"
     );
-    serde_json::to_vec(&value).ok().map(bytes::Bytes::from)
+    serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
 /// A pointer as the detail shows it: `/` for the whole body.
@@ -168,11 +171,7 @@ const LOGGED_BYTES: usize = 1024;
 
 /// Logs a concealed 5xx's body at warn — its first and last KiB, with the request id —
 /// reading at most [`READ_BYTES`] for at most a second.
-pub async fn log_concealed<B>(status: StatusCode, body: B, request_id: &str)
-where
-    B: Body,
-    B::Data: bytes::Buf,
-{
+pub async fn log_concealed<B: Body<Data = Bytes>>(status: StatusCode, body: B, request_id: &str) {
     let mut read = Vec::new();
     let mut body = std::pin::pin!(body);
     let reading = async {
@@ -180,9 +179,9 @@ where
             let Some(Ok(frame)) = body.frame().await else {
                 break;
             };
-            if let Ok(mut data) = frame.into_data() {
-                let take = (READ_BYTES - read.len()).min(bytes::Buf::remaining(&data));
-                read.extend_from_slice(&bytes::Buf::copy_to_bytes(&mut data, take));
+            if let Ok(data) = frame.into_data() {
+                let take = (READ_BYTES - read.len()).min(data.len());
+                read.extend_from_slice(&data[..take]);
             }
         }
     };

@@ -131,7 +131,7 @@ const NOT_CHECKED: (&str, &str) = (
     "moat_response_not_checked",
     "Answers whose body the spec gives a schema, relayed unchecked, by reason (too_large: \
      past responses.max_body_bytes; no_length: no Content-Length, streamed; metered: an LLM \
-     operation's)",
+     operation's; head: a HEAD's, which has none)",
 );
 const GENERATION: (&str, &str) = (
     "moat_config_generation",

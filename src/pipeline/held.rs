@@ -26,12 +26,12 @@ pub(super) enum Held {
     Done(Outcome),
 }
 
-/// Holds `forwarded` to `responses`; `unread`: its body is not checked (an LLM
-/// operation's, which the meter reads instead, or a HEAD's, which has none).
+/// Holds `forwarded` to `responses`; `unread`: why its body is not checked, when it is
+/// not — `metered` (an LLM operation's: the meter reads it), `head` (a HEAD's: it has none).
 pub(super) async fn held(
     snapshot: &Snapshot,
     responses: Option<&Responses>,
-    unread: bool,
+    unread: Option<&'static str>,
     forwarded: Forwarded,
     record: &mut AccessRecord,
 ) -> Held {
@@ -41,9 +41,7 @@ pub(super) async fn held(
         Check::Relay => Held::Relay(forwarded),
         Check::Validate(schema, declared) => {
             match unchecked(&forwarded, unread, config.max_body_bytes) {
-                None => {
-                    validated(snapshot, forwarded, (&schema, declared.as_deref()), record).await
-                }
+                None => validated(snapshot, forwarded, &schema, declared.as_deref(), record).await,
                 Some(reason) => {
                     let labels = ReasonLabels { reason };
                     record
@@ -68,13 +66,17 @@ pub(super) async fn held(
     }
 }
 
-/// Why the body goes on unchecked, if it does: `metered` (an LLM operation's, or a HEAD's,
-/// which has none), `no_length` (streamed), `too_large` (past `limit`).
-fn unchecked(forwarded: &Forwarded, unread: bool, limit: u64) -> Option<&'static str> {
+/// Why the body goes on unchecked, if it does: `unread`'s reason, `no_length` (streamed),
+/// `too_large` (past `limit`).
+fn unchecked(
+    forwarded: &Forwarded,
+    unread: Option<&'static str>,
+    limit: u64,
+) -> Option<&'static str> {
     let length = forwarded.response.headers().get(CONTENT_LENGTH);
     let length = length.and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
     match length {
-        _ if unread => Some("metered"),
+        _ if unread.is_some() => unread,
         None => Some("no_length"),
         Some(length) if length > limit => Some("too_large"),
         Some(_) => None,
@@ -86,7 +88,8 @@ fn unchecked(forwarded: &Forwarded, unread: bool, limit: u64) -> Option<&'static
 async fn validated(
     snapshot: &Snapshot,
     forwarded: Forwarded,
-    (schema, declared): (&Schema, Option<&Declared>),
+    schema: &Schema,
+    declared: Option<&Declared>,
     record: &mut AccessRecord,
 ) -> Held {
     let config = &snapshot.config.responses;
@@ -104,12 +107,11 @@ async fn validated(
     let parsed = match respond::json_verdict(&bytes, schema, depth) {
         Ok(value) => Some(value),
         Err((reason, value)) => match respond::violation(config, reason) {
-            Check::Refuse(violation) => return Held::Done(Outcome::Refused(violation, None)),
-            Check::Shadowed(violation) => {
-                record.trail().shadowed.push(violation);
+            Err(refusal) => return Held::Done(Outcome::Refused(refusal, None)),
+            Ok(shadowed) => {
+                record.trail().shadowed.push(shadowed);
                 value
             }
-            _ => value,
         },
     };
     if let (true, Some(declared), Some(value)) = (config.strip_undeclared, declared, parsed) {

@@ -122,7 +122,11 @@ async fn run(
     let llm = admitted.take_llm();
     let responses = admitted.take_responses();
     // An LLM's answer is metered instead of checked; a HEAD's has no body to check.
-    let unread = llm.is_some() || admitted.method() == http::Method::HEAD;
+    let unread = match (&llm, admitted.method()) {
+        (Some(_), _) => Some("metered"),
+        (None, &http::Method::HEAD) => Some("head"),
+        (None, _) => None,
+    };
     // The body's room is given back once the model has answered: until then the body may
     // be resent (a retry), so its bytes are still held.
     let room = admitted.take_room();

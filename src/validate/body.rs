@@ -92,19 +92,22 @@ fn negotiate<'m>(declared: &'m [Media], headers: &HeaderMap) -> Result<&'m Media
 /// Media types compare case-insensitively, without lowercasing copies: this runs on every
 /// request with a body.
 pub fn select<'m>(media: &'m [Media], content_type: &str) -> Option<&'m Media> {
-    let (kind, subtype) = concrete(content_type)?;
-    // The first of the most specific: `min_by_key` keeps the first of equals.
-    media
-        .iter()
-        .filter_map(|m| Some((precedence(&m.range, kind, subtype)?, m)))
-        .min_by_key(|(level, _)| *level)
-        .map(|(_, m)| m)
+    select_by(media, |m| &m.range, content_type)
 }
 
-/// Whether any of `ranges` (a response's declared content) admits `content_type`.
-pub fn admits<'r>(mut ranges: impl Iterator<Item = &'r str>, content_type: &str) -> bool {
-    concrete(content_type)
-        .is_some_and(|(kind, subtype)| ranges.any(|r| precedence(r, kind, subtype).is_some()))
+/// [`select`] over anything that declares a media range (a response's content too).
+pub fn select_by<'m, T>(
+    declared: &'m [T],
+    range: impl Fn(&T) -> &str,
+    content_type: &str,
+) -> Option<&'m T> {
+    let (kind, subtype) = concrete(content_type)?;
+    // The first of the most specific: `min_by_key` keeps the first of equals.
+    declared
+        .iter()
+        .filter_map(|m| Some((precedence(range(m), kind, subtype)?, m)))
+        .min_by_key(|(level, _)| *level)
+        .map(|(_, m)| m)
 }
 
 /// A content type's type and subtype, when it names one (not a range).
