@@ -13,7 +13,7 @@ use crate::grpc::encoding::Encoding;
 use crate::grpc::framing::{Framing, FramingError};
 use crate::grpc::message::MessageCheck;
 use crate::oip;
-use crate::reject::{FieldError, Rejection, Stage};
+use crate::reject::{Rejection, Stage};
 use crate::spec::Rpc;
 use crate::trail::Trail;
 use crate::validate::{self, json::JsonLimits};
@@ -156,21 +156,8 @@ fn check_inference(
     if target.inference.is_none() {
         return Ok(());
     }
-    let json = match headers.get(oip::rest::HEADER_LENGTH) {
-        None => Some(&body[..]),
-        Some(length) => (length.to_str().ok())
-            .and_then(|length| length.parse::<usize>().ok())
-            .and_then(|length| body.get(..length)),
-    };
-    let verdict = match json {
-        Some(json) => oip::rest::check(json, snapshot.config.limits.max_tensor_elements),
-        None => Err(vec![FieldError {
-            location: "header",
-            pointer: oip::rest::HEADER_LENGTH.to_owned(),
-            message: "is not a length within the body".to_owned(),
-        }]),
-    };
-    let verdict = verdict.map_err(Rejection::BodySchema);
+    let max_elements = snapshot.config.limits.max_tensor_elements;
+    let verdict = oip::rest::check_body(headers, body, max_elements).map_err(Rejection::BodySchema);
     note_validity(trail, "tensors", verdict.is_ok());
     enforce(verdict, target.mode, trail)
 }

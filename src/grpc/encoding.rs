@@ -11,7 +11,7 @@ use bytes::Bytes;
 use flate2::read::{MultiGzDecoder, ZlibDecoder};
 use http::HeaderMap;
 
-use super::framing::FramingError;
+use super::framing::{self, FramingError};
 use crate::reject::Rejection;
 
 /// A call's message encoding, from its `grpc-encoding` header.
@@ -64,12 +64,11 @@ impl Encoding {
                 read.map(|_| decoder.total_in() == compressed.len() as u64)
             }
         };
-        let length = message.len() as u64 - 5;
-        if length > limit {
-            return Err(FramingError::TooLarge { limit });
-        }
-        let prefix = u32::try_from(length).map_err(|_| FramingError::TooLarge { limit })?;
-        message[1..5].copy_from_slice(&prefix.to_be_bytes());
+        let length = message.len() - 5;
+        let prefix = (length as u64 <= limit)
+            .then(|| framing::prefix(length))
+            .flatten();
+        message[..5].copy_from_slice(&prefix.ok_or(FramingError::TooLarge { limit })?);
         match read {
             Ok(true) => Ok(Bytes::from(message)),
             Ok(false) => Err(FramingError::Malformed(

@@ -46,12 +46,17 @@ const NEXT: State = State::Prefix {
 /// `message` with its 5-byte prefix (not compressed), as a call carries it; `None` past
 /// the 4 GiB a prefix can announce.
 pub fn frame(message: &[u8]) -> Option<Bytes> {
-    let length = u32::try_from(message.len()).ok()?;
     let mut framed = BytesMut::with_capacity(5 + message.len());
-    framed.put_u8(0);
-    framed.put_u32(length);
+    framed.put_slice(&prefix(message.len())?);
     framed.put_slice(message);
     Some(framed.freeze())
+}
+
+/// The 5-byte prefix of an uncompressed message of `length` bytes; `None` past the 4 GiB
+/// a prefix can announce.
+pub fn prefix(length: usize) -> Option<[u8; 5]> {
+    let [a, b, c, d] = u32::try_from(length).ok()?.to_be_bytes();
+    Some([0, a, b, c, d])
 }
 
 /// Why a call's messages are refused.

@@ -49,18 +49,15 @@ pub fn load(config: &GrpcConfig) -> Result<Services, Vec<String>> {
 /// must name only methods there are, and each rule must compile.
 fn methods(pool: &DescriptorPool, config: &GrpcConfig) -> Result<Vec<Operation>, Vec<String>> {
     let rules = compile_rules(config)?;
-    let allowed = |method: &MethodDescriptor| {
-        config
-            .methods
-            .get(&method_name(method))
-            .is_some_and(|m| m.unknown_fields == UnknownFields::Allow)
-    };
     let operations: Vec<Operation> = pool
         .services()
         .flat_map(|service| service.methods().collect::<Vec<_>>())
         .map(|method| {
-            let rules = rules.get(&method_name(&method)).cloned();
-            operation(&method, allowed(&method), rules)
+            let name = method_name(&method);
+            let settings = config.methods.get(&name);
+            let allowed = settings.is_some_and(|m| m.unknown_fields == UnknownFields::Allow);
+            let rules = rules.get(&name).cloned();
+            operation(&method, name, allowed, rules)
         })
         .collect();
     let named = |name: &String| operations.iter().any(|o| &*o.id == name.as_str());
@@ -127,10 +124,10 @@ fn compile_rules(config: &GrpcConfig) -> Result<BTreeMap<String, SharedSchema>, 
 /// `package.Service/Method`; no parameters or OpenAPI body, the policy's default security.
 fn operation(
     method: &MethodDescriptor,
+    name: String,
     allow_unknown_fields: bool,
     rules: Option<SharedSchema>,
 ) -> Operation {
-    let name = method_name(method);
     Operation {
         template: format!("/{name}"),
         id: Arc::from(name),

@@ -35,15 +35,12 @@ impl Relay {
         self.from = Some(at);
     }
 
+    /// What goes on: `None` when nothing was held back or replaced (the piece as it came).
     pub(super) fn finish(mut self, data: &Bytes) -> Option<Bytes> {
-        if self.out.is_empty() {
-            return match self.from {
-                Some(0) => None,
-                Some(from) => Some(data.slice(from..)),
-                None => Some(Bytes::new()),
-            };
+        if self.out.is_empty() && self.from == Some(0) {
+            return None;
         }
-        if let Some(from) = self.from.filter(|&from| from < data.len()) {
+        if let Some(from) = self.from {
             self.out.push(data.slice(from..));
         }
         self.out.retain(|piece| !piece.is_empty());

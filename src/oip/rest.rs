@@ -27,7 +27,28 @@ pub fn infer_model<'p>(method: &http::Method, path: &'p str) -> Option<&'p str> 
 
 /// The header Triton's binary tensor extension sends: the JSON part's length, the binary
 /// data after it.
-pub const HEADER_LENGTH: &str = "inference-header-content-length";
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// The violations of an infer request's body: all of it, or under Triton's binary
+/// extension its JSON part, checked by [`check`].
+pub fn check_body(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    max_elements: u64,
+) -> Result<(), Vec<FieldError>> {
+    let Some(length) = headers.get(HEADER_LENGTH) else {
+        return check(body, max_elements);
+    };
+    let length = length.to_str().ok().and_then(|l| l.parse::<usize>().ok());
+    match length.and_then(|length| body.get(..length)) {
+        Some(json) => check(json, max_elements),
+        None => Err(vec![FieldError {
+            location: "header",
+            pointer: HEADER_LENGTH.to_owned(),
+            message: "is not a length within the body".to_owned(),
+        }]),
+    }
+}
 
 #[derive(Deserialize)]
 struct InferRequest {
@@ -102,7 +123,7 @@ impl<'de> Visitor<'de> for Counter {
 
 /// The violations of an infer request's JSON (`json`: the body, or its JSON part under the
 /// binary extension), each at its pointer; `max_elements` bounds all inputs together.
-pub fn check(json: &[u8], max_elements: u64) -> Result<(), Vec<FieldError>> {
+fn check(json: &[u8], max_elements: u64) -> Result<(), Vec<FieldError>> {
     let request: InferRequest = serde_json::from_slice(json).map_err(|error| {
         let why = format!("is not an Open Inference Protocol infer request: {error}");
         vec![violation(String::new(), why)]
