@@ -1,10 +1,11 @@
 //! What a response schema declares, as a tree `responses.strip_undeclared` can prune by:
 //! the members of each object (through `$ref`s, `properties`, `items` and `allOf`), or
 //! "anything" wherever the schema leaves the shape open or ambiguous — `additionalProperties`
-//! or `patternProperties` allowed, `anyOf`/`oneOf` alternatives, a `$ref` cycle — so nothing
-//! a schema might allow is ever removed.
+//! or `patternProperties` allowed, `anyOf`/`oneOf` alternatives, a recursive `$ref` — so
+//! nothing a schema might allow is ever removed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -17,19 +18,21 @@ pub enum Declared {
     /// Anything goes here: nothing is removed.
     Open,
     /// An object: only these members are declared, each with its own shape.
-    Object(HashMap<String, Declared>),
+    Object(HashMap<String, Arc<Declared>>),
     /// An array whose items have this shape.
-    Items(Box<Declared>),
+    Items(Arc<Declared>),
 }
-
-/// How deep `$ref`s are followed before a shape is taken as open (a recursive schema).
-const MAX_DEPTH: usize = 32;
 
 impl Declared {
     /// The shape the schema at `at` declares.
     pub(super) fn of(docs: &Documents, at: &Loc) -> Declared {
+        let mut walk = Walk {
+            docs,
+            shared: HashMap::new(),
+            on_path: HashSet::new(),
+        };
         match docs.get(&at.uri, &at.pointer) {
-            Some(schema) => shape(docs, &at.uri, schema, 0),
+            Some(schema) => walk.shape(&at.uri, schema),
             None => Declared::Open,
         }
     }
@@ -56,62 +59,92 @@ impl Declared {
     }
 }
 
-fn shape(docs: &Documents, uri: &str, schema: &Value, depth: usize) -> Declared {
-    if depth > MAX_DEPTH {
-        return Declared::Open;
-    }
-    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-        return match docs.locate(uri, reference) {
-            Ok((uri, pointer)) => match docs.get(&uri, &pointer) {
-                Some(target) => shape(docs, &uri, target, depth + 1),
-                None => Declared::Open,
-            },
-            Err(_) => Declared::Open,
-        };
-    }
-    let ambiguous = [
-        "anyOf",
-        "oneOf",
-        "patternProperties",
-        "unevaluatedProperties",
-        "if",
-    ];
-    if ambiguous.iter().any(|k| schema.get(*k).is_some()) {
-        return Declared::Open;
-    }
-    if let Some(Value::Array(parts)) = schema.get("allOf") {
-        return all_of(docs, uri, parts, depth);
-    }
-    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-        if schema
-            .get("additionalProperties")
-            .is_some_and(|a| a != &Value::Bool(false))
-        {
-            return Declared::Open;
-        }
-        let members = (properties.iter())
-            .map(|(name, member)| (name.clone(), shape(docs, uri, member, depth + 1)))
-            .collect();
-        return Declared::Object(members);
-    }
-    match schema.get("items") {
-        Some(items) if items.is_object() => {
-            Declared::Items(Box::new(shape(docs, uri, items, depth + 1)))
-        }
-        _ => Declared::Open,
-    }
+/// A `$ref` target: its document and pointer.
+type Target = (String, String);
+
+/// The walk over one schema: each `$ref` target's shape built once and shared (a component
+/// used a thousand times is one tree), and a target met again on its own way down taken as
+/// open — a recursive schema ends there instead of unfolding without bound.
+struct Walk<'d> {
+    docs: &'d Documents,
+    shared: HashMap<Target, Arc<Declared>>,
+    on_path: HashSet<Target>,
 }
 
-/// `allOf` of objects: the members any part declares; anything else is open.
-fn all_of(docs: &Documents, uri: &str, parts: &[Value], depth: usize) -> Declared {
-    let mut members = HashMap::new();
-    for part in parts {
-        match shape(docs, uri, part, depth + 1) {
-            Declared::Object(more) => members.extend(more),
-            _ => return Declared::Open,
+impl Walk<'_> {
+    fn shape(&mut self, uri: &str, schema: &Value) -> Declared {
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            return Arc::unwrap_or_clone(self.target(uri, reference));
+        }
+        let ambiguous = [
+            "anyOf",
+            "oneOf",
+            "patternProperties",
+            "unevaluatedProperties",
+            "if",
+        ];
+        if ambiguous.iter().any(|k| schema.get(*k).is_some()) {
+            return Declared::Open;
+        }
+        if let Some(Value::Array(parts)) = schema.get("allOf") {
+            return self.all_of(uri, parts);
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            let open = schema.get("additionalProperties");
+            if open.is_some_and(|a| a != &Value::Bool(false)) {
+                return Declared::Open;
+            }
+            let members = (properties.iter())
+                .map(|(name, member)| (name.clone(), self.member(uri, member)))
+                .collect();
+            return Declared::Object(members);
+        }
+        match schema.get("items") {
+            Some(items) if items.is_object() => Declared::Items(self.member(uri, items)),
+            _ => Declared::Open,
         }
     }
-    Declared::Object(members)
+
+    /// A subschema's shape, shared with every other use when it is a `$ref`.
+    fn member(&mut self, uri: &str, schema: &Value) -> Arc<Declared> {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(reference) => self.target(uri, reference),
+            None => Arc::new(self.shape(uri, schema)),
+        }
+    }
+
+    /// The shape at a `$ref`'s target: built once, open when unresolvable or recursive.
+    fn target(&mut self, uri: &str, reference: &str) -> Arc<Declared> {
+        let Ok(target) = self.docs.locate(uri, reference) else {
+            return Arc::new(Declared::Open);
+        };
+        if let Some(shape) = self.shared.get(&target) {
+            return shape.clone();
+        }
+        if !self.on_path.insert(target.clone()) {
+            return Arc::new(Declared::Open);
+        }
+        let docs = self.docs;
+        let shape = match docs.get(&target.0, &target.1) {
+            Some(schema) => Arc::new(self.shape(&target.0, schema)),
+            None => Arc::new(Declared::Open),
+        };
+        self.on_path.remove(&target);
+        self.shared.insert(target, shape.clone());
+        shape
+    }
+
+    /// `allOf` of objects: the members any part declares; anything else is open.
+    fn all_of(&mut self, uri: &str, parts: &[Value]) -> Declared {
+        let mut members = HashMap::new();
+        for part in parts {
+            match self.shape(uri, part) {
+                Declared::Object(more) => members.extend(more),
+                _ => return Declared::Open,
+            }
+        }
+        Declared::Object(members)
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +158,10 @@ mod tests {
             root: "urn:t".into(),
             docs: BTreeMap::from([(
                 "urn:t".to_owned(),
-                json!({"s": schema, "defs": {"Item": {"properties": {"id": {}, "tags": {"items": {"properties": {"k": {}}}}}}}}),
+                json!({"s": schema, "defs": {
+                    "Item": {"properties": {"id": {}, "tags": {"items": {"properties": {"k": {}}}}}},
+                    "Node": {"properties": {"left": {"$ref": "#/defs/Node"}, "right": {"$ref": "#/defs/Node"}}}
+                }}),
             )]),
         };
         let at = Loc {
@@ -145,6 +181,16 @@ mod tests {
             value,
             json!({"n": 1, "items": [{"id": 1, "tags": [{"k": 1}]}]})
         );
+    }
+
+    /// A schema that refers to itself twice unfolds to 2^depth nodes if walked naively;
+    /// shared and cut at the cycle, it is a handful, and its first level still strips.
+    #[test]
+    fn a_recursive_schema_is_cut_at_its_cycle() {
+        let shape = declared(json!({"$ref": "#/defs/Node"}));
+        let mut value = json!({"left": {"x": 1}, "right": null, "extra": 1});
+        assert_eq!(shape.strip(&mut value), 1);
+        assert_eq!(value, json!({"left": {"x": 1}, "right": null}));
     }
 
     #[test]
