@@ -20,6 +20,10 @@ use super::source::Documents;
 use super::{BodyKind, Media, Operation, Param, Params, RequestBody, Responses};
 use crate::route::Router;
 
+/// What a response schema's problem adds to its warning: such a schema never fails the load
+/// (responses were never checked before, so a spec that loaded must still load).
+const UNCHECKED: &str = " (a response schema: its answers go unchecked)";
+
 /// Normalises every schema a request can meet, in place, before anything is compiled.
 pub(super) fn normalize_request_schemas(
     docs: &mut Documents,
@@ -48,11 +52,7 @@ pub(super) fn normalize_request_schemas(
         normalizer.schema_at(&at.uri, &at.pointer);
     }
     let unchecked = normalizer.problems.split_off(before);
-    warnings.extend(
-        unchecked
-            .into_iter()
-            .map(|p| format!("{p} (a response schema: its answers go unchecked)")),
-    );
+    warnings.extend(unchecked.into_iter().map(|p| format!("{p}{UNCHECKED}")));
     problems.append(&mut normalizer.problems);
     warnings.append(&mut normalizer.warnings);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Builder, body_kind};
+use super::{Builder, UNCHECKED, body_kind};
 use crate::spec::compile::Schema;
 use crate::spec::plan::{self, Plan};
 use crate::spec::raw::Loc;
@@ -21,8 +21,7 @@ impl Builder<'_> {
     }
 
     /// A response's media range and, for JSON, its compiled schema: one that does not
-    /// compile is a warning (its answers go unchecked), never a load failure — responses
-    /// were never checked before, so a spec that loaded must still load.
+    /// compile is a warning (its answers go unchecked), never a load failure.
     pub(super) fn response_media(&mut self, range: String, at: Option<Loc>) -> ResponseMedia {
         let json = body_kind(&range) == BodyKind::Json;
         let Some(at) = at.filter(|_| json) else {
@@ -35,8 +34,7 @@ impl Builder<'_> {
         let schema = match self.compiled(&at) {
             Ok(schema) => Some(schema),
             Err(problem) => {
-                let warning = format!("{problem} (a response schema: its answers go unchecked)");
-                self.warnings.push(warning);
+                self.warnings.push(format!("{problem}{UNCHECKED}"));
                 None
             }
         };
