@@ -452,7 +452,8 @@ fn inconsistent_tensors_are_refused_with_their_field(python: &Path, moat: &Moat,
     };
     let short = gzip("1,4", "raw:8");
     assert_eq!(fields(&short), json!(["raw_input_contents[0]"]), "{short}");
-    assert_eq!(gzip("1,4", "raw:16")["code"], "OK");
+    let whole = gzip("1,4", "raw:16");
+    assert_eq!(whole["code"], "OK", "{whole}");
 }
 
 /// `grpc.rules`: a JSON Schema over the message's proto3 JSON. A consistent tensor the rule
