@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use self::resolve::Resolver;
 pub use crate::config::{Alternative, Mode};
-use crate::config::{Config, LlmSetting};
+use crate::config::{Config, LlmSetting, ResponsePolicy};
 use crate::grpc::Services;
 use crate::spec::Operation;
 use crate::spec::Spec;
@@ -70,6 +70,8 @@ pub struct Route {
     /// Never routed: a gRPC method that changes the model server, which `policy.operations`
     /// does not name (see `spec::Rpc::administrative`).
     pub closed: bool,
+    /// What its answers are held to (`responses:`, resolved for this operation).
+    pub responses: ResponsePolicy,
 }
 
 /// An operation metered as an OpenAI-protocol LLM call.

@@ -18,7 +18,7 @@ use http_body::Body;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
-use crate::config::{ResponseMode, ResponsesConfig};
+use crate::config::{ResponseMode, ResponsePolicy};
 use crate::reject::Rejection;
 use crate::spec::compile::Schema;
 use crate::spec::{Declared, ResponseMedia, Responses};
@@ -31,10 +31,14 @@ pub enum Check {
     /// Relayed once its JSON body (within `responses.max_body_bytes`) matches this schema;
     /// what it declares, to strip what it does not.
     Validate(Arc<Schema>, Option<Arc<Declared>>),
-    /// Relayed; the violation is logged and counted (`shadow`).
-    Shadowed(Rejection),
+    /// An event stream: each event's JSON `data` is held to this schema as it passes (by
+    /// the LLM meter, see `llm::EventCheck`).
+    Events(Arc<Schema>),
+    /// Relayed; the violation (of this kind: `status`, `content_type`) is logged and
+    /// counted (`shadow`).
+    Shadowed(Rejection, &'static str),
     /// Replaced by this refusal (`enforce`).
-    Refuse(Rejection),
+    Refuse(Rejection, &'static str),
     /// A 5xx whose body is replaced by moat's (`conceal_upstream_errors`).
     Conceal(StatusCode),
 }
@@ -42,33 +46,34 @@ pub enum Check {
 /// The verdict on an answer of `status` with `headers`, for an operation that declares
 /// `declared` (`None`: the spec declares no responses, or there is no spec).
 pub fn check(
-    config: &ResponsesConfig,
+    config: &ResponsePolicy,
     declared: Option<&Responses>,
     status: StatusCode,
     headers: &HeaderMap,
 ) -> Check {
-    if status.is_server_error() && config.conceals() {
+    if status.is_server_error() && config.conceal {
         return Check::Conceal(status);
     }
     let Some(declared) = declared.filter(|_| config.mode != ResponseMode::Off) else {
         return Check::Relay;
     };
     match held(declared, status, headers) {
-        Ok(Some(media)) => match &media.schema {
-            Some(schema) => Check::Validate(schema.clone(), media.declared.clone()),
-            None => Check::Relay,
+        Ok(Some(media)) => match (&media.schema, &media.events) {
+            (Some(schema), _) => Check::Validate(schema.clone(), media.declared.clone()),
+            (None, Some(events)) => Check::Events(events.clone()),
+            (None, None) => Check::Relay,
         },
         Ok(None) => Check::Relay,
-        Err(reason) => match violation(config, reason) {
-            Ok(shadowed) => Check::Shadowed(shadowed),
-            Err(refusal) => Check::Refuse(refusal),
+        Err((kind, reason)) => match violation(config, reason) {
+            Ok(shadowed) => Check::Shadowed(shadowed, kind),
+            Err(refusal) => Check::Refuse(refusal, kind),
         },
     }
 }
 
 /// A violation as the mode has it: `Err` the refusal in `enforce`; `Ok` the violation to
 /// log and count while the answer is relayed (`shadow`).
-pub fn violation(config: &ResponsesConfig, reason: String) -> Result<Rejection, Rejection> {
+pub fn violation(config: &ResponsePolicy, reason: String) -> Result<Rejection, Rejection> {
     let detail = format!("the model's answer does not match its API definition: {reason}");
     let violation = Rejection::UpstreamResponseInvalid(detail);
     match config.mode {
@@ -78,16 +83,17 @@ pub fn violation(config: &ResponsesConfig, reason: String) -> Result<Rejection, 
 }
 
 /// Whether the head matches what the spec declares — and the media its body is held to,
-/// if it has one; else why not.
+/// if it has one; else what kind of violation it is (`status`, `content_type`) and why.
 fn held<'r>(
     declared: &'r Responses,
     status: StatusCode,
     headers: &HeaderMap,
-) -> Result<Option<&'r ResponseMedia>, String> {
+) -> Result<Option<&'r ResponseMedia>, (&'static str, String)> {
     let code = status.as_u16();
-    let media = declared
-        .media_for(code)
-        .ok_or_else(|| format!("status {code} is not declared for this operation"))?;
+    let media = declared.media_for(code).ok_or_else(|| {
+        let reason = format!("status {code} is not declared for this operation");
+        ("status", reason)
+    })?;
     if media.is_empty() || !has_body(status, headers) {
         return Ok(None);
     }
@@ -99,16 +105,20 @@ fn held<'r>(
             .join(", ")
     };
     let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return Err(format!(
+        let reason = format!(
             "it has no Content-Type; status {code} declares {}",
             ranges()
-        ));
+        );
+        return Err(("content_type", reason));
     };
     match select_by(media, |m| &m.range, content_type) {
         Some(media) => Ok(Some(media)),
-        None => Err(format!(
-            "its content type is not one declared for status {code} ({})",
-            ranges()
+        None => Err((
+            "content_type",
+            format!(
+                "its content type is not one declared for status {code} ({})",
+                ranges()
+            ),
         )),
     }
 }
@@ -134,18 +144,15 @@ pub fn json_verdict(
     Err((reason, Some(value)))
 }
 
-/// `value` without the members `declared` does not declare, serialised — `None` when
-/// nothing was removed (the model's own bytes then go on untouched).
-pub fn stripped(declared: &Declared, mut value: Value) -> Option<Bytes> {
+/// `value` without the members `declared` does not declare, serialised, and how many
+/// were removed — `None` when nothing was (the model's own bytes then go on untouched).
+pub fn stripped(declared: &Declared, mut value: Value) -> Option<(Bytes, u64)> {
     let removed = declared.strip(&mut value);
     if removed == 0 {
         return None;
     }
-    tracing::debug!(
-        removed,
-        "undeclared members removed from the model's answer"
-    );
-    serde_json::to_vec(&value).ok().map(Bytes::from)
+    let body = serde_json::to_vec(&value).ok()?;
+    Some((Bytes::from(body), removed as u64))
 }
 
 /// A pointer as the detail shows it: `/` for the whole body.
@@ -226,10 +233,11 @@ mod tests {
         headers
     }
 
-    fn config(mode: ResponseMode) -> ResponsesConfig {
-        ResponsesConfig {
+    fn config(mode: ResponseMode) -> ResponsePolicy {
+        ResponsePolicy {
             mode,
-            ..ResponsesConfig::default()
+            conceal: mode == ResponseMode::Enforce,
+            ..ResponsePolicy::default()
         }
     }
 
@@ -243,7 +251,7 @@ mod tests {
             Check::Relay
         ));
         let teapot = check(&enforce, Some(&spec), StatusCode::IM_A_TEAPOT, &json);
-        let Check::Refuse(Rejection::UpstreamResponseInvalid(reason)) = teapot else {
+        let Check::Refuse(Rejection::UpstreamResponseInvalid(reason), "status") = teapot else {
             panic!("{teapot:?}")
         };
         assert!(reason.ends_with(": status 418 is not declared for this operation"));
@@ -253,14 +261,14 @@ mod tests {
             StatusCode::OK,
             &head(Some("text/html")),
         );
-        assert!(matches!(html, Check::Refuse(_)), "{html:?}");
+        assert!(matches!(html, Check::Refuse(_, "content_type")), "{html:?}");
         let shadow = check(
             &config(ResponseMode::Shadow),
             Some(&spec),
             StatusCode::OK,
             &head(None),
         );
-        assert!(matches!(shadow, Check::Shadowed(_)), "{shadow:?}");
+        assert!(matches!(shadow, Check::Shadowed(_, _)), "{shadow:?}");
         let off = check(
             &config(ResponseMode::Off),
             Some(&spec),
@@ -285,12 +293,11 @@ mod tests {
         let shadow = config(ResponseMode::Shadow);
         assert!(matches!(
             check(&shadow, Some(&spec), error, &head(None)),
-            Check::Shadowed(_)
+            Check::Shadowed(_, _)
         ));
-        let asked = ResponsesConfig {
-            mode: ResponseMode::Off,
-            conceal_upstream_errors: Some(true),
-            ..ResponsesConfig::default()
+        let asked = ResponsePolicy {
+            conceal: true,
+            ..ResponsePolicy::default()
         };
         assert!(matches!(check(&asked, None, error, &head(None)), Check::Conceal(e) if e == error));
     }

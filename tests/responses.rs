@@ -128,4 +128,73 @@ fn shadow_relays_and_counts_and_conceals_only_when_asked() {
     assert_eq!(crash.status, 500);
     assert!(!String::from_utf8_lossy(&crash.body).contains("hunter2"));
     assert_eq!(get(concealing.addr, "/v1/teapot", &[]).status, 418);
+
+    // One operation enforced by its policy entry, the others left in shadow.
+    let one = moat_for(
+        &model,
+        "policy:\n  operations:\n    wrong_type_v1_wrong_type_get:\n      responses: {mode: enforce}\n",
+    );
+    assert_eq!(get(one.addr, "/v1/wrong-type", &[]).status, 502);
+    assert_eq!(get(one.addr, "/v1/teapot", &[]).status, 418);
+    for (operation, kind) in [
+        ("wrong_type_v1_wrong_type_get", "body"),
+        ("teapot_v1_teapot_get", "status"),
+    ] {
+        let counted =
+            format!(r#"moat_response_violations_total{{operation="{operation}",kind="{kind}"}}"#);
+        assert_eq!(support::metric(&one, &counted), 1, "{counted}");
+    }
+}
+
+const BAD_STREAM: &str =
+    r#"{"model": "bad-event", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+
+/// The `data` of each event of an SSE body, in order.
+fn events(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let data = text.lines().filter_map(|line| line.strip_prefix("data: "));
+    data.map(str::to_owned).collect()
+}
+
+#[test]
+fn a_streamed_event_the_spec_does_not_declare_ends_the_stream_in_enforce() {
+    let Some(model) = PyServer::start("tests/failing-model") else {
+        return;
+    };
+    let moat = moat_for(&model, "responses:\n  mode: enforce\n");
+    let cut = support::post_json(moat.addr, "/v1/chat/completions", &[], BAD_STREAM);
+    assert_eq!(cut.status, 200, "{}", String::from_utf8_lossy(&cut.body));
+    let events = events(&cut.body);
+    // "hello" passed one chunk per character, then moat's error instead of the bad chunk.
+    let text: String = (events.iter())
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, "hello", "{events:?}");
+    let error: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(
+        error["error"]["code"], "upstream_response_invalid",
+        "{error}"
+    );
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/choices"), "{message}");
+    assert!(!message.contains("oops"), "no value echoed: {message}");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let line = &moat.wait_for_access_lines(1)[0];
+    assert_eq!(line["stream_cut"], true, "{line}");
+    let violations =
+        r#"moat_response_violations_total{operation="chat_v1_chat_completions_post",kind="event"}"#;
+    assert_eq!(support::metric(&moat, violations), 1);
+
+    // In shadow the same stream is relayed whole, and the event counted.
+    let shadow = moat_for(&model, "");
+    let relayed = support::post_json(shadow.addr, "/v1/chat/completions", &[], BAD_STREAM);
+    let events = self::events(&relayed.body);
+    assert!(events.iter().any(|e| e.contains("oops")), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(support::metric(&shadow, violations), 1);
 }

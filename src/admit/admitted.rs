@@ -11,6 +11,7 @@ use http::{Method, Uri};
 use super::Room;
 use super::stream::RequestBody;
 use crate::auth::Principal;
+use crate::config::ResponsePolicy;
 use crate::grpc::health::HealthAnswer;
 use crate::llm::Grant;
 use crate::spec::Responses;
@@ -27,8 +28,10 @@ pub struct Admitted<B> {
     llm: Option<Grant>,
     /// The body's room under `limits.max_buffered_body_bytes`, held until it is forwarded.
     room: Room,
-    /// What the spec declares the operation answers with (see `respond`).
+    /// What the spec declares the operation answers with (see `respond`), and what the
+    /// answer is held to.
     responses: Option<Arc<Responses>>,
+    answers: ResponsePolicy,
 }
 
 impl<B> Admitted<B> {
@@ -46,18 +49,23 @@ impl<B> Admitted<B> {
             llm,
             room,
             responses: None,
+            answers: ResponsePolicy::default(),
         }
     }
 
-    /// The same, its answer to be held to `responses`.
-    pub(super) fn answering(mut self, responses: Option<Arc<Responses>>) -> Self {
+    /// The same, its answer to be held to `responses` as `answers` says.
+    pub(super) fn answering(
+        mut self,
+        (responses, answers): (Option<Arc<Responses>>, ResponsePolicy),
+    ) -> Self {
         self.responses = responses;
+        self.answers = answers;
         self
     }
 
     /// What the answer is held to: the pipeline takes it before the request goes on.
-    pub fn take_responses(&mut self) -> Option<Arc<Responses>> {
-        self.responses.take()
+    pub fn take_responses(&mut self) -> (Option<Arc<Responses>>, ResponsePolicy) {
+        (self.responses.take(), self.answers)
     }
 
     /// Read by the pipeline tests; `forward` takes the principal by value.

@@ -105,7 +105,7 @@ where
     let metered = target.llm.map(|_| target.mode);
     let headers = &mut parts.headers;
     let (body, grant) = llm_stage(snapshot, metered, &principal, headers, body, trail).await?;
-    let responses = target.operation.and_then(|o| o.responses.clone());
+    let responses = target.answers();
     strip_credentials(snapshot, &mut parts, stripped);
     let admitted = Admitted::new(parts, body, principal, grant, room);
     Ok(Verdict::Forward(admitted.answering(responses)))

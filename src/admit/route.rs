@@ -7,11 +7,11 @@ use http::header::HeaderValue;
 use http::request::Parts;
 
 use super::Admission;
-use crate::config::Mode;
+use crate::config::{Mode, ResponsePolicy};
 use crate::policy::{LlmProfile, Requirement};
 use crate::reject::Rejection;
 use crate::route::Routed;
-use crate::spec::Operation;
+use crate::spec::{Operation, Responses};
 
 /// What stage 2 decided.
 pub enum Routing<'s, 'p> {
@@ -32,6 +32,16 @@ pub struct Target<'s, 'p> {
     pub llm: Option<LlmProfile>,
     /// The model an Open Inference Protocol REST infer call names (`oip::rest`).
     pub inference: Option<&'p str>,
+    /// What the answer is held to (`responses:`).
+    pub responses: ResponsePolicy,
+}
+
+impl Target<'_, '_> {
+    /// What the spec declares the operation answers with, and what its answer is held to.
+    pub fn answers(&self) -> (Option<Arc<Responses>>, ResponsePolicy) {
+        let declared = self.operation.and_then(|o| o.responses.clone());
+        (declared, self.responses)
+    }
 }
 
 /// Stage 2: the operation at `path` and its security requirement and mode (the
@@ -66,6 +76,7 @@ pub fn route<'s, 'p>(
                 mode: route.mode,
                 llm: route.llm,
                 inference,
+                responses: route.responses,
             })
         }
     })
@@ -118,6 +129,7 @@ fn grpc_method<'s>(
         mode: route.mode,
         llm: None,
         inference: None,
+        responses: route.responses,
     })
 }
 
@@ -132,5 +144,6 @@ fn without_spec<'s, 'p>(snapshot: &'s Admission<'s>, inference: Option<&'p str>)
         mode: route.mode,
         llm: None,
         inference,
+        responses: route.responses,
     }
 }

@@ -14,6 +14,7 @@ mod findings;
 mod json;
 mod load;
 mod locate;
+mod responses;
 mod spec_source;
 mod text;
 mod tls_status;

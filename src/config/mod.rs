@@ -32,7 +32,7 @@ pub use self::sections::{
 pub use self::env_files::EncryptedEnvSummary;
 use self::env_files::read_env_files;
 pub use self::grpc::{GrpcConfig, MethodConfig, Protovalidate, UnknownFields};
-pub use self::responses::{ResponseMode, ResponsesConfig};
+pub use self::responses::{ResponseMode, ResponsePolicy, ResponsesConfig};
 use self::vars::{Variables, operation_lines, resolve_variables};
 pub use self::vars::{env_or_file, mentions_placeholder, without_placeholders};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Alternative;
+use super::{Alternative, ResponsesConfig};
 
 /// `policy.operations` values: a requirement (a list), or the long form (a map).
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ impl<'de> Deserialize<'de> for OperationPolicy {
     }
 }
 
-/// The long form: any of a requirement, a mode and an LLM profile. Without `security` the
+/// The long form: any of a requirement, a mode, an LLM profile and `responses:` keys. Without `security` the
 /// operation keeps the requirement it would have had (the spec's, else `policy.default`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +54,8 @@ pub struct OperationPolicyLong {
     /// `openai`: meter the operation as an OpenAI-protocol LLM call; `none`: don't, even on
     /// a path moat would detect. Absent: detected from the path.
     pub llm: Option<LlmSetting>,
+    /// The top-level `responses:` keys, for this operation's answers.
+    pub responses: Option<ResponsesConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -76,6 +78,13 @@ impl OperationPolicy {
         match self {
             OperationPolicy::Short(_) => None,
             OperationPolicy::Long(long) => long.llm,
+        }
+    }
+
+    pub fn responses(&self) -> Option<&ResponsesConfig> {
+        match self {
+            OperationPolicy::Short(_) => None,
+            OperationPolicy::Long(long) => long.responses.as_ref(),
         }
     }
 

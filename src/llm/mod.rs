@@ -22,7 +22,7 @@ mod rules;
 pub use self::admission::check_request;
 pub use self::body::{Metered, MeteredBody};
 pub use self::grant::Grant;
-pub use self::meter::{Bound, Feed, Limit, MAX_JSON_BYTES, Meter};
+pub use self::meter::{Bound, EventCheck, Feed, Limit, MAX_JSON_BYTES, Meter};
 pub use self::request::LlmRequest;
 pub use self::rules::{KeyRules, Rules};
 

@@ -1,5 +1,5 @@
-//! The metric families of one concern each: the limit stage's, the LLM meter's and the key
-//! stores'. Each registers itself and is reached through `Metrics`.
+//! The metric families of one concern each: the limit stage's, the LLM meter's, the
+//! response checks' and the key stores'. Each registers itself and is reached through `Metrics`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -10,8 +10,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::{
-    KeyLabels, KeyStoreLabels, KindLabels, LimitDecisionLabels, SchemeLabels, TokenLabels,
-    registered,
+    KeyLabels, KeyStoreLabels, KindLabels, LimitDecisionLabels, OperationLabels, ReasonLabels,
+    SchemeLabels, TokenLabels, ViolationLabels, registered,
 };
 
 /// LLM operations (see `llm`): tokens by key, reservations refused, streams cut.
@@ -43,6 +43,44 @@ const LLM_REFUSED: (&str, &str) = (
 const LLM_CUT: (&str, &str) = (
     "moat_llm_streams_cut",
     "LLM streams moat ended because they reached their key's token budget",
+);
+
+/// The model's answers held to the spec (see `respond`).
+pub struct ResponseMetrics {
+    /// Answers with a declared schema relayed without their body checked.
+    pub not_checked: Family<ReasonLabels, Counter>,
+    /// Answers (and streamed events) that did not match the spec, in any mode.
+    pub violations: Family<ViolationLabels, Counter>,
+    /// Members `strip_undeclared` removed.
+    pub stripped_fields: Family<OperationLabels, Counter>,
+}
+
+impl ResponseMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        ResponseMetrics {
+            not_checked: registered(registry, NOT_CHECKED, Family::default()),
+            violations: registered(registry, VIOLATIONS, Family::default()),
+            stripped_fields: registered(registry, STRIPPED, Family::default()),
+        }
+    }
+}
+
+const NOT_CHECKED: (&str, &str) = (
+    "moat_response_not_checked",
+    "Answers whose body the spec gives a schema, relayed unchecked, by reason (too_large: \
+     past responses.max_body_bytes; no_length: no Content-Length, streamed; metered: an LLM \
+     operation's JSON answer; head: a HEAD's, which has none; stream: an event stream of an \
+     operation moat does not meter)",
+);
+const VIOLATIONS: (&str, &str) = (
+    "moat_response_violations",
+    "The model's answers that did not match the spec, by operation and kind (status, \
+     content_type, body, event), in shadow and enforce alike",
+);
+const STRIPPED: (&str, &str) = (
+    "moat_response_stripped_fields",
+    "Members of the model's answers that the schema does not declare, removed by \
+     responses.strip_undeclared",
 );
 
 /// Stage 5's own: decisions by source, and the Redis round trips behind them.

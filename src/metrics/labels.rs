@@ -76,3 +76,15 @@ pub struct TokenLabels {
 pub struct KeyLabels {
     pub key: Arc<str>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub operation: OperationLabel,
+    /// `status`, `content_type`, `body` or `event`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: OperationLabel,
+}

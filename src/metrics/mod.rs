@@ -13,7 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
 use self::collect::{Latencies, Refusals};
-pub use self::families::{KeyStoreMetrics, KeyStoreState, LimitMetrics, LlmMetrics};
+pub use self::families::{
+    KeyStoreMetrics, KeyStoreState, LimitMetrics, LlmMetrics, ResponseMetrics,
+};
 pub use self::labels::*;
 use crate::status::Board;
 
@@ -27,8 +29,8 @@ pub struct Metrics {
     pub connections_closed: Family<ReasonLabels, Counter>,
     /// Requests their client abandoned (`before_response`: logged as 499; `during_response`).
     pub cancelled: Family<PhaseLabels, Counter>,
-    /// Answers with a declared schema relayed without their body checked (see `respond`).
-    pub responses_not_checked: Family<ReasonLabels, Counter>,
+    /// The model's answers held to the spec (see `respond`).
+    pub responses: ResponseMetrics,
     /// Increments with every configuration swapped in (the first load is generation 0).
     pub config_generation: Gauge,
     /// The status page's counters; `/metrics` takes the request and upstream latency
@@ -61,7 +63,7 @@ impl Metrics {
         let config_reloads = registered(r, RELOADS, Family::default());
         let connections_closed = registered(r, CLOSED, Family::default());
         let cancelled = registered(r, CANCELLED, Family::default());
-        let responses_not_checked = registered(r, NOT_CHECKED, Family::default());
+        let responses = ResponseMetrics::register(r);
         let config_generation = registered(r, GENERATION, Gauge::default());
         r.register_collector(Box::new(Latencies(board.clone())));
         r.register_collector(Box::new(Refusals(board.clone())));
@@ -74,7 +76,7 @@ impl Metrics {
             config_reloads,
             connections_closed,
             cancelled,
-            responses_not_checked,
+            responses,
             config_generation,
             board,
             stores,
@@ -126,12 +128,6 @@ const CANCELLED: (&str, &str) = (
     "moat_client_cancelled_requests",
     "Requests the client reset or abandoned, by phase (before_response: logged as 499; \
      during_response: a response body cut short)",
-);
-const NOT_CHECKED: (&str, &str) = (
-    "moat_response_not_checked",
-    "Answers whose body the spec gives a schema, relayed unchecked, by reason (too_large: \
-     past responses.max_body_bytes; no_length: no Content-Length, streamed; metered: an LLM \
-     operation's; head: a HEAD's, which has none)",
 );
 const GENERATION: (&str, &str) = (
     "moat_config_generation",

@@ -2,15 +2,22 @@
 //! `respond` for the rules): its head first; then, for a JSON body the spec gives a schema
 //! and whose `Content-Length` is within `responses.max_body_bytes`, the body read whole
 //! and validated. Bodies past the bound, without a length, of LLM operations (metered
-//! instead) or of HEAD requests (none) stream on unchecked.
+//! instead) or of HEAD requests (none) stream on unchecked; an LLM operation's event
+//! stream has each event checked by its meter as it passes.
+
+use std::sync::Arc;
 
 use http::Response;
 use http::header::CONTENT_LENGTH;
 
 use super::{Answer, Outcome, hold};
 use crate::access::AccessRecord;
+use crate::admit::Admitted;
+use crate::config::{ResponseMode, ResponsePolicy};
 use crate::forward::Forwarded;
-use crate::metrics::ReasonLabels;
+use crate::ids::unrouted;
+use crate::llm::EventCheck;
+use crate::metrics::{OperationLabels, ReasonLabels, ViolationLabels};
 use crate::reject::Rejection;
 use crate::respond::{self, Check};
 use crate::snapshot::Snapshot;
@@ -18,52 +25,117 @@ use crate::spec::Declared;
 use crate::spec::Responses;
 use crate::spec::compile::Schema;
 
-/// What came of the check: the answer to relay (metered if it is an LLM's), or an outcome
-/// already decided — a refusal, a concealed error, or a body read and checked.
+/// What came of the check: the answer to relay (metered if it is an LLM's, its events held
+/// to a schema if the spec gives one), or an outcome already decided — a refusal, a
+/// concealed error, or a body read and checked.
 #[allow(clippy::large_enum_variant)] // both are the common case: boxing either allocates per request
 pub(super) enum Held {
-    Relay(Forwarded),
+    Relay(Forwarded, Option<EventCheck>),
     Done(Outcome),
 }
 
-/// Holds `forwarded` to `responses`; `unread`: why its body is not checked, when it is
-/// not — `metered` (an LLM operation's: the meter reads it), `head` (a HEAD's: it has none).
+/// What the answer is held to: the spec's `declared` responses under `policy`; `unread`:
+/// why its body is not read whole, when it is not — `metered` (an LLM operation's: the
+/// meter reads it), `head` (a HEAD's: it has none).
+pub(super) struct Answering {
+    declared: Option<Arc<Responses>>,
+    policy: ResponsePolicy,
+    unread: Option<&'static str>,
+}
+
+impl Answering {
+    /// Taken from `admitted` before it is forwarded; `metered`: it is an LLM operation's.
+    pub(super) fn of<B>(admitted: &mut Admitted<B>, metered: bool) -> Answering {
+        let (declared, policy) = admitted.take_responses();
+        let unread = match (metered, admitted.method()) {
+            (true, _) => Some("metered"),
+            (false, &http::Method::HEAD) => Some("head"),
+            (false, _) => None,
+        };
+        Answering {
+            declared,
+            policy,
+            unread,
+        }
+    }
+}
+
+/// Holds `forwarded` to what `answering` says.
 pub(super) async fn held(
     snapshot: &Snapshot,
-    responses: Option<&Responses>,
-    unread: Option<&'static str>,
+    answering: &Answering,
     forwarded: Forwarded,
     record: &mut AccessRecord,
 ) -> Held {
     let head = &forwarded.response;
-    let config = &snapshot.config.responses;
-    match respond::check(config, responses, head.status(), head.headers()) {
-        Check::Relay => Held::Relay(forwarded),
+    let policy = &answering.policy;
+    let declared = answering.declared.as_deref();
+    match respond::check(policy, declared, head.status(), head.headers()) {
+        Check::Relay => Held::Relay(forwarded, None),
         Check::Validate(schema, declared) => {
-            match unchecked(&forwarded, unread, config.max_body_bytes) {
-                None => validated(snapshot, forwarded, &schema, declared.as_deref(), record).await,
-                Some(reason) => {
-                    let labels = ReasonLabels { reason };
-                    record
-                        .metrics()
-                        .responses_not_checked
-                        .get_or_create(&labels)
-                        .inc();
-                    Held::Relay(forwarded)
+            match unchecked(&forwarded, answering.unread, policy.max_body_bytes) {
+                None => {
+                    validated(
+                        snapshot,
+                        policy,
+                        forwarded,
+                        (&schema, declared.as_deref()),
+                        record,
+                    )
+                    .await
                 }
+                Some(reason) => not_checked(reason, forwarded, None, record),
             }
         }
-        Check::Shadowed(violation) => {
-            record.trail().shadowed.push(violation);
-            Held::Relay(forwarded)
+        Check::Events(schema) if answering.unread == Some("metered") => {
+            let check = EventCheck {
+                schema,
+                enforce: policy.mode == ResponseMode::Enforce,
+                max_depth: snapshot.config.limits.max_json_depth,
+                violations: violations(record, "event"),
+            };
+            Held::Relay(forwarded, Some(check))
         }
-        Check::Refuse(violation) => Held::Done(Outcome::Refused(violation, None)),
+        Check::Events(_) => not_checked("stream", forwarded, None, record),
+        Check::Shadowed(violation, kind) => {
+            violations(record, kind).inc();
+            record.trail().shadowed.push(violation);
+            Held::Relay(forwarded, None)
+        }
+        Check::Refuse(violation, kind) => {
+            violations(record, kind).inc();
+            Held::Done(Outcome::Refused(violation, None))
+        }
         Check::Conceal(status) => {
             let body = forwarded.response.into_body();
             respond::log_concealed(status, body, record.request_id().as_str()).await;
             Held::Done(Outcome::Refused(Rejection::UpstreamError { status }, None))
         }
     }
+}
+
+/// The answer relayed with its body unchecked, counted under `reason`.
+fn not_checked(
+    reason: &'static str,
+    forwarded: Forwarded,
+    events: Option<EventCheck>,
+    record: &mut AccessRecord,
+) -> Held {
+    let labels = ReasonLabels { reason };
+    let metrics = &record.metrics().responses;
+    metrics.not_checked.get_or_create(&labels).inc();
+    Held::Relay(forwarded, events)
+}
+
+/// The counter of the operation's violations of `kind`.
+fn violations(
+    record: &mut AccessRecord,
+    kind: &'static str,
+) -> prometheus_client::metrics::counter::Counter {
+    let operation = record.trail().operation.clone().unwrap_or_else(unrouted);
+    let labels = ViolationLabels { operation, kind };
+    let metrics = &record.metrics().responses;
+    metrics.violations.get_or_create(&labels).clone()
 }
 
 /// Why the body goes on unchecked, if it does: `unread`'s reason, `no_length` (streamed),
@@ -87,15 +159,14 @@ fn unchecked(
 /// shadow; undeclared members removed with `strip_undeclared`), or refused in enforce.
 async fn validated(
     snapshot: &Snapshot,
+    policy: &ResponsePolicy,
     forwarded: Forwarded,
-    schema: &Schema,
-    declared: Option<&Declared>,
+    (schema, declared): (&Schema, Option<&Declared>),
     record: &mut AccessRecord,
 ) -> Held {
-    let config = &snapshot.config.responses;
     let upstream_time = forwarded.upstream_time;
     let (mut head, body) = forwarded.response.into_parts();
-    let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(policy.max_body_bytes).unwrap_or(usize::MAX);
     let mut bytes = match hold::read_whole(body, limit).await {
         Ok(bytes) => bytes,
         Err(refusal) => {
@@ -106,19 +177,28 @@ async fn validated(
     let depth = snapshot.config.limits.max_json_depth;
     let parsed = match respond::json_verdict(&bytes, schema, depth) {
         Ok(value) => Some(value),
-        Err((reason, value)) => match respond::violation(config, reason) {
-            Err(refusal) => return Held::Done(Outcome::Refused(refusal, None)),
-            Ok(shadowed) => {
-                record.trail().shadowed.push(shadowed);
-                value
+        Err((reason, value)) => {
+            violations(record, "body").inc();
+            match respond::violation(policy, reason) {
+                Err(refusal) => return Held::Done(Outcome::Refused(refusal, None)),
+                Ok(shadowed) => {
+                    record.trail().shadowed.push(shadowed);
+                    value
+                }
             }
-        },
-    };
-    if let (true, Some(declared), Some(value)) = (config.strip_undeclared, declared, parsed) {
-        if let Some(stripped) = respond::stripped(declared, value) {
-            head.headers.insert(CONTENT_LENGTH, stripped.len().into());
-            bytes = stripped;
         }
+    };
+    if let (true, Some(declared), Some(value)) = (policy.strip_undeclared, declared, parsed)
+        && let Some((stripped, removed)) = respond::stripped(declared, value)
+    {
+        head.headers.insert(CONTENT_LENGTH, stripped.len().into());
+        bytes = stripped;
+        let operation = record.trail().operation.clone().unwrap_or_else(unrouted);
+        let metrics = &record.metrics().responses;
+        (metrics
+            .stripped_fields
+            .get_or_create(&OperationLabels { operation }))
+        .inc_by(removed);
     }
     let response = Response::from_parts(head, Answer::moat(bytes));
     Held::Done(Outcome::Forwarded(response, upstream_time))

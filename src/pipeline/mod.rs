@@ -22,7 +22,7 @@ use crate::admit::{Verdict, admit};
 use crate::forward::{ForwardContext, Forwarded};
 use crate::grpc::health::HealthAnswer;
 use crate::ids::{RequestId, X_REQUEST_ID};
-use crate::llm::{Grant, MeteredBody};
+use crate::llm::{EventCheck, Grant, MeteredBody};
 use crate::metrics::Metrics;
 use crate::reject::{Audience, Rejection};
 use crate::snapshot::{Snapshot, State};
@@ -120,13 +120,7 @@ async fn run(
     };
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
-    let responses = admitted.take_responses();
-    // An LLM's answer is metered instead of checked; a HEAD's has no body to check.
-    let unread = match (&llm, admitted.method()) {
-        (Some(_), _) => Some("metered"),
-        (None, &http::Method::HEAD) => Some("head"),
-        (None, _) => None,
-    };
+    let answering = held::Answering::of(&mut admitted, llm.is_some());
     // The body's room is given back once the model has answered: until then the body may
     // be resent (a retry), so its bytes are still held.
     let room = admitted.take_room();
@@ -136,20 +130,28 @@ async fn run(
         Ok(forwarded) => forwarded,
         Err(rejection) => return Outcome::Refused(rejection, None),
     };
-    match held::held(snapshot, responses.as_deref(), unread, forwarded, record).await {
-        Held::Relay(forwarded) => answer(forwarded, llm, record.metrics().clone()).await,
+    match held::held(snapshot, &answering, forwarded, record).await {
+        Held::Relay(forwarded, events) => {
+            answer(forwarded, llm, events, record.metrics().clone()).await
+        }
         Held::Done(outcome) => outcome,
     }
 }
 
 /// The model's answer as relayed: as it is, or metered for an LLM request's grant (a JSON
-/// answer held whole first, see `hold`).
-async fn answer(forwarded: Forwarded, llm: Option<Grant>, metrics: Arc<Metrics>) -> Outcome {
+/// answer held whole first, see `hold`; a stream's events held to `events`).
+async fn answer(
+    forwarded: Forwarded,
+    llm: Option<Grant>,
+    events: Option<EventCheck>,
+    metrics: Arc<Metrics>,
+) -> Outcome {
     let (response, upstream_time) = (forwarded.response, forwarded.upstream_time);
     let Some(grant) = llm else {
         return Outcome::Forwarded(response.map(Answer::upstream), upstream_time);
     };
     let meter = grant.meter(response.status(), response.headers());
+    let meter = meter.checking(events);
     if grant.holds(&meter) {
         return match hold::hold(response, grant, meter, metrics).await {
             Ok(response) => Outcome::Forwarded(response, upstream_time),

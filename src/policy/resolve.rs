@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use super::unknown::unknown_operation;
 use super::{Alternative, LlmProfile, Requirement, Route};
-use crate::config::{Config, OperationPolicy, PolicyConfig, SchemeConfig};
+use crate::config::{Config, OperationPolicy, PolicyConfig, ResponsesConfig, SchemeConfig};
 use crate::spec::Operation;
 
 /// Resolves routes one after another, remembering which `policy.operations` keys named an
 /// operation and which schemes are not bound.
 pub(super) struct Resolver<'c> {
     policy: &'c PolicyConfig,
+    responses: &'c ResponsesConfig,
     compiler: Compiler<'c>,
     /// `policy.default`, else public.
     default: Vec<Alternative>,
@@ -27,6 +28,7 @@ impl<'c> Resolver<'c> {
     pub(super) fn new(config: &'c Config) -> Self {
         Resolver {
             policy: &config.policy,
+            responses: &config.responses,
             compiler: Compiler {
                 schemes: &config.auth.schemes,
                 unbound: BTreeMap::new(),
@@ -43,6 +45,7 @@ impl<'c> Resolver<'c> {
             mode: self.policy.mode,
             llm: None,
             closed: false,
+            responses: self.responses.resolve(None, false),
         }
     }
 
@@ -77,6 +80,10 @@ impl<'c> Resolver<'c> {
                 .unwrap_or(self.policy.mode),
             llm: LlmProfile::resolve(policy.and_then(OperationPolicy::llm), operation),
             closed: policy.is_none() && operation.rpc.as_ref().is_some_and(|r| r.administrative),
+            responses: self.responses.resolve(
+                policy.and_then(OperationPolicy::responses),
+                (operation.responses.as_ref()).is_some_and(|r| r.has_schema()),
+            ),
         }
     }
 

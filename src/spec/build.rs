@@ -47,7 +47,8 @@ pub(super) fn normalize_request_schemas(
     // go unchecked), never a load failure.
     let before = normalizer.problems.len();
     let responses = operations.iter().flat_map(|o| o.responses.iter().flatten());
-    let schemas = responses.flat_map(|(_, media)| media.iter().filter_map(|(_, at)| at.as_ref()));
+    let media = responses.flat_map(|(_, media)| media);
+    let schemas = media.flat_map(|m| m.schema.iter().chain(&m.events));
     for at in schemas {
         normalizer.schema_at(&at.uri, &at.pointer);
     }
@@ -167,9 +168,7 @@ impl Builder<'_> {
         let at = raw.at.to_string();
         let responses = (raw.responses).map(|declared| {
             let declared = declared.into_iter().map(|(status, media)| {
-                let media = media
-                    .into_iter()
-                    .map(|(range, at)| self.response_media(range, at));
+                let media = media.into_iter().map(|media| self.response_media(media));
                 (status, media.collect())
             });
             let declared = declared.collect();

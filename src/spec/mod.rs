@@ -279,4 +279,36 @@ mod tests {
             assert!(schema(n).is_valid(&json!({"x": 1})), "operation {n}");
         }
     }
+
+    #[test]
+    fn an_event_stream_s_event_schema_is_read_from_either_keyword() {
+        let chunk = json!({"type": "object", "required": ["choices"]});
+        let stream = |media: serde_json::Value| json!({"post": {"responses": {"200": {"content": {"text/event-stream": media}}}}});
+        let doc = json!({
+            "openapi": "3.2.0",
+            "paths": {
+                "/moat": stream(json!({"x-moat-event-schema": chunk})),
+                "/item": stream(json!({"itemSchema": {"type": "object", "properties": {
+                    "data": {"type": "string", "contentMediaType": "application/json",
+                             "contentSchema": chunk}}}})),
+                "/bare": stream(json!({"itemSchema": {"type": "object"}})),
+            }
+        });
+        let docs = source::from_bytes("urn:t", doc.to_string().as_bytes()).unwrap();
+        let spec = load(docs).unwrap();
+        let events = |path: &str| {
+            let operation = spec.operations.iter().find(|o| &*o.template == path);
+            let responses = operation.unwrap().responses.as_ref().unwrap();
+            responses.media_for(200).unwrap()[0].events.clone()
+        };
+        for path in ["/moat", "/item"] {
+            let schema = events(path).unwrap_or_else(|| panic!("{path}"));
+            assert!(schema.is_valid(&json!({"choices": []})), "{path}");
+            assert!(!schema.is_valid(&json!({})), "{path}");
+        }
+        assert!(
+            events("/bare").is_none(),
+            "no contentSchema: nothing to hold data to"
+        );
+    }
 }

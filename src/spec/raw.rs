@@ -5,7 +5,7 @@
 mod param;
 mod responses;
 
-pub(super) use self::responses::RawResponses;
+pub(super) use self::responses::{RawMedia, RawResponses};
 
 use std::collections::HashSet;
 

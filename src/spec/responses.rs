@@ -22,6 +22,9 @@ pub struct ResponseMedia {
     pub schema: Option<Arc<Schema>>,
     /// The members the schema declares, for `responses.strip_undeclared` (with `schema`).
     pub declared: Option<Arc<Declared>>,
+    /// For `text/event-stream`: the schema each event's JSON `data` must match
+    /// (`x-moat-event-schema`, or `itemSchema`'s `data` `contentSchema`).
+    pub events: Option<Arc<Schema>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,15 @@ impl Responses {
         Responses { declared }
     }
 
+    /// Whether any declared answer has a schema (a JSON body's, or an event stream's):
+    /// then `responses.mode` is `shadow` unless set.
+    pub fn has_schema(&self) -> bool {
+        let media = self.declared.iter().flat_map(|(_, media)| media);
+        media
+            .into_iter()
+            .any(|m| m.schema.is_some() || m.events.is_some())
+    }
+
     /// The media ranges declared for `status` — its code, else its class, else `default`;
     /// `None` when the spec does not declare it.
     pub fn media_for(&self, status: u16) -> Option<&[ResponseMedia]> {
@@ -96,6 +108,7 @@ fn raw(declared: &[(&str, &[&str])]) -> Vec<(String, Vec<ResponseMedia>)> {
                 range: range.to_string(),
                 schema: None,
                 declared: None,
+                events: None,
             })
             .collect()
     };

@@ -3,22 +3,36 @@
 
 use serde_json::{Map, Value};
 
+/// The document's OpenAPI version, if moat reads it: 3.0.x, 3.1.x, or 3.2.x read as 3.1 —
+/// what 3.2 adds that moat does not know fails closed: a `querystring` parameter is a load
+/// problem (see `raw::param`), a `query` method or `additionalOperations` is never routed
+/// (405), and `$self`, which changes how every `$ref` resolves, is refused here.
 pub(super) fn check_version(root: &Value) -> Result<String, String> {
     let version = root
         .get("openapi")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if version.starts_with("3.0.")
-        || version.starts_with("3.1.")
-        || version == "3.0"
-        || version == "3.1"
-    {
+    let known = ["3.0", "3.1", "3.2"];
+    let read = known.iter().any(|known| {
+        version == *known
+            || version
+                .strip_prefix(known)
+                .is_some_and(|rest| rest.starts_with('.'))
+    });
+    if read && version.starts_with("3.2") && root.get("$self").is_some() {
+        Err(
+            "#/$self: moat does not read `$self` (OpenAPI 3.2); remove it, and write \
+             `$ref`s relative to where the document is loaded from"
+                .to_owned(),
+        )
+    } else if read {
         Ok(version.to_owned())
     } else if root.get("swagger").is_some() {
         Err("this is a Swagger 2.0 document; convert it to OpenAPI 3 first".to_owned())
     } else {
         Err(format!(
-            "#/openapi: `{version}` is not a supported version; moat reads OpenAPI 3.0.x and 3.1.x"
+            "#/openapi: `{version}` is not a supported version; moat reads OpenAPI 3.0.x, 3.1.x \
+             and 3.2.x"
         ))
     }
 }
@@ -94,5 +108,29 @@ fn prefix_problem(path: &str) -> Option<&'static str> {
         Some("is not a path")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions_3_0_to_3_2_are_read_and_3_2_s_self_is_refused() {
+        for version in ["3.0.3", "3.1", "3.1.1", "3.2.0"] {
+            assert!(
+                check_version(&json!({"openapi": version})).is_ok(),
+                "{version}"
+            );
+        }
+        for version in ["3.3.0", "3.10.0", "4.0.0", ""] {
+            assert!(
+                check_version(&json!({"openapi": version})).is_err(),
+                "{version}"
+            );
+        }
+        let selfish = json!({"openapi": "3.2.0", "$self": "https://example.com/api"});
+        assert!(check_version(&selfish).unwrap_err().contains("$self"));
     }
 }

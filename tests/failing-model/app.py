@@ -1,16 +1,19 @@
 """A FastAPI model server that misbehaves the ways real ones do, for tests/responses.rs:
 an error handler that puts the traceback in the body (as `debug=True` or a hand-written
 handler does), a status its spec does not declare, HTML where it declares JSON, a number
-where it declares a string.
+where it declares a string, a streamed chat completion with an event its spec does not
+declare.
 
 Run:  uvicorn app:app --host 127.0.0.1 --port 8000
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import traceback
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
 app = FastAPI(title="failing model", version="1")
@@ -62,3 +65,54 @@ def big() -> Prediction:
 @app.get("/v1/html", response_model=Prediction)
 def html() -> HTMLResponse:
     return HTMLResponse("<p>setosa</p>")
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class Chat(BaseModel):
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    max_tokens: int | None = None
+
+
+# Each streamed event's JSON `data`, as the spec declares it to moat (`x-moat-event-schema`).
+CHUNK = {
+    "type": "object",
+    "required": ["object", "choices"],
+    "properties": {
+        "object": {"const": "chat.completion.chunk"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"delta": {"type": "object", "properties": {"content": {"type": "string"}}}},
+            },
+        },
+    },
+}
+
+
+@app.post(
+    "/v1/chat/completions",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"x-moat-event-schema": CHUNK}}}},
+)
+async def chat(chat: Chat) -> StreamingResponse:
+    # One chunk per character, as llama.cpp streams; model `bad-event` sends, after
+    # "hello", a chunk whose `choices` is a string — then goes on as if nothing happened.
+    def chunk(choices) -> str:
+        return "data: " + json.dumps({"object": "chat.completion.chunk", "choices": choices}) + "\n\n"
+
+    async def events():
+        for index, character in enumerate("hello world"):
+            if chat.model == "bad-event" and index == 5:
+                yield chunk("oops")
+            yield chunk([{"index": 0, "delta": {"content": character}}])
+            await asyncio.sleep(0.01)
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")

@@ -111,6 +111,7 @@ fn operations(snapshot: &Snapshot) -> Vec<Value> {
             "mode": route.mode.as_str(),
             "requirement": route.requirement.to_string(),
             "llm": route.llm.is_some(),
+            "responses": super::responses::label(&route.responses),
         })
     });
     let rpc = grpc.iter().enumerate().map(|(index, operation)| {

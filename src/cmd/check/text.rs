@@ -192,6 +192,7 @@ fn describe_spec(
         );
     }
     describe_llm(out, snapshot, spec);
+    super::responses::describe(out, snapshot, spec);
 }
 
 /// Where the spec came from, after its counts (with its leading space).
@@ -229,8 +230,7 @@ fn describe_source(source: &SpecSource) -> String {
 fn overlays_applied(overlays: usize) -> String {
     match overlays {
         0 => String::new(),
-        1 => ", 1 overlay applied".to_owned(),
-        n => format!(", {n} overlays applied"),
+        n => format!(", {n} overlay{} applied", if n == 1 { "" } else { "s" }),
     }
 }
 

@@ -71,6 +71,13 @@ impl Meter {
             self.done = true;
             return Event::Pass;
         }
+        if let Some(check) = &self.check
+            && let Some(reason) = check.violation(&data)
+            && check.enforce
+        {
+            self.invalid = Some(reason);
+            return Event::Cut;
+        }
         let before = (self.prompt, self.completion, self.reported, self.counted);
         let chunk = serde_json::from_slice::<Chunk<'_>>(&data).ok();
         let usage = chunk
@@ -114,11 +121,20 @@ impl Meter {
         self.completion = self.counted.tokens();
     }
 
-    /// moat's last events of a stream cut at its limit: an error object as OpenAI-style
+    /// moat's last events of a stream cut at its limit (or at an event that does not match
+    /// its schema): an error object as OpenAI-style
     /// servers send one mid-stream (the SDKs raise it), saying what was reached, then the
     /// end marker.
     pub(super) fn cut_events(&self) -> Vec<u8> {
         let (code, message) = match self.limit.map(|l| (l.bound, l.completion)) {
+            _ if self.invalid.is_some() => (
+                "upstream_response_invalid",
+                format!(
+                    "an event of the model's stream does not match its API definition ({}); \
+                     the stream was ended by moat",
+                    self.invalid.as_deref().unwrap_or_default()
+                ),
+            ),
             Some((Bound::Budget, _)) | None => (
                 "token_budget_exceeded",
                 "the API key's token budget is spent; the stream was ended by moat".to_owned(),

@@ -7,12 +7,14 @@
 //! split across frames waits for its end. Nothing is ever merged across events or
 //! compressed, and the first event leaves as soon as it is read.
 
+mod check;
 mod count;
 mod events;
 pub(crate) mod fuzz;
 
 use bytes::{Bytes, BytesMut};
 
+pub use self::check::EventCheck;
 use self::count::{Text, Whole};
 
 /// The largest JSON response kept to read its `usage` from; a bigger one is estimated.
@@ -77,6 +79,10 @@ pub struct Meter {
     hide_usage: bool,
     pub cut: bool,
     done: bool,
+    /// Each event's JSON `data` held to the spec's event schema (see `check`).
+    check: Option<EventCheck>,
+    /// Why the stream was cut, when an event did not match its schema (not a bound).
+    invalid: Option<String>,
 }
 
 impl Meter {
@@ -108,7 +114,15 @@ impl Meter {
             hide_usage,
             cut: false,
             done: false,
+            check: None,
+            invalid: None,
         }
+    }
+
+    /// The same meter, holding each event to `check` (an event stream's only).
+    pub fn checking(mut self, check: Option<EventCheck>) -> Self {
+        self.check = check;
+        self
     }
 
     /// Tokens to charge: what the model reported, else moat's count.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Builder, UNCHECKED, body_kind};
 use crate::spec::compile::Schema;
 use crate::spec::plan::{self, Plan};
-use crate::spec::raw::Loc;
+use crate::spec::raw::{Loc, RawMedia};
 use crate::spec::{BodyKind, Declared, ResponseMedia};
 
 impl Builder<'_> {
@@ -20,32 +20,30 @@ impl Builder<'_> {
             .ok()
     }
 
-    /// A response's media range and, for JSON, its compiled schema: one that does not
-    /// compile is a warning (its answers go unchecked), never a load failure.
-    pub(super) fn response_media(&mut self, range: String, at: Option<Loc>) -> ResponseMedia {
-        let json = body_kind(&range) == BodyKind::Json;
-        let Some(at) = at.filter(|_| json) else {
-            return ResponseMedia {
-                range,
-                schema: None,
-                declared: None,
-            };
-        };
-        let schema = match self.compiled(&at) {
-            Ok(schema) => Some(schema),
-            Err(problem) => {
-                self.warnings.push(format!("{problem}{UNCHECKED}"));
-                None
-            }
-        };
-        let declared = schema
-            .as_ref()
-            .map(|_| Arc::new(Declared::of(self.docs, &at)));
+    /// A response's media range and, for JSON, its compiled schema — for an event stream,
+    /// its events' — one that does not compile is a warning (its answers go unchecked),
+    /// never a load failure.
+    pub(super) fn response_media(&mut self, raw: RawMedia) -> ResponseMedia {
+        let json = body_kind(&raw.range) == BodyKind::Json;
+        let at = raw.schema.filter(|_| json);
+        let schema = at.as_ref().and_then(|at| self.response_schema(at));
+        let declared = (at.as_ref())
+            .filter(|_| schema.is_some())
+            .map(|at| Arc::new(Declared::of(self.docs, at)));
+        let events = raw.events.as_ref().and_then(|at| self.response_schema(at));
         ResponseMedia {
-            range,
+            range: raw.range,
             schema,
             declared,
+            events,
         }
+    }
+
+    /// A response schema, compiled; one that does not compile is a warning.
+    fn response_schema(&mut self, at: &Loc) -> Option<Arc<Schema>> {
+        self.compiled(at)
+            .map_err(|problem| self.warnings.push(format!("{problem}{UNCHECKED}")))
+            .ok()
     }
 
     /// The plan for a JSON body whose schema is at `at` (see `spec::plan`). A subschema the
