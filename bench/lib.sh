@@ -14,10 +14,10 @@ build_moat() {
 }
 
 # The upstream: nginx on 127.0.0.1:18000 answering a fixed JSON body (default: a predict
-# answer), as fast as a model never is; $2 adds http-level settings. Writes
-# $WORK/upstream.conf.
+# answer the iris spec's PredictResponse accepts, as the real server writes it), as fast as
+# a model never is; $2 adds http-level settings. Writes $WORK/upstream.conf.
 upstream_conf() {
-  local body=${1:-'{"predictions":[{"label":"setosa","class_index":0}]}'}
+  local body=${1:-'{"model_name":"iris","model_version":"v1","predictions":[{"label":"setosa","class_index":0}],"request_id":null}'}
   cat > "$WORK/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log $WORK/upstream.err;
 events { worker_connections 4096; }

@@ -44,6 +44,12 @@ openapi:
   file: $PWD/tests/fixtures/specs/fastapi-iris.json
 CONF
 
+# The same checks with the answers relayed unchecked (`responses: {mode: off}`): the
+# difference is what holding each answer to the spec's PredictResponse costs (the default,
+# shadow, reads and validates every declared JSON answer).
+sed -e 's/18082/18084/; s/19091/19093/' "$WORK/moat-checks.yaml" > "$WORK/moat-checks-off.yaml"
+echo "responses: {mode: off}" >> "$WORK/moat-checks-off.yaml"
+
 every_check_config
 
 taskset -c "$OTHER_CPU" nginx -c "$WORK/upstream.conf" -p "$WORK" &
@@ -58,6 +64,8 @@ taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks.yaml" > "$OUT/
 CHECKS_PID=$!
 taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-full.yaml" > "$OUT/moat-full.log" &
 FULL_PID=$!
+taskset -c "$PROXY_CPU" "$MOAT" serve --config "$WORK/moat-checks-off.yaml" > "$OUT/moat-checks-off.log" &
+CHECKS_OFF_PID=$!
 sleep 1
 echo "moat idle RSS: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
@@ -90,6 +98,7 @@ run nginx-proxy "$NGINX_PID" http://127.0.0.1:18080/v1/models/iris:predict
 run hyper-ceiling "$CEILING_PID" http://127.0.0.1:18004/v1/models/iris:predict
 run moat-proxy "$MOAT_PID" http://127.0.0.1:18081/v1/models/iris:predict
 run moat-checks "$CHECKS_PID" http://127.0.0.1:18082/v1/models/iris:predict
+run moat-checks-answers-unchecked "$CHECKS_OFF_PID" http://127.0.0.1:18084/v1/models/iris:predict
 run moat-full "$FULL_PID" http://127.0.0.1:18083/v1/models/iris:predict "$WORK/predict-auth.lua"
 echo "moat RSS after load: $(grep VmRSS /proc/$MOAT_PID/status | awk '{print $2, $3}')"
 
@@ -98,6 +107,8 @@ echo "ratio bare hyper/nginx (req/s): $(python3 -c "print(round($(rps hyper-ceil
 echo "ratio moat/nginx (req/s): $(python3 -c "print(round($(rps moat-proxy)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with validation/nginx (req/s): $(python3 -c "print(round($(rps moat-checks)/$(rps nginx-proxy), 3))")"
 echo "ratio moat with bearer+key+validation/nginx (req/s): $(python3 -c "print(round($(rps moat-full)/$(rps nginx-proxy), 3))")"
+p50() { wrk_ms "$OUT/$1.txt" 50%; }
+echo "p50 added by response checks (ms): $(python3 -c "print(round($(p50 moat-checks) - $(p50 moat-checks-answers-unchecked), 3))")"
 p99() { wrk_ms "$OUT/$1.txt" 99%; }
 echo "ratio p99 moat with bearer+key+validation/nginx: $(python3 -c "print(round($(p99 moat-full)/$(p99 nginx-proxy), 3))")"
 cpu() { awk '{print $2 * 10000 / $1}' "$OUT/$1.cpu"; }

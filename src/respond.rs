@@ -23,14 +23,15 @@ use crate::reject::Rejection;
 use crate::spec::compile::Schema;
 use crate::spec::{Declared, ResponseMedia, Responses};
 use crate::validate::body::select_by;
+use crate::validate::json::{JsonLimits, certainly_valid};
 
 /// What to do with the model's answer, from its head.
 #[derive(Debug)]
-pub enum Check {
+pub enum Check<'r> {
     Relay,
-    /// Relayed once its JSON body (within `responses.max_body_bytes`) matches this schema;
-    /// what it declares, to strip what it does not.
-    Validate(Arc<Schema>, Option<Arc<Declared>>),
+    /// Relayed once its JSON body (within `responses.max_body_bytes`) matches this media's
+    /// schema (what the schema does not declare stripped, with `strip_undeclared`).
+    Validate(&'r ResponseMedia),
     /// An event stream: each event's JSON `data` is held to this schema as it passes (by
     /// the LLM meter, see `llm::EventCheck`).
     Events(Arc<Schema>),
@@ -45,12 +46,12 @@ pub enum Check {
 
 /// The verdict on an answer of `status` with `headers`, for an operation that declares
 /// `declared` (`None`: the spec declares no responses, or there is no spec).
-pub fn check(
+pub fn check<'r>(
     config: &ResponsePolicy,
-    declared: Option<&Responses>,
+    declared: Option<&'r Responses>,
     status: StatusCode,
     headers: &HeaderMap,
-) -> Check {
+) -> Check<'r> {
     if status.is_server_error() && config.conceal {
         return Check::Conceal(status);
     }
@@ -59,7 +60,7 @@ pub fn check(
     };
     match held(declared, status, headers) {
         Ok(Some(media)) => match (&media.schema, &media.events) {
-            (Some(schema), _) => Check::Validate(schema.clone(), media.declared.clone()),
+            (Some(_), _) => Check::Validate(media),
             (None, Some(events)) => Check::Events(events.clone()),
             (None, None) => Check::Relay,
         },
@@ -123,19 +124,29 @@ fn held<'r>(
     }
 }
 
-/// A JSON body against its declared schema: parsed as strictly as requests are, then
-/// validated; the first failure by its pointer, never a value. `Ok` with the parsed body
-/// (for stripping), `Err` with the reason and the body if it parsed.
+/// A JSON body against its media's schema: accepted by the schema's plan while parsing
+/// (`Ok(None)`: no tree built — unless `strip` needs one), else parsed as strictly as
+/// requests are and validated; the first failure by its pointer, never a value. `Ok` with
+/// the parsed body (for stripping), `Err` with the reason and the body if it parsed.
 pub fn json_verdict(
     body: &[u8],
-    schema: &Schema,
-    max_depth: usize,
-) -> Result<Value, (String, Option<Value>)> {
-    let value = crate::validate::json::parse(body, max_depth)
+    media: &ResponseMedia,
+    limits: &JsonLimits,
+    strip: bool,
+) -> Result<Option<Value>, (String, Option<Value>)> {
+    let Some(schema) = &media.schema else {
+        return Ok(None);
+    };
+    if let (false, Some(plan)) = (strip, &media.plan)
+        && certainly_valid(body, plan, limits)
+    {
+        return Ok(None);
+    }
+    let value = crate::validate::json::parse(body, limits.max_depth)
         .map_err(|why| (format!("its body is not acceptable JSON: {why}"), None))?;
     let mut errors = Vec::new();
     if schema.check(&value, "body", "", &mut errors) {
-        return Ok(value);
+        return Ok(Some(value));
     }
     let reason = match errors.first() {
         Some(first) => format!("{}: {}", pointer(&first.pointer), first.message),

@@ -21,9 +21,8 @@ use crate::metrics::{OperationLabels, ReasonLabels, ViolationLabels};
 use crate::reject::Rejection;
 use crate::respond::{self, Check};
 use crate::snapshot::Snapshot;
-use crate::spec::Declared;
-use crate::spec::Responses;
-use crate::spec::compile::Schema;
+use crate::spec::{ResponseMedia, Responses};
+use crate::validate::json::JsonLimits;
 
 /// What came of the check: the answer to relay (metered if it is an LLM's, its events held
 /// to a schema if the spec gives one), or an outcome already decided — a refusal, a
@@ -72,18 +71,9 @@ pub(super) async fn held(
     let declared = answering.declared.as_deref();
     match respond::check(policy, declared, head.status(), head.headers()) {
         Check::Relay => Held::Relay(forwarded, None),
-        Check::Validate(schema, declared) => {
+        Check::Validate(media) => {
             match unchecked(&forwarded, answering.unread, policy.max_body_bytes) {
-                None => {
-                    validated(
-                        snapshot,
-                        policy,
-                        forwarded,
-                        (&schema, declared.as_deref()),
-                        record,
-                    )
-                    .await
-                }
+                None => validated(snapshot, policy, forwarded, media, record).await,
                 Some(reason) => not_checked(reason, forwarded, None, record),
             }
         }
@@ -161,7 +151,7 @@ async fn validated(
     snapshot: &Snapshot,
     policy: &ResponsePolicy,
     forwarded: Forwarded,
-    (schema, declared): (&Schema, Option<&Declared>),
+    media: &ResponseMedia,
     record: &mut AccessRecord,
 ) -> Held {
     let upstream_time = forwarded.upstream_time;
@@ -174,9 +164,10 @@ async fn validated(
             return Held::Done(Outcome::Refused(refusal, None));
         }
     };
-    let depth = snapshot.config.limits.max_json_depth;
-    let parsed = match respond::json_verdict(&bytes, schema, depth) {
-        Ok(value) => Some(value),
+    let limits = JsonLimits::of(&snapshot.config.limits);
+    let strip = policy.strip_undeclared && media.declared.is_some();
+    let parsed = match respond::json_verdict(&bytes, media, &limits, strip) {
+        Ok(value) => value,
         Err((reason, value)) => {
             violations(record, "body").inc();
             match respond::violation(policy, reason) {
@@ -188,7 +179,7 @@ async fn validated(
             }
         }
     };
-    if let (true, Some(declared), Some(value)) = (policy.strip_undeclared, declared, parsed)
+    if let (true, Some(declared), Some(value)) = (strip, &media.declared, parsed)
         && let Some((stripped, removed)) = respond::stripped(declared, value)
     {
         head.headers.insert(CONTENT_LENGTH, stripped.len().into());

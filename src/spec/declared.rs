@@ -12,13 +12,17 @@ use serde_json::Value;
 use super::raw::Loc;
 use super::source::Documents;
 
+pub type Members = HashMap<String, Arc<Declared>, foldhash::fast::RandomState>;
+
 /// The declared shape of a JSON value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Declared {
     /// Anything goes here: nothing is removed.
     Open,
-    /// An object: only these members are declared, each with its own shape.
-    Object(HashMap<String, Arc<Declared>>),
+    /// An object: only these members are declared, each with its own shape. The names are
+    /// the spec's, looked up once per member of every answer: foldhash, not SipHash (the
+    /// table is fixed at load, so no input can grow a bucket).
+    Object(Members),
     /// An array whose items have this shape.
     Items(Arc<Declared>),
 }
@@ -41,14 +45,17 @@ impl Declared {
     pub fn strip(&self, value: &mut Value) -> usize {
         match (self, value) {
             (Declared::Object(members), Value::Object(object)) => {
-                let before = object.len();
-                object.retain(|name, _| members.contains_key(name));
-                let mut removed = before - object.len();
-                for (name, member) in object.iter_mut() {
-                    if let Some(shape) = members.get(name) {
+                let mut removed = 0;
+                object.retain(|name, member| match members.get(name) {
+                    Some(shape) => {
                         removed += shape.strip(member);
+                        true
                     }
-                }
+                    None => {
+                        removed += 1;
+                        false
+                    }
+                });
                 removed
             }
             (Declared::Items(item), Value::Array(items)) => {
@@ -136,7 +143,7 @@ impl Walk<'_> {
 
     /// `allOf` of objects: the members any part declares; anything else is open.
     fn all_of(&mut self, uri: &str, parts: &[Value]) -> Declared {
-        let mut members = HashMap::new();
+        let mut members = Members::default();
         for part in parts {
             match self.shape(uri, part) {
                 Declared::Object(more) => members.extend(more),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::compile::Schema;
 use super::declared::Declared;
+use super::plan::Plan;
 
 /// An operation's declared responses.
 #[derive(Debug, Default)]
@@ -22,6 +23,9 @@ pub struct ResponseMedia {
     pub schema: Option<Arc<Schema>>,
     /// The members the schema declares, for `responses.strip_undeclared` (with `schema`).
     pub declared: Option<Arc<Declared>>,
+    /// The schema's plan (see `spec::plan`): an answer it accepts while parsing needs no
+    /// tree — the common case of a valid answer, when nothing is to be stripped.
+    pub plan: Option<Arc<Plan>>,
     /// For `text/event-stream`: the schema each event's JSON `data` must match
     /// (`x-moat-event-schema`, or `itemSchema`'s `data` `contentSchema`).
     pub events: Option<Arc<Schema>>,
@@ -108,6 +112,7 @@ fn raw(declared: &[(&str, &[&str])]) -> Vec<(String, Vec<ResponseMedia>)> {
                 range: range.to_string(),
                 schema: None,
                 declared: None,
+                plan: None,
                 events: None,
             })
             .collect()

@@ -30,11 +30,15 @@ impl Builder<'_> {
         let declared = (at.as_ref())
             .filter(|_| schema.is_some())
             .map(|at| Arc::new(Declared::of(self.docs, at)));
+        let plan = (at.as_ref())
+            .filter(|_| schema.is_some())
+            .and_then(|at| self.plan(at));
         let events = raw.events.as_ref().and_then(|at| self.response_schema(at));
         ResponseMedia {
             range: raw.range,
             schema,
             declared,
+            plan,
             events,
         }
     }
