@@ -198,3 +198,51 @@ fn a_streamed_event_the_spec_does_not_declare_ends_the_stream_in_enforce() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(support::metric(&shadow, violations), 1);
 }
+
+/// 48 answers of 900 KiB fetched at once; how much moat's peak RSS grew.
+fn burst(moat: &Moat) -> usize {
+    let length = 900 * 1024 + r#"{"label":""}"#.len();
+    assert_eq!(get(moat.addr, "/v1/large", &[]).body.len(), length);
+    let before = moat.peak_rss();
+    let answers: Vec<_> = (0..48)
+        .map(|_| {
+            let addr = moat.addr;
+            std::thread::spawn(move || get(addr, "/v1/large", &[]))
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.join().unwrap();
+        assert_eq!((answer.status, answer.body.len()), (200, length));
+    }
+    moat.peak_rss().saturating_sub(before)
+}
+
+#[test]
+fn many_large_answers_at_once_are_held_within_the_room_bodies_share() {
+    let Some(model) = PyServer::start("tests/failing-model") else {
+        return;
+    };
+    let limits = "limits:\n  max_body_bytes: 1048576\n  max_buffered_body_bytes: 4194304\n";
+    // What relaying them costs (the upstream's and the client's connection buffers).
+    let off = moat_for(&model, &format!("{limits}responses: {{mode: off}}\n"));
+    let relayed = burst(&off);
+    let moat = moat_for(&model, limits);
+    let checked = burst(&moat);
+    let no_room = r#"moat_response_not_checked_total{reason="no_room"}"#;
+    let unchecked = support::metric(&moat, no_room);
+    eprintln!(
+        "48 answers of 900 KiB at once: peak RSS grew by {} KiB relayed unchecked, by {} KiB \
+         checked ({unchecked} relayed unchecked for want of room)",
+        relayed >> 10,
+        checked >> 10,
+    );
+    assert!(
+        unchecked > 0,
+        "the room was full: the rest were relayed as they came"
+    );
+    // At most 4 MiB of answers held at once (and a copy while parsed), not 48 × 900 KiB.
+    assert!(
+        checked < relayed + (12 << 20),
+        "checked: {checked} bytes, relayed: {relayed} bytes"
+    );
+}

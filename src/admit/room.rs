@@ -68,6 +68,14 @@ impl BodyBudget {
         Ok(())
     }
 
+    /// Room for `bytes` if there is that much free now, without waiting: a model's answer
+    /// that waited would pile up in its connection's read buffer meanwhile.
+    pub fn try_reserve(&self, bytes: u64) -> Option<Room> {
+        let units = u32::try_from(bytes.div_ceil(UNIT)).ok()?;
+        let permit = self.room.clone().try_acquire_many_owned(units).ok()?;
+        Some(Room(Some(permit)))
+    }
+
     /// Bytes of room free now.
     #[cfg(test)]
     fn free_bytes(&self) -> u64 {
@@ -94,5 +102,15 @@ mod tests {
         drop(first);
         budget.reserve(2 * UNIT, &mut second).await.unwrap();
         assert_eq!(budget.free_bytes(), 2 * UNIT);
+    }
+
+    #[test]
+    fn an_answer_takes_room_only_if_it_is_free_now() {
+        let budget = BodyBudget::new(4 * UNIT, Duration::from_secs(60));
+        let held = budget.try_reserve(3 * UNIT).unwrap();
+        assert!(budget.try_reserve(2 * UNIT).is_none(), "not waited for");
+        drop(held);
+        assert!(budget.try_reserve(4 * UNIT).is_some());
+        assert_eq!(budget.free_bytes(), 4 * UNIT, "given back when dropped");
     }
 }

@@ -70,7 +70,7 @@ const NOT_CHECKED: (&str, &str) = (
     "Answers whose body the spec gives a schema, relayed unchecked, by reason (too_large: \
      past responses.max_body_bytes; no_length: no Content-Length, streamed; metered: an LLM \
      operation's JSON answer; head: a HEAD's, which has none; stream: an event stream of an \
-     operation moat does not meter)",
+     operation moat does not meter; no_room: limits.max_buffered_body_bytes was full)",
 );
 const VIOLATIONS: (&str, &str) = (
     "moat_response_violations",

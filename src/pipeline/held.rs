@@ -72,10 +72,16 @@ pub(super) async fn held(
     match respond::check(policy, declared, head.status(), head.headers()) {
         Check::Relay => Held::Relay(forwarded, None),
         Check::Validate(media) => {
-            match unchecked(&forwarded, answering.unread, policy.max_body_bytes) {
-                None => validated(snapshot, policy, forwarded, media, record).await,
-                Some(reason) => not_checked(reason, forwarded, None, record),
-            }
+            let length = match unchecked(&forwarded, answering.unread, policy.max_body_bytes) {
+                Ok(length) => length,
+                Err(reason) => return not_checked(reason, forwarded, None, record),
+            };
+            // The answer is held in the room request bodies share, so the memory held
+            // answers take stays bounded however many arrive at once.
+            let Some(_room) = snapshot.bodies.try_reserve(length) else {
+                return not_checked("no_room", forwarded, None, record);
+            };
+            validated(snapshot, policy, forwarded, media, record).await
         }
         Check::Events(schema) if answering.unread == Some("metered") => {
             let check = EventCheck {
@@ -128,20 +134,20 @@ fn violations(
     metrics.violations.get_or_create(&labels).clone()
 }
 
-/// Why the body goes on unchecked, if it does: `unread`'s reason, `no_length` (streamed),
-/// `too_large` (past `limit`).
+/// The body's length, to read it whole; else why it goes on unchecked: `unread`'s reason,
+/// `no_length` (streamed), `too_large` (past `limit`).
 fn unchecked(
     forwarded: &Forwarded,
     unread: Option<&'static str>,
     limit: u64,
-) -> Option<&'static str> {
+) -> Result<u64, &'static str> {
     let length = forwarded.response.headers().get(CONTENT_LENGTH);
     let length = length.and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
-    match length {
-        _ if unread.is_some() => unread,
-        None => Some("no_length"),
-        Some(length) if length > limit => Some("too_large"),
-        Some(_) => None,
+    match (unread, length) {
+        (Some(reason), _) => Err(reason),
+        (None, None) => Err("no_length"),
+        (None, Some(length)) if length > limit => Err("too_large"),
+        (None, Some(length)) => Ok(length),
     }
 }
 

@@ -62,6 +62,25 @@ def big() -> Prediction:
     return Prediction(label="x" * (5 * 1024 * 1024))
 
 
+@app.get("/v1/large", response_model=Prediction)
+async def large() -> StreamingResponse:
+    # 900 KiB with its Content-Length, within moat's default responses.max_body_bytes (so
+    # read whole and checked), written in 100 KiB pieces over half a second as a model
+    # serialising a large answer does: many such answers are in flight at once.
+    head, tail = b'{"label":"', b'"}'
+    size = 900 * 1024
+
+    async def pieces():
+        yield head
+        for _ in range(9):
+            await asyncio.sleep(0.05)
+            yield b"x" * (size // 9)
+        yield b"x" * (size % 9) + tail
+
+    length = str(len(head) + size + len(tail))
+    return StreamingResponse(pieces(), media_type="application/json", headers={"content-length": length})
+
+
 @app.get("/v1/html", response_model=Prediction)
 def html() -> HTMLResponse:
     return HTMLResponse("<p>setosa</p>")
