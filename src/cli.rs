@@ -65,6 +65,8 @@ enum Command {
         /// The client address the request comes from (for allowed_cidrs).
         #[arg(long, default_value = "127.0.0.1")]
         client: std::net::IpAddr,
+        #[command(flatten)]
+        response: explain::ResponseArgs,
     },
     /// Manage API keys in the key store.
     Keys {
@@ -216,7 +218,8 @@ pub fn run() -> ExitCode {
             headers,
             data,
             client,
-        } => explain::main(config.config, method, url, headers, data, client),
+            response,
+        } => explain::main(config.config, method, url, headers, data, client, response),
         Command::Keys { command } => keys::main(command),
         Command::Token(args) => args.run(),
         Command::Env { command } => env::main(command),

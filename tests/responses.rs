@@ -1,7 +1,7 @@
 //! The model's answers held to its spec (`responses:`), end to end against a real FastAPI
 //! server that misbehaves (`tests/failing-model/app.py`): a status it does not declare, HTML
 //! where it declares JSON, a traceback with a password in a 500's body.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)] // test code: a panic is the failure report; case tables run long
 
 mod support;
 
@@ -245,4 +245,64 @@ fn many_large_answers_at_once_are_held_within_the_room_bodies_share() {
         checked < relayed + (12 << 20),
         "checked: {checked} bytes, relayed: {relayed} bytes"
     );
+}
+
+#[test]
+fn explain_holds_a_given_answer_to_the_spec_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("moat.yaml");
+    let spec = support::fixture("specs/fastapi-iris.json");
+    let extra =
+        format!("openapi:\n  file: {spec}\nresponses: {{mode: enforce, strip_undeclared: true}}\n");
+    let upstream = format!("http://{}", support::closed_port());
+    std::fs::write(&path, support::config(&upstream, &extra)).unwrap();
+    let explain = |answer: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "--config",
+            path.to_str().unwrap(),
+            "POST",
+            "/v1/models/iris:predict",
+            "-d",
+            r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#,
+            "-H",
+            "Content-Type: application/json",
+        ];
+        args.extend_from_slice(answer);
+        let output = support::run_moat(&args, &[]);
+        (output.status.code(), support::text(&output))
+    };
+    let answer = |body: &str| {
+        let body = body.to_owned();
+        move |status: &'static str| {
+            explain(&["--response-status", status, "--response-body", &body])
+        }
+    };
+    let (code, report) = answer(
+        r#"{"model_name": "iris", "model_version": "v1", "predictions": [{"label": "setosa", "weights": "s3cr3t"}]}"#,
+    )("200");
+    assert_eq!(code, Some(0), "{report}");
+    assert!(!report.contains("s3cr3t"), "no value echoed: {report}");
+    assert!(
+        report.contains(
+            "7 response       pass  the body matches its schema; strip_undeclared removes 1"
+        ),
+        "{report}"
+    );
+    let (code, report) = answer(
+        r#"{"model_name": "iris", "model_version": "v1", "predictions": [{"label": 7}]}"#,
+    )("200");
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("FAIL  502 upstream_response_invalid"),
+        "{report}"
+    );
+    assert!(report.contains("/predictions/0/label"), "{report}");
+    assert!(!report.contains("s3cr3t"), "{report}");
+    let (code, report) = explain(&["--response-status", "418"]);
+    assert_eq!(code, Some(1));
+    assert!(report.contains("status 418 is not declared"), "{report}");
+    let (code, report) = explain(&["--response-status", "503"]);
+    assert_eq!(code, Some(1));
+    assert!(report.contains("503 upstream_error"), "{report}");
 }

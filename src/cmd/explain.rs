@@ -4,6 +4,7 @@
 
 mod report;
 mod request;
+mod response;
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::admit::admit;
+pub use self::response::{Answer, ResponseArgs};
+use crate::admit::{Verdict, admit};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::trail::Trail;
@@ -23,12 +25,16 @@ pub struct Input {
     pub headers: Vec<String>,
     pub body: Option<Vec<u8>>,
     pub client: IpAddr,
+    /// The model's answer to explain as well (`--response-status`, …).
+    pub response: Option<Answer>,
 }
 
-/// The printed report and whether moat would forward the request.
+/// The printed report, whether moat would forward the request, and whether the client
+/// would get the model's answer (when one was given).
 pub struct Explanation {
     pub text: String,
     pub forwarded: bool,
+    pub answered: bool,
 }
 
 /// The config as `serve` loads it, except that limits count in this process only: a
@@ -50,7 +56,7 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Explanation, 
     let (request, notes) = request::build(input, snapshot.grpc.as_deref())?;
     let (parts, body) = request.into_parts();
     let mut trail = Trail::explaining();
-    let verdict = admit(
+    let mut verdict = admit(
         &snapshot.admission(),
         parts,
         body,
@@ -59,18 +65,28 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Explanation, 
         &mut trail,
     )
     .await;
+    let answers = match &mut verdict {
+        Ok(Verdict::Forward(admitted)) => Some(admitted.take_responses()),
+        _ => None,
+    };
     let mut out = Explanation {
         text: String::new(),
         forwarded: false,
+        answered: true,
     };
     for note in notes {
         out.note(&note);
     }
-    Ok(out.render(&trail, verdict))
+    let mut out = out.render(&trail, verdict);
+    if let (Some(answers), Some(answer)) = (answers, &input.response) {
+        out.response(snapshot, answers, answer)?;
+    }
+    Ok(out)
 }
 
-/// Exit codes: 0 when moat would forward the request, 1 when it refuses it, 2 when the
-/// request or the config is unusable.
+/// Exit codes: 0 when moat would forward the request (and relay the answer, when one is
+/// given), 1 when it refuses it (or would not relay the answer), 2 when the request or the
+/// config is unusable.
 const UNUSABLE: u8 = 2;
 
 pub fn main(
@@ -80,9 +96,18 @@ pub fn main(
     headers: Vec<String>,
     data: Option<String>,
     client: std::net::IpAddr,
+    answer: ResponseArgs,
 ) -> ExitCode {
     let body = match data.as_deref().map(read_body).transpose() {
         Ok(body) => body,
+        Err(error) => return unusable(&format!("moat explain: {error}")),
+    };
+    let response = match answer.body.as_deref().map(read_body).transpose() {
+        Ok(body) => answer.status.map(|status| Answer {
+            status,
+            content_type: answer.content_type,
+            body,
+        }),
         Err(error) => return unusable(&format!("moat explain: {error}")),
     };
     let snapshot = match explained_snapshot(&config_path) {
@@ -95,6 +120,7 @@ pub fn main(
         headers,
         body,
         client,
+        response,
     };
     run(&snapshot, &input)
 }
@@ -118,7 +144,7 @@ fn run(snapshot: &Snapshot, input: &Input) -> ExitCode {
     match runtime.block_on(explain(snapshot, input)) {
         Ok(report) => {
             let _ = std::io::stdout().write_all(report.text.as_bytes());
-            if report.forwarded {
+            if report.forwarded && report.answered {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

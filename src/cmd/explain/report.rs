@@ -105,7 +105,7 @@ impl Explanation {
         }
     }
 
-    fn line(&mut self, text: &str) {
+    pub(super) fn line(&mut self, text: &str) {
         let _ = writeln!(self.text, "{text}");
     }
 
@@ -113,6 +113,7 @@ impl Explanation {
         let _ = writeln!(self.text, "{stage:<16} pass  {reason}");
     }
 
+    /// A line of detail under a stage's verdict.
     pub(super) fn note(&mut self, note: &str) {
         let _ = writeln!(self.text, "{:<22}{note}", "");
     }

@@ -1,0 +1,192 @@
+//! `moat explain --response-status … [--response-body …]`: the answer the model might give
+//! to the request, held to the spec as `serve` holds it (`respond`) — the status, the
+//! content type, the JSON body against its schema (or an event stream's events against
+//! theirs), `strip_undeclared` and concealment — and what the client would get. Like the
+//! rest of the report it names pointers and reasons, never a value of the body.
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::Explanation;
+use crate::config::{ResponseMode, ResponsePolicy};
+use crate::reject::Rejection;
+use crate::respond::{self, Check};
+use crate::snapshot::Snapshot;
+use crate::spec::Responses;
+use crate::spec::compile::Schema;
+use crate::validate::json::JsonLimits;
+
+/// `moat explain`'s answer from the model, to hold to the spec as `serve` would.
+#[derive(Debug, clap::Args)]
+pub struct ResponseArgs {
+    /// The status the model answers with: the answer is explained too (`responses:`).
+    #[arg(long = "response-status")]
+    pub status: Option<u16>,
+    /// The answer's body, or @FILE to read it from a file.
+    #[arg(long = "response-body", requires = "status")]
+    pub body: Option<String>,
+    /// The answer's Content-Type (default with a body: application/json).
+    #[arg(long = "response-type", requires = "status")]
+    pub content_type: Option<String>,
+}
+
+/// The answer to explain, as the command line gave it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Option<Vec<u8>>,
+}
+
+const LABEL: &str = "7 response";
+
+impl Explanation {
+    /// The answer's verdict under `policy`, for an operation that declares `declared`;
+    /// `relayed` is false when the client would not get the model's answer.
+    pub(super) fn response(
+        &mut self,
+        snapshot: &Snapshot,
+        (declared, policy): (Option<Arc<Responses>>, ResponsePolicy),
+        answer: &Answer,
+    ) -> Result<(), String> {
+        let status = StatusCode::from_u16(answer.status)
+            .map_err(|_| format!("--response-status {} is not a status", answer.status))?;
+        let headers = head(answer)?;
+        let mode = policy.mode.as_str();
+        let check = respond::check(&policy, declared.as_deref(), status, &headers);
+        let body = answer.body.as_deref().unwrap_or_default();
+        match check {
+            Check::Relay => self.answer_pass(&format!(
+                "relayed as the model wrote it (responses.mode: {mode}{})",
+                why_unchecked(declared.as_deref(), &policy)
+            )),
+            Check::Validate(_) if body.len() as u64 > policy.max_body_bytes => {
+                self.answer_pass("relayed unchecked: past responses.max_body_bytes");
+            }
+            Check::Validate(media) => {
+                let limits = JsonLimits::of(&snapshot.config.limits);
+                let strip = policy.strip_undeclared && media.declared.is_some();
+                match respond::json_verdict(body, media, &limits, strip) {
+                    Ok(value) => {
+                        let removed = (media.declared.as_deref().zip(value))
+                            .and_then(|(declared, value)| respond::stripped(declared, value));
+                        self.answer_pass(&match removed {
+                            Some((_, n)) => format!(
+                                "the body matches its schema; strip_undeclared removes {n} \
+                                 undeclared member(s) before relaying"
+                            ),
+                            None => format!("the body matches its schema (responses.mode: {mode})"),
+                        });
+                    }
+                    Err((reason, _)) => self.violation(respond::violation(&policy, reason)),
+                }
+            }
+            Check::Events(schema) => self.events(&schema, &policy, body, snapshot),
+            Check::Shadowed(violation, _) => self.violation(Ok(violation)),
+            Check::Refuse(violation, _) => self.violation(Err(violation)),
+            Check::Conceal(status) => {
+                self.answer_fail(&Rejection::UpstreamError { status }, "FAIL");
+                self.note("conceal_upstream_errors: the body is replaced, its ends logged");
+            }
+        }
+        Ok(())
+    }
+
+    /// An event stream's `data:` events, each against the event schema.
+    fn events(
+        &mut self,
+        schema: &Arc<Schema>,
+        policy: &ResponsePolicy,
+        body: &[u8],
+        snapshot: &Snapshot,
+    ) {
+        let depth = snapshot.config.limits.max_json_depth;
+        let text = String::from_utf8_lossy(body);
+        let data = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim);
+        for (index, data) in data.enumerate() {
+            let Ok(value) = crate::validate::json::parse(data.as_bytes(), depth) else {
+                continue;
+            };
+            let mut errors = Vec::new();
+            if !schema.check(&value, "body", "", &mut errors) {
+                let pointer = errors.first().map_or("/", |e| e.pointer.as_str());
+                let reason = format!("event {} does not match its schema at {pointer}", index + 1);
+                return match policy.mode {
+                    ResponseMode::Enforce => {
+                        self.answer_line(
+                            "FAIL",
+                            &format!("{reason}: the stream ends before it with moat's error event"),
+                        );
+                        self.answered = false;
+                    }
+                    _ => self
+                        .answer_line("SHADOW", &format!("{reason}: relayed, logged and counted")),
+                };
+            }
+        }
+        self.answer_pass("each JSON event matches its schema");
+    }
+
+    fn violation(&mut self, verdict: Result<Rejection, Rejection>) {
+        match verdict {
+            Ok(shadowed) => {
+                self.answer_fail(&shadowed, "SHADOW");
+                self.note("shadow mode: logged and counted, relayed anyway");
+            }
+            Err(refusal) => self.answer_fail(&refusal, "FAIL"),
+        }
+    }
+
+    fn answer_pass(&mut self, reason: &str) {
+        self.answer_line("pass", reason);
+    }
+
+    fn answer_line(&mut self, word: &str, reason: &str) {
+        self.line(&format!("{LABEL:<16} {word}  {reason}"));
+    }
+
+    fn answer_fail(&mut self, rejection: &Rejection, word: &str) {
+        self.answered &= word != "FAIL";
+        self.answer_line(
+            word,
+            &format!(
+                "{} {}: {}",
+                rejection.status().as_u16(),
+                rejection.code(),
+                rejection.detail()
+            ),
+        );
+    }
+}
+
+/// Why an answer goes unchecked, after the mode (with its leading separator).
+fn why_unchecked(declared: Option<&Responses>, policy: &ResponsePolicy) -> &'static str {
+    match (declared, policy.mode) {
+        (_, ResponseMode::Off) => "",
+        (None, _) => "; the spec declares no responses for this operation",
+        (Some(_), _) => "; no schema is declared for this answer",
+    }
+}
+
+/// The answer's head: its content type (JSON when a body is given without one) and length.
+fn head(answer: &Answer) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    let content_type = match (&answer.content_type, &answer.body) {
+        (Some(given), _) => Some(given.as_str()),
+        (None, Some(_)) => Some("application/json"),
+        (None, None) => None,
+    };
+    if let Some(content_type) = content_type {
+        let value = HeaderValue::from_str(content_type)
+            .map_err(|_| "--response-type is not a header value".to_owned())?;
+        headers.insert(CONTENT_TYPE, value);
+    }
+    let length = answer.body.as_ref().map_or(0, Vec::len);
+    headers.insert(CONTENT_LENGTH, length.into());
+    Ok(headers)
+}
