@@ -60,9 +60,11 @@ fn the_loose_report_of_real_specs_matches_its_reviewed_snapshot() {
     }
 }
 
-/// As a user types it, in a checkout of the shipped `config/`.
+/// As a user types it, in a checkout of the shipped `config/`: no request is left open;
+/// what is reported are the answers' objects FastAPI leaves open (its 422 errors carry
+/// members its schema does not declare, so closing them is for a person to decide).
 #[test]
-fn the_shipped_iris_spec_leaves_nothing_open() {
+fn the_shipped_iris_spec_leaves_no_request_open() {
     let dir = support::shipped_config();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
         .args(["spec", "loose", "--config", "config/moat.yaml"])
@@ -70,12 +72,20 @@ fn the_shipped_iris_spec_leaves_nothing_open() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
-    assert!(output.stdout.is_empty());
+    let report = String::from_utf8(output.stdout).unwrap();
+    let descriptions: Vec<&str> = (report.lines())
+        .filter_map(|line| line.trim().strip_prefix("description: "))
+        .collect();
     assert!(
-        text(&output).contains("nothing is left open"),
-        "{}",
-        text(&output)
+        descriptions.iter().any(|d| d.contains("PredictResponse")),
+        "{report}"
     );
+    for description in descriptions {
+        assert!(
+            description.contains("open to any other property") && description.contains(" answers"),
+            "a request left open: {description}"
+        );
+    }
 }
 
 /// Applied as it is, the report's overlay loads and opens nothing new; with its

@@ -1,7 +1,8 @@
 //! `moat spec loose`: what the effective spec leaves open in what a request may carry —
 //! strings with no length, pattern, enum or bounded format; numbers without both bounds;
 //! arrays without `maxItems`; objects open to any other property; schemas that accept
-//! anything; JSON bodies with no schema — written as an Overlay document with an action
+//! anything; JSON bodies with no schema — and, in the schemas of its answers, objects open
+//! to any other property (what the model may add to an answer and moat relays) — written as an Overlay document with an action
 //! for each, to be reviewed and kept as the spec's tightening. An action's `update` holds
 //! only what the spec already states; the keywords that would close it are suggestions.
 //!
@@ -88,6 +89,7 @@ fn collect(docs: &Documents, operations: &[RawOperation]) -> Openings {
     let mut report = Openings::default();
     for operation in operations {
         Walk::new(&mut report, docs, operation).operation(operation);
+        Walk::answers(&mut report, docs, operation).responses(operation);
     }
     report
 }

@@ -21,6 +21,10 @@ const BOUNDED_FORMATS: &[&str] = &[
     "double",
 ];
 
+/// How each opening about an object open to other members ends: the only kind reported of
+/// response schemas.
+pub(super) const OPEN_OBJECT: &str = "open to any other property";
+
 /// Something left open, and what would close it.
 pub(super) struct Opening {
     pub(super) what: &'static str,

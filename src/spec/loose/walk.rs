@@ -1,12 +1,13 @@
 //! One operation's walk through the schemas its requests reach, noting in the report what
-//! each one in the spec's own document leaves open.
+//! each one in the spec's own document leaves open — and a second walk through its
+//! answers' schemas, noting only objects open to other members.
 
 use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
 use super::Openings;
-use super::open_ends::{Opening, guess, open_ends};
+use super::open_ends::{OPEN_OBJECT, Opening, guess, open_ends};
 use crate::spec::raw::{Loc, RawOperation};
 use crate::spec::source::Documents;
 use crate::spec::{BodyKind, build, normalize};
@@ -32,6 +33,9 @@ pub(super) struct Walk<'r> {
     name: String,
     /// Each schema is visited once per operation.
     seen: HashSet<Loc>,
+    /// Walking the operation's answers: only objects open to other members matter there
+    /// (what `responses.strip_undeclared` cannot remove, and what leaks).
+    answers: bool,
 }
 
 impl<'r> Walk<'r> {
@@ -49,6 +53,31 @@ impl<'r> Walk<'r> {
             docs,
             name,
             seen: HashSet::new(),
+            answers: false,
+        }
+    }
+
+    /// The walk through the schemas of the operation's answers (named `… answers`).
+    pub(super) fn answers(
+        report: &'r mut Openings,
+        docs: &'r Documents,
+        operation: &RawOperation,
+    ) -> Self {
+        let mut walk = Walk::new(report, docs, operation);
+        walk.name.push_str(" answers");
+        walk.answers = true;
+        walk
+    }
+
+    /// Walks the schemas of the operation's answers: each JSON body's and each event
+    /// stream's events'.
+    pub(super) fn responses(&mut self, operation: &RawOperation) {
+        let media = operation.responses.iter().flatten().flat_map(|(_, m)| m);
+        for media in media {
+            let json = media.schema.as_ref().filter(|_| is_json(&media.range));
+            for at in json.into_iter().chain(&media.events) {
+                self.schema(at, false);
+            }
         }
     }
 
@@ -102,7 +131,7 @@ impl<'r> Walk<'r> {
             self.report.reached(&at.pointer, &self.name);
         }
         match schema {
-            Value::Bool(true) if own => self.found(
+            Value::Bool(true) if own && !self.answers => self.found(
                 at,
                 guess(
                     "`true`: accepts any value",
@@ -111,7 +140,9 @@ impl<'r> Walk<'r> {
             ),
             Value::Object(map) => {
                 if own {
-                    for opening in open_ends(map, in_all_of) {
+                    let answers = self.answers;
+                    let open = open_ends(map, in_all_of).into_iter();
+                    for opening in open.filter(|o| !answers || o.what.ends_with(OPEN_OBJECT)) {
                         self.found(at, opening);
                     }
                 }
