@@ -122,6 +122,18 @@ fn shadow_relays_and_counts_and_conceals_only_when_asked() {
             "{lines:?}"
         );
     }
+    // The status page lists them beside the requests' shadowed refusals (the crash's 500
+    // is undeclared too: FastAPI declares 200 and 422).
+    let status = support::admin_get(moat.admin, "/status.json").json();
+    let codes = status["shadow"]["by_code"].as_array().unwrap();
+    let row = codes
+        .iter()
+        .find(|row| row["code"] == "upstream_response_invalid");
+    assert_eq!(
+        row.map(|row| row["count"].clone()),
+        Some(3.into()),
+        "{status}"
+    );
 
     let concealing = moat_for(&model, "responses:\n  conceal_upstream_errors: true\n");
     let crash = get(concealing.addr, "/v1/crash", &[]);
@@ -186,6 +198,7 @@ fn a_streamed_event_the_spec_does_not_declare_ends_the_stream_in_enforce() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let line = &moat.wait_for_access_lines(1)[0];
     assert_eq!(line["stream_cut"], true, "{line}");
+    assert_eq!(line["shadow_code"], "upstream_response_invalid", "{line}");
     let violations =
         r#"moat_response_violations_total{operation="chat_v1_chat_completions_post",kind="event"}"#;
     assert_eq!(support::metric(&moat, violations), 1);

@@ -18,8 +18,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Tokens {
     pub prompt: u64,
     pub completion: u64,
-    /// moat ended the stream at its bound.
+    /// moat ended the stream at its bound (or before an event that broke its schema).
     pub cut: bool,
+    /// An event did not match the spec's event schema (see `llm::EventCheck`).
+    pub invalid_event: bool,
 }
 
 /// A body that may count tokens: what the record asks of the body it rides on.

@@ -166,6 +166,12 @@ impl Drop for AccessRecord {
             self.count_cancelled();
         }
         let operation = self.operation();
+        if self.tokens.is_some_and(|t| t.invalid_event) {
+            // Known only as the stream passed: logged and shown with the other answers
+            // that broke the spec (`stream_cut` says whether enforce ended it).
+            let why = "a streamed event does not match its declared schema";
+            (self.trail.shadowed).push(Rejection::UpstreamResponseInvalid(why.to_owned()));
+        }
         self.metrics
             .requests
             .get_or_create(&RequestLabels {

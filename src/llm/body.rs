@@ -21,6 +21,8 @@ pub struct Metered {
     pub prompt: u64,
     pub completion: u64,
     pub cut: bool,
+    /// An event did not match its schema (see `EventCheck`).
+    pub invalid_event: bool,
 }
 
 pin_project! {
@@ -94,6 +96,7 @@ impl<B> MeteredBody<B> {
             prompt: meter.prompt,
             completion: meter.completion,
             cut: meter.cut,
+            invalid_event: meter.invalid_event,
         }
     }
 }

@@ -145,11 +145,13 @@ impl TokensOf for Answer {
             prompt,
             completion,
             cut,
+            invalid_event,
         } = metered;
         Some(Tokens {
             prompt,
             completion,
             cut,
+            invalid_event,
         })
     }
 }

@@ -38,6 +38,7 @@ pub async fn hold(
             prompt: meter.prompt,
             completion: meter.completion,
             cut: false,
+            invalid_event: false,
         };
         return Err((withhold(grant, &meter, &metrics), Some(tokens)));
     }

@@ -73,10 +73,12 @@ impl Meter {
         }
         if let Some(check) = &self.check
             && let Some(reason) = check.violation(&data)
-            && check.enforce
         {
-            self.invalid = Some(reason);
-            return Event::Cut;
+            self.invalid_event = true;
+            if check.enforce {
+                self.invalid = Some(reason);
+                return Event::Cut;
+            }
         }
         let before = (self.prompt, self.completion, self.reported, self.counted);
         let chunk = serde_json::from_slice::<Chunk<'_>>(&data).ok();

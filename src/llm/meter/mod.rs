@@ -83,6 +83,8 @@ pub struct Meter {
     check: Option<EventCheck>,
     /// Why the stream was cut, when an event did not match its schema (not a bound).
     invalid: Option<String>,
+    /// An event did not match its schema (cut or, in shadow, relayed).
+    pub invalid_event: bool,
 }
 
 impl Meter {
@@ -116,6 +118,7 @@ impl Meter {
             done: false,
             check: None,
             invalid: None,
+            invalid_event: false,
         }
     }
 

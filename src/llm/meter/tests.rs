@@ -166,3 +166,43 @@ fn nothing_after_done_is_counted_however_the_frames_were_cut() {
     assert_eq!(one.completion, two.completion);
     assert!(one.completion > 0);
 }
+
+#[test]
+fn an_event_that_breaks_its_schema_ends_the_stream_in_enforce_and_passes_in_shadow() {
+    let schema = serde_json::json!({"type": "object", "required": ["choices"],
+        "properties": {"choices": {"type": "array"}}});
+    let schema = std::sync::Arc::new(crate::spec::compile::standalone(&schema).unwrap());
+    let bad = Bytes::from_static(b"data: {\"choices\": \"oops\"}\n\n");
+    for enforce in [true, false] {
+        let violations = prometheus_client::metrics::counter::Counter::default();
+        let check = EventCheck {
+            schema: schema.clone(),
+            enforce,
+            max_depth: 64,
+            violations: violations.clone(),
+        };
+        let mut meter = Meter::new(true, true, 1, None, false).checking(Some(check));
+        pass(meter.feed(Bytes::from(chunk("hi"))));
+        pass(meter.feed(Bytes::from_static(b"data: not json\n\n")));
+        let before = meter.completion;
+        match meter.feed(bad.clone()) {
+            Feed::Cut(last) if enforce => {
+                let last = String::from_utf8_lossy(&last).into_owned();
+                assert!(last.contains("upstream_response_invalid") && last.contains("/choices"));
+                assert!(
+                    !last.contains("oops") && last.ends_with("data: [DONE]\n\n"),
+                    "{last}"
+                );
+            }
+            Feed::Pass(passed) if !enforce => assert_eq!(passed, bad),
+            other => panic!("enforce {enforce}: {other:?}"),
+        }
+        assert_eq!(violations.get(), 1);
+        assert!(meter.invalid_event);
+        assert_eq!(
+            meter.completion == before,
+            enforce,
+            "a cut event is not charged"
+        );
+    }
+}
