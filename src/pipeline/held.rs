@@ -176,6 +176,9 @@ async fn validated(
         Ok(value) => value,
         Err((reason, value)) => {
             violations(record, "body").inc();
+            // The original, for the operator: its size and the pointer, never its bytes.
+            let request_id = record.request_id().as_str();
+            tracing::debug!(request_id, bytes = bytes.len(), %reason, "the model's answer does not match its schema");
             match respond::violation(policy, reason) {
                 Err(refusal) => return Held::Done(Outcome::Refused(refusal, None)),
                 Ok(shadowed) => {
