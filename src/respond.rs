@@ -9,8 +9,6 @@
 //! `conceal_upstream_errors` is on, its first and last KiB logged with the request id so an
 //! operator can still find it.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
@@ -20,7 +18,6 @@ use serde_json::Value;
 
 use crate::config::{ResponseMode, ResponsePolicy};
 use crate::reject::Rejection;
-use crate::spec::compile::Schema;
 use crate::spec::{Declared, ResponseMedia, Responses};
 use crate::validate::body::select_by;
 use crate::validate::json::{JsonLimits, certainly_valid};
@@ -32,9 +29,9 @@ pub enum Check<'r> {
     /// Relayed once its JSON body (within `responses.max_body_bytes`) matches this media's
     /// schema (what the schema does not declare stripped, with `strip_undeclared`).
     Validate(&'r ResponseMedia),
-    /// An event stream: each event's JSON `data` is held to this schema as it passes (by
-    /// the LLM meter, see `llm::EventCheck`).
-    Events(Arc<Schema>),
+    /// An event stream: each event's JSON `data` is held to this media's event schema as
+    /// it passes (by the LLM meter, see `llm::EventCheck`).
+    Events(&'r ResponseMedia),
     /// Relayed; the violation (of this kind: `status`, `content_type`) is logged and
     /// counted (`shadow`).
     Shadowed(Rejection, &'static str),
@@ -61,7 +58,7 @@ pub fn check<'r>(
     match held(declared, status, headers) {
         Ok(Some(media)) => match (&media.schema, &media.events) {
             (Some(_), _) => Check::Validate(media),
-            (None, Some(events)) => Check::Events(events.clone()),
+            (None, Some(_)) => Check::Events(media),
             (None, None) => Check::Relay,
         },
         Ok(None) => Check::Relay,

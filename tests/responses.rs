@@ -198,7 +198,15 @@ fn a_streamed_event_the_spec_does_not_declare_ends_the_stream_in_enforce() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let line = &moat.wait_for_access_lines(1)[0];
     assert_eq!(line["stream_cut"], true, "{line}");
-    assert_eq!(line["shadow_code"], "upstream_response_invalid", "{line}");
+    assert_eq!(
+        line["code"], "upstream_response_invalid",
+        "refused part way: {line}"
+    );
+    let status = support::admin_get(moat.admin, "/status.json").json();
+    assert_eq!(
+        status["refusals"]["by_code"][0]["code"], "upstream_response_invalid",
+        "{status}"
+    );
     let violations =
         r#"moat_response_violations_total{operation="chat_v1_chat_completions_post",kind="event"}"#;
     assert_eq!(support::metric(&moat, violations), 1);
@@ -210,6 +218,8 @@ fn a_streamed_event_the_spec_does_not_declare_ends_the_stream_in_enforce() {
     assert!(events.iter().any(|e| e.contains("oops")), "{events:?}");
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(support::metric(&shadow, violations), 1);
+    let line = &shadow.wait_for_access_lines(1)[0];
+    assert_eq!(line["shadow_code"], "upstream_response_invalid", "{line}");
 }
 
 /// 48 answers of 900 KiB fetched at once; how much moat's peak RSS grew.

@@ -20,8 +20,9 @@ pub struct Tokens {
     pub completion: u64,
     /// moat ended the stream at its bound (or before an event that broke its schema).
     pub cut: bool,
-    /// An event did not match the spec's event schema (see `llm::EventCheck`).
-    pub invalid_event: bool,
+    /// An event broke the spec's event schema (see `llm::EventCheck`): `Some(true)` when
+    /// the stream was cut before it (`enforce`), `Some(false)` when it was relayed.
+    pub invalid_event: Option<bool>,
 }
 
 /// A body that may count tokens: what the record asks of the body it rides on.

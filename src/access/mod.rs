@@ -166,11 +166,15 @@ impl Drop for AccessRecord {
             self.count_cancelled();
         }
         let operation = self.operation();
-        if self.tokens.is_some_and(|t| t.invalid_event) {
-            // Known only as the stream passed: logged and shown with the other answers
-            // that broke the spec (`stream_cut` says whether enforce ended it).
+        if let Some(cut) = self.tokens.and_then(|t| t.invalid_event) {
+            // Known only as the stream passed. Cut (`enforce`): the answer was refused part
+            // way, and is counted and shown with the refusals; else with the shadowed ones.
             let why = "a streamed event does not match its declared schema";
-            (self.trail.shadowed).push(Rejection::UpstreamResponseInvalid(why.to_owned()));
+            let violation = Rejection::UpstreamResponseInvalid(why.to_owned());
+            match cut && self.rejection.is_none() {
+                true => self.rejection = Some((violation.stage().as_str(), violation.code())),
+                false => self.trail.shadowed.push(violation),
+            }
         }
         self.metrics
             .requests

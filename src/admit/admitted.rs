@@ -86,6 +86,16 @@ impl<B> Admitted<B> {
         &self.parts.uri
     }
 
+    /// Why the answer is not read whole, when it is not: `metered` (an LLM operation's: its
+    /// meter reads it as it passes), `head` (a HEAD's has no body). Ask before `take_llm`.
+    pub fn unread(&self) -> Option<&'static str> {
+        match (self.llm.is_some(), &self.parts.method) {
+            (true, _) => Some("metered"),
+            (false, &Method::HEAD) => Some("head"),
+            (false, _) => None,
+        }
+    }
+
     /// What the response of an LLM operation is metered by; `None` on other operations.
     pub fn take_llm(&mut self) -> Option<Grant> {
         self.llm.take()

@@ -66,7 +66,7 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Explanation, 
     )
     .await;
     let answers = match &mut verdict {
-        Ok(Verdict::Forward(admitted)) => Some(admitted.take_responses()),
+        Ok(Verdict::Forward(admitted)) => Some((admitted.take_responses(), admitted.unread())),
         _ => None,
     };
     let mut out = Explanation {
@@ -78,8 +78,8 @@ pub async fn explain(snapshot: &Snapshot, input: &Input) -> Result<Explanation, 
         out.note(&note);
     }
     let mut out = out.render(&trail, verdict);
-    if let (Some(answers), Some(answer)) = (answers, &input.response) {
-        out.response(snapshot, answers, answer)?;
+    if let (Some((answers, unread)), Some(answer)) = (answers, &input.response) {
+        out.response(snapshot, answers, unread, answer)?;
     }
     Ok(out)
 }

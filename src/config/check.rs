@@ -32,6 +32,7 @@ impl Config {
                 ));
             }
         }
+        self.check_held_answers(&mut problems);
         if self.policy.max_tokens_fields.0.is_empty() {
             problems.push(
                 "`policy.max_tokens_fields` must name at least one field (max_tokens, \
@@ -43,6 +44,29 @@ impl Config {
             Ok(())
         } else {
             Err(problems)
+        }
+    }
+
+    /// An answer is read whole within the room request bodies share: a
+    /// `responses.max_body_bytes` past that room would leave every answer between the two
+    /// unchecked, always — a setting that says "checked" and does not.
+    fn check_held_answers(&self, problems: &mut Vec<String>) {
+        let room = self.limits.buffered_body_bytes();
+        let operations = self.policy.operations.iter();
+        let own = operations.filter_map(|(name, policy)| {
+            let bytes = policy.responses()?.max_body_bytes?;
+            Some((
+                format!("policy.operations.{name}.responses.max_body_bytes"),
+                bytes,
+            ))
+        });
+        let top = (self.responses.max_body_bytes)
+            .map(|bytes| ("responses.max_body_bytes".to_owned(), bytes));
+        for (name, bytes) in top.into_iter().chain(own).filter(|(_, b)| *b > room) {
+            problems.push(format!(
+                "`{name}` ({bytes}) must be at most `limits.max_buffered_body_bytes` ({room}): \
+                 a held answer takes its room there, so one larger could never be checked"
+            ));
         }
     }
 

@@ -51,8 +51,8 @@ impl ResponseMode {
     }
 }
 
-/// What one operation's answers are held to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What one operation's answers are held to (the default: nothing checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponsePolicy {
     pub mode: ResponseMode,
     /// No `mode` was set: it follows from whether the spec declares a response schema (what
@@ -62,6 +62,12 @@ pub struct ResponsePolicy {
     pub conceal: bool,
     pub max_body_bytes: u64,
     pub strip_undeclared: bool,
+}
+
+impl Default for ResponsePolicy {
+    fn default() -> Self {
+        ResponsesConfig::default().resolve(None, false)
+    }
 }
 
 impl ResponsesConfig {

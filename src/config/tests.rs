@@ -242,3 +242,21 @@ fn a_problem_about_a_placeholder_names_the_variable_it_stands_for() {
     );
     assert_eq!(without_placeholders("plain"), "plain");
 }
+
+#[test]
+fn an_answer_bound_past_the_shared_room_is_a_problem_naming_both() {
+    let text = format!(
+        "{MINIMAL}limits:\n  max_buffered_body_bytes: 2097152\nresponses:\n  max_body_bytes: 4194304\npolicy:\n  operations:\n    predict: {{responses: {{max_body_bytes: 3145728}}}}\n"
+    );
+    let problems = Config::parse(&text, &no_env).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("`responses.max_body_bytes` (4194304)"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("policy.operations.predict.responses.max_body_bytes"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("(2097152)"), "{problems:?}");
+}

@@ -21,8 +21,9 @@ pub struct Metered {
     pub prompt: u64,
     pub completion: u64,
     pub cut: bool,
-    /// An event did not match its schema (see `EventCheck`).
-    pub invalid_event: bool,
+    /// An event broke its schema (see `EventCheck`): `Some(true)` when the stream was cut
+    /// before it (`enforce`), `Some(false)` when it was relayed (`shadow`).
+    pub invalid_event: Option<bool>,
 }
 
 pin_project! {
@@ -96,7 +97,9 @@ impl<B> MeteredBody<B> {
             prompt: meter.prompt,
             completion: meter.completion,
             cut: meter.cut,
-            invalid_event: meter.invalid_event,
+            invalid_event: meter
+                .invalid_event
+                .then(|| meter.invalid_reason().is_some()),
         }
     }
 }

@@ -33,7 +33,10 @@ impl Grant {
         let events = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+            .is_some_and(|v| {
+                let media = v.split(';').next().unwrap_or_default().trim();
+                media.eq_ignore_ascii_case("text/event-stream")
+            });
         Meter::new(
             events,
             status.is_success(),

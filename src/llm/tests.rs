@@ -296,3 +296,22 @@ fn streams_past_the_key_cap_are_refused_until_one_ends() {
     drop(open);
     assert!(run(&rules, &limits, &stream, Mode::Enforce).is_ok());
 }
+
+#[test]
+fn an_event_stream_is_known_whatever_the_case_of_its_content_type() {
+    let grant = Grant {
+        reservation: None,
+        limit: None,
+        generates: true,
+        slot: None,
+        prompt_estimate: 0,
+        hide_usage: false,
+        key: "k".into(),
+    };
+    for content_type in ["text/event-stream", "Text/Event-Stream; charset=utf-8"] {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static(content_type));
+        let meter = grant.meter(http::StatusCode::OK, &headers);
+        assert!(meter.reads_events(), "{content_type}");
+    }
+}

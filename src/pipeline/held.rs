@@ -43,14 +43,10 @@ pub(super) struct Answering {
 }
 
 impl Answering {
-    /// Taken from `admitted` before it is forwarded; `metered`: it is an LLM operation's.
-    pub(super) fn of<B>(admitted: &mut Admitted<B>, metered: bool) -> Answering {
+    /// Taken from `admitted` before it is forwarded (and before its LLM grant is).
+    pub(super) fn of<B>(admitted: &mut Admitted<B>) -> Answering {
         let (declared, policy) = admitted.take_responses();
-        let unread = match (metered, admitted.method()) {
-            (true, _) => Some("metered"),
-            (false, &http::Method::HEAD) => Some("head"),
-            (false, _) => None,
-        };
+        let unread = admitted.unread();
         Answering {
             declared,
             policy,
@@ -83,11 +79,15 @@ pub(super) async fn held(
             };
             validated(snapshot, policy, forwarded, media, record).await
         }
-        Check::Events(schema) if answering.unread == Some("metered") => {
+        Check::Events(media) if answering.unread == Some("metered") => {
+            let Some(schema) = media.events.clone() else {
+                return Held::Relay(forwarded, None);
+            };
             let check = EventCheck {
                 schema,
+                plan: media.events_plan.clone(),
                 enforce: policy.mode == ResponseMode::Enforce,
-                max_depth: snapshot.config.limits.max_json_depth,
+                limits: JsonLimits::of(&snapshot.config.limits),
                 violations: violations(record, "event"),
             };
             Held::Relay(forwarded, Some(check))

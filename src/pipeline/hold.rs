@@ -38,7 +38,7 @@ pub async fn hold(
             prompt: meter.prompt,
             completion: meter.completion,
             cut: false,
-            invalid_event: false,
+            invalid_event: None,
         };
         return Err((withhold(grant, &meter, &metrics), Some(tokens)));
     }

@@ -118,9 +118,9 @@ async fn run(
         request_id,
         received,
     };
+    let answering = held::Answering::of(&mut admitted);
     // Dropped unused if the model gives no response: the reservation goes back whole.
     let llm = admitted.take_llm();
-    let answering = held::Answering::of(&mut admitted, llm.is_some());
     // The body's room is given back once the model has answered: until then the body may
     // be resent (a retry), so its bytes are still held.
     let room = admitted.take_room();
@@ -151,6 +151,11 @@ async fn answer(
         return Outcome::Forwarded(response.map(Answer::upstream), upstream_time);
     };
     let meter = grant.meter(response.status(), response.headers());
+    if events.is_some() && !meter.reads_events() {
+        // Declared as an event stream, but not a successful one the meter reads.
+        let labels = crate::metrics::ReasonLabels { reason: "stream" };
+        metrics.responses.not_checked.get_or_create(&labels).inc();
+    }
     let meter = meter.checking(events);
     if grant.holds(&meter) {
         return match hold::hold(response, grant, meter, metrics).await {

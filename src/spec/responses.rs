@@ -29,6 +29,8 @@ pub struct ResponseMedia {
     /// For `text/event-stream`: the schema each event's JSON `data` must match
     /// (`x-moat-event-schema`, or `itemSchema`'s `data` `contentSchema`).
     pub events: Option<Arc<Schema>>,
+    /// The events schema's plan.
+    pub events_plan: Option<Arc<Plan>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,7 @@ fn raw(declared: &[(&str, &[&str])]) -> Vec<(String, Vec<ResponseMedia>)> {
                 declared: None,
                 plan: None,
                 events: None,
+                events_plan: None,
             })
             .collect()
     };

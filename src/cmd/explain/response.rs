@@ -6,16 +6,18 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use prometheus_client::metrics::counter::Counter;
 
 use super::Explanation;
 use crate::config::{ResponseMode, ResponsePolicy};
+use crate::llm::{EventCheck, Feed, Meter};
 use crate::reject::Rejection;
 use crate::respond::{self, Check};
 use crate::snapshot::Snapshot;
-use crate::spec::Responses;
-use crate::spec::compile::Schema;
+use crate::spec::{ResponseMedia, Responses};
 use crate::validate::json::JsonLimits;
 
 /// `moat explain`'s answer from the model, to hold to the spec as `serve` would.
@@ -49,6 +51,7 @@ impl Explanation {
         &mut self,
         snapshot: &Snapshot,
         (declared, policy): (Option<Arc<Responses>>, ResponsePolicy),
+        unread: Option<&'static str>,
         answer: &Answer,
     ) -> Result<(), String> {
         let status = StatusCode::from_u16(answer.status)
@@ -62,28 +65,18 @@ impl Explanation {
                 "relayed as the model wrote it (responses.mode: {mode}{})",
                 why_unchecked(declared.as_deref(), &policy)
             )),
+            Check::Validate(_) if unread.is_some() => self.answer_pass(&format!(
+                "relayed unchecked ({}): as serve, which does not read it whole",
+                unread.unwrap_or_default()
+            )),
             Check::Validate(_) if body.len() as u64 > policy.max_body_bytes => {
                 self.answer_pass("relayed unchecked: past responses.max_body_bytes");
             }
-            Check::Validate(media) => {
-                let limits = JsonLimits::of(&snapshot.config.limits);
-                let strip = policy.strip_undeclared && media.declared.is_some();
-                match respond::json_verdict(body, media, &limits, strip) {
-                    Ok(value) => {
-                        let removed = (media.declared.as_deref().zip(value))
-                            .and_then(|(declared, value)| respond::stripped(declared, value));
-                        self.answer_pass(&match removed {
-                            Some((_, n)) => format!(
-                                "the body matches its schema; strip_undeclared removes {n} \
-                                 undeclared member(s) before relaying"
-                            ),
-                            None => format!("the body matches its schema (responses.mode: {mode})"),
-                        });
-                    }
-                    Err((reason, _)) => self.violation(respond::violation(&policy, reason)),
-                }
-            }
-            Check::Events(schema) => self.events(&schema, &policy, body, snapshot),
+            Check::Validate(media) => self.body(media, &policy, body, snapshot),
+            Check::Events(_) if unread != Some("metered") => self.answer_pass(
+                "relayed unchecked: the event stream of an operation moat does not meter",
+            ),
+            Check::Events(media) => self.events(media, &policy, body, snapshot),
             Check::Shadowed(violation, _) => self.violation(Ok(violation)),
             Check::Refuse(violation, _) => self.violation(Err(violation)),
             Check::Conceal(status) => {
@@ -94,42 +87,69 @@ impl Explanation {
         Ok(())
     }
 
-    /// An event stream's `data:` events, each against the event schema.
-    fn events(
+    /// A JSON body against its media's schema, as `pipeline::held` checks it.
+    fn body(
         &mut self,
-        schema: &Arc<Schema>,
+        media: &ResponseMedia,
         policy: &ResponsePolicy,
         body: &[u8],
         snapshot: &Snapshot,
     ) {
-        let depth = snapshot.config.limits.max_json_depth;
-        let text = String::from_utf8_lossy(body);
-        let data = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim);
-        for (index, data) in data.enumerate() {
-            let Ok(value) = crate::validate::json::parse(data.as_bytes(), depth) else {
-                continue;
-            };
-            let mut errors = Vec::new();
-            if !schema.check(&value, "body", "", &mut errors) {
-                let pointer = errors.first().map_or("/", |e| e.pointer.as_str());
-                let reason = format!("event {} does not match its schema at {pointer}", index + 1);
-                return match policy.mode {
-                    ResponseMode::Enforce => {
-                        self.answer_line(
-                            "FAIL",
-                            &format!("{reason}: the stream ends before it with moat's error event"),
-                        );
-                        self.answered = false;
-                    }
-                    _ => self
-                        .answer_line("SHADOW", &format!("{reason}: relayed, logged and counted")),
-                };
+        let limits = JsonLimits::of(&snapshot.config.limits);
+        let strip = policy.strip_undeclared && media.declared.is_some();
+        match respond::json_verdict(body, media, &limits, strip) {
+            Ok(value) => {
+                let declared = media.declared.as_deref();
+                let removed = (declared.zip(value.filter(|_| strip)))
+                    .and_then(|(declared, value)| respond::stripped(declared, value));
+                self.answer_pass(&match removed {
+                    Some((_, n)) => format!(
+                        "the body matches its schema; strip_undeclared removes {n} undeclared \
+                         member(s) before relaying"
+                    ),
+                    None => format!(
+                        "the body matches its schema (responses.mode: {})",
+                        policy.mode.as_str()
+                    ),
+                });
             }
+            Err((reason, _)) => self.violation(respond::violation(policy, reason)),
         }
-        self.answer_pass("each JSON event matches its schema");
+    }
+
+    /// An event stream fed through the LLM meter with its event check, as `serve` does.
+    fn events(
+        &mut self,
+        media: &ResponseMedia,
+        policy: &ResponsePolicy,
+        body: &[u8],
+        snapshot: &Snapshot,
+    ) {
+        let Some(schema) = media.events.clone() else {
+            return;
+        };
+        let check = EventCheck {
+            schema,
+            plan: media.events_plan.clone(),
+            enforce: policy.mode == ResponseMode::Enforce,
+            limits: JsonLimits::of(&snapshot.config.limits),
+            violations: Counter::default(),
+        };
+        let mut meter = Meter::new(true, true, 0, None, false).checking(Some(check));
+        let cut = matches!(meter.feed(Bytes::copy_from_slice(body)), Feed::Cut(_));
+        let cut = cut || meter.end().is_some() && meter.cut;
+        match (meter.invalid_event, cut) {
+            (false, _) => self.answer_pass("each JSON event matches its schema"),
+            (true, true) => {
+                let reason = meter.invalid_reason().unwrap_or_default();
+                self.answer_line("FAIL", &format!("an event does not match its schema ({reason}): the stream ends before it with moat's error event"));
+                self.answered = false;
+            }
+            (true, false) => self.answer_line(
+                "SHADOW",
+                "an event does not match its schema: relayed, logged and counted",
+            ),
+        }
     }
 
     fn violation(&mut self, verdict: Result<Rejection, Rejection>) {

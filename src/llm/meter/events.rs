@@ -58,27 +58,23 @@ impl Meter {
 
     /// One event (without its blank line): count it, and say whether it may pass.
     fn event(&mut self, event: &[u8]) -> Event {
+        let Some(data) = data_of(event) else {
+            return Event::Pass;
+        };
+        // Held to its schema even after `[DONE]`: a server that goes on writing does not
+        // walk around the check.
+        if self.breaks_schema(&data) {
+            return Event::Cut;
+        }
         // After `[DONE]` nothing more is counted — also when it arrived in the same frame as
         // the events after it (the `sse` fuzz target found the count depending on where
         // the upstream's frames were cut).
         if self.done {
             return Event::Pass;
         }
-        let Some(data) = data_of(event) else {
-            return Event::Pass;
-        };
         if data.as_ref() == b"[DONE]" {
             self.done = true;
             return Event::Pass;
-        }
-        if let Some(check) = &self.check
-            && let Some(reason) = check.violation(&data)
-        {
-            self.invalid_event = true;
-            if check.enforce {
-                self.invalid = Some(reason);
-                return Event::Cut;
-            }
         }
         let before = (self.prompt, self.completion, self.reported, self.counted);
         let chunk = serde_json::from_slice::<Chunk<'_>>(&data).ok();
@@ -96,6 +92,22 @@ impl Meter {
             return Event::Drop;
         }
         Event::Pass
+    }
+
+    /// Whether the event's `data` breaks the schema and the stream is to end before it
+    /// (`enforce`); a violation is flagged (and counted) in every mode.
+    pub(super) fn breaks_schema(&mut self, data: &[u8]) -> bool {
+        let Some(check) = &self.check else {
+            return false;
+        };
+        let Some(reason) = check.violation(data) else {
+            return false;
+        };
+        self.invalid_event = true;
+        if check.enforce {
+            self.invalid = Some(reason);
+        }
+        check.enforce
     }
 
     /// Counts one event: its `usage` replaces moat's count; without one, each choice that
@@ -195,7 +207,7 @@ fn next_event(buffer: &[u8]) -> Option<(usize, usize)> {
 
 /// The `data` of an event: its `data:` lines joined by LF (one space after the colon
 /// dropped), or `None` when it has none.
-fn data_of(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+pub(super) fn data_of(event: &[u8]) -> Option<Cow<'_, [u8]>> {
     let mut lines = event
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))

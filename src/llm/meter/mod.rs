@@ -122,6 +122,11 @@ impl Meter {
         }
     }
 
+    /// Why the stream was cut at an event that broke its schema, if it was.
+    pub fn invalid_reason(&self) -> Option<&str> {
+        self.invalid.as_deref()
+    }
+
     /// The same meter, holding each event to `check` (an event stream's only).
     pub fn checking(mut self, check: Option<EventCheck>) -> Self {
         self.check = check;
@@ -131,6 +136,11 @@ impl Meter {
     /// Tokens to charge: what the model reported, else moat's count.
     pub fn total(&self) -> u64 {
         self.prompt + self.completion
+    }
+
+    /// The answer is read as events (`text/event-stream`, successful).
+    pub fn reads_events(&self) -> bool {
+        matches!(self.shape, Shape::Events { .. })
     }
 
     /// The answer is read whole (not an event stream) and was successful.
@@ -159,8 +169,10 @@ impl Meter {
                 }
                 Feed::Pass(data)
             }
-            // After `[DONE]` nothing more is counted.
-            Shape::Events { carry } if self.done && carry.is_empty() => Feed::Pass(data),
+            // After `[DONE]` nothing more is counted (nor read, unless events are checked).
+            Shape::Events { carry } if self.done && carry.is_empty() && self.check.is_none() => {
+                Feed::Pass(data)
+            }
             Shape::Events { carry } => {
                 let mut buffer = if carry.is_empty() {
                     data
@@ -175,11 +187,26 @@ impl Meter {
 
     /// The body ended: read a JSON response's `usage` (or estimate it), and hand back the
     /// unfinished tail of an event stream, which is passed on as it is.
+    /// The unfinished last event of a stream, passed on as it is — held to its schema
+    /// first: an event without its blank line must not walk around the check.
+    fn unfinished(&mut self, tail: Bytes) -> Option<Bytes> {
+        if tail.is_empty() {
+            return None;
+        }
+        let data = events::data_of(&tail).map(std::borrow::Cow::into_owned);
+        if data.is_some_and(|data| self.breaks_schema(&data)) {
+            self.cut = true;
+            return Some(Bytes::from(self.cut_events()));
+        }
+        Some(tail)
+    }
+
     pub fn end(&mut self) -> Option<Bytes> {
         let (frames, text) = match &mut self.shape {
             Shape::Json { frames, text } => (frames, *text),
             Shape::Events { carry } => {
-                return (!carry.is_empty()).then(|| std::mem::take(carry).freeze());
+                let tail = std::mem::take(carry).freeze();
+                return self.unfinished(tail);
             }
             Shape::Refused => return None,
         };

@@ -177,8 +177,9 @@ fn an_event_that_breaks_its_schema_ends_the_stream_in_enforce_and_passes_in_shad
         let violations = prometheus_client::metrics::counter::Counter::default();
         let check = EventCheck {
             schema: schema.clone(),
+            plan: None,
             enforce,
-            max_depth: 64,
+            limits: limits(),
             violations: violations.clone(),
         };
         let mut meter = Meter::new(true, true, 1, None, false).checking(Some(check));
@@ -205,4 +206,52 @@ fn an_event_that_breaks_its_schema_ends_the_stream_in_enforce_and_passes_in_shad
             "a cut event is not charged"
         );
     }
+}
+
+fn limits() -> crate::validate::json::JsonLimits {
+    crate::validate::json::JsonLimits::of(&crate::config::Limits::default())
+}
+
+/// A meter holding events to `{"required": ["choices"]}` in enforce.
+fn enforcing() -> Meter {
+    let schema = serde_json::json!({"type": "object", "required": ["choices"]});
+    let check = EventCheck {
+        schema: std::sync::Arc::new(crate::spec::compile::standalone(&schema).unwrap()),
+        plan: None,
+        enforce: true,
+        limits: limits(),
+        violations: prometheus_client::metrics::counter::Counter::default(),
+    };
+    Meter::new(true, true, 1, None, false).checking(Some(check))
+}
+
+#[test]
+fn no_event_walks_around_its_schema_by_its_shape_or_its_place() {
+    // JSON cut short, or with a duplicate key: broken, not "not JSON".
+    for bad in [
+        "data: {\"choices\": [\n\n",
+        "data: {\"choices\": [], \"choices\": []}\n\n",
+    ] {
+        let mut meter = enforcing();
+        assert!(
+            matches!(meter.feed(Bytes::from(bad)), Feed::Cut(_)),
+            "{bad}"
+        );
+    }
+    // After `[DONE]`, in the same frame or the next.
+    let mut meter = enforcing();
+    let frame = Bytes::from("data: [DONE]\n\ndata: {}\n\n");
+    assert!(matches!(meter.feed(frame), Feed::Cut(_)));
+    let mut meter = enforcing();
+    pass(meter.feed(Bytes::from_static(b"data: [DONE]\n\n")));
+    assert!(matches!(
+        meter.feed(Bytes::from_static(b"data: {}\n\n")),
+        Feed::Cut(_)
+    ));
+    // The last event, without its blank line: replaced by moat's error event at the end.
+    let mut meter = enforcing();
+    assert_eq!(meter.feed(Bytes::from_static(b"data: {}")), Feed::Hold);
+    let last = meter.end().unwrap();
+    assert!(String::from_utf8_lossy(&last).contains("upstream_response_invalid"));
+    assert!(meter.cut && meter.invalid_reason().is_some());
 }

@@ -34,12 +34,16 @@ impl Builder<'_> {
             .filter(|_| schema.is_some())
             .and_then(|at| self.plan(at));
         let events = raw.events.as_ref().and_then(|at| self.response_schema(at));
+        let events_plan = (raw.events.as_ref())
+            .filter(|_| events.is_some())
+            .and_then(|at| self.plan(at));
         ResponseMedia {
             range: raw.range,
             schema,
             declared,
             plan,
             events,
+            events_plan,
         }
     }
 
