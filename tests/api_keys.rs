@@ -661,3 +661,34 @@ fn revoke_and_rotate_work_on_a_json_store() {
         "the rate limit carried over to the new key:\n{text}"
     );
 }
+
+/// Past the YAML parser's default node budget (~25,000 records of this shape stopped a
+/// store before): a key among 40,000 records works, and a further `moat keys new` writes.
+#[test]
+fn a_store_of_forty_thousand_keys_loads_and_serves() {
+    let keys = keys();
+    let store = keys.dir.path().join("keys.yaml");
+    let mut text = std::fs::read_to_string(&store).unwrap();
+    // Records with well-formed hashes of no key: argon2 is not run for them.
+    let hash = hash_key(&new_key("filler"), None).unwrap();
+    for i in 0..40_000 {
+        text.push_str(&format!(
+            "  - id: \"fill{i:05}\"\n    hash: \"{hash}\"\n    scopes: [\"predict\",\"models:read\"]\n    owner: \"team-{}\"\n",
+            i % 50
+        ));
+    }
+    std::fs::write(&store, text).unwrap();
+    let minted = moat_keys(&store, &["new", "--id", "late", "--scopes", "predict"]);
+    let upstream = Upstream::start();
+    let moat = moat(&upstream, &keys, "[{api_key: [predict]}]");
+    assert_eq!(predict(&moat, &keys.valid).status, 200);
+    assert_eq!(predict(&moat, &minted).status, 200);
+    let config = moat.config_path.to_str().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["check", "--config", config])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("(40008 keys; "), "{report}");
+    assert!(report.contains("of the 64 MiB a store may be"), "{report}");
+}

@@ -22,13 +22,51 @@ pub use self::record::{KeyRecord, Restriction};
 struct StoreFile {
     /// `keys:` with nothing after it is an empty list, as an empty file is an empty store.
     #[serde(default, deserialize_with = "null_is_empty")]
-    keys: Vec<KeyRecord>,
+    keys: Records,
 }
 
-fn null_is_empty<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<KeyRecord>, D::Error> {
-    Ok(Option::<Vec<KeyRecord>>::deserialize(deserializer)?.unwrap_or_default())
+fn null_is_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Records, D::Error> {
+    Ok(Option::<Records>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// The records by id as they are read, each checked: the list streamed straight into the
+/// map — read into a `Vec` first, 100,000 records were copied twice over as it grew, and
+/// once more into their `Arc`s.
+#[derive(Default)]
+struct Records {
+    by_id: HashMap<String, Arc<KeyRecord>>,
+    problems: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(RecordList)
+    }
+}
+
+struct RecordList;
+
+impl<'de> serde::de::Visitor<'de> for RecordList {
+    type Value = Records;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of key records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut list: A) -> Result<Records, A::Error> {
+        let mut records = Records::default();
+        records.by_id.reserve(list.size_hint().unwrap_or(0));
+        while let Some(record) = list.next_element::<KeyRecord>()? {
+            record.check(&mut records.problems);
+            let id = record.id.to_string();
+            if records.by_id.insert(id.clone(), Arc::new(record)).is_some() {
+                records
+                    .problems
+                    .push(format!("key id `{id}` appears twice"));
+            }
+        }
+        Ok(records)
+    }
 }
 
 /// The loaded store: records by id, and which version of the file they came from.
@@ -38,6 +76,9 @@ pub struct KeyStore {
     /// The first 16 hex digits of the file's SHA-256: equal on every replica that reads
     /// the same store, so an operator can show that all of them dropped a revoked key.
     pub digest: String,
+    /// The file's size: a store may be at most `input::Kind::KeyStore`'s cap (64 MiB, some
+    /// 350,000 records of the shape `moat keys new --scopes --owner` writes).
+    pub bytes: usize,
     /// Unix ms of when this replica last read the file and found this content: set at the
     /// load, and again by each periodic re-read that finds the file unchanged.
     read_at: AtomicU64,
@@ -48,6 +89,7 @@ impl Default for KeyStore {
         KeyStore {
             records: HashMap::new(),
             digest: digest(""),
+            bytes: 0,
             read_at: AtomicU64::new(unix_ms(SystemTime::now())),
         }
     }
@@ -104,20 +146,12 @@ impl KeyStore {
         // An empty or comment-only file is an empty store (a fresh `keys.yaml`).
         let file: Option<StoreFile> = serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|e| vec![e.to_string()])?;
-        let file = file.unwrap_or(StoreFile { keys: Vec::new() });
-        let mut problems = Vec::new();
-        let mut records = HashMap::new();
-        for record in file.keys {
-            record.check(&mut problems);
-            let id = record.id.to_string();
-            if records.insert(id.clone(), Arc::new(record)).is_some() {
-                problems.push(format!("key id `{id}` appears twice"));
-            }
-        }
+        let Records { by_id, problems } = file.map(|file| file.keys).unwrap_or_default();
         if problems.is_empty() {
             Ok(KeyStore {
-                records,
+                records: by_id,
                 digest: digest(text),
+                bytes: text.len(),
                 read_at: AtomicU64::new(unix_ms(SystemTime::now())),
             })
         } else {
@@ -127,11 +161,21 @@ impl KeyStore {
 }
 
 /// YAML as the store is read: only `true` and `false` are booleans, and a key given twice
-/// is an error.
+/// is an error. The parser's node and event budgets (250,000 and 1,000,000 by default,
+/// sized for config files) would stop a store at ~25,000 keys; a store streams into its
+/// records without a tree, so what bounds its memory is the file's cap (64 MiB, see
+/// `input`), and the budgets are raised to what a file of that size can hold — the
+/// alias and depth budgets, which guard against expansion, keep their defaults.
 pub(super) fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    let cap = usize::try_from(crate::input::Kind::KeyStore.cap()).unwrap_or(usize::MAX);
+    let mut budget = serde_saphyr::Budget::default();
+    // A node takes at least two bytes (`a\n`, `- `), an event no more than a node's two.
+    budget.max_nodes = cap / 2;
+    budget.max_events = cap;
+    options.budget = Some(budget);
     options
 }
 

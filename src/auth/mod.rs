@@ -61,9 +61,13 @@ impl Verifier {
                 } else {
                     ""
                 };
+                let store = key.store();
+                let cap = crate::input::Kind::KeyStore.cap() >> 20;
                 format!(
-                    "{name}: API key, from {place} `{where_}`{bearer} ({} keys)",
-                    key.store().records.len()
+                    "{name}: API key, from {place} `{where_}`{bearer} ({} keys; {:.1} MiB of \
+                     the {cap} MiB a store may be)",
+                    store.records.len(),
+                    store.bytes as f64 / f64::from(1 << 20),
                 )
             }
         }
