@@ -70,12 +70,12 @@ pub(super) async fn held(
         Check::Validate(media) => {
             let length = match unchecked(&forwarded, answering.unread, policy.max_body_bytes) {
                 Ok(length) => length,
-                Err(reason) => return not_checked(reason, forwarded, None, record),
+                Err(reason) => return not_checked(reason, forwarded, record),
             };
             // The answer is held in the room request bodies share, so the memory held
             // answers take stays bounded however many arrive at once.
             let Some(_room) = snapshot.bodies.try_reserve(length) else {
-                return not_checked("no_room", forwarded, None, record);
+                return not_checked("no_room", forwarded, record);
             };
             validated(snapshot, policy, forwarded, media, record).await
         }
@@ -92,7 +92,7 @@ pub(super) async fn held(
             };
             Held::Relay(forwarded, Some(check))
         }
-        Check::Events(_) => not_checked("stream", forwarded, None, record),
+        Check::Events(_) => not_checked("stream", forwarded, record),
         Check::Shadowed(violation, kind) => {
             violations(record, kind).inc();
             record.trail().shadowed.push(violation);
@@ -111,16 +111,11 @@ pub(super) async fn held(
 }
 
 /// The answer relayed with its body unchecked, counted under `reason`.
-fn not_checked(
-    reason: &'static str,
-    forwarded: Forwarded,
-    events: Option<EventCheck>,
-    record: &mut AccessRecord,
-) -> Held {
+fn not_checked(reason: &'static str, forwarded: Forwarded, record: &mut AccessRecord) -> Held {
     let labels = ReasonLabels { reason };
     let metrics = &record.metrics().responses;
     metrics.not_checked.get_or_create(&labels).inc();
-    Held::Relay(forwarded, events)
+    Held::Relay(forwarded, None)
 }
 
 /// The counter of the operation's violations of `kind`.
