@@ -33,14 +33,26 @@ pub(super) fn keys_outside_headers(verifiers: &BTreeMap<Arc<str>, Verifier>) -> 
 /// different stores would make one key spend the other's limits. Two schemes reading the
 /// same store file share its keys, and that is fine.
 pub(super) fn ids_in_two_stores(verifiers: &BTreeMap<Arc<str>, Verifier>) -> Vec<String> {
-    let mut owners: BTreeMap<&str, (&str, PathBuf)> = BTreeMap::new();
+    let stores: Vec<_> = (verifiers.iter())
+        .filter_map(|(scheme, verifier)| match verifier {
+            Verifier::ApiKey(key) => {
+                let path = key.store_path();
+                let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+                Some((scheme, key, file))
+            }
+            Verifier::Jwt(_) => None,
+        })
+        .collect();
+    // One store file (the usual case): no id can be in two, and its 100,000 ids need not
+    // be sorted and mapped on every load to say so.
+    let files: std::collections::BTreeSet<&PathBuf> = stores.iter().map(|s| &s.2).collect();
+    if files.len() < 2 {
+        return Vec::new();
+    }
+    let mut owners: BTreeMap<&str, (&str, &PathBuf)> = BTreeMap::new();
     let mut problems = Vec::new();
-    for (scheme, verifier) in verifiers {
-        let Verifier::ApiKey(key) = verifier else {
-            continue;
-        };
+    for (scheme, key, file) in &stores {
         let path = key.store_path();
-        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         for id in sorted_ids(key.store()) {
             match owners.get(id) {
                 Some((other, other_file)) if *other_file != file => {
@@ -48,7 +60,7 @@ pub(super) fn ids_in_two_stores(verifiers: &BTreeMap<Arc<str>, Verifier>) -> Vec
                 }
                 Some(_) => {}
                 None => {
-                    owners.insert(id, (scheme, file.clone()));
+                    owners.insert(id, (scheme, file));
                 }
             }
         }
