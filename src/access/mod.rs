@@ -145,7 +145,7 @@ impl AccessRecord {
     }
 
     /// The `operation` label: the trail's, or `unrouted`.
-    fn operation(&self) -> OperationLabel {
+    pub fn operation(&self) -> OperationLabel {
         self.trail.operation.clone().unwrap_or_else(unrouted)
     }
 }

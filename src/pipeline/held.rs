@@ -15,7 +15,6 @@ use crate::access::AccessRecord;
 use crate::admit::Admitted;
 use crate::config::{ResponseMode, ResponsePolicy};
 use crate::forward::Forwarded;
-use crate::ids::unrouted;
 use crate::llm::EventCheck;
 use crate::metrics::{OperationLabels, ReasonLabels, ViolationLabels};
 use crate::reject::Rejection;
@@ -120,10 +119,10 @@ fn not_checked(reason: &'static str, forwarded: Forwarded, record: &mut AccessRe
 
 /// The counter of the operation's violations of `kind`.
 fn violations(
-    record: &mut AccessRecord,
+    record: &AccessRecord,
     kind: &'static str,
 ) -> prometheus_client::metrics::counter::Counter {
-    let operation = record.trail().operation.clone().unwrap_or_else(unrouted);
+    let operation = record.operation();
     let labels = ViolationLabels { operation, kind };
     let metrics = &record.metrics().responses;
     metrics.violations.get_or_create(&labels).clone()
@@ -188,7 +187,7 @@ async fn validated(
     {
         head.headers.insert(CONTENT_LENGTH, stripped.len().into());
         bytes = stripped;
-        let operation = record.trail().operation.clone().unwrap_or_else(unrouted);
+        let operation = record.operation();
         let metrics = &record.metrics().responses;
         (metrics
             .stripped_fields
