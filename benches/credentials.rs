@@ -82,7 +82,7 @@ fn benches(c: &mut Criterion) {
         query: None,
         cookie: None,
         bearer: false,
-        store: dir.path().join("unused"),
+        store: moat::config::KeySource::File(dir.path().join("unused")),
         cache_ttl: Duration::from_secs(300),
         max_store_age: None,
         pepper: None,

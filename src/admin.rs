@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::metrics::KeyStoreState;
 use crate::snapshot::{Snapshot, State};
 use status_page::{REBINDING_REFUSAL, addressed_by_ip, status_json, status_page};
 
@@ -93,6 +94,28 @@ fn metrics(state: &State) -> Response<AdminBody> {
     response
 }
 
+/// A file store by its digest and read time; a Redis store by its version, when Redis last
+/// confirmed it, and how long the last change took to serve.
+fn key_store_line(store: &KeyStoreState<'_>) -> String {
+    match store.redis {
+        None => format!(
+            "key store {}: digest {}, {} keys, read {} s ago\n",
+            store.scheme,
+            store.digest,
+            store.keys,
+            store.age.as_secs()
+        ),
+        Some(redis) => format!(
+            "key store {}: redis version {}, {} keys, confirmed {:.1} s ago, last change applied in {} ms\n",
+            store.scheme,
+            redis.version,
+            store.keys,
+            store.age.as_secs_f64(),
+            redis.last_lag.as_millis()
+        ),
+    }
+}
+
 async fn readiness(state: &State) -> Response<AdminBody> {
     if state.draining.load(Ordering::Relaxed) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
@@ -100,11 +123,25 @@ async fn readiness(state: &State) -> Response<AdminBody> {
     let snapshot = state.snapshot.load_full();
     // Its keys all get 503: send the traffic to a replica that can check them.
     if let Some((scheme, age, max)) = snapshot.auth.stale_key_store() {
-        let body = format!(
-            "key store {scheme}: not re-read for {} s (max_store_age {} s)\n",
-            age.as_secs(),
-            max.as_secs()
-        );
+        let redis = snapshot
+            .key_stores()
+            .find(|s| s.scheme == scheme)
+            .and_then(|s| s.redis);
+        let body = match redis {
+            Some(redis) if !redis.synced => {
+                format!("key store {scheme}: Redis not reached yet; every key is refused\n")
+            }
+            _ => format!(
+                "key store {scheme}: not {} for {} s (max_store_age {} s)\n",
+                if redis.is_some() {
+                    "confirmed by Redis"
+                } else {
+                    "re-read"
+                },
+                age.as_secs(),
+                max.as_secs()
+            ),
+        };
         return text(StatusCode::SERVICE_UNAVAILABLE, body);
     }
     if upstream_connects(&snapshot).await.is_none() {
@@ -118,13 +155,7 @@ async fn readiness(state: &State) -> Response<AdminBody> {
 fn ready(snapshot: &Snapshot) -> String {
     let mut body = String::from("ready\n");
     for store in snapshot.key_stores() {
-        body.push_str(&format!(
-            "key store {}: digest {}, {} keys, read {} s ago\n",
-            store.scheme,
-            store.digest,
-            store.keys,
-            store.age.as_secs()
-        ));
+        body.push_str(&key_store_line(&store));
     }
     if let Some(line) = snapshot.limits.store_status() {
         body.push_str(&line);

@@ -30,6 +30,7 @@ pub(crate) mod metrics;
 pub(crate) mod oip;
 pub(crate) mod pipeline;
 pub(crate) mod policy;
+pub(crate) mod redis_client;
 pub(crate) mod reject;
 pub(crate) mod reload;
 pub(crate) mod respond;

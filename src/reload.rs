@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError};
 use crate::metrics::ReloadLabels;
 use crate::snapshot::{Snapshot, State};
-use watched::{Watched, listen_for_hangups, reread_key_stores, wake};
+use watched::{Wake, Watched, listen_for_hangups, reread_key_stores, wake};
 
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
@@ -32,8 +32,15 @@ pub async fn run(state: Arc<State>) {
     tokio::spawn(listen_for_hangups(hangup_tx));
     let mut watched = Watched::start(&state, &files_tx).await;
     loop {
-        let Some(hangup) = wake(&state, &mut hangups, &mut files).await else {
-            continue;
+        let hangup = match wake(&state, &mut hangups, &mut files).await {
+            Wake::Hangup => true,
+            Wake::Files => false,
+            // Applied at once: a revocation waits for no debounce.
+            Wake::KeysChanged => {
+                apply_key_changes(&state).await;
+                continue;
+            }
+            Wake::Nothing => continue,
         };
         // Let a burst of events (an editor's save, a secret volume update) settle.
         tokio::time::sleep(DEBOUNCE).await;
@@ -103,8 +110,10 @@ fn problems(error: &ConfigError) -> Vec<String> {
 /// Serves `snapshot` from now on.
 fn swap_in(state: &State, snapshot: Snapshot) {
     warn_of_restarts(&state.snapshot.load().config, &snapshot.config);
+    let live = snapshot.auth.live_stores();
     state.snapshot.store(Arc::new(snapshot));
     state.metrics.config_generation.inc();
+    live.iter().for_each(|store| store.applied());
     tracing::info!("configuration reloaded");
 }
 
@@ -146,6 +155,32 @@ async fn refresh_key_stores(state: &Arc<State>) {
             tracing::error!(
                 problems = problems.join("; "),
                 "the key stores changed but cannot be loaded either; the previous ones serve"
+            );
+            "failure"
+        }
+        Ok(Err(_)) | Err(_) => "failure",
+    };
+    count_reload(state, result);
+}
+
+/// A Redis key store holds a change: the serving snapshot with its key stores taken again
+/// (see `Snapshot::with_key_stores`) serves from now on, and each store notes its lag.
+async fn apply_key_changes(state: &Arc<State>) {
+    let serving = state.snapshot.load_full();
+    let metrics = state.metrics.clone();
+    let rebuilt = tokio::task::spawn_blocking(move || serving.with_key_stores(&metrics));
+    let result = match tokio::time::timeout(INPUT_DEADLINE, rebuilt).await {
+        Ok(Ok(Ok(snapshot))) => {
+            let live = snapshot.auth.live_stores();
+            state.snapshot.store(Arc::new(snapshot));
+            state.metrics.config_generation.inc();
+            live.iter().for_each(|store| store.applied());
+            "key_stores"
+        }
+        Ok(Ok(Err(problems))) => {
+            tracing::error!(
+                problems = problems.join("; "),
+                "a key store changed but the key stores cannot be loaded; the previous ones serve"
             );
             "failure"
         }

@@ -69,7 +69,7 @@ fn env_files(config: &Config) -> Vec<PathBuf> {
 /// The key store an `api_key` scheme reads, or the key files of a `jwt` scheme.
 fn scheme_files(scheme: &SchemeConfig) -> Vec<PathBuf> {
     match scheme {
-        SchemeConfig::ApiKey(key) => vec![key.store.clone()],
+        SchemeConfig::ApiKey(key) => key.store.file().into_iter().cloned().collect(),
         SchemeConfig::Jwt(jwt) => jwt
             .jwks_file
             .iter()

@@ -109,6 +109,10 @@ fn key_store_row(store: KeyStoreState<'_>) -> KeyStoreRow {
         digest: store.digest.to_owned(),
         keys: store.keys,
         age_seconds: store.age.as_secs(),
+        redis_version: store.redis.map(|redis| redis.version),
+        apply_lag_ms: store
+            .redis
+            .map(|redis| u64::try_from(redis.last_lag.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

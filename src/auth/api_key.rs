@@ -49,6 +49,9 @@ pub struct ApiKeyVerifier {
     /// What this verifier was built from: a reload inherits its cache only when unchanged.
     config: ApiKeyConfig,
     store: Arc<KeyStore>,
+    /// The Redis store this verifier's records were taken from, kept current by its
+    /// follower; `None` for a file store.
+    live: Option<Arc<super::live::LiveKeys>>,
     pepper: Option<Secret>,
     /// A whole HMAC-SHA256 block, so keying the MAC cannot fail.
     digest_key: [u8; 64],
@@ -88,6 +91,7 @@ impl ApiKeyVerifier {
             bearer: config.bearer,
             config: config.clone(),
             store: Arc::new(store),
+            live: None,
             pepper: pepper(config)?,
             digest_key: random_digest_key(),
             verified: moka::future::Cache::builder()
@@ -105,6 +109,12 @@ impl ApiKeyVerifier {
             metrics: None,
             hash_verifier: verify_hash,
         })
+    }
+
+    /// Records from a Redis store, which also decides their freshness.
+    pub fn with_live(mut self, live: Arc<super::live::LiveKeys>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {

@@ -10,8 +10,9 @@ use serde_json::Value;
 use super::api_key::{ApiKeyVerifier, KeyLocation};
 use super::jwt::JwtVerifier;
 use super::keystore::KeyStore;
+use super::live::LiveKeys;
 use super::{Auth, Verifier};
-use crate::config::{ApiKeyConfig, Config, SchemeConfig};
+use crate::config::{ApiKeyConfig, Config, KeySource, SchemeConfig};
 use crate::metrics::Metrics;
 
 /// A verifier per configured scheme, and a problem for each that cannot be built. Each
@@ -105,11 +106,28 @@ fn api_key_verifier(
     workers: Option<usize>,
     metrics: &Arc<Metrics>,
 ) -> Result<Verifier, String> {
-    let store = KeyStore::load(&config.store).map_err(|p| p.join("; "))?;
-    let new = ApiKeyVerifier::new(config, store, workers)?.with_metrics(metrics.clone());
-    Ok(Verifier::ApiKey(Box::new(match before {
-        Some(Verifier::ApiKey(old)) => new.inherit(old),
-        _ => new,
+    let previous = match before {
+        Some(Verifier::ApiKey(old)) => Some(&**old),
+        _ => None,
+    };
+    let new = match &config.store {
+        KeySource::File(path) => {
+            let store = KeyStore::load(path).map_err(|p| p.join("; "))?;
+            ApiKeyVerifier::new(config, store, workers)?
+        }
+        KeySource::Redis(redis) => {
+            // The same store keeps its follower and what it holds; another is read anew.
+            let live = match previous.and_then(ApiKeyVerifier::live) {
+                Some(live) if live.config() == redis => live.clone(),
+                _ => LiveKeys::open(redis)?,
+            };
+            ApiKeyVerifier::new(config, live.store(), workers)?.with_live(live)
+        }
+    }
+    .with_metrics(metrics.clone());
+    Ok(Verifier::ApiKey(Box::new(match previous {
+        Some(old) => new.inherit(old),
+        None => new,
     })))
 }
 

@@ -81,7 +81,7 @@ static VERIFIER: LazyLock<(tokio::runtime::Runtime, ApiKeyVerifier)> = LazyLock:
         query: None,
         cookie: None,
         bearer: false,
-        store: "keys.yaml".into(),
+        store: crate::config::KeySource::File("keys.yaml".into()),
         cache_ttl: Duration::from_secs(300),
         max_store_age: None,
         pepper: None,

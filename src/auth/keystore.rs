@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 mod key;
 mod record;
+pub mod redis;
 
 pub use self::key::{looks_like_key, new_key, parse_key, valid_id};
 pub use self::record::{KeyRecord, Restriction};
@@ -102,6 +103,20 @@ fn digest(text: &str) -> String {
 }
 
 impl KeyStore {
+    /// A store read from elsewhere than a file (Redis): `digest` names its version.
+    pub fn of_records(
+        records: HashMap<String, Arc<KeyRecord>>,
+        digest: String,
+        bytes: usize,
+    ) -> KeyStore {
+        KeyStore {
+            records,
+            digest,
+            bytes,
+            read_at: AtomicU64::new(unix_ms(SystemTime::now())),
+        }
+    }
+
     /// Since the file was last read and found to hold this store.
     pub fn age(&self) -> std::time::Duration {
         let read_at = self.read_at.load(Ordering::Relaxed);

@@ -13,6 +13,7 @@ mod authorize;
 mod bind;
 mod extract;
 pub(crate) mod fuzz;
+pub mod live;
 mod rules;
 mod scopes;
 mod upkeep;
@@ -62,6 +63,20 @@ impl Verifier {
                     ""
                 };
                 let store = key.store();
+                if let Some(live) = key.live() {
+                    return format!(
+                        "{name}: API key, from {place} `{where_}`{bearer} (Redis store, \
+                         key_prefix {:?}: {} keys at version {}{})",
+                        live.config().key_prefix,
+                        store.records.len(),
+                        live.version(),
+                        if live.synced() {
+                            ""
+                        } else {
+                            "; Redis not reached: every key refused"
+                        },
+                    );
+                }
                 let cap = crate::input::Kind::KeyStore.cap() >> 20;
                 format!(
                     "{name}: API key, from {place} `{where_}`{bearer} ({} keys; {:.1} MiB of \
@@ -159,10 +174,16 @@ impl Auth {
             })
     }
 
-    /// Each API-key scheme's loaded store, by scheme name.
-    pub fn key_stores(&self) -> impl Iterator<Item = (&str, &keystore::KeyStore)> {
+    /// The Redis stores the verifiers hold, for the reload loop to follow.
+    pub fn live_stores(&self) -> Vec<Arc<live::LiveKeys>> {
         self.api_keys()
-            .map(|(name, verifier)| (name, verifier.store()))
+            .filter_map(|(_, verifier)| verifier.live().cloned())
+            .collect()
+    }
+
+    /// Each API-key scheme's verifier (its store, where it comes from), by scheme name.
+    pub fn key_stores(&self) -> impl Iterator<Item = (&str, &ApiKeyVerifier)> {
+        self.api_keys()
     }
 
     /// Every key record of every store (a store two schemes read is listed twice).

@@ -35,24 +35,24 @@ pub(super) fn keys_outside_headers(verifiers: &BTreeMap<Arc<str>, Verifier>) -> 
 pub(super) fn ids_in_two_stores(verifiers: &BTreeMap<Arc<str>, Verifier>) -> Vec<String> {
     let stores: Vec<_> = (verifiers.iter())
         .filter_map(|(scheme, verifier)| match verifier {
+            // A Redis store names its keys in Redis: it is checked there by `moat keys`.
             Verifier::ApiKey(key) => {
-                let path = key.store_path();
+                let path = key.store_source().file()?;
                 let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-                Some((scheme, key, file))
+                Some((scheme, key, path, file))
             }
             Verifier::Jwt(_) => None,
         })
         .collect();
     // One store file (the usual case): no id can be in two, and its 100,000 ids need not
     // be sorted and mapped on every load to say so.
-    let files: std::collections::BTreeSet<&PathBuf> = stores.iter().map(|s| &s.2).collect();
+    let files: std::collections::BTreeSet<&PathBuf> = stores.iter().map(|s| &s.3).collect();
     if files.len() < 2 {
         return Vec::new();
     }
     let mut owners: BTreeMap<&str, (&str, &PathBuf)> = BTreeMap::new();
     let mut problems = Vec::new();
-    for (scheme, key, file) in &stores {
-        let path = key.store_path();
+    for (scheme, key, path, file) in &stores {
         for id in sorted_ids(key.store()) {
             match owners.get(id) {
                 Some((other, other_file)) if *other_file != file => {

@@ -206,7 +206,7 @@ fn session_token(jwt: &JwtConfig, scopes: &[&str]) -> Result<String, String> {
 /// Two keys in the session's store: one for every operation, and one limited to 1/s.
 fn session_keys(config: &Config, store: &Path) -> Result<(String, String), String> {
     let target = Target {
-        store: store.to_owned(),
+        store: crate::config::KeySource::File(store.to_owned()),
         pepper: api_key_pepper(config),
     };
     let all = ["predict".to_owned(), "generate".to_owned()];

@@ -87,8 +87,8 @@ pub struct ApiKeyConfig {
     /// bearer is left to a JWT scheme and never hashed.
     #[serde(default)]
     pub bearer: bool,
-    /// The key store file (see `moat keys`).
-    pub store: PathBuf,
+    /// The key store: a file (see `moat keys`), or `redis: {url: …}` shared by replicas.
+    pub store: super::KeySource,
     /// How long a verified key is trusted without re-hashing (dropped on store change).
     #[serde(default = "secs::<300>", deserialize_with = "duration")]
     pub cache_ttl: Duration,

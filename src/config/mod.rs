@@ -9,6 +9,7 @@ mod de;
 mod env_files;
 pub(crate) mod fuzz;
 mod grpc;
+mod key_store;
 mod memory;
 mod policy;
 mod responses;
@@ -32,6 +33,7 @@ pub use self::sections::{
 pub use self::env_files::EncryptedEnvSummary;
 use self::env_files::read_env_files;
 pub use self::grpc::{GrpcConfig, MethodConfig, Protovalidate, UnknownFields};
+pub use self::key_store::{KeySource, RedisKeysConfig};
 pub use self::responses::{ResponseMode, ResponsePolicy, ResponsesConfig};
 use self::vars::{Variables, operation_lines, resolve_variables};
 pub use self::vars::{env_or_file, mentions_placeholder, without_placeholders};

@@ -234,7 +234,7 @@ fn a_problem_about_a_placeholder_names_the_variable_it_stands_for() {
     let Some(SchemeConfig::ApiKey(key)) = config.unwrap().auth.schemes.remove("k") else {
         panic!("no api_key scheme");
     };
-    let problem = format!("cannot read {}: gone", key.store.display());
+    let problem = format!("cannot read {}: gone", key.store);
     assert!(mentions_placeholder(&problem));
     assert_eq!(
         without_placeholders(&problem),

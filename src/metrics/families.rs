@@ -136,6 +136,19 @@ pub struct KeyStoreState<'a> {
     pub digest: &'a str,
     pub keys: usize,
     pub age: std::time::Duration,
+    /// A Redis store's version and lag; `None` for a file.
+    pub redis: Option<RedisStoreState>,
+}
+
+/// What a replica holds of a Redis key store.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisStoreState {
+    /// The version the serving snapshot holds.
+    pub version: u64,
+    /// Read whole from Redis at least once.
+    pub synced: bool,
+    /// From the last change's write in Redis to its serving here.
+    pub last_lag: std::time::Duration,
 }
 
 /// Which key store each scheme serves from: its digest, size and age.
@@ -143,6 +156,8 @@ pub struct KeyStoreMetrics {
     info: Family<KeyStoreLabels, Gauge>,
     keys: Family<SchemeLabels, Gauge>,
     age: Family<SchemeLabels, Gauge<f64, AtomicU64>>,
+    version: Family<SchemeLabels, Gauge>,
+    lag: Family<SchemeLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl KeyStoreMetrics {
@@ -151,6 +166,8 @@ impl KeyStoreMetrics {
             info: registered(registry, KEYSTORE_INFO, Family::default()),
             keys: registered(registry, KEYSTORE_KEYS, Family::default()),
             age: registered(registry, KEYSTORE_AGE, Family::default()),
+            version: registered(registry, KEYSTORE_VERSION, Family::default()),
+            lag: registered(registry, KEYSTORE_LAG, Family::default()),
         }
     }
 
@@ -160,6 +177,8 @@ impl KeyStoreMetrics {
         self.info.clear();
         self.keys.clear();
         self.age.clear();
+        self.version.clear();
+        self.lag.clear();
         for store in stores {
             let scheme = SchemeLabels {
                 scheme: store.scheme.to_owned(),
@@ -172,6 +191,13 @@ impl KeyStoreMetrics {
             let keys = i64::try_from(store.keys).unwrap_or(i64::MAX);
             self.keys.get_or_create(&scheme).set(keys);
             self.age.get_or_create(&scheme).set(store.age.as_secs_f64());
+            if let Some(redis) = store.redis {
+                let version = i64::try_from(redis.version).unwrap_or(i64::MAX);
+                self.version.get_or_create(&scheme).set(version);
+                self.lag
+                    .get_or_create(&scheme)
+                    .set(redis.last_lag.as_secs_f64());
+            }
         }
     }
 }
@@ -188,5 +214,14 @@ const KEYSTORE_KEYS: (&str, &str) = (
 const KEYSTORE_AGE: (&str, &str) = (
     "moat_keystore_age_seconds",
     "Seconds since this replica read the key store it serves from (at start, on a change to \
-     the file, on a reload)",
+     the file, on a reload), or since Redis last confirmed a Redis store",
+);
+const KEYSTORE_VERSION: (&str, &str) = (
+    "moat_keystore_version",
+    "The version of a Redis key store this replica serves: equal on every replica that has \
+     applied every change",
+);
+const KEYSTORE_LAG: (&str, &str) = (
+    "moat_keystore_apply_lag_seconds",
+    "From the last change's write in Redis (Redis's clock) to this replica serving it",
 );

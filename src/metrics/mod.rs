@@ -14,7 +14,7 @@ use prometheus_client::registry::{Metric, Registry};
 
 use self::collect::{Latencies, Refusals};
 pub use self::families::{
-    KeyStoreMetrics, KeyStoreState, LimitMetrics, LlmMetrics, ResponseMetrics,
+    KeyStoreMetrics, KeyStoreState, LimitMetrics, LlmMetrics, RedisStoreState, ResponseMetrics,
 };
 pub use self::labels::*;
 use crate::status::Board;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{INPUT_DEADLINE, refresh_key_stores, reload};
+use crate::auth::live::LiveKeys;
 use crate::config::Config;
 use crate::snapshot::State;
 use crate::watch::{Fingerprints, Inputs, Watcher};
@@ -23,21 +24,56 @@ fn watcher(state: &State, files_tx: &mpsc::Sender<()>) -> Option<Watcher> {
         .ok()
 }
 
-/// Waits for a reason to look at the inputs: `Some(true)` for a SIGHUP or a key store
-/// found changed (each reloads whatever the digests say), `Some(false)` for a file event,
-/// `None` when the periodic key-store re-read found nothing.
+/// Why the reload loop woke.
+pub(super) enum Wake {
+    /// A SIGHUP, or a key-store file found changed: reload whatever the digests say.
+    Hangup,
+    /// A file event.
+    Files,
+    /// A Redis key store holds a change the serving snapshot lacks.
+    KeysChanged,
+    /// The periodic key-store re-read found nothing.
+    Nothing,
+}
+
+/// Waits for a reason to look at the inputs or apply a key-store change.
 pub(super) async fn wake(
     state: &Arc<State>,
     hangups: &mut mpsc::Receiver<()>,
     files: &mut mpsc::Receiver<()>,
-) -> Option<bool> {
-    let reread = state.snapshot.load().auth.reread_interval();
+) -> Wake {
+    let snapshot = state.snapshot.load_full();
+    let reread = snapshot.auth.reread_interval();
+    let live = snapshot.auth.live_stores();
+    drop(snapshot);
     tokio::select! {
-        Some(()) = hangups.recv() => Some(true),
-        Some(()) = files.recv() => Some(false),
+        Some(()) = hangups.recv() => Wake::Hangup,
+        Some(()) = files.recv() => Wake::Files,
+        () = live_change(&live, reread) => Wake::KeysChanged,
         // A store found changed reloads like a SIGHUP (the watcher may be off, or late).
-        () = tokio::time::sleep(reread) => reread_key_stores(state).await.then_some(true),
+        () = tokio::time::sleep(reread) => if reread_key_stores(state).await {
+            Wake::Hangup
+        } else {
+            Wake::Nothing
+        },
     }
+}
+
+/// Follows each Redis key store (checking it every `tick`) and returns when one of them
+/// holds a change; never, without one.
+async fn live_change(live: &[Arc<LiveKeys>], tick: std::time::Duration) {
+    if live.is_empty() {
+        return std::future::pending().await;
+    }
+    // The version check finds missed changes: at least every 5 s.
+    let tick = tick.min(std::time::Duration::from_secs(5));
+    for store in live {
+        store.follow(tick);
+    }
+    let changes = live
+        .iter()
+        .map(|store| Box::pin(store.changed().notified()));
+    futures_util::future::select_all(changes).await;
 }
 
 /// The input files as last looked at, and the watcher on their directories (none when

@@ -83,11 +83,16 @@ impl Snapshot {
     /// Each API-key scheme's store as this snapshot serves it (`/metrics`, `/readyz`, the
     /// status page).
     pub fn key_stores(&self) -> impl Iterator<Item = KeyStoreState<'_>> {
-        self.auth.key_stores().map(|(scheme, store)| KeyStoreState {
+        self.auth.key_stores().map(|(scheme, key)| KeyStoreState {
             scheme,
-            digest: &store.digest,
-            keys: store.records.len(),
-            age: store.age(),
+            digest: &key.store().digest,
+            keys: key.store().records.len(),
+            age: key.store_age(),
+            redis: key.live().map(|live| crate::metrics::RedisStoreState {
+                version: live.version(),
+                synced: live.synced(),
+                last_lag: live.last_lag(),
+            }),
         })
     }
 

@@ -122,7 +122,9 @@
       definition(list, "spec", "none: every path is forwarded under policy.default");
     }
     for (const store of s.key_stores) {
-      definition(list, "key store " + store.scheme, "digest " + store.digest + ", " + store.keys + " keys, read " + store.age_seconds + " s ago");
+      definition(list, "key store " + store.scheme, store.redis_version === undefined
+        ? "digest " + store.digest + ", " + store.keys + " keys, read " + store.age_seconds + " s ago"
+        : "redis version " + store.redis_version + ", " + store.keys + " keys, confirmed " + store.age_seconds + " s ago, last change applied in " + store.apply_lag_ms + " ms");
     }
     definition(list, "TLS", s.tls ? "certificate valid until " + s.tls.not_after + " (" + s.tls.days_left + " days)" : "off (plain HTTP)",
       s.tls && s.tls.days_left < 14 ? "failure" : "");

@@ -844,6 +844,9 @@ pub struct Redis {
     pub port: u16,
     /// With [`Redis::start_tls`]: the TLS port, and the server's certificate and key.
     pub tls: Option<(u16, PathBuf, PathBuf)>,
+    /// Keeps its data across [`Redis::stop`] and [`Redis::resume`] (an append-only file
+    /// fsynced on every write), as a production Redis would.
+    persistent: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -859,6 +862,15 @@ impl Redis {
 
     pub fn start() -> Option<Redis> {
         Self::launch(None)
+    }
+
+    /// One whose data survives a stop and a resume.
+    pub fn start_persistent() -> Option<Redis> {
+        let mut redis = Self::launch(None)?;
+        redis.persistent = true;
+        redis.stop();
+        redis.resume();
+        Some(redis)
     }
 
     fn launch(tls: Option<(u16, PathBuf, PathBuf)>) -> Option<Redis> {
@@ -880,6 +892,7 @@ impl Redis {
             child: None,
             port,
             tls,
+            persistent: false,
             _dir: tempfile::tempdir().unwrap(),
         };
         redis.resume();
@@ -903,7 +916,12 @@ impl Redis {
         let mut command = Command::new("redis-server");
         command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"].as_slice()
+            } else {
+                ["--appendonly", "no"].as_slice()
+            })
             .arg("--dir")
             .arg(self._dir.path());
         if let Some((port, cert, key)) = &self.tls {

@@ -11,7 +11,7 @@ fn config(pepper: Option<&str>) -> ApiKeyConfig {
         query: None,
         cookie: None,
         bearer: false,
-        store: "keys.yaml".into(),
+        store: crate::config::KeySource::File("keys.yaml".into()),
         cache_ttl: Duration::from_secs(300),
         max_store_age: None,
         pepper: pepper.map(|p| Secret::from(p.to_owned())),

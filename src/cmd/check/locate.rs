@@ -111,7 +111,7 @@ fn named_files(config: &Config) -> Vec<(String, &'static str)> {
     }
     for scheme in config.auth.schemes.values() {
         match scheme {
-            SchemeConfig::ApiKey(key) => add("key_store_invalid", &[Some(&key.store)]),
+            SchemeConfig::ApiKey(key) => add("key_store_invalid", &[key.store.file()]),
             SchemeConfig::Jwt(jwt) => add(
                 "jwt_keys_invalid",
                 &[jwt.public_key_file.as_ref(), jwt.jwks_file.as_ref()],

@@ -146,8 +146,7 @@ impl NewArgs {
         println!("{key}");
         eprintln!(
             "stored key `{}` in {}; the key above is shown only once",
-            self.id,
-            target.store.display()
+            self.id, target.store
         );
         Ok(())
     }
@@ -205,15 +204,23 @@ impl KeysCommand {
                 .resolve()
                 .and_then(|target| store::list(&target.store, hashes))
                 .map(|table| print!("{table}")),
-            KeysCommand::Revoke { id, target } => target
-                .resolve()
-                .and_then(|target| store::revoke(&target.store, &id))
-                .map(|()| {
-                    eprintln!(
-                        "revoked `{id}`; a running moat refuses it once it reloads the store"
-                    );
-                }),
+            KeysCommand::Revoke { id, target } => {
+                let target = target.resolve()?;
+                store::revoke(&target.store, &id)?;
+                eprintln!("revoked `{id}`; {}", when_refused(&target.store));
+                Ok(())
+            }
             KeysCommand::Rotate(args) => args.run(),
+        }
+    }
+}
+
+/// When a running moat stops admitting a revoked key.
+fn when_refused(store: &crate::config::KeySource) -> &'static str {
+    match store {
+        crate::config::KeySource::File(_) => "a running moat refuses it once it reloads the store",
+        crate::config::KeySource::Redis(_) => {
+            "published: every moat on this store refuses it within a second"
         }
     }
 }

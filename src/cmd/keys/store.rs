@@ -9,6 +9,7 @@
 
 mod edit;
 mod list;
+mod opened;
 mod record;
 mod target;
 

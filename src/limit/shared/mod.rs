@@ -81,7 +81,7 @@ impl StoreError {
 
 impl Shared {
     pub fn new(config: &RedisStoreConfig) -> Result<Self, String> {
-        let client = client(config)?;
+        let client = crate::redis_client::client(&config.url, config.ca_file.as_deref())?;
         if config.timeout.is_zero() {
             return Err("`timeout` must be more than 0".to_owned());
         }
@@ -150,34 +150,6 @@ impl Shared {
             ),
         }
     }
-}
-
-/// The Redis client of `config`: plain, or TLS trusting `ca_file` (else the system's roots).
-/// The URL's own text never goes into a message: it may carry a password.
-fn client(config: &RedisStoreConfig) -> Result<redis::Client, String> {
-    let url = config.url.expose();
-    let Some(ca_file) = &config.ca_file else {
-        return redis::Client::open(url).map_err(|_| {
-            "`url` is not a Redis URL: write redis://[user:password@]host:port[/db], or \
-             rediss://… for TLS"
-                .to_owned()
-        });
-    };
-    if !url.starts_with("rediss://") {
-        return Err("`ca_file` is for TLS: the `url` must start with rediss://".into());
-    }
-    let root_cert = crate::input::read(ca_file, crate::input::Kind::KeyMaterial)
-        .map_err(|e| format!("ca_file: {e}"))?;
-    let certificates = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(root_cert),
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(|_| {
-        format!(
-            "`url` is not a rediss:// URL, or ca_file {} holds no PEM certificate",
-            ca_file.display()
-        )
-    })
 }
 
 fn unix_ms() -> u64 {

@@ -47,6 +47,11 @@ pub struct KeyStoreRow {
     pub digest: String,
     pub keys: usize,
     pub age_seconds: u64,
+    /// A Redis store's version and the last change's lag; absent for a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply_lag_ms: Option<u64>,
 }
 
 /// What the report shows of the serving configuration, as the admin listener read it off

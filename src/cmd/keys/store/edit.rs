@@ -2,17 +2,16 @@
 //! hash of a key given on stdin.
 
 use std::io::Read;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+use super::opened::Opened;
 use super::record::{NewKey, check_rfc3339};
 use super::target::Target;
-use super::{read_store, write_store};
 use crate::auth::api_key::hash_key;
 use crate::auth::keystore::{self, KeyRecord, KeyStore, valid_id};
-use crate::auth::store_edit::StoreText;
+use crate::config::KeySource;
 
 /// `moat keys new`: returns the key, to be printed once.
 pub fn new(target: &Target, id: &str, key: &NewKey<'_>) -> Result<String, String> {
@@ -22,17 +21,14 @@ pub fn new(target: &Target, id: &str, key: &NewKey<'_>) -> Result<String, String
         ));
     }
     let fields = key.fields()?;
-    let (mut text, store) = read_store(&target.store)?;
-    if store.records.contains_key(id) {
-        return Err(format!(
-            "key id `{id}` already exists in {}",
-            target.store.display()
-        ));
+    let mut opened = Opened::open(&target.store)?;
+    if opened.store.records.contains_key(id) {
+        return Err(format!("key id `{id}` already exists in {}", target.store));
     }
     let secret = keystore::new_key(id);
     let hash = hash_key(&secret, target.pepper.as_ref())?;
-    text.append(record(id, hash, fields));
-    write_store(&target.store, text)?;
+    opened.append(record(id, hash, fields));
+    opened.save()?;
     Ok(secret)
 }
 
@@ -59,10 +55,10 @@ pub fn hash_stdin(target: &Target) -> Result<String, String> {
 }
 
 /// `moat keys revoke ID`: `disabled: true`.
-pub fn revoke(path: &Path, id: &str) -> Result<(), String> {
-    let (mut text, _) = read_store(path)?;
-    text.set(id, "disabled", Value::Bool(true))?;
-    write_store(path, text).map(drop)
+pub fn revoke(store: &KeySource, id: &str) -> Result<(), String> {
+    let mut opened = Opened::open(store)?;
+    opened.set(id, "disabled", Value::Bool(true))?;
+    opened.save()
 }
 
 /// `moat keys rotate ID --grace D`: a new key (new id) with the old record's scopes,
@@ -76,7 +72,8 @@ pub fn rotate(
     new_id: Option<&str>,
     expires: Option<&str>,
 ) -> Result<(String, String), String> {
-    let (mut text, store) = read_store(&target.store)?;
+    let mut opened = Opened::open(&target.store)?;
+    let store = std::mem::take(&mut opened.store);
     let Some(old) = store.records.get(id) else {
         return Err(format!("no key with id `{id}`"));
     };
@@ -88,10 +85,10 @@ pub fn rotate(
     }
     let key = keystore::new_key(&new_id);
     let hash = hash_key(&key, target.pepper.as_ref())?;
-    let record = replacement(&text, id, &new_id, hash, expires)?;
-    text.append(record);
-    expire_by(&mut text, id, old, now + grace)?;
-    write_store(&target.store, text)?;
+    let record = replacement(&opened, id, &new_id, hash, expires)?;
+    opened.append(record);
+    expire_by(&mut opened, id, old, now + grace)?;
+    opened.save()?;
     Ok((new_id, key))
 }
 
@@ -120,15 +117,14 @@ fn replacement_id(id: &str, asked: Option<&str>, store: &KeyStore) -> Result<Str
 /// The old record as written, with the new id and hash. Scopes, owner, restrictions and
 /// limits carry over as written; the id, hash and life of the key are its own.
 fn replacement(
-    text: &StoreText,
+    opened: &Opened,
     id: &str,
     new_id: &str,
     hash: String,
     expires: Option<&str>,
 ) -> Result<Map<String, Value>, String> {
-    let mut record = text
+    let mut record = opened
         .record(id)
-        .cloned()
         .ok_or_else(|| format!("no key with id `{id}`"))?;
     record.insert("id".to_owned(), Value::from(new_id));
     record.insert("hash".to_owned(), Value::from(hash));
@@ -143,14 +139,14 @@ fn replacement(
 
 /// Sets the old key's expiry to the end of the grace period, unless it expires sooner.
 fn expire_by(
-    text: &mut StoreText,
+    opened: &mut Opened,
     id: &str,
     old: &KeyRecord,
     end_of_grace: SystemTime,
 ) -> Result<(), String> {
     if old.expires_at.is_none_or(|at| at > end_of_grace) {
         let end_of_grace = humantime::format_rfc3339_seconds(end_of_grace).to_string();
-        text.set(id, "expires_at", Value::from(end_of_grace))?;
+        opened.set(id, "expires_at", Value::from(end_of_grace))?;
     }
     Ok(())
 }

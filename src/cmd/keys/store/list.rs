@@ -1,11 +1,11 @@
 //! `moat keys list`: the store as a table, one key a line, with its state and
 //! restrictions; no hash, unless `--hashes` asks how each was made.
 
-use std::path::Path;
 use std::time::SystemTime;
 
-use super::read_store;
+use super::opened::Opened;
 use crate::auth::keystore::KeyRecord;
+use crate::config::KeySource;
 
 const COLUMNS: [&str; 6] = [
     "id",
@@ -20,14 +20,16 @@ const HASH_COLUMN: &str = "hashed with";
 /// `moat keys list`: one line per key with its state and restrictions. No hash by default:
 /// not a secret, but noise, and text that invites copy-paste; `hashes` adds a column with
 /// each hash's algorithm and cost (never its salt or digest), for checking a raised cost.
-pub fn list(path: &Path, hashes: bool) -> Result<String, String> {
-    if !path.exists() {
+pub fn list(source: &KeySource, hashes: bool) -> Result<String, String> {
+    if let KeySource::File(path) = source
+        && !path.exists()
+    {
         return Err(format!(
             "no key store at {}; `moat keys new --id ID` creates it",
             path.display()
         ));
     }
-    let (_, store) = read_store(path)?;
+    let store = Opened::open(source)?.store;
     let mut ids: Vec<&String> = store.records.keys().collect();
     ids.sort();
     let now = SystemTime::now();

@@ -1,16 +1,17 @@
 //! Which store `moat keys` edits and which pepper its hashes take: the config's `api_key`
 //! scheme, `--store`, or the defaults with the pepper from the environment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{
-    ApiKeyConfig, Config, SchemeConfig, Secret, choose_scheme, mentions_placeholder,
+    ApiKeyConfig, Config, KeySource, RedisKeysConfig, SchemeConfig, Secret, choose_scheme,
+    mentions_placeholder,
 };
 
 /// The store `moat keys` works on, and the pepper its hashes take.
 #[derive(Debug)]
 pub struct Target {
-    pub store: PathBuf,
+    pub store: KeySource,
     pub pepper: Option<Secret>,
 }
 
@@ -92,7 +93,7 @@ impl Target {
             ));
         }
         Ok(Target {
-            store: choice.store.unwrap_or(&scheme.store).to_owned(),
+            store: choice.store.map_or_else(|| scheme.store.clone(), source_of),
             pepper: scheme.pepper.clone().filter(|p| !p.expose().is_empty()),
         })
     }
@@ -100,7 +101,7 @@ impl Target {
     /// `store` (or the default store), its pepper from the environment.
     fn with_env_pepper(store: Option<&Path>) -> Result<Target, String> {
         Ok(Target {
-            store: store.unwrap_or(Path::new(DEFAULT_STORE)).to_owned(),
+            store: source_of(store.unwrap_or(Path::new(DEFAULT_STORE))),
             pepper: env_pepper()?,
         })
     }
@@ -118,7 +119,7 @@ fn chosen_scheme<'c>(
         // A store named by path: the scheme that reads it, if any, gives the pepper.
         (None, Some(store)) => Ok(schemes
             .iter()
-            .find(|(_, key)| same_file(&key.store, store))
+            .find(|(_, key)| same_store(&key.store, &source_of(store)))
             .copied()),
         (wanted, _) => choose_scheme(&schemes, wanted, "api_key")
             .map(Some)
@@ -144,12 +145,30 @@ fn unresolved(scheme: &ApiKeyConfig) -> bool {
         .pepper
         .as_ref()
         .is_some_and(|p| mentions_placeholder(p.expose()))
-        || mentions_placeholder(&scheme.store.to_string_lossy())
+        || match &scheme.store {
+            KeySource::File(path) => mentions_placeholder(&path.to_string_lossy()),
+            KeySource::Redis(redis) => mentions_placeholder(redis.url.expose()),
+        }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// `--store`: a `redis://` or `rediss://` URL names a Redis store (default `key_prefix`),
+/// anything else a file.
+fn source_of(store: &Path) -> KeySource {
+    match store.to_str() {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            KeySource::Redis(RedisKeysConfig::at(Secret::from(url.to_owned())))
+        }
+        _ => KeySource::File(store.to_owned()),
+    }
+}
+
+fn same_store(a: &KeySource, b: &KeySource) -> bool {
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
-    absolute(a) == absolute(b)
+    match (a, b) {
+        (KeySource::File(a), KeySource::File(b)) => absolute(a) == absolute(b),
+        (KeySource::Redis(a), KeySource::Redis(b)) => a.url.expose() == b.url.expose(),
+        _ => false,
+    }
 }
 
 /// The pepper from the environment, if set and not empty, read exactly as `serve` expands

@@ -1,0 +1,184 @@
+//! A key store kept in Redis, as `serve` reads it and `moat keys` writes it. One Redis hash
+//! holds the records (field: the key id; value: the record as JSON, the same fields a file
+//! record has), a counter its version; every write goes through one script that changes
+//! the record, increments the version and publishes `<version> <id> <redis ms>` on the
+//! store's channel — so a replica that saw version N and is sent N+1 knows it missed
+//! nothing, and one that is sent N+2 knows it did.
+//!
+//! The two keys share a hash tag (the prefix in braces), so one script touches one slot of
+//! a Redis Cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::KeyRecord;
+
+/// The store's Redis names under one `key_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub records: String,
+    pub version: String,
+    pub channel: String,
+}
+
+impl Layout {
+    pub fn new(prefix: &str) -> Layout {
+        Layout {
+            records: format!("{{{prefix}}}records"),
+            version: format!("{{{prefix}}}version"),
+            channel: format!("{prefix}changes"),
+        }
+    }
+
+    /// Reads the version and every record at once (a transaction: no write lands between).
+    pub fn read_all(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&self.version).hgetall(&self.records);
+        pipe
+    }
+
+    /// The version and one record at once.
+    pub fn read_one(&self, id: &str) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&self.version).hget(&self.records, id);
+        pipe
+    }
+
+    /// The write of one record (`record`: its JSON, or `None` to delete it), refused with
+    /// `CHANGED` unless the stored record is still `expected` (`None`: absent). Returns the
+    /// version it made.
+    pub fn write(
+        &self,
+        id: &str,
+        record: Option<&str>,
+        expected: Option<&str>,
+    ) -> redis::ScriptInvocation<'static> {
+        let script: &'static redis::Script = &WRITE;
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&self.records)
+            .key(&self.version)
+            .arg(id)
+            .arg(record.unwrap_or(""))
+            .arg(expected.unwrap_or(""))
+            .arg(&self.channel);
+        invocation
+    }
+}
+
+static WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if current ~= ARGV[3] then
+  return redis.error_reply('CHANGED the record changed since it was read; run the command again')
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+local version = redis.call('INCR', KEYS[2])
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('PUBLISH', ARGV[4], version .. ' ' .. ARGV[1] .. ' ' .. ms)
+return version
+",
+    )
+});
+
+/// One change as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub version: u64,
+    pub id: String,
+    /// Redis's clock when the change was written (Unix ms).
+    pub at_ms: u64,
+}
+
+impl Change {
+    pub fn parse(payload: &str) -> Option<Change> {
+        let mut parts = payload.split(' ');
+        let version = parts.next()?.parse().ok()?;
+        let id = parts.next()?.to_owned();
+        let at_ms = parts.next()?.parse().ok()?;
+        parts
+            .next()
+            .is_none()
+            .then_some(Change { version, id, at_ms })
+    }
+}
+
+/// One stored record, checked as a file's record is (its id the field's, an argon2id hash).
+pub fn record(id: &str, json: &str) -> Result<KeyRecord, String> {
+    let record: KeyRecord =
+        serde_json::from_str(json).map_err(|e| format!("key `{id}` in Redis: {e}"))?;
+    let mut problems = Vec::new();
+    if *record.id != *id {
+        problems.push(format!(
+            "key `{id}` in Redis: its record says id `{}`",
+            record.id
+        ));
+    }
+    record.check(&mut problems);
+    if problems.is_empty() {
+        Ok(record)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Every stored record that reads, the bytes they took, and a problem for each that does
+/// not — left out, so that key is refused while the others serve.
+pub fn records(
+    fields: HashMap<String, String>,
+) -> (HashMap<String, Arc<KeyRecord>>, usize, Vec<String>) {
+    let mut by_id = HashMap::with_capacity(fields.len());
+    let mut bytes = 0;
+    let mut problems = Vec::new();
+    for (id, json) in fields {
+        bytes += id.len() + json.len();
+        match record(&id, &json) {
+            Ok(record) => {
+                by_id.insert(id, Arc::new(record));
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (by_id, bytes, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_share_a_hash_tag_and_changes_read_back() {
+        let layout = Layout::new("moat:keys:");
+        assert_eq!(layout.records, "{moat:keys:}records");
+        assert_eq!(layout.version, "{moat:keys:}version");
+        let change = Change::parse("42 batch-scorer 1765000000123").unwrap();
+        assert_eq!(
+            (change.version, &*change.id, change.at_ms),
+            (42, "batch-scorer", 1765000000123)
+        );
+        for bad in ["", "42", "42 a", "x a 1", "42 a 1 extra"] {
+            assert_eq!(Change::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_record_must_name_its_own_id_and_hold_an_argon2id_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let good = format!(r#"{{"id": "a", "hash": "{hash}"}}"#);
+        assert!(record("a", &good).is_ok());
+        assert!(record("b", &good).unwrap_err().contains("says id `a`"));
+        assert!(record("a", r#"{"id": "a", "hash": "plain"}"#).is_err());
+        let fields = HashMap::from([("a".to_owned(), good), ("c".to_owned(), "{".to_owned())]);
+        let (by_id, _, problems) = records(fields);
+        assert!(
+            by_id.contains_key("a") && problems.len() == 1,
+            "{problems:?}"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! A store opened for an edit, whichever it is: a file (edited as text, keeping its layout:
+//! `store_edit`) or Redis (each changed record written by the store's script, which refuses
+//! it if the record changed since it was read, and publishes the change to every replica).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::{read_store, write_store};
+use crate::auth::keystore::KeyStore;
+use crate::auth::keystore::redis::{Layout, records};
+use crate::auth::store_edit::StoreText;
+use crate::config::{KeySource, RedisKeysConfig};
+
+pub struct Opened {
+    /// The records as `serve` would read them.
+    pub store: KeyStore,
+    backend: Backend,
+}
+
+enum Backend {
+    File { path: PathBuf, text: StoreText },
+    Redis(RedisEdit),
+}
+
+struct RedisEdit {
+    connection: redis::Connection,
+    layout: Layout,
+    /// Each record's JSON as read: what a write expects to replace.
+    read: HashMap<String, String>,
+    edited: BTreeMap<String, Map<String, Value>>,
+}
+
+impl Opened {
+    pub fn open(source: &KeySource) -> Result<Opened, String> {
+        match source {
+            KeySource::File(path) => {
+                let (text, store) = read_store(path)?;
+                Ok(Opened {
+                    store,
+                    backend: Backend::File {
+                        path: path.clone(),
+                        text,
+                    },
+                })
+            }
+            KeySource::Redis(config) => open_redis(config),
+        }
+    }
+
+    /// The record `id` as stored (with this edit's changes).
+    pub fn record(&self, id: &str) -> Option<Map<String, Value>> {
+        match &self.backend {
+            Backend::File { text, .. } => text.record(id).cloned(),
+            Backend::Redis(redis) => redis
+                .edited
+                .get(id)
+                .cloned()
+                .or_else(|| serde_json::from_str(redis.read.get(id)?).ok()),
+        }
+    }
+
+    /// Adds a new record.
+    pub fn append(&mut self, record: Map<String, Value>) {
+        match &mut self.backend {
+            Backend::File { text, .. } => text.append(record),
+            Backend::Redis(redis) => {
+                let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                redis.edited.insert(id.to_owned(), record);
+            }
+        }
+    }
+
+    /// Sets `field` of the record `id` to `value`.
+    pub fn set(&mut self, id: &str, field: &str, value: Value) -> Result<(), String> {
+        if let Backend::File { text, .. } = &mut self.backend {
+            return text.set(id, field, value);
+        }
+        let mut record = self
+            .record(id)
+            .ok_or_else(|| format!("no key with id `{id}`"))?;
+        record.insert(field.to_owned(), value);
+        if let Backend::Redis(redis) = &mut self.backend {
+            redis.edited.insert(id.to_owned(), record);
+        }
+        Ok(())
+    }
+
+    /// Writes the edit: the file atomically; in Redis, each changed record.
+    pub fn save(self) -> Result<(), String> {
+        match self.backend {
+            Backend::File { path, text } => write_store(&path, text).map(drop),
+            Backend::Redis(redis) => redis.save(),
+        }
+    }
+}
+
+fn open_redis(config: &RedisKeysConfig) -> Result<Opened, String> {
+    let unreachable =
+        |e: redis::RedisError| format!("redis (key_prefix {:?}): {e}", config.key_prefix);
+    let client = crate::redis_client::client(&config.url, config.ca_file.as_deref())?;
+    let mut connection = client
+        .get_connection_with_timeout(config.timeout)
+        .map_err(unreachable)?;
+    connection
+        .set_read_timeout(Some(config.timeout))
+        .map_err(unreachable)?;
+    let layout = Layout::new(&config.key_prefix);
+    let (version, read): (Option<u64>, HashMap<String, String>) = layout
+        .read_all()
+        .query(&mut connection)
+        .map_err(unreachable)?;
+    let (by_id, bytes, problems) = records(read.clone());
+    for problem in problems {
+        eprintln!("warning: {problem} (serve refuses that key)");
+    }
+    let store = KeyStore::of_records(by_id, format!("v{}", version.unwrap_or(0)), bytes);
+    Ok(Opened {
+        store,
+        backend: Backend::Redis(RedisEdit {
+            connection,
+            layout,
+            read,
+            edited: BTreeMap::new(),
+        }),
+    })
+}
+
+impl RedisEdit {
+    /// Every edited record checked as `serve` reads it, then written one by one.
+    fn save(mut self) -> Result<(), String> {
+        let mut written = Vec::new();
+        for (id, record) in &self.edited {
+            written.push((id, Value::Object(record.clone()).to_string()));
+        }
+        for (id, json) in &written {
+            crate::auth::keystore::redis::record(id, json)
+                .map_err(|problem| format!("{problem}; nothing written"))?;
+        }
+        for (id, json) in &written {
+            let expected = self.read.get(*id).map(String::as_str);
+            let _version: u64 = self
+                .layout
+                .write(id, Some(json), expected)
+                .invoke(&mut self.connection)
+                .map_err(|e| format!("key `{id}`: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! A key store in Redis shared by three moat processes, against a real `redis-server`: a key
+//! minted with `moat keys new --store redis://…` works on all three, revoked it is refused
+//! by all three (the lag measured and printed), a write made past moat's script is found by
+//! the version check, Redis killed leaves the held keys working until `max_store_age`, a
+//! moat started while Redis is down refuses every key until it is back, and every replica
+//! catches up without a restart when it is.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Moat, Redis, Upstream, config, eventually, fixture, get, metric};
+
+/// `moat keys ARGS… --store URL`; stdout, after asserting success.
+fn keys(store: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("keys")
+        .args(args)
+        .args(["--store", store])
+        .env_remove("MOAT_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run moat keys");
+    assert!(
+        output.status.success(),
+        "moat keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn redis_store_config(upstream: &Upstream, max_store_age: &str) -> String {
+    config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key:\n      type: api_key\n      store:\n        redis:\n          url: ${{REDIS_URL}}\n          timeout: 1s\n      max_store_age: {max_store_age}\npolicy:\n  default: [{{api_key: []}}]\n",
+            fixture("model.yaml"),
+        ),
+    )
+}
+
+fn status(moat: &Moat, key: &str) -> u16 {
+    support::predict_with_key(moat, key).status
+}
+
+fn ready(moat: &Moat) -> (u16, String) {
+    let response = get(moat.admin, "/readyz", &[]);
+    (
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
+}
+
+/// How long until `check` holds on every replica, polled every 5 ms.
+fn until_all(replicas: &[Moat], mut check: impl FnMut(&Moat) -> bool) -> Duration {
+    let started = Instant::now();
+    assert!(
+        eventually(|| replicas.iter().all(&mut check)),
+        "not on every replica within the wait"
+    );
+    started.elapsed()
+}
+
+#[test]
+fn three_replicas_share_one_redis_key_store_and_revocation_reaches_all_of_them() {
+    let Some(mut redis) = Redis::start_persistent() else {
+        return;
+    };
+    let url = redis.url();
+    let upstream = Upstream::start();
+    let alpha = keys(&url, &["new", "--id", "alpha", "--scopes", "predict"]);
+    let text = redis_store_config(&upstream, "3s");
+    let env = [("REDIS_URL", url.as_str())];
+    let mut replicas = vec![
+        Moat::start_with_env(&text, &env),
+        Moat::start_with_env(&text, &env),
+        Moat::start_with_env(&text, &env),
+    ];
+    for moat in &replicas {
+        assert_eq!(status(moat, &alpha), 200);
+        let (code, body) = ready(moat);
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains("key store api_key: redis version 1, 1 keys"),
+            "{body}"
+        );
+    }
+
+    // A key minted while they serve: pushed to each, no reload, no restart.
+    let beta = keys(&url, &["new", "--id", "beta", "--scopes", "predict"]);
+    let minted = until_all(&replicas, |moat| status(moat, &beta) == 200);
+    println!("a new key admitted by all three replicas {minted:?} after `moat keys new` returned");
+
+    // Revoked: refused by all three.
+    keys(&url, &["revoke", "alpha"]);
+    let revoked = until_all(&replicas, |moat| status(moat, &alpha) == 401);
+    println!(
+        "a revoked key refused by all three replicas {revoked:?} after `moat keys revoke` returned"
+    );
+    for moat in &replicas {
+        assert_eq!(metric(moat, "moat_keystore_version{"), 3);
+        let lag = metric_f64(moat, "moat_keystore_apply_lag_seconds{");
+        println!(
+            "  replica's own figure, write in Redis to serving: {:.1} ms",
+            lag * 1000.0
+        );
+        assert!(lag < 5.0, "a lag of {lag} s");
+        assert_eq!(status(moat, &beta), 200, "an untouched key keeps working");
+    }
+    let listed = keys(&url, &["list"]);
+    assert!(
+        listed.contains("alpha") && listed.contains("disabled"),
+        "{listed}"
+    );
+
+    // Written past moat's script (no message): the version check finds it.
+    let record = redis.command("HGET {moat:keys:}records beta").unwrap();
+    let json = record
+        .lines()
+        .nth(1)
+        .unwrap()
+        .replace("\"scopes\"", "\"disabled\":true,\"scopes\"");
+    redis_cli(&redis, &["HSET", "{moat:keys:}records", "beta", &json]);
+    redis_cli(&redis, &["INCR", "{moat:keys:}version"]);
+    until_all(&replicas, |moat| status(moat, &beta) == 401);
+
+    // Redis gone: the held keys keep working until max_store_age (3 s), then 503.
+    let gamma = keys(&url, &["new", "--id", "gamma", "--scopes", "predict"]);
+    until_all(&replicas, |moat| status(moat, &gamma) == 200);
+    redis.stop();
+    let gone = Instant::now();
+    for moat in &replicas {
+        assert_eq!(status(moat, &gamma), 200, "a held key, Redis just gone");
+    }
+    until_all(&replicas, |moat| {
+        let response = support::predict_with_key(moat, &gamma);
+        response.status == 503 && response.json()["code"] == "key_store_stale"
+    });
+    // max_store_age counts from Redis's last answer: a version check, every second here.
+    assert!(
+        gone.elapsed() >= Duration::from_secs(2),
+        "stale before max_store_age"
+    );
+    let (code, body) = ready(&replicas[0]);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("not confirmed by Redis for"), "{body}");
+
+    // A replica started while Redis is down serves no key, and says why.
+    let late = Moat::start_with_env(&text, &env);
+    assert_eq!(support::predict_with_key(&late, &gamma).status, 503);
+    let (code, body) = ready(&late);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("Redis not reached yet"), "{body}");
+
+    // Back (with its data): every replica catches up by itself.
+    redis.resume();
+    replicas.push(late);
+    until_all(&replicas, |moat| status(moat, &gamma) == 200);
+    for moat in &replicas {
+        assert_eq!(status(moat, &alpha), 401);
+        assert_eq!(ready(moat).0, 200);
+    }
+}
+
+fn redis_cli(redis: &Redis, args: &[&str]) {
+    let status = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("redis-cli");
+    assert!(status.success(), "redis-cli {args:?}");
+}
+
+fn metric_f64(moat: &Moat, line_start: &str) -> f64 {
+    let text = String::from_utf8_lossy(&get(moat.admin, "/metrics", &[]).body).into_owned();
+    text.lines()
+        .find(|line| line.starts_with(line_start))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN)
+}
