@@ -182,3 +182,83 @@ fn metric_f64(moat: &Moat, line_start: &str) -> f64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// `moat keys ARGS…` with `--store STORE`; (success, stdout, stderr).
+fn keys_output(store: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("keys")
+        .args(args)
+        .args(["--store", store])
+        .env_remove("MOAT_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run moat keys");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn a_file_store_moves_into_redis_and_back_and_an_import_runs_twice_to_the_same_end() {
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.yaml");
+    let file_store = file.to_str().unwrap();
+    let first = keys(file_store, &["new", "--id", "first", "--scopes", "predict"]);
+    let second = keys(
+        file_store,
+        &[
+            "new", "--id", "second", "--scopes", "predict", "--quota", "100/day",
+        ],
+    );
+
+    let (ok, _, said) = keys_output(&url, &["import", file_store]);
+    assert!(ok, "{said}");
+    assert!(said.contains("2 records added, 0 already there"), "{said}");
+    let (ok, _, said) = keys_output(&url, &["import", file_store]);
+    assert!(ok, "{said}");
+    assert!(said.contains("0 records added, 2 already there"), "{said}");
+
+    let upstream = Upstream::start();
+    let text = redis_store_config(&upstream, "1m");
+    let moat = Moat::start_with_env(&text, &[("REDIS_URL", url.as_str())]);
+    assert_eq!(status(&moat, &first), 200);
+    assert_eq!(status(&moat, &second), 200);
+
+    // Revoked in Redis: an old import run again must not bring the key back.
+    keys(&url, &["revoke", "first"]);
+    let (ok, _, said) = keys_output(&url, &["import", file_store]);
+    assert!(!ok, "an import overwrote a revocation");
+    assert!(
+        said.contains("holds 1 of these ids with another record (first)"),
+        "{said}"
+    );
+    until_all(std::slice::from_ref(&moat), |moat| {
+        status(moat, &first) == 401
+    });
+
+    // And back out, as JSON: a file moat serves the same keys, the revocation included.
+    let exported = dir.path().join("exported.json");
+    let (ok, _, said) = keys_output(&url, &["export", exported.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert!(said.contains("2 records written"), "{said}");
+    let from_file = Moat::start(&config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}}}\npolicy:\n  default: [{{api_key: []}}]\n",
+            fixture("model.yaml"),
+            exported.display()
+        ),
+    ));
+    assert_eq!(status(&from_file, &second), 200);
+    assert_eq!(status(&from_file, &first), 401);
+    assert!(
+        std::fs::read_to_string(&exported)
+            .unwrap()
+            .starts_with("{\"keys\": [")
+    );
+}

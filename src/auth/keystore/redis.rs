@@ -45,24 +45,26 @@ impl Layout {
     }
 
     /// The write of one record (`record`: its JSON, or `None` to delete it), refused with
-    /// `CHANGED` unless the stored record is still `expected` (`None`: absent). Returns the
-    /// version it made.
-    pub fn write(
-        &self,
-        id: &str,
-        record: Option<&str>,
-        expected: Option<&str>,
-    ) -> redis::ScriptInvocation<'static> {
-        let script: &'static redis::Script = &WRITE;
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(&self.records)
-            .key(&self.version)
+    /// `CHANGED` unless the stored record is still `expected` (`None`: absent); it returns
+    /// the version it made. By hash (`EVALSHA`), so writes pipeline: [`Layout::load_write`]
+    /// first.
+    pub fn write(&self, id: &str, record: Option<&str>, expected: Option<&str>) -> redis::Cmd {
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(WRITE.get_hash())
+            .arg(2)
+            .arg(&self.records)
+            .arg(&self.version)
             .arg(id)
             .arg(record.unwrap_or(""))
             .arg(expected.unwrap_or(""))
             .arg(&self.channel);
-        invocation
+        command
+    }
+
+    /// Loads the write script, which [`Layout::write`] names by its hash.
+    pub fn load_write(&self, connection: &mut dyn redis::ConnectionLike) -> redis::RedisResult<()> {
+        WRITE.load(connection).map(drop)
     }
 }
 

@@ -24,7 +24,7 @@ fn appending_to_a_block_store_keeps_its_comments_and_records() {
     let text = format!(
         "# production keys\nkeys:\n  # the batch job\n  - id: batch\n    hash: \"{HASH}\"\n    scopes: [predict]\n"
     );
-    let (out, rewritten) = edited(&text, |s| s.append(record("web")));
+    let (out, rewritten) = edited(&text, |s| s.append_all(vec![record("web")]));
     assert!(!rewritten);
     assert!(out.starts_with(&text), "{out}");
     let store = crate::auth::keystore::KeyStore::parse(&out).expect("loads");
@@ -45,7 +45,7 @@ fn the_empty_forms_open_into_a_block_list_and_keep_their_comments() {
         "keys:\n",
         "# a\nkeys: # the list\n# trailing\n",
     ] {
-        let (out, rewritten) = edited(text, |s| s.append(record("first")));
+        let (out, rewritten) = edited(text, |s| s.append_all(vec![record("first")]));
         assert!(!rewritten, "{text:?} was rewritten:\n{out}");
         for comment in text.lines().filter_map(|l| l.find('#').map(|at| &l[at..])) {
             assert!(out.contains(comment), "{text:?} lost {comment:?}:\n{out}");
@@ -59,7 +59,7 @@ fn the_empty_forms_open_into_a_block_list_and_keep_their_comments() {
 #[test]
 fn items_are_indented_like_the_existing_ones() {
     let text = format!("keys:\n- id: a\n  hash: \"{HASH}\"\n");
-    let (out, rewritten) = edited(&text, |s| s.append(record("b")));
+    let (out, rewritten) = edited(&text, |s| s.append_all(vec![record("b")]));
     assert!(!rewritten, "{out}");
     assert!(out.contains("\n- id: \"b\""), "{out}");
 }
@@ -75,7 +75,7 @@ fn json_and_flow_stores_are_edited_by_rewriting_them_as_block_yaml() {
         store
             .set("a", "disabled", json!(true))
             .expect("a listed key is found");
-        store.append(record("b"));
+        store.append_all(vec![record("b")]);
         let (out, rewritten) = store.into_text();
         assert!(rewritten, "{text}");
         let loaded = crate::auth::keystore::KeyStore::parse(&out).expect("loads");

@@ -36,6 +36,19 @@ pub enum KeysCommand {
     /// Mint a replacement with the same scopes and restrictions; the old key expires after
     /// the grace period (never later than it already would).
     Rotate(RotateArgs),
+    /// Add the records of a moat store file to this store (a file into Redis, or between
+    /// files); records already there unchanged are skipped, so it can run again.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        target: KeyTarget,
+    },
+    /// Write this store's records to a moat store file (JSON when it ends in .json).
+    Export {
+        file: PathBuf,
+        #[command(flatten)]
+        target: KeyTarget,
+    },
 }
 
 /// `moat keys new`: the key's id, and its scopes, life and restrictions.
@@ -211,6 +224,25 @@ impl KeysCommand {
                 Ok(())
             }
             KeysCommand::Rotate(args) => args.run(),
+            KeysCommand::Import { file, target } => {
+                let target = target.resolve()?;
+                let imported = store::import(&target.store, &file)?;
+                eprintln!(
+                    "{}: {} records added, {} already there",
+                    target.store, imported.added, imported.unchanged
+                );
+                Ok(())
+            }
+            KeysCommand::Export { file, target } => {
+                let target = target.resolve()?;
+                let count = store::export(&target.store, &file)?;
+                eprintln!(
+                    "{}: {count} records written to {}",
+                    target.store,
+                    file.display()
+                );
+                Ok(())
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ mod list;
 mod opened;
 mod record;
 mod target;
+mod transfer;
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ pub use edit::{hash_stdin, new, revoke, rotate};
 pub use list::list;
 pub use record::NewKey;
 pub use target::{Choice, Target};
+pub use transfer::{export, import};
 
 /// The store at `path` as `serve` would load it, and its text ready for editing. A missing
 /// file is an empty store (the first `moat keys new` creates it).

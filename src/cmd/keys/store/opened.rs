@@ -63,13 +63,37 @@ impl Opened {
 
     /// Adds a new record.
     pub fn append(&mut self, record: Map<String, Value>) {
+        self.append_all(vec![record]);
+    }
+
+    /// Adds new records.
+    pub fn append_all(&mut self, records: Vec<Map<String, Value>>) {
         match &mut self.backend {
-            Backend::File { text, .. } => text.append(record),
+            Backend::File { text, .. } => text.append_all(records),
             Backend::Redis(redis) => {
-                let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
-                redis.edited.insert(id.to_owned(), record);
+                for record in records {
+                    let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                    redis.edited.insert(id.to_owned(), record);
+                }
             }
         }
+    }
+
+    /// Every record as stored, by id.
+    pub fn all_records(&self) -> Vec<Map<String, Value>> {
+        let mut all: Vec<Map<String, Value>> = match &self.backend {
+            Backend::File { text, .. } => text.all_records().cloned().collect(),
+            Backend::Redis(redis) => redis
+                .read
+                .values()
+                .filter_map(|json| serde_json::from_str(json).ok())
+                .collect(),
+        };
+        let id = |record: &Map<String, Value>| {
+            record.get("id").and_then(Value::as_str).map(str::to_owned)
+        };
+        all.sort_by_key(id);
+        all
     }
 
     /// Sets `field` of the record `id` to `value`.
@@ -127,8 +151,11 @@ fn open_redis(config: &RedisKeysConfig) -> Result<Opened, String> {
     })
 }
 
+/// Records written per round trip: an import of 100,000 takes 100 trips, not 100,000.
+const BATCH: usize = 1000;
+
 impl RedisEdit {
-    /// Every edited record checked as `serve` reads it, then written one by one.
+    /// Every edited record checked as `serve` reads it, then written, a batch per trip.
     fn save(mut self) -> Result<(), String> {
         let mut written = Vec::new();
         for (id, record) in &self.edited {
@@ -138,13 +165,18 @@ impl RedisEdit {
             crate::auth::keystore::redis::record(id, json)
                 .map_err(|problem| format!("{problem}; nothing written"))?;
         }
-        for (id, json) in &written {
-            let expected = self.read.get(*id).map(String::as_str);
-            let _version: u64 = self
-                .layout
-                .write(id, Some(json), expected)
-                .invoke(&mut self.connection)
-                .map_err(|e| format!("key `{id}`: {e}"))?;
+        self.layout
+            .load_write(&mut self.connection)
+            .map_err(|e| format!("redis: {e}"))?;
+        for batch in written.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for (id, json) in batch {
+                let expected = self.read.get(*id).map(String::as_str);
+                pipe.add_command(self.layout.write(id, Some(json), expected))
+                    .ignore();
+            }
+            pipe.query::<()>(&mut self.connection)
+                .map_err(|e| format!("redis: {e} (the records before it were written; running the command again is safe)"))?;
         }
         Ok(())
     }
