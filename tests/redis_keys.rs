@@ -262,3 +262,150 @@ fn a_file_store_moves_into_redis_and_back_and_an_import_runs_twice_to_the_same_e
             .starts_with("{\"keys\": [")
     );
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn litellm_keys_imported_by_their_sha256_verify_once_and_are_stored_as_argon2id() {
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    // LiteLLM's keys: `sk-` and 22 random characters; its table holds their SHA-256.
+    let key = "sk-Xq3v9LmN2pR8tY6wZ1aB4c";
+    let export = dir.path().join("litellm.json");
+    std::fs::write(
+        &export,
+        format!(
+            r#"[{{"token": "{}", "key_alias": "acme-prod", "user_id": "acme", "models": [], "expires": null, "blocked": false, "spend": 12.5}},
+               {{"token": "{}", "key_alias": "other", "blocked": true}},
+               {{"token": "{}", "key_alias": "unused"}}]"#,
+            sha256_hex(key),
+            sha256_hex("sk-someoneelse0000000000"),
+            sha256_hex("sk-neverpresented0000000")
+        ),
+    )
+    .unwrap();
+    let export = export.to_str().unwrap();
+    let (ok, _, said) = keys_output(
+        &url,
+        &["import", export, "--from", "litellm", "--scopes", "predict"],
+    );
+    assert!(ok, "{said}");
+    assert!(said.contains("3 records added"), "{said}");
+    let legacy = keys(&url, &["list", "--legacy", "--hashes"]);
+    assert!(
+        legacy.contains("acme-prod") && legacy.contains("sha256 (legacy)"),
+        "{legacy}"
+    );
+
+    let upstream = Upstream::start();
+    let moat = Moat::start_with_env(
+        &redis_store_config(&upstream, "1m"),
+        &[("REDIS_URL", url.as_str())],
+    );
+    assert_eq!(status(&moat, key), 200, "the imported key, by its SHA-256");
+    assert_eq!(status(&moat, "sk-Xq3v9LmN2pR8tY6wZ1aB4d"), 401);
+    assert_eq!(
+        status(&moat, "sk-someoneelse0000000000"),
+        401,
+        "blocked in LiteLLM: disabled"
+    );
+
+    // Re-hashed and written back: Redis holds an argon2id hash and no SHA-256 for it.
+    assert!(
+        eventually(|| {
+            let record = redis
+                .command("HGET {moat:keys:}records acme-prod")
+                .unwrap_or_default();
+            record.contains("$argon2id$") && !record.contains("legacy_sha256")
+        }),
+        "the record was not re-hashed"
+    );
+    // A key whose secret was shown is re-hashed even when its record refuses it (LiteLLM
+    // had it blocked): the store keeps no SHA-256 of a key anyone has shown.
+    assert!(eventually(
+        || !keys(&url, &["list", "--legacy"]).contains("other")
+    ));
+    let legacy = keys(&url, &["list", "--legacy"]);
+    assert!(
+        !legacy.contains("acme-prod") && legacy.contains("unused"),
+        "{legacy}"
+    );
+    // Applied to the serving snapshot: the key now verifies by argon2id.
+    until_all(std::slice::from_ref(&moat), |moat| {
+        metric(moat, "moat_keystore_version{") == 5
+    });
+    assert_eq!(status(&moat, key), 200, "the key, by its argon2id hash");
+    assert_eq!(status(&moat, "sk-Xq3v9LmN2pR8tY6wZ1aB4d"), 401);
+    let log = moat.lines().join("\n");
+    assert!(!log.contains(key), "the key is in the log");
+}
+
+#[test]
+fn an_unkey_export_in_a_file_store_is_rehashed_in_the_file_and_keys_arrive_as_bearers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    std::fs::write(&store, "# imported from Unkey\nkeys: []\n").unwrap();
+    let key = "uk_3ZJ7kq9WmTn2Xr8VbY5cLd";
+    let hash = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        (0..32)
+            .map(|i| u8::from_str_radix(&sha256_hex(key)[2 * i..2 * i + 2], 16).unwrap())
+            .collect::<Vec<u8>>(),
+    );
+    let export = dir.path().join("unkey.json");
+    std::fs::write(&export, format!(r#"{{"keys": [{{"id": "key_2a", "name": "mobile", "hash": "{hash}", "enabled": true}}]}}"#)).unwrap();
+    let (ok, _, said) = keys_output(
+        store.to_str().unwrap(),
+        &[
+            "import",
+            export.to_str().unwrap(),
+            "--from",
+            "unkey",
+            "--scopes",
+            "predict",
+        ],
+    );
+    assert!(ok, "{said}");
+
+    let upstream = Upstream::start();
+    let moat = Moat::start(&config(
+        &upstream.url(),
+        &format!(
+            "openapi:\n  file: {}\nauth:\n  schemes:\n    api_key: {{type: api_key, store: {}, bearer: true}}\npolicy:\n  default: [{{api_key: []}}]\n",
+            fixture("model.yaml"),
+            store.display()
+        ),
+    ));
+    let bearer = |key: &str| {
+        support::post_json(
+            moat.addr,
+            "/v1/models/iris:predict",
+            &[&format!("Authorization: Bearer {key}"), "X-Tenant: t-1"],
+            r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#,
+        )
+        .status
+    };
+    assert_eq!(bearer(key), 200, "a legacy key in the bearer slot");
+    assert!(
+        eventually(|| std::fs::read_to_string(&store)
+            .unwrap()
+            .contains("$argon2id$")),
+        "the file was not rewritten"
+    );
+    let text = std::fs::read_to_string(&store).unwrap();
+    assert!(text.starts_with("# imported from Unkey"), "{text}");
+    assert!(!text.contains("legacy_sha256"), "{text}");
+    assert!(eventually(|| moat
+        .lines()
+        .iter()
+        .any(|l| l.contains("configuration reloaded"))));
+    assert_eq!(bearer(key), 200, "by its argon2id hash, after the reload");
+    assert_eq!(bearer("uk_3ZJ7kq9WmTn2Xr8VbY5cLe"), 401);
+}

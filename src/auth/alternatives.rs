@@ -42,7 +42,7 @@ impl Auth {
             });
             return Ok(None);
         }
-        let request = Request::read(caller)?;
+        let request = Request::read(caller, self.reads_legacy_bearer())?;
         // The first credential found short of scopes: the 403's scopes and whose it was.
         let mut missing_scopes = None;
         for (number, alternative) in requirement.alternatives().iter().enumerate() {

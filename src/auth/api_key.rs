@@ -20,11 +20,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod error;
 mod hashing;
+mod legacy;
 mod location;
 mod store;
 
 pub use self::error::KeyError;
 pub use self::hashing::{hash_key, verify_hash};
+use self::hashing::{pepper, random_digest_key};
 pub use self::location::KeyLocation;
 use super::keystore::{KeyRecord, KeyStore, parse_key};
 use crate::config::{ApiKeyConfig, Secret, usable_cores};
@@ -62,6 +64,9 @@ pub struct ApiKeyVerifier {
     inherited: Option<moka::future::Cache<[u8; 32], Verified>>,
     refused: moka::sync::Cache<[u8; 32], ()>,
     slots: Arc<Semaphore>,
+    /// Key ids whose legacy SHA-256 is being replaced by argon2id (shared with the verifiers
+    /// that inherit this one's cache, so a reload does not start a second).
+    rehashing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     waiting: AtomicUsize,
     queue_limit: usize,
     metrics: Option<Arc<Metrics>>,
@@ -104,6 +109,7 @@ impl ApiKeyVerifier {
                 .time_to_live(NEGATIVE_TTL)
                 .build(),
             slots: Arc::new(Semaphore::new(slots)),
+            rehashing: Arc::default(),
             waiting: AtomicUsize::new(0),
             queue_limit: slots * QUEUE_PER_SLOT,
             metrics: None,
@@ -128,13 +134,17 @@ impl ApiKeyVerifier {
         if self.config == previous.config {
             self.digest_key = previous.digest_key;
             self.inherited = Some(previous.verified.clone());
+            self.rehashing = previous.rehashing.clone();
         }
         self
     }
 
     /// Verifies `key` for a request from `client`; returns the key's record.
     pub async fn verify(&self, key: &str, client: IpAddr) -> Result<Arc<KeyRecord>, KeyError> {
-        let record = self.record_of(key)?;
+        let Some(id) = parse_key(key) else {
+            return self.verify_legacy(key, client).await;
+        };
+        let record = self.record_of(id)?;
         let digest = self.digest(key);
         if let Some(verified) = self.cached(&digest, &record).await {
             self.count("valid", "hit");
@@ -160,22 +170,24 @@ impl ApiKeyVerifier {
         }
     }
 
-    /// The record `key` claims by its id, refused before any hash when the key is
-    /// malformed, the store stale or the id unknown.
-    fn record_of(&self, key: &str) -> Result<Arc<KeyRecord>, KeyError> {
-        let Some(id) = parse_key(key) else {
-            self.count("malformed", "none");
-            return Err(KeyError::Malformed);
-        };
-        if self.staleness().is_some() {
-            self.count("stale", "none");
-            return Err(KeyError::Stale);
-        }
+    /// The record a key claims by its id, refused before any hash when the store is stale
+    /// or the id unknown.
+    fn record_of(&self, id: &str) -> Result<Arc<KeyRecord>, KeyError> {
+        self.fresh()?;
         let Some(record) = self.store.records.get(id).cloned() else {
             self.count("unknown", "none");
             return Err(KeyError::UnknownId);
         };
         Ok(record)
+    }
+
+    /// The store is fresh enough to check keys against.
+    fn fresh(&self) -> Result<(), KeyError> {
+        if self.staleness().is_some() {
+            self.count("stale", "none");
+            return Err(KeyError::Stale);
+        }
+        Ok(())
     }
 
     /// A fresh success for `record` when `key` hashes to it, else why not.
@@ -265,24 +277,6 @@ impl ApiKeyVerifier {
                 .inc();
         }
     }
-}
-
-/// The pepper, if any: at most 64 bytes; an empty one is none.
-fn pepper(config: &ApiKeyConfig) -> Result<Option<Secret>, String> {
-    match &config.pepper {
-        Some(pepper) if pepper.expose().len() > 64 => {
-            Err("`pepper` must be at most 64 bytes".to_owned())
-        }
-        pepper => Ok(pepper.clone().filter(|p| !p.expose().is_empty())),
-    }
-}
-
-/// What the caches' HMAC is keyed with: random per verifier (and what it inherits), so
-/// a digest says nothing of the key outside this process.
-fn random_digest_key() -> [u8; 64] {
-    let mut key = [0u8; 64];
-    rand::fill(&mut key);
-    key
 }
 
 /// The verified record, if its time, state and address restrictions admit `client` now.

@@ -83,6 +83,19 @@ pub struct KeyStore {
     /// Unix ms of when this replica last read the file and found this content: set at the
     /// load, and again by each periodic re-read that finds the file unchanged.
     read_at: AtomicU64,
+    /// The records of keys without moat's shape, by [`KeyRecord::legacy_tag`].
+    pub legacy: HashMap<u32, Vec<Arc<KeyRecord>>>,
+}
+
+/// The legacy records by tag (one pass; empty in a store of moat keys only).
+fn legacy_index(records: &HashMap<String, Arc<KeyRecord>>) -> HashMap<u32, Vec<Arc<KeyRecord>>> {
+    let mut index: HashMap<u32, Vec<Arc<KeyRecord>>> = HashMap::new();
+    for record in records.values() {
+        if let Some(tag) = record.legacy_tag() {
+            index.entry(tag).or_default().push(record.clone());
+        }
+    }
+    index
 }
 
 impl Default for KeyStore {
@@ -92,6 +105,7 @@ impl Default for KeyStore {
             digest: digest(""),
             bytes: 0,
             read_at: AtomicU64::new(unix_ms(SystemTime::now())),
+            legacy: HashMap::new(),
         }
     }
 }
@@ -110,6 +124,7 @@ impl KeyStore {
         bytes: usize,
     ) -> KeyStore {
         KeyStore {
+            legacy: legacy_index(&records),
             records,
             digest,
             bytes,
@@ -170,12 +185,7 @@ impl KeyStore {
         };
         let Records { by_id, problems } = file.map(|file| file.keys).unwrap_or_default();
         if problems.is_empty() {
-            Ok(KeyStore {
-                records: by_id,
-                digest: digest(text),
-                bytes: text.len(),
-                read_at: AtomicU64::new(unix_ms(SystemTime::now())),
-            })
+            Ok(KeyStore::of_records(by_id, digest(text), text.len()))
         } else {
             Err(problems)
         }
@@ -282,6 +292,29 @@ mod tests {
         let problems = KeyStore::parse(&twice).unwrap_err();
         assert!(problems[0].contains("duplicate field `id`"), "{problems:?}");
         assert!(KeyStore::parse(r#"{"keys": [], "extra": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_legacy_record_holds_a_sha256_or_a_tag_beside_its_argon2id_hash_never_both() {
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let argon = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        let store = KeyStore::parse(&format!(
+            "keys:\n  - id: a\n    legacy_sha256: {sha}\n  - id: b\n    hash: \"{argon}\"\n    legacy_tag: \"9f86d081\"\n  - id: c\n    hash: \"{argon}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(store.legacy[&0x9f86_d081].len(), 2, "a and b share the tag");
+        for bad in [
+            format!("keys:\n  - id: a\n    legacy_sha256: {}\n", &sha[..60]),
+            format!(
+                "keys:\n  - id: a\n    legacy_sha256: {}\n",
+                sha.to_uppercase()
+            ),
+            format!("keys:\n  - id: a\n    hash: \"{argon}\"\n    legacy_sha256: {sha}\n"),
+            format!("keys:\n  - id: a\n    hash: \"{argon}\"\n    legacy_tag: xyz\n"),
+            "keys:\n  - id: a\n".to_owned(),
+        ] {
+            assert!(KeyStore::parse(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! records take ~120 MB — see the README's performance table.
 
 mod follow;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -174,6 +174,12 @@ impl Auth {
             })
     }
 
+    /// Whether a scheme reading `Authorization: Bearer` holds keys that are not moat-shaped.
+    fn reads_legacy_bearer(&self) -> bool {
+        self.api_keys()
+            .any(|(_, key)| key.bearer && !key.store().legacy.is_empty())
+    }
+
     /// The Redis stores the verifiers hold, for the reload loop to follow.
     pub fn live_stores(&self) -> Vec<Arc<live::LiveKeys>> {
         self.api_keys()
@@ -220,10 +226,13 @@ struct Request<'r> {
 
 impl<'r> Request<'r> {
     /// Reads the bearer slot. A bearer shaped like a moat key is a key, never a JWT; any
-    /// other one never reaches a key verifier (so it is never hashed).
-    fn read(caller: &'r Caller<'r>) -> Result<Request<'r>, Rejection> {
+    /// other one never reaches a key verifier (so it is never hashed) — unless a scheme
+    /// that reads the bearer slot holds legacy keys (`legacy`), which are not moat-shaped:
+    /// then a bearer that cannot be a JWT (no two dots) is a key too.
+    fn read(caller: &'r Caller<'r>, legacy: bool) -> Result<Request<'r>, Rejection> {
         let (bearer, bearer_key) = match extract::bearer_token(caller.headers)? {
             Some(token) if keystore::looks_like_key(token) => (None, Some(token)),
+            Some(token) if legacy && token.matches('.').count() != 2 => (None, Some(token)),
             token => (token, None),
         };
         Ok(Request {

@@ -1,9 +1,10 @@
 //! argon2id with the optional pepper as its secret input: the hash `moat keys` stores, and
-//! the check of a key against it.
+//! the check of a key against it; the pepper as configured, and the per-process key of the
+//! verification caches.
 
 use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
 
-use crate::config::Secret;
+use crate::config::{ApiKeyConfig, Secret};
 
 /// argon2 with the optional pepper as its secret input; the comparison inside is
 /// constant-time.
@@ -36,4 +37,22 @@ fn hasher(pepper: Option<&Secret>) -> Result<Argon2<'_>, String> {
         .map_err(|e| e.to_string()),
         None => Ok(Argon2::default()),
     }
+}
+
+/// The pepper, if any: at most 64 bytes; an empty one is none.
+pub(super) fn pepper(config: &ApiKeyConfig) -> Result<Option<Secret>, String> {
+    match &config.pepper {
+        Some(pepper) if pepper.expose().len() > 64 => {
+            Err("`pepper` must be at most 64 bytes".to_owned())
+        }
+        pepper => Ok(pepper.clone().filter(|p| !p.expose().is_empty())),
+    }
+}
+
+/// What the caches' HMAC is keyed with: random per verifier (and what it inherits), so
+/// a digest says nothing of the key outside this process.
+pub(super) fn random_digest_key() -> [u8; 64] {
+    let mut key = [0u8; 64];
+    rand::fill(&mut key);
+    key
 }

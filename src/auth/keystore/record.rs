@@ -17,7 +17,18 @@ use crate::ids::Name;
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     pub id: Name,
+    /// The argon2id PHC hash; empty for a record imported with only `legacy_sha256`.
+    #[serde(default)]
     pub hash: String,
+    /// Another gateway's SHA-256 of the whole key (64 hex digits), for keys that are not
+    /// moat-shaped (`moat keys import --from litellm|unkey|agentgateway`): verified once by
+    /// it, then re-hashed to argon2id and written back (see `api_key::legacy`).
+    #[serde(default)]
+    pub legacy_sha256: Option<String>,
+    /// The first 8 hex digits of the SHA-256 of a re-hashed legacy key: how a key without
+    /// moat's `moat_<id>_` finds its record (see `api_key::legacy`).
+    #[serde(default)]
+    pub legacy_tag: Option<String>,
     #[serde(default)]
     pub scopes: Scopes,
     #[serde(default)]
@@ -116,6 +127,13 @@ impl KeyRecord {
                 self.id
             ));
         }
+        if let Some(problem) = self.legacy_problem() {
+            problems.push(format!("key `{}`: {problem}", self.id));
+            return;
+        }
+        if self.legacy_sha256.is_some() {
+            return;
+        }
         if !self.hash.starts_with("$argon2id$")
             || argon2::password_hash::phc::PasswordHash::new(&self.hash).is_err()
         {
@@ -124,6 +142,41 @@ impl KeyRecord {
                 self.id
             ));
         }
+    }
+}
+
+impl KeyRecord {
+    /// What is wrong with the record's legacy fields, if anything.
+    fn legacy_problem(&self) -> Option<&'static str> {
+        let hex = |text: &str, digits: usize| {
+            text.len() == digits
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        match (&self.legacy_sha256, &self.legacy_tag) {
+            (Some(_), _) if !self.hash.is_empty() => {
+                Some("has both `hash` and `legacy_sha256`: keep one")
+            }
+            (Some(_), Some(_)) => Some("has both `legacy_sha256` and `legacy_tag`: keep one"),
+            (Some(sha), None) if !hex(sha, 64) => {
+                Some("`legacy_sha256` must be 64 lower-case hex digits")
+            }
+            (None, Some(tag)) if !hex(tag, 8) => {
+                Some("`legacy_tag` must be 8 lower-case hex digits")
+            }
+            _ => None,
+        }
+    }
+
+    /// The tag a key without moat's shape finds this record by: the first 32 bits of its
+    /// SHA-256, known from a legacy hash or kept beside the argon2id one.
+    pub fn legacy_tag(&self) -> Option<u32> {
+        let hex = self
+            .legacy_sha256
+            .as_deref()
+            .or(self.legacy_tag.as_deref())?;
+        u32::from_str_radix(hex.get(..8)?, 16).ok()
     }
 }
 

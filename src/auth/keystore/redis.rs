@@ -62,15 +62,18 @@ impl Layout {
         command
     }
 
+    /// The write script's text (`SCRIPT LOAD` it on an async connection).
+    pub fn write_script(&self) -> &'static str {
+        WRITE_SCRIPT
+    }
+
     /// Loads the write script, which [`Layout::write`] names by its hash.
     pub fn load_write(&self, connection: &mut dyn redis::ConnectionLike) -> redis::RedisResult<()> {
         WRITE.load(connection).map(drop)
     }
 }
 
-static WRITE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"
+const WRITE_SCRIPT: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 if current ~= ARGV[3] then
   return redis.error_reply('CHANGED the record changed since it was read; run the command again')
@@ -85,9 +88,10 @@ local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('PUBLISH', ARGV[4], version .. ' ' .. ARGV[1] .. ' ' .. ms)
 return version
-",
-    )
-});
+";
+
+static WRITE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(WRITE_SCRIPT));
 
 /// One change as published.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -123,3 +123,17 @@ fn a_layout_the_line_edit_misreads_is_rewritten_not_corrupted() {
             .disabled
     );
 }
+
+#[test]
+fn removing_a_field_drops_its_line_and_keeps_the_comments() {
+    let text = format!(
+        "# ours\nkeys:\n  - id: batch # nightly\n    hash: \"{HASH}\"\n    owner: ann\n  - id: web\n    hash: \"{HASH}\"\n    owner: bob\n"
+    );
+    let (out, rewritten) = edited(&text, |s| s.remove("batch", "owner").unwrap());
+    assert!(!rewritten, "{out}");
+    assert!(
+        out.contains("# ours") && out.contains("# nightly") && out.contains("owner: bob"),
+        "{out}"
+    );
+    assert!(!out.contains("owner: ann"), "{out}");
+}

@@ -24,6 +24,10 @@ pub enum KeysCommand {
         /// Add a column with each hash's algorithm and cost (never the hash itself).
         #[arg(long)]
         hashes: bool,
+        /// Only the keys imported with another gateway's SHA-256 and not yet used (each
+        /// is re-hashed to argon2id on its first use).
+        #[arg(long)]
+        legacy: bool,
         #[command(flatten)]
         target: KeyTarget,
     },
@@ -40,6 +44,13 @@ pub enum KeysCommand {
     /// files); records already there unchanged are skipped, so it can run again.
     Import {
         file: PathBuf,
+        /// Another gateway's export: its keys become records holding their SHA-256, each
+        /// re-hashed to argon2id on its first use.
+        #[arg(long, value_enum)]
+        from: Option<store::Gateway>,
+        /// With --from: comma-separated scopes every imported key gets.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
         #[command(flatten)]
         target: KeyTarget,
     },
@@ -213,9 +224,13 @@ impl KeysCommand {
                 .resolve()
                 .and_then(|target| store::hash_stdin(&target))
                 .map(|hash| println!("{hash}")),
-            KeysCommand::List { hashes, target } => target
+            KeysCommand::List {
+                hashes,
+                legacy,
+                target,
+            } => target
                 .resolve()
-                .and_then(|target| store::list(&target.store, hashes))
+                .and_then(|target| store::list(&target.store, hashes, legacy))
                 .map(|table| print!("{table}")),
             KeysCommand::Revoke { id, target } => {
                 let target = target.resolve()?;
@@ -224,9 +239,14 @@ impl KeysCommand {
                 Ok(())
             }
             KeysCommand::Rotate(args) => args.run(),
-            KeysCommand::Import { file, target } => {
+            KeysCommand::Import {
+                file,
+                from,
+                scopes,
+                target,
+            } => {
                 let target = target.resolve()?;
-                let imported = store::import(&target.store, &file)?;
+                let imported = store::import(&target.store, &file, from, &scopes)?;
                 eprintln!(
                     "{}: {} records added, {} already there",
                     target.store, imported.added, imported.unchanged

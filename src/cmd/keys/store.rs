@@ -8,6 +8,7 @@
 //! `.env` is the pepper both use.
 
 mod edit;
+mod foreign;
 mod list;
 mod opened;
 mod record;
@@ -20,6 +21,7 @@ use crate::auth::keystore::{self, KeyStore};
 use crate::auth::store_edit::StoreText;
 
 pub use edit::{hash_stdin, new, revoke, rotate};
+pub use foreign::Gateway;
 pub use list::list;
 pub use record::NewKey;
 pub use target::{Choice, Target};

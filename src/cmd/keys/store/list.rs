@@ -20,7 +20,7 @@ const HASH_COLUMN: &str = "hashed with";
 /// `moat keys list`: one line per key with its state and restrictions. No hash by default:
 /// not a secret, but noise, and text that invites copy-paste; `hashes` adds a column with
 /// each hash's algorithm and cost (never its salt or digest), for checking a raised cost.
-pub fn list(source: &KeySource, hashes: bool) -> Result<String, String> {
+pub fn list(source: &KeySource, hashes: bool, legacy: bool) -> Result<String, String> {
     if let KeySource::File(path) = source
         && !path.exists()
     {
@@ -30,22 +30,29 @@ pub fn list(source: &KeySource, hashes: bool) -> Result<String, String> {
         ));
     }
     let store = Opened::open(source)?.store;
-    let mut ids: Vec<&String> = store.records.keys().collect();
+    // `--legacy`: the records still holding another gateway's SHA-256 (see `api_key::legacy`).
+    let mut ids: Vec<&String> = (store.records.iter())
+        .filter(|(_, record)| !legacy || record.legacy_sha256.is_some())
+        .map(|(id, _)| id)
+        .collect();
     ids.sort();
     let now = SystemTime::now();
     let mut out = row(
         COLUMNS.map(str::to_owned),
         hashes.then(|| HASH_COLUMN.to_owned()),
     );
+    let ids_empty = ids.is_empty();
     for id in ids {
         let record = &store.records[id];
         out.push_str(&row(
             cells(record, now),
-            hashes.then(|| hashed_with(&record.hash)),
+            hashes.then(|| hashed_with(record)),
         ));
     }
     if store.records.is_empty() {
         out.push_str("(no keys yet: `moat keys new --id ID --scopes a,b`)\n");
+    } else if legacy && ids_empty {
+        out.push_str("(no legacy SHA-256 records left: every key is hashed with argon2id)\n");
     }
     Ok(out)
 }
@@ -84,8 +91,11 @@ fn row(cells: [String; 6], hash: Option<String>) -> String {
 
 /// The algorithm and cost of a PHC hash (`argon2id m=19456,t=2,p=1`): what an operator
 /// checks after raising the cost, and nothing of the salt or hash itself.
-fn hashed_with(phc: &str) -> String {
-    let mut fields = phc.split('$').skip(1);
+fn hashed_with(record: &KeyRecord) -> String {
+    if record.legacy_sha256.is_some() {
+        return "sha256 (legacy)".to_owned();
+    }
+    let mut fields = record.hash.split('$').skip(1);
     let algorithm = fields.next().unwrap_or("?");
     let params = fields.find(|f| f.contains("m=")).unwrap_or("");
     format!("{algorithm} {params}").trim_end().to_owned()

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::foreign::{self, Gateway};
 use super::opened::Opened;
 use crate::auth::keystore::{self, KeyRecord, KeyStore};
 use crate::auth::store_edit::{StoreText, store_text};
@@ -21,9 +22,25 @@ pub struct Imported {
     pub unchanged: usize,
 }
 
-/// `moat keys import FILE`: the records of the moat store at `source` into `target`.
-pub fn import(target: &KeySource, source: &Path) -> Result<Imported, String> {
-    let records = file_records(source)?;
+/// `moat keys import FILE`: the records of the moat store at `source` into `target` — or,
+/// `from` another gateway, its keys as legacy records with `scopes`.
+pub fn import(
+    target: &KeySource,
+    source: &Path,
+    from: Option<Gateway>,
+    scopes: &[String],
+) -> Result<Imported, String> {
+    let records = match from {
+        None if !scopes.is_empty() => {
+            return Err("--scopes is for --from: a moat store's records carry their own".into());
+        }
+        None => file_records(source)?,
+        Some(gateway) => {
+            let text = crate::input::read_to_string(source, crate::input::Kind::KeyStore)?;
+            foreign::records(&text, gateway, scopes)
+                .map_err(|problem| format!("{}: {problem}", source.display()))?
+        }
+    };
     let mut opened = Opened::open(target)?;
     let mut added = Vec::new();
     let mut unchanged = 0;
