@@ -25,7 +25,7 @@ use crate::config::RedisKeysConfig;
 
 pub struct LiveKeys {
     config: RedisKeysConfig,
-    client: redis::Client,
+    target: crate::redis_client::Target,
     layout: Layout,
     held: Mutex<Held>,
     /// Read whole from Redis at least once.
@@ -65,11 +65,11 @@ impl LiveKeys {
     /// not answering is no error: the store serves nothing (every key 503, `/readyz`
     /// unready) until the follower reaches it.
     pub fn open(config: &RedisKeysConfig) -> Result<Arc<LiveKeys>, String> {
-        let client = crate::redis_client::client(&config.url, config.ca_file.as_deref())?;
+        let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
         let live = Arc::new(LiveKeys {
             layout: Layout::new(&config.key_prefix),
             config: config.clone(),
-            client,
+            target,
             held: Mutex::default(),
             synced: AtomicBool::new(false),
             confirmed_at: AtomicU64::new(unix_ms()),
@@ -88,11 +88,8 @@ impl LiveKeys {
     }
 
     fn read_now(&self) -> redis::RedisResult<()> {
-        let mut connection = self
-            .client
-            .get_connection_with_timeout(self.config.timeout)?;
-        connection.set_read_timeout(Some(self.config.timeout))?;
-        let (version, fields) = self.layout.read_all().query(&mut connection)?;
+        let mut connection = self.target.connect_blocking(self.config.timeout)?;
+        let (version, fields) = self.layout.read_all().invoke(connection.connection())?;
         self.replace(version, fields);
         Ok(())
     }

@@ -30,18 +30,21 @@ impl Layout {
         }
     }
 
-    /// Reads the version and every record at once (a transaction: no write lands between).
-    pub fn read_all(&self) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.atomic().get(&self.version).hgetall(&self.records);
-        pipe
+    /// Reads the version and every record at once (a script: no write lands between, and
+    /// unlike `MULTI` it runs on a cluster's node too).
+    pub fn read_all(&self) -> redis::ScriptInvocation<'static> {
+        let script: &'static redis::Script = &READ_ALL;
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&self.records).key(&self.version);
+        invocation
     }
 
     /// The version and one record at once.
-    pub fn read_one(&self, id: &str) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.atomic().get(&self.version).hget(&self.records, id);
-        pipe
+    pub fn read_one(&self, id: &str) -> redis::ScriptInvocation<'static> {
+        let script: &'static redis::Script = &READ_ONE;
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&self.records).key(&self.version).arg(id);
+        invocation
     }
 
     /// The write of one record (`record`: its JSON, or `None` to delete it), refused with
@@ -89,6 +92,14 @@ local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('PUBLISH', ARGV[4], version .. ' ' .. ARGV[1] .. ' ' .. ms)
 return version
 ";
+
+static READ_ALL: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new("return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}")
+});
+
+static READ_ONE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new("return {redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[1], ARGV[1])}")
+});
 
 static WRITE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(WRITE_SCRIPT));

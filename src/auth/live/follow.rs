@@ -48,8 +48,10 @@ impl LiveKeys {
 
 async fn run(live: Weak<LiveKeys>, tick: Duration) {
     let mut failing = false;
+    // Which seed of a cluster to subscribe on: the next one after each failure.
+    let mut attempt = 0;
     loop {
-        match session(&live, tick, &mut failing).await {
+        match session(&live, tick, &mut failing, attempt).await {
             Ended::Dropped => return,
             Ended::Failed(error) => {
                 let Some(held) = live.upgrade() else { return };
@@ -58,6 +60,7 @@ async fn run(live: Weak<LiveKeys>, tick: Duration) {
                         "lost the key store's Redis; the held keys serve until max_store_age");
                 }
                 failing = true;
+                attempt += 1;
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -65,18 +68,23 @@ async fn run(live: Weak<LiveKeys>, tick: Duration) {
 }
 
 /// Subscribes, catches up, then applies changes and checks until Redis fails.
-async fn session(live: &Weak<LiveKeys>, tick: Duration, failing: &mut bool) -> Ended {
+async fn session(
+    live: &Weak<LiveKeys>,
+    tick: Duration,
+    failing: &mut bool,
+    attempt: usize,
+) -> Ended {
     let Some(held) = live.upgrade() else {
         return Ended::Dropped;
     };
     let wait = held.config.timeout;
-    let client = held.client.clone();
+    let target = held.target.clone();
     let channel = held.layout.channel.clone();
     drop(held);
     let connected = async {
-        let mut pubsub = timeout(wait, client.get_async_pubsub()).await??;
+        let mut pubsub = timeout(wait, target.subscriber(attempt).get_async_pubsub()).await??;
         timeout(wait, pubsub.subscribe(&channel)).await??;
-        let connection = timeout(wait, client.get_multiplexed_async_connection()).await??;
+        let connection = timeout(wait, target.connect()).await??;
         Ok::<_, Ended>((pubsub, connection))
     };
     let (pubsub, mut connection) = match connected.await {
@@ -106,7 +114,7 @@ async fn session(live: &Weak<LiveKeys>, tick: Duration, failing: &mut bool) -> E
     }
 }
 
-type Connection = redis::aio::MultiplexedConnection;
+type Connection = crate::redis_client::Connection;
 
 /// The version Redis has against the held one; the whole store read again when they differ,
 /// or when a full check is due (`full`, or `full_check` since the last).
@@ -130,7 +138,7 @@ async fn check(
         return Ok(());
     }
     let (version, fields): (Option<u64>, HashMap<String, String>) =
-        timeout(wait, held.layout.read_all().query_async(connection)).await??;
+        timeout(wait, held.layout.read_all().invoke_async(connection)).await??;
     held.replace(version, fields);
     Ok(())
 }
@@ -153,7 +161,7 @@ async fn on_message(
     }
     let (_, json): (Option<u64>, Option<String>) = timeout(
         held.config.timeout,
-        held.layout.read_one(&change.id).query_async(connection),
+        held.layout.read_one(&change.id).invoke_async(connection),
     )
     .await??;
     if !held.apply(&change, json) {

@@ -15,7 +15,7 @@ fn record(id: &str) -> String {
 fn unconnected() -> LiveKeys {
     let config = RedisKeysConfig::at(Secret::from("redis://127.0.0.1:1".to_owned()));
     LiveKeys {
-        client: crate::redis_client::client(&config.url, None).unwrap(),
+        target: crate::redis_client::target(&config.url, None).unwrap(),
         layout: Layout::new(&config.key_prefix),
         config,
         held: Mutex::default(),

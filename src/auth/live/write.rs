@@ -16,7 +16,7 @@ impl LiveKeys {
         tag: &str,
     ) -> Result<(), String> {
         let wait = self.config.timeout;
-        let mut connection = timeout(wait, self.client.get_multiplexed_async_connection())
+        let mut connection = timeout(wait, self.target.connect())
             .await
             .map_err(|_| "Redis timed out".to_owned())?
             .map_err(|e| e.to_string())?;

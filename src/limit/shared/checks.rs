@@ -11,22 +11,46 @@ use crate::limit::{KeyLimits, Window, quota_usage};
 use crate::reject::{QuotaUsage, Rejection};
 
 impl Shared {
-    /// One request: `client`'s shared bucket and `key`'s bucket and quota.
+    /// One request: `client`'s shared bucket and `key`'s bucket and quota — one script on
+    /// one Redis; on a cluster, where one script reaches one slot, the client's bucket (its
+    /// own slot) first and then the key's. The client's is then spent even when the key's
+    /// limits refuse, as the per-process client limit is.
     pub async fn check(
+        &self,
+        client: Option<(IpAddr, RateLimit)>,
+        key: Option<(&str, &KeyLimits)>,
+    ) -> Result<Result<Option<QuotaUsage>, Rejection>, StoreError> {
+        let keyed = key.is_some_and(|(_, limits)| limits.rate.is_some() || limits.quota.is_some());
+        if self.target.is_cluster() && client.is_some() && keyed {
+            if let Err(refused) = self.check_in_one(client, None).await? {
+                return Ok(Err(refused));
+            }
+            return self.check_in_one(None, key).await;
+        }
+        self.check_in_one(client, key).await
+    }
+
+    /// The buckets and quota in one script. Every Redis key carries a hash tag — the
+    /// client's address or the key's id in braces — so a key's counters share a slot.
+    async fn check_in_one(
         &self,
         client: Option<(IpAddr, RateLimit)>,
         key: Option<(&str, &KeyLimits)>,
     ) -> Result<Result<Option<QuotaUsage>, Rejection>, StoreError> {
         let prefix = &self.config.key_prefix;
         let buckets = [
-            client.map(|(ip, limit)| (format!("{prefix}rate:client:{ip}"), limit)),
-            key.and_then(|(id, limits)| Some((format!("{prefix}rate:key:{id}"), limits.rate?))),
+            client.map(|(ip, limit)| (format!("{prefix}rate:client:{{{ip}}}"), limit)),
+            key.and_then(|(id, limits)| Some((format!("{prefix}rate:key:{{{id}}}"), limits.rate?))),
         ];
         let now = SystemTime::now();
         let quota = key.and_then(|(id, limits)| {
             let quota = limits.quota?;
             let window = Window::containing(now, quota.per);
-            let counter = format!("{prefix}quota:{id}:{}:{}", quota.per.as_str(), window.start);
+            let counter = format!(
+                "{prefix}quota:{{{id}}}:{}:{}",
+                quota.per.as_str(),
+                window.start
+            );
             Some((counter, quota, window))
         });
         let mut invocation = self.script.prepare_invoke();
@@ -68,7 +92,7 @@ impl Shared {
             .iter()
             .map(|(budget, window)| {
                 format!(
-                    "{prefix}tokens:{id}:{}:{}",
+                    "{prefix}tokens:{{{id}}}:{}:{}",
                     budget.per.as_str(),
                     window.start
                 )

@@ -54,7 +54,7 @@ impl Shared {
             }
         };
         let call = async {
-            let mut connection = self.connection()?;
+            let mut connection = self.connection().await?;
             match invocation.invoke_async::<T>(&mut connection).await {
                 Err(error) if went_stale(&error) => {
                     tracing::debug!(error = %error, "Redis connection went stale; trying once more");

@@ -19,11 +19,11 @@ mod scripts;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use thread_local::ThreadLocal;
 
 use super::Window;
 use crate::config::{OnError, RedisStoreConfig};
+use crate::redis_client::{Connection, Target};
 
 /// Lua numbers are doubles: "as much as fits" is sent as this, not `u64::MAX`.
 const MOST_TOKENS: u64 = 1 << 50;
@@ -36,8 +36,8 @@ fn expires_at(window: &Window) -> i64 {
 
 pub struct Shared {
     config: RedisStoreConfig,
-    client: redis::Client,
-    connections: ThreadLocal<ConnectionManager>,
+    target: Target,
+    connections: ThreadLocal<tokio::sync::OnceCell<Connection>>,
     script: redis::Script,
     reserve: redis::Script,
     settle: redis::Script,
@@ -81,13 +81,13 @@ impl StoreError {
 
 impl Shared {
     pub fn new(config: &RedisStoreConfig) -> Result<Self, String> {
-        let client = crate::redis_client::client(&config.url, config.ca_file.as_deref())?;
+        let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
         if config.timeout.is_zero() {
             return Err("`timeout` must be more than 0".to_owned());
         }
         Ok(Shared {
             config: config.clone(),
-            client,
+            target,
             connections: ThreadLocal::new(),
             script: redis::Script::new(scripts::CHECK),
             reserve: redis::Script::new(scripts::RESERVE),
@@ -108,25 +108,16 @@ impl Shared {
     }
 
     /// This thread's connection; the first call on a thread sets it up on its runtime.
-    fn connection(&self) -> Result<ConnectionManager, redis::RedisError> {
-        let timeout = self.config.timeout;
-        self.connections
-            .get_or_try(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(timeout))
-                    // A connect may take longer than one check waits: it goes on in the
-                    // background while checks fall back.
-                    .set_connection_timeout(Some(timeout.max(Duration::from_secs(2))))
-                    .set_max_delay(Duration::from_secs(1));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .cloned()
+    async fn connection(&self) -> Result<Connection, redis::RedisError> {
+        let cell = self.connections.get_or_default();
+        let connection = cell.get_or_try_init(|| self.target.managed(self.config.timeout));
+        connection.await.cloned()
     }
 
     /// Connects this thread's connection before the first request needs it: a TLS
     /// handshake with a remote Redis can take longer than one check's `timeout`.
     pub async fn warm_up(&self) {
-        let Ok(mut connection) = self.connection() else {
+        let Ok(mut connection) = self.connection().await else {
             return;
         };
         let command = redis::cmd("PING");

@@ -21,11 +21,11 @@ pub struct Opened {
 
 enum Backend {
     File { path: PathBuf, text: StoreText },
-    Redis(RedisEdit),
+    Redis(Box<RedisEdit>),
 }
 
 struct RedisEdit {
-    connection: redis::Connection,
+    connection: crate::redis_client::Blocking,
     layout: Layout,
     /// Each record's JSON as read: what a write expects to replace.
     read: HashMap<String, String>,
@@ -123,17 +123,14 @@ impl Opened {
 fn open_redis(config: &RedisKeysConfig) -> Result<Opened, String> {
     let unreachable =
         |e: redis::RedisError| format!("redis (key_prefix {:?}): {e}", config.key_prefix);
-    let client = crate::redis_client::client(&config.url, config.ca_file.as_deref())?;
-    let mut connection = client
-        .get_connection_with_timeout(config.timeout)
-        .map_err(unreachable)?;
-    connection
-        .set_read_timeout(Some(config.timeout))
+    let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
+    let mut connection = target
+        .connect_blocking(config.timeout)
         .map_err(unreachable)?;
     let layout = Layout::new(&config.key_prefix);
     let (version, read): (Option<u64>, HashMap<String, String>) = layout
         .read_all()
-        .query(&mut connection)
+        .invoke(connection.connection())
         .map_err(unreachable)?;
     let (by_id, bytes, problems) = records(read.clone());
     for problem in problems {
@@ -142,12 +139,12 @@ fn open_redis(config: &RedisKeysConfig) -> Result<Opened, String> {
     let store = KeyStore::of_records(by_id, format!("v{}", version.unwrap_or(0)), bytes);
     Ok(Opened {
         store,
-        backend: Backend::Redis(RedisEdit {
+        backend: Backend::Redis(Box::new(RedisEdit {
             connection,
             layout,
             read,
             edited: BTreeMap::new(),
-        }),
+        })),
     })
 }
 
@@ -166,16 +163,15 @@ impl RedisEdit {
                 .map_err(|problem| format!("{problem}; nothing written"))?;
         }
         self.layout
-            .load_write(&mut self.connection)
+            .load_write(self.connection.connection())
             .map_err(|e| format!("redis: {e}"))?;
         for batch in written.chunks(BATCH) {
-            let mut pipe = redis::pipe();
-            for (id, json) in batch {
+            let commands = batch.iter().map(|(id, json)| {
                 let expected = self.read.get(*id).map(String::as_str);
-                pipe.add_command(self.layout.write(id, Some(json), expected))
-                    .ignore();
-            }
-            pipe.query::<()>(&mut self.connection)
+                self.layout.write(id, Some(json), expected)
+            });
+            self.connection
+                .pipeline(commands)
                 .map_err(|e| format!("redis: {e} (the records before it were written; running the command again is safe)"))?;
         }
         Ok(())

@@ -151,11 +151,17 @@ fn unresolved(scheme: &ApiKeyConfig) -> bool {
         }
 }
 
-/// `--store`: a `redis://` or `rediss://` URL names a Redis store (default `key_prefix`),
-/// anything else a file.
+/// `--store`: a `redis://`, `rediss://` or `redis+cluster://` URL names a Redis store
+/// (default `key_prefix`), anything else a file.
 fn source_of(store: &Path) -> KeySource {
+    const SCHEMES: [&str; 4] = [
+        "redis://",
+        "rediss://",
+        "redis+cluster://",
+        "rediss+cluster://",
+    ];
     match store.to_str() {
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        Some(url) if SCHEMES.iter().any(|scheme| url.starts_with(scheme)) => {
             KeySource::Redis(RedisKeysConfig::at(Secret::from(url.to_owned())))
         }
         _ => KeySource::File(store.to_owned()),
