@@ -345,6 +345,27 @@ fn litellm_keys_imported_by_their_sha256_verify_once_and_are_stored_as_argon2id(
     assert_eq!(status(&moat, "sk-Xq3v9LmN2pR8tY6wZ1aB4d"), 401);
     let log = moat.lines().join("\n");
     assert!(!log.contains(key), "the key is in the log");
+
+    // Rotated to a moat key: the replacement names its record, and carries no legacy tag.
+    let rotated = keys(
+        &url,
+        &[
+            "rotate",
+            "unused",
+            "--grace",
+            "1h",
+            "--new-id",
+            "unused-moat",
+        ],
+    );
+    assert!(rotated.starts_with("moat_unused-moat_"), "{rotated}");
+    until_all(std::slice::from_ref(&moat), |moat| {
+        status(moat, &rotated) == 200
+    });
+    let record = redis
+        .command("HGET {moat:keys:}records unused-moat")
+        .unwrap();
+    assert!(!record.contains("legacy"), "{record}");
 }
 
 #[test]

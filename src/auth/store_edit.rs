@@ -36,16 +36,25 @@ pub struct StoreText {
     text: String,
     document: Value,
     rewritten: bool,
+    /// A JSON store (the format for large ones): parsed by serde_json and written back as
+    /// JSON, a record a line — it has no comments or layout to keep.
+    json: bool,
 }
 
 impl StoreText {
     /// `text` as the loader reads it; an empty (or comment-only) file is an empty store.
     pub fn parse(text: String) -> Result<StoreText, String> {
-        let document = with_keys_list(parse_document(&text)?)?;
+        let json = text.trim_start().starts_with('{');
+        let document = if json {
+            serde_json::from_str(&text).map_err(|e| e.to_string())?
+        } else {
+            parse_document(&text)?
+        };
         Ok(StoreText {
             text,
-            document,
+            document: with_keys_list(document)?,
             rewritten: false,
+            json,
         })
     }
 
@@ -60,12 +69,13 @@ impl StoreText {
     /// Adds `records` at the end of the list, in one edit (an import of 100,000 records
     /// reads the text back once, not once per record).
     pub fn append_all(&mut self, records: Vec<Map<String, Value>>) {
-        let mut expected = self.document.clone();
-        let candidate = append_text(&self.text, &records);
-        if let Some(keys) = expected.get_mut("keys").and_then(Value::as_array_mut) {
+        let candidate = (!self.json)
+            .then(|| append_text(&self.text, &records))
+            .flatten();
+        if let Some(keys) = self.document.get_mut("keys").and_then(Value::as_array_mut) {
             keys.extend(records.into_iter().map(Value::Object));
         }
-        self.settle(expected, candidate);
+        self.settle(candidate);
     }
 
     /// Every record, as the file has them.
@@ -84,8 +94,8 @@ impl StoreText {
     }
 
     fn change(&mut self, id: &str, field: &str, value: Option<Value>) -> Result<(), String> {
-        let mut expected = self.document.clone();
-        let record = expected
+        let record = self
+            .document
             .get_mut("keys")
             .and_then(Value::as_array_mut)
             .and_then(|keys| {
@@ -98,8 +108,10 @@ impl StoreText {
             Some(value) => record.insert(field.to_owned(), value.clone()),
             None => record.remove(field),
         };
-        let candidate = set_text(&self.text, id, field, value.as_ref());
-        self.settle(expected, candidate);
+        let candidate = (!self.json)
+            .then(|| set_text(&self.text, id, field, value.as_ref()))
+            .flatten();
+        self.settle(candidate);
         Ok(())
     }
 
@@ -116,18 +128,22 @@ impl StoreText {
     }
 
     /// Keeps the line edit if it reads back as `expected`, else rewrites the whole store.
-    fn settle(&mut self, expected: Value, candidate: Option<String>) {
+    /// (The document is already edited; a JSON store is written from it.)
+    fn settle(&mut self, candidate: Option<String>) {
+        if self.json {
+            self.text = json_text(self.records().iter());
+            return;
+        }
         let faithful = candidate
             .as_deref()
-            .is_some_and(|text| parse_document(text).is_ok_and(|doc| doc == expected));
+            .is_some_and(|text| parse_document(text).is_ok_and(|doc| doc == self.document));
         self.text = match candidate {
             Some(text) if faithful => text,
             _ => {
                 self.rewritten = true;
-                block_yaml(&expected)
+                block_yaml(&self.document)
             }
         };
-        self.document = expected;
     }
 }
 
@@ -170,10 +186,16 @@ pub fn store_text(records: Vec<Map<String, Value>>, json: bool) -> String {
             Value::Array(records),
         )])));
     }
+    let records: Vec<Value> = records.into_iter().map(Value::Object).collect();
+    json_text(records.iter())
+}
+
+/// `{"keys": [` and a record a line.
+fn json_text<'a>(records: impl Iterator<Item = &'a Value>) -> String {
     let mut out = "{\"keys\": [".to_owned();
-    for (n, record) in records.into_iter().enumerate() {
+    for (n, record) in records.enumerate() {
         out.push_str(if n == 0 { "\n  " } else { ",\n  " });
-        out.push_str(&Value::Object(record).to_string());
+        out.push_str(&record.to_string());
     }
     out.push_str("\n]}\n");
     out

@@ -91,8 +91,9 @@ async fn session(
         Ok(connected) => connected,
         Err(ended) => return ended,
     };
-    // Subscribed first: a change made from here on is sent, and the check sees any before.
-    if let Err(ended) = check(live, &mut connection, true).await {
+    // Subscribed first: a change made from here on is sent, and the check sees any before
+    // (each bumped the version; a whole read only then, not on every connect).
+    if let Err(ended) = check(live, &mut connection, false).await {
         return ended;
     }
     if std::mem::take(failing) {

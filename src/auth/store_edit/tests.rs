@@ -65,11 +65,24 @@ fn items_are_indented_like_the_existing_ones() {
 }
 
 #[test]
-fn json_and_flow_stores_are_edited_by_rewriting_them_as_block_yaml() {
-    let json_store = format!(r#"{{"keys": [{{"id": "a", "hash": "{HASH}", "scopes": ["x"]}}]}}"#);
+fn a_json_store_stays_json_a_record_a_line() {
+    let text = format!(r#"{{"keys": [{{"id": "a", "hash": "{HASH}", "scopes": ["x"]}}]}}"#);
+    let mut store = StoreText::parse(text).unwrap();
+    store.set("a", "disabled", json!(true)).unwrap();
+    store.append_all(vec![record("b")]);
+    let (out, rewritten) = store.into_text();
+    assert!(!rewritten, "{out}");
+    assert!(out.starts_with("{\"keys\": [\n  {\""), "{out}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let loaded = crate::auth::keystore::KeyStore::parse(&out).expect("loads");
+    assert!(loaded.records["a"].disabled && !loaded.records["b"].disabled);
+}
+
+#[test]
+fn flow_stores_are_edited_by_rewriting_them_as_block_yaml() {
     let flow_store = format!("keys: [{{id: a, hash: \"{HASH}\", scopes: [x]}}]\n");
     let inline_item = format!("keys:\n  - {{id: a, hash: \"{HASH}\", scopes: [x]}}\n");
-    for text in [json_store, flow_store, inline_item] {
+    for text in [flow_store, inline_item] {
         let mut store = StoreText::parse(text.clone()).unwrap();
         assert!(store.record("a").is_some(), "{text}");
         store

@@ -128,7 +128,14 @@ fn replacement(
         .ok_or_else(|| format!("no key with id `{id}`"))?;
     record.insert("id".to_owned(), Value::from(new_id));
     record.insert("hash".to_owned(), Value::from(hash));
-    for field in ["disabled", "expires_at", "not_before"] {
+    // The replacement is a moat key: nothing of a legacy key's lookup carries over.
+    for field in [
+        "disabled",
+        "expires_at",
+        "not_before",
+        "legacy_sha256",
+        "legacy_tag",
+    ] {
         record.remove(field);
     }
     if let Some(expires) = expires {
