@@ -143,60 +143,59 @@ async fn refresh_key_stores(state: &Arc<State>) {
     if !reread_key_stores(state).await {
         return;
     }
-    let serving = state.snapshot.load_full();
-    let metrics = state.metrics.clone();
-    let rebuilt = tokio::task::spawn_blocking(move || serving.with_key_stores(&metrics));
-    let result = match tokio::time::timeout(INPUT_DEADLINE, rebuilt).await {
-        Ok(Ok(Ok(snapshot))) => {
+    let result = match rebuild_key_stores(state).await {
+        Some(snapshot) => {
             swap_in_key_stores(state, snapshot);
+            tracing::warn!(
+                "the reload failed, but the key stores changed: they were read again alone \
+                 and serve now; the rest of the previous configuration keeps serving"
+            );
             "key_stores"
         }
-        Ok(Ok(Err(problems))) => {
-            tracing::error!(
-                problems = problems.join("; "),
-                "the key stores changed but cannot be loaded either; the previous ones serve"
-            );
-            "failure"
-        }
-        Ok(Err(_)) | Err(_) => "failure",
+        None => "failure",
     };
     count_reload(state, result);
 }
 
 /// A Redis key store holds a change: the serving snapshot with its key stores taken again
-/// (see `Snapshot::with_key_stores`) serves from now on, and each store notes its lag.
+/// serves from now on, and each store notes its lag.
 async fn apply_key_changes(state: &Arc<State>) {
+    let result = match rebuild_key_stores(state).await {
+        Some(snapshot) => {
+            swap_in_key_stores(state, snapshot);
+            "key_stores"
+        }
+        None => "failure",
+    };
+    count_reload(state, result);
+}
+
+/// The serving snapshot with its key stores read again (see `Snapshot::with_key_stores`),
+/// or `None` (logged) when they cannot be.
+async fn rebuild_key_stores(state: &Arc<State>) -> Option<Snapshot> {
     let serving = state.snapshot.load_full();
     let metrics = state.metrics.clone();
     let rebuilt = tokio::task::spawn_blocking(move || serving.with_key_stores(&metrics));
-    let result = match tokio::time::timeout(INPUT_DEADLINE, rebuilt).await {
-        Ok(Ok(Ok(snapshot))) => {
-            let live = snapshot.auth.live_stores();
-            state.snapshot.store(Arc::new(snapshot));
-            state.metrics.config_generation.inc();
-            live.iter().for_each(|store| store.applied());
-            "key_stores"
-        }
+    match tokio::time::timeout(INPUT_DEADLINE, rebuilt).await {
+        Ok(Ok(Ok(snapshot))) => Some(snapshot),
         Ok(Ok(Err(problems))) => {
             tracing::error!(
                 problems = problems.join("; "),
                 "a key store changed but the key stores cannot be loaded; the previous ones serve"
             );
-            "failure"
+            None
         }
-        Ok(Err(_)) | Err(_) => "failure",
-    };
-    count_reload(state, result);
+        Ok(Err(_)) | Err(_) => None,
+    }
 }
 
-/// Serves `snapshot`, the serving one with its key stores read again.
+/// Serves `snapshot`, the serving one with its key stores read again; each Redis store
+/// notes the lag of the changes it now serves.
 fn swap_in_key_stores(state: &State, snapshot: Snapshot) {
+    let live = snapshot.auth.live_stores();
     state.snapshot.store(Arc::new(snapshot));
     state.metrics.config_generation.inc();
-    tracing::warn!(
-        "the reload failed, but the key stores changed: they were read again alone and \
-         serve now; the rest of the previous configuration keeps serving"
-    );
+    live.iter().for_each(|store| store.applied());
 }
 
 /// Counts a reload by its result: `success`, `failure`, or `key_stores` alone.

@@ -651,3 +651,59 @@ fn the_openai_client_shows_moats_reason_for_each_refusal() {
         "{got}"
     );
 }
+
+#[test]
+fn two_moats_share_token_budgets_on_a_redis_cluster() {
+    let Some(cluster) = support::RedisCluster::start() else {
+        return;
+    };
+    let Some(model) = Model::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.yaml");
+    let app = moat_keys(
+        &store,
+        &[
+            "new",
+            "--id",
+            "app",
+            "--max-tokens",
+            "50",
+            "--token-budget",
+            "200/day",
+        ],
+    );
+    let limits = format!(
+        "limits:\n  store:\n    redis:\n      url: {}\n      timeout: 500ms\n",
+        cluster.url()
+    );
+    let a = Moat::start(&llm_config(&model, &store, &limits));
+    let b = Moat::start(&llm_config(&model, &store, &limits));
+    // As on one Redis: three reservations of 58 (51 used) fit in 200 across both, not four.
+    for moat in [&a, &b, &a] {
+        let reply = chat(moat, &app, &body("counter", r#","max_tokens":50"#));
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let refused = chat(&b, &app, &body("counter", r#","max_tokens":50"#));
+    assert_eq!(
+        (refused.status, code(&refused)),
+        (429, "token_budget_exceeded".into())
+    );
+    // The day's counter: on the one node that owns the slot of `{app}`, settled to 153.
+    let counted = || {
+        cluster
+            .ports
+            .iter()
+            .map(|port| cluster.cli(*port, &["--scan", "--pattern", "moat:tokens:{app}:day:*"]))
+            .filter(|name| !name.trim().is_empty())
+            .map(|name| cluster.cli(cluster.ports[0], &["GET", name.trim()]))
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(|| counted() == ["153\n"]), "{:?}", counted());
+}

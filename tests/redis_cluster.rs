@@ -7,27 +7,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Instant;
 
-use support::{Moat, RedisCluster, Upstream, config, eventually, fixture, metric, moat_keys};
-
-fn keys(store: &str, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .arg("keys")
-        .args(args)
-        .args(["--store", store])
-        .env_remove("MOAT_CONFIG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run moat keys");
-    assert!(
-        output.status.success(),
-        "moat keys {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
+use support::{
+    Moat, RedisCluster, Upstream, config, eventually, fixture, metric, moat_keys,
+    moat_keys_at as keys,
+};
 
 #[test]
 fn limits_and_quotas_on_a_cluster_admit_exactly_the_limit_across_replicas() {

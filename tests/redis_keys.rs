@@ -11,25 +11,10 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Moat, Redis, Upstream, config, eventually, fixture, get, metric};
-
-/// `moat keys ARGS… --store URL`; stdout, after asserting success.
-fn keys(store: &str, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .arg("keys")
-        .args(args)
-        .args(["--store", store])
-        .env_remove("MOAT_CONFIG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run moat keys");
-    assert!(
-        output.status.success(),
-        "moat keys {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
+use support::{
+    Moat, Redis, Upstream, config, eventually, fixture, get, metric, moat_keys_at as keys,
+    moat_keys_output as keys_output,
+};
 
 fn redis_store_config(upstream: &Upstream, max_store_age: &str) -> String {
     config(
@@ -181,24 +166,6 @@ fn metric_f64(moat: &Moat, line_start: &str) -> f64 {
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(f64::NAN)
-}
-
-/// `moat keys ARGS…` with `--store STORE`; (success, stdout, stderr).
-fn keys_output(store: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .arg("keys")
-        .args(args)
-        .args(["--store", store])
-        .env_remove("MOAT_CONFIG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("run moat keys");
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (
-        output.status.success(),
-        text(&output.stdout),
-        text(&output.stderr),
-    )
 }
 
 #[test]

@@ -66,9 +66,19 @@ impl LiveKeys {
     /// unready) until the follower reaches it.
     pub fn open(config: &RedisKeysConfig) -> Result<Arc<LiveKeys>, String> {
         let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
-        let live = Arc::new(LiveKeys {
+        let live = Arc::new(LiveKeys::unread(config.clone(), target));
+        if let Err(error) = live.read_now() {
+            tracing::warn!(key_prefix = %config.key_prefix, error = %error,
+                "cannot read the key store from Redis; every key is refused (503) until it can");
+        }
+        Ok(live)
+    }
+
+    /// Holding nothing yet.
+    fn unread(config: RedisKeysConfig, target: crate::redis_client::Target) -> LiveKeys {
+        LiveKeys {
             layout: Layout::new(&config.key_prefix),
-            config: config.clone(),
+            config,
             target,
             held: Mutex::default(),
             synced: AtomicBool::new(false),
@@ -79,12 +89,7 @@ impl LiveKeys {
             serving_version: AtomicU64::new(0),
             following: AtomicBool::new(false),
             changed: Notify::new(),
-        });
-        if let Err(error) = live.read_now() {
-            tracing::warn!(key_prefix = %config.key_prefix, error = %error,
-                "cannot read the key store from Redis; every key is refused (503) until it can");
         }
-        Ok(live)
     }
 
     fn read_now(&self) -> redis::RedisResult<()> {

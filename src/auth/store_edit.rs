@@ -190,15 +190,33 @@ pub fn store_text(records: Vec<Map<String, Value>>, json: bool) -> String {
     json_text(records.iter())
 }
 
-/// `{"keys": [` and a record a line.
+/// `{"keys": [` and a record a line, its fields in the order a YAML record shows them.
 fn json_text<'a>(records: impl Iterator<Item = &'a Value>) -> String {
     let mut out = "{\"keys\": [".to_owned();
     for (n, record) in records.enumerate() {
-        out.push_str(if n == 0 { "\n  " } else { ",\n  " });
-        out.push_str(&record.to_string());
+        out.push_str(if n == 0 { "\n  {" } else { ",\n  {" });
+        let fields = record.as_object().map(ordered).unwrap_or_default();
+        for (f, (name, value)) in fields.into_iter().enumerate() {
+            let separator = if f == 0 { "" } else { ", " };
+            out.push_str(&format!(
+                "{separator}{}: {value}",
+                Value::from(name.as_str())
+            ));
+        }
+        out.push('}');
     }
     out.push_str("\n]}\n");
     out
+}
+
+/// A record's fields in [`FIELD_ORDER`], then the others by name.
+fn ordered(record: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut fields: Vec<(&String, &Value)> = record.iter().collect();
+    fields.sort_by_key(|(name, _)| {
+        let rank = FIELD_ORDER.iter().position(|known| known == name);
+        (rank.unwrap_or(FIELD_ORDER.len()), name.as_str())
+    });
+    fields
 }
 
 /// The whole store as block YAML, values in JSON syntax (which YAML reads the same way).
@@ -218,19 +236,13 @@ fn block_yaml(document: &Value) -> String {
 
 /// One record as a block-sequence item at `indent`.
 fn record_lines(record: &Map<String, Value>, indent: usize) -> String {
-    let mut names: Vec<&String> = record.keys().collect();
-    names.sort_by_key(|name| {
-        let rank = FIELD_ORDER.iter().position(|known| known == name);
-        (rank.unwrap_or(FIELD_ORDER.len()), name.as_str())
-    });
     let mut out = String::new();
-    for (n, name) in names.into_iter().enumerate() {
+    for (n, (name, value)) in ordered(record).into_iter().enumerate() {
         let lead = if n == 0 { "- " } else { "  " };
         out.push_str(&format!(
-            "{}{lead}{}: {}\n",
+            "{}{lead}{}: {value}\n",
             " ".repeat(indent),
             yaml_key(name),
-            record[name]
         ));
     }
     out

@@ -688,6 +688,32 @@ pub fn text(output: &std::process::Output) -> String {
 }
 
 /// Runs `moat keys ARGS --store STORE`, asserts it succeeded, and returns its stdout.
+/// `moat keys ARGS… --store STORE` (a path or a `redis://` URL) run from outside the
+/// repository, so no `config/moat.yaml` is picked up: (success, stdout, stderr).
+pub fn moat_keys_output(store: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("keys")
+        .args(args)
+        .args(["--store", store])
+        .env_remove("MOAT_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run moat keys");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+/// [`moat_keys_output`] that must succeed: its stdout, trimmed.
+pub fn moat_keys_at(store: &str, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = moat_keys_output(store, args);
+    assert!(ok, "moat keys {args:?}: {stderr}");
+    stdout.trim().to_owned()
+}
+
 pub fn moat_keys(store: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_moat"))
         .arg("keys")

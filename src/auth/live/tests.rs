@@ -14,20 +14,8 @@ fn record(id: &str) -> String {
 
 fn unconnected() -> LiveKeys {
     let config = RedisKeysConfig::at(Secret::from("redis://127.0.0.1:1".to_owned()));
-    LiveKeys {
-        target: crate::redis_client::target(&config.url, None).unwrap(),
-        layout: Layout::new(&config.key_prefix),
-        config,
-        held: Mutex::default(),
-        synced: AtomicBool::new(false),
-        confirmed_at: AtomicU64::new(unix_ms()),
-        read_whole_at: AtomicU64::new(0),
-        pending_since: AtomicU64::new(0),
-        last_lag_ms: AtomicU64::new(0),
-        serving_version: AtomicU64::new(0),
-        following: AtomicBool::new(false),
-        changed: Notify::new(),
-    }
+    let target = crate::redis_client::target(&config.url, None).unwrap();
+    LiveKeys::unread(config, target)
 }
 
 fn change(version: u64, id: &str) -> Change {

@@ -72,7 +72,10 @@ fn a_json_store_stays_json_a_record_a_line() {
     store.append_all(vec![record("b")]);
     let (out, rewritten) = store.into_text();
     assert!(!rewritten, "{out}");
-    assert!(out.starts_with("{\"keys\": [\n  {\""), "{out}");
+    assert!(
+        out.starts_with("{\"keys\": [\n  {\"id\": \"a\", \"hash\": "),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 4, "{out}");
     let loaded = crate::auth::keystore::KeyStore::parse(&out).expect("loads");
     assert!(loaded.records["a"].disabled && !loaded.records["b"].disabled);

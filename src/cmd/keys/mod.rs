@@ -31,7 +31,8 @@ pub enum KeysCommand {
         #[command(flatten)]
         target: KeyTarget,
     },
-    /// Disable a key.
+    /// Disable a key (`disabled: true`; also `moat keys disable`).
+    #[command(visible_alias = "disable")]
     Revoke {
         id: String,
         #[command(flatten)]
