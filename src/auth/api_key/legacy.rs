@@ -128,8 +128,11 @@ impl Rehash {
     async fn run(self) {
         let written = self.hash_and_write().await;
         match &written {
-            Ok(()) => {
+            Ok(true) => {
                 tracing::info!(key_id = %self.id, "legacy SHA-256 key re-hashed to argon2id and written back")
+            }
+            Ok(false) => {
+                tracing::debug!(key_id = %self.id, "legacy key's record no longer holds its SHA-256: nothing to write")
             }
             Err(problem) => tracing::warn!(key_id = %self.id, problem = %problem,
                 "cannot write back the argon2id hash of a legacy key; it keeps verifying by SHA-256"),
@@ -141,7 +144,8 @@ impl Rehash {
         rehashing.remove(&self.id);
     }
 
-    async fn hash_and_write(&self) -> Result<(), String> {
+    /// True when the record was written; false when it no longer holds the SHA-256.
+    async fn hash_and_write(&self) -> Result<bool, String> {
         let permit = self
             .slots
             .clone()
@@ -180,7 +184,7 @@ fn write_file(
     sha_hex: &str,
     hash: &str,
     tag: &str,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     use serde_json::Value;
     let text = crate::input::read_to_string(path, crate::input::Kind::KeyStore)?;
     let mut edited = crate::auth::store_edit::StoreText::parse(text)?;
@@ -189,7 +193,7 @@ fn write_file(
         .and_then(|r| r.get("legacy_sha256"))
         .and_then(Value::as_str);
     if current != Some(sha_hex) {
-        return Err("the record changed since it was read".to_owned());
+        return Ok(false);
     }
     edited.set(id, "hash", Value::from(hash))?;
     edited.set(id, "legacy_tag", Value::from(tag))?;
@@ -197,6 +201,7 @@ fn write_file(
     let (text, _) = edited.into_text();
     crate::auth::keystore::KeyStore::parse(&text).map_err(|p| p.join("; "))?;
     crate::auth::keystore::write_atomically(path, &text)
+        .map(|()| true)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -14,7 +14,7 @@ impl LiveKeys {
         sha_hex: &str,
         hash: &str,
         tag: &str,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let wait = self.config.timeout;
         let mut connection = timeout(wait, self.target.connect())
             .await
@@ -26,11 +26,13 @@ impl LiveKeys {
             .query_async(&mut connection)
             .await
             .map_err(|e| e.to_string())?;
-        let read = read.ok_or("the record is gone")?;
+        // Gone, or no longer this SHA-256 (re-hashed by another replica, edited): nothing
+        // left to replace.
+        let Some(read) = read else { return Ok(false) };
         let mut record: Map<String, Value> =
             serde_json::from_str(&read).map_err(|e| e.to_string())?;
         if record.get("legacy_sha256").and_then(Value::as_str) != Some(sha_hex) {
-            return Err("the record changed since it was read".to_owned());
+            return Ok(false);
         }
         record.remove("legacy_sha256");
         record.insert("hash".to_owned(), Value::from(hash));
@@ -46,7 +48,7 @@ impl LiveKeys {
             .write(id, Some(&written), Some(&read))
             .query_async::<u64>(&mut connection)
             .await
-            .map(drop)
+            .map(|_| true)
             .map_err(|e| e.to_string())
     }
 }
