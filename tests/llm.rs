@@ -397,23 +397,7 @@ fn two_moats_share_token_budgets_in_redis() {
         "limits:\n  store:\n    redis:\n      url: {}\n",
         redis.url()
     );
-    let a = Moat::start(&llm_config(&model, &store, &limits));
-    let b = Moat::start(&llm_config(&model, &store, &limits));
-    // Each reserves 58 and uses 51: three fit in 200 across both moats, the fourth not.
-    for moat in [&a, &b, &a] {
-        let reply = chat(moat, &app, &body("counter", r#","max_tokens":50"#));
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-    }
-    let refused = chat(&b, &app, &body("counter", r#","max_tokens":50"#));
-    assert_eq!(
-        (refused.status, code(&refused)),
-        (429, "token_budget_exceeded".into())
-    );
+    let (a, b) = two_moats_spend_one_budget(&model, &store, &limits, &app);
     let counter = |pattern: &str| {
         let keys = redis
             .command(&format!("KEYS moat:tokens:{pattern}"))
@@ -678,23 +662,7 @@ fn two_moats_share_token_budgets_on_a_redis_cluster() {
         "limits:\n  store:\n    redis:\n      url: {}\n      timeout: 500ms\n",
         cluster.url()
     );
-    let a = Moat::start(&llm_config(&model, &store, &limits));
-    let b = Moat::start(&llm_config(&model, &store, &limits));
-    // As on one Redis: three reservations of 58 (51 used) fit in 200 across both, not four.
-    for moat in [&a, &b, &a] {
-        let reply = chat(moat, &app, &body("counter", r#","max_tokens":50"#));
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-    }
-    let refused = chat(&b, &app, &body("counter", r#","max_tokens":50"#));
-    assert_eq!(
-        (refused.status, code(&refused)),
-        (429, "token_budget_exceeded".into())
-    );
+    two_moats_spend_one_budget(&model, &store, &limits, &app);
     // The day's counter: on the one node that owns the slot of `{app}`, settled to 153.
     let counted = || {
         cluster
@@ -706,4 +674,32 @@ fn two_moats_share_token_budgets_on_a_redis_cluster() {
             .collect::<Vec<_>>()
     };
     assert!(eventually(|| counted() == ["153\n"]), "{:?}", counted());
+}
+
+/// Two moats on `limits` (a shared store) and key `app` (`--max-tokens 50 --token-budget
+/// 200/day`): each call reserves 58 and uses 51, so three fit in 200 across both moats and
+/// the fourth is refused. The two moats, for what the caller checks next.
+fn two_moats_spend_one_budget(
+    model: &PyServer,
+    store: &Path,
+    limits: &str,
+    app: &str,
+) -> (Moat, Moat) {
+    let a = Moat::start(&llm_config(model, store, limits));
+    let b = Moat::start(&llm_config(model, store, limits));
+    for moat in [&a, &b, &a] {
+        let reply = chat(moat, app, &body("counter", r#","max_tokens":50"#));
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let refused = chat(&b, app, &body("counter", r#","max_tokens":50"#));
+    assert_eq!(
+        (refused.status, code(&refused)),
+        (429, "token_budget_exceeded".into())
+    );
+    (a, b)
 }
