@@ -12,9 +12,15 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::config::Secret;
 
-/// Where Redis is.
+/// Where Redis is, and how long one answer may take.
 #[derive(Clone)]
-pub enum Target {
+pub struct Target {
+    place: Place,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Place {
     Single(redis::Client),
     Cluster {
         client: ClusterClient,
@@ -35,8 +41,16 @@ pub enum Connection {
 const NOT_A_URL: &str = "`url` is not a Redis URL: write redis://[user:password@]host:port[/db], \
      rediss://… for TLS, or redis+cluster://host:port,host:port for a Redis Cluster";
 
-/// The target `url` names, trusting `ca_file` for TLS (else the system's roots).
-pub fn target(url: &Secret, ca_file: Option<&Path>) -> Result<Target, String> {
+/// The target `url` names, trusting `ca_file` for TLS (else the system's roots); each
+/// connection waits at most `timeout` for an answer (and at least 2 s to connect).
+pub fn target(url: &Secret, ca_file: Option<&Path>, timeout: Duration) -> Result<Target, String> {
+    if timeout.is_zero() {
+        return Err("`timeout` must be more than 0".to_owned());
+    }
+    place(url, ca_file, timeout).map(|place| Target { place, timeout })
+}
+
+fn place(url: &Secret, ca_file: Option<&Path>, timeout: Duration) -> Result<Place, String> {
     let url = url.expose();
     let certificates = |ca_file: &Path| -> Result<redis::TlsCertificates, String> {
         let root_cert = crate::input::read(ca_file, crate::input::Kind::KeyMaterial)
@@ -54,7 +68,9 @@ pub fn target(url: &Secret, ca_file: Option<&Path>) -> Result<Target, String> {
         if ca_file.is_some() && !tls {
             return Err("`ca_file` is for TLS: the `url` must start with rediss+cluster://".into());
         }
-        let mut builder = ClusterClient::builder(seeds.clone());
+        let mut builder = ClusterClient::builder(seeds.clone())
+            .connection_timeout(timeout.max(Duration::from_secs(2)))
+            .response_timeout(timeout);
         if let Some(ca_file) = ca_file {
             builder = builder.certs(certificates(ca_file)?);
         }
@@ -63,12 +79,12 @@ pub fn target(url: &Secret, ca_file: Option<&Path>) -> Result<Target, String> {
             .iter()
             .map(|seed| single(seed, ca_file.map(certificates).transpose()?))
             .collect::<Result<_, _>>()?;
-        return Ok(Target::Cluster { client, seeds });
+        return Ok(Place::Cluster { client, seeds });
     }
     if ca_file.is_some() && !url.starts_with("rediss://") {
         return Err("`ca_file` is for TLS: the `url` must start with rediss://".into());
     }
-    single(url, ca_file.map(certificates).transpose()?).map(Target::Single)
+    single(url, ca_file.map(certificates).transpose()?).map(Place::Single)
 }
 
 fn single(
@@ -110,17 +126,22 @@ fn cluster_seeds(url: &str) -> Option<Result<Vec<String>, String>> {
 
 impl Target {
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Target::Cluster { .. })
+        matches!(self.place, Place::Cluster { .. })
     }
 
     /// A new connection (a cluster one learns the slots from the seeds first).
     pub async fn connect(&self) -> redis::RedisResult<Connection> {
-        match self {
-            Target::Single(client) => client
-                .get_multiplexed_async_connection()
-                .await
-                .map(Connection::Multiplexed),
-            Target::Cluster { client, .. } => {
+        match &self.place {
+            Place::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(self.timeout))
+                    .set_connection_timeout(Some(self.timeout.max(Duration::from_secs(2))));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Multiplexed)
+            }
+            Place::Cluster { client, .. } => {
                 client.get_async_connection().await.map(Connection::Cluster)
             }
         }
@@ -128,39 +149,31 @@ impl Target {
 
     /// A connection that reconnects by itself (the limit store's, one per proxy thread):
     /// to one server made at once and connected in the background; to a cluster, connected.
-    pub async fn managed(&self, timeout: Duration) -> redis::RedisResult<Connection> {
-        match self {
-            Target::Single(client) => {
+    pub async fn managed(&self) -> redis::RedisResult<Connection> {
+        match &self.place {
+            Place::Single(client) => {
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(timeout))
+                    .set_response_timeout(Some(self.timeout))
                     // A connect may take longer than one check waits: it goes on in the
                     // background while checks fall back.
-                    .set_connection_timeout(Some(timeout.max(Duration::from_secs(2))))
+                    .set_connection_timeout(Some(self.timeout.max(Duration::from_secs(2))))
                     .set_max_delay(Duration::from_secs(1));
                 ConnectionManager::new_lazy_with_config(client.clone(), config)
                     .map(Connection::Managed)
             }
-            Target::Cluster { .. } => self.connect().await,
+            Place::Cluster { .. } => self.connect().await,
         }
     }
 
     /// A blocking connection, for `moat keys` and a store's first read.
-    pub fn connect_blocking(&self, timeout: Duration) -> redis::RedisResult<Blocking> {
-        match self {
-            Target::Single(client) => {
-                let connection = client.get_connection_with_timeout(timeout)?;
-                connection.set_read_timeout(Some(timeout))?;
+    pub fn connect_blocking(&self) -> redis::RedisResult<Blocking> {
+        match &self.place {
+            Place::Single(client) => {
+                let connection = client.get_connection_with_timeout(self.timeout)?;
+                connection.set_read_timeout(Some(self.timeout))?;
                 Ok(Blocking::Single(connection))
             }
-            Target::Cluster { seeds, .. } => {
-                let nodes: Vec<_> = seeds
-                    .iter()
-                    .map(|seed| seed.get_connection_info().clone())
-                    .collect();
-                let client = ClusterClient::builder(nodes)
-                    .connection_timeout(timeout)
-                    .response_timeout(timeout)
-                    .build()?;
+            Place::Cluster { client, .. } => {
                 Ok(Blocking::Cluster(Box::new(client.get_connection()?)))
             }
         }
@@ -168,9 +181,9 @@ impl Target {
 
     /// The server to subscribe on: the one, or seed `attempt` (round robin) of a cluster.
     pub fn subscriber(&self, attempt: usize) -> &redis::Client {
-        match self {
-            Target::Single(client) => client,
-            Target::Cluster { seeds, .. } => &seeds[attempt % seeds.len()],
+        match &self.place {
+            Place::Single(client) => client,
+            Place::Cluster { seeds, .. } => &seeds[attempt % seeds.len()],
         }
     }
 }
@@ -266,10 +279,14 @@ mod tests {
             "a cluster has no db"
         );
         let secret = Secret::from("redis+cluster://127.0.0.1:7000,127.0.0.1:7001".to_owned());
-        assert!(target(&secret, None).is_ok_and(|t| t.is_cluster()));
-        let wrong = target(&Secret::from("http://x".to_owned()), None)
-            .err()
-            .unwrap();
+        assert!(target(&secret, None, Duration::from_secs(1)).is_ok_and(|t| t.is_cluster()));
+        let wrong = target(
+            &Secret::from("http://x".to_owned()),
+            None,
+            Duration::from_secs(1),
+        )
+        .err()
+        .unwrap();
         assert!(
             wrong.contains("redis+cluster://") && !wrong.contains("http://x"),
             "{wrong}"

@@ -410,9 +410,9 @@ fn two_moats_share_token_budgets_in_redis() {
         redis.command(&format!("GET {name}")).unwrap()
     };
     assert!(
-        eventually(|| counter("{app}:day:*").contains("153")),
+        eventually(|| counter("app:day:*").contains("153")),
         "{}",
-        counter("{app}:day:*")
+        counter("app:day:*")
     );
     // Embeddings count their prompt only (the estimate reserved, the model's count settled).
     let embedded = post_json(
@@ -423,9 +423,9 @@ fn two_moats_share_token_budgets_in_redis() {
     );
     assert_eq!(embedded.status, 200);
     assert!(
-        eventually(|| counter("{app}:day:*").contains("156")),
+        eventually(|| counter("app:day:*").contains("156")),
         "{}",
-        counter("{app}:day:*")
+        counter("app:day:*")
     );
 
     // A stream on one moat is cut at what the other left of the minute's budget (both in

@@ -30,7 +30,9 @@ pub struct LiveKeys {
     held: Mutex<Held>,
     /// Read whole from Redis at least once.
     synced: AtomicBool,
-    /// Unix ms when Redis last confirmed what this replica holds.
+    /// Unix ms when Redis last answered and what it said is what the serving snapshot has:
+    /// a held change the snapshot could not take (a failed rebuild) lets this age, so
+    /// `max_store_age` fails closed instead of a revocation waiting unseen.
     confirmed_at: AtomicU64,
     /// Unix ms of the last whole read.
     read_whole_at: AtomicU64,
@@ -38,8 +40,11 @@ pub struct LiveKeys {
     pending_since: AtomicU64,
     /// How long the last change took from its write to serving (ms).
     last_lag_ms: AtomicU64,
-    /// The version the serving snapshot holds.
+    /// The version and content generation the last snapshot built took, and those the
+    /// serving snapshot holds (set when it is swapped in).
+    built: Mutex<(u64, u64)>,
     serving_version: AtomicU64,
+    serving_generation: AtomicU64,
     following: AtomicBool,
     changed: Notify,
 }
@@ -49,6 +54,8 @@ struct Held {
     records: HashMap<String, Arc<KeyRecord>>,
     version: u64,
     bytes: usize,
+    /// Counts changes to `records` (a write past the script changes them at one version).
+    generation: u64,
 }
 
 impl std::fmt::Debug for LiveKeys {
@@ -65,7 +72,12 @@ impl LiveKeys {
     /// not answering is no error: the store serves nothing (every key 503, `/readyz`
     /// unready) until the follower reaches it.
     pub fn open(config: &RedisKeysConfig) -> Result<Arc<LiveKeys>, String> {
-        let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
+        // An empty tag (`{}`) hashes the whole name, putting the two keys in two slots.
+        if config.key_prefix.is_empty() || config.key_prefix.contains(['{', '}']) {
+            return Err("`key_prefix` must be a non-empty name without braces".to_owned());
+        }
+        let target =
+            crate::redis_client::target(&config.url, config.ca_file.as_deref(), config.timeout)?;
         let live = Arc::new(LiveKeys::unread(config.clone(), target));
         if let Err(error) = live.read_now() {
             tracing::warn!(key_prefix = %config.key_prefix, error = %error,
@@ -86,14 +98,16 @@ impl LiveKeys {
             read_whole_at: AtomicU64::new(0),
             pending_since: AtomicU64::new(0),
             last_lag_ms: AtomicU64::new(0),
+            built: Mutex::default(),
             serving_version: AtomicU64::new(0),
+            serving_generation: AtomicU64::new(0),
             following: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
 
     fn read_now(&self) -> redis::RedisResult<()> {
-        let mut connection = self.target.connect_blocking(self.config.timeout)?;
+        let mut connection = self.target.connect_blocking()?;
         let (version, fields) = self.layout.read_all().invoke(connection.connection())?;
         self.replace(version, fields);
         Ok(())
@@ -111,7 +125,7 @@ impl LiveKeys {
             format!("v{}", held.version),
             held.bytes,
         );
-        self.serving_version.store(held.version, Ordering::Relaxed);
+        *lock(&self.built) = (held.version, held.generation);
         store
     }
 
@@ -138,8 +152,12 @@ impl LiveKeys {
         &self.changed
     }
 
-    /// The serving snapshot took the held records: the lag of the changes it applied.
+    /// The snapshot last built now serves: its version, and the lag of the changes it took.
     pub fn applied(&self) {
+        let (version, generation) = *lock(&self.built);
+        self.serving_version.store(version, Ordering::Relaxed);
+        self.serving_generation.store(generation, Ordering::Relaxed);
+        self.answered();
         let since = self.pending_since.swap(0, Ordering::AcqRel);
         if since == 0 {
             return;
@@ -151,14 +169,14 @@ impl LiveKeys {
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
-        // A panic while holding it leaves whole records (each insert is one step).
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.held)
     }
 
-    fn confirmed(&self) {
-        self.confirmed_at.store(unix_ms(), Ordering::Relaxed);
+    /// Redis answered: what this replica serves is confirmed if it is what Redis holds.
+    fn answered(&self) {
+        if self.serving_generation.load(Ordering::Relaxed) == self.held().generation {
+            self.confirmed_at.store(unix_ms(), Ordering::Relaxed);
+        }
     }
 
     /// The whole store as Redis gave it; a change when it differs from what is held.
@@ -170,18 +188,21 @@ impl LiveKeys {
         let differs = {
             let mut held = self.held();
             let differs = held.records != records || !self.synced();
+            let generation = held.generation + u64::from(differs);
             *held = Held {
                 records,
                 version: version.unwrap_or(0),
                 bytes,
+                generation,
             };
             differs
         };
         self.synced.store(true, Ordering::Relaxed);
         self.read_whole_at.store(unix_ms(), Ordering::Relaxed);
-        self.confirmed();
         if differs {
             self.pending(unix_ms());
+        } else {
+            self.answered();
         }
     }
 
@@ -193,6 +214,7 @@ impl LiveKeys {
             return false;
         }
         held.version = change.version;
+        held.generation += 1;
         let record = json.map(|json| super::keystore::redis::record(&change.id, &json));
         match record {
             Some(Ok(record)) => {
@@ -207,7 +229,6 @@ impl LiveKeys {
             }
         }
         drop(held);
-        self.confirmed();
         self.pending(change.at_ms);
         true
     }
@@ -228,6 +249,13 @@ impl LiveKeys {
     fn held_version(&self) -> u64 {
         self.held().version
     }
+}
+
+/// A panic while holding one of these leaves whole values (each change is one step).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unix_ms() -> u64 {

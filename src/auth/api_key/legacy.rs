@@ -18,6 +18,9 @@ use super::{ApiKeyVerifier, KeyError, hash_key, within_restrictions};
 use crate::auth::keystore::KeyRecord;
 use crate::config::KeySource;
 
+/// How long after a failed write-back the key is re-hashed again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl ApiKeyVerifier {
     /// A key that is not moat-shaped: malformed, unless the store holds legacy records.
     pub(super) async fn verify_legacy(
@@ -134,8 +137,13 @@ impl Rehash {
             Ok(false) => {
                 tracing::debug!(key_id = %self.id, "legacy key's record no longer holds its SHA-256: nothing to write")
             }
-            Err(problem) => tracing::warn!(key_id = %self.id, problem = %problem,
-                "cannot write back the argon2id hash of a legacy key; it keeps verifying by SHA-256"),
+            Err(problem) => {
+                tracing::warn!(key_id = %self.id, problem = %problem,
+                    "cannot write back the argon2id hash of a legacy key; it keeps verifying by SHA-256 (tried again in 10 minutes)");
+                // Not on every request: a read-only store (a mounted Secret) would cost an
+                // argon2 hash per use of the key.
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
         }
         let mut rehashing = self
             .rehashing
@@ -186,8 +194,8 @@ fn write_file(
     tag: &str,
 ) -> Result<bool, String> {
     use serde_json::Value;
-    let text = crate::input::read_to_string(path, crate::input::Kind::KeyStore)?;
-    let mut edited = crate::auth::store_edit::StoreText::parse(text)?;
+    let original = crate::input::read_to_string(path, crate::input::Kind::KeyStore)?;
+    let mut edited = crate::auth::store_edit::StoreText::parse(original.clone())?;
     let current = edited
         .record(id)
         .and_then(|r| r.get("legacy_sha256"))
@@ -200,6 +208,10 @@ fn write_file(
     edited.remove(id, "legacy_sha256")?;
     let (text, _) = edited.into_text();
     crate::auth::keystore::KeyStore::parse(&text).map_err(|p| p.join("; "))?;
+    // `moat keys` may have written the file meanwhile (a revocation): then it decided.
+    if crate::input::read_to_string(path, crate::input::Kind::KeyStore)? != original {
+        return Ok(false);
+    }
     crate::auth::keystore::write_atomically(path, &text)
         .map(|()| true)
         .map_err(|e| format!("{}: {e}", path.display()))

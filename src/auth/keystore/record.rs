@@ -169,6 +169,31 @@ impl KeyRecord {
         }
     }
 
+    /// A limit of zero, which admits nothing: the snapshot refuses such a store whole; a
+    /// Redis store leaves that one record out instead (see `keystore::redis::record`).
+    pub fn zero_limit(&self) -> Option<&'static str> {
+        let rate = self
+            .rate_limit
+            .is_some_and(|r| r.per_second == 0 || r.burst == 0);
+        let quota = self.quota.is_some_and(|q| q.requests == 0);
+        let budget = self.token_budget.is_some_and(|b| b.tokens == 0);
+        let zeros = [
+            (rate, "rate_limit"),
+            (quota, "quota"),
+            (budget, "token_budget"),
+            (self.tokens_per_minute == Some(0), "tokens_per_minute"),
+            (
+                self.max_concurrent_streams == Some(0),
+                "max_concurrent_streams",
+            ),
+            (self.max_tokens == Some(0), "max_tokens"),
+        ];
+        zeros
+            .into_iter()
+            .find(|(zero, _)| *zero)
+            .map(|(_, field)| field)
+    }
+
     /// The tag a key without moat's shape finds this record by: the first 32 bits of its
     /// SHA-256, known from a legacy hash or kept beside the argon2id one.
     pub fn legacy_tag(&self) -> Option<u32> {

@@ -138,6 +138,11 @@ pub fn record(id: &str, json: &str) -> Result<KeyRecord, String> {
         ));
     }
     record.check(&mut problems);
+    if let Some(field) = record.zero_limit() {
+        problems.push(format!(
+            "key `{id}` in Redis: `{field}` of 0 admits nothing"
+        ));
+    }
     if problems.is_empty() {
         Ok(record)
     } else {
@@ -191,6 +196,9 @@ mod tests {
         assert!(record("a", &good).is_ok());
         assert!(record("b", &good).unwrap_err().contains("says id `a`"));
         assert!(record("a", r#"{"id": "a", "hash": "plain"}"#).is_err());
+        let zero =
+            format!(r#"{{"id": "a", "hash": "{hash}", "quota": {{"requests": 0, "per": "day"}}}}"#);
+        assert!(record("a", &zero).unwrap_err().contains("`quota` of 0"));
         let fields = HashMap::from([("a".to_owned(), good), ("c".to_owned(), "{".to_owned())]);
         let (by_id, _, problems) = records(fields);
         assert!(

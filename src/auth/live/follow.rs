@@ -91,9 +91,10 @@ async fn session(
         Ok(connected) => connected,
         Err(ended) => return ended,
     };
-    // Subscribed first: a change made from here on is sent, and the check sees any before
-    // (each bumped the version; a whole read only then, not on every connect).
-    if let Err(ended) = check(live, &mut connection, false).await {
+    // Subscribed first: a change made from here on is sent, and the check sees any before.
+    // The first session compares versions (the store was just read whole); a reconnect
+    // reads the whole store, as a failover may have lost a write and reused its version.
+    if let Err(ended) = check(live, &mut connection, attempt > 0).await {
         return ended;
     }
     if std::mem::take(failing) {
@@ -135,13 +136,15 @@ async fn check(
     .await??;
     let due = full || held.age_of_full_read() >= held.config.full_check;
     if !due && version.unwrap_or(0) == held.held_version() {
-        held.confirmed();
+        held.answered();
         return Ok(());
     }
     let (version, fields): (Option<u64>, HashMap<String, String>) =
         timeout(wait, held.layout.read_all().invoke_async(connection)).await??;
-    held.replace(version, fields);
-    Ok(())
+    // 100,000 records to parse and compare: off the runtime.
+    tokio::task::spawn_blocking(move || held.replace(version, fields))
+        .await
+        .map_err(|e| Ended::Failed(e.to_string()))
 }
 
 /// One published change: the record read and applied when it is the next version, the

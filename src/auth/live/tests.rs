@@ -14,7 +14,7 @@ fn record(id: &str) -> String {
 
 fn unconnected() -> LiveKeys {
     let config = RedisKeysConfig::at(Secret::from("redis://127.0.0.1:1".to_owned()));
-    let target = crate::redis_client::target(&config.url, None).unwrap();
+    let target = crate::redis_client::target(&config.url, None, config.timeout).unwrap();
     LiveKeys::unread(config, target)
 }
 
@@ -33,6 +33,8 @@ fn changes_apply_in_version_order_and_a_gap_asks_for_the_whole_store() {
     live.replace(Some(4), HashMap::from([("a".to_owned(), record("a"))]));
     assert!(live.synced());
     let store = live.store();
+    assert_eq!(live.version(), 0, "built, not yet serving");
+    live.applied();
     assert_eq!(
         (store.records.len(), &*store.digest, live.version()),
         (1, "v4", 4)
@@ -49,6 +51,7 @@ fn changes_apply_in_version_order_and_a_gap_asks_for_the_whole_store() {
         Some(r#"{"id": "b", "hash": "plain"}"#.to_owned())
     ));
     let store = live.store();
+    live.applied();
     assert!(store.records.is_empty(), "{:?}", store.records.keys());
     assert_eq!(live.version(), 7);
 }
@@ -57,10 +60,22 @@ fn changes_apply_in_version_order_and_a_gap_asks_for_the_whole_store() {
 fn a_change_is_pending_until_a_snapshot_serves_it() {
     let live = unconnected();
     live.replace(Some(1), HashMap::new());
+    live.store();
     live.applied();
     assert!(live.apply(&change(2, "a"), Some(record("a"))));
     assert_ne!(live.pending_since.load(Ordering::Relaxed), 0);
+    // Redis answering does not make the store fresh while the snapshot lacks the change
+    // (a rebuild that failed): `max_store_age` then fails closed.
+    live.confirmed_at.store(0, Ordering::Relaxed);
+    live.answered();
+    assert_eq!(live.confirmed_at.load(Ordering::Relaxed), 0);
+    live.store();
     live.applied();
+    assert_ne!(
+        live.confirmed_at.load(Ordering::Relaxed),
+        0,
+        "served: fresh again"
+    );
     assert_eq!(live.pending_since.load(Ordering::Relaxed), 0);
     // The same whole store again is no change.
     live.replace(Some(2), HashMap::from([("a".to_owned(), record("a"))]));

@@ -2,12 +2,15 @@
 //! SHA-256 replaced by the argon2id hash (see `api_key::legacy`), through the store's
 //! script — refused if the record changed since it was read, published to every replica.
 
+use std::future::Future;
+
 use serde_json::{Map, Value};
-use tokio::time::timeout;
 
 use super::LiveKeys;
 
 impl LiveKeys {
+    /// True when written; false when the record no longer holds `sha_hex` (gone, edited,
+    /// or re-hashed by another replica first): nothing left to replace.
     pub async fn write_rehashed(
         &self,
         id: &str,
@@ -15,19 +18,15 @@ impl LiveKeys {
         hash: &str,
         tag: &str,
     ) -> Result<bool, String> {
-        let wait = self.config.timeout;
-        let mut connection = timeout(wait, self.target.connect())
-            .await
-            .map_err(|_| "Redis timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
-        let read: Option<String> = redis::cmd("HGET")
-            .arg(&self.layout.records)
-            .arg(id)
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| e.to_string())?;
-        // Gone, or no longer this SHA-256 (re-hashed by another replica, edited): nothing
-        // left to replace.
+        let mut connection = self.within(self.target.connect()).await?;
+        let read: Option<String> = self
+            .within(
+                redis::cmd("HGET")
+                    .arg(&self.layout.records)
+                    .arg(id)
+                    .query_async(&mut connection),
+            )
+            .await?;
         let Some(read) = read else { return Ok(false) };
         let mut record: Map<String, Value> =
             serde_json::from_str(&read).map_err(|e| e.to_string())?;
@@ -38,17 +37,27 @@ impl LiveKeys {
         record.insert("hash".to_owned(), Value::from(hash));
         record.insert("legacy_tag".to_owned(), Value::from(tag));
         let written = Value::Object(record).to_string();
-        redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(self.layout.write_script())
-            .query_async::<String>(&mut connection)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.layout
-            .write(id, Some(&written), Some(&read))
-            .query_async::<u64>(&mut connection)
-            .await
-            .map(|_| true)
-            .map_err(|e| e.to_string())
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(self.layout.write_script());
+        self.within(load.query_async::<String>(&mut connection))
+            .await?;
+        let write = self.layout.write(id, Some(&written), Some(&read));
+        match self.within(write.query_async::<u64>(&mut connection)).await {
+            Ok(_) => Ok(true),
+            // Changed between the read and the write: whoever changed it decided.
+            Err(error) if error.contains("CHANGED") => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `call` within the store's `timeout`.
+    async fn within<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.config.timeout, call).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("Redis did not answer within the store's timeout".to_owned()),
+        }
     }
 }

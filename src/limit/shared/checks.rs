@@ -30,8 +30,9 @@ impl Shared {
         self.check_in_one(client, key).await
     }
 
-    /// The buckets and quota in one script. Every Redis key carries a hash tag — the
-    /// client's address or the key's id in braces — so a key's counters share a slot.
+    /// The buckets and quota in one script. On a cluster every Redis key carries a hash tag
+    /// — the client's address or the key's id in braces — so a key's counters share a slot
+    /// (on one Redis the names stay as they were: no counter restarts at an upgrade).
     async fn check_in_one(
         &self,
         client: Option<(IpAddr, RateLimit)>,
@@ -39,15 +40,24 @@ impl Shared {
     ) -> Result<Result<Option<QuotaUsage>, Rejection>, StoreError> {
         let prefix = &self.config.key_prefix;
         let buckets = [
-            client.map(|(ip, limit)| (format!("{prefix}rate:client:{{{ip}}}"), limit)),
-            key.and_then(|(id, limits)| Some((format!("{prefix}rate:key:{{{id}}}"), limits.rate?))),
+            client.map(|(ip, limit)| {
+                let ip = ip.to_string();
+                (format!("{prefix}rate:client:{}", self.tagged(&ip)), limit)
+            }),
+            key.and_then(|(id, limits)| {
+                Some((
+                    format!("{prefix}rate:key:{}", self.tagged(id)),
+                    limits.rate?,
+                ))
+            }),
         ];
         let now = SystemTime::now();
         let quota = key.and_then(|(id, limits)| {
             let quota = limits.quota?;
             let window = Window::containing(now, quota.per);
             let counter = format!(
-                "{prefix}quota:{{{id}}}:{}:{}",
+                "{prefix}quota:{}:{}:{}",
+                self.tagged(id),
                 quota.per.as_str(),
                 window.start
             );
@@ -92,7 +102,8 @@ impl Shared {
             .iter()
             .map(|(budget, window)| {
                 format!(
-                    "{prefix}tokens:{{{id}}}:{}:{}",
+                    "{prefix}tokens:{}:{}:{}",
+                    self.tagged(id),
                     budget.per.as_str(),
                     window.start
                 )
@@ -130,6 +141,17 @@ impl Shared {
 
 /// The buckets' keys and parameters: their count, then per bucket its emission interval
 /// and burst tolerance in µs (a request passes while `tat - now <= tolerance`).
+impl Shared {
+    /// `name` as a hash tag (`{name}`) on a cluster; as it is on one Redis.
+    fn tagged<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.target.is_cluster() {
+            std::borrow::Cow::Owned(format!("{{{name}}}"))
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        }
+    }
+}
+
 fn add_buckets(
     invocation: &mut redis::ScriptInvocation<'_>,
     buckets: &[Option<(String, RateLimit)>; 2],

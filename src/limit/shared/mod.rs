@@ -81,10 +81,8 @@ impl StoreError {
 
 impl Shared {
     pub fn new(config: &RedisStoreConfig) -> Result<Self, String> {
-        let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
-        if config.timeout.is_zero() {
-            return Err("`timeout` must be more than 0".to_owned());
-        }
+        let target =
+            crate::redis_client::target(&config.url, config.ca_file.as_deref(), config.timeout)?;
         Ok(Shared {
             config: config.clone(),
             target,
@@ -110,7 +108,7 @@ impl Shared {
     /// This thread's connection; the first call on a thread sets it up on its runtime.
     async fn connection(&self) -> Result<Connection, redis::RedisError> {
         let cell = self.connections.get_or_default();
-        let connection = cell.get_or_try_init(|| self.target.managed(self.config.timeout));
+        let connection = cell.get_or_try_init(|| self.target.managed());
         connection.await.cloned()
     }
 

@@ -123,10 +123,9 @@ impl Opened {
 fn open_redis(config: &RedisKeysConfig) -> Result<Opened, String> {
     let unreachable =
         |e: redis::RedisError| format!("redis (key_prefix {:?}): {e}", config.key_prefix);
-    let target = crate::redis_client::target(&config.url, config.ca_file.as_deref())?;
-    let mut connection = target
-        .connect_blocking(config.timeout)
-        .map_err(unreachable)?;
+    let target =
+        crate::redis_client::target(&config.url, config.ca_file.as_deref(), config.timeout)?;
+    let mut connection = target.connect_blocking().map_err(unreachable)?;
     let layout = Layout::new(&config.key_prefix);
     let (version, read): (Option<u64>, HashMap<String, String>) = layout
         .read_all()
