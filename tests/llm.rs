@@ -377,18 +377,6 @@ fn two_moats_share_token_budgets_in_redis() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
-    let app = moat_keys(
-        &store,
-        &[
-            "new",
-            "--id",
-            "app",
-            "--max-tokens",
-            "50",
-            "--token-budget",
-            "200/day",
-        ],
-    );
     let runner = moat_keys(
         &store,
         &["new", "--id", "runner", "--tokens-per-minute", "60"],
@@ -397,7 +385,7 @@ fn two_moats_share_token_budgets_in_redis() {
         "limits:\n  store:\n    redis:\n      url: {}\n",
         redis.url()
     );
-    let (a, b) = two_moats_spend_one_budget(&model, &store, &limits, &app);
+    let (a, b, app) = two_moats_spend_one_budget(&model, &store, &limits);
     let counter = |pattern: &str| {
         let keys = redis
             .command(&format!("KEYS moat:tokens:{pattern}"))
@@ -646,23 +634,11 @@ fn two_moats_share_token_budgets_on_a_redis_cluster() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.yaml");
-    let app = moat_keys(
-        &store,
-        &[
-            "new",
-            "--id",
-            "app",
-            "--max-tokens",
-            "50",
-            "--token-budget",
-            "200/day",
-        ],
-    );
     let limits = format!(
         "limits:\n  store:\n    redis:\n      url: {}\n      timeout: 500ms\n",
         cluster.url()
     );
-    two_moats_spend_one_budget(&model, &store, &limits, &app);
+    two_moats_spend_one_budget(&model, &store, &limits);
     // The day's counter: on the one node that owns the slot of `{app}`, settled to 153.
     let counted = || {
         cluster
@@ -676,19 +652,30 @@ fn two_moats_share_token_budgets_on_a_redis_cluster() {
     assert!(eventually(|| counted() == ["153\n"]), "{:?}", counted());
 }
 
-/// Two moats on `limits` (a shared store) and key `app` (`--max-tokens 50 --token-budget
-/// 200/day`): each call reserves 58 and uses 51, so three fit in 200 across both moats and
-/// the fourth is refused. The two moats, for what the caller checks next.
+/// Key `app` minted (`--max-tokens 50 --token-budget 200/day`) and two moats on `limits` (a
+/// shared store): each call reserves 58 and uses 51, so three fit in 200 across both moats
+/// and the fourth is refused. The two moats and the key, for what the caller checks next.
 fn two_moats_spend_one_budget(
     model: &PyServer,
     store: &Path,
     limits: &str,
-    app: &str,
-) -> (Moat, Moat) {
+) -> (Moat, Moat, String) {
+    let app = moat_keys(
+        store,
+        &[
+            "new",
+            "--id",
+            "app",
+            "--max-tokens",
+            "50",
+            "--token-budget",
+            "200/day",
+        ],
+    );
     let a = Moat::start(&llm_config(model, store, limits));
     let b = Moat::start(&llm_config(model, store, limits));
     for moat in [&a, &b, &a] {
-        let reply = chat(moat, app, &body("counter", r#","max_tokens":50"#));
+        let reply = chat(moat, &app, &body("counter", r#","max_tokens":50"#));
         assert_eq!(
             reply.status,
             200,
@@ -696,10 +683,10 @@ fn two_moats_spend_one_budget(
             String::from_utf8_lossy(&reply.body)
         );
     }
-    let refused = chat(&b, app, &body("counter", r#","max_tokens":50"#));
+    let refused = chat(&b, &app, &body("counter", r#","max_tokens":50"#));
     assert_eq!(
         (refused.status, code(&refused)),
         (429, "token_budget_exceeded".into())
     );
-    (a, b)
+    (a, b, app)
 }

@@ -113,7 +113,7 @@ impl Default for KeyStore {
 fn digest(text: &str) -> String {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(text.as_bytes());
-    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash[..8])
 }
 
 impl KeyStore {
@@ -245,8 +245,13 @@ fn temporary_beside(path: &Path) -> PathBuf {
     dir.join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Lower-case hex, as digests and legacy SHA-256s are written.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Milliseconds since the Unix epoch: when the store was read, kept in an `AtomicU64`.
-fn unix_ms(at: SystemTime) -> u64 {
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -182,9 +182,7 @@ impl LiveKeys {
     /// The whole store as Redis gave it; a change when it differs from what is held.
     fn replace(&self, version: Option<u64>, fields: HashMap<String, String>) {
         let (records, bytes, problems) = records(fields);
-        for problem in &problems {
-            tracing::warn!(problem = %problem, "a key record in Redis does not read; that key is refused");
-        }
+        problems.iter().for_each(|problem| unreadable(problem));
         let differs = {
             let mut held = self.held();
             let differs = held.records != records || !self.synced();
@@ -215,16 +213,14 @@ impl LiveKeys {
         }
         held.version = change.version;
         held.generation += 1;
-        let record = json.map(|json| super::keystore::redis::record(&change.id, &json));
-        match record {
+        match json.map(|json| super::keystore::redis::record(&change.id, &json)) {
             Some(Ok(record)) => {
                 held.records.insert(change.id.clone(), Arc::new(record));
             }
-            Some(Err(problem)) => {
-                tracing::warn!(problem = %problem, "a key record in Redis does not read; that key is refused");
-                held.records.remove(&change.id);
-            }
-            None => {
+            deleted_or_unread => {
+                if let Some(Err(problem)) = deleted_or_unread {
+                    unreadable(&problem);
+                }
                 held.records.remove(&change.id);
             }
         }
@@ -258,10 +254,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn unreadable(problem: &str) {
+    tracing::warn!(problem = %problem, "a key record in Redis does not read; that key is refused");
+}
+
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    super::keystore::unix_ms(SystemTime::now())
 }
 
 #[cfg(test)]

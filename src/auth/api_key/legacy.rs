@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{ApiKeyVerifier, KeyError, hash_key, within_restrictions};
-use crate::auth::keystore::KeyRecord;
+use crate::auth::keystore::{KeyRecord, hex};
 use crate::config::KeySource;
 
 /// How long after a failed write-back the key is re-hashed again.
@@ -215,8 +215,4 @@ fn write_file(
     crate::auth::keystore::write_atomically(path, &text)
         .map(|()| true)
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -65,14 +65,17 @@ impl Layout {
         command
     }
 
-    /// The write script's text (`SCRIPT LOAD` it on an async connection).
-    pub fn write_script(&self) -> &'static str {
-        WRITE_SCRIPT
-    }
-
     /// Loads the write script, which [`Layout::write`] names by its hash.
     pub fn load_write(&self, connection: &mut dyn redis::ConnectionLike) -> redis::RedisResult<()> {
         WRITE.load(connection).map(drop)
+    }
+
+    /// [`Layout::load_write`] on an async connection.
+    pub async fn load_write_async(
+        &self,
+        connection: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<()> {
+        WRITE.load_async(connection).await.map(drop)
     }
 }
 
@@ -152,17 +155,19 @@ pub fn record(id: &str, json: &str) -> Result<KeyRecord, String> {
 
 /// Every stored record that reads, the bytes they took, and a problem for each that does
 /// not — left out, so that key is refused while the others serve.
-pub fn records(
-    fields: HashMap<String, String>,
+/// Owned fields or borrowed (`moat keys` keeps the JSON it read, to write against).
+pub fn records<I: Into<String> + AsRef<str>, J: AsRef<str>>(
+    fields: impl IntoIterator<Item = (I, J)>,
 ) -> (HashMap<String, Arc<KeyRecord>>, usize, Vec<String>) {
-    let mut by_id = HashMap::with_capacity(fields.len());
+    let mut by_id = HashMap::new();
     let mut bytes = 0;
     let mut problems = Vec::new();
     for (id, json) in fields {
-        bytes += id.len() + json.len();
-        match record(&id, &json) {
+        let (id_text, json) = (id.as_ref(), json.as_ref());
+        bytes += id_text.len() + json.len();
+        match record(id_text, json) {
             Ok(record) => {
-                by_id.insert(id, Arc::new(record));
+                by_id.insert(id.into(), Arc::new(record));
             }
             Err(problem) => problems.push(problem),
         }

@@ -37,9 +37,7 @@ impl LiveKeys {
         record.insert("hash".to_owned(), Value::from(hash));
         record.insert("legacy_tag".to_owned(), Value::from(tag));
         let written = Value::Object(record).to_string();
-        let mut load = redis::cmd("SCRIPT");
-        load.arg("LOAD").arg(self.layout.write_script());
-        self.within(load.query_async::<String>(&mut connection))
+        self.within(self.layout.load_write_async(&mut connection))
             .await?;
         let write = self.layout.write(id, Some(&written), Some(&read));
         match self.within(write.query_async::<u64>(&mut connection)).await {

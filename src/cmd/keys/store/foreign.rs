@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::auth::keystore::valid_id;
+use crate::auth::keystore::{hex, valid_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Gateway {
@@ -182,7 +182,7 @@ fn hex_sha(text: &str) -> Result<String, String> {
     engines
         .iter()
         .find_map(|engine| engine.decode(text).ok().filter(|bytes| bytes.len() == 32))
-        .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect())
+        .map(|bytes| hex(&bytes))
         .ok_or_else(|| {
             "the hash is not a SHA-256 (64 hex digits, or 32 bytes in base64)".to_owned()
         })

@@ -131,7 +131,7 @@ fn open_redis(config: &RedisKeysConfig) -> Result<Opened, String> {
         .read_all()
         .invoke(connection.connection())
         .map_err(unreachable)?;
-    let (by_id, bytes, problems) = records(read.clone());
+    let (by_id, bytes, problems) = records(&read);
     for problem in problems {
         eprintln!("warning: {problem} (serve refuses that key)");
     }
